@@ -1,0 +1,7 @@
+//! The monitor's one integration test binary (see STYLE.md).
+
+mod support;
+
+mod docker;
+mod parser;
+mod store;
