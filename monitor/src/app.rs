@@ -1,0 +1,156 @@
+//! Wiring: opens the store, spawns the configured source, and shuts down in order
+//! (stop the source, drain, flush the store). Later parts (HTTP, federation) hook in here.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::parser::ParserConfig;
+use crate::source::demo::{DemoOptions, DemoSource};
+use crate::source::docker::{DockerConfig, DockerSource};
+use crate::source::file::FileSource;
+use crate::source::SourceStatus;
+use crate::store::{Store, StoreConfig, StoreError};
+
+/// Which source feeds the store.
+#[derive(Clone, Copy, Debug)]
+pub enum SourceChoice {
+    /// Docker, or the log file when one is configured.
+    Configured,
+    Demo(DemoOptions),
+}
+
+pub fn store_config(config: &Config) -> StoreConfig {
+    let mut sc = StoreConfig::new(config.db_path.clone());
+    sc.log_retention_days = config.log_retention_days;
+    sc.task_retention_days = config.task_retention_days;
+    sc
+}
+
+pub fn parser_config(config: &Config) -> ParserConfig {
+    ParserConfig { node_utc_offset_secs: config.node_utc_offset_secs }
+}
+
+/// Opens the store; on a failure that may clear up (locked, disk full, a file being
+/// restored) it says so once and retries every few seconds instead of exiting, so a
+/// container restart policy never turns it into a crash loop.
+pub async fn open_store(config: &Config, shutdown: &CancellationToken) -> Option<Store> {
+    let mut last: Option<String> = None;
+    loop {
+        let sc = store_config(config);
+        match tokio::task::spawn_blocking(move || Store::open(sc)).await {
+            Ok(Ok(store)) => {
+                if last.is_some() {
+                    tracing::info!(db = %config.db_path.display(), "database opened");
+                }
+                return Some(store);
+            }
+            Ok(Err(err)) => {
+                let msg = err.to_string();
+                if last.as_deref() != Some(msg.as_str()) {
+                    tracing::error!("{msg}; retrying every 10 s");
+                    last = Some(msg);
+                }
+            }
+            Err(err) => tracing::error!("store open task failed: {err}"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// Runs ingest until `shutdown` is cancelled.
+pub async fn run(config: Config, choice: SourceChoice, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Some(store) = open_store(&config, &shutdown).await else {
+        return Ok(());
+    };
+    let kind = match (choice, &config.log_file) {
+        (SourceChoice::Demo(_), _) => "demo",
+        (SourceChoice::Configured, Some(_)) => "file",
+        (SourceChoice::Configured, None) => "docker",
+    };
+    let (status_tx, status_rx) = watch::channel(SourceStatus::new(kind));
+    let parser = parser_config(&config);
+    let source_task = match choice {
+        SourceChoice::Demo(options) => {
+            tokio::spawn(DemoSource::new(options, store.clone(), parser, status_tx, shutdown.clone()).run())
+        }
+        SourceChoice::Configured => match &config.log_file {
+            Some(path) => {
+                let src = FileSource::new(path.clone(), store.clone(), parser, status_tx, shutdown.clone());
+                tokio::task::spawn_blocking(move || src.run_blocking())
+            }
+            None => {
+                let dc = DockerConfig { host: config.docker_host.clone(), container_name: config.container_name.clone() };
+                tokio::spawn(DockerSource::new(dc, store.clone(), parser, status_tx, shutdown.clone()).run())
+            }
+        },
+    };
+    let reporter = tokio::spawn(report_periodically(store.clone(), status_rx, shutdown.clone()));
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: stopping the source");
+    source_task.await.context("source task panicked")?;
+    reporter.abort();
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await.context("store close task panicked")??;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// Logs a one-line summary every five minutes (and the first one after a minute).
+async fn report_periodically(store: Store, status: watch::Receiver<SourceStatus>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let s = store.clone();
+        let summary: Result<_, StoreError> = tokio::task::spawn_blocking(move || s.summary())
+            .await
+            .unwrap_or(Err(StoreError::Closed));
+        match summary {
+            Ok(sum) => {
+                let st = status.borrow().clone();
+                tracing::info!(
+                    entries = sum.entries,
+                    tasks = ?sum.tasks_by_status,
+                    invoices = sum.invoices,
+                    source = ?st.connection,
+                    container = ?st.container,
+                    "status"
+                );
+            }
+            Err(err) => tracing::warn!("cannot read the summary: {err}"),
+        }
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+        token.cancel();
+    });
+}

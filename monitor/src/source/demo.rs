@@ -1,0 +1,149 @@
+//! A simulated node for `truebit-monitor demo`: realistic runner-node lines from
+//! [`crate::demo::LogGenerator`], fed through the same ingest path as a real container.
+//! It first back-fills some history, then prints in real time.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Connection, ContainerState, SourceStatus};
+use crate::demo::LogGenerator;
+use crate::ingest::Ingest;
+use crate::model::{ContainerAction, ContainerEvent, LineMeta, Pos};
+use crate::parser::ParserConfig;
+use crate::store::{Batch, Store};
+
+/// Container id and name the demo node pretends to have.
+pub const DEMO_CONTAINER: &str = "demo-runner-node";
+
+#[derive(Clone, Copy, Debug)]
+pub struct DemoOptions {
+    pub seed: u64,
+    /// How much history to back-fill before going live.
+    pub history: Duration,
+    /// Time-lapse factor for the live part (1 = real time).
+    pub speed: f64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self { seed: 42, history: Duration::from_secs(24 * 3600), speed: 1.0 }
+    }
+}
+
+#[derive(Debug)]
+pub struct DemoSource {
+    options: DemoOptions,
+    store: Store,
+    parser: ParserConfig,
+    status: watch::Sender<SourceStatus>,
+    shutdown: CancellationToken,
+}
+
+impl DemoSource {
+    pub fn new(
+        options: DemoOptions,
+        store: Store,
+        parser: ParserConfig,
+        status: watch::Sender<SourceStatus>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { options, store, parser, status, shutdown }
+    }
+
+    pub async fn run(self) {
+        let store = self.store.clone();
+        let parser = self.parser;
+        let mut ingest = match tokio::task::spawn_blocking(move || Ingest::resume(&store, "demo", parser)).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(err)) => {
+                tracing::error!("cannot read the demo cursor: {err}");
+                return;
+            }
+            Err(err) => {
+                tracing::error!("cursor task failed: {err}");
+                return;
+            }
+        };
+        let now = super::docker::now_ns();
+        let start_secs = now.div_euclid(1_000_000_000) - self.options.history.as_secs() as i64;
+        let started = ContainerEvent {
+            container_id: DEMO_CONTAINER.into(),
+            container_name: DEMO_CONTAINER.into(),
+            time_ns: start_secs * 1_000_000_000,
+            action: ContainerAction::Started,
+            exit_code: None,
+        };
+        let event_batch =
+            Batch { source: "docker-events".into(), entries: Vec::new(), cursor: None, container_events: vec![started] };
+        if let Err(err) = self.store.submit_async(event_batch).await {
+            tracing::error!("cannot record the demo container start: {err}");
+        }
+        self.status.send_modify(|s| {
+            s.connection = Connection::Connected { version: "demo".into() };
+            s.container = ContainerState::Running { id: DEMO_CONTAINER.into(), name: DEMO_CONTAINER.into() };
+        });
+        tracing::info!(history_hours = self.options.history.as_secs() / 3600, "demo node started: back-filling history, then live");
+
+        let mut generator = LogGenerator::new(self.options.seed, start_secs);
+        let live_from = Instant::now();
+        let live_base_secs = now.div_euclid(1_000_000_000);
+        let mut last_ns = 0i64;
+        let mut seq = 0i64;
+        let mut last_line_at = Instant::now();
+        loop {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let line = generator.next_line();
+            // Live part: wait until the line's (time-lapsed) moment.
+            let ahead = line.node_time_secs - live_base_secs;
+            if ahead > 0 {
+                let due = live_from + Duration::from_secs_f64(ahead as f64 / self.options.speed.max(0.001));
+                while Instant::now() < due {
+                    if ingest.has_work() && last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
+                        ingest.flush_parser();
+                        self.commit(ingest.take_batch()).await;
+                    }
+                    let wait = due.saturating_duration_since(Instant::now()).min(crate::ingest::IDLE_FLUSH);
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+            let received = if ahead > 0 { super::docker::now_ns() } else { line.node_time_secs * 1_000_000_000 };
+            if received == last_ns {
+                seq += 1;
+            } else {
+                seq = 0;
+                last_ns = received;
+            }
+            let mut text = line.text.as_bytes();
+            // The generator hands out whole (possibly multi-line) console writes.
+            while !text.is_empty() {
+                let (one, rest) = match memchr::memchr(b'\n', text) {
+                    Some(i) => (&text[..i], &text[i + 1..]),
+                    None => (text, &b""[..]),
+                };
+                ingest.push(one, LineMeta { received_ns: Some(received), pos: Pos::new(received, seq) });
+                seq += 1;
+                text = rest;
+            }
+            last_line_at = Instant::now();
+            if ingest.batch_due() {
+                self.commit(ingest.take_batch()).await;
+            }
+        }
+        self.commit(ingest.finish()).await;
+    }
+
+    async fn commit(&self, batch: Option<Batch>) {
+        if let Some(batch) = batch {
+            if let Err(err) = self.store.submit_async(batch).await {
+                tracing::error!("cannot hand log entries to the store: {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The node container's logs and state through the Docker Engine API (bollard).
+//!
+//! Read-only by construction: this file calls only `version`, `list_containers`,
+//! `inspect_container`, `logs` and `events`. It survives everything a node does: the
+//! socket missing at start, the daemon restarting (reconnect with capped exponential
+//! backoff), the container stopping, restarting, or being removed and recreated under the
+//! same name with a new id (a cursor per container id).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::container::{InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions};
+use bollard::system::EventsOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::decode::{LineAssembler, Stream};
+use super::{Backoff, Connection, ContainerState, SourceStatus};
+use crate::ingest::Ingest;
+use crate::model::{ContainerAction, ContainerEvent, UnixNanos};
+use crate::parser::ParserConfig;
+use crate::store::{Batch, Store};
+
+/// The default Docker endpoint.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Where the Docker Engine API is and which container to follow.
+#[derive(Clone, Debug)]
+pub struct DockerConfig {
+    /// `unix:///path/docker.sock`, a bare socket path, `tcp://host:port` or `http://host:port`.
+    pub host: String,
+    pub container_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("Docker socket {path} does not exist: is Docker running, and is the socket mounted into this container? (set DOCKER_HOST or DOCKER_SOCKET_PATH)")]
+    SocketMissing { path: String },
+    #[error("unsupported DOCKER_HOST {host:?}: use unix:///path/to/docker.sock, tcp://host:port or http://host:port")]
+    UnsupportedHost { host: String },
+    #[error("Docker API error: {0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("the Docker {what} stream ended unexpectedly")]
+    StreamEnded { what: &'static str },
+}
+
+/// Connects a client to `host` (no request is made).
+pub fn client(host: &str) -> Result<Docker, DockerError> {
+    const TIMEOUT_SECS: u64 = 30;
+    if let Some(rest) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
+        return Ok(Docker::connect_with_http(rest, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?);
+    }
+    let path = host.strip_prefix("unix://").unwrap_or(host);
+    if !path.starts_with('/') {
+        return Err(DockerError::UnsupportedHost { host: host.to_owned() });
+    }
+    if !std::path::Path::new(path).exists() {
+        return Err(DockerError::SocketMissing { path: path.to_owned() });
+    }
+    Ok(Docker::connect_with_unix(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?)
+}
+
+/// A found container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Found {
+    id: String,
+    name: String,
+    running: bool,
+    exit_code: Option<i64>,
+    oom_killed: bool,
+    started_ns: Option<UnixNanos>,
+    finished_ns: Option<UnixNanos>,
+}
+
+/// Follows one container by name; see the module docs.
+#[derive(Debug)]
+pub struct DockerSource {
+    config: DockerConfig,
+    store: Store,
+    parser: ParserConfig,
+    status: watch::Sender<SourceStatus>,
+    shutdown: CancellationToken,
+}
+
+impl DockerSource {
+    pub fn new(
+        config: DockerConfig,
+        store: Store,
+        parser: ParserConfig,
+        status: watch::Sender<SourceStatus>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { config, store, parser, status, shutdown }
+    }
+
+    /// Runs until shutdown. Never returns an error: every failure is reported in the
+    /// status and retried.
+    pub async fn run(self) {
+        let mut backoff = Backoff::default();
+        loop {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let result = match self.connect().await {
+                Ok(docker) => {
+                    backoff.reset();
+                    self.session(&docker).await
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => break,
+                Err(err) => self.set_unreachable(&err),
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        tracing::info!("docker source stopped");
+    }
+
+    async fn connect(&self) -> Result<Docker, DockerError> {
+        // Older engines refuse a client API version newer than theirs: agree on one first.
+        let docker = client(&self.config.host)?.negotiate_version().await?;
+        let version = docker.version().await?;
+        let version = version.version.unwrap_or_else(|| "unknown".into());
+        tracing::info!(docker.host = %self.config.host, docker.version = %version, "connected to Docker");
+        self.status.send_modify(|s| {
+            s.connection = Connection::Connected { version };
+            s.last_error = None;
+        });
+        Ok(docker)
+    }
+
+    fn set_unreachable(&self, err: &DockerError) {
+        let reason = err.to_string();
+        let changed = self.status.send_if_modified(|s| {
+            let new = Connection::Unreachable { reason: reason.clone() };
+            if s.connection == new {
+                return false;
+            }
+            s.connection = new;
+            s.last_error = Some(reason.clone());
+            true
+        });
+        if changed {
+            tracing::warn!(docker.host = %self.config.host, "Docker unreachable: {reason}; retrying with backoff");
+        }
+    }
+
+    fn set_container(&self, state: ContainerState) {
+        let changed = self.status.send_if_modified(|s| {
+            if s.container == state {
+                return false;
+            }
+            s.container = state.clone();
+            true
+        });
+        if changed {
+            match &state {
+                ContainerState::Missing { name } => {
+                    tracing::warn!(container.name = %name, "no container named {name}; waiting for it to appear (set CONTAINER_NAME if your node uses another name)")
+                }
+                ContainerState::Running { id, name } => {
+                    tracing::info!(container.name = %name, container.id = %short(id), "following container logs")
+                }
+                ContainerState::Stopped { id, name, exit_code } => {
+                    tracing::warn!(container.name = %name, container.id = %short(id), exit_code = ?exit_code, "container is not running; waiting for it to start")
+                }
+                ContainerState::Unknown => {}
+            }
+        }
+    }
+
+    /// One connected session: events and logs side by side until the daemon goes away
+    /// (error) or shutdown (Ok).
+    async fn session(&self, docker: &Docker) -> Result<(), DockerError> {
+        let wake = Arc::new(Notify::new());
+        tokio::select! {
+            r = self.watch_events(docker, wake.clone()) => r,
+            r = self.follow(docker, wake) => r,
+        }
+    }
+
+    /// Records the container's state changes and wakes the log follower on each.
+    async fn watch_events(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
+        let since_ns = self.resume_events_from().await;
+        let since = format!("{}.{:09}", since_ns.div_euclid(1_000_000_000), since_ns.rem_euclid(1_000_000_000));
+        let mut filters = HashMap::new();
+        filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        filters.insert("container".to_owned(), vec![self.config.container_name.clone()]);
+        let mut stream = docker.events(Some(EventsOptions::<String> { since: Some(since), until: None, filters }));
+        loop {
+            let msg = tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                msg = stream.next() => msg,
+            };
+            let Some(msg) = msg else {
+                return Err(DockerError::StreamEnded { what: "events" });
+            };
+            let msg = msg?;
+            let Some(event) = container_event(&msg, &self.config.container_name) else { continue };
+            tracing::info!(container.id = %short(&event.container_id), action = event.action.as_str(), exit_code = ?event.exit_code, "container event");
+            self.record(vec![event]).await;
+            wake.notify_one();
+        }
+    }
+
+    /// Where to replay Docker events from: the last recorded one (Docker keeps a short
+    /// history), but no more than a day back.
+    async fn resume_events_from(&self) -> UnixNanos {
+        let now = now_ns();
+        let day_ago = now - 86_400 * 1_000_000_000;
+        let store = self.store.clone();
+        let last = tokio::task::spawn_blocking(move || store.container_events(day_ago, i64::MAX))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|events| events.iter().map(|e| e.time_ns).max());
+        last.unwrap_or(now).max(day_ago)
+    }
+
+    async fn record(&self, events: Vec<ContainerEvent>) {
+        let batch = Batch { source: "docker-events".into(), entries: Vec::new(), cursor: None, container_events: events };
+        if let Err(err) = self.store.submit_async(batch).await {
+            tracing::error!("cannot record container event: {err}");
+        }
+    }
+
+    /// Finds the container, follows its logs while it runs, waits while it does not.
+    async fn follow(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
+        let name = self.config.container_name.clone();
+        let mut seen: Option<String> = None;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match self.find(docker).await? {
+                None => self.set_container(ContainerState::Missing { name: name.clone() }),
+                Some(found) => {
+                    if seen.as_deref() != Some(found.id.as_str()) {
+                        self.record_initial_state(&found).await;
+                        seen = Some(found.id.clone());
+                    }
+                    if found.running {
+                        self.set_container(ContainerState::Running { id: found.id.clone(), name: found.name.clone() });
+                    }
+                    // A stopped container's logs are read to their end as well.
+                    let started = Instant::now();
+                    self.follow_logs(docker, &found.id).await?;
+                    if found.running && started.elapsed() < Duration::from_secs(1) {
+                        // The stream ended at once although the container runs: do not spin.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    if self.shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    let after = self.find(docker).await?;
+                    match after {
+                        Some(f) if f.id == found.id && f.running => continue,
+                        Some(f) if !f.running => self.set_container(ContainerState::Stopped {
+                            id: f.id.clone(),
+                            name: f.name.clone(),
+                            exit_code: f.exit_code,
+                        }),
+                        _ => continue,
+                    }
+                }
+            }
+            // Wait for an event about the container, with a slow poll as a safety net.
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    async fn find(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("name".to_owned(), vec![self.config.container_name.clone()]);
+        let list = docker.list_containers(Some(ListContainersOptions::<String> { all: true, filters, ..Default::default() })).await?;
+        let wanted = format!("/{}", self.config.container_name);
+        let Some(id) = list
+            .into_iter()
+            .find(|c| c.names.as_ref().is_some_and(|n| n.iter().any(|n| *n == wanted)))
+            .and_then(|c| c.id)
+        else {
+            return Ok(None);
+        };
+        let info = match docker.inspect_container(&id, None::<InspectContainerOptions>).await {
+            Ok(info) => info,
+            // Removed between list and inspect.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let state = info.state.unwrap_or_default();
+        let ts = |s: Option<String>| s.as_deref().and_then(super::decode::parse_rfc3339_ns).filter(|ns| *ns > 0);
+        Ok(Some(Found {
+            id,
+            name: self.config.container_name.clone(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            started_ns: ts(state.started_at),
+            finished_ns: ts(state.finished_at),
+        }))
+    }
+
+    /// The first time a container id is seen, its current state becomes events (so the
+    /// uptime history starts right even when the monitor starts after the node).
+    async fn record_initial_state(&self, found: &Found) {
+        let store = self.store.clone();
+        let id = found.id.clone();
+        let known = tokio::task::spawn_blocking(move || store.container_events(0, i64::MAX))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .is_some_and(|events| events.iter().any(|e| e.container_id == id));
+        if known {
+            return;
+        }
+        let mut events = Vec::new();
+        let ev = |time_ns, action, exit_code| ContainerEvent {
+            container_id: found.id.clone(),
+            container_name: found.name.clone(),
+            time_ns,
+            action,
+            exit_code,
+        };
+        if let Some(started) = found.started_ns {
+            events.push(ev(started, ContainerAction::Started, None));
+        }
+        if !found.running {
+            if let Some(finished) = found.finished_ns {
+                if found.oom_killed {
+                    events.push(ev(finished, ContainerAction::Oom, None));
+                }
+                events.push(ev(finished, ContainerAction::Died, found.exit_code));
+            }
+        }
+        if !events.is_empty() {
+            self.record(events).await;
+        }
+    }
+
+    /// Streams the container's logs from its cursor until the stream ends (container
+    /// stopped) or shutdown; commits as it goes.
+    async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<(), DockerError> {
+        let source = format!("docker:{id}");
+        let store = self.store.clone();
+        let parser = self.parser;
+        let src = source.clone();
+        let mut ingest = match tokio::task::spawn_blocking(move || Ingest::resume(&store, &src, parser)).await {
+            Ok(Ok(ingest)) => ingest,
+            Ok(Err(err)) => {
+                tracing::error!("cannot read the cursor of {source}: {err}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                return Ok(());
+            }
+            Err(err) => {
+                tracing::error!("cursor task failed: {err}");
+                return Ok(());
+            }
+        };
+        // `since` is whole seconds and inclusive; one more second back so that a long line
+        // split across a second boundary is joined whole. Lines up to the cursor are skipped.
+        let since = ingest.resume_after().map(|p| p.major.div_euclid(1_000_000_000) - 1).unwrap_or(0).max(0);
+        let mut stream = docker.logs(
+            id,
+            Some(LogsOptions::<String> {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                since,
+                until: 0,
+                timestamps: true,
+                tail: "all".into(),
+            }),
+        );
+        let mut asm = LineAssembler::default();
+        let mut last_line_at = Instant::now();
+        loop {
+            let deadline = ingest.deadline(last_line_at).map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => {
+                    self.commit(ingest.finish()).await;
+                    return Ok(());
+                }
+                item = stream.next() => match item {
+                    Some(Ok(output)) => {
+                        let (stream_kind, bytes) = match output {
+                            LogOutput::StdErr { message } => (Stream::Stderr, message),
+                            LogOutput::StdOut { message } | LogOutput::Console { message } | LogOutput::StdIn { message } => (Stream::Stdout, message),
+                        };
+                        asm.push_frame(stream_kind, &bytes, |line, meta| {
+                            ingest.push(line, meta);
+                        });
+                        last_line_at = Instant::now();
+                        if ingest.batch_due() {
+                            self.commit(ingest.take_batch()).await;
+                        }
+                    }
+                    Some(Err(err)) => {
+                        // Keep what is complete; the pending entry is re-read after reconnecting.
+                        self.commit(ingest.take_batch()).await;
+                        return Err(err.into());
+                    }
+                    None => {
+                        asm.finish(|line, meta| {
+                            ingest.push(line, meta);
+                        });
+                        self.commit(ingest.finish()).await;
+                        return Ok(());
+                    }
+                },
+                () = sleep_until_opt(deadline) => {
+                    if last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
+                        ingest.flush_parser();
+                    }
+                    self.commit(ingest.take_batch()).await;
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, batch: Option<Batch>) {
+        if let Some(batch) = batch {
+            if let Err(err) = self.store.submit_async(batch).await {
+                tracing::error!("cannot hand log entries to the store: {err}");
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Maps a Docker event to a container event of ours, if it is about our container and a
+/// state change we record.
+fn container_event(msg: &bollard::models::EventMessage, name: &str) -> Option<ContainerEvent> {
+    let action = msg.action.as_deref()?;
+    // `exec_start: sh` style actions carry a suffix; `health_status: healthy` too.
+    let action = action.split(':').next().unwrap_or(action).trim();
+    let action = ContainerAction::from_docker(action)?;
+    let actor = msg.actor.as_ref()?;
+    let attrs = actor.attributes.as_ref();
+    let ev_name = attrs.and_then(|a| a.get("name")).map(String::as_str).unwrap_or(name);
+    if ev_name != name {
+        return None;
+    }
+    let time_ns = msg.time_nano.or_else(|| msg.time.map(|t| t * 1_000_000_000))?;
+    let exit_code = attrs.and_then(|a| a.get("exitCode")).and_then(|c| c.parse().ok());
+    Some(ContainerEvent {
+        container_id: actor.id.clone()?,
+        container_name: ev_name.to_owned(),
+        time_ns,
+        action,
+        exit_code,
+    })
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+pub(crate) fn now_ns() -> UnixNanos {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EventActor, EventMessage};
+
+    fn msg(action: &str, name: &str, exit: Option<&str>) -> EventMessage {
+        let mut attributes = HashMap::from([("name".to_owned(), name.to_owned())]);
+        if let Some(e) = exit {
+            attributes.insert("exitCode".into(), e.into());
+        }
+        EventMessage {
+            action: Some(action.into()),
+            actor: Some(EventActor { id: Some("abc".into()), attributes: Some(attributes) }),
+            time: Some(1_700_000_000),
+            time_nano: Some(1_700_000_000_123_456_789),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn die_event_carries_its_exit_code() {
+        let ev = container_event(&msg("die", "runner-node", Some("137")), "runner-node").expect("recorded");
+        assert_eq!(ev.action, ContainerAction::Died);
+        assert_eq!(ev.exit_code, Some(137));
+        assert_eq!(ev.time_ns, 1_700_000_000_123_456_789);
+        assert_eq!(ev.container_id, "abc");
+    }
+
+    #[test]
+    fn events_of_other_containers_and_actions_are_ignored() {
+        assert!(container_event(&msg("die", "runner-node-2", None), "runner-node").is_none());
+        assert!(container_event(&msg("exec_start: sh", "runner-node", None), "runner-node").is_none());
+        assert!(container_event(&msg("attach", "runner-node", None), "runner-node").is_none());
+    }
+
+    #[test]
+    fn missing_socket_is_a_clear_error() {
+        let err = client("unix:///nonexistent/docker.sock").expect_err("no socket");
+        assert!(err.to_string().contains("/nonexistent/docker.sock does not exist"), "{err}");
+        let err = client("ssh://host").expect_err("unsupported");
+        assert!(err.to_string().starts_with("unsupported DOCKER_HOST"), "{err}");
+    }
+}

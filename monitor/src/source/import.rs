@@ -1,0 +1,181 @@
+//! `truebit-monitor import FILE...`: plain or gzipped logs, Docker json-file logs,
+//! `docker logs -t` output and `docker compose logs` output, streamed (never held whole
+//! in memory) through the same ingest path as the live sources.
+//!
+//! Each file is a source of its own, keyed by a hash of its first bytes, with byte offsets
+//! as positions: importing the same file again skips what was already committed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::decode::LineAssembler;
+use super::file::feed_line;
+use crate::ingest::Ingest;
+use crate::model::{Event, Kind, Pos};
+use crate::parser::ParserConfig;
+use crate::store::{Batch, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one import run read (this run only; see [`crate::store::Summary`] for totals).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    pub files: u64,
+    /// Bytes of log text (after decompression).
+    pub bytes: u64,
+    pub lines: u64,
+    /// Lines skipped because an earlier import of the same file committed them.
+    pub skipped_lines: u64,
+    pub entries: u64,
+    pub raw_entries: u64,
+    pub entries_by_kind: BTreeMap<&'static str, u64>,
+    /// Executions seen received / completed (exit code 0 or unknown) / failed.
+    pub tasks_received: u64,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub invoices: u64,
+}
+
+impl ImportCounts {
+    fn count(&mut self, batch: &Batch) {
+        for e in &batch.entries {
+            self.entries += 1;
+            *self.entries_by_kind.entry(e.kind.as_str()).or_default() += 1;
+            if e.kind == Kind::Raw {
+                self.raw_entries += 1;
+            }
+            match &e.event {
+                Some(Event::TaskReceived(_)) => self.tasks_received += 1,
+                Some(Event::ExecutionCompleted { metrics, .. }) => {
+                    match metrics.as_ref().and_then(|m| m.exit_code) {
+                        Some(code) if code != 0 => self.tasks_failed += 1,
+                        _ => self.tasks_completed += 1,
+                    }
+                }
+                Some(Event::Invoice(_)) => self.invoices += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reports progress in bytes of the files as stored (compressed or not).
+pub trait Progress {
+    fn advance(&self, bytes: u64);
+}
+
+impl Progress for () {
+    fn advance(&self, _: u64) {}
+}
+
+impl Progress for indicatif::ProgressBar {
+    fn advance(&self, bytes: u64) {
+        self.inc(bytes);
+    }
+}
+
+/// Imports `paths` into `store`, one after the other; returns this run's counts.
+pub fn import_files(
+    store: &Store,
+    paths: &[PathBuf],
+    parser: ParserConfig,
+    progress: &dyn Progress,
+) -> Result<ImportCounts, ImportError> {
+    let mut counts = ImportCounts::default();
+    for path in paths {
+        import_one(store, path, parser, progress, &mut counts)?;
+        counts.files += 1;
+    }
+    store.flush()?;
+    Ok(counts)
+}
+
+/// Counts bytes read from the underlying file for the progress bar.
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn open_text<'a>(path: &Path, progress: &'a dyn Progress) -> std::io::Result<Box<dyn BufRead + 'a>> {
+    let mut file = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    drop(file);
+    let raw = Counting { inner: File::open(path)?, progress };
+    const BUF: usize = 256 * 1024;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(BUF, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, raw)))))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(BUF, raw)))
+    }
+}
+
+fn import_one(
+    store: &Store,
+    path: &Path,
+    parser: ParserConfig,
+    progress: &dyn Progress,
+    counts: &mut ImportCounts,
+) -> Result<(), ImportError> {
+    let read_err = |source| ImportError::Read { path: path.to_owned(), source };
+    let mut reader = open_text(path, progress).map_err(read_err)?;
+    // The source key is a hash of the first bytes, so the same file imported under another
+    // name or compressed is still recognised.
+    let head = reader.fill_buf().map_err(read_err)?;
+    let head = &head[..head.len().min(4096)];
+    let key = format!("import:{}", hex::encode(&Sha256::digest(head)[..16]));
+    let mut ingest = Ingest::resume(store, &key, parser)?;
+    let mut asm = LineAssembler::default();
+    let mut line = Vec::with_capacity(64 * 1024);
+    let mut offset: u64 = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        feed_line(&mut asm, &mut ingest, text, Pos::new(0, offset as i64));
+        if ingest.ready() >= crate::ingest::BATCH_MAX_ENTRIES {
+            submit(store, &mut ingest, counts)?;
+        }
+    }
+    asm.finish(|l, m| {
+        ingest.push(l, crate::model::LineMeta { pos: Pos::new(0, offset as i64), ..m });
+    });
+    ingest.flush_parser();
+    submit(store, &mut ingest, counts)?;
+    let c = ingest.counts();
+    counts.bytes += offset;
+    counts.lines += c.lines;
+    counts.skipped_lines += c.skipped_lines;
+    Ok(())
+}
+
+fn submit(store: &Store, ingest: &mut Ingest, counts: &mut ImportCounts) -> Result<(), StoreError> {
+    if let Some(batch) = ingest.take_batch() {
+        counts.count(&batch);
+        store.submit(batch)?;
+    }
+    Ok(())
+}
