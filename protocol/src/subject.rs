@@ -1,0 +1,7 @@
+//! NATS subjects. The version suffix changes only with an incompatible wire format.
+
+/// Node window reports ([`crate::sign::SignedReport`] wire bytes), monitor -> aggregator.
+pub const REPORT_SUBJECT: &str = "truebit.report.v1";
+
+/// Network statistics ([`crate::sign::SignedStats`] wire bytes), aggregator -> everyone.
+pub const STATS_SUBJECT: &str = "truebit.stats.v1";
