@@ -31,7 +31,9 @@ pub fn store_config(config: &Config) -> StoreConfig {
 }
 
 pub fn parser_config(config: &Config) -> ParserConfig {
-    ParserConfig { node_utc_offset_secs: config.node_utc_offset_secs }
+    ParserConfig {
+        node_utc_offset_secs: config.node_utc_offset_secs,
+    }
 }
 
 /// Opens the store; on a failure that may clear up (locked, disk full, a file being
@@ -65,10 +67,24 @@ pub async fn open_store(config: &Config, shutdown: &CancellationToken) -> Option
 }
 
 /// Runs ingest until `shutdown` is cancelled.
-pub async fn run(config: Config, choice: SourceChoice, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    choice: SourceChoice,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let Some(store) = open_store(&config, &shutdown).await else {
         return Ok(());
     };
+    run_with_store(store, config, choice, shutdown).await
+}
+
+/// Runs ingest into an already open store until `shutdown` is cancelled, then closes it.
+pub async fn run_with_store(
+    store: Store,
+    config: Config,
+    choice: SourceChoice,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let kind = match (choice, &config.log_file) {
         (SourceChoice::Demo(_), _) => "demo",
         (SourceChoice::Configured, Some(_)) => "file",
@@ -77,35 +93,59 @@ pub async fn run(config: Config, choice: SourceChoice, shutdown: CancellationTok
     let (status_tx, status_rx) = watch::channel(SourceStatus::new(kind));
     let parser = parser_config(&config);
     let source_task = match choice {
-        SourceChoice::Demo(options) => {
-            tokio::spawn(DemoSource::new(options, store.clone(), parser, status_tx, shutdown.clone()).run())
-        }
+        SourceChoice::Demo(options) => tokio::spawn(
+            DemoSource::new(options, store.clone(), parser, status_tx, shutdown.clone()).run(),
+        ),
         SourceChoice::Configured => match &config.log_file {
             Some(path) => {
-                let src = FileSource::new(path.clone(), store.clone(), parser, status_tx, shutdown.clone());
+                let src = FileSource::new(
+                    path.clone(),
+                    store.clone(),
+                    parser,
+                    status_tx,
+                    shutdown.clone(),
+                );
                 tokio::task::spawn_blocking(move || src.run_blocking())
             }
             None => {
-                let dc = DockerConfig { host: config.docker_host.clone(), container_name: config.container_name.clone() };
-                tokio::spawn(DockerSource::new(dc, store.clone(), parser, status_tx, shutdown.clone()).run())
+                let dc = DockerConfig {
+                    host: config.docker_host.clone(),
+                    container_name: config.container_name.clone(),
+                };
+                tokio::spawn(
+                    DockerSource::new(dc, store.clone(), parser, status_tx, shutdown.clone()).run(),
+                )
             }
         },
     };
-    let reporter = tokio::spawn(report_periodically(store.clone(), status_rx, shutdown.clone()));
+    let reporter = tokio::spawn(report_periodically(
+        store.clone(),
+        status_rx,
+        shutdown.clone(),
+    ));
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: stopping the source");
     source_task.await.context("source task panicked")?;
     reporter.abort();
     let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await.context("store close task panicked")??;
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .context("store close task panicked")??;
     tracing::info!("store flushed; bye");
     Ok(())
 }
 
 /// Logs a one-line summary every five minutes (and the first one after a minute).
-async fn report_periodically(store: Store, status: watch::Receiver<SourceStatus>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(300));
+async fn report_periodically(
+    store: Store,
+    status: watch::Receiver<SourceStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        Duration::from_secs(300),
+    );
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -18,7 +18,13 @@ use crate::source::docker::DEFAULT_DOCKER_HOST;
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Settings {
     /// SQLite database file (created if missing; its directory must exist).
-    #[arg(long = "db", visible_alias = "db-path", env = "DB_PATH", value_name = "PATH", global = true)]
+    #[arg(
+        long = "db",
+        visible_alias = "db-path",
+        env = "DB_PATH",
+        value_name = "PATH",
+        global = true
+    )]
     pub db_path: Option<PathBuf>,
 
     /// Docker Engine API endpoint: unix:///path/docker.sock, tcp://host:port or http://host:port
@@ -47,7 +53,13 @@ pub struct Settings {
     pub task_retention_days: Option<u32>,
 
     /// Offset of the node's wall clock from UTC, e.g. +02:00 [default: +00:00].
-    #[arg(long, env = "NODE_UTC_OFFSET", value_name = "±HH:MM", global = true, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "NODE_UTC_OFFSET",
+        value_name = "±HH:MM",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub node_utc_offset: Option<String>,
 
     /// Log filter for the monitor's own output (tracing syntax) [default: info].
@@ -71,7 +83,10 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {key}: {message}")]
@@ -81,8 +96,14 @@ pub enum ConfigError {
 impl Settings {
     /// Reads a TOML file of settings (keys as in `--print-example-config`).
     pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.message().to_owned() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })
     }
 
     /// `self` wins over `lower` field by field.
@@ -108,11 +129,15 @@ impl Settings {
         };
         let container_name = self.container_name.unwrap_or_else(|| "runner-node".into());
         if container_name.is_empty()
-            || !container_name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            || !container_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             return Err(ConfigError::Invalid {
                 key: "CONTAINER_NAME",
-                message: format!("{container_name:?} is not a Docker container name (letters, digits, _ . -)"),
+                message: format!(
+                    "{container_name:?} is not a Docker container name (letters, digits, _ . -)"
+                ),
             });
         }
         let node_utc_offset_secs = match self.node_utc_offset.as_deref() {
@@ -127,7 +152,9 @@ impl Settings {
             d => Some(d),
         };
         Ok(Config {
-            db_path: self.db_path.unwrap_or_else(|| PathBuf::from("truebit-monitor.db")),
+            db_path: self
+                .db_path
+                .unwrap_or_else(|| PathBuf::from("truebit-monitor.db")),
             docker_host,
             container_name,
             log_file: self.log_file,
@@ -210,13 +237,23 @@ mod tests {
             docker_socket_path: Some("/tmp/d.sock".into()),
             ..Default::default()
         };
-        assert_eq!(s.resolve().expect("valid").docker_host, "unix:///tmp/d.sock");
+        assert_eq!(
+            s.resolve().expect("valid").docker_host,
+            "unix:///tmp/d.sock"
+        );
     }
 
     #[test]
     fn flags_win_over_file() {
-        let file = Settings { container_name: Some("from-file".into()), log_retention_days: Some(7), ..Default::default() };
-        let cli = Settings { container_name: Some("from-cli".into()), ..Default::default() };
+        let file = Settings {
+            container_name: Some("from-file".into()),
+            log_retention_days: Some(7),
+            ..Default::default()
+        };
+        let cli = Settings {
+            container_name: Some("from-cli".into()),
+            ..Default::default()
+        };
         let c = cli.over(file).resolve().expect("valid");
         assert_eq!(c.container_name, "from-cli");
         assert_eq!(c.log_retention_days, Some(7));
@@ -224,10 +261,26 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_key() {
-        let err = Settings { node_utc_offset: Some("2 hours".into()), ..Default::default() }.resolve().expect_err("bad");
-        assert!(err.to_string().starts_with("invalid NODE_UTC_OFFSET"), "{err}");
-        let err = Settings { container_name: Some("a b".into()), ..Default::default() }.resolve().expect_err("bad");
-        assert!(err.to_string().starts_with("invalid CONTAINER_NAME"), "{err}");
+        let err = Settings {
+            node_utc_offset: Some("2 hours".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("bad");
+        assert!(
+            err.to_string().starts_with("invalid NODE_UTC_OFFSET"),
+            "{err}"
+        );
+        let err = Settings {
+            container_name: Some("a b".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("bad");
+        assert!(
+            err.to_string().starts_with("invalid CONTAINER_NAME"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -243,7 +296,10 @@ mod tests {
     fn example_config_parses_and_resolves() {
         let s: Settings = toml::from_str(EXAMPLE_CONFIG).expect("example parses");
         let c = s.resolve().expect("example is valid");
-        assert_eq!(c.db_path, PathBuf::from("/var/lib/truebit-monitor/monitor.db"));
+        assert_eq!(
+            c.db_path,
+            PathBuf::from("/var/lib/truebit-monitor/monitor.db")
+        );
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl Ingest {
         }
         let before = self.out.len();
         self.parser.push_line(line, meta, &mut self.out);
-        if self.first_pending_at.is_none() && (self.out.len() > before || self.parser.has_pending()) {
+        if self.first_pending_at.is_none() && (self.out.len() > before || self.parser.has_pending())
+        {
             self.first_pending_at = Some(Instant::now());
         }
         true
@@ -159,21 +160,33 @@ impl Ingest {
     pub fn batch_due(&self) -> bool {
         self.out.len() >= BATCH_MAX_ENTRIES
             || (!self.out.is_empty()
-                && self.first_pending_at.is_some_and(|t| t.elapsed() >= BATCH_MAX_AGE))
+                && self
+                    .first_pending_at
+                    .is_some_and(|t| t.elapsed() >= BATCH_MAX_AGE))
     }
 
     /// The finished entries as a batch with the cursor that covers them.
     pub fn take_batch(&mut self) -> Option<Batch> {
         let last = self.out.last()?.pos;
-        let state = CursorState { parser: self.parser.state(), source: self.source_state.clone() };
+        let state = CursorState {
+            parser: self.parser.state(),
+            source: self.source_state.clone(),
+        };
         let parser_state = serde_json::to_string(&state).unwrap_or_default();
         let entries = std::mem::replace(&mut self.out, Vec::with_capacity(BATCH_MAX_ENTRIES));
         self.counts.entries += entries.len() as u64;
-        self.first_pending_at = if self.parser.has_pending() { Some(Instant::now()) } else { None };
+        self.first_pending_at = if self.parser.has_pending() {
+            Some(Instant::now())
+        } else {
+            None
+        };
         Some(Batch {
             source: self.source.clone(),
             entries,
-            cursor: Some(Cursor { pos: last, parser_state }),
+            cursor: Some(Cursor {
+                pos: last,
+                parser_state,
+            }),
             container_events: Vec::new(),
         })
     }

@@ -1,1 +1,232 @@
-fn main(){}
+//! `truebit-monitor`: parse the command line, load the configuration, start logging,
+//! hand over to the library.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use truebit_monitor::app::{self, SourceChoice};
+use truebit_monitor::config::{Config, Settings, EXAMPLE_CONFIG};
+use truebit_monitor::source::demo::DemoOptions;
+use truebit_monitor::source::import::{import_files, ImportCounts};
+use truebit_monitor::store::{Store, Summary};
+
+/// Monitor for a TrueBit runner-node: follows the node container's logs through the
+/// Docker Engine API (read-only), parses tasks, executions and invoices, and keeps them in
+/// a local SQLite database.
+///
+/// Without a subcommand it runs the monitor. Every option can also be set in the
+/// environment (names in brackets) or in a TOML file given with --config.
+#[derive(Parser, Debug)]
+#[command(name = "truebit-monitor", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (see --print-example-config).
+    #[arg(long, env = "CONFIG_FILE", value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+
+    /// Print a commented example configuration file and exit.
+    #[arg(long)]
+    print_example_config: bool,
+
+    #[command(flatten)]
+    settings: Settings,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the monitor (the default): follow the node container (or LOG_FILE) into the database.
+    Run,
+    /// Import log files once: plain or .gz, Docker json-file logs, `docker logs -t` or
+    /// `docker compose logs` output. Importing the same file again adds nothing.
+    Import {
+        /// Files to import, in order.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a simulated node that prints realistic runner-node logs through the same
+    /// pipeline: a live system to look at without a TrueBit node.
+    Demo {
+        /// Hours of history to back-fill before going live.
+        #[arg(long, default_value_t = 24, value_name = "HOURS")]
+        history_hours: u64,
+        /// Time-lapse factor for the live part (1 = real time).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        speed: f64,
+        /// Random seed of the simulated node.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_example_config {
+        print!("{EXAMPLE_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("truebit-monitor: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // A one-shot import only talks when something is wrong, unless asked otherwise.
+    let quiet_import =
+        matches!(cli.command, Some(Command::Import { .. })) && cli.settings.log_level.is_none();
+    init_tracing(if quiet_import {
+        "warn"
+    } else {
+        &config.log_level
+    });
+    match run(cli.command.unwrap_or(Command::Run), config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("truebit-monitor: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let file = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    Ok(cli.settings.clone().over(file).resolve()?)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run => serve(config, SourceChoice::Configured),
+        Command::Demo {
+            history_hours,
+            speed,
+            seed,
+        } => {
+            if !(speed.is_finite() && speed > 0.0) {
+                anyhow::bail!("invalid --speed {speed}: use a positive number such as 1 or 60");
+            }
+            let options = DemoOptions {
+                seed,
+                history: Duration::from_secs(history_hours * 3600),
+                speed,
+            };
+            serve(config, SourceChoice::Demo(options))
+        }
+        Command::Import { files, json } => import(config, &files, json),
+    }
+}
+
+fn serve(config: Config, choice: SourceChoice) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        app::cancel_on_signal(shutdown.clone());
+        tracing::info!(db = %config.db_path.display(), "truebit-monitor {} starting", env!("CARGO_PKG_VERSION"));
+        app::run(config, choice, shutdown).await
+    })
+}
+
+fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let store = Store::open(app::store_config(&config))?;
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let counts = if std::io::stderr().is_terminal() && !json {
+        let bar = indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let counts = import_files(&store, files, app::parser_config(&config), &bar);
+        bar.finish_and_clear();
+        counts?
+    } else {
+        import_files(&store, files, app::parser_config(&config), &())?
+    };
+    let summary = store.summary()?;
+    store.close()?;
+    if json {
+        let out = serde_json::json!({ "imported": counts, "database": database_json(&summary) });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_summary(&counts, &summary);
+    }
+    Ok(())
+}
+
+fn print_summary(c: &ImportCounts, s: &Summary) {
+    println!("imported {} file(s), {} bytes", c.files, c.bytes);
+    println!(
+        "  lines            {:>10}  ({} already imported, skipped)",
+        c.lines, c.skipped_lines
+    );
+    println!(
+        "  entries          {:>10}  ({} raw, unparsed)",
+        c.entries, c.raw_entries
+    );
+    println!(
+        "  tasks            {:>10} received, {} completed, {} failed",
+        c.tasks_received, c.tasks_completed, c.tasks_failed
+    );
+    println!("  invoices         {:>10}", c.invoices);
+    println!("database now holds ({} bytes)", s.db_size_bytes);
+    let by_status: Vec<String> = s
+        .tasks_by_status
+        .iter()
+        .map(|(k, v)| format!("{v} {}", k.as_str()))
+        .collect();
+    println!("  tasks            {}", by_status.join(", "));
+    println!("  invoices         {:>10}", s.invoices);
+    println!(
+        "  log entries      {:>10}  ({} raw)",
+        s.entries, s.raw_entries
+    );
+}
+
+fn database_json(s: &Summary) -> serde_json::Value {
+    let by_status: serde_json::Map<String, serde_json::Value> = s
+        .tasks_by_status
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), (*v).into()))
+        .collect();
+    let by_kind: serde_json::Map<String, serde_json::Value> = s
+        .entries_by_kind
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), (*v).into()))
+        .collect();
+    serde_json::json!({
+        "tasks_by_status": by_status,
+        "invoices": s.invoices,
+        "invoice_items": s.invoice_items,
+        "entries": s.entries,
+        "raw_entries": s.raw_entries,
+        "entries_by_kind": by_kind,
+        "container_events": s.container_events,
+        "db_size_bytes": s.db_size_bytes,
+    })
+}

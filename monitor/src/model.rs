@@ -15,7 +15,9 @@ pub type UnixNanos = i64;
 /// hosts). File sources use `(0, byte offset after the line)`. The store keeps the
 /// position of the last committed line per source (the cursor) in the same transaction
 /// as the entries it covers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Pos {
     pub major: i64,
     pub minor: i64,
@@ -158,18 +160,35 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    NodeRegistered { address: String },
-    SlotTaken { slot: u32, total: u32 },
-    SlotReleased { active: u32, total: u32 },
+    NodeRegistered {
+        address: String,
+    },
+    SlotTaken {
+        slot: u32,
+        total: u32,
+    },
+    SlotReleased {
+        active: u32,
+        total: u32,
+    },
     TaskReceived(Box<TaskCreated>),
-    TaskDownloaded { task_id: String },
-    ExecutionStarted { execution_id: String },
+    TaskDownloaded {
+        task_id: String,
+    },
+    ExecutionStarted {
+        execution_id: String,
+    },
     /// Metrics as printed; attribution to a task happens on the completion line.
     ExecutionMetrics(Box<Metrics>),
-    ExecutionStderr { text: String },
+    ExecutionStderr {
+        text: String,
+    },
     /// `metrics` is the pending metrics block attributed to this completion, or `None`
     /// when there was none or the attribution was ambiguous.
-    ExecutionCompleted { execution_id: String, metrics: Option<Box<Metrics>> },
+    ExecutionCompleted {
+        execution_id: String,
+        metrics: Option<Box<Metrics>>,
+    },
     OutcomePublished,
     Invoice(Box<Invoice>),
 }
@@ -250,8 +269,12 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 4] =
-        [TaskStatus::Received, TaskStatus::Executing, TaskStatus::Completed, TaskStatus::Failed];
+    pub const ALL: [TaskStatus; 4] = [
+        TaskStatus::Received,
+        TaskStatus::Executing,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

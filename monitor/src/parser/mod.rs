@@ -1,12 +1,339 @@
-//! Pure, never-failing parser for runner-node console output (see shared LOGFORMAT.md).
+//! Pure, never-failing parser for runner-node console output (see LOGFORMAT.md).
 //!
-//! Interface (implementation in progress):
+//! ```
+//! use truebit_monitor::model::{LineMeta, Pos};
+//! use truebit_monitor::parser::{Parser, ParserConfig};
 //!
-//! ```ignore
 //! let mut p = Parser::new(ParserConfig::default());
 //! let mut out = Vec::new();
-//! p.push_line(raw_bytes, LineMeta { received_ns, pos }, &mut out); // may emit finished entries
-//! p.flush(&mut out);                // emits the pending entry (end of input or idle)
-//! let state: ParserState = p.state(); // pending metrics, to persist with the cursor
+//! let meta = LineMeta { received_ns: None, pos: Pos::new(0, 1) };
+//! p.push_line(b"2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 hello", meta, &mut out);
+//! assert!(out.is_empty() && p.has_pending()); // the next line may continue this entry
+//! p.flush(&mut out);
+//! assert_eq!(out[0].message, "hello");
 //! ```
+//!
+//! # How a line is read
+//!
+//! 1. A trailing `\r` and all ANSI escape sequences are removed; then at most one Docker
+//!    timestamp and one compose prefix (`runner-node  | `), in either order. These are
+//!    transport, never part of a message (also not of a raw entry's message). When the
+//!    line's [`LineMeta::received_ns`] is `None`, the Docker timestamp is used instead.
+//! 2. A line starting with the header `YYYY-MM-DD HH:MM:SS LEVEL:` starts a new entry and
+//!    finishes the pending one. Logger and version are `None` when not printed.
+//! 3. Any other line continues the pending entry (appended after `\n`, blank lines
+//!    included, since they can be part of pretty-printed JSON). With no pending entry it
+//!    becomes a one-line [`Kind::Raw`] entry, emitted at once; only a line that is empty
+//!    after step 1 is skipped then (it carries nothing).
+//! 4. A message never grows past [`MAX_MESSAGE_BYTES`] through continuation lines: the
+//!    line that would cross it finishes the entry and becomes a raw entry itself (as do
+//!    the following continuation lines). A single line is never cut; the source bounds
+//!    line length.
+//! 5. Invalid UTF-8 is replaced with U+FFFD.
+//!
+//! An entry's `pos` is that of its last line, its `received_ns` that of its first line.
+//! It is classified when it is emitted (next header or [`Parser::flush`]), so multi-line
+//! JSON is complete. See [`Entry`] for the rest.
+//!
+//! # What the store can rely on
+//!
+//! - `execution_id` is set on task_received, execution_started, execution_completed and
+//!   invoice entries whenever the line names one (also when their JSON is unusable but
+//!   still contains `"executionId":"..."`). Execution ids are lower-cased everywhere
+//!   (task JSON, start, completion, invoice), so they match across lines.
+//! - `event: None` on a recognised kind means the line had the kind's shape but its data
+//!   was unusable (JSON that does not parse, a task without execution id, a stdout block
+//!   that is not a metrics object, a malformed address or slot numbers). Treat it like a
+//!   log line. `Log` and `Raw` entries never carry an event.
+//! - Metrics attribution (`ExecutionCompleted { metrics }`): a metrics block waits in the
+//!   parser state; a completion takes it only when it is the single block waiting and was
+//!   printed at most [`METRICS_WINDOW_NS`] before (Docker receive time when both entries
+//!   have one, else node time, with 1 s of tolerance backwards). More than one waiting
+//!   block is ambiguous: the completion gets `None` and all of them are dropped. Blocks
+//!   older than the window are dropped. The metrics entry itself is always emitted.
+//! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far:
+//!   persist it with the cursor of the last emitted entry and [`Parser::restore`] it on
+//!   restart. The pending (unemitted) entry is not part of it: its lines are after the
+//!   cursor and will be read again.
 
+mod json;
+mod line;
+mod message;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Entry, Event, Kind, Level, LineMeta, Metrics, Pos, UnixNanos};
+
+use line::DayCache;
+
+/// Continuation lines stop being appended past this message size (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// A metrics block is attributed only to a completion printed at most this long after it.
+pub const METRICS_WINDOW_NS: i64 = 5_000_000_000;
+/// How far a completion may appear to precede its metrics block (clock jitter).
+const METRICS_SKEW_NS: i64 = 1_000_000_000;
+/// At most this many metrics blocks wait for a completion (oldest dropped first).
+const MAX_PENDING_METRICS: usize = 16;
+/// The line scratch buffer is shrunk back when a huge line made it grow past this.
+const SCRATCH_KEEP_BYTES: usize = 1 << 20;
+
+/// Parser settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParserConfig {
+    /// The node's wall clock is UTC plus this many seconds (0: the node logs in UTC).
+    pub node_utc_offset_secs: i32,
+}
+
+/// A metrics block waiting for its completion line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMetrics {
+    pub metrics: Metrics,
+    /// Receive time of the metrics entry, if known.
+    pub received_ns: Option<UnixNanos>,
+    /// Node time of the metrics entry (Unix seconds).
+    pub node_time: Option<i64>,
+}
+
+/// What must survive a restart: the metrics blocks still waiting for a completion.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParserState {
+    pub pending_metrics: Vec<PendingMetrics>,
+}
+
+/// Turns physical lines into [`Entry`] values. See the module documentation.
+#[derive(Debug)]
+pub struct Parser {
+    config: ParserConfig,
+    pending: Option<Pending>,
+    metrics: Vec<PendingMetrics>,
+    /// Reused buffer for lines that contain escape sequences.
+    scratch: Vec<u8>,
+    docker_days: DayCache,
+    node_days: DayCache,
+}
+
+/// The entry being assembled (a header line plus continuation lines so far).
+#[derive(Debug)]
+struct Pending {
+    received_ns: Option<UnixNanos>,
+    pos: Pos,
+    node_time: i64,
+    level: Level,
+    logger: Option<String>,
+    version: Option<String>,
+    message: String,
+}
+
+impl Parser {
+    pub fn new(config: ParserConfig) -> Self {
+        Parser {
+            config,
+            pending: None,
+            metrics: Vec::new(),
+            scratch: Vec::new(),
+            docker_days: DayCache::default(),
+            node_days: DayCache::default(),
+        }
+    }
+
+    /// One physical line WITHOUT its trailing `\n` (a trailing `\r` is removed too). May
+    /// emit finished entries into `out`.
+    pub fn push_line(&mut self, line: &[u8], meta: LineMeta, out: &mut Vec<Entry>) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line::has_escape(line) {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            line::strip_ansi_into(line, &mut scratch);
+            self.push_clean(&scratch, meta, out);
+            if scratch.capacity() > SCRATCH_KEEP_BYTES {
+                scratch = Vec::new();
+            }
+            self.scratch = scratch;
+        } else {
+            self.push_clean(line, meta, out);
+        }
+    }
+
+    /// Emits the pending (possibly multi-line) entry, if any.
+    pub fn flush(&mut self, out: &mut Vec<Entry>) {
+        self.emit_pending(out);
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// State to persist with the cursor of the last emitted entry.
+    pub fn state(&self) -> ParserState {
+        ParserState {
+            pending_metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Resumes from a persisted state (replaces the waiting metrics blocks).
+    pub fn restore(&mut self, state: ParserState) {
+        self.metrics = state.pending_metrics;
+    }
+
+    fn push_clean(&mut self, line: &[u8], meta: LineMeta, out: &mut Vec<Entry>) {
+        let (rest, docker_ns) = line::strip_transport(line, &mut self.docker_days);
+        let received_ns = meta.received_ns.or(docker_ns);
+        if let Some(h) = line::parse_header(rest, &mut self.node_days) {
+            self.emit_pending(out);
+            let offset = i64::from(self.config.node_utc_offset_secs);
+            self.pending = Some(Pending {
+                received_ns,
+                pos: meta.pos,
+                node_time: h.local_secs - offset,
+                level: Level::from_word(h.level),
+                logger: h.logger.map(str::to_owned),
+                version: h.version.map(str::to_owned),
+                message: lossy(h.message),
+            });
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            if p.message.len() + 1 + rest.len() <= MAX_MESSAGE_BYTES {
+                p.message.push('\n');
+                p.message.push_str(&String::from_utf8_lossy(rest));
+                p.pos = meta.pos;
+                return;
+            }
+            self.emit_pending(out);
+        }
+        if rest.is_empty() {
+            return;
+        }
+        out.push(Entry {
+            pos: meta.pos,
+            received_ns,
+            node_time: None,
+            level: None,
+            logger: None,
+            version: None,
+            message: lossy(rest),
+            kind: Kind::Raw,
+            execution_id: None,
+            event: None,
+        });
+    }
+
+    fn emit_pending(&mut self, out: &mut Vec<Entry>) {
+        let Some(p) = self.pending.take() else { return };
+        let c = message::classify(&p.message);
+        let event = match c.event {
+            Some(Event::ExecutionMetrics(m)) => {
+                self.remember_metrics(&m, p.received_ns, p.node_time);
+                Some(Event::ExecutionMetrics(m))
+            }
+            Some(Event::ExecutionCompleted { execution_id, .. }) => {
+                let metrics = self.attribute_metrics(p.received_ns, p.node_time);
+                Some(Event::ExecutionCompleted {
+                    execution_id,
+                    metrics,
+                })
+            }
+            other => other,
+        };
+        out.push(Entry {
+            pos: p.pos,
+            received_ns: p.received_ns,
+            node_time: Some(p.node_time),
+            level: Some(p.level),
+            logger: p.logger,
+            version: p.version,
+            message: p.message,
+            kind: c.kind,
+            execution_id: c.execution_id,
+            event,
+        });
+    }
+
+    fn remember_metrics(&mut self, m: &Metrics, received_ns: Option<UnixNanos>, node_time: i64) {
+        self.drop_stale_metrics(received_ns, node_time);
+        if self.metrics.len() >= MAX_PENDING_METRICS {
+            self.metrics.remove(0);
+        }
+        self.metrics.push(PendingMetrics {
+            metrics: m.clone(),
+            received_ns,
+            node_time: Some(node_time),
+        });
+    }
+
+    /// The metrics block for a completion printed at the given time, if unambiguous.
+    fn attribute_metrics(
+        &mut self,
+        received_ns: Option<UnixNanos>,
+        node_time: i64,
+    ) -> Option<Box<Metrics>> {
+        self.drop_stale_metrics(received_ns, node_time);
+        if self.metrics.len() == 1 {
+            self.metrics.pop().map(|p| Box::new(p.metrics))
+        } else {
+            self.metrics.clear();
+            None
+        }
+    }
+
+    fn drop_stale_metrics(&mut self, received_ns: Option<UnixNanos>, node_time: i64) {
+        self.metrics
+            .retain(|m| is_recent(m, received_ns, node_time));
+    }
+}
+
+/// Whether a waiting block printed at `m`'s time may belong to a line printed now.
+fn is_recent(m: &PendingMetrics, received_ns: Option<UnixNanos>, node_time: i64) -> bool {
+    let within = |elapsed: i64, window: i64, skew: i64| (-skew..=window).contains(&elapsed);
+    match (m.received_ns, received_ns, m.node_time) {
+        (Some(then), Some(now), _) => {
+            within(now.saturating_sub(then), METRICS_WINDOW_NS, METRICS_SKEW_NS)
+        }
+        (_, _, Some(then)) => within(
+            node_time.saturating_sub(then),
+            METRICS_WINDOW_NS / 1_000_000_000,
+            METRICS_SKEW_NS / 1_000_000_000,
+        ),
+        _ => false,
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Parses a whole text: lines split on `\n`, `pos = Pos::new(0, byte offset just after
+/// the line)`, no receive times from the caller. Flushes at the end.
+pub fn parse_all(text: &[u8]) -> Vec<Entry> {
+    let mut parser = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let mut start = 0;
+    let push = |parser: &mut Parser, out: &mut Vec<Entry>, line: &[u8], end: usize| {
+        let meta = LineMeta {
+            received_ns: None,
+            pos: Pos::new(0, i64::try_from(end).unwrap_or(i64::MAX)),
+        };
+        parser.push_line(line, meta, out);
+    };
+    for nl in memchr::memchr_iter(b'\n', text) {
+        push(
+            &mut parser,
+            &mut out,
+            text.get(start..nl).unwrap_or_default(),
+            nl + 1,
+        );
+        start = nl + 1;
+    }
+    if start < text.len() {
+        push(
+            &mut parser,
+            &mut out,
+            text.get(start..).unwrap_or_default(),
+            text.len(),
+        );
+    }
+    parser.flush(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,10 @@ pub fn format_rfc3339_ns(ns: UnixNanos) -> String {
 fn split_timestamp(frame: &[u8]) -> (Option<UnixNanos>, &[u8]) {
     let head = &frame[..frame.len().min(48)];
     if let Some(sp) = memchr::memchr(b' ', head) {
-        if let Some(ns) = std::str::from_utf8(&frame[..sp]).ok().and_then(parse_rfc3339_ns) {
+        if let Some(ns) = std::str::from_utf8(&frame[..sp])
+            .ok()
+            .and_then(parse_rfc3339_ns)
+        {
             return (Some(ns), &frame[sp + 1..]);
         }
     }
@@ -71,7 +74,12 @@ pub struct LineAssembler {
 pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 
 impl LineAssembler {
-    pub fn push_frame(&mut self, stream: Stream, frame: &[u8], mut emit: impl FnMut(&[u8], LineMeta)) {
+    pub fn push_frame(
+        &mut self,
+        stream: Stream,
+        frame: &[u8],
+        mut emit: impl FnMut(&[u8], LineMeta),
+    ) {
         let (ts, body) = split_timestamp(frame);
         let frame_ts = ts.unwrap_or(self.last_ts);
         let i = stream as usize;
@@ -117,7 +125,10 @@ impl LineAssembler {
             self.last_ts = frame_ts;
             self.seq = 0;
         }
-        let meta = LineMeta { received_ns: self.partial_ts[i], pos: Pos::new(frame_ts, self.seq) };
+        let meta = LineMeta {
+            received_ns: self.partial_ts[i],
+            pos: Pos::new(frame_ts, self.seq),
+        };
         let line = std::mem::take(&mut self.partial[i]);
         emit(strip_cr(&line), meta);
         self.partial[i] = line;
@@ -184,7 +195,9 @@ mod tests {
         let mut asm = LineAssembler::default();
         let mut out = Vec::new();
         for (s, f) in frames {
-            asm.push_frame(*s, f.as_bytes(), |l, m| out.push((String::from_utf8_lossy(l).into_owned(), m)));
+            asm.push_frame(*s, f.as_bytes(), |l, m| {
+                out.push((String::from_utf8_lossy(l).into_owned(), m))
+            });
         }
         asm.finish(|l, m| out.push((String::from_utf8_lossy(l).into_owned(), m)));
         out
@@ -202,7 +215,10 @@ mod tests {
         let out = collect(&[
             (Stream::Stdout, "2025-11-24T13:55:34.000000001Z first half "),
             (Stream::Stderr, "2025-11-24T13:55:34.000000002Z an error\n"),
-            (Stream::Stdout, "2025-11-24T13:55:34.000000003Z second half\n"),
+            (
+                Stream::Stdout,
+                "2025-11-24T13:55:34.000000003Z second half\n",
+            ),
         ]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].0, "an error");
@@ -243,7 +259,10 @@ mod tests {
         let rec = JsonFileRecord::parse(line).expect("json-file record");
         assert_eq!(rec.stream(), Stream::Stderr);
         assert_eq!(rec.time_ns(), Some(1_763_992_534_123_456_789));
-        assert_eq!(rec.to_frame(), b"2025-11-24T13:55:34.123456789Z 2025-11-24 13:55:34 info: x\n".to_vec());
+        assert_eq!(
+            rec.to_frame(),
+            b"2025-11-24T13:55:34.123456789Z 2025-11-24 13:55:34 info: x\n".to_vec()
+        );
         assert!(JsonFileRecord::parse(b"{\"other\":1}").is_none());
     }
 }

@@ -28,7 +28,11 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        Self { seed: 42, history: Duration::from_secs(24 * 3600), speed: 1.0 }
+        Self {
+            seed: 42,
+            history: Duration::from_secs(24 * 3600),
+            speed: 1.0,
+        }
     }
 }
 
@@ -49,23 +53,31 @@ impl DemoSource {
         status: watch::Sender<SourceStatus>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { options, store, parser, status, shutdown }
+        Self {
+            options,
+            store,
+            parser,
+            status,
+            shutdown,
+        }
     }
 
     pub async fn run(self) {
         let store = self.store.clone();
         let parser = self.parser;
-        let mut ingest = match tokio::task::spawn_blocking(move || Ingest::resume(&store, "demo", parser)).await {
-            Ok(Ok(i)) => i,
-            Ok(Err(err)) => {
-                tracing::error!("cannot read the demo cursor: {err}");
-                return;
-            }
-            Err(err) => {
-                tracing::error!("cursor task failed: {err}");
-                return;
-            }
-        };
+        let mut ingest =
+            match tokio::task::spawn_blocking(move || Ingest::resume(&store, "demo", parser)).await
+            {
+                Ok(Ok(i)) => i,
+                Ok(Err(err)) => {
+                    tracing::error!("cannot read the demo cursor: {err}");
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!("cursor task failed: {err}");
+                    return;
+                }
+            };
         let now = super::docker::now_ns();
         let start_secs = now.div_euclid(1_000_000_000) - self.options.history.as_secs() as i64;
         let started = ContainerEvent {
@@ -75,16 +87,28 @@ impl DemoSource {
             action: ContainerAction::Started,
             exit_code: None,
         };
-        let event_batch =
-            Batch { source: "docker-events".into(), entries: Vec::new(), cursor: None, container_events: vec![started] };
+        let event_batch = Batch {
+            source: "docker-events".into(),
+            entries: Vec::new(),
+            cursor: None,
+            container_events: vec![started],
+        };
         if let Err(err) = self.store.submit_async(event_batch).await {
             tracing::error!("cannot record the demo container start: {err}");
         }
         self.status.send_modify(|s| {
-            s.connection = Connection::Connected { version: "demo".into() };
-            s.container = ContainerState::Running { id: DEMO_CONTAINER.into(), name: DEMO_CONTAINER.into() };
+            s.connection = Connection::Connected {
+                version: "demo".into(),
+            };
+            s.container = ContainerState::Running {
+                id: DEMO_CONTAINER.into(),
+                name: DEMO_CONTAINER.into(),
+            };
         });
-        tracing::info!(history_hours = self.options.history.as_secs() / 3600, "demo node started: back-filling history, then live");
+        tracing::info!(
+            history_hours = self.options.history.as_secs() / 3600,
+            "demo node started: back-filling history, then live"
+        );
 
         let mut generator = LogGenerator::new(self.options.seed, start_secs);
         let live_from = Instant::now();
@@ -100,20 +124,27 @@ impl DemoSource {
             // Live part: wait until the line's (time-lapsed) moment.
             let ahead = line.node_time_secs - live_base_secs;
             if ahead > 0 {
-                let due = live_from + Duration::from_secs_f64(ahead as f64 / self.options.speed.max(0.001));
+                let due = live_from
+                    + Duration::from_secs_f64(ahead as f64 / self.options.speed.max(0.001));
                 while Instant::now() < due {
                     if ingest.has_work() && last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
                         ingest.flush_parser();
                         self.commit(ingest.take_batch()).await;
                     }
-                    let wait = due.saturating_duration_since(Instant::now()).min(crate::ingest::IDLE_FLUSH);
+                    let wait = due
+                        .saturating_duration_since(Instant::now())
+                        .min(crate::ingest::IDLE_FLUSH);
                     tokio::select! {
                         () = self.shutdown.cancelled() => break,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
             }
-            let received = if ahead > 0 { super::docker::now_ns() } else { line.node_time_secs * 1_000_000_000 };
+            let received = if ahead > 0 {
+                super::docker::now_ns()
+            } else {
+                line.node_time_secs * 1_000_000_000
+            };
             if received == last_ns {
                 seq += 1;
             } else {
@@ -127,7 +158,13 @@ impl DemoSource {
                     Some(i) => (&text[..i], &text[i + 1..]),
                     None => (text, &b""[..]),
                 };
-                ingest.push(one, LineMeta { received_ns: Some(received), pos: Pos::new(received, seq) });
+                ingest.push(
+                    one,
+                    LineMeta {
+                        received_ns: Some(received),
+                        pos: Pos::new(received, seq),
+                    },
+                );
                 seq += 1;
                 text = rest;
             }

@@ -50,17 +50,32 @@ pub enum DockerError {
 /// Connects a client to `host` (no request is made).
 pub fn client(host: &str) -> Result<Docker, DockerError> {
     const TIMEOUT_SECS: u64 = 30;
-    if let Some(rest) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
-        return Ok(Docker::connect_with_http(rest, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?);
+    if let Some(rest) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
+        return Ok(Docker::connect_with_http(
+            rest,
+            TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )?);
     }
     let path = host.strip_prefix("unix://").unwrap_or(host);
     if !path.starts_with('/') {
-        return Err(DockerError::UnsupportedHost { host: host.to_owned() });
+        return Err(DockerError::UnsupportedHost {
+            host: host.to_owned(),
+        });
     }
     if !std::path::Path::new(path).exists() {
-        return Err(DockerError::SocketMissing { path: path.to_owned() });
+        return Err(DockerError::SocketMissing {
+            path: path.to_owned(),
+        });
     }
-    Ok(Docker::connect_with_unix(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?)
+    Ok(Docker::connect_with_unix(
+        path,
+        TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )?)
 }
 
 /// A found container.
@@ -93,7 +108,13 @@ impl DockerSource {
         status: watch::Sender<SourceStatus>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { config, store, parser, status, shutdown }
+        Self {
+            config,
+            store,
+            parser,
+            status,
+            shutdown,
+        }
     }
 
     /// Runs until shutdown. Never returns an error: every failure is reported in the
@@ -140,7 +161,9 @@ impl DockerSource {
     fn set_unreachable(&self, err: &DockerError) {
         let reason = err.to_string();
         let changed = self.status.send_if_modified(|s| {
-            let new = Connection::Unreachable { reason: reason.clone() };
+            let new = Connection::Unreachable {
+                reason: reason.clone(),
+            };
             if s.connection == new {
                 return false;
             }
@@ -169,7 +192,11 @@ impl DockerSource {
                 ContainerState::Running { id, name } => {
                     tracing::info!(container.name = %name, container.id = %short(id), "following container logs")
                 }
-                ContainerState::Stopped { id, name, exit_code } => {
+                ContainerState::Stopped {
+                    id,
+                    name,
+                    exit_code,
+                } => {
                     tracing::warn!(container.name = %name, container.id = %short(id), exit_code = ?exit_code, "container is not running; waiting for it to start")
                 }
                 ContainerState::Unknown => {}
@@ -190,11 +217,22 @@ impl DockerSource {
     /// Records the container's state changes and wakes the log follower on each.
     async fn watch_events(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
         let since_ns = self.resume_events_from().await;
-        let since = format!("{}.{:09}", since_ns.div_euclid(1_000_000_000), since_ns.rem_euclid(1_000_000_000));
+        let since = format!(
+            "{}.{:09}",
+            since_ns.div_euclid(1_000_000_000),
+            since_ns.rem_euclid(1_000_000_000)
+        );
         let mut filters = HashMap::new();
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
-        filters.insert("container".to_owned(), vec![self.config.container_name.clone()]);
-        let mut stream = docker.events(Some(EventsOptions::<String> { since: Some(since), until: None, filters }));
+        filters.insert(
+            "container".to_owned(),
+            vec![self.config.container_name.clone()],
+        );
+        let mut stream = docker.events(Some(EventsOptions::<String> {
+            since: Some(since),
+            until: None,
+            filters,
+        }));
         loop {
             let msg = tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
@@ -204,7 +242,9 @@ impl DockerSource {
                 return Err(DockerError::StreamEnded { what: "events" });
             };
             let msg = msg?;
-            let Some(event) = container_event(&msg, &self.config.container_name) else { continue };
+            let Some(event) = container_event(&msg, &self.config.container_name) else {
+                continue;
+            };
             tracing::info!(container.id = %short(&event.container_id), action = event.action.as_str(), exit_code = ?event.exit_code, "container event");
             self.record(vec![event]).await;
             wake.notify_one();
@@ -226,7 +266,12 @@ impl DockerSource {
     }
 
     async fn record(&self, events: Vec<ContainerEvent>) {
-        let batch = Batch { source: "docker-events".into(), entries: Vec::new(), cursor: None, container_events: events };
+        let batch = Batch {
+            source: "docker-events".into(),
+            entries: Vec::new(),
+            cursor: None,
+            container_events: events,
+        };
         if let Err(err) = self.store.submit_async(batch).await {
             tracing::error!("cannot record container event: {err}");
         }
@@ -248,7 +293,10 @@ impl DockerSource {
                         seen = Some(found.id.clone());
                     }
                     if found.running {
-                        self.set_container(ContainerState::Running { id: found.id.clone(), name: found.name.clone() });
+                        self.set_container(ContainerState::Running {
+                            id: found.id.clone(),
+                            name: found.name.clone(),
+                        });
                     }
                     // A stopped container's logs are read to their end as well.
                     let started = Instant::now();
@@ -284,23 +332,38 @@ impl DockerSource {
     async fn find(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {
         let mut filters = HashMap::new();
         filters.insert("name".to_owned(), vec![self.config.container_name.clone()]);
-        let list = docker.list_containers(Some(ListContainersOptions::<String> { all: true, filters, ..Default::default() })).await?;
+        let list = docker
+            .list_containers(Some(ListContainersOptions::<String> {
+                all: true,
+                filters,
+                ..Default::default()
+            }))
+            .await?;
         let wanted = format!("/{}", self.config.container_name);
         let Some(id) = list
             .into_iter()
-            .find(|c| c.names.as_ref().is_some_and(|n| n.iter().any(|n| *n == wanted)))
+            .find(|c| c.names.as_ref().is_some_and(|n| n.contains(&wanted)))
             .and_then(|c| c.id)
         else {
             return Ok(None);
         };
-        let info = match docker.inspect_container(&id, None::<InspectContainerOptions>).await {
+        let info = match docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
             Ok(info) => info,
             // Removed between list and inspect.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
         let state = info.state.unwrap_or_default();
-        let ts = |s: Option<String>| s.as_deref().and_then(super::decode::parse_rfc3339_ns).filter(|ns| *ns > 0);
+        let ts = |s: Option<String>| {
+            s.as_deref()
+                .and_then(super::decode::parse_rfc3339_ns)
+                .filter(|ns| *ns > 0)
+        };
         Ok(Some(Found {
             id,
             name: self.config.container_name.clone(),
@@ -356,21 +419,26 @@ impl DockerSource {
         let store = self.store.clone();
         let parser = self.parser;
         let src = source.clone();
-        let mut ingest = match tokio::task::spawn_blocking(move || Ingest::resume(&store, &src, parser)).await {
-            Ok(Ok(ingest)) => ingest,
-            Ok(Err(err)) => {
-                tracing::error!("cannot read the cursor of {source}: {err}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                return Ok(());
-            }
-            Err(err) => {
-                tracing::error!("cursor task failed: {err}");
-                return Ok(());
-            }
-        };
+        let mut ingest =
+            match tokio::task::spawn_blocking(move || Ingest::resume(&store, &src, parser)).await {
+                Ok(Ok(ingest)) => ingest,
+                Ok(Err(err)) => {
+                    tracing::error!("cannot read the cursor of {source}: {err}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    return Ok(());
+                }
+                Err(err) => {
+                    tracing::error!("cursor task failed: {err}");
+                    return Ok(());
+                }
+            };
         // `since` is whole seconds and inclusive; one more second back so that a long line
         // split across a second boundary is joined whole. Lines up to the cursor are skipped.
-        let since = ingest.resume_after().map(|p| p.major.div_euclid(1_000_000_000) - 1).unwrap_or(0).max(0);
+        let since = ingest
+            .resume_after()
+            .map(|p| p.major.div_euclid(1_000_000_000) - 1)
+            .unwrap_or(0)
+            .max(0);
         let mut stream = docker.logs(
             id,
             Some(LogsOptions::<String> {
@@ -386,7 +454,9 @@ impl DockerSource {
         let mut asm = LineAssembler::default();
         let mut last_line_at = Instant::now();
         loop {
-            let deadline = ingest.deadline(last_line_at).map(tokio::time::Instant::from_std);
+            let deadline = ingest
+                .deadline(last_line_at)
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
@@ -455,12 +525,19 @@ fn container_event(msg: &bollard::models::EventMessage, name: &str) -> Option<Co
     let action = ContainerAction::from_docker(action)?;
     let actor = msg.actor.as_ref()?;
     let attrs = actor.attributes.as_ref();
-    let ev_name = attrs.and_then(|a| a.get("name")).map(String::as_str).unwrap_or(name);
+    let ev_name = attrs
+        .and_then(|a| a.get("name"))
+        .map(String::as_str)
+        .unwrap_or(name);
     if ev_name != name {
         return None;
     }
-    let time_ns = msg.time_nano.or_else(|| msg.time.map(|t| t * 1_000_000_000))?;
-    let exit_code = attrs.and_then(|a| a.get("exitCode")).and_then(|c| c.parse().ok());
+    let time_ns = msg
+        .time_nano
+        .or_else(|| msg.time.map(|t| t * 1_000_000_000))?;
+    let exit_code = attrs
+        .and_then(|a| a.get("exitCode"))
+        .and_then(|c| c.parse().ok());
     Some(ContainerEvent {
         container_id: actor.id.clone()?,
         container_name: ev_name.to_owned(),
@@ -490,7 +567,10 @@ mod tests {
         }
         EventMessage {
             action: Some(action.into()),
-            actor: Some(EventActor { id: Some("abc".into()), attributes: Some(attributes) }),
+            actor: Some(EventActor {
+                id: Some("abc".into()),
+                attributes: Some(attributes),
+            }),
             time: Some(1_700_000_000),
             time_nano: Some(1_700_000_000_123_456_789),
             ..Default::default()
@@ -499,7 +579,8 @@ mod tests {
 
     #[test]
     fn die_event_carries_its_exit_code() {
-        let ev = container_event(&msg("die", "runner-node", Some("137")), "runner-node").expect("recorded");
+        let ev = container_event(&msg("die", "runner-node", Some("137")), "runner-node")
+            .expect("recorded");
         assert_eq!(ev.action, ContainerAction::Died);
         assert_eq!(ev.exit_code, Some(137));
         assert_eq!(ev.time_ns, 1_700_000_000_123_456_789);
@@ -509,15 +590,24 @@ mod tests {
     #[test]
     fn events_of_other_containers_and_actions_are_ignored() {
         assert!(container_event(&msg("die", "runner-node-2", None), "runner-node").is_none());
-        assert!(container_event(&msg("exec_start: sh", "runner-node", None), "runner-node").is_none());
+        assert!(
+            container_event(&msg("exec_start: sh", "runner-node", None), "runner-node").is_none()
+        );
         assert!(container_event(&msg("attach", "runner-node", None), "runner-node").is_none());
     }
 
     #[test]
     fn missing_socket_is_a_clear_error() {
         let err = client("unix:///nonexistent/docker.sock").expect_err("no socket");
-        assert!(err.to_string().contains("/nonexistent/docker.sock does not exist"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/docker.sock does not exist"),
+            "{err}"
+        );
         let err = client("ssh://host").expect_err("unsupported");
-        assert!(err.to_string().starts_with("unsupported DOCKER_HOST"), "{err}");
+        assert!(
+            err.to_string().starts_with("unsupported DOCKER_HOST"),
+            "{err}"
+        );
     }
 }

@@ -59,7 +59,13 @@ impl FileSource {
         status: watch::Sender<SourceStatus>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { path, store, parser, status, shutdown }
+        Self {
+            path,
+            store,
+            parser,
+            status,
+            shutdown,
+        }
     }
 
     pub fn source_key(&self) -> String {
@@ -77,7 +83,8 @@ impl FileSource {
                 return;
             }
         };
-        let mut saved: Option<FileIdentity> = serde_json::from_value(ingest.source_state().clone()).ok();
+        let mut saved: Option<FileIdentity> =
+            serde_json::from_value(ingest.source_state().clone()).ok();
         let resume_offset = ingest.resume_after().map(|p| (p.major, p.minor));
         let mut open: Option<Open> = None;
         let mut last_line_at = Instant::now();
@@ -92,7 +99,9 @@ impl FileSource {
                     Ok(o) => {
                         tracing::info!(file = %self.path.display(), offset = o.offset, "tailing log file");
                         self.status.send_modify(|s| {
-                            s.connection = Connection::Connected { version: "file".into() };
+                            s.connection = Connection::Connected {
+                                version: "file".into(),
+                            };
                             s.last_error = None;
                         });
                         warned_missing = false;
@@ -107,7 +116,9 @@ impl FileSource {
                         }
                         let reason = format!("cannot open {}: {err}", self.path.display());
                         self.status.send_modify(|s| {
-                            s.connection = Connection::Unreachable { reason: reason.clone() };
+                            s.connection = Connection::Unreachable {
+                                reason: reason.clone(),
+                            };
                             s.last_error = Some(reason);
                         });
                     }
@@ -144,7 +155,10 @@ impl FileSource {
                         finish_file(o, &mut ingest);
                         self.commit(ingest.take_batch());
                         tracing::info!(file = %self.path.display(), "log file rotated");
-                        saved = Some(FileIdentity { generation: o.id.generation + 1, ..o.id });
+                        saved = Some(FileIdentity {
+                            generation: o.id.generation + 1,
+                            ..o.id
+                        });
                         open = None;
                         continue;
                     }
@@ -173,10 +187,18 @@ impl FileSource {
     }
 
     /// Opens the file, resuming inside it when it is the one the cursor was saved for.
-    fn open(&self, saved: Option<FileIdentity>, resume: Option<(i64, i64)>) -> std::io::Result<Open> {
+    fn open(
+        &self,
+        saved: Option<FileIdentity>,
+        resume: Option<(i64, i64)>,
+    ) -> std::io::Result<Open> {
         let mut file = std::fs::File::open(&self.path)?;
         let m = file.metadata()?;
-        let mut id = FileIdentity { dev: m.dev(), ino: m.ino(), generation: 0 };
+        let mut id = FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            generation: 0,
+        };
         let mut offset = 0u64;
         match saved {
             Some(s) if s.dev == id.dev && s.ino == id.ino => {
@@ -196,7 +218,13 @@ impl FileSource {
             None => {}
         }
         file.seek(SeekFrom::Start(offset))?;
-        Ok(Open { file, id, offset, buf: Vec::with_capacity(CHUNK), asm: LineAssembler::default() })
+        Ok(Open {
+            file,
+            id,
+            offset,
+            buf: Vec::with_capacity(CHUNK),
+            asm: LineAssembler::default(),
+        })
     }
 
     fn commit(&self, batch: Option<Batch>) {
@@ -223,7 +251,12 @@ fn read_available(o: &mut Open, ingest: &mut Ingest) -> std::io::Result<usize> {
         let generation = o.id.generation;
         let asm = &mut o.asm;
         let used = crate::ingest::split_lines(&o.buf, |line, end| {
-            feed_line(asm, ingest, line, Pos::new(generation, (base + end as u64) as i64));
+            feed_line(
+                asm,
+                ingest,
+                line,
+                Pos::new(generation, (base + end as u64) as i64),
+            );
         });
         o.buf.drain(..used);
         o.offset += used as u64;
@@ -256,9 +289,21 @@ pub(crate) fn feed_line(asm: &mut LineAssembler, ingest: &mut Ingest, line: &[u8
     if let Some(rec) = JsonFileRecord::parse(line) {
         let frame = rec.to_frame();
         asm.push_frame(rec.stream(), &frame, |l, m| {
-            ingest.push(l, LineMeta { received_ns: m.received_ns, pos });
+            ingest.push(
+                l,
+                LineMeta {
+                    received_ns: m.received_ns,
+                    pos,
+                },
+            );
         });
     } else {
-        ingest.push(line, LineMeta { received_ns: None, pos });
+        ingest.push(
+            line,
+            LineMeta {
+                received_ns: None,
+                pos,
+            },
+        );
     }
 }

@@ -23,7 +23,10 @@ use crate::store::{Batch, Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -115,15 +118,24 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-fn open_text<'a>(path: &Path, progress: &'a dyn Progress) -> std::io::Result<Box<dyn BufRead + 'a>> {
+fn open_text<'a>(
+    path: &Path,
+    progress: &'a dyn Progress,
+) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic)?;
     drop(file);
-    let raw = Counting { inner: File::open(path)?, progress };
+    let raw = Counting {
+        inner: File::open(path)?,
+        progress,
+    };
     const BUF: usize = 256 * 1024;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(BUF, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, raw)))))
+        Ok(Box::new(BufReader::with_capacity(
+            BUF,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, raw)),
+        )))
     } else {
         Ok(Box::new(BufReader::with_capacity(BUF, raw)))
     }
@@ -136,7 +148,10 @@ fn import_one(
     progress: &dyn Progress,
     counts: &mut ImportCounts,
 ) -> Result<(), ImportError> {
-    let read_err = |source| ImportError::Read { path: path.to_owned(), source };
+    let read_err = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut reader = open_text(path, progress).map_err(read_err)?;
     // The source key is a hash of the first bytes, so the same file imported under another
     // name or compressed is still recognised.
@@ -161,7 +176,13 @@ fn import_one(
         }
     }
     asm.finish(|l, m| {
-        ingest.push(l, crate::model::LineMeta { pos: Pos::new(0, offset as i64), ..m });
+        ingest.push(
+            l,
+            crate::model::LineMeta {
+                pos: Pos::new(0, offset as i64),
+                ..m
+            },
+        );
     });
     ingest.flush_parser();
     submit(store, &mut ingest, counts)?;

@@ -6,9 +6,9 @@
 //! (version, list, inspect, logs, events).
 
 pub mod decode;
+pub mod demo;
 pub mod docker;
 pub mod file;
-pub mod demo;
 pub mod import;
 
 use std::time::Duration;
@@ -28,7 +28,12 @@ pub struct SourceStatus {
 
 impl SourceStatus {
     pub fn new(kind: &'static str) -> Self {
-        Self { kind, connection: Connection::Connecting, container: ContainerState::Unknown, last_error: None }
+        Self {
+            kind,
+            connection: Connection::Connecting,
+            container: ContainerState::Unknown,
+            last_error: None,
+        }
     }
 }
 
@@ -45,9 +50,18 @@ pub enum Connection {
 pub enum ContainerState {
     Unknown,
     /// No container with the configured name exists.
-    Missing { name: String },
-    Running { id: String, name: String },
-    Stopped { id: String, name: String, exit_code: Option<i64> },
+    Missing {
+        name: String,
+    },
+    Running {
+        id: String,
+        name: String,
+    },
+    Stopped {
+        id: String,
+        name: String,
+        exit_code: Option<i64>,
+    },
 }
 
 /// Capped exponential backoff: 250 ms, 500 ms, 1 s, ... up to `max`.
@@ -60,7 +74,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     pub fn next_delay(&mut self) -> Duration {

@@ -1,1 +1,394 @@
-//! SQLite store (in progress).
+//! SQLite store: the only module that names rusqlite. Callers see [`Store`] and plain
+//! Rust types, never SQL.
+//!
+//! - One writer thread owns the write connection. Producers [`Store::submit`] batches into
+//!   a bounded queue (backpressure); the writer merges queued batches into one transaction
+//!   (up to `batch_max_entries`) and commits each source's cursor with the entries it
+//!   covers. A failed commit (disk full, database locked) is logged once, reported by
+//!   [`Store::write_health`] and retried with capped backoff until it succeeds: the
+//!   batches stay in memory and the full queue makes producers wait, so nothing is lost.
+//! - Reads run on a small pool of read-only connections (WAL: readers never wait for the
+//!   writer). The sync methods block; the `_async` variants run them on tokio's blocking
+//!   pool.
+//! - Schema changes are numbered migrations (`schema.rs`), applied at open.
+//! - Old log entries are pruned in small chunks between ingest transactions, at open
+//!   and every few minutes.
+
+mod checkpoint;
+mod error;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use error::StoreError;
+pub use read::{
+    AppliedMigration, NodeStatus, StoredEntry, StoredInvoice, StoredLineItem, Summary, Task,
+};
+pub use schema::SCHEMA_VERSION;
+
+use crate::model::{ContainerEvent, Entry, Pos, UnixNanos};
+use read::ReadPool;
+use writer::{Command, Writer};
+
+/// How long a connection waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the database lives and how the store behaves.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The database file. Its directory must exist; the file is created if missing.
+    pub path: PathBuf,
+    /// Log entries older than this are pruned. `None` keeps them forever.
+    pub log_retention_days: Option<u32>,
+    /// Tasks, invoices and container events older than this are pruned. `None` (the
+    /// default) keeps them forever.
+    pub task_retention_days: Option<u32>,
+    /// Batches waiting for the writer; when full, `submit` waits.
+    pub queue_capacity: usize,
+    /// The writer merges queued batches into one transaction up to this many entries.
+    pub batch_max_entries: usize,
+    /// Read-only connections in the read pool.
+    pub read_connections: usize,
+    /// Test knob: `PRAGMA max_page_count` for the writer, to simulate a full disk.
+    #[doc(hidden)]
+    pub max_page_count: Option<u64>,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            log_retention_days: Some(30),
+            task_retention_days: None,
+            queue_capacity: 64,
+            batch_max_entries: 20_000,
+            read_connections: 4,
+            max_page_count: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |detail: &str| {
+            Err(StoreError::InvalidConfig {
+                detail: detail.to_owned(),
+            })
+        };
+        if self.queue_capacity == 0 {
+            return invalid("queue_capacity must be at least 1");
+        }
+        if self.batch_max_entries == 0 {
+            return invalid("batch_max_entries must be at least 1");
+        }
+        if self.read_connections == 0 {
+            return invalid("read_connections must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Everything one source produced since its previous batch. Applied in one transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Stable name of the source (for example `docker:runner-node` or a file path).
+    pub source: String,
+    /// Entries in source order. Entries at or before the source's committed cursor are
+    /// ignored, so re-reading lines is harmless.
+    pub entries: Vec<Entry>,
+    /// Where the source stands after these entries; committed with them.
+    pub cursor: Option<Cursor>,
+    /// Stored once per `(container_id, time_ns, action)`.
+    pub container_events: Vec<ContainerEvent>,
+}
+
+impl Batch {
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a source resumes: the position of its last committed line and the parser's
+/// opaque state (JSON) at that point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub pos: Pos,
+    pub parser_state: String,
+}
+
+/// What the writer is going through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteHealth {
+    Ok,
+    /// Commits fail (disk full, database locked, ...); the writer keeps the data and retries.
+    Failing {
+        error: String,
+        since: SystemTime,
+    },
+}
+
+impl WriteHealth {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, WriteHealth::Ok)
+    }
+}
+
+/// What a pruning pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub entries: u64,
+    pub tasks: u64,
+    pub invoices: u64,
+    pub container_events: u64,
+}
+
+/// Handle to the store. Cheap to clone; the writer stops when [`Store::close`] is called
+/// or the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared between the handles and the writer thread.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub health: Mutex<WriteHealth>,
+    /// Set by `close`: the writer makes one last attempt at a failing commit, then gives up.
+    pub closing: AtomicBool,
+    /// A requested `max_page_count` (0: none pending), applied before the next commit.
+    pub page_limit: AtomicU64,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<SyncSender<Command>>>,
+    writer: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
+    writer_thread: Thread,
+    readers: ReadPool,
+}
+
+impl Store {
+    /// Opens (or creates) the database, applies pending migrations and starts the writer.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        config.validate()?;
+        let path = config.path.clone();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::MissingDirectory { path });
+        }
+
+        let mut conn = open_writer_connection(&path)?;
+        schema::migrate(&mut conn, &path)?;
+        if let Some(pages) = config.max_page_count {
+            set_page_limit(&conn, pages).map_err(|e| StoreError::at_open(&path, e))?;
+        }
+        let readers = ReadPool::open(&path, config.read_connections)?;
+
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            health: Mutex::new(WriteHealth::Ok),
+            closing: AtomicBool::new(false),
+            page_limit: AtomicU64::new(0),
+        });
+        let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
+        let writer = Writer::new(conn, receiver, Arc::clone(&shared), &config)?;
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| StoreError::WriterThread { source })?;
+        tracing::info!(db.path = %path.display(), db.schema_version = SCHEMA_VERSION, "store opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                sender: Mutex::new(Some(sender)),
+                writer_thread: handle.thread().clone(),
+                writer: Mutex::new(Some(handle)),
+                readers,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.shared.path
+    }
+
+    /// Queues a batch for the writer; waits while the queue is full.
+    pub fn submit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.send(Command::Batch(batch))
+    }
+
+    /// Queues a batch; while the queue is full, waits on the blocking pool, not on the
+    /// async runtime.
+    pub async fn submit_async(&self, batch: Batch) -> Result<(), StoreError> {
+        let sender = self.sender()?;
+        match sender.try_send(Command::Batch(batch)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+            Err(TrySendError::Full(command)) => tokio::task::spawn_blocking(move || {
+                sender.send(command).map_err(|_| StoreError::Closed)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?,
+        }
+    }
+
+    /// Waits until everything submitted before this call is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::channel();
+        self.send(Command::Flush(reply))?;
+        done.recv().map_err(|_| StoreError::Closed)
+    }
+
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.blocking(Store::flush).await
+    }
+
+    /// Commits everything submitted so far, stops the writer and waits for it. Calling it
+    /// again (from any handle) returns `Ok`. Reads keep working afterwards.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.inner.shutdown()
+    }
+
+    pub async fn close_async(&self) -> Result<(), StoreError> {
+        self.blocking(Store::close).await
+    }
+
+    /// Whether the writer's commits currently succeed.
+    pub fn write_health(&self) -> WriteHealth {
+        lock(&self.inner.shared.health).clone()
+    }
+
+    /// Deletes what is older than the retention settings as of `now_ns`, in chunks, and
+    /// waits for it. The writer also does this by itself every few minutes.
+    pub fn prune_now(&self, now_ns: UnixNanos) -> Result<PruneReport, StoreError> {
+        let (reply, done) = mpsc::channel();
+        self.send(Command::Prune { now_ns, reply })?;
+        done.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Test knob: changes the writer's `PRAGMA max_page_count` before its next commit.
+    #[doc(hidden)]
+    pub fn set_max_page_count(&self, pages: u64) {
+        self.inner
+            .shared
+            .page_limit
+            .store(pages.max(1), Ordering::SeqCst);
+        self.inner.writer_thread.unpark();
+    }
+
+    fn sender(&self) -> Result<SyncSender<Command>, StoreError> {
+        lock(&self.inner.sender).clone().ok_or(StoreError::Closed)
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.sender()?.send(command).map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs a blocking store call on tokio's blocking pool.
+    async fn blocking<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .map_err(|e| StoreError::Blocking {
+                detail: e.to_string(),
+            })?
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<(), StoreError> {
+        let mut writer = lock(&self.writer);
+        let Some(handle) = writer.take() else {
+            return Ok(());
+        };
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.writer_thread.unpark();
+        if let Some(sender) = lock(&self.sender).take() {
+            // Fails only if the writer already gave up; the join below reports why.
+            let _ = sender.send(Command::Close);
+        }
+        let result = handle.join().unwrap_or_else(|_| {
+            Err(StoreError::Uncommitted {
+                batches: 0,
+                detail: "the writer thread panicked".into(),
+            })
+        });
+        tracing::info!(db.path = %self.shared.path.display(), ok = result.is_ok(), "store closed");
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::warn!(%error, "store dropped without a clean close");
+        }
+    }
+}
+
+fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| StoreError::at_open(path, e))?;
+    let setup = || -> rusqlite::Result<String> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the journal mode reads the header: garbage fails here with NOTADB.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // 64 MiB page cache for the writer (negative: KiB).
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(mode)
+    };
+    let mode = setup().map_err(|e| StoreError::at_open(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(db.path = %path.display(), journal_mode = %mode, "database is not in WAL mode; reads may wait for writes");
+    }
+    Ok(conn)
+}
+
+fn set_page_limit(conn: &Connection, pages: u64) -> rusqlite::Result<()> {
+    let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+    conn.pragma_update(None, "max_page_count", pages)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Current time in Unix nanoseconds.
+pub(crate) fn now_ns() -> UnixNanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -1,1 +1,285 @@
-//! Integration tests: docker.
+//! The Docker log source against a real `dockerd` (started by scripts/test): exact counts,
+//! container restart and recreation, the monitor killed and restarted mid-stream, the
+//! socket missing at start and the daemon restarted.
+
+use std::path::Path;
+use std::time::Duration;
+
+use truebit_monitor::demo::{fixture, Expected};
+use truebit_monitor::model::ContainerAction;
+use truebit_monitor::model::TaskStatus;
+use truebit_monitor::store::Summary;
+
+use crate::support::{self, InProcess, Process};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn counts(s: &Summary) -> (u64, u64, u64, u64, u64) {
+    let st = |k: TaskStatus| s.tasks_in(k);
+    (
+        st(TaskStatus::Completed),
+        st(TaskStatus::Failed),
+        st(TaskStatus::Executing) + st(TaskStatus::Received),
+        s.invoices,
+        s.entries,
+    )
+}
+
+fn expected_counts(parts: &[&Expected]) -> (u64, u64, u64, u64, u64) {
+    let mut c = (0, 0, 0, 0, 0);
+    for e in parts {
+        c.0 += e.tasks_completed;
+        c.1 += e.tasks_failed;
+        c.2 += e.tasks_unfinished;
+        c.3 += e.invoices;
+        c.4 += e.entries;
+    }
+    c
+}
+
+fn write_fixture(dir: &Path, file: &str, seed: u64, tasks: usize) -> Expected {
+    let (text, expected) = fixture(seed, tasks);
+    support::write(&dir.join(file), &text);
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_output_is_ingested_with_exact_counts() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let fx = dir.path().join("fx");
+    std::fs::create_dir(&fx).expect("fixture dir");
+    let expected = write_fixture(&fx, "node.log", 1, 60);
+    assert!(
+        expected.tasks_completed > 0 && expected.tasks_failed > 0 && expected.invoices > 0,
+        "{expected:?}"
+    );
+    let name = support::unique_name("exact");
+    docker.remove(&name);
+    docker.run(&name, &[(&fx, "/fx", true)], "cat /fx/node.log; sleep 3600");
+
+    let monitor = InProcess::start(support::config(
+        &docker.host,
+        &name,
+        &dir.path().join("m.db"),
+    ));
+    let want = expected_counts(&[&expected]);
+    let got = support::wait_summary(&monitor.store, "the fixture's tasks", LONG, |s| {
+        counts(s) == want
+    })
+    .await;
+    assert_eq!(got.raw_entries, expected.raw_entries, "raw entries");
+    // Nothing more arrives later (no duplicate from a reconnect).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counts(&monitor.store.summary().expect("summary")), want);
+    let node = monitor.store.node_status().expect("node status");
+    assert_eq!(node.version.as_deref(), Some(expected.version.as_str()));
+    monitor.stop().await;
+    docker.remove(&name);
+}
+
+/// The node prints part N of its log on its N-th start, so each restart adds new lines.
+const PART_SCRIPT: &str = r#"n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/n
+if [ "$n" = 3 ]; then for i in 0 1 2 3 4 5 6 7 8 9; do cat /fx/p3_$i.log; sleep 0.3; done; else cat /fx/p$n.log; fi
+sleep 3600"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_recreation_and_a_killed_monitor_lose_and_duplicate_nothing() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let (fx, state, fx2) = (
+        dir.path().join("fx"),
+        dir.path().join("state"),
+        dir.path().join("fx2"),
+    );
+    for d in [&fx, &state, &fx2] {
+        std::fs::create_dir(d).expect("dir");
+    }
+    let p1 = write_fixture(&fx, "p1.log", 11, 25);
+    let p2 = write_fixture(&fx, "p2.log", 12, 25);
+    let p3: Vec<Expected> = (0..10)
+        .map(|i| write_fixture(&fx, &format!("p3_{i}.log"), 30 + i, 12))
+        .collect();
+    let p4 = write_fixture(&fx2, "p1.log", 14, 25);
+    let name = support::unique_name("lifecycle");
+    docker.remove(&name);
+    let first_id = docker.run(
+        &name,
+        &[(&fx, "/fx", true), (&state, "/state", false)],
+        PART_SCRIPT,
+    );
+
+    let db = dir.path().join("m.db");
+    let store = support::open_store(&db);
+    let mut monitor = Process::start(&docker.host, &name, &db, &dir.path().join("monitor1.log"));
+
+    // Part 1, then a restart prints part 2.
+    let want1 = expected_counts(&[&p1]);
+    support::wait_summary(&store, "part 1", LONG, |s| counts(s) == want1).await;
+    docker.cli(&["restart", "-t", "1", &name]);
+    let want2 = expected_counts(&[&p1, &p2]);
+    support::wait_summary(&store, "part 2 after a restart", LONG, |s| {
+        counts(s) == want2
+    })
+    .await;
+
+    // Part 3 is printed over ~3 s; the monitor is killed (SIGKILL) in the middle of it.
+    docker.cli(&["restart", "-t", "1", &name]);
+    let part1_2_entries = want2.4;
+    support::wait_summary(&store, "part 3 to begin", LONG, |s| {
+        s.entries > part1_2_entries
+    })
+    .await;
+    monitor.kill9();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    monitor = Process::start(&docker.host, &name, &db, &dir.path().join("monitor2.log"));
+    let mut parts: Vec<&Expected> = vec![&p1, &p2];
+    parts.extend(p3.iter());
+    let want3 = expected_counts(&parts);
+    support::wait_summary(&store, "part 3 across a monitor kill", LONG, |s| {
+        counts(s) == want3
+    })
+    .await;
+
+    // Removed and recreated under the same name: a new id, its own log from the start.
+    docker.remove(&name);
+    let second_id = docker.run(
+        &name,
+        &[
+            (&fx2, "/fx", true),
+            (&dir.path().join("state2"), "/state", false),
+        ],
+        PART_SCRIPT,
+    );
+    assert_ne!(first_id, second_id);
+    parts.push(&p4);
+    let want4 = expected_counts(&parts);
+    let got = support::wait_summary(&store, "the recreated container's log", LONG, |s| {
+        counts(s) == want4
+    })
+    .await;
+    let raw: u64 = parts.iter().map(|e| e.raw_entries).sum();
+    assert_eq!(got.raw_entries, raw, "raw entries");
+
+    // A graceful stop exits 0; still exact afterwards.
+    assert_eq!(
+        monitor.terminate(),
+        Some(0),
+        "monitor exits cleanly on SIGTERM"
+    );
+    assert_eq!(counts(&store.summary().expect("summary")), want4);
+
+    // The container's life is recorded: both ids, starts, deaths (exit code), a restart.
+    let events = store.container_events(0, i64::MAX).expect("events");
+    let of = |id: &str, a: ContainerAction| {
+        events
+            .iter()
+            .filter(|e| e.container_id == id && e.action == a)
+            .count()
+    };
+    assert!(of(&first_id, ContainerAction::Started) >= 3, "{events:#?}");
+    assert!(of(&first_id, ContainerAction::Died) >= 2, "{events:#?}");
+    assert!(
+        of(&first_id, ContainerAction::Restarted) >= 1,
+        "{events:#?}"
+    );
+    assert!(of(&second_id, ContainerAction::Started) >= 1, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == ContainerAction::Died && e.exit_code.is_some()),
+        "{events:#?}"
+    );
+    docker.remove(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_container_is_followed_once_it_appears_and_after_it_stops() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let fx = dir.path().join("fx");
+    std::fs::create_dir(&fx).expect("dir");
+    let expected = write_fixture(&fx, "node.log", 5, 20);
+    let name = support::unique_name("late");
+    docker.remove(&name);
+    let monitor = InProcess::start(support::config(
+        &docker.host,
+        &name,
+        &dir.path().join("m.db"),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(monitor.store.summary().expect("summary").entries, 0);
+    // The node prints its log and exits 3: everything is read, the death recorded.
+    let id = docker.run(&name, &[(&fx, "/fx", true)], "cat /fx/node.log; exit 3");
+    let want = expected_counts(&[&expected]);
+    support::wait_summary(&monitor.store, "the late container's log", LONG, |s| {
+        counts(s) == want
+    })
+    .await;
+    let died = support::wait_for("the died event", LONG, || {
+        let events = monitor.store.container_events(0, i64::MAX).expect("events");
+        events
+            .into_iter()
+            .find(|e| e.container_id == id && e.action == ContainerAction::Died)
+            .ok_or("no died event yet")
+    })
+    .await;
+    assert_eq!(died.exit_code, Some(3));
+    monitor.stop().await;
+    docker.remove(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_missing_at_start_and_a_daemon_restart_are_survived() {
+    // The engine of this test is its own: it starts after the monitor and is restarted.
+    support::docker();
+    let dir = support::tempdir();
+    let (fx, state) = (dir.path().join("fx"), dir.path().join("state"));
+    for d in [&fx, &state] {
+        std::fs::create_dir(d).expect("dir");
+    }
+    let p1 = write_fixture(&fx, "p1.log", 21, 20);
+    let p2 = write_fixture(&fx, "p2.log", 22, 20);
+    let sock_dir = dir.path().join("d");
+    std::fs::create_dir(&sock_dir).expect("dir");
+    let host = format!("unix://{}", sock_dir.join("docker.sock").display());
+    let name = "runner-node";
+
+    let monitor = InProcess::start(support::config(&host, name, &dir.path().join("m.db")));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(monitor.store.summary().expect("summary").entries, 0);
+
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.import_image(dir.path());
+    let docker = dockerd.docker();
+    docker.run(
+        name,
+        &[(&fx, "/fx", true), (&state, "/state", false)],
+        PART_SCRIPT,
+    );
+    let want1 = expected_counts(&[&p1]);
+    support::wait_summary(
+        &monitor.store,
+        "the log once the daemon appeared",
+        LONG,
+        |s| counts(s) == want1,
+    )
+    .await;
+
+    // The daemon restarts (the container stops with it), then the node is started again.
+    dockerd.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.docker().cli(&["start", name]);
+    let want2 = expected_counts(&[&p1, &p2]);
+    support::wait_summary(
+        &monitor.store,
+        "the log after a daemon restart",
+        LONG,
+        |s| counts(s) == want2,
+    )
+    .await;
+    monitor.stop().await;
+    dockerd.docker().remove(name);
+    dockerd.stop();
+}

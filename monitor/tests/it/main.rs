@@ -3,5 +3,7 @@
 mod support;
 
 mod docker;
+mod file;
+mod import;
 mod parser;
 mod store;

@@ -1,1 +1,1212 @@
-//! Integration tests: store.
+//! Integration tests: the store, on real SQLite files in temporary directories, through
+//! the public API only.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+use truebit_monitor::model::{
+    ContainerAction, ContainerEvent, Entry, Event, Invoice, Kind, Level, LineItem, Metrics, Pos,
+    TaskCreated, TaskStatus,
+};
+use truebit_monitor::store::{
+    Batch, Cursor, NodeStatus, PruneReport, Store, StoreConfig, StoreError, StoredLineItem,
+    Summary, Task, WriteHealth, SCHEMA_VERSION,
+};
+
+/// 2025-11-24 13:55:34 UTC, the node's clock for line 0.
+const T0: i64 = 1_763_992_534;
+const SECOND: i64 = 1_000_000_000;
+const DAY: i64 = 86_400 * SECOND;
+const LOGGER: &str = "@truebit/worker-runner-node-0x558f000000000000000000000000000000c5d7";
+const EXEC_A: &str = "3f0c8a52-7f1e-4c55-9a43-1b2c3d4e5f60";
+const EXEC_B: &str = "9b1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5";
+const TASK_ID: &str = "rs_00000000000000000000000000000000000000000000000000000000000000aa";
+
+struct Db {
+    // Keeps the directory alive.
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+fn temp_db() -> Db {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("monitor.db");
+    Db { _dir: dir, path }
+}
+
+/// Defaults, but no log retention: the test data is dated November 2025.
+fn config(db: &Db) -> StoreConfig {
+    let mut config = StoreConfig::new(&db.path);
+    config.log_retention_days = None;
+    config
+}
+
+fn open(db: &Db) -> Store {
+    Store::open(config(db)).expect("open store")
+}
+
+/// An entry on line `line`, logged at `T0 + line` seconds (node clock) and received by
+/// Docker 5 ns after that second.
+fn entry(line: i64, kind: Kind, message: &str, event: Option<Event>) -> Entry {
+    let execution_id = match &event {
+        Some(Event::TaskReceived(created)) => Some(created.execution_id.clone()),
+        Some(
+            Event::ExecutionStarted { execution_id }
+            | Event::ExecutionCompleted { execution_id, .. },
+        ) => Some(execution_id.clone()),
+        _ => None,
+    };
+    Entry {
+        pos: Pos::new(0, line),
+        received_ns: Some(received_ns(line)),
+        node_time: Some(T0 + line),
+        level: Some(Level::Info),
+        logger: Some(LOGGER.to_owned()),
+        version: Some("2.4.1".to_owned()),
+        message: message.to_owned(),
+        kind,
+        execution_id,
+        event,
+    }
+}
+
+fn received_ns(line: i64) -> i64 {
+    (T0 + line) * SECOND + 5
+}
+
+fn node_ms(line: i64) -> i64 {
+    (T0 + line) * 1_000
+}
+
+fn log(line: i64, message: &str) -> Entry {
+    entry(line, Kind::Log, message, None)
+}
+
+fn created(execution_id: &str) -> TaskCreated {
+    TaskCreated {
+        execution_id: execution_id.to_owned(),
+        task_id: Some(TASK_ID.to_owned()),
+        chain_id: Some("43113".to_owned()),
+        block_number: Some(70_259_248),
+        block_hash: Some(format!("0x{}", "bb".repeat(32))),
+        requester: Some(format!("0x{}", "cc".repeat(20))),
+        created_ms: Some(1_763_992_534_118),
+        gas_limit: Some(1_099_511_627_776),
+        memory_limit: Some(1024),
+        call_limit: Some(65_536),
+        frame_limit: Some(524_288),
+        reward: Some("0".to_owned()),
+        execution_timeout_ms: Some(30_000),
+        required_solutions: Some(4),
+        total_solutions: Some(4),
+        input: Some(r#"{"args":[1,2,3]}"#.to_owned()),
+    }
+}
+
+fn metrics(exit_code: i64) -> Metrics {
+    Metrics {
+        elapsed_ns: Some(842_133_917),
+        exit_code: Some(exit_code),
+        steps: Some(19_373_422),
+        gas_limit: Some(60_000_000_000),
+        memory_limit: Some(1024),
+        memory_peak: Some(37),
+        call_peak: Some(412),
+        frame_peak: Some(9120),
+        wasm_size: Some(1_839_201),
+        wasm_hash: Some("ab".repeat(32)),
+        cached: Some(true),
+        output: Some(r#"{"result":42}"#.to_owned()),
+    }
+}
+
+fn received(line: i64, execution_id: &str) -> Entry {
+    entry(
+        line,
+        Kind::TaskReceived,
+        "Message received from task_created: {...}",
+        Some(Event::TaskReceived(Box::new(created(execution_id)))),
+    )
+}
+
+fn started(line: i64, execution_id: &str) -> Entry {
+    entry(
+        line,
+        Kind::ExecutionStarted,
+        &format!("Starting task execution executionId: {execution_id}"),
+        Some(Event::ExecutionStarted {
+            execution_id: execution_id.to_owned(),
+        }),
+    )
+}
+
+fn completed(line: i64, execution_id: &str, metrics: Option<Metrics>) -> Entry {
+    entry(
+        line,
+        Kind::ExecutionCompleted,
+        &format!("Execution {execution_id} completed"),
+        Some(Event::ExecutionCompleted {
+            execution_id: execution_id.to_owned(),
+            metrics: metrics.map(Box::new),
+        }),
+    )
+}
+
+fn batch(source: &str, entries: Vec<Entry>) -> Batch {
+    let cursor = entries.last().map(|e| Cursor {
+        pos: e.pos,
+        parser_state: format!("{{\"line\":{}}}", e.pos.minor),
+    });
+    Batch {
+        source: source.to_owned(),
+        entries,
+        cursor,
+        container_events: Vec::new(),
+    }
+}
+
+fn submit(store: &Store, batch: Batch) {
+    store.submit(batch).expect("submit");
+    store.flush().expect("flush");
+}
+
+/// The task as it is after `received`, `started` and `completed(metrics(exit_code))` on
+/// lines 1, 3 and 5.
+fn finished_task(execution_id: &str, exit_code: i64) -> Task {
+    Task {
+        execution_id: execution_id.to_owned(),
+        status: if exit_code == 0 {
+            TaskStatus::Completed
+        } else {
+            TaskStatus::Failed
+        },
+        task_id: Some(TASK_ID.to_owned()),
+        chain_id: Some("43113".to_owned()),
+        block_number: Some(70_259_248),
+        block_hash: Some(format!("0x{}", "bb".repeat(32))),
+        requester: Some(format!("0x{}", "cc".repeat(20))),
+        reward: Some("0".to_owned()),
+        created_ms: Some(1_763_992_534_118),
+        received_ms: Some(node_ms(1)),
+        received_ns: Some(received_ns(1)),
+        downloaded_ms: None,
+        started_ms: Some(node_ms(3)),
+        started_ns: Some(received_ns(3)),
+        completed_ms: Some(node_ms(5)),
+        completed_ns: Some(received_ns(5)),
+        exit_code: Some(exit_code),
+        elapsed_ns: Some(842_133_917),
+        elapsed_ms: Some(842),
+        gas_used: Some(19_373_422),
+        gas_limit: Some(1_099_511_627_776),
+        metered_gas_limit: Some(60_000_000_000),
+        memory_peak: Some(37),
+        memory_limit: Some(1024),
+        metered_memory_limit: Some(1024),
+        call_limit: Some(65_536),
+        call_peak: Some(412),
+        frame_limit: Some(524_288),
+        frame_peak: Some(9120),
+        execution_timeout_ms: Some(30_000),
+        required_solutions: Some(4),
+        total_solutions: Some(4),
+        wasm_size: Some(1_839_201),
+        wasm_hash: Some("ab".repeat(32)),
+        cached: Some(true),
+        input: Some(r#"{"args":[1,2,3]}"#.to_owned()),
+        output: Some(r#"{"result":42}"#.to_owned()),
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_ns() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since_epoch.as_nanos()).expect("nanoseconds fit i64")
+}
+
+#[test]
+fn task_goes_from_received_to_executing_to_completed_with_every_figure() {
+    let db = temp_db();
+    let store = open(&db);
+
+    submit(
+        &store,
+        batch("docker:runner-node", vec![received(1, EXEC_A)]),
+    );
+    let task = store.task(EXEC_A).expect("read").expect("task exists");
+    assert_eq!(task.status, TaskStatus::Received);
+    assert_eq!(task.received_ms, Some(node_ms(1)));
+    assert_eq!(task.input.as_deref(), Some(r#"{"args":[1,2,3]}"#));
+
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![log(2, "Semaphore ..."), started(3, EXEC_A)],
+        ),
+    );
+    let task = store.task(EXEC_A).expect("read").expect("task exists");
+    assert_eq!(task.status, TaskStatus::Executing);
+    assert_eq!(task.started_ms, Some(node_ms(3)));
+
+    let metrics_entry = entry(
+        4,
+        Kind::ExecutionMetrics,
+        "Command execution stdout: {...}",
+        Some(Event::ExecutionMetrics(Box::new(metrics(0)))),
+    );
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![metrics_entry, completed(5, EXEC_A, Some(metrics(0)))],
+        ),
+    );
+    assert_eq!(
+        store.task(EXEC_A).expect("read"),
+        Some(finished_task(EXEC_A, 0))
+    );
+
+    let listed = store.tasks(10).expect("tasks");
+    let expected = Task {
+        input: None,
+        output: None,
+        ..finished_task(EXEC_A, 0)
+    };
+    assert_eq!(listed, vec![expected]);
+}
+
+#[test]
+fn non_zero_exit_code_marks_the_task_failed() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![
+                received(1, EXEC_A),
+                started(3, EXEC_A),
+                completed(5, EXEC_A, Some(metrics(3))),
+            ],
+        ),
+    );
+    assert_eq!(
+        store.task(EXEC_A).expect("read"),
+        Some(finished_task(EXEC_A, 3))
+    );
+}
+
+#[test]
+fn replayed_lines_never_rewrite_a_final_task() {
+    let db = temp_db();
+    let store = open(&db);
+    let life = vec![
+        received(1, EXEC_A),
+        started(3, EXEC_A),
+        completed(5, EXEC_A, Some(metrics(0))),
+    ];
+    submit(&store, batch("docker:runner-node", life));
+
+    // The same lines again from another source (an import of the node's log file), and a
+    // later failing completion: a final task stays as it was.
+    let mut other_created = created(EXEC_A);
+    other_created.chain_id = Some("1".to_owned());
+    other_created.input = Some("other input".to_owned());
+    let replay = vec![
+        entry(
+            11,
+            Kind::TaskReceived,
+            "Message received from task_created: {...}",
+            Some(Event::TaskReceived(Box::new(other_created))),
+        ),
+        started(13, EXEC_A),
+        completed(
+            15,
+            EXEC_A,
+            Some(Metrics {
+                output: Some("other".into()),
+                ..metrics(7)
+            }),
+        ),
+        entry(
+            16,
+            Kind::TaskDownloaded,
+            "Task rs_... downloaded successfully",
+            Some(Event::TaskDownloaded {
+                task_id: TASK_ID.to_owned(),
+            }),
+        ),
+    ];
+    submit(&store, batch("file:/var/log/runner-node.log", replay));
+
+    assert_eq!(
+        store.task(EXEC_A).expect("read"),
+        Some(finished_task(EXEC_A, 0))
+    );
+}
+
+#[test]
+fn completion_of_an_unknown_execution_creates_the_task() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch("docker:runner-node", vec![completed(5, EXEC_A, None)]),
+    );
+
+    let task = store.task(EXEC_A).expect("read").expect("task exists");
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.completed_ms, Some(node_ms(5)));
+    assert_eq!(task.completed_ns, Some(received_ns(5)));
+    assert_eq!(
+        (task.received_ms, task.exit_code, task.output),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn start_of_an_unknown_execution_creates_an_executing_task_that_task_created_completes() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch("docker:runner-node", vec![started(3, EXEC_A)]),
+    );
+    let task = store.task(EXEC_A).expect("read").expect("task exists");
+    assert_eq!(
+        (task.status, task.started_ms, task.task_id),
+        (TaskStatus::Executing, Some(node_ms(3)), None)
+    );
+
+    // task_created seen later (for example from an imported file) fills the gaps and does
+    // not move the task back to `received`.
+    submit(&store, batch("file:node.log", vec![received(1, EXEC_A)]));
+    let task = store.task(EXEC_A).expect("read").expect("task exists");
+    assert_eq!(task.status, TaskStatus::Executing);
+    assert_eq!(task.started_ms, Some(node_ms(3)));
+    assert_eq!(task.received_ms, Some(node_ms(1)));
+    assert_eq!(task.task_id.as_deref(), Some(TASK_ID));
+    assert_eq!(task.input.as_deref(), Some(r#"{"args":[1,2,3]}"#));
+}
+
+#[test]
+fn task_downloaded_moves_received_tasks_of_that_task_id_to_executing() {
+    let db = temp_db();
+    let store = open(&db);
+    let mut other = created(EXEC_B);
+    other.task_id = Some("rs_other".to_owned());
+    let other_received = entry(
+        2,
+        Kind::TaskReceived,
+        "Message received from task_created: {...}",
+        Some(Event::TaskReceived(Box::new(other))),
+    );
+    let downloaded = entry(
+        4,
+        Kind::TaskDownloaded,
+        "Task rs_... downloaded successfully",
+        Some(Event::TaskDownloaded {
+            task_id: TASK_ID.to_owned(),
+        }),
+    );
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![received(1, EXEC_A), other_received, downloaded],
+        ),
+    );
+
+    let a = store.task(EXEC_A).expect("read").expect("task A");
+    let b = store.task(EXEC_B).expect("read").expect("task B");
+    assert_eq!(
+        (a.status, a.downloaded_ms),
+        (TaskStatus::Executing, Some(node_ms(4)))
+    );
+    assert_eq!((b.status, b.downloaded_ms), (TaskStatus::Received, None));
+}
+
+#[test]
+fn replaying_the_same_batch_twice_changes_nothing() {
+    let db = temp_db();
+    let store = open(&db);
+    let lines = vec![
+        log(1, "first"),
+        received(2, EXEC_A),
+        started(3, EXEC_A),
+        entry(4, Kind::Raw, "npm notice", None),
+        completed(5, EXEC_A, Some(metrics(0))),
+    ];
+    let mut first = batch("docker:runner-node", lines);
+    first.container_events.push(ContainerEvent {
+        container_id: "c0ffee".into(),
+        container_name: "runner-node".into(),
+        time_ns: received_ns(0),
+        action: ContainerAction::Started,
+        exit_code: None,
+    });
+    submit(&store, first.clone());
+    let before = store.summary().expect("summary");
+    let entries_before = store.entries(100).expect("entries");
+
+    submit(&store, first.clone());
+    submit(&store, first);
+
+    let after = store.summary().expect("summary");
+    assert_eq!(
+        Summary {
+            db_size_bytes: 0,
+            ..after.clone()
+        },
+        Summary {
+            db_size_bytes: 0,
+            ..before
+        }
+    );
+    assert_eq!(after.entries, 5);
+    assert_eq!(after.raw_entries, 1);
+    assert_eq!(after.container_events, 1);
+    assert_eq!(after.tasks_in(TaskStatus::Completed), 1);
+    assert_eq!(store.entries(100).expect("entries"), entries_before);
+}
+
+#[test]
+fn entries_at_or_before_the_cursor_are_ignored_and_later_ones_kept() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch("docker:runner-node", vec![log(1, "one"), log(2, "two")]),
+    );
+    // A reconnect re-reads line 2 and then gets line 3.
+    submit(
+        &store,
+        batch("docker:runner-node", vec![log(2, "two"), log(3, "three")]),
+    );
+    // Another source has its own cursor.
+    submit(&store, batch("file:node.log", vec![log(1, "one")]));
+
+    let messages: Vec<(String, String)> = store
+        .entries(10)
+        .expect("entries")
+        .into_iter()
+        .map(|e| (e.source, e.message))
+        .collect();
+    let pairs = [
+        ("docker:runner-node", "three"),
+        ("docker:runner-node", "two"),
+        ("file:node.log", "one"),
+        ("docker:runner-node", "one"),
+    ];
+    let expected: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(s, m)| (s.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(messages, expected);
+}
+
+#[test]
+fn entries_are_read_back_newest_first_with_every_field() {
+    let db = temp_db();
+    let store = open(&db);
+    let mut warn = log(
+        2,
+        "Semaphore TaskSubscriber processing started. Using slot 2/4\n  at line",
+    );
+    warn.level = Some(Level::Other("notice".into()));
+    let raw = Entry {
+        pos: Pos::new(0, 3),
+        received_ns: None,
+        node_time: None,
+        level: None,
+        logger: None,
+        version: None,
+        message: "\u{fffd}binary junk".into(),
+        kind: Kind::Raw,
+        execution_id: None,
+        event: None,
+    };
+    submit(
+        &store,
+        batch("docker:runner-node", vec![log(1, "hello"), warn, raw]),
+    );
+
+    let entries = store.entries(2).expect("entries");
+    assert_eq!(entries.len(), 2);
+    // The raw line has no time of its own: it takes the previous entry's.
+    assert_eq!(entries[0].message, "\u{fffd}binary junk");
+    assert_eq!(entries[0].time_ns, received_ns(2));
+    assert_eq!(
+        (
+            entries[0].kind,
+            entries[0].level.clone(),
+            entries[0].logger.clone()
+        ),
+        (Kind::Raw, None, None)
+    );
+    let second = &entries[1];
+    assert_eq!(second.source, "docker:runner-node");
+    assert_eq!(second.pos, Pos::new(0, 2));
+    assert_eq!(second.time_ns, received_ns(2));
+    assert_eq!(second.received_ns, Some(received_ns(2)));
+    assert_eq!(second.node_time, Some(T0 + 2));
+    assert_eq!(second.level, Some(Level::Other("notice".into())));
+    assert_eq!(second.logger.as_deref(), Some(LOGGER));
+    assert_eq!(second.version.as_deref(), Some("2.4.1"));
+    assert_eq!(second.kind, Kind::Log);
+    assert_eq!(
+        second.message,
+        "Semaphore TaskSubscriber processing started. Using slot 2/4\n  at line"
+    );
+    assert!(entries[0].id > second.id);
+}
+
+#[test]
+fn cursor_is_committed_with_its_entries_and_read_back_after_reopening() {
+    let db = temp_db();
+    let store = open(&db);
+    assert_eq!(store.cursor("docker:runner-node").expect("cursor"), None);
+
+    let mut b = batch("docker:runner-node", vec![log(1, "one"), log(2, "two")]);
+    b.cursor = Some(Cursor {
+        pos: Pos::new(received_ns(2), 1),
+        parser_state: r#"{"pending":[]}"#.into(),
+    });
+    for e in &mut b.entries {
+        e.pos = Pos::new(e.received_ns.expect("received"), 0);
+    }
+    store.submit(b).expect("submit");
+    store.close().expect("close");
+
+    let store = open(&db);
+    let cursor = store.cursor("docker:runner-node").expect("cursor");
+    assert_eq!(
+        cursor,
+        Some(Cursor {
+            pos: Pos::new(received_ns(2), 1),
+            parser_state: r#"{"pending":[]}"#.into()
+        })
+    );
+    assert_eq!(store.summary().expect("summary").entries, 2);
+    assert_eq!(store.cursor("file:other").expect("cursor"), None);
+}
+
+#[test]
+fn cursor_never_moves_back() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch("file:node.log", vec![log(1, "one"), log(2, "two")]),
+    );
+    submit(&store, batch("file:node.log", vec![log(1, "one")]));
+    let cursor = store
+        .cursor("file:node.log")
+        .expect("cursor")
+        .expect("a cursor");
+    assert_eq!(
+        cursor,
+        Cursor {
+            pos: Pos::new(0, 2),
+            parser_state: r#"{"line":2}"#.into()
+        }
+    );
+}
+
+#[test]
+fn reopening_applies_no_migration_twice() {
+    let db = temp_db();
+    let store = open(&db);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let applied = store.applied_migrations().expect("migrations");
+    let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    submit(&store, batch("docker:runner-node", vec![log(1, "kept")]));
+    store.close().expect("close");
+
+    let store = open(&db);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(store.applied_migrations().expect("migrations"), applied);
+    assert_eq!(store.summary().expect("summary").entries, 1);
+}
+
+#[test]
+fn container_events_are_stored_once_and_read_by_time_range() {
+    let db = temp_db();
+    let store = open(&db);
+    let event = |time_ns: i64, action: ContainerAction, exit_code: Option<i64>| ContainerEvent {
+        container_id: "c0ffee".into(),
+        container_name: "runner-node".into(),
+        time_ns,
+        action,
+        exit_code,
+    };
+    let events = vec![
+        event(100, ContainerAction::Started, None),
+        event(200, ContainerAction::Died, Some(137)),
+        event(200, ContainerAction::Oom, None),
+        event(300, ContainerAction::Started, None),
+    ];
+    let mut first = Batch::new("docker:runner-node");
+    first.container_events = events.clone();
+    store.submit(first).expect("submit");
+    // Inspect at reconnect reports some of them again.
+    let mut again = Batch::new("docker:runner-node");
+    again.container_events = vec![events[1].clone(), events[3].clone()];
+    submit(&store, again);
+
+    assert_eq!(store.summary().expect("summary").container_events, 4);
+    assert_eq!(store.container_events(0, i64::MAX).expect("events"), events);
+    assert_eq!(
+        store.container_events(200, 300).expect("events"),
+        events[1..3].to_vec()
+    );
+}
+
+#[test]
+fn invoices_are_stored_once_with_their_line_items() {
+    let db = temp_db();
+    let store = open(&db);
+    let invoice = Invoice {
+        invoice_id: Some(1234),
+        execution_id: Some(EXEC_A.into()),
+        task_id: Some(TASK_ID.into()),
+        task_created_ts: Some(1_762_363_564),
+        step_gas_price: Some("1".into()),
+        byte_gas_price: Some("1".into()),
+        line_items: vec![
+            LineItem {
+                operation: "charge".into(),
+                account: Some("0xrequester".into()),
+                steps: Some("19373422".into()),
+                memory: Some("37".into()),
+            },
+            LineItem {
+                operation: "pay".into(),
+                account: Some("0xnode".into()),
+                steps: Some("19373422".into()),
+                memory: Some("37.5".into()),
+            },
+        ],
+    };
+    let line = |n: i64| {
+        entry(
+            n,
+            Kind::Invoice,
+            "InvoiceSubscriber invoice received: {...}",
+            Some(Event::Invoice(Box::new(invoice.clone()))),
+        )
+    };
+    submit(&store, batch("docker:runner-node", vec![line(1)]));
+    // The same invoice printed again later (new position): still one invoice.
+    submit(&store, batch("docker:runner-node", vec![line(2)]));
+
+    let invoices = store.invoices(10).expect("invoices");
+    assert_eq!(invoices.len(), 1);
+    let stored = &invoices[0];
+    assert_eq!(stored.invoice_id, Some(1234));
+    assert_eq!(stored.execution_id.as_deref(), Some(EXEC_A));
+    assert_eq!(stored.task_id.as_deref(), Some(TASK_ID));
+    assert_eq!(stored.task_created_ts, Some(1_762_363_564));
+    assert_eq!(stored.step_gas_price.as_deref(), Some("1"));
+    assert_eq!(stored.byte_gas_price.as_deref(), Some("1"));
+    assert_eq!(
+        (stored.time_ns, stored.node_time, stored.received_ns),
+        (received_ns(1), Some(T0 + 1), Some(received_ns(1)))
+    );
+    assert_eq!(
+        stored.line_items,
+        vec![
+            StoredLineItem {
+                operation: "charge".into(),
+                account: Some("0xrequester".into()),
+                steps: Some("19373422".into()),
+                steps_value: Some(19_373_422),
+                memory: Some("37".into()),
+                memory_value: Some(37),
+            },
+            StoredLineItem {
+                operation: "pay".into(),
+                account: Some("0xnode".into()),
+                steps: Some("19373422".into()),
+                steps_value: Some(19_373_422),
+                memory: Some("37.5".into()),
+                memory_value: None,
+            },
+        ]
+    );
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        (
+            summary.invoices,
+            summary.invoice_items,
+            summary.entries_of(Kind::Invoice)
+        ),
+        (1, 2, 2)
+    );
+}
+
+#[test]
+fn node_status_follows_registration_slots_version_and_log_times() {
+    let db = temp_db();
+    let store = open(&db);
+    assert_eq!(store.node_status().expect("status"), NodeStatus::default());
+
+    let address = format!("0x{}", "55".repeat(20));
+    let mut newer = log(4, "later line");
+    newer.version = Some("2.5.0-beta.3".into());
+    newer.received_ns = None;
+    let lines = vec![
+        entry(
+            1,
+            Kind::NodeRegistered,
+            "Node with address ... registered successfully",
+            Some(Event::NodeRegistered {
+                address: address.clone(),
+            }),
+        ),
+        entry(
+            2,
+            Kind::SlotTaken,
+            "Semaphore ... Using slot 2/4",
+            Some(Event::SlotTaken { slot: 2, total: 4 }),
+        ),
+        entry(
+            3,
+            Kind::SlotReleased,
+            "Semaphore ... Released slot (1/4 now active)",
+            Some(Event::SlotReleased {
+                active: 1,
+                total: 4,
+            }),
+        ),
+        newer,
+    ];
+    submit(&store, batch("docker:runner-node", lines));
+    let expected = NodeStatus {
+        version: Some("2.5.0-beta.3".into()),
+        address: Some(address.clone()),
+        registered_ms: Some(node_ms(1)),
+        registered_ns: Some(received_ns(1)),
+        slots_used: Some(1),
+        slots_total: Some(4),
+        last_received_ns: Some(received_ns(3)),
+        last_node_time: Some(T0 + 4),
+    };
+    assert_eq!(store.node_status().expect("status"), expected);
+
+    // An import of an older file does not roll the status back.
+    let mut old = entry(
+        -100,
+        Kind::SlotTaken,
+        "Semaphore ... Using slot 4/4",
+        Some(Event::SlotTaken { slot: 4, total: 4 }),
+    );
+    old.version = Some("2.4.0".into());
+    submit(&store, batch("file:old.log", vec![old]));
+    assert_eq!(store.node_status().expect("status"), expected);
+
+    // It is kept across a restart.
+    store.close().expect("close");
+    let store = open(&db);
+    assert_eq!(store.node_status().expect("status"), expected);
+}
+
+#[test]
+fn summary_lists_every_kind_and_every_status() {
+    let db = temp_db();
+    let store = open(&db);
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        summary.entries_by_kind,
+        Kind::ALL.iter().map(|k| (*k, 0)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        summary.tasks_by_status,
+        TaskStatus::ALL.iter().map(|s| (*s, 0)).collect::<Vec<_>>()
+    );
+    assert!(summary.db_size_bytes > 0);
+
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![
+                log(1, "a"),
+                log(2, "b"),
+                received(3, EXEC_A),
+                received(4, EXEC_B),
+                started(5, EXEC_B),
+            ],
+        ),
+    );
+    let summary = store.summary().expect("summary");
+    assert_eq!(summary.entries, 5);
+    assert_eq!(summary.entries_of(Kind::Log), 2);
+    assert_eq!(summary.entries_of(Kind::TaskReceived), 2);
+    assert_eq!(summary.entries_of(Kind::ExecutionStarted), 1);
+    assert_eq!(
+        summary.tasks_by_status,
+        vec![
+            (TaskStatus::Received, 1),
+            (TaskStatus::Executing, 1),
+            (TaskStatus::Completed, 0),
+            (TaskStatus::Failed, 0)
+        ]
+    );
+}
+
+#[test]
+fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.log_retention_days = Some(30);
+    let store = Store::open(config).expect("open");
+    // Dated after the real clock, so that only `prune_now` sees them as old.
+    let now = now_ns() + 100 * DAY;
+    let at = |line: i64, time_ns: i64, e: Entry| Entry {
+        pos: Pos::new(0, line),
+        received_ns: Some(time_ns),
+        node_time: Some(time_ns / SECOND),
+        ..e
+    };
+    let mut entries: Vec<Entry> = (0..12_000)
+        .map(|i| at(i, now - 40 * DAY + i, log(i, "old line")))
+        .collect();
+    entries.push(at(20_000, now - 40 * DAY + 20_000, received(0, EXEC_A)));
+    entries.push(at(20_001, now - DAY, log(0, "recent line")));
+    entries.push(at(20_002, now - DAY + 1, log(0, "recent line")));
+    submit(&store, batch("docker:runner-node", entries));
+
+    let report = store.prune_now(now).expect("prune");
+    assert_eq!(
+        report,
+        PruneReport {
+            entries: 12_001,
+            tasks: 0,
+            invoices: 0,
+            container_events: 0
+        }
+    );
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        (
+            summary.entries,
+            summary.entries_of(Kind::Log),
+            summary.entries_of(Kind::TaskReceived)
+        ),
+        (2, 2, 0)
+    );
+    let remaining: Vec<i64> = store
+        .entries(10)
+        .expect("entries")
+        .iter()
+        .map(|e| e.time_ns)
+        .collect();
+    assert_eq!(remaining, vec![now - DAY + 1, now - DAY]);
+    assert_eq!(
+        store.task(EXEC_A).expect("read").map(|t| t.status),
+        Some(TaskStatus::Received)
+    );
+
+    assert_eq!(store.prune_now(now).expect("prune"), PruneReport::default());
+}
+
+#[test]
+fn task_retention_prunes_old_tasks_invoices_and_container_events_when_set() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.task_retention_days = Some(10);
+    let store = Store::open(config).expect("open");
+    let now = now_ns() + 100 * DAY;
+    let at = |line: i64, time_ns: i64, e: Entry| Entry {
+        pos: Pos::new(0, line),
+        received_ns: Some(time_ns),
+        node_time: Some(time_ns / SECOND),
+        ..e
+    };
+    let invoice = |execution_id: &str| {
+        Event::Invoice(Box::new(Invoice {
+            invoice_id: Some(1),
+            execution_id: Some(execution_id.into()),
+            line_items: vec![LineItem {
+                operation: "pay".into(),
+                ..LineItem::default()
+            }],
+            ..Invoice::default()
+        }))
+    };
+    let mut b = batch(
+        "docker:runner-node",
+        vec![
+            at(1, now - 40 * DAY, received(0, EXEC_A)),
+            at(2, now - 40 * DAY, completed(0, EXEC_A, Some(metrics(0)))),
+            at(
+                3,
+                now - 40 * DAY,
+                entry(0, Kind::Invoice, "invoice", Some(invoice(EXEC_A))),
+            ),
+            at(4, now - DAY, received(0, EXEC_B)),
+            at(
+                5,
+                now - DAY,
+                entry(0, Kind::Invoice, "invoice", Some(invoice(EXEC_B))),
+            ),
+        ],
+    );
+    let event = |time_ns| ContainerEvent {
+        container_id: "c0ffee".into(),
+        container_name: "runner-node".into(),
+        time_ns,
+        action: ContainerAction::Started,
+        exit_code: None,
+    };
+    b.container_events = vec![event(now - 40 * DAY), event(now - DAY)];
+    submit(&store, b);
+
+    let report = store.prune_now(now).expect("prune");
+    assert_eq!(
+        report,
+        PruneReport {
+            entries: 0,
+            tasks: 1,
+            invoices: 1,
+            container_events: 1
+        }
+    );
+    assert_eq!(store.task(EXEC_A).expect("read"), None);
+    assert_eq!(
+        store.task(EXEC_B).expect("read").map(|t| t.status),
+        Some(TaskStatus::Received)
+    );
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        (
+            summary.entries,
+            summary.invoices,
+            summary.invoice_items,
+            summary.container_events
+        ),
+        (5, 1, 1, 1)
+    );
+    assert_eq!(
+        store.invoices(10).expect("invoices")[0]
+            .execution_id
+            .as_deref(),
+        Some(EXEC_B)
+    );
+}
+
+#[test]
+fn full_disk_keeps_the_batches_and_commits_them_once_space_returns() {
+    let db = temp_db();
+    let mut config = config(&db);
+    // Clamped to the size of the fresh database: no room for new pages.
+    config.max_page_count = Some(1);
+    let store = Store::open(config).expect("open");
+
+    let message = "x".repeat(300);
+    let first: Vec<Entry> = (1..=500).map(|i| log(i, &message)).collect();
+    let second: Vec<Entry> = (501..=600).map(|i| log(i, &message)).collect();
+    store
+        .submit(batch("docker:runner-node", first))
+        .expect("submit");
+    wait_for("the writer to report failure", || {
+        !store.write_health().is_ok()
+    });
+    store
+        .submit(batch("docker:runner-node", second))
+        .expect("submit while failing");
+
+    let WriteHealth::Failing { error, .. } = store.write_health() else {
+        panic!("write health should be failing");
+    };
+    assert!(error.starts_with("disk full while writing"), "{error}");
+    assert!(error.contains("nothing is lost"), "{error}");
+    assert_eq!(store.summary().expect("summary").entries, 0);
+    assert_eq!(store.cursor("docker:runner-node").expect("cursor"), None);
+
+    store.set_max_page_count(1_000_000);
+    store.flush().expect("flush");
+
+    assert_eq!(store.write_health(), WriteHealth::Ok);
+    assert_eq!(store.summary().expect("summary").entries, 600);
+    assert_eq!(
+        store
+            .cursor("docker:runner-node")
+            .expect("cursor")
+            .map(|c| c.pos),
+        Some(Pos::new(0, 600))
+    );
+}
+
+#[test]
+fn closing_while_the_disk_is_full_reports_what_was_not_committed() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.max_page_count = Some(1);
+    let store = Store::open(config).expect("open");
+    let message = "x".repeat(300);
+    store
+        .submit(batch(
+            "docker:runner-node",
+            (1..=500).map(|i| log(i, &message)).collect(),
+        ))
+        .expect("submit");
+    wait_for("the writer to report failure", || {
+        !store.write_health().is_ok()
+    });
+
+    let error = store.close().expect_err("close cannot commit");
+    assert!(
+        matches!(error, StoreError::Uncommitted { batches: 1, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("resume from the last committed cursor"),
+        "{error}"
+    );
+    assert!(matches!(
+        store.submit(Batch::new("x")),
+        Err(StoreError::Closed)
+    ));
+}
+
+#[test]
+fn garbage_file_is_reported_as_corrupt() {
+    let db = temp_db();
+    let garbage: Vec<u8> = (0..8192_u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&db.path, garbage).expect("write garbage");
+
+    let error = Store::open(config(&db)).expect_err("garbage is not a database");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&db.path.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains("restore it from a backup or move it away"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn missing_directory_is_reported_clearly() {
+    let db = temp_db();
+    let path = db
+        .path
+        .parent()
+        .expect("parent")
+        .join("missing")
+        .join("monitor.db");
+    let error = Store::open(StoreConfig::new(&path)).expect_err("no directory");
+    assert!(
+        matches!(error, StoreError::MissingDirectory { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("its directory does not exist"),
+        "{error}"
+    );
+}
+
+#[test]
+fn reads_work_while_the_writer_is_busy() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.batch_max_entries = 5_000;
+    let store = Store::open(config).expect("open");
+    let message = "y".repeat(400);
+    let batches = 20;
+    let per_batch = 5_000_i64;
+    let producer = {
+        let store = store.clone();
+        let message = message.clone();
+        std::thread::spawn(move || {
+            for b in 0..batches {
+                let entries = (0..per_batch)
+                    .map(|i| log(b * per_batch + i + 1, &message))
+                    .collect();
+                store
+                    .submit(batch("docker:runner-node", entries))
+                    .expect("submit");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    loop {
+        let entries = store.summary().expect("read during ingest").entries;
+        assert_eq!(
+            entries % per_batch as u64,
+            0,
+            "a batch is committed whole or not at all"
+        );
+        assert!(seen.last().is_none_or(|last| *last <= entries));
+        seen.push(entries);
+        if entries == (batches * per_batch) as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    producer.join().expect("producer");
+    assert!(seen.len() > 1);
+}
+
+#[test]
+fn submit_after_close_fails_and_close_is_idempotent() {
+    let db = temp_db();
+    let store = open(&db);
+    let other = store.clone();
+    store
+        .submit(batch("docker:runner-node", vec![log(1, "last words")]))
+        .expect("submit");
+    store.close().expect("close commits what was submitted");
+    other.close().expect("second close");
+    assert!(matches!(
+        other.submit(Batch::new("x")),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(other.flush(), Err(StoreError::Closed)));
+    // Reads still work.
+    assert_eq!(other.summary().expect("summary").entries, 1);
+}
+
+#[tokio::test]
+async fn async_variants_submit_flush_and_read() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.queue_capacity = 1;
+    let store = Store::open(config).expect("open");
+    for i in 1..=10 {
+        store
+            .submit_async(batch("docker:runner-node", vec![log(i, "async")]))
+            .await
+            .expect("submit");
+    }
+    store.flush_async().await.expect("flush");
+    assert_eq!(store.summary_async().await.expect("summary").entries, 10);
+    let cursor = store
+        .cursor_async("docker:runner-node".into())
+        .await
+        .expect("cursor");
+    assert_eq!(cursor.map(|c| c.pos), Some(Pos::new(0, 10)));
+    assert_eq!(store.entries_async(3).await.expect("entries").len(), 3);
+    store.close_async().await.expect("close");
+}
