@@ -232,7 +232,7 @@ pub struct AppliedMigration {
 }
 
 impl Store {
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {

@@ -32,6 +32,9 @@ pub(crate) enum Command {
         now_ns: i64,
         reply: mpsc::Sender<Result<PruneReport, StoreError>>,
     },
+    /// A write of another store module (auth, federation…), run on this thread with the
+    /// write connection; the job opens its own transaction and sends its own reply.
+    Exec(Box<dyn FnOnce(&mut Connection) + Send>),
     Close,
 }
 
@@ -156,6 +159,7 @@ impl Writer {
                 Some(Command::Prune { now_ns, reply }) => {
                     let _ = reply.send(self.prune_all(now_ns));
                 }
+                Some(Command::Exec(job)) => self.exec(job),
                 Some(Command::Close) => break,
             }
             if self.prune.is_some() {
@@ -163,6 +167,11 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Runs one `Exec` job with the write connection.
+    fn exec(&mut self, job: Box<dyn FnOnce(&mut Connection) + Send>) {
+        job(&mut self.conn);
     }
 
     /// The next command; `Ok(None)` when it is time for a pruning step; `Err` when every
