@@ -33,8 +33,9 @@ async fn main() {
     let secs: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let rate: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().expect("tempdir");
-    // Bursts of rate/100 single-line entries every 10 ms.
-    let per_burst = (rate / 100).max(1) as usize;
+    // Bursts of rate/20 single-line entries every ~50 ms (the shell loop's own cost is
+    // about 3 ms a round, so it sleeps 47 ms).
+    let per_burst = (rate / 20).max(1) as usize;
     let mut generator = LogGenerator::new(3, 1_763_992_000).with_colour(true);
     let mut chunk = String::new();
     let mut n = 0;
@@ -48,7 +49,7 @@ async fn main() {
     }
     std::fs::write(dir.path().join("chunk.log"), &chunk).expect("chunk");
     let name = format!("latency-{}", std::process::id());
-    let script = "while true; do cat /fx/chunk.log; busybox usleep 10000; done";
+    let script = "while true; do cat /fx/chunk.log; busybox usleep 47000; done";
     let fx = format!("{}:/fx:ro", dir.path().display());
     let config = Settings {
         db_path: Some(dir.path().join("m.db")),
