@@ -149,7 +149,11 @@ fn serve(config: Config, choice: SourceChoice) -> anyhow::Result<()> {
 }
 
 fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
-    let store = Store::open(app::store_config(&config))?;
+    // A short queue keeps memory flat whatever the file size: the parser waits for the
+    // writer instead of piling up batches.
+    let mut store_config = app::store_config(&config);
+    store_config.queue_capacity = 4;
+    let store = Store::open(store_config)?;
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
