@@ -18,20 +18,37 @@ use truebit_monitor::demo::LogGenerator;
 use truebit_monitor::store::Store;
 
 fn docker(host: &str, args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).env("DOCKER_HOST", host).output().expect("docker CLI");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 #[tokio::main]
 async fn main() {
     let host = std::env::var("DOCKER_HOST").expect("set DOCKER_HOST to the engine to use");
-    let secs: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
-    let rate: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let rate: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let dir = tempfile::tempdir().expect("tempdir");
     // Bursts of rate/20 single-line entries every ~50 ms (the shell loop's own cost is
     // about 3 ms a round, so it sleeps 47 ms).
@@ -62,8 +79,29 @@ async fn main() {
     .expect("config");
     let store = Store::open(app::store_config(&config)).expect("store");
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app::run_with_store(store.clone(), config, SourceChoice::Configured, shutdown.clone()));
-    docker(&host, &["run", "-d", "--name", &name, "--network", "none", "-v", &fx, "tb-test:latest", "sh", "-c", script]);
+    let task = tokio::spawn(app::run_with_store(
+        store.clone(),
+        config,
+        SourceChoice::Configured,
+        shutdown.clone(),
+    ));
+    docker(
+        &host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "-v",
+            &fx,
+            "tb-test:latest",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
 
     let warmup = Duration::from_secs(2);
     let started = Instant::now();
@@ -71,7 +109,10 @@ async fn main() {
     let mut latencies_us: Vec<i64> = Vec::new();
     while started.elapsed() < warmup + Duration::from_secs(secs) {
         let s = store.clone();
-        let newest = tokio::task::spawn_blocking(move || s.entries(2000)).await.expect("join").expect("entries");
+        let newest = tokio::task::spawn_blocking(move || s.entries(2000))
+            .await
+            .expect("join")
+            .expect("entries");
         let t = now_ns();
         for e in newest {
             if seen.insert(e.id) && started.elapsed() > warmup {
@@ -86,7 +127,8 @@ async fn main() {
     shutdown.cancel();
     let _ = task.await;
     latencies_us.sort_unstable();
-    let pct = |p: f64| latencies_us[((latencies_us.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+    let pct =
+        |p: f64| latencies_us[((latencies_us.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
     println!(
         "entries={} rate={:.0}/s p50={:.1}ms p90={:.1}ms p99={:.1}ms max={:.1}ms",
         latencies_us.len(),

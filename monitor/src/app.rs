@@ -8,6 +8,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::federation::Federation;
+use crate::http;
 use crate::parser::ParserConfig;
 use crate::source::demo::{DemoOptions, DemoSource};
 use crate::source::docker::{DockerConfig, DockerSource};
@@ -72,17 +74,33 @@ pub async fn run(
     choice: SourceChoice,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Bound first: a taken port is a mistake to report now, not after the store opens.
+    let listeners = http::Listeners::bind(&config.http).await?;
     let Some(store) = open_store(&config, &shutdown).await else {
         return Ok(());
     };
-    run_with_store(store, config, choice, shutdown).await
+    run_with_http(store, config, choice, Some(listeners), shutdown).await
 }
 
-/// Runs ingest into an already open store until `shutdown` is cancelled, then closes it.
+/// Runs ingest into an already open store until `shutdown` is cancelled, then closes it
+/// (no HTTP server).
 pub async fn run_with_store(
     store: Store,
     config: Config,
     choice: SourceChoice,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_http(store, config, choice, None, shutdown).await
+}
+
+/// Runs ingest into an already open store, and the HTTP server on `listeners` if given,
+/// until `shutdown` is cancelled. Then, in order: stop the source (it drains into the
+/// store), close (flush) the store, stop the HTTP server, which answered until then.
+pub async fn run_with_http(
+    store: Store,
+    config: Config,
+    choice: SourceChoice,
+    listeners: Option<http::Listeners>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let kind = match (choice, &config.log_file) {
@@ -91,6 +109,26 @@ pub async fn run_with_store(
         (SourceChoice::Configured, None) => "docker",
     };
     let (status_tx, status_rx) = watch::channel(SourceStatus::new(kind));
+    // Off unless the operator enabled it (then it connects); `federation.handle()` is the
+    // control for the HTTP API. Stopped after the source, before the store closes.
+    let federation_shutdown = CancellationToken::new();
+    let federation = Federation::new(store.clone(), config.federation.clone())
+        .start(federation_shutdown.clone())
+        .await;
+    let http_shutdown = CancellationToken::new();
+    let http_server = match listeners {
+        Some(listeners) => Some(
+            start_http(
+                &store,
+                &config,
+                status_rx.clone(),
+                listeners,
+                &http_shutdown,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let parser = parser_config(&config);
     let source_task = match choice {
         SourceChoice::Demo(options) => tokio::spawn(
@@ -128,12 +166,54 @@ pub async fn run_with_store(
     tracing::info!("shutting down: stopping the source");
     source_task.await.context("source task panicked")?;
     reporter.abort();
+    federation_shutdown.cancel();
+    federation.stopped().await;
     let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close())
+    let closed = tokio::task::spawn_blocking(move || closing.close())
         .await
-        .context("store close task panicked")??;
+        .context("store close task panicked");
+    if let Some(server) = http_server {
+        http_shutdown.cancel();
+        match server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "HTTP server stopped with an error"),
+            Err(error) => tracing::warn!(%error, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    closed??;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Makes sure the operator password exists (printing a generated one once), then spawns
+/// the live-stream tail and the HTTP server; both stop when `stop` is cancelled.
+async fn start_http(
+    store: &Store,
+    config: &Config,
+    status: watch::Receiver<SourceStatus>,
+    listeners: http::Listeners,
+    stop: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let (s, c) = (store.clone(), config.http.clone());
+    let generated = tokio::task::spawn_blocking(move || http::auth::ensure_password(&s, &c))
+        .await
+        .context("password task panicked")??;
+    if let Some(password) = generated {
+        tracing::warn!("no operator password was set: one was generated and printed below, once");
+        eprintln!(
+            "\n  Operator password (dashboard login, task input/output): {password}\n  \
+             Shown once; only its hash is stored. Change it with `truebit-monitor password reset`.\n"
+        );
+    }
+    let state = http::AppState::new(
+        store.clone(),
+        status,
+        config.http.clone(),
+        http::clock::Clock::System,
+        stop.clone(),
+    );
+    tokio::spawn(state.tail().run());
+    Ok(tokio::spawn(http::HttpServer::new(state, listeners).run()))
 }
 
 /// Logs a one-line summary every five minutes (and the first one after a minute).

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::federation::config::{FederationConfig, FederationSettings};
+use crate::http::config::{HttpConfig, HttpSettings};
 use crate::source::docker::DEFAULT_DOCKER_HOST;
 
 /// Every setting of the monitor. Each one can be given in the TOML file (`--config`),
@@ -65,6 +67,16 @@ pub struct Settings {
     /// Log filter for the monitor's own output (tracing syntax) [default: info].
     #[arg(long, env = "LOG_LEVEL", value_name = "FILTER", global = true)]
     pub log_level: Option<String>,
+
+    /// The HTTP server (`[http]` in the file; flat names in the environment).
+    #[command(flatten)]
+    #[serde(default)]
+    pub http: HttpSettings,
+
+    /// Opt-in federation (`[federation]` in the file; `FEDERATION_*` in the environment).
+    #[command(flatten)]
+    #[serde(default)]
+    pub federation: FederationSettings,
 }
 
 /// The validated configuration.
@@ -78,6 +90,8 @@ pub struct Config {
     pub task_retention_days: Option<u32>,
     pub node_utc_offset_secs: i32,
     pub log_level: String,
+    pub http: HttpConfig,
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +132,8 @@ impl Settings {
             task_retention_days: self.task_retention_days.or(lower.task_retention_days),
             node_utc_offset: self.node_utc_offset.or(lower.node_utc_offset),
             log_level: self.log_level.or(lower.log_level),
+            http: self.http.over(lower.http),
+            federation: self.federation.over(lower.federation),
         }
     }
 
@@ -162,6 +178,8 @@ impl Settings {
             task_retention_days: days(self.task_retention_days, 0),
             node_utc_offset_secs,
             log_level: self.log_level.unwrap_or_else(|| "info".into()),
+            http: self.http.resolve()?,
+            federation: self.federation.resolve()?,
         })
     }
 }
@@ -214,6 +232,24 @@ node_utc_offset = "+00:00"
 
 # Filter for the monitor's own log output [LOG_LEVEL]
 log_level = "info"
+
+# Opt-in federation (docs/FEDERATION.md). Off by default: while it is off the monitor
+# opens no connection to these servers.
+[federation]
+# Servers, comma separated: nats://, tls://, ws://, wss:// [FEDERATION_NATS_URL]
+# nats_url = "tls://federation.example.org:4222"
+# One of: user + password [FEDERATION_NATS_USER, FEDERATION_NATS_PASSWORD],
+# token [FEDERATION_NATS_TOKEN], credentials file [FEDERATION_NATS_CREDS]
+# nats_creds = "/etc/truebit-monitor/federation.creds"
+# CA of the server's TLS certificate, PEM [FEDERATION_NATS_CA]
+# nats_ca = "/etc/truebit-monitor/federation-ca.pem"
+# The aggregator's Ed25519 public key, 64 hex digits [FEDERATION_AGGREGATOR_KEY]
+# aggregator_key = "..."
+# Initial defaults, until changed in the dashboard or the API (the stored choice then
+# wins) [FEDERATION_ENABLED, FEDERATION_LEVEL, FEDERATION_CONTINENT]
+enabled = false
+level = "full"
+# continent = "EU"
 "#;
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod federation;
+pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod parser;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::config::{Config, Settings, EXAMPLE_CONFIG};
+use truebit_monitor::http;
 use truebit_monitor::source::demo::DemoOptions;
 use truebit_monitor::source::import::{import_files, ImportCounts};
 use truebit_monitor::store::{Store, Summary};
@@ -66,12 +67,22 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// The operator password (dashboard login, task input/output).
+    Password {
+        #[command(subcommand)]
+        action: http::admin::PasswordCommand,
+    },
+    /// Named API keys for scripts: create (shown once), list, revoke.
+    ApiKey {
+        #[command(subcommand)]
+        action: http::admin::ApiKeyCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_example_config {
-        print!("{EXAMPLE_CONFIG}");
+        print!("{EXAMPLE_CONFIG}{}", http::config::EXAMPLE_SECTION);
         return ExitCode::SUCCESS;
     }
     let config = match load_config(&cli) {
@@ -82,8 +93,10 @@ fn main() -> ExitCode {
         }
     };
     // A one-shot import only talks when something is wrong, unless asked otherwise.
-    let quiet_import =
-        matches!(cli.command, Some(Command::Import { .. })) && cli.settings.log_level.is_none();
+    let quiet_import = matches!(
+        cli.command,
+        Some(Command::Import { .. } | Command::Password { .. } | Command::ApiKey { .. })
+    ) && cli.settings.log_level.is_none();
     init_tracing(if quiet_import {
         "warn"
     } else {
@@ -135,6 +148,8 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
             serve(config, SourceChoice::Demo(options))
         }
         Command::Import { files, json } => import(config, &files, json),
+        Command::Password { action } => http::admin::password(action, &config),
+        Command::ApiKey { action } => http::admin::api_key(action, &config),
     }
 }
 

@@ -5,20 +5,35 @@
 //! commit. If the log still grows past [`WAL_MAX_BYTES`] (the checkpointer fell behind, or
 //! a reader held an old snapshot), the writer checkpoints by itself, waiting if need be,
 //! so that the log starts over from its beginning.
+//!
+//! The same thread frees the batches the writer has committed: dropping hundreds of
+//! thousands of strings is work the writer need not wait for.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{StoreError, BUSY_TIMEOUT};
+use super::{Batch, StoreError, BUSY_TIMEOUT};
 
 /// Size of the write-ahead log above which the writer checkpoints by itself.
 pub(crate) const WAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Committed batches waiting to be freed, at most; beyond, the writer frees them itself.
+const FREE_QUEUE: usize = 4;
+
+enum Job {
+    /// Look at the checkpoint flag.
+    Wake,
+    Free(Vec<Batch>),
+}
+
 pub(crate) struct Checkpointer {
-    nudge: Option<SyncSender<()>>,
+    jobs: Option<SyncSender<Job>>,
+    wanted: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     wal_path: PathBuf,
 }
@@ -29,24 +44,40 @@ impl Checkpointer {
         let conn = Connection::open_with_flags(path, flags)
             .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
             .map_err(|e| StoreError::at_open(path, e))?;
-        let (nudge, nudges) = mpsc::sync_channel(1);
+        let (jobs, queue) = mpsc::sync_channel(FREE_QUEUE);
+        let wanted = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&wanted);
         let thread = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || run(&conn, &nudges))
+            .spawn(move || run(&conn, &queue, &flag))
             .map_err(|source| StoreError::WriterThread { source })?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         Ok(Checkpointer {
-            nudge: Some(nudge),
+            jobs: Some(jobs),
+            wanted,
             thread: Some(thread),
             wal_path: wal_path.into(),
         })
     }
 
-    /// Asks for a checkpoint soon; nudges coalesce while one runs.
+    /// Asks for a checkpoint soon; requests coalesce while one runs.
     pub(crate) fn nudge(&self) {
-        if let Some(nudge) = &self.nudge {
-            let _ = nudge.try_send(());
+        self.wanted.store(true, Ordering::SeqCst);
+        if let Some(jobs) = &self.jobs {
+            // A full queue means the thread is awake and sees the flag anyway.
+            let _ = jobs.try_send(Job::Wake);
+        }
+    }
+
+    /// Frees committed batches on the checkpointer's thread, or here if it is behind.
+    pub(crate) fn free(&self, batches: Vec<Batch>) {
+        if let Some(jobs) = &self.jobs {
+            if let Err(TrySendError::Full(Job::Free(batches)) | TrySendError::Disconnected(Job::Free(batches))) =
+                jobs.try_send(Job::Free(batches))
+            {
+                drop(batches);
+            }
         }
     }
 
@@ -58,17 +89,20 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.nudge = None;
+        self.jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run(conn: &Connection, nudges: &Receiver<()>) {
-    while nudges.recv().is_ok() {
-        if let Err(error) = checkpoint(conn, "PASSIVE") {
-            tracing::debug!(%error, "background checkpoint failed; the next commit retries");
+fn run(conn: &Connection, jobs: &Receiver<Job>, wanted: &AtomicBool) {
+    while let Ok(job) = jobs.recv() {
+        drop(job);
+        if wanted.swap(false, Ordering::SeqCst) {
+            if let Err(error) = checkpoint(conn, "PASSIVE") {
+                tracing::debug!(%error, "background checkpoint failed; the next commit retries");
+            }
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   covers. A failed commit (disk full, database locked) is logged once, reported by
 //!   [`Store::write_health`] and retried with capped backoff until it succeeds: the
 //!   batches stay in memory and the full queue makes producers wait, so nothing is lost.
+//! - Inserts are built for bulk import: plain entries go in multi-row statements, entries
+//!   only look at other tables when they carry an event, and the write-ahead log is
+//!   checkpointed on a thread of its own (`checkpoint.rs`).
 //! - Reads run on a small pool of read-only connections (WAL: readers never wait for the
 //!   writer). The sync methods block; the `_async` variants run them on tokio's blocking
 //!   pool.
@@ -14,8 +17,11 @@
 //! - Old log entries are pruned in small chunks between ingest transactions, at open
 //!   and every few minutes.
 
+pub mod auth;
 mod checkpoint;
 mod error;
+pub(crate) mod federation;
+pub mod query;
 mod read;
 mod schema;
 mod writer;
@@ -391,4 +397,41 @@ pub(crate) fn now_ns() -> UnixNanos {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Runs `write` on the writer thread in an immediate transaction, committed when it
+    /// returns `Ok`; for the store's own submodules (auth, federation…), so that every
+    /// write still goes through the one writer connection.
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, result) = std::sync::mpsc::channel();
+        let path = self.path().to_owned();
+        self.send(writer::Command::Exec(Box::new(move |conn| {
+            let out = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|source| StoreError::query(&path, source))
+                .and_then(|tx| {
+                    let value = write(&tx)?;
+                    tx.commit()
+                        .map_err(|source| StoreError::query(&path, source))?;
+                    Ok(value)
+                });
+            let _ = reply.send(out);
+        })))?;
+        result.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] off the async runtime.
+    pub(crate) async fn write_async<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write(write))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
 }

@@ -14,10 +14,20 @@ pub(crate) struct Migration {
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    name: "initial schema",
-    sql: V1,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "initial schema",
+        sql: V1,
+    },
+    Migration {
+        name: "auth: password, api keys, sessions",
+        sql: V2,
+    },
+    Migration {
+        name: "federation: identity, settings, outbox, report log",
+        sql: super::federation::MIGRATION,
+    },
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -100,7 +110,8 @@ CREATE TABLE loggers (
 
 -- The hot table. `time_ns` is the entry's time for ordering and retention: the Docker
 -- receive time, else the node's clock, else the time of the previous entry of the
--- source. Few indexes, partial where the column is mostly uninteresting.
+-- source. `task_row` is the row id in `tasks` of the entry's execution id, when that task
+-- is known. Few indexes, partial where the column is mostly uninteresting.
 CREATE TABLE entries (
     id            INTEGER PRIMARY KEY,
     source_id     INTEGER NOT NULL,
@@ -114,10 +125,13 @@ CREATE TABLE entries (
     version       TEXT,
     kind          TEXT NOT NULL,
     execution_id  TEXT,
+    task_row      INTEGER,
     message       TEXT NOT NULL
 );
 CREATE INDEX entries_time ON entries (time_ns);
-CREATE INDEX entries_execution ON entries (execution_id, time_ns) WHERE execution_id IS NOT NULL;
+-- An entry's task by row id, not by execution id: execution ids are random, so an index
+-- on them takes a write on a random page per entry; task rows grow with time.
+CREATE INDEX entries_task ON entries (task_row, time_ns) WHERE task_row IS NOT NULL;
 CREATE INDEX entries_kind ON entries (kind, time_ns) WHERE kind <> 'log';
 CREATE INDEX entries_level ON entries (level, time_ns) WHERE level IN ('error', 'warn');
 
@@ -235,3 +249,143 @@ CREATE TABLE node_status (
 );
 INSERT INTO node_status (id) VALUES (1);
 "#;
+
+/// Adds one row to `task_hours` for the task row `$row` (`NEW` or `OLD`), counted `$sign`
+/// times (`1` or `-1`). Bucket edges are those of `truebit_protocol::bucket` (execution
+/// time in ms, gas used in steps).
+macro_rules! task_hours_delta {
+    ($row:literal, $sign:literal) => {
+        concat!(
+            "INSERT INTO task_hours (hour, status, n, cached, cache_known, elapsed_n, elapsed_sum,
+               gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+             SELECT h, st, s, s * (c IS 1), s * (c IS NOT NULL), s * (e IS NOT NULL), s * IFNULL(e, 0),
+               s * (g IS NOT NULL), s * IFNULL(g, 0),
+               s * IFNULL(e < 100, 0), s * IFNULL(e >= 100 AND e < 500, 0),
+               s * IFNULL(e >= 500 AND e < 1000, 0), s * IFNULL(e >= 1000 AND e < 5000, 0),
+               s * IFNULL(e >= 5000 AND e < 10000, 0), s * IFNULL(e >= 10000 AND e < 30000, 0),
+               s * IFNULL(e >= 30000 AND e < 60000, 0), s * IFNULL(e >= 60000, 0),
+               s * IFNULL(g < 100000, 0), s * IFNULL(g >= 100000 AND g < 1000000, 0),
+               s * IFNULL(g >= 1000000 AND g < 10000000, 0),
+               s * IFNULL(g >= 10000000 AND g < 100000000, 0), s * IFNULL(g >= 100000000, 0)
+             FROM (SELECT COALESCE(",
+            $row,
+            ".time_ms, 0) / 3600000 AS h, ",
+            $row,
+            ".status AS st, ",
+            $row,
+            ".elapsed_ms AS e, ",
+            $row,
+            ".gas_used AS g, ",
+            $row,
+            ".cached AS c, ",
+            $sign,
+            " AS s)
+             WHERE true
+             ON CONFLICT (hour, status) DO UPDATE SET n = n + excluded.n,
+               cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
+               elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
+               gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
+               e0 = e0 + excluded.e0, e1 = e1 + excluded.e1, e2 = e2 + excluded.e2,
+               e3 = e3 + excluded.e3, e4 = e4 + excluded.e4, e5 = e5 + excluded.e5,
+               e6 = e6 + excluded.e6, e7 = e7 + excluded.e7, g0 = g0 + excluded.g0,
+               g1 = g1 + excluded.g1, g2 = g2 + excluded.g2, g3 = g3 + excluded.g3,
+               g4 = g4 + excluded.g4;"
+        )
+    };
+}
+
+/// Version 2, for the HTTP API: the operator password (argon2 hash), API keys (SHA-256 of
+/// the secret: keys are 256-bit random, so a slow hash adds nothing), login sessions, and
+/// `task_hours`, per-hour task figures kept current by triggers on `tasks` (whoever
+/// writes the tasks), so that statistics over a range read a few hundred rows instead of
+/// scanning a million tasks. Plus indexes for the API's list queries.
+const V2: &str = concat!(
+    r#"
+CREATE TABLE auth_password (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    hash    TEXT NOT NULL,
+    set_ns  INTEGER NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL,
+    prefix         TEXT NOT NULL UNIQUE,
+    secret_sha256  BLOB NOT NULL,
+    scope          TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+    created_ns     INTEGER NOT NULL,
+    last_used_ns   INTEGER,
+    revoked_ns     INTEGER
+);
+CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_ns IS NULL;
+
+CREATE TABLE sessions (
+    token_sha256  BLOB PRIMARY KEY,
+    csrf_token    TEXT NOT NULL,
+    created_ns    INTEGER NOT NULL,
+    expires_ns    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_expiry ON sessions (expires_ns);
+
+-- `hour` is tasks.time_ms / 3600000 (UTC hours since the epoch). e0..e7: execution time
+-- buckets, g0..g4: gas used buckets (see task_hours_delta in schema.rs).
+CREATE TABLE task_hours (
+    hour         INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    n            INTEGER NOT NULL DEFAULT 0,
+    cached       INTEGER NOT NULL DEFAULT 0,
+    cache_known  INTEGER NOT NULL DEFAULT 0,
+    elapsed_n    INTEGER NOT NULL DEFAULT 0,
+    elapsed_sum  INTEGER NOT NULL DEFAULT 0,
+    gas_n        INTEGER NOT NULL DEFAULT 0,
+    gas_sum      INTEGER NOT NULL DEFAULT 0,
+    e0 INTEGER NOT NULL DEFAULT 0, e1 INTEGER NOT NULL DEFAULT 0, e2 INTEGER NOT NULL DEFAULT 0,
+    e3 INTEGER NOT NULL DEFAULT 0, e4 INTEGER NOT NULL DEFAULT 0, e5 INTEGER NOT NULL DEFAULT 0,
+    e6 INTEGER NOT NULL DEFAULT 0, e7 INTEGER NOT NULL DEFAULT 0,
+    g0 INTEGER NOT NULL DEFAULT 0, g1 INTEGER NOT NULL DEFAULT 0, g2 INTEGER NOT NULL DEFAULT 0,
+    g3 INTEGER NOT NULL DEFAULT 0, g4 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, status)
+) WITHOUT ROWID;
+
+CREATE TRIGGER task_hours_insert AFTER INSERT ON tasks BEGIN
+"#,
+    task_hours_delta!("NEW", "1"),
+    r#"
+END;
+
+CREATE TRIGGER task_hours_update
+AFTER UPDATE OF status, received_ms, started_ms, completed_ms, elapsed_ms, gas_used, cached ON tasks
+WHEN OLD.status IS NOT NEW.status OR OLD.time_ms IS NOT NEW.time_ms
+  OR OLD.elapsed_ms IS NOT NEW.elapsed_ms OR OLD.gas_used IS NOT NEW.gas_used
+  OR OLD.cached IS NOT NEW.cached
+BEGIN
+"#,
+    task_hours_delta!("OLD", "-1"),
+    task_hours_delta!("NEW", "1"),
+    r#"
+END;
+
+CREATE TRIGGER task_hours_delete AFTER DELETE ON tasks BEGIN
+"#,
+    task_hours_delta!("OLD", "-1"),
+    r#"
+END;
+
+-- Tasks already stored.
+INSERT INTO task_hours (hour, status, n, cached, cache_known, elapsed_n, elapsed_sum, gas_n,
+  gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+SELECT COALESCE(time_ms, 0) / 3600000, status, count(*), total(cached IS 1), total(cached IS NOT NULL),
+  count(elapsed_ms), IFNULL(sum(elapsed_ms), 0), count(gas_used), IFNULL(sum(gas_used), 0),
+  total(elapsed_ms < 100), total(elapsed_ms >= 100 AND elapsed_ms < 500),
+  total(elapsed_ms >= 500 AND elapsed_ms < 1000), total(elapsed_ms >= 1000 AND elapsed_ms < 5000),
+  total(elapsed_ms >= 5000 AND elapsed_ms < 10000), total(elapsed_ms >= 10000 AND elapsed_ms < 30000),
+  total(elapsed_ms >= 30000 AND elapsed_ms < 60000), total(elapsed_ms >= 60000),
+  total(gas_used < 100000), total(gas_used >= 100000 AND gas_used < 1000000),
+  total(gas_used >= 1000000 AND gas_used < 10000000),
+  total(gas_used >= 10000000 AND gas_used < 100000000), total(gas_used >= 100000000)
+FROM tasks GROUP BY 1, 2;
+
+-- Task lists filtered by chain and status together.
+CREATE INDEX tasks_chain_status ON tasks (chain_id, status, time_ms);
+"#
+);

@@ -14,7 +14,7 @@ use rusqlite::{
 use super::checkpoint::{checkpoint, Checkpointer, WAL_MAX_BYTES};
 use super::WriteHealth;
 use super::{lock, now_ns, set_page_limit, Batch, PruneReport, Shared, StoreConfig, StoreError};
-use crate::model::{Entry, Event, Invoice, Kind, Level, Metrics, Pos, TaskCreated};
+use crate::model::{Entry, Event, Invoice, Kind, Level, Metrics, Pos, TaskCreated, TaskStatus};
 
 /// First and longest wait between attempts at a failing commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -40,6 +40,8 @@ pub(crate) enum Command {
 
 pub(crate) struct Writer {
     conn: Connection,
+    /// Row ids of recently written tasks, to link later entries to them.
+    task_rows: HashMap<String, i64>,
     checkpointer: Checkpointer,
     receiver: Receiver<Command>,
     shared: Arc<Shared>,
@@ -102,6 +104,7 @@ impl Writer {
         let days = |d: Option<u32>| d.map(|d| i64::from(d) * NS_PER_DAY);
         Ok(Writer {
             conn,
+            task_rows: HashMap::new(),
             checkpointer,
             receiver,
             shared,
@@ -136,7 +139,9 @@ impl Writer {
                 None => {}
                 Some(Command::Batch(first)) => {
                     let batches = self.gather(first);
-                    if let Err(error) = self.commit_with_retry(&batches) {
+                    let committed = self.commit_with_retry(&batches);
+                    self.checkpointer.free(batches);
+                    if let Err(error) = committed {
                         let queued = self
                             .receiver
                             .try_iter()
@@ -225,8 +230,9 @@ impl Writer {
             }
             let started = Instant::now();
             match self.apply(batches) {
-                Ok(state) => {
+                Ok(Applied { state, task_rows }) => {
                     self.state = state;
+                    self.remember_task_rows(&task_rows);
                     self.after_commit();
                     if failing {
                         tracing::info!(db.path = %self.shared.path.display(), "database writes recovered; the kept batches are committed");
@@ -277,6 +283,17 @@ impl Writer {
         }
     }
 
+    fn remember_task_rows(&mut self, rows: &HashMap<&str, i64>) {
+        if self.task_rows.len() + rows.len() > RECENT_TASK_ROWS {
+            self.task_rows.clear();
+        }
+        for (execution_id, id) in rows {
+            if !self.task_rows.contains_key(*execution_id) {
+                self.task_rows.insert((*execution_id).to_owned(), *id);
+            }
+        }
+    }
+
     /// Hands the new log frames to the checkpointer; checkpoints here, waiting for
     /// readers, when the log grew too big anyway.
     fn after_commit(&mut self) {
@@ -297,7 +314,10 @@ impl Writer {
 
     /// Applies batches in one transaction. Returns the in-memory state as of the commit;
     /// on error nothing is committed and `self.state` is untouched.
-    fn apply(&mut self, batches: &[Batch]) -> rusqlite::Result<State> {
+    ///
+    /// Entries are read first (events become task changes and invoices); then tasks are
+    /// written, so that entries can be stored with their task's row id.
+    fn apply<'a>(&mut self, batches: &'a [Batch]) -> rusqlite::Result<Applied<'a>> {
         let mut state = self.state.clone();
         let now = now_ns();
         let tx = self
@@ -305,6 +325,8 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = [0_i64; Kind::ALL.len()];
         let mut rows = EntryRows::default();
+        let mut tasks = TaskDeltas::default();
+        let mut invoices: Vec<InvoiceRow<'a>> = Vec::new();
         let mut last_logger: Option<(&str, i64)> = None;
         for batch in batches {
             let mut source = source_state(&tx, &mut state.sources, &batch.source, now)?;
@@ -327,19 +349,28 @@ impl Writer {
                         Some(id)
                     }
                 };
-                rows.push(
-                    &tx,
-                    EntryRow {
-                        source_id: source.id,
-                        time_ns,
-                        logger_id,
-                        entry,
-                    },
-                )?;
+                rows.push(EntryRow {
+                    source_id: source.id,
+                    time_ns,
+                    logger_id,
+                    task_row: None,
+                    entry,
+                });
                 counts[entry.kind as usize] += 1;
                 let newer = state.node.observe(entry, time_ns);
                 if let Some(event) = &entry.event {
-                    apply_event(&tx, &mut state.node, newer, entry, event, time_ns)?;
+                    let at = EventTime {
+                        ms: event_ms(entry, time_ns),
+                        ns: entry.received_ns,
+                    };
+                    match event {
+                        Event::Invoice(invoice) => invoices.push(InvoiceRow {
+                            entry,
+                            invoice,
+                            time_ns,
+                        }),
+                        _ => apply_event(&mut state.node, &mut tasks, newer, entry, event, at),
+                    }
                 }
             }
             for event in &batch.container_events {
@@ -378,13 +409,22 @@ impl Writer {
                 .execute((source.id, now))?;
             state.sources.insert(batch.source.clone(), source);
         }
-        rows.finish(&tx)?;
+        let task_rows = tasks.flush(&tx)?;
+        for invoice in &invoices {
+            insert_invoice(&tx, invoice)?;
+        }
+        let mut rows_of = TaskRows {
+            flushed: &task_rows,
+            recent: &self.task_rows,
+            probed: HashMap::new(),
+        };
+        rows.finish(&tx, &mut rows_of)?;
         add_counts(&tx, &counts, 1)?;
         if state.node != self.state.node {
             save_node(&tx, &state.node)?;
         }
         tx.commit()?;
-        Ok(state)
+        Ok(Applied { state, task_rows })
     }
 
     fn start_prune(&mut self, now_ns: i64) {
@@ -436,8 +476,51 @@ impl Writer {
     }
 }
 
+/// What a committed transaction leaves for the writer's in-memory view.
+struct Applied<'a> {
+    state: State,
+    /// Row ids of the tasks written, by execution id.
+    task_rows: HashMap<&'a str, i64>,
+}
+
+/// Recently written tasks remembered for linking entries (beyond, the map starts over).
+const RECENT_TASK_ROWS: usize = 50_000;
+
+/// Finds the task row an entry's execution id belongs to: written in this transaction,
+/// written recently, or looked up (and remembered for the transaction).
+struct TaskRows<'t, 'a> {
+    flushed: &'t HashMap<&'a str, i64>,
+    recent: &'t HashMap<String, i64>,
+    probed: HashMap<&'a str, Option<i64>>,
+}
+
+impl<'a> TaskRows<'_, 'a> {
+    fn get(
+        &mut self,
+        tx: &Transaction<'_>,
+        execution_id: &'a str,
+    ) -> rusqlite::Result<Option<i64>> {
+        if let Some(id) = self
+            .flushed
+            .get(execution_id)
+            .or_else(|| self.recent.get(execution_id))
+        {
+            return Ok(Some(*id));
+        }
+        if let Some(id) = self.probed.get(execution_id) {
+            return Ok(*id);
+        }
+        let id = tx
+            .prepare_cached("SELECT id FROM tasks WHERE execution_id = ?1")?
+            .query_row([execution_id], |row| row.get(0))
+            .optional()?;
+        self.probed.insert(execution_id, id);
+        Ok(id)
+    }
+}
+
 /// Columns of an entry row, in insert order.
-const ENTRY_COLUMNS: usize = 12;
+const ENTRY_COLUMNS: usize = 13;
 /// Entries per multi-row insert: one statement execution per this many rows saves most of
 /// SQLite's per-statement work (cursor set-up on the table and its indexes, reset).
 const ROWS_PER_INSERT: usize = 64;
@@ -445,7 +528,7 @@ const ROWS_PER_INSERT: usize = 64;
 fn insert_entries_sql(rows: usize) -> String {
     let one = format!("({})", ["?"; ENTRY_COLUMNS].join(", "));
     format!(
-        "INSERT OR FAIL INTO entries (source_id, pos_major, pos_minor, time_ns, received_ns, node_time, level, logger_id, version, kind, execution_id, message) VALUES {}",
+        "INSERT OR FAIL INTO entries (source_id, pos_major, pos_minor, time_ns, received_ns, node_time, level, logger_id, version, kind, execution_id, task_row, message) VALUES {}",
         vec![one; rows].join(", ")
     )
 }
@@ -457,30 +540,45 @@ struct EntryRow<'a> {
     source_id: i64,
     time_ns: i64,
     logger_id: Option<i64>,
+    task_row: Option<i64>,
     entry: &'a Entry,
 }
 
-/// Entry rows waiting to be inserted, `ROWS_PER_INSERT` at a time.
+/// The entry rows of a transaction, inserted once its tasks are written.
 #[derive(Default)]
 struct EntryRows<'a> {
     rows: Vec<EntryRow<'a>>,
 }
 
 impl<'a> EntryRows<'a> {
-    fn push(&mut self, tx: &Transaction<'_>, row: EntryRow<'a>) -> rusqlite::Result<()> {
+    fn push(&mut self, row: EntryRow<'a>) {
         self.rows.push(row);
-        if self.rows.len() == ROWS_PER_INSERT {
-            let mut insert = tx.prepare_cached(&INSERT_MANY)?;
-            bind_and_insert(&mut insert, &self.rows)?;
-            self.rows.clear();
-        }
-        Ok(())
     }
 
-    fn finish(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        let mut insert = tx.prepare_cached(&INSERT_ONE)?;
-        for row in self.rows.drain(..) {
-            bind_and_insert(&mut insert, std::slice::from_ref(&row))?;
+    /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time.
+    fn finish(
+        &mut self,
+        tx: &Transaction<'_>,
+        tasks: &mut TaskRows<'_, 'a>,
+    ) -> rusqlite::Result<()> {
+        for row in &mut self.rows {
+            if let Some(execution_id) = row.entry.execution_id.as_deref() {
+                row.task_row = tasks.get(tx, execution_id)?;
+            }
+        }
+        let mut chunks = self.rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut insert = tx.prepare_cached(&INSERT_MANY)?;
+            for chunk in chunks.by_ref() {
+                bind_and_insert(&mut insert, chunk)?;
+            }
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut insert = tx.prepare_cached(&INSERT_ONE)?;
+            for row in rest {
+                bind_and_insert(&mut insert, std::slice::from_ref(row))?;
+            }
         }
         Ok(())
     }
@@ -501,7 +599,8 @@ fn bind_and_insert(insert: &mut Statement<'_>, rows: &[EntryRow<'_>]) -> rusqlit
         insert.raw_bind_parameter(at + 9, &e.version)?;
         insert.raw_bind_parameter(at + 10, e.kind.as_str())?;
         insert.raw_bind_parameter(at + 11, &e.execution_id)?;
-        insert.raw_bind_parameter(at + 12, &e.message)?;
+        insert.raw_bind_parameter(at + 12, row.task_row)?;
+        insert.raw_bind_parameter(at + 13, &e.message)?;
     }
     insert.raw_execute()?;
     Ok(())
@@ -656,20 +755,21 @@ fn parse_int(text: Option<&String>) -> Option<i64> {
     text.and_then(|t| t.trim().parse().ok())
 }
 
-fn apply_event(
-    tx: &Transaction<'_>,
+#[allow(clippy::too_many_arguments)]
+fn apply_event<'a>(
     node: &mut NodeState,
+    tasks: &mut TaskDeltas<'a>,
     newer: bool,
-    entry: &Entry,
-    event: &Event,
-    time_ns: i64,
-) -> rusqlite::Result<()> {
+    entry: &'a Entry,
+    event: &'a Event,
+    at: EventTime,
+) {
     match event {
         Event::NodeRegistered { address } => {
             if newer || node.address.is_none() {
                 node.address = Some(address.clone());
-                node.registered_ms = Some(event_ms(entry, time_ns));
-                node.registered_ns = entry.received_ns;
+                node.registered_ms = Some(at.ms);
+                node.registered_ns = at.ns;
             }
         }
         Event::SlotTaken { slot, total } => {
@@ -684,213 +784,339 @@ fn apply_event(
                 node.slots_total = Some(i64::from(*total));
             }
         }
-        Event::TaskReceived(created) => task_received(tx, entry, created, time_ns)?,
-        Event::TaskDownloaded { task_id } => {
-            tx.prepare_cached(
-                "UPDATE tasks SET status = CASE status WHEN 'received' THEN 'executing' ELSE status END,
-                   downloaded_ms = COALESCE(downloaded_ms, ?2)
-                 WHERE task_id = ?1 AND status IN ('received', 'executing')",
-            )?
-            .execute((task_id, event_ms(entry, time_ns)))?;
+        Event::TaskReceived(created) => {
+            let execution_id = match (created.execution_id.as_str(), entry.execution_id.as_deref())
+            {
+                ("", Some(id)) => id,
+                ("", None) => return,
+                (id, _) => id,
+            };
+            tasks.received(execution_id, created, at);
         }
-        Event::ExecutionStarted { execution_id } => {
-            tx.prepare_cached(
-                "INSERT INTO tasks (execution_id, status, started_ms, started_ns)
-                 VALUES (?1, 'executing', ?2, ?3)
-                 ON CONFLICT (execution_id) DO UPDATE SET status = 'executing',
-                   started_ms = COALESCE(started_ms, excluded.started_ms),
-                   started_ns = COALESCE(started_ns, excluded.started_ns)
-                 WHERE status IN ('received', 'executing')",
-            )?
-            .execute((execution_id, event_ms(entry, time_ns), entry.received_ns))?;
-        }
+        Event::TaskDownloaded { task_id } => tasks.downloaded(task_id, at.ms),
+        Event::ExecutionStarted { execution_id } => tasks.started(execution_id, at),
         Event::ExecutionCompleted {
             execution_id,
             metrics,
         } => {
-            execution_completed(tx, entry, execution_id, metrics.as_deref(), time_ns)?;
+            tasks.completed(execution_id, metrics.as_deref(), at);
         }
-        Event::Invoice(invoice) => insert_invoice(tx, entry, invoice, time_ns)?,
-        Event::ExecutionMetrics(_) | Event::ExecutionStderr { .. } | Event::OutcomePublished => {}
+        Event::Invoice(_)
+        | Event::ExecutionMetrics(_)
+        | Event::ExecutionStderr { .. }
+        | Event::OutcomePublished => {}
     }
-    Ok(())
 }
 
-fn task_received(
-    tx: &Transaction<'_>,
-    entry: &Entry,
-    created: &TaskCreated,
-    time_ns: i64,
-) -> rusqlite::Result<()> {
-    let execution_id = match (created.execution_id.as_str(), entry.execution_id.as_deref()) {
-        ("", Some(id)) => id,
-        ("", None) => return Ok(()),
-        (id, _) => id,
-    };
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO tasks (execution_id, status, task_id, chain_id, block_number, block_hash,
-               requester, reward, created_ms, received_ms, received_ns, gas_limit, memory_limit,
-               call_limit, frame_limit, execution_timeout_ms, required_solutions, total_solutions)
-             VALUES (?1, 'received', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT (execution_id) DO UPDATE SET
-               task_id = COALESCE(task_id, excluded.task_id),
-               chain_id = COALESCE(chain_id, excluded.chain_id),
-               block_number = COALESCE(block_number, excluded.block_number),
-               block_hash = COALESCE(block_hash, excluded.block_hash),
-               requester = COALESCE(requester, excluded.requester),
-               reward = COALESCE(reward, excluded.reward),
-               created_ms = COALESCE(created_ms, excluded.created_ms),
-               received_ms = COALESCE(received_ms, excluded.received_ms),
-               received_ns = COALESCE(received_ns, excluded.received_ns),
-               gas_limit = COALESCE(gas_limit, excluded.gas_limit),
-               memory_limit = COALESCE(memory_limit, excluded.memory_limit),
-               call_limit = COALESCE(call_limit, excluded.call_limit),
-               frame_limit = COALESCE(frame_limit, excluded.frame_limit),
-               execution_timeout_ms = COALESCE(execution_timeout_ms, excluded.execution_timeout_ms),
-               required_solutions = COALESCE(required_solutions, excluded.required_solutions),
-               total_solutions = COALESCE(total_solutions, excluded.total_solutions)
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                execution_id,
-                created.task_id,
-                created.chain_id,
-                int(created.block_number),
-                created.block_hash,
-                created.requester,
-                created.reward,
-                created.created_ms,
-                event_ms(entry, time_ns),
-                entry.received_ns,
-                int(created.gas_limit),
-                int(created.memory_limit),
-                int(created.call_limit),
-                int(created.frame_limit),
-                int(created.execution_timeout_ms),
-                int(created.required_solutions),
-                int(created.total_solutions),
-            ],
-            |row| row.get(0),
-        )?;
-    if let Some(input) = &created.input {
-        tx.prepare_cached(
-            "INSERT INTO task_data (task_id, input) VALUES (?1, ?2)
-             ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input)",
-        )?
-        .execute((id, input))?;
-    }
-    Ok(())
+/// When an event happened: the node's clock in ms (else the entry time), Docker's in ns.
+#[derive(Clone, Copy, Debug)]
+struct EventTime {
+    ms: i64,
+    ns: Option<i64>,
 }
 
-fn execution_completed(
-    tx: &Transaction<'_>,
-    entry: &Entry,
-    execution_id: &str,
-    metrics: Option<&Metrics>,
-    time_ns: i64,
-) -> rusqlite::Result<()> {
-    let empty = Metrics::default();
-    let m = metrics.unwrap_or(&empty);
-    let status = match m.exit_code {
-        Some(code) if code != 0 => "failed",
-        _ => "completed",
-    };
-    // A final task is never rewritten: the update's WHERE keeps it, and RETURNING then
-    // yields no row, so the output is left alone too.
-    let id: Option<i64> = tx
-        .prepare_cached(
-            "INSERT INTO tasks (execution_id, status, completed_ms, completed_ns, exit_code,
-               elapsed_ns, elapsed_ms, gas_used, metered_gas_limit, memory_peak,
-               metered_memory_limit, call_peak, frame_peak, wasm_size, wasm_hash, cached)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-             ON CONFLICT (execution_id) DO UPDATE SET
-               status = excluded.status,
-               completed_ms = excluded.completed_ms,
-               completed_ns = excluded.completed_ns,
-               exit_code = COALESCE(excluded.exit_code, exit_code),
-               elapsed_ns = COALESCE(excluded.elapsed_ns, elapsed_ns),
-               elapsed_ms = COALESCE(excluded.elapsed_ms, elapsed_ms),
-               gas_used = COALESCE(excluded.gas_used, gas_used),
-               metered_gas_limit = COALESCE(excluded.metered_gas_limit, metered_gas_limit),
-               memory_peak = COALESCE(excluded.memory_peak, memory_peak),
-               metered_memory_limit = COALESCE(excluded.metered_memory_limit, metered_memory_limit),
-               call_peak = COALESCE(excluded.call_peak, call_peak),
-               frame_peak = COALESCE(excluded.frame_peak, frame_peak),
-               wasm_size = COALESCE(excluded.wasm_size, wasm_size),
-               wasm_hash = COALESCE(excluded.wasm_hash, wasm_hash),
-               cached = COALESCE(excluded.cached, cached)
-             WHERE status IN ('received', 'executing')
-             RETURNING id",
-        )?
-        .query_row(
-            params![
+/// Life-cycle rank: a task only moves up, and a final one never changes.
+const RECEIVED: u8 = 0;
+const EXECUTING: u8 = 1;
+const FINAL: u8 = 2;
+
+/// What one transaction's events did to one task. Applied to its row in one statement at
+/// the end of the transaction (a task's lines usually all fall into one transaction
+/// during an import): the statement merges with the stored row by the same rules the
+/// events follow one by one, so the outcome does not depend on where transactions cut.
+struct TaskDelta<'a> {
+    execution_id: &'a str,
+    rank: u8,
+    /// Every task_created seen, in order: the first figure present wins.
+    created: Vec<&'a TaskCreated>,
+    received: Option<EventTime>,
+    downloaded_ms: Option<i64>,
+    started: Option<EventTime>,
+    completion: Option<Completion<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct Completion<'a> {
+    status: TaskStatus,
+    at: EventTime,
+    metrics: Option<&'a Metrics>,
+}
+
+impl<'a> TaskDelta<'a> {
+    fn status(&self) -> TaskStatus {
+        match (&self.completion, self.rank) {
+            (Some(completion), _) => completion.status,
+            (None, RECEIVED) => TaskStatus::Received,
+            (None, _) => TaskStatus::Executing,
+        }
+    }
+
+    fn created<T>(&self, figure: impl Fn(&'a TaskCreated) -> Option<T>) -> Option<T> {
+        self.created.iter().find_map(|c| figure(c))
+    }
+
+    fn metric<T>(&self, figure: impl Fn(&'a Metrics) -> Option<T>) -> Option<T> {
+        self.completion.and_then(|c| c.metrics).and_then(figure)
+    }
+}
+
+/// The task changes of one transaction, in the order tasks were first seen.
+#[derive(Default)]
+struct TaskDeltas<'a> {
+    deltas: Vec<TaskDelta<'a>>,
+    by_execution: HashMap<&'a str, usize>,
+    by_task_id: HashMap<&'a str, Vec<usize>>,
+    /// `TaskDownloaded` lines, applied to the tasks stored before this transaction.
+    downloads: Vec<(&'a str, i64)>,
+}
+
+impl<'a> TaskDeltas<'a> {
+    fn delta(&mut self, execution_id: &'a str) -> (usize, &mut TaskDelta<'a>) {
+        let index = *self.by_execution.entry(execution_id).or_insert_with(|| {
+            self.deltas.push(TaskDelta {
                 execution_id,
+                rank: RECEIVED,
+                created: Vec::new(),
+                received: None,
+                downloaded_ms: None,
+                started: None,
+                completion: None,
+            });
+            self.deltas.len() - 1
+        });
+        (index, &mut self.deltas[index])
+    }
+
+    fn received(&mut self, execution_id: &'a str, created: &'a TaskCreated, at: EventTime) {
+        let (index, delta) = self.delta(execution_id);
+        delta.created.push(created);
+        delta.received = delta.received.or(Some(at));
+        if let Some(task_id) = created.task_id.as_deref() {
+            let tasks = self.by_task_id.entry(task_id).or_default();
+            if !tasks.contains(&index) {
+                tasks.push(index);
+            }
+        }
+    }
+
+    fn downloaded(&mut self, task_id: &'a str, ms: i64) {
+        self.downloads.push((task_id, ms));
+        for &index in self.by_task_id.get(task_id).into_iter().flatten() {
+            let delta = &mut self.deltas[index];
+            if delta.rank < FINAL {
+                delta.rank = EXECUTING;
+                delta.downloaded_ms = delta.downloaded_ms.or(Some(ms));
+            }
+        }
+    }
+
+    fn started(&mut self, execution_id: &'a str, at: EventTime) {
+        let (_, delta) = self.delta(execution_id);
+        if delta.rank < FINAL {
+            delta.rank = EXECUTING;
+            delta.started = delta.started.or(Some(at));
+        }
+    }
+
+    fn completed(&mut self, execution_id: &'a str, metrics: Option<&'a Metrics>, at: EventTime) {
+        let (_, delta) = self.delta(execution_id);
+        if delta.rank < FINAL {
+            delta.rank = FINAL;
+            let status = match metrics.and_then(|m| m.exit_code) {
+                Some(code) if code != 0 => TaskStatus::Failed,
+                _ => TaskStatus::Completed,
+            };
+            delta.completion = Some(Completion {
                 status,
-                event_ms(entry, time_ns),
-                entry.received_ns,
-                m.exit_code,
-                int(m.elapsed_ns),
-                int(m.elapsed_ns.map(|ns| ns / 1_000_000)),
-                int(m.steps),
-                int(m.gas_limit),
-                int(m.memory_peak),
-                int(m.memory_limit),
-                int(m.call_peak),
-                int(m.frame_peak),
-                int(m.wasm_size),
-                m.wasm_hash,
-                m.cached,
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let (Some(id), Some(output)) = (id, &m.output) {
-        tx.prepare_cached(
-            "INSERT INTO task_data (task_id, output) VALUES (?1, ?2)
-             ON CONFLICT (task_id) DO UPDATE SET output = excluded.output",
-        )?
-        .execute((id, output))?;
+                at,
+                metrics,
+            });
+        }
     }
-    Ok(())
+
+    /// Writes the changes: downloads of tasks stored earlier first (they happened before
+    /// anything this transaction adds), then one upsert per task.
+    fn flush(&self, tx: &Transaction<'_>) -> rusqlite::Result<HashMap<&'a str, i64>> {
+        if !self.downloads.is_empty() {
+            let mut download = tx.prepare_cached(
+                "UPDATE tasks SET status = CASE status WHEN 'received' THEN 'executing' ELSE status END,
+                   downloaded_ms = COALESCE(downloaded_ms, ?2)
+                 WHERE task_id = ?1 AND status IN ('received', 'executing')",
+            )?;
+            for (task_id, ms) in &self.downloads {
+                download.execute((task_id, ms))?;
+            }
+        }
+        let mut ids = HashMap::with_capacity(self.deltas.len());
+        if self.deltas.is_empty() {
+            return Ok(ids);
+        }
+        let mut upsert = tx.prepare_cached(UPSERT_TASK)?;
+        let mut stored = tx.prepare_cached(
+            "SELECT id, status, completed_ms FROM tasks WHERE execution_id = ?1",
+        )?;
+        let mut data = tx.prepare_cached(
+            "INSERT INTO task_data (task_id, input, output) VALUES (?1, ?2, ?3)
+             ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input),
+               output = COALESCE(excluded.output, output)",
+        )?;
+        for d in &self.deltas {
+            let status = d.status();
+            let completed = d.completion.map(|c| c.at);
+            let before = tx.last_insert_rowid();
+            upsert.execute(params![
+                        d.execution_id,
+                        status.as_str(),
+                        d.created(|c| c.task_id.as_deref()),
+                        d.created(|c| c.chain_id.as_deref()),
+                        int(d.created(|c| c.block_number)),
+                        d.created(|c| c.block_hash.as_deref()),
+                        d.created(|c| c.requester.as_deref()),
+                        d.created(|c| c.reward.as_deref()),
+                        d.created(|c| c.created_ms),
+                        d.received.map(|at| at.ms),
+                        d.received.and_then(|at| at.ns),
+                        int(d.created(|c| c.gas_limit)),
+                        int(d.created(|c| c.memory_limit)),
+                        int(d.created(|c| c.call_limit)),
+                        int(d.created(|c| c.frame_limit)),
+                        int(d.created(|c| c.execution_timeout_ms)),
+                        int(d.created(|c| c.required_solutions)),
+                        int(d.created(|c| c.total_solutions)),
+                        d.downloaded_ms,
+                        d.started.map(|at| at.ms),
+                        d.started.and_then(|at| at.ns),
+                        completed.map(|at| at.ms),
+                        completed.and_then(|at| at.ns),
+                        d.metric(|m| m.exit_code),
+                        int(d.metric(|m| m.elapsed_ns)),
+                        int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                        int(d.metric(|m| m.steps)),
+                        int(d.metric(|m| m.gas_limit)),
+                        int(d.metric(|m| m.memory_peak)),
+                        int(d.metric(|m| m.memory_limit)),
+                        int(d.metric(|m| m.call_peak)),
+                        int(d.metric(|m| m.frame_peak)),
+                        int(d.metric(|m| m.wasm_size)),
+                        d.metric(|m| m.wasm_hash.as_deref()),
+                        d.metric(|m| m.cached),
+                    ])?;
+            // A new row moves the last insert rowid (an update leaves it alone, and so do
+            // the triggers' inserts); otherwise read back what the row now holds.
+            let inserted = tx.last_insert_rowid();
+            let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
+                if inserted != before {
+                    (inserted, status.as_str().to_owned(), completed.map(|at| at.ms))
+                } else {
+                    stored
+                        .query_row([d.execution_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })?
+                };
+            ids.insert(d.execution_id, id);
+            let input = d.created(|c| c.input.as_deref());
+            // The output belongs to the completion only if this completion is the one
+            // the row now carries (a task already final keeps its own).
+            let output = d.metric(|m| m.output.as_deref()).filter(|_| {
+                stored_status == status.as_str() && stored_completed_ms == completed.map(|at| at.ms)
+            });
+            if input.is_some() || output.is_some() {
+                data.execute(params![id, input, output])?;
+            }
+        }
+        Ok(ids)
+    }
 }
 
-fn insert_invoice(
-    tx: &Transaction<'_>,
-    entry: &Entry,
-    invoice: &Invoice,
+/// Merges a task's changes into its row. `status` on the right-hand side is the stored
+/// one: a final task only takes task_created figures it lacks; otherwise the status moves
+/// up, first times are kept, and a completion brings its figures.
+const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, chain_id, block_number,
+   block_hash, requester, reward, created_ms, received_ms, received_ns, gas_limit, memory_limit,
+   call_limit, frame_limit, execution_timeout_ms, required_solutions, total_solutions,
+   downloaded_ms, started_ms, started_ns, completed_ms, completed_ns, exit_code, elapsed_ns,
+   elapsed_ms, gas_used, metered_gas_limit, memory_peak, metered_memory_limit, call_peak,
+   frame_peak, wasm_size, wasm_hash, cached)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+   ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)
+ ON CONFLICT (execution_id) DO UPDATE SET
+   task_id = COALESCE(task_id, excluded.task_id),
+   chain_id = COALESCE(chain_id, excluded.chain_id),
+   block_number = COALESCE(block_number, excluded.block_number),
+   block_hash = COALESCE(block_hash, excluded.block_hash),
+   requester = COALESCE(requester, excluded.requester),
+   reward = COALESCE(reward, excluded.reward),
+   created_ms = COALESCE(created_ms, excluded.created_ms),
+   received_ms = COALESCE(received_ms, excluded.received_ms),
+   received_ns = COALESCE(received_ns, excluded.received_ns),
+   gas_limit = COALESCE(gas_limit, excluded.gas_limit),
+   memory_limit = COALESCE(memory_limit, excluded.memory_limit),
+   call_limit = COALESCE(call_limit, excluded.call_limit),
+   frame_limit = COALESCE(frame_limit, excluded.frame_limit),
+   execution_timeout_ms = COALESCE(execution_timeout_ms, excluded.execution_timeout_ms),
+   required_solutions = COALESCE(required_solutions, excluded.required_solutions),
+   total_solutions = COALESCE(total_solutions, excluded.total_solutions),
+   status = CASE
+     WHEN status IN ('completed', 'failed') THEN status
+     WHEN excluded.status IN ('completed', 'failed', 'executing') THEN excluded.status
+     ELSE status END,
+   downloaded_ms = IIF(status IN ('completed', 'failed'), downloaded_ms, COALESCE(downloaded_ms, excluded.downloaded_ms)),
+   started_ms = IIF(status IN ('completed', 'failed'), started_ms, COALESCE(started_ms, excluded.started_ms)),
+   started_ns = IIF(status IN ('completed', 'failed'), started_ns, COALESCE(started_ns, excluded.started_ns)),
+   completed_ms = IIF(status IN ('completed', 'failed'), completed_ms, COALESCE(excluded.completed_ms, completed_ms)),
+   completed_ns = IIF(status IN ('completed', 'failed'), completed_ns, COALESCE(excluded.completed_ns, completed_ns)),
+   exit_code = IIF(status IN ('completed', 'failed'), exit_code, COALESCE(excluded.exit_code, exit_code)),
+   elapsed_ns = IIF(status IN ('completed', 'failed'), elapsed_ns, COALESCE(excluded.elapsed_ns, elapsed_ns)),
+   elapsed_ms = IIF(status IN ('completed', 'failed'), elapsed_ms, COALESCE(excluded.elapsed_ms, elapsed_ms)),
+   gas_used = IIF(status IN ('completed', 'failed'), gas_used, COALESCE(excluded.gas_used, gas_used)),
+   metered_gas_limit = IIF(status IN ('completed', 'failed'), metered_gas_limit, COALESCE(excluded.metered_gas_limit, metered_gas_limit)),
+   memory_peak = IIF(status IN ('completed', 'failed'), memory_peak, COALESCE(excluded.memory_peak, memory_peak)),
+   metered_memory_limit = IIF(status IN ('completed', 'failed'), metered_memory_limit, COALESCE(excluded.metered_memory_limit, metered_memory_limit)),
+   call_peak = IIF(status IN ('completed', 'failed'), call_peak, COALESCE(excluded.call_peak, call_peak)),
+   frame_peak = IIF(status IN ('completed', 'failed'), frame_peak, COALESCE(excluded.frame_peak, frame_peak)),
+   wasm_size = IIF(status IN ('completed', 'failed'), wasm_size, COALESCE(excluded.wasm_size, wasm_size)),
+   wasm_hash = IIF(status IN ('completed', 'failed'), wasm_hash, COALESCE(excluded.wasm_hash, wasm_hash)),
+   cached = IIF(status IN ('completed', 'failed'), cached, COALESCE(excluded.cached, cached))
+";
+
+/// An invoice line, stored after the transaction's tasks.
+struct InvoiceRow<'a> {
+    entry: &'a Entry,
+    invoice: &'a Invoice,
     time_ns: i64,
-) -> rusqlite::Result<()> {
-    let row: Option<i64> = tx
+}
+
+fn insert_invoice(tx: &Transaction<'_>, row: &InvoiceRow<'_>) -> rusqlite::Result<()> {
+    let InvoiceRow {
+        entry,
+        invoice,
+        time_ns,
+    } = row;
+    let inserted = tx
         .prepare_cached(
             "INSERT INTO invoices (invoice_id, execution_id, task_id, task_created_ts,
                step_gas_price, byte_gas_price, time_ns, node_time, received_ns)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (invoice_id, execution_id) DO NOTHING
-             RETURNING id",
+             ON CONFLICT (invoice_id, execution_id) DO NOTHING",
         )?
-        .query_row(
-            params![
-                invoice.invoice_id,
-                invoice
-                    .execution_id
-                    .as_ref()
-                    .or(entry.execution_id.as_ref()),
-                invoice.task_id,
-                invoice.task_created_ts,
-                invoice.step_gas_price,
-                invoice.byte_gas_price,
-                time_ns,
-                entry.node_time,
-                entry.received_ns,
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let Some(row) = row else {
+        .execute(params![
+            invoice.invoice_id,
+            invoice
+                .execution_id
+                .as_ref()
+                .or(entry.execution_id.as_ref()),
+            invoice.task_id,
+            invoice.task_created_ts,
+            invoice.step_gas_price,
+            invoice.byte_gas_price,
+            time_ns,
+            entry.node_time,
+            entry.received_ns,
+        ])?;
+    if inserted == 0 {
         return Ok(());
-    };
+    }
+    let id = tx.last_insert_rowid();
     let mut insert = tx.prepare_cached(
         "INSERT INTO invoice_items (invoice_row, position, operation, account, steps,
            steps_value, memory, memory_value)
@@ -898,7 +1124,7 @@ fn insert_invoice(
     )?;
     for (position, item) in invoice.line_items.iter().enumerate() {
         insert.execute(params![
-            row,
+            id,
             position as i64,
             item.operation,
             item.account,

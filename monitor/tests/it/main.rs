@@ -2,8 +2,11 @@
 
 mod support;
 
+mod deploy;
 mod docker;
+mod federation;
 mod file;
+mod http;
 mod import;
 mod parser;
 mod store;

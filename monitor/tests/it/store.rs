@@ -1210,3 +1210,25 @@ async fn async_variants_submit_flush_and_read() {
     assert_eq!(store.entries_async(3).await.expect("entries").len(), 3);
     store.close_async().await.expect("close");
 }
+
+#[test]
+fn database_locked_by_another_process_is_reported_clearly() {
+    let db = temp_db();
+    // Another program holds an exclusive lock on a database that is not in WAL mode yet.
+    let other = rusqlite::Connection::open(&db.path).expect("open with sqlite");
+    other
+        .execute_batch("CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+        .expect("lock");
+
+    let error = Store::open(config(&db)).expect_err("the database is locked");
+    assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("is locked by another process"),
+        "{error}"
+    );
+
+    other.execute_batch("COMMIT").expect("unlock");
+    drop(other);
+    let store = open(&db);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+}

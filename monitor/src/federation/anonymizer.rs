@@ -1,0 +1,427 @@
+//! The anonymizer: a closed window's store events -> a protocol [`Report`].
+//!
+//! Pure: the store fills a [`WindowData`] (plain values, local only), this module maps it
+//! field by field onto the report, and nothing else reaches the report. What it keeps:
+//!
+//! | report field | from | how |
+//! |---|---|---|
+//! | `node`, `key` | the installation's key pair | public key, node id derived from it |
+//! | `window` | the window | its start, the only time on the wire |
+//! | `level`, `continent` | the operator's settings | continent only at `full` |
+//! | `status.state` | last container event before the window's end, else log activity in the window | `up` / `down` / `unknown` |
+//! | `status.active` | the node's slots in use (node status) | bucket (`0` when the container is down) |
+//! | `status.total` | tasks recorded up to the window's end | bucket |
+//! | `counts` | tasks received / completed / failed in the window | exact (protocol rule) |
+//! | `tasks[]` | tasks finished in the window (`full` only) | HMAC id, chain id, outcome, buckets, cache flag |
+//! | `invoices[]` | invoice lines recorded in the window (`full` only) | HMAC id, operation word, steps bucket |
+//!
+//! Items are sorted by their hashed id, so their order says nothing about when they
+//! happened. Everything else the store knows (wallets, task ids, block numbers and
+//! hashes, requesters, inputs, outputs, exact times, versions) is simply not read.
+
+use truebit_protocol::bucket::{
+    ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket, TotalTasksBucket,
+};
+use truebit_protocol::report::{
+    ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
+    TaskItem, WindowCounts, MAX_WINDOW_COUNT,
+};
+use truebit_protocol::window::WindowStart;
+
+use super::identity::Identity;
+use crate::model::ContainerAction;
+
+/// What the store knows about one window (local values; never sent as such).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowData {
+    /// The node container's last state change before the window's end, if any was seen.
+    pub last_container_action: Option<ContainerAction>,
+    /// Whether the node printed anything during the window.
+    pub active_in_window: bool,
+    /// Slots in use, as the node last reported.
+    pub slots_used: Option<u32>,
+    /// Tasks the monitor recorded up to the window's end.
+    pub total_tasks: u64,
+    /// Tasks received during the window.
+    pub received: u64,
+    /// Tasks that completed or failed during the window.
+    pub finished: Vec<FinishedTask>,
+    /// Invoice lines recorded during the window.
+    pub invoice_lines: Vec<InvoiceLine>,
+}
+
+/// A task that finished in the window, with the figures the report may carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FinishedTask {
+    pub execution_id: String,
+    pub failed: bool,
+    /// As the node printed it (decimal or 0x hex).
+    pub chain_id: Option<String>,
+    pub elapsed_ns: Option<u64>,
+    pub elapsed_ms: Option<u64>,
+    pub gas_used: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub cached: Option<bool>,
+}
+
+/// One line of an invoice recorded in the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvoiceLine {
+    pub execution_id: Option<String>,
+    pub invoice_id: Option<i64>,
+    pub operation: String,
+    /// Steps computed, when the node printed an integer.
+    pub steps: Option<i64>,
+}
+
+/// What the operator chose to share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sharing {
+    pub level: Level,
+    /// Sent only at the `full` level.
+    pub continent: Option<Continent>,
+}
+
+/// The node state at the end of the window.
+pub fn node_state(data: &WindowData) -> NodeState {
+    match data.last_container_action {
+        Some(ContainerAction::Started | ContainerAction::Restarted | ContainerAction::Unpaused) => {
+            NodeState::Up
+        }
+        Some(
+            ContainerAction::Created
+            | ContainerAction::Died
+            | ContainerAction::Oom
+            | ContainerAction::Stopped
+            | ContainerAction::Paused
+            | ContainerAction::Destroyed,
+        ) => NodeState::Down,
+        None if data.active_in_window => NodeState::Up,
+        None => NodeState::Unknown,
+    }
+}
+
+/// Builds the window's report. Counts above the protocol's limit are capped (the
+/// validator then blocks a `full` report whose items disagree, failing closed).
+pub fn anonymize(
+    data: &WindowData,
+    identity: &Identity,
+    window: WindowStart,
+    sharing: Sharing,
+) -> Report {
+    let mut report = Report::new(identity.public_key(), window, sharing.level);
+    let state = node_state(data);
+    report.status = NodeStatus {
+        state,
+        active: match state {
+            NodeState::Down => ActiveTasksBucket::Zero,
+            _ => ActiveTasksBucket::from_value(data.slots_used.map(u64::from)),
+        },
+        total: TotalTasksBucket::from_value(Some(data.total_tasks)),
+    };
+    let failed = data.finished.iter().filter(|t| t.failed).count() as u64;
+    let completed = data.finished.len() as u64 - failed;
+    report.counts = WindowCounts {
+        received: data.received.min(MAX_WINDOW_COUNT),
+        completed: completed.min(MAX_WINDOW_COUNT),
+        failed: failed.min(MAX_WINDOW_COUNT),
+    };
+    if sharing.level == Level::Strict {
+        return report;
+    }
+    report.continent = sharing.continent;
+    report.tasks = data
+        .finished
+        .iter()
+        .map(|t| TaskItem {
+            id: identity.hash_id(&t.execution_id),
+            chain: t.chain_id.as_deref().and_then(ChainId::parse),
+            outcome: if t.failed {
+                Outcome::Failed
+            } else {
+                Outcome::Completed
+            },
+            duration: match (t.elapsed_ns, t.elapsed_ms) {
+                (Some(ns), _) => ExecTimeBucket::from_nanos(Some(ns)),
+                (None, ms) => ExecTimeBucket::from_value(ms),
+            },
+            gas: GasBucket::from_value(t.gas_used),
+            memory: MemoryBucket::from_value(t.memory_peak),
+            cached: t.cached,
+        })
+        .collect();
+    report.tasks.sort_unstable_by_key(|t| t.id);
+    report.invoices = data
+        .invoice_lines
+        .iter()
+        .filter_map(|line| {
+            let key = match (&line.execution_id, line.invoice_id) {
+                (Some(execution), _) => execution.clone(),
+                (None, Some(invoice)) => format!("invoice:{invoice}"),
+                (None, None) => return None,
+            };
+            Some(InvoiceItem {
+                id: identity.hash_id(&key),
+                op: Operation::from_node(&line.operation),
+                steps: StepsBucket::from_value(line.steps.and_then(|s| u64::try_from(s).ok())),
+            })
+        })
+        .collect();
+    report
+        .invoices
+        .sort_unstable_by_key(|i| (i.id, i.op, i.steps));
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use truebit_protocol::privacy::validate_report;
+
+    fn identity() -> Identity {
+        Identity::from_bytes([1; 32], [2; 32])
+    }
+
+    fn window() -> WindowStart {
+        WindowStart::new(1_763_992_500).expect("aligned")
+    }
+
+    const FULL: Sharing = Sharing {
+        level: Level::Full,
+        continent: Some(Continent::Europe),
+    };
+
+    fn busy() -> WindowData {
+        WindowData {
+            last_container_action: Some(ContainerAction::Started),
+            active_in_window: true,
+            slots_used: Some(3),
+            total_tasks: 42,
+            received: 4,
+            finished: vec![
+                FinishedTask {
+                    execution_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+                    failed: false,
+                    chain_id: Some("43113".into()),
+                    elapsed_ns: Some(842_133_917),
+                    elapsed_ms: Some(842),
+                    gas_used: Some(19_373_422),
+                    memory_peak: Some(37),
+                    cached: Some(true),
+                },
+                FinishedTask {
+                    execution_id: "alice@example.com".into(),
+                    failed: true,
+                    chain_id: Some("0x52908400098527886E0F7030069857D2E4169EE7".into()),
+                    elapsed_ns: None,
+                    elapsed_ms: Some(61_000),
+                    gas_used: None,
+                    memory_peak: Some(4096),
+                    cached: None,
+                },
+            ],
+            invoice_lines: vec![
+                InvoiceLine {
+                    execution_id: Some("550e8400-e29b-41d4-a716-446655440000".into()),
+                    invoice_id: Some(1234),
+                    operation: "charge".into(),
+                    steps: Some(19_373_422),
+                },
+                InvoiceLine {
+                    execution_id: None,
+                    invoice_id: Some(99),
+                    operation: "refund to 10.0.0.1".into(),
+                    steps: Some(-5),
+                },
+                InvoiceLine {
+                    execution_id: None,
+                    invoice_id: None,
+                    operation: "pay".into(),
+                    steps: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn busy_window_maps_every_figure_to_its_bucket() {
+        let id = identity();
+        let r = anonymize(&busy(), &id, window(), FULL);
+        assert_eq!(r.status.state, NodeState::Up);
+        assert_eq!(r.status.active, ActiveTasksBucket::TwoToThree);
+        assert_eq!(r.status.total, TotalTasksBucket::From10To50);
+        assert_eq!(
+            r.counts,
+            WindowCounts {
+                received: 4,
+                completed: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(r.continent, Some(Continent::Europe));
+        let ok = r
+            .tasks
+            .iter()
+            .find(|t| t.outcome == Outcome::Completed)
+            .expect("completed item");
+        assert_eq!(ok.id, id.hash_id("550e8400-e29b-41d4-a716-446655440000"));
+        assert_eq!(ok.chain.map(ChainId::get), Some(43_113));
+        assert_eq!(ok.duration, ExecTimeBucket::From500MsTo1S);
+        assert_eq!(ok.gas, GasBucket::From10MTo100M);
+        assert_eq!(ok.memory, MemoryBucket::LessThan64);
+        assert_eq!(ok.cached, Some(true));
+        let bad = r
+            .tasks
+            .iter()
+            .find(|t| t.outcome == Outcome::Failed)
+            .expect("failed item");
+        assert_eq!(
+            bad.chain, None,
+            "a wallet-shaped chain id is sent as unknown"
+        );
+        assert_eq!(bad.duration, ExecTimeBucket::AtLeast1M);
+        assert_eq!(bad.gas, GasBucket::Unknown);
+        assert_eq!(bad.memory, MemoryBucket::AtLeast1024);
+        assert_eq!(bad.cached, None);
+        // Two invoice lines have an id to hash; the third has none and is left out.
+        assert_eq!(r.invoices.len(), 2);
+        let charge = r
+            .invoices
+            .iter()
+            .find(|i| i.op == Operation::Charge)
+            .expect("charge");
+        assert_eq!(
+            charge.id, ok.id,
+            "an invoice line joins its task by hashed id"
+        );
+        assert_eq!(charge.steps, GasBucket::From10MTo100M);
+        let other = r
+            .invoices
+            .iter()
+            .find(|i| i.op == Operation::Other)
+            .expect("other");
+        assert_eq!(other.id, id.hash_id("invoice:99"));
+        assert_eq!(other.steps, GasBucket::Unknown);
+        validate_report(&r).expect("the anonymizer's output passes the validator");
+    }
+
+    #[test]
+    fn items_are_ordered_by_hashed_id_not_by_time() {
+        let mut data = busy();
+        data.finished = (0..50)
+            .map(|i| FinishedTask {
+                execution_id: format!("exec-{i}"),
+                ..FinishedTask::default()
+            })
+            .collect();
+        let r = anonymize(&data, &identity(), window(), FULL);
+        let ids: Vec<_> = r.tasks.iter().map(|t| t.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted);
+        let in_input_order: Vec<_> = data
+            .finished
+            .iter()
+            .map(|t| identity().hash_id(&t.execution_id))
+            .collect();
+        assert_ne!(ids, in_input_order);
+    }
+
+    #[test]
+    fn strict_level_sends_status_and_counts_only() {
+        let r = anonymize(
+            &busy(),
+            &identity(),
+            window(),
+            Sharing {
+                level: Level::Strict,
+                continent: Some(Continent::Europe),
+            },
+        );
+        assert_eq!(r.level, Level::Strict);
+        assert!(r.tasks.is_empty());
+        assert!(r.invoices.is_empty());
+        assert_eq!(r.continent, None, "no continent at strict");
+        assert_eq!(r.counts.completed, 1);
+        assert_eq!(r.counts.failed, 1);
+        assert_eq!(r.counts.received, 4);
+        validate_report(&r).expect("valid");
+    }
+
+    #[test]
+    fn empty_window_gives_a_cover_report_with_the_same_shape() {
+        let data = WindowData {
+            last_container_action: Some(ContainerAction::Started),
+            total_tasks: 7,
+            slots_used: Some(0),
+            ..WindowData::default()
+        };
+        let r = anonymize(&data, &identity(), window(), FULL);
+        assert!(r.is_cover());
+        assert_eq!(r.counts, WindowCounts::default());
+        assert_eq!(r.status.state, NodeState::Up);
+        assert_eq!(r.status.active, ActiveTasksBucket::Zero);
+        assert_eq!(r.status.total, TotalTasksBucket::From1To10);
+        validate_report(&r).expect("valid");
+    }
+
+    #[test]
+    fn node_state_follows_the_container_then_the_log_activity() {
+        let mut d = WindowData::default();
+        assert_eq!(node_state(&d), NodeState::Unknown);
+        d.active_in_window = true;
+        assert_eq!(node_state(&d), NodeState::Up);
+        for (action, state) in [
+            (ContainerAction::Started, NodeState::Up),
+            (ContainerAction::Restarted, NodeState::Up),
+            (ContainerAction::Unpaused, NodeState::Up),
+            (ContainerAction::Died, NodeState::Down),
+            (ContainerAction::Oom, NodeState::Down),
+            (ContainerAction::Stopped, NodeState::Down),
+            (ContainerAction::Paused, NodeState::Down),
+            (ContainerAction::Destroyed, NodeState::Down),
+            (ContainerAction::Created, NodeState::Down),
+        ] {
+            d.last_container_action = Some(action);
+            assert_eq!(node_state(&d), state, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn a_down_node_has_no_active_slots_and_missing_figures_are_unknown() {
+        let data = WindowData {
+            last_container_action: Some(ContainerAction::Died),
+            slots_used: Some(4),
+            ..WindowData::default()
+        };
+        let r = anonymize(&data, &identity(), window(), FULL);
+        assert_eq!(r.status.state, NodeState::Down);
+        assert_eq!(r.status.active, ActiveTasksBucket::Zero);
+        let data = WindowData {
+            active_in_window: true,
+            slots_used: None,
+            ..WindowData::default()
+        };
+        let r = anonymize(&data, &identity(), window(), FULL);
+        assert_eq!(r.status.active, ActiveTasksBucket::Unknown);
+        assert_eq!(r.status.total, TotalTasksBucket::Zero);
+    }
+
+    #[test]
+    fn nothing_but_hashes_and_labels_comes_from_local_strings() {
+        let r = anonymize(&busy(), &identity(), window(), FULL);
+        let text = String::from_utf8(r.to_canonical_bytes()).expect("utf8");
+        for planted in [
+            "550e8400",
+            "alice",
+            "example.com",
+            "52908400098527886",
+            "10.0.0.1",
+            "refund",
+            "842133917",
+            "19373422",
+        ] {
+            assert!(!text.contains(planted), "{planted} leaked: {text}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The installation's federation identity: a random Ed25519 key pair (the node id is
+//! derived from its public key) and a 32-byte secret salt for the HMAC ids.
+//!
+//! Created on the first enable, kept in the local database (file mode 0600), never
+//! logged (`Debug` is redacted) and never sent: only the public key and the node id go
+//! on the wire.
+
+use std::fmt;
+
+use rand::RngCore;
+use truebit_protocol::identity::{HashedId, NodeId, PublicKey, Salt};
+use truebit_protocol::sign::SigningKey;
+
+/// The node key and the salt. Cloning copies the secrets; keep it inside the federation
+/// module.
+#[derive(Clone)]
+pub struct Identity {
+    key: SigningKey,
+    salt: Salt,
+    public: PublicKey,
+}
+
+impl Identity {
+    /// A fresh identity from the operating system's CSPRNG.
+    pub fn generate() -> Identity {
+        let mut rng = rand::rngs::OsRng;
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let mut salt = [0u8; 32];
+        rng.fill_bytes(&mut salt);
+        Identity::from_bytes(secret, salt)
+    }
+
+    /// Rebuilds an identity from its stored bytes.
+    pub fn from_bytes(secret_key: [u8; 32], salt: [u8; 32]) -> Identity {
+        let key = SigningKey::from_bytes(&secret_key);
+        let public = PublicKey::from(&key.verifying_key());
+        Identity {
+            key,
+            salt: Salt::from_bytes(salt),
+            public,
+        }
+    }
+
+    /// The secret key bytes, for the store only.
+    pub(crate) fn secret_key_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The salt bytes, for the store only.
+    pub(crate) fn salt_bytes(&self) -> [u8; 32] {
+        *self.salt.as_bytes()
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.public.node_id()
+    }
+
+    /// HMAC-SHA256(salt, id).
+    pub fn hash_id(&self, id: &str) -> HashedId {
+        HashedId::derive(&self.salt, id)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("node_id", &self.node_id().to_string())
+            .field("secret_key", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_node_id_and_never_the_secrets() {
+        let id = Identity::from_bytes([0x11; 32], [0x22; 32]);
+        let shown = format!("{id:?}");
+        assert!(shown.contains(&id.node_id().to_string()), "{shown}");
+        assert!(!shown.contains("1111"), "{shown}");
+        assert!(!shown.contains("2222"), "{shown}");
+        assert!(!shown.contains(&hex::encode(id.secret_key_bytes())));
+    }
+
+    #[test]
+    fn generated_identities_are_random_and_round_trip() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        assert_ne!(a.public_key(), b.public_key());
+        assert_ne!(a.salt_bytes(), b.salt_bytes());
+        let again = Identity::from_bytes(a.secret_key_bytes(), a.salt_bytes());
+        assert_eq!(again.public_key(), a.public_key());
+        assert_eq!(again.hash_id("x"), a.hash_id("x"));
+        assert_ne!(a.hash_id("x"), b.hash_id("x"));
+    }
+
+    #[test]
+    fn node_id_is_derived_from_the_public_key() {
+        let id = Identity::from_bytes([5; 32], [6; 32]);
+        assert_eq!(id.node_id(), NodeId::of(&id.public_key()));
+    }
+}

@@ -1,0 +1,993 @@
+//! The JSON routes under `/api`. Each handler validates its parameters (declared once in
+//! the `*_QUERY` / `*_PATH` specs, which also feed the OpenAPI document), reads through
+//! the store's typed methods off the runtime, and shapes the answer.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::auth::{body_kind, decode_body, new_api_key, BodyKind, Principal};
+use super::error::ApiError;
+use super::params::{format_cursor, path_param, ParamKind, ParamSpec, Params, MAX_PAGE};
+use super::AppState;
+use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
+use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
+use crate::store::query::{HourStats, InvoiceFilter, LogFilter, Page, TaskFilter};
+use crate::store::{Store, StoreError, Task, WriteHealth};
+
+const NS_PER_SEC: i64 = 1_000_000_000;
+const NS_PER_HOUR: i64 = 3_600 * NS_PER_SEC;
+const NS_PER_DAY: i64 = 24 * NS_PER_HOUR;
+/// Longest range of the summary routes (stats, uptime, earnings).
+const MAX_RANGE_DAYS: i64 = 366;
+/// Log entries shown with one task at most.
+const TASK_ENTRIES: usize = 1000;
+
+const STATUSES: &[&str] = &["received", "executing", "completed", "failed"];
+const LEVELS: &[&str] = &["error", "warn", "info", "debug"];
+const KINDS: &[&str] = &[
+    "raw",
+    "log",
+    "node_registered",
+    "slot_taken",
+    "slot_released",
+    "task_received",
+    "task_downloaded",
+    "execution_started",
+    "execution_metrics",
+    "execution_stderr",
+    "execution_completed",
+    "outcome_published",
+    "invoice",
+];
+
+const P_LIMIT: ParamSpec = ParamSpec::new(
+    "limit",
+    ParamKind::Int {
+        min: 1,
+        max: MAX_PAGE,
+    },
+    "Rows per page (default 50).",
+);
+const P_CURSOR: ParamSpec = ParamSpec::new(
+    "cursor",
+    ParamKind::Cursor,
+    "`next_cursor` of the previous page.",
+);
+const P_FROM: ParamSpec =
+    ParamSpec::new("from", ParamKind::Time, "Start of the range (inclusive).");
+const P_TO: ParamSpec = ParamSpec::new("to", ParamKind::Time, "End of the range (exclusive).");
+const P_EXECUTION: ParamSpec = ParamSpec::new(
+    "execution_id",
+    ParamKind::Id,
+    "Only rows of this execution.",
+);
+
+pub const NO_PARAMS: &[ParamSpec] = &[];
+pub const TASKS_QUERY: &[ParamSpec] = &[
+    ParamSpec::new(
+        "status",
+        ParamKind::Enum(STATUSES),
+        "Only tasks in this state.",
+    ),
+    ParamSpec::new(
+        "chain",
+        ParamKind::Text { max_len: 80 },
+        "Only tasks of this chain id.",
+    ),
+    P_FROM,
+    P_TO,
+    P_LIMIT,
+    P_CURSOR,
+];
+pub const TASK_PATH: &[ParamSpec] = &[ParamSpec::new(
+    "execution_id",
+    ParamKind::Id,
+    "The task's execution id.",
+)];
+pub const INVOICES_QUERY: &[ParamSpec] = &[P_EXECUTION, P_FROM, P_TO, P_LIMIT, P_CURSOR];
+pub const INVOICE_PATH: &[ParamSpec] = &[ParamSpec::new(
+    "id",
+    ParamKind::Int {
+        min: 1,
+        max: i64::MAX,
+    },
+    "The invoice's id (its `id` in lists).",
+)];
+pub const RANGE_QUERY: &[ParamSpec] = &[P_FROM, P_TO];
+pub const LOGS_QUERY: &[ParamSpec] = &[
+    ParamSpec::new(
+        "level",
+        ParamKind::Enum(LEVELS),
+        "Only entries of this level.",
+    ),
+    ParamSpec::new("kind", ParamKind::Enum(KINDS), "Only entries of this kind."),
+    ParamSpec::new(
+        "q",
+        ParamKind::Text { max_len: 200 },
+        "Text the message contains (case-insensitive for ASCII). Searches examine at most \
+         50,000 entries per page: a page may be short and still have a next_cursor.",
+    ),
+    P_EXECUTION,
+    P_FROM,
+    P_TO,
+    P_LIMIT,
+    P_CURSOR,
+];
+pub const KEY_PATH: &[ParamSpec] = &[ParamSpec::new(
+    "id",
+    ParamKind::Int {
+        min: 1,
+        max: i64::MAX,
+    },
+    "The key's id.",
+)];
+
+type ApiResult = Result<Response, ApiError>;
+
+/// `a / b` rounded up (`b > 0`).
+fn ceil_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0)
+}
+
+fn ok<T: Serialize>(value: T) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+/// Validates the single path parameter of a route.
+fn path_value(
+    path: Result<Path<String>, PathRejection>,
+    spec: &[ParamSpec],
+) -> Result<String, ApiError> {
+    let Some(spec) = spec.first() else {
+        return Err(ApiError::Internal {
+            cause: "route without a path parameter spec".into(),
+        });
+    };
+    let Path(value) = path.map_err(|_| {
+        ApiError::bad_parameter(
+            spec.name,
+            format!("{} must be {}", spec.name, spec.allowed()),
+        )
+    })?;
+    path_param(spec, &value)?;
+    Ok(value)
+}
+
+/// Runs a blocking store call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::Internal {
+            cause: format!("blocking task: {e}"),
+        })?
+        .map_err(ApiError::from)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageBody<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn page_body<T, U>(page: Page<T>, f: impl FnMut(T) -> U) -> PageBody<U> {
+    PageBody {
+        items: page.items.into_iter().map(f).collect(),
+        next_cursor: page.next.map(format_cursor),
+    }
+}
+
+/// An optional `from`/`to` pair for lists, in ns; `from` must be before `to`.
+fn optional_range(p: &Params) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let (from, to) = (p.time_ns("from"), p.time_ns("to"));
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(ApiError::bad_parameter("from", "from must be before to"));
+        }
+    }
+    Ok((from, to))
+}
+
+/// `from`/`to` with defaults (`to` = now, `from` = `to` − `default_span`), at most
+/// [`MAX_RANGE_DAYS`] apart.
+fn summary_range(p: &Params, now: i64, default_span: i64) -> Result<(i64, i64), ApiError> {
+    let to = p.time_ns("to").unwrap_or(now);
+    let from = p
+        .time_ns("from")
+        .unwrap_or(to.saturating_sub(default_span).max(0));
+    if from >= to {
+        return Err(ApiError::bad_parameter("from", "from must be before to"));
+    }
+    if to - from > MAX_RANGE_DAYS * NS_PER_DAY {
+        return Err(ApiError::bad_parameter(
+            "from",
+            format!("the range from..to may span at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// A task as JSON; input and output only when `data` (they are `null` in lists).
+fn task_json(task: Task, data: bool) -> Value {
+    let mut v = serde_json::to_value(task).unwrap_or(Value::Null);
+    if !data {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("input");
+            map.remove("output");
+        }
+    }
+    v
+}
+
+// ---- status ------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct WriteHealthJson {
+    ok: bool,
+    error: Option<String>,
+}
+
+/// `GET /api/status`
+pub async fn status(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    let (node, ingest, size) = blocking(&s.store, |store| {
+        Ok((
+            store.node_status()?,
+            store.ingest_state()?,
+            db_size_bytes(store.path()),
+        ))
+    })
+    .await?;
+    let now = s.clock.now_ns();
+    let source = s.status.borrow().clone();
+    let lag_ms = match (ingest.last_commit_ns, ingest.last_received_ns) {
+        (Some(commit), Some(received)) => Some((commit - received).max(0) / 1_000_000),
+        _ => None,
+    };
+    let health = match s.store.write_health() {
+        WriteHealth::Ok => WriteHealthJson {
+            ok: true,
+            error: None,
+        },
+        WriteHealth::Failing { error, .. } => WriteHealthJson {
+            ok: false,
+            error: Some(error),
+        },
+    };
+    ok(json!({
+        "monitor": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_ns": s.started_ns,
+            "now_ns": now,
+        },
+        "source": source,
+        "node": {
+            "version": node.version,
+            "address": node.address,
+            "registered_ns": node.registered_ns.or(node.registered_ms.map(|ms| ms * 1_000_000)),
+            "slots_used": node.slots_used,
+            "slots_total": node.slots_total,
+            "last_node_time": node.last_node_time,
+        },
+        "ingest": {
+            "last_log_ns": ingest.last_entry_ns,
+            "last_received_ns": ingest.last_received_ns,
+            "last_commit_ns": ingest.last_commit_ns,
+            "lag_ms": lag_ms,
+            "write": health,
+        },
+        "database": {
+            "path": s.store.path().display().to_string(),
+            "size_bytes": size,
+        },
+    }))
+}
+
+fn db_size_bytes(path: &std::path::Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.as_os_str(), wal.as_os_str()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+// ---- tasks -------------------------------------------------------------------------
+
+/// `GET /api/tasks`
+pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, TASKS_QUERY)?;
+    let (from, to) = optional_range(&p)?;
+    let filter = TaskFilter {
+        status: p.str("status").and_then(TaskStatus::parse),
+        chain_id: p.string("chain"),
+        from_ms: from.map(|ns| ns.div_euclid(1_000_000)),
+        to_ms: to.map(|ns| ceil_div(ns, 1_000_000)),
+    };
+    let page = s
+        .store
+        .tasks_page_async(filter, p.cursor(), p.limit())
+        .await?;
+    // The hot route: written straight to text rather than through `serde_json::Value`.
+    let mut out = String::with_capacity(page.items.len() * 1200 + 64);
+    out.push_str("{\"items\":[");
+    for (i, task) in page.items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&list_task_json(task));
+    }
+    out.push_str("],\"next_cursor\":");
+    out.push_str(&serde_json::to_string(&page.next.map(format_cursor)).unwrap_or_default());
+    out.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// A task of a list as JSON text, without the `input` and `output` keys (lists never
+/// read them).
+fn list_task_json(task: Task) -> String {
+    const NO_DATA: &str = ",\"input\":null,\"output\":null}";
+    if task.input.is_none() && task.output.is_none() {
+        if let Ok(text) = serde_json::to_string(&task) {
+            if let Some(head) = text.strip_suffix(NO_DATA) {
+                return format!("{head}}}");
+            }
+        }
+    }
+    task_json(task, false).to_string()
+}
+
+/// `GET /api/tasks/{execution_id}`
+pub async fn task(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    let id = path_value(path, TASK_PATH)?;
+    let data = principal.is_admin();
+    let found = blocking(&s.store, move |store| {
+        let Some(task) = store.task(&id)? else {
+            return Ok(None);
+        };
+        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
+        let truncated = entries.len() > TASK_ENTRIES;
+        entries.truncate(TASK_ENTRIES);
+        let invoices = store.invoices_of(&id)?;
+        Ok(Some((task, entries, truncated, invoices)))
+    })
+    .await?;
+    let Some((task, entries, truncated, invoices)) = found else {
+        return Err(ApiError::NotFound { what: "task" });
+    };
+    ok(json!({
+        "task": task_json(task, data),
+        "data_access": if data { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
+        "entries": entries,
+        "entries_truncated": truncated,
+        "invoices": invoices,
+    }))
+}
+
+// ---- invoices ----------------------------------------------------------------------
+
+/// `GET /api/invoices`
+pub async fn invoices(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, INVOICES_QUERY)?;
+    let (from_ns, to_ns) = optional_range(&p)?;
+    let filter = InvoiceFilter {
+        execution_id: p.string("execution_id"),
+        from_ns,
+        to_ns,
+    };
+    let page = s
+        .store
+        .invoices_page_async(filter, p.cursor(), p.limit())
+        .await?;
+    ok(page_body(page, |i| i))
+}
+
+/// `GET /api/invoices/{id}`
+pub async fn invoice(
+    State(s): State<AppState>,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    let id: i64 = path_value(path, INVOICE_PATH)?
+        .parse()
+        .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
+    match blocking(&s.store, move |store| store.invoice(id)).await? {
+        Some(invoice) => ok(invoice),
+        None => Err(ApiError::NotFound { what: "invoice" }),
+    }
+}
+
+/// `GET /api/earnings`: invoices and line-item totals per UTC day (default: 30 days).
+pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, RANGE_QUERY)?;
+    let (from, to) = summary_range(&p, s.clock.now_ns(), 30 * NS_PER_DAY)?;
+    let days = s.store.earnings_by_day_async(from, to).await?;
+    let days: Vec<Value> = days
+        .into_iter()
+        .map(|d| {
+            let earned: f64 = d
+                .operations
+                .iter()
+                .filter(|o| o.operation == "pay")
+                .map(|o| o.value)
+                .sum();
+            let operations: serde_json::Map<String, Value> = d
+                .operations
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.operation,
+                        json!({ "items": o.items, "steps": o.steps, "memory": o.memory, "value": o.value }),
+                    )
+                })
+                .collect();
+            json!({
+                "date": day_string(d.day),
+                "invoices": d.invoices,
+                "earned": earned,
+                "operations": operations,
+            })
+        })
+        .collect();
+    ok(json!({ "from_ns": from, "to_ns": to, "days": days }))
+}
+
+fn day_string(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
+// ---- logs --------------------------------------------------------------------------
+
+/// `GET /api/logs`
+pub async fn logs(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, LOGS_QUERY)?;
+    let (from_ns, to_ns) = optional_range(&p)?;
+    let filter = LogFilter {
+        level: p.str("level").map(Level::from_word),
+        kind: p.str("kind").and_then(Kind::parse),
+        text: p.string("q"),
+        execution_id: p.string("execution_id"),
+        from_ns,
+        to_ns,
+    };
+    let page = s
+        .store
+        .logs_page_async(filter, p.cursor(), p.limit())
+        .await?;
+    ok(page_body(page, |e| e))
+}
+
+// ---- stats -------------------------------------------------------------------------
+
+/// Labels of the execution-time and gas buckets (those of the federation protocol).
+pub const ELAPSED_BUCKETS: [&str; 8] = [
+    "<100ms",
+    "100-500ms",
+    "500ms-1s",
+    "1-5s",
+    "5-10s",
+    "10-30s",
+    "30s-1m",
+    ">1m",
+];
+pub const GAS_BUCKETS: [&str; 5] = ["<100K", "100K-1M", "1M-10M", "10M-100M", ">100M"];
+
+#[derive(Default, Serialize)]
+struct Counts {
+    total: i64,
+    received: i64,
+    executing: i64,
+    completed: i64,
+    failed: i64,
+}
+
+impl Counts {
+    fn add(&mut self, status: Option<TaskStatus>, n: i64) {
+        self.total += n;
+        match status {
+            Some(TaskStatus::Received) => self.received += n,
+            Some(TaskStatus::Executing) => self.executing += n,
+            Some(TaskStatus::Completed) => self.completed += n,
+            Some(TaskStatus::Failed) => self.failed += n,
+            None => {}
+        }
+    }
+
+    fn success_rate(&self) -> Option<f64> {
+        let done = self.completed + self.failed;
+        (done > 0).then(|| self.completed as f64 / done as f64)
+    }
+}
+
+/// `GET /api/stats`: task counts, success rate, tasks per hour (per day beyond 7 days),
+/// execution-time and gas distributions, cache hit rate; default: the last 24 hours.
+/// Figures come from whole UTC hours: `from` is rounded down and `to` up to the hour.
+pub async fn stats(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, RANGE_QUERY)?;
+    let (from, to) = summary_range(&p, s.clock.now_ns(), 24 * NS_PER_HOUR)?;
+    let (from_hour, to_hour) = (from.div_euclid(NS_PER_HOUR), ceil_div(to, NS_PER_HOUR));
+    let rows = s.store.task_hours_async(from_hour, to_hour).await?;
+    ok(stats_json(&rows, from_hour, to_hour))
+}
+
+fn stats_json(rows: &[HourStats], from_hour: i64, to_hour: i64) -> Value {
+    let hourly = to_hour - from_hour <= 7 * 24;
+    let step = if hourly { 1 } else { 24 };
+    let first = if hourly {
+        from_hour
+    } else {
+        from_hour.div_euclid(24) * 24
+    };
+    let points = usize::try_from((to_hour - first + step - 1) / step).unwrap_or(0);
+    let mut series: Vec<Counts> = (0..points).map(|_| Counts::default()).collect();
+    let mut counts = Counts::default();
+    let (mut elapsed, mut gas) = ([0_i64; 8], [0_i64; 5]);
+    let (mut elapsed_n, mut elapsed_sum, mut gas_n, mut gas_sum) = (0, 0, 0, 0);
+    let (mut cached, mut cache_known) = (0, 0);
+    for r in rows {
+        counts.add(r.status, r.tasks);
+        if let Some(slot) = usize::try_from((r.hour - first) / step)
+            .ok()
+            .and_then(|i| series.get_mut(i))
+        {
+            slot.add(r.status, r.tasks);
+        }
+        for (a, b) in elapsed.iter_mut().zip(r.elapsed) {
+            *a += b;
+        }
+        for (a, b) in gas.iter_mut().zip(r.gas) {
+            *a += b;
+        }
+        elapsed_n += r.elapsed_n;
+        elapsed_sum += r.elapsed_ms_sum;
+        gas_n += r.gas_n;
+        gas_sum += r.gas_sum;
+        cached += r.cached;
+        cache_known += r.cache_known;
+    }
+    let mean = |sum: i64, n: i64| (n > 0).then(|| sum as f64 / n as f64);
+    let buckets = |labels: &[&str], counts: &[i64]| -> Vec<Value> {
+        labels
+            .iter()
+            .zip(counts)
+            .map(|(l, n)| json!({ "bucket": l, "count": n }))
+            .collect()
+    };
+    let unit_ns = step * NS_PER_HOUR;
+    let series: Vec<Value> = series
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "start_ns": (first + i as i64 * step) * NS_PER_HOUR,
+                "total": c.total,
+                "completed": c.completed,
+                "failed": c.failed,
+            })
+        })
+        .collect();
+    json!({
+        "from_ns": from_hour * NS_PER_HOUR,
+        "to_ns": to_hour * NS_PER_HOUR,
+        "success_rate": counts.success_rate(),
+        "tasks": counts,
+        "interval": if hourly { "hour" } else { "day" },
+        "interval_ns": unit_ns,
+        "series": series,
+        "execution_time_ms": {
+            "count": elapsed_n,
+            "mean": mean(elapsed_sum, elapsed_n),
+            "buckets": buckets(&ELAPSED_BUCKETS, &elapsed),
+        },
+        "gas_used": {
+            "count": gas_n,
+            "mean": mean(gas_sum, gas_n),
+            "buckets": buckets(&GAS_BUCKETS, &gas),
+        },
+        "cache": {
+            "hits": cached,
+            "known": cache_known,
+            "hit_rate": (cache_known > 0).then(|| cached as f64 / cache_known as f64),
+        },
+    })
+}
+
+// ---- uptime ------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DownInterval {
+    pub start_ns: UnixNanos,
+    pub end_ns: UnixNanos,
+    /// The event that took the container down (`died`, `stopped`, …).
+    pub cause: Option<&'static str>,
+    /// Still down at the end of the range.
+    pub ongoing: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Uptime {
+    pub from_ns: UnixNanos,
+    pub to_ns: UnixNanos,
+    pub downtime_seconds: f64,
+    pub uptime_seconds: f64,
+    /// Time before the first recorded event, when the state is not known.
+    pub unknown_seconds: f64,
+    pub down_intervals: Vec<DownInterval>,
+}
+
+/// Whether an event leaves the container up (`Some(true)`), down, or unchanged (`None`).
+fn up_after(action: ContainerAction) -> Option<bool> {
+    match action {
+        ContainerAction::Started | ContainerAction::Restarted | ContainerAction::Unpaused => {
+            Some(true)
+        }
+        ContainerAction::Died
+        | ContainerAction::Stopped
+        | ContainerAction::Paused
+        | ContainerAction::Destroyed
+        | ContainerAction::Created => Some(false),
+        ContainerAction::Oom => None,
+    }
+}
+
+/// Downtime in `[from, to)` from the last event before the range and the events in it
+/// (oldest first).
+pub fn compute_uptime(
+    before: Option<&ContainerEvent>,
+    events: &[ContainerEvent],
+    from: UnixNanos,
+    to: UnixNanos,
+) -> Uptime {
+    // None: unknown; Some(true): up; Some(false): down since `down_since`.
+    let mut state = before.and_then(|e| up_after(e.action));
+    let mut cause = before
+        .filter(|e| up_after(e.action) == Some(false))
+        .map(|e| e.action.as_str());
+    let mut since = from;
+    let (mut down, mut up, mut unknown) = (0_i64, 0_i64, 0_i64);
+    let mut intervals = Vec::new();
+    let mut close =
+        |state: Option<bool>, start: i64, end: i64, cause: Option<&'static str>, ongoing: bool| {
+            if end <= start {
+                return;
+            }
+            match state {
+                None => unknown += end - start,
+                Some(true) => up += end - start,
+                Some(false) => {
+                    down += end - start;
+                    intervals.push(DownInterval {
+                        start_ns: start,
+                        end_ns: end,
+                        cause,
+                        ongoing,
+                    });
+                }
+            }
+        };
+    for e in events
+        .iter()
+        .filter(|e| e.time_ns >= from && e.time_ns < to)
+    {
+        let Some(next) = up_after(e.action) else {
+            continue;
+        };
+        if Some(next) == state {
+            continue;
+        }
+        close(state, since, e.time_ns, cause, false);
+        state = Some(next);
+        since = e.time_ns;
+        cause = (!next).then(|| e.action.as_str());
+    }
+    close(state, since, to, cause, true);
+    let secs = |ns: i64| ns as f64 / 1e9;
+    Uptime {
+        from_ns: from,
+        to_ns: to,
+        downtime_seconds: secs(down),
+        uptime_seconds: secs(up),
+        unknown_seconds: secs(unknown),
+        down_intervals: intervals,
+    }
+}
+
+/// `GET /api/uptime`: the container's downtime in the range (default: the last 24 hours;
+/// the range ends at the latest now).
+pub async fn uptime(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, RANGE_QUERY)?;
+    let now = s.clock.now_ns();
+    let (from, to) = summary_range(&p, now, 24 * NS_PER_HOUR)?;
+    let to = to.min(now).max(from);
+    let (before, events) = blocking(&s.store, move |store| {
+        Ok((
+            store.container_event_before(from)?,
+            store.container_events(from, to)?,
+        ))
+    })
+    .await?;
+    ok(compute_uptime(before.as_ref(), &events, from, to))
+}
+
+// ---- session and keys --------------------------------------------------------------
+
+/// `GET /api/session`: who the caller is.
+pub async fn session(Extension(principal): Extension<Principal>, uri: Uri) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    let body = match principal {
+        Principal::Session {
+            csrf_token,
+            expires_ns,
+            ..
+        } => json!({
+            "auth": "session", "scope": "admin", "task_data": true,
+            "csrf_token": csrf_token, "expires_ns": expires_ns,
+        }),
+        Principal::ConfigKey => {
+            json!({ "auth": "api_key", "name": "API_KEY", "scope": "admin", "task_data": true })
+        }
+        Principal::Key { name, scope, id } => json!({
+            "auth": "api_key", "id": id, "name": name, "scope": scope,
+            "task_data": scope == ApiKeyScope::Admin,
+        }),
+    };
+    ok(body)
+}
+
+fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            reason: "API keys are managed with the password or an admin key",
+        })
+    }
+}
+
+/// `GET /api/keys`
+pub async fn keys(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    require_admin(&principal)?;
+    let keys: Vec<ApiKeyInfo> = s.store.api_keys_async().await?;
+    ok(json!({ "items": keys }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+pub fn valid_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        && !name.trim().is_empty()
+}
+
+/// Creates a named key and returns it with the one-time secret (shared with the CLI).
+pub async fn create_key(
+    store: &Store,
+    name: String,
+    scope: ApiKeyScope,
+    now: UnixNanos,
+) -> Result<(String, ApiKeyInfo), ApiError> {
+    if !valid_key_name(&name) {
+        return Err(ApiError::bad_parameter(
+            "name",
+            "name must be 1 to 64 of the characters A-Z a-z 0-9 space - _ .",
+        ));
+    }
+    let (key, prefix, hash) = new_api_key();
+    let new = NewApiKey {
+        name: name.clone(),
+        prefix,
+        secret_sha256: hash.to_vec(),
+        scope,
+    };
+    match store.create_api_key_async(new, now).await? {
+        Some(info) => Ok((key, info)),
+        None => Err(ApiError::Conflict {
+            message: format!(
+                "an active key is already named {name:?}; revoke it or choose another name"
+            ),
+        }),
+    }
+}
+
+/// `POST /api/keys` with `{"name": …, "scope": "read" | "admin"}`: the key is in the
+/// answer, once.
+pub async fn post_key(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+) -> ApiResult {
+    Params::parse(req.uri(), NO_PARAMS)?;
+    require_admin(&principal)?;
+    let kind = body_kind(req.headers()).ok_or(ApiError::UnsupportedMediaType {
+        expected: "application/json",
+    })?;
+    if kind != BodyKind::Json {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    let body = super::read_body(req).await?;
+    let new: NewKeyBody = decode_body(kind, &body)?;
+    let scope = match new.scope.as_deref() {
+        None => ApiKeyScope::Read,
+        Some(s) => ApiKeyScope::parse(s)
+            .ok_or_else(|| ApiError::bad_parameter("scope", "scope must be one of read, admin"))?,
+    };
+    let (key, info) = create_key(&s.store, new.name, scope, s.clock.now_ns()).await?;
+    let mut body = serde_json::to_value(info).unwrap_or(Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("key".into(), Value::String(key));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /api/keys/{id}`
+pub async fn delete_key(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    require_admin(&principal)?;
+    let id: i64 = path_value(path, KEY_PATH)?
+        .parse()
+        .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
+    match s
+        .store
+        .revoke_api_key_async(KeyRef::Id(id), s.clock.now_ns())
+        .await?
+    {
+        Some(info) => ok(info),
+        None => Err(ApiError::NotFound {
+            what: "active API key",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: i64, action: ContainerAction) -> ContainerEvent {
+        ContainerEvent {
+            container_id: "c".into(),
+            container_name: "runner-node".into(),
+            time_ns: t,
+            action,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn downtime_is_the_time_between_a_death_and_the_next_start() {
+        let before = ev(0, ContainerAction::Started);
+        let events = [
+            ev(100, ContainerAction::Died),
+            ev(150, ContainerAction::Oom),
+            ev(400, ContainerAction::Started),
+            ev(900, ContainerAction::Stopped),
+        ];
+        let u = compute_uptime(Some(&before), &events, 50, 1_000);
+        assert_eq!(
+            u.down_intervals,
+            vec![
+                DownInterval {
+                    start_ns: 100,
+                    end_ns: 400,
+                    cause: Some("died"),
+                    ongoing: false
+                },
+                DownInterval {
+                    start_ns: 900,
+                    end_ns: 1_000,
+                    cause: Some("stopped"),
+                    ongoing: true
+                },
+            ]
+        );
+        assert_eq!(u.downtime_seconds, 400e-9);
+        assert_eq!(u.uptime_seconds, 550e-9);
+        assert_eq!(u.unknown_seconds, 0.0);
+    }
+
+    #[test]
+    fn time_before_the_first_event_is_unknown_not_down() {
+        let u = compute_uptime(None, &[ev(300, ContainerAction::Started)], 0, 1_000);
+        assert_eq!(u.unknown_seconds, 300e-9);
+        assert_eq!(u.uptime_seconds, 700e-9);
+        assert!(u.down_intervals.is_empty());
+    }
+
+    #[test]
+    fn a_container_down_before_the_range_is_down_from_its_start() {
+        let u = compute_uptime(Some(&ev(0, ContainerAction::Died)), &[], 500, 1_000);
+        assert_eq!(u.down_intervals.len(), 1);
+        assert_eq!(u.down_intervals[0].start_ns, 500);
+        assert_eq!(u.downtime_seconds, 500e-9);
+    }
+
+    #[test]
+    fn stats_sum_hours_into_counts_rates_and_buckets() {
+        let row = |hour, status, tasks, e0, g4| HourStats {
+            hour,
+            status: Some(status),
+            tasks,
+            elapsed_n: tasks,
+            elapsed_ms_sum: tasks * 50,
+            elapsed: [e0, 0, 0, 0, 0, 0, 0, 0],
+            gas: [0, 0, 0, 0, g4],
+            cached: 1,
+            cache_known: 2,
+            ..HourStats::default()
+        };
+        let rows = [
+            row(10, TaskStatus::Completed, 3, 3, 3),
+            row(11, TaskStatus::Failed, 1, 1, 0),
+        ];
+        let v = stats_json(&rows, 10, 12);
+        assert_eq!(v["tasks"]["total"], 4);
+        assert_eq!(v["success_rate"], 0.75);
+        assert_eq!(v["series"][0]["completed"], 3);
+        assert_eq!(v["series"][1]["failed"], 1);
+        assert_eq!(v["execution_time_ms"]["buckets"][0]["count"], 4);
+        assert_eq!(v["execution_time_ms"]["mean"], 50.0);
+        assert_eq!(v["gas_used"]["buckets"][4]["count"], 3);
+        assert_eq!(v["cache"]["hit_rate"], 0.5);
+    }
+
+    #[test]
+    fn bucket_edges_and_labels_match_the_federation_protocol() {
+        use truebit_protocol::bucket::{ExecTimeBucket, GasBucket};
+        // The lower edges the task_hours triggers use (schema.rs).
+        let elapsed_edges = [0, 100, 500, 1_000, 5_000, 10_000, 30_000, 60_000];
+        for (i, edge) in elapsed_edges.into_iter().enumerate() {
+            assert_eq!(
+                ExecTimeBucket::from_value(Some(edge)).label(),
+                ELAPSED_BUCKETS[i]
+            );
+            if edge > 0 {
+                assert_eq!(
+                    ExecTimeBucket::from_value(Some(edge - 1)).label(),
+                    ELAPSED_BUCKETS[i - 1]
+                );
+            }
+        }
+        let gas_edges = [0, 100_000, 1_000_000, 10_000_000, 100_000_000];
+        for (i, edge) in gas_edges.into_iter().enumerate() {
+            assert_eq!(GasBucket::from_value(Some(edge)).label(), GAS_BUCKETS[i]);
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! Who is asking: a login session (cookie) or an API key (`Authorization: Bearer`).
+//!
+//! - The operator password is `TASK_DATA_PASSWORD`, or one generated on first start whose
+//!   argon2id hash is stored. Logging in sets a session cookie (HttpOnly, SameSite=Strict,
+//!   Secure behind HTTPS) that expires after `SESSION_TTL`.
+//! - API keys: `API_KEY` (full access) and named keys `tbm_<prefix>_<secret>` stored as
+//!   SHA-256 (keys are 256-bit random). Every comparison is constant-time.
+//! - Failed logins and bad keys count against the client IP ([`FailureLimiter`]).
+//! - CSRF: requests that change something with a cookie must carry the session's CSRF
+//!   token (`X-CSRF-Token` header or `csrf_token` form field) and, when the browser sends
+//!   one, a same-site `Origin`; the login form checks `Origin` too.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::config::HttpConfig;
+use super::error::ApiError;
+use super::ratelimit::{client_ip, FailureLimiter};
+use super::AppState;
+use crate::model::UnixNanos;
+use crate::store::auth::{ApiKeyScope, StoredSession};
+use crate::store::{Store, StoreError};
+
+pub const SESSION_COOKIE: &str = "tbm_session";
+/// The cookie name behind HTTPS: the `__Host-` prefix pins it to this host and path `/`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-tbm_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+const KEY_PREFIX: &str = "tbm_";
+/// `last_used` of a key is written at most this often.
+const TOUCH_EVERY_NS: i64 = 60 * 1_000_000_000;
+/// Password checks (argon2: ~20 MiB and tens of ms each) running at once.
+const ARGON2_SLOTS: usize = 2;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// Logged in with the password.
+    Session {
+        token_sha256: Vec<u8>,
+        csrf_token: String,
+        expires_ns: UnixNanos,
+    },
+    /// The `API_KEY` of the configuration.
+    ConfigKey,
+    /// A named key.
+    Key {
+        id: i64,
+        name: String,
+        scope: ApiKeyScope,
+    },
+}
+
+impl Principal {
+    /// Sessions (the password) and admin keys may change things and see task data.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Principal::Session { .. } | Principal::ConfigKey => true,
+            Principal::Key { scope, .. } => *scope == ApiKeyScope::Admin,
+        }
+    }
+}
+
+/// Authentication state shared by all requests.
+#[derive(Debug)]
+pub struct AuthState {
+    config_key_sha256: Option<[u8; 32]>,
+    config_password_sha256: Option<[u8; 32]>,
+    pub limiter: FailureLimiter,
+    argon2_slots: Semaphore,
+    touched: Mutex<HashMap<i64, UnixNanos>>,
+    /// Failed logins and bad keys since start (for /metrics).
+    pub failures: AtomicU64,
+}
+
+impl AuthState {
+    pub fn new(config: &HttpConfig) -> AuthState {
+        AuthState {
+            config_key_sha256: config
+                .api_key
+                .as_ref()
+                .map(|k| sha256(k.expose().as_bytes())),
+            config_password_sha256: config
+                .task_data_password
+                .as_ref()
+                .map(|p| sha256(p.expose().as_bytes())),
+            limiter: FailureLimiter::default(),
+            argon2_slots: Semaphore::new(ARGON2_SLOTS),
+            touched: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0_u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A new named key: `(the key to show once, its public prefix, the SHA-256 to store)`.
+pub fn new_api_key() -> (String, String, [u8; 32]) {
+    let prefix = random_hex(4);
+    let key = format!("{KEY_PREFIX}{prefix}_{}", random_hex(32));
+    let hash = sha256(key.as_bytes());
+    (key, prefix, hash)
+}
+
+/// The public prefix of a key in the named-key format.
+fn key_prefix(token: &str) -> Option<&str> {
+    let (prefix, secret) = token.strip_prefix(KEY_PREFIX)?.split_once('_')?;
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    (prefix.len() == 8 && secret.len() == 64 && hex(prefix) && hex(secret)).then_some(prefix)
+}
+
+/// A password that is easy to type: 20 characters from an alphabet without look-alikes
+/// (about 110 bits).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20)
+        .map(|_| {
+            let i = (rng.next_u32() as usize) % ALPHABET.len();
+            char::from(ALPHABET[i])
+        })
+        .collect()
+}
+
+/// The argon2id hash of `password` (PHC string).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_password_hash(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// On first start without `TASK_DATA_PASSWORD`, generates the operator password and
+/// stores its hash. Returns the new password, to be printed once.
+pub fn ensure_password(store: &Store, config: &HttpConfig) -> Result<Option<String>, StoreError> {
+    if config.task_data_password.is_some() || store.password_hash()?.is_some() {
+        return Ok(None);
+    }
+    let password = generate_password();
+    let hash = hash_password(&password).map_err(|detail| StoreError::Blocking { detail })?;
+    let stored = store.set_password_hash_if_absent(hash, crate::store::now_ns())?;
+    Ok(stored.then_some(password))
+}
+
+impl AppState {
+    fn cookie_name(&self) -> &'static str {
+        if self.config.https {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The client's IP, as far as the configured proxies let us know it.
+    pub fn client_ip(
+        &self,
+        request_extensions: &axum::http::Extensions,
+        headers: &HeaderMap,
+    ) -> IpAddr {
+        let peer = request_extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        client_ip(peer, headers, &self.config.trusted_proxies)
+    }
+
+    fn fail(&self, ip: IpAddr, now: UnixNanos) {
+        self.auth.limiter.record_failure(ip, now);
+        self.auth.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn check_rate(&self, ip: IpAddr, now: UnixNanos) -> Result<(), ApiError> {
+        self.auth
+            .limiter
+            .check(ip, now)
+            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
+    }
+
+    /// Authenticates a request by its `Authorization` header or its session cookie.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        ip: IpAddr,
+    ) -> Result<Principal, ApiError> {
+        let now = self.clock.now_ns();
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            self.check_rate(ip, now)?;
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            if let Some(token) = token {
+                if let Some(principal) = self.check_key(token, now).await? {
+                    return Ok(principal);
+                }
+            }
+            self.fail(ip, now);
+            return Err(ApiError::BadCredentials);
+        }
+        if let Some(token) = cookie(headers, self.cookie_name()) {
+            let token_sha256 = sha256(token.as_bytes()).to_vec();
+            if let Some(session) = self.store.session_async(token_sha256.clone()).await? {
+                if session.expires_ns > now {
+                    return Ok(Principal::Session {
+                        token_sha256,
+                        csrf_token: session.csrf_token,
+                        expires_ns: session.expires_ns,
+                    });
+                }
+            }
+        }
+        Err(ApiError::Unauthorized)
+    }
+
+    async fn check_key(&self, token: &str, now: UnixNanos) -> Result<Option<Principal>, ApiError> {
+        let presented = sha256(token.as_bytes());
+        if let Some(expected) = &self.auth.config_key_sha256 {
+            if ct_eq(&presented, expected) {
+                return Ok(Some(Principal::ConfigKey));
+            }
+        }
+        let Some(prefix) = key_prefix(token) else {
+            return Ok(None);
+        };
+        let Some(key) = self.store.active_api_key_async(prefix.to_owned()).await? else {
+            return Ok(None);
+        };
+        if !ct_eq(&presented, &key.secret_sha256) {
+            return Ok(None);
+        }
+        self.touch_key(key.info.id, now);
+        Ok(Some(Principal::Key {
+            id: key.info.id,
+            name: key.info.name,
+            scope: key.info.scope,
+        }))
+    }
+
+    /// Records the key's last use, at most once a minute, without making the request wait.
+    fn touch_key(&self, id: i64, now: UnixNanos) {
+        {
+            let mut touched = self
+                .auth
+                .touched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if touched
+                .get(&id)
+                .is_some_and(|last| now - last < TOUCH_EVERY_NS)
+            {
+                return;
+            }
+            touched.insert(id, now);
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.touch_api_key(id, now) {
+                tracing::debug!(%error, "cannot record an API key's last use");
+            }
+        });
+    }
+
+    /// Whether `password` is the operator password.
+    async fn check_password(&self, password: String) -> Result<bool, ApiError> {
+        if let Some(expected) = &self.auth.config_password_sha256 {
+            return Ok(ct_eq(&sha256(password.as_bytes()), expected));
+        }
+        let Some(phc) = self.store.password_hash_async().await? else {
+            return Ok(false);
+        };
+        let _slot = self
+            .auth
+            .argon2_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        tokio::task::spawn_blocking(move || verify_password_hash(&password, &phc))
+            .await
+            .map_err(|e| ApiError::Internal {
+                cause: format!("password check task: {e}"),
+            })
+    }
+
+    /// Refuses a browser request sent from another site (`Sec-Fetch-Site`, `Origin`).
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            if !matches!(site.to_str(), Ok("same-origin" | "none")) {
+                return Err(ApiError::Csrf {
+                    reason: "the request came from another site",
+                });
+            }
+        }
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or("null");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same_host = !host.is_empty()
+            && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+        let public = self
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.split('/').take(3).collect::<Vec<_>>().join("/") == origin);
+        let allowed = self.config.allowed_origins.iter().any(|o| o == origin);
+        if same_host || public || allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Csrf {
+                reason: "the Origin header is not this monitor",
+            })
+        }
+    }
+
+    fn session_cookie(&self, token: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.config.https { "; Secure" } else { "" };
+        let value = format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
+            self.cookie_name()
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The value of cookie `name`.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Middleware for every `/api` route: authenticates, refuses changes without admin rights
+/// and cookie requests without the CSRF token, and hands the [`Principal`] to the handler.
+pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = state.client_ip(req.extensions(), req.headers());
+    let principal = match state.authenticate(req.headers(), ip).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if is_unsafe(req.method()) {
+        if !principal.is_admin() {
+            return ApiError::Forbidden {
+                reason: "this key is read-only; changes need the password or an admin key",
+            }
+            .into_response();
+        }
+        if let Principal::Session { csrf_token, .. } = &principal {
+            if let Err(e) = state.check_origin(req.headers()) {
+                return e.into_response();
+            }
+            let sent = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !ct_eq(sent.as_bytes(), csrf_token.as_bytes()) {
+                return ApiError::Csrf {
+                    reason: "send the session's CSRF token in the X-CSRF-Token header",
+                }
+                .into_response();
+            }
+        }
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginForm {
+    password: String,
+    /// Where a form login redirects to (a path on this monitor).
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub csrf_token: String,
+    pub expires_ns: UnixNanos,
+}
+
+/// How a body was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+}
+
+pub fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Some(BodyKind::Json),
+        "application/x-www-form-urlencoded" => Some(BodyKind::Form),
+        _ => None,
+    }
+}
+
+/// Decodes a JSON or form body into `T`.
+pub fn decode_body<T: serde::de::DeserializeOwned>(
+    kind: BodyKind,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    match kind {
+        BodyKind::Json => serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+            message: e.to_string(),
+        }),
+        BodyKind::Form => serde_urlencoded::from_bytes(body).map_err(|e| ApiError::BadBody {
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// `POST /auth/login`: the password, as JSON `{"password": …}` or a form field.
+pub async fn login(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let ip = state.client_ip(req.extensions(), req.headers());
+    state.check_origin(req.headers())?;
+    let kind = body_kind(req.headers()).ok_or(ApiError::UnsupportedMediaType {
+        expected: "application/json or application/x-www-form-urlencoded",
+    })?;
+    let body = super::read_body(req).await?;
+    let form: LoginForm = decode_body(kind, &body)?;
+    let now = state.clock.now_ns();
+    state.check_rate(ip, now)?;
+    if !state.check_password(form.password).await? {
+        state.fail(ip, now);
+        return Err(ApiError::BadCredentials);
+    }
+    let token = random_hex(32);
+    let csrf_token = random_hex(16);
+    let ttl = state.config.session_ttl;
+    let expires_ns = now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
+    state
+        .store
+        .create_session_async(
+            sha256(token.as_bytes()).to_vec(),
+            StoredSession {
+                csrf_token: csrf_token.clone(),
+                created_ns: now,
+                expires_ns,
+            },
+            now,
+        )
+        .await?;
+    let cookie = state.session_cookie(&token, ttl.as_secs());
+    let mut response = match kind {
+        BodyKind::Json => Json(LoginResponse {
+            csrf_token,
+            expires_ns,
+        })
+        .into_response(),
+        BodyKind::Form => {
+            let to = form
+                .next
+                .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+                .unwrap_or_else(|| "/".into());
+            redirect(&to)
+        }
+    };
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// `POST /auth/logout`: ends the session of the cookie; needs its CSRF token.
+pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    state.check_origin(req.headers())?;
+    let ip = state.client_ip(req.extensions(), req.headers());
+    let headers = req.headers().clone();
+    let principal = state.authenticate(&headers, ip).await?;
+    let Principal::Session {
+        token_sha256,
+        csrf_token,
+        ..
+    } = principal
+    else {
+        return Err(ApiError::Forbidden {
+            reason: "only a login session can log out; API keys are revoked instead",
+        });
+    };
+    let kind = body_kind(&headers);
+    let body = super::read_body(req).await?;
+    let from_form = match kind {
+        Some(kind) if !body.is_empty() => decode_body::<LogoutForm>(kind, &body)?.csrf_token,
+        _ => None,
+    };
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(from_form)
+        .unwrap_or_default();
+    if !ct_eq(sent.as_bytes(), csrf_token.as_bytes()) {
+        return Err(ApiError::Csrf {
+            reason: "send the session's CSRF token (X-CSRF-Token header or csrf_token field)",
+        });
+    }
+    state.store.delete_session_async(token_sha256).await?;
+    let mut response = match kind {
+        Some(BodyKind::Form) => redirect("/"),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, state.session_cookie("", 0));
+    Ok(response)
+}
+
+fn redirect(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_keys_have_a_recognisable_prefix() {
+        let (key, prefix, hash) = new_api_key();
+        assert_eq!(key_prefix(&key), Some(prefix.as_str()));
+        assert_eq!(hash, sha256(key.as_bytes()));
+        assert_eq!(key_prefix("tbm_zzzz_abc"), None);
+        assert_eq!(key_prefix("some-other-token"), None);
+    }
+
+    #[test]
+    fn password_hashes_verify_only_the_password() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password_hash("correct horse", &hash));
+        assert!(!verify_password_hash("correct horsf", &hash));
+        assert!(!verify_password_hash("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn generated_passwords_are_long_and_differ() {
+        let (a, b) = (generate_password(), generate_password());
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "x_tbm_session=no; tbm_session=yes; other=1"
+                .parse()
+                .expect("hv"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("yes"));
+        assert_eq!(cookie(&h, SECURE_SESSION_COOKIE), None);
+    }
+}

@@ -1,0 +1,392 @@
+//! The live stream: server-sent events of new log entries, task changes, invoices and
+//! status.
+//!
+//! One [`Tail`] task follows the database (new rows by id, in commit order, a few times a
+//! second, and only while someone listens) and publishes each event once, already
+//! serialized, on a `broadcast` channel. Ingest never waits for it: the tail is just
+//! another reader. A client that falls behind by more than the channel holds is told so
+//! (`event: lagged`) and disconnected; it may reconnect.
+//!
+//! Limits: `WS_MAX_CONNECTIONS` streams in all and `WS_MAX_PER_IP` per client. A stream
+//! is authenticated when it opens and re-checked every [`RECHECK`]: it ends when its
+//! session expires or is logged out, or its key is revoked.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::params::{ParamSpec, Params};
+use super::AppState;
+use crate::model::Kind;
+use crate::source::SourceStatus;
+use crate::store::Store;
+
+/// How often the tail looks for new rows.
+pub const POLL: Duration = Duration::from_millis(200);
+/// Events a client may be behind before it is dropped.
+pub const CHANNEL: usize = 4096;
+/// How often an open stream re-checks its credentials.
+pub const RECHECK: Duration = Duration::from_secs(30);
+/// Rows read per poll; beyond, the tail skips ahead and says so.
+const MAX_PER_POLL: usize = 2000;
+
+/// One event, serialized once for every client.
+#[derive(Clone, Debug)]
+pub struct LiveMessage {
+    /// `entry`, `task`, `invoice`, `status` or `skipped`.
+    pub event: &'static str,
+    pub data: String,
+}
+
+pub type LiveSender = broadcast::Sender<Arc<LiveMessage>>;
+
+/// Follows the database and publishes new rows.
+#[derive(Debug)]
+pub struct Tail {
+    store: Store,
+    status: watch::Receiver<SourceStatus>,
+    tx: LiveSender,
+    shutdown: CancellationToken,
+}
+
+impl Tail {
+    pub fn new(
+        store: Store,
+        status: watch::Receiver<SourceStatus>,
+        tx: LiveSender,
+        shutdown: CancellationToken,
+    ) -> Tail {
+        Tail {
+            store,
+            status,
+            tx,
+            shutdown,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut last: Option<(i64, i64)> = None;
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let status_changed = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => false,
+                changed = self.status.changed() => {
+                    if changed.is_err() {
+                        // The source is gone (shutdown); keep serving rows until cancelled.
+                        self.shutdown.cancelled().await;
+                        return;
+                    }
+                    true
+                }
+            };
+            if self.tx.receiver_count() == 0 {
+                // Nobody listens: start from the newest rows when someone does.
+                last = None;
+                continue;
+            }
+            let store = self.store.clone();
+            let from = last;
+            let polled = tokio::task::spawn_blocking(move || poll(&store, from)).await;
+            match polled {
+                Ok(Ok((messages, next))) => {
+                    last = Some(next);
+                    for m in messages {
+                        let _ = self.tx.send(Arc::new(m));
+                    }
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "live tail cannot read the store"),
+                Err(error) => tracing::debug!(%error, "live tail task failed"),
+            }
+            if status_changed {
+                let status = self.status.borrow_and_update().clone();
+                let _ = self.tx.send(Arc::new(status_message(&self.store, &status)));
+            }
+        }
+    }
+}
+
+/// New rows after `last` (entry id, invoice id) as messages, and where to go on from.
+fn poll(
+    store: &Store,
+    last: Option<(i64, i64)>,
+) -> Result<(Vec<LiveMessage>, (i64, i64)), crate::store::StoreError> {
+    let Some((mut entry_id, mut invoice_id)) = last else {
+        return Ok((Vec::new(), store.tail_start()?));
+    };
+    let mut out = Vec::new();
+    let entries = store.entries_after(entry_id, MAX_PER_POLL + 1)?;
+    if entries.len() > MAX_PER_POLL {
+        // A burst (an import, a back-fill): skip to the newest rows and say so.
+        let (newest_entry, newest_invoice) = store.tail_start()?;
+        out.push(LiveMessage {
+            event: "skipped",
+            data: json!({ "entries_after_id": entry_id, "resume_at_id": newest_entry }).to_string(),
+        });
+        return Ok((out, (newest_entry, newest_invoice)));
+    }
+    let mut executions: Vec<String> = Vec::new();
+    let mut node_changed = false;
+    for e in &entries {
+        entry_id = entry_id.max(e.id);
+        match e.kind {
+            Kind::TaskReceived
+            | Kind::TaskDownloaded
+            | Kind::ExecutionStarted
+            | Kind::ExecutionCompleted => {
+                if let Some(id) = &e.execution_id {
+                    if !executions.contains(id) {
+                        executions.push(id.clone());
+                    }
+                }
+            }
+            Kind::SlotTaken | Kind::SlotReleased | Kind::NodeRegistered => node_changed = true,
+            _ => {}
+        }
+        out.push(LiveMessage {
+            event: "entry",
+            data: serde_json::to_string(e).unwrap_or_default(),
+        });
+    }
+    for task in store.tasks_by_execution(&executions)? {
+        let mut v = serde_json::to_value(task).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("input");
+            map.remove("output");
+        }
+        out.push(LiveMessage {
+            event: "task",
+            data: v.to_string(),
+        });
+    }
+    for invoice in store.invoices_after(invoice_id, MAX_PER_POLL)? {
+        invoice_id = invoice_id.max(invoice.id);
+        out.push(LiveMessage {
+            event: "invoice",
+            data: serde_json::to_string(&invoice).unwrap_or_default(),
+        });
+    }
+    if node_changed {
+        if let Ok(node) = store.node_status() {
+            out.push(LiveMessage {
+                event: "status",
+                data: json!({ "node": node }).to_string(),
+            });
+        }
+    }
+    Ok((out, (entry_id, invoice_id)))
+}
+
+fn status_message(store: &Store, status: &SourceStatus) -> LiveMessage {
+    let node = store.node_status().ok();
+    LiveMessage {
+        event: "status",
+        data: json!({ "source": status, "node": node }).to_string(),
+    }
+}
+
+/// Open streams, in all and per client IP.
+#[derive(Debug)]
+pub struct StreamLimits {
+    total: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    max_per_ip: u32,
+}
+
+impl StreamLimits {
+    pub fn new(max_total: u32, max_per_ip: u32) -> StreamLimits {
+        StreamLimits {
+            total: Arc::new(Semaphore::new(max_total as usize)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip,
+        }
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        lock(&self.per_ip).values().map(|n| *n as usize).sum()
+    }
+
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<StreamSlot, ApiError> {
+        let mut per_ip = lock(&self.per_ip);
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return Err(ApiError::TooManyStreams {
+                scope: "per client address, WS_MAX_PER_IP",
+            });
+        }
+        let permit =
+            Arc::clone(&self.total)
+                .try_acquire_owned()
+                .map_err(|_| ApiError::TooManyStreams {
+                    scope: "in all, WS_MAX_CONNECTIONS",
+                })?;
+        *n += 1;
+        Ok(StreamSlot {
+            limits: Arc::clone(self),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A stream's place; given back when the stream ends.
+#[derive(Debug)]
+struct StreamSlot {
+    limits: Arc<StreamLimits>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut per_ip = lock(&self.limits.per_ip);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+const EVENTS_QUERY: &[ParamSpec] = &[];
+
+/// `GET /api/events`: the live stream.
+pub async fn events(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    Params::parse(req.uri(), EVENTS_QUERY)?;
+    let ip = s.client_ip(req.extensions(), req.headers());
+    let headers = req.headers().clone();
+    let slot = s.streams.acquire(ip)?;
+    let rx = s.live.subscribe();
+    let first = status_event(&s).await;
+    let state = StreamState {
+        app: s.clone(),
+        principal,
+        headers,
+        ip,
+        rx,
+        first: Some(first),
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK),
+        done: false,
+        _slot: slot,
+    };
+    let stream = live_stream(state);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+async fn status_event(s: &AppState) -> Event {
+    let store = s.store.clone();
+    let status = s.status.borrow().clone();
+    let m = tokio::task::spawn_blocking(move || status_message(&store, &status))
+        .await
+        .unwrap_or(LiveMessage {
+            event: "status",
+            data: "{}".into(),
+        });
+    Event::default().event(m.event).data(m.data)
+}
+
+struct StreamState {
+    app: AppState,
+    principal: Principal,
+    headers: axum::http::HeaderMap,
+    ip: IpAddr,
+    rx: broadcast::Receiver<Arc<LiveMessage>>,
+    first: Option<Event>,
+    recheck: tokio::time::Interval,
+    done: bool,
+    _slot: StreamSlot,
+}
+
+fn live_stream(state: StreamState) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if let Some(first) = st.first.take() {
+            return Some((Ok(first), st));
+        }
+        let expires_in = match &st.principal {
+            Principal::Session { expires_ns, .. } => {
+                let left = expires_ns.saturating_sub(st.app.clock.now_ns()).max(0);
+                Duration::from_nanos(u64::try_from(left).unwrap_or(0))
+            }
+            _ => Duration::from_secs(86_400 * 365),
+        };
+        loop {
+            tokio::select! {
+                () = st.app.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(expires_in) => {
+                    st.done = true;
+                    let e = Event::default().event("expired").data(r#"{"reason":"session expired"}"#);
+                    return Some((Ok(e), st));
+                }
+                _ = st.recheck.tick() => {
+                    let still = st.app.authenticate(&st.headers, st.ip).await;
+                    if !same_caller(still.as_ref().ok(), &st.principal) {
+                        st.done = true;
+                        let e = Event::default().event("expired").data(r#"{"reason":"credentials no longer valid"}"#);
+                        return Some((Ok(e), st));
+                    }
+                }
+                msg = st.rx.recv() => match msg {
+                    Ok(m) => return Some((Ok(Event::default().event(m.event).data(m.data.as_str())), st)),
+                    Err(RecvError::Lagged(missed)) => {
+                        st.done = true;
+                        let e = Event::default().event("lagged").data(json!({ "missed": missed, "reason": "the client read too slowly; reconnect" }).to_string());
+                        return Some((Ok(e), st));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    })
+}
+
+/// The same caller, even if details (a session's expiry) were re-read.
+fn same_caller(now: Option<&Principal>, before: &Principal) -> bool {
+    match (now, before) {
+        (
+            Some(Principal::Session {
+                token_sha256: a, ..
+            }),
+            Principal::Session {
+                token_sha256: b, ..
+            },
+        ) => a == b,
+        (Some(Principal::ConfigKey), Principal::ConfigKey) => true,
+        (Some(Principal::Key { id: a, .. }), Principal::Key { id: b, .. }) => a == b,
+        _ => false,
+    }
+}
+
+/// Creates the channel the tail publishes on.
+pub fn channel() -> LiveSender {
+    broadcast::channel(CHANNEL).0
+}

@@ -1,0 +1,141 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4), written by hand. On the main
+//! port it needs a key or a session like `/api`; with `METRICS_BIND` it is also served
+//! without authentication on that separate address.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::source::{Connection, ContainerState};
+use crate::store::WriteHealth;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`
+pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let (totals, ingest) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.totals()?, store.ingest_state()?))
+    })
+    .await
+    .map_err(|e| ApiError::Internal {
+        cause: format!("metrics task: {e}"),
+    })??;
+    let status = s.status.borrow().clone();
+    let now = s.clock.now_ns();
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let label = |k: &str, v: &str| format!("{{{k}=\"{v}\"}}");
+    family(
+        "truebit_tasks",
+        "gauge",
+        "Tasks in the database by status.",
+        &totals
+            .tasks_by_status
+            .iter()
+            .map(|(st, n)| (label("status", st.as_str()), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    let finished: Vec<(String, f64)> = totals
+        .tasks_by_status
+        .iter()
+        .filter(|(st, _)| st.is_final())
+        .map(|(st, n)| (label("result", st.as_str()), *n as f64))
+        .collect();
+    family(
+        "truebit_executions",
+        "gauge",
+        "Finished executions in the database by result.",
+        &finished,
+    );
+    family(
+        "truebit_invoices",
+        "gauge",
+        "Invoices in the database.",
+        &[(String::new(), totals.invoices as f64)],
+    );
+    family(
+        "truebit_ingest_entries",
+        "gauge",
+        "Log entries in the database by kind (one entry per log line plus its continuation lines).",
+        &totals
+            .entries_by_kind
+            .iter()
+            .map(|(k, n)| (label("kind", k.as_str()), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    let lag = match (ingest.last_commit_ns, ingest.last_received_ns) {
+        (Some(c), Some(r)) => (c - r).max(0) as f64 / 1e9,
+        _ => 0.0,
+    };
+    family(
+        "truebit_ingest_lag_seconds",
+        "gauge",
+        "Time from Docker receiving the newest line to its commit in the database.",
+        &[(String::new(), lag)],
+    );
+    family(
+        "truebit_ingest_last_entry_age_seconds",
+        "gauge",
+        "Age of the newest log entry (NaN when there is none).",
+        &[(
+            String::new(),
+            ingest
+                .last_entry_ns
+                .map_or(f64::NAN, |t| (now - t).max(0) as f64 / 1e9),
+        )],
+    );
+    let up = matches!(status.container, ContainerState::Running { .. });
+    family(
+        "truebit_container_up",
+        "gauge",
+        "1 when the node container is running.",
+        &[(String::new(), f64::from(u8::from(up)))],
+    );
+    let connected = matches!(status.connection, Connection::Connected { .. });
+    family(
+        "truebit_source_connected",
+        "gauge",
+        "1 when the log source (Docker, file or demo) is connected.",
+        &[(String::new(), f64::from(u8::from(connected)))],
+    );
+    let writes_ok = matches!(s.store.write_health(), WriteHealth::Ok);
+    family(
+        "truebit_store_writes_ok",
+        "gauge",
+        "1 when database commits succeed.",
+        &[(String::new(), f64::from(u8::from(writes_ok)))],
+    );
+    family(
+        "truebit_live_streams",
+        "gauge",
+        "Live event streams open.",
+        &[(String::new(), s.streams.open() as f64)],
+    );
+    family(
+        "truebit_auth_failures_total",
+        "counter",
+        "Failed logins and bad API keys since the monitor started.",
+        &[(
+            String::new(),
+            s.auth.failures.load(Ordering::Relaxed) as f64,
+        )],
+    );
+    // Federation reports sent/blocked are added by the federation module when it lands.
+    let mut response = out.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(response)
+}

@@ -1,0 +1,359 @@
+//! The HTTP server (axum), in the same process as ingest: the JSON API under `/api`
+//! (table in [`routes`], document in [`openapi`]), login and logout under `/auth`,
+//! `/health`, `/metrics`, and the live event stream.
+//!
+//! Every `/api` route, known or not, goes through [`auth::require_auth`]: a route added
+//! to the table (or a sub-router nested under `/api`, e.g. federation's) is protected
+//! without doing anything. Handlers read through the store's typed methods off the
+//! runtime; errors are one [`error::ApiError`].
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+pub mod params;
+pub mod ratelimit;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use self::auth::AuthState;
+use self::clock::Clock;
+use self::config::HttpConfig;
+use self::error::ApiError;
+use self::live::{LiveSender, StreamLimits};
+use crate::source::SourceStatus;
+use crate::store::Store;
+
+/// Largest request body accepted (bodies are small JSON or form posts).
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// How long shutdown waits for open requests before closing them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What every handler gets: cheap handles, cloned per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub status: watch::Receiver<SourceStatus>,
+    pub config: Arc<HttpConfig>,
+    pub auth: Arc<AuthState>,
+    pub live: LiveSender,
+    pub streams: Arc<StreamLimits>,
+    pub clock: Clock,
+    /// Cancelled when the HTTP server stops: live streams end.
+    pub shutdown: CancellationToken,
+    pub started_ns: i64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        status: watch::Receiver<SourceStatus>,
+        config: HttpConfig,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> AppState {
+        let streams = StreamLimits::new(config.ws_max_connections, config.ws_max_per_ip);
+        AppState {
+            auth: Arc::new(AuthState::new(&config)),
+            store,
+            status,
+            config: Arc::new(config),
+            live: live::channel(),
+            streams: Arc::new(streams),
+            started_ns: clock.now_ns(),
+            clock,
+            shutdown,
+        }
+    }
+
+    /// The task that feeds the live stream; spawn it next to the server.
+    pub fn tail(&self) -> live::Tail {
+        live::Tail::new(
+            self.store.clone(),
+            self.status.clone(),
+            self.live.clone(),
+            self.shutdown.clone(),
+        )
+    }
+}
+
+/// The whole application: `/api` (authenticated), `/auth`, `/health`, `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let api = routes::api_router(routes::api_routes())
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_auth));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .layer(from_fn_with_state(state.clone(), auth::require_auth));
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .merge(metrics)
+        .nest("/api", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(refuse_large_bodies));
+    if let Some(cors) = cors(&state.config) {
+        app = app.layer(cors);
+    }
+    app.layer(from_fn_with_state(state.clone(), security_headers))
+        .with_state(state)
+}
+
+/// `/metrics` alone, without authentication, for `METRICS_BIND`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), security_headers))
+        .with_state(state)
+}
+
+fn cors(config: &HttpConfig) -> Option<CorsLayer> {
+    if config.allowed_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(auth::CSRF_HEADER),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Headers on every answer: a CSP without inline script, no framing, no sniffing, no
+/// referrer; no caching of API answers; HSTS behind HTTPS.
+async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    let mut set = |name: HeaderName, value: &'static str| {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    };
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::REFERRER_POLICY, "no-referrer");
+    set(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    set(header::CACHE_CONTROL, "no-store");
+    if state.config.https {
+        set(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    response
+}
+
+/// Refuses a declared body over the limit before anything reads it.
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into_response();
+    }
+    next.run(req).await
+}
+
+/// Reads a request body of at most [`BODY_LIMIT`] bytes.
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            // axum reports the limit as "length limit exceeded".
+            let too_large = e.to_string().contains("length limit");
+            if too_large {
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else {
+                ApiError::BadBody {
+                    message: "the body could not be read".into(),
+                }
+            }
+        })
+}
+
+/// `GET /health`: up or not, nothing else (no authentication).
+async fn health(State(state): State<AppState>) -> Response {
+    if state.store.write_health().is_ok() {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "degraded" })),
+        )
+            .into_response()
+    }
+}
+
+async fn api_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        path: uri.path().chars().take(200).collect(),
+    }
+}
+
+/// Unknown paths outside the nested `/api` router; `/api` itself and `/api/` included,
+/// which need authentication like every `/api` path.
+async fn not_found(State(state): State<AppState>, req: Request) -> ApiError {
+    let path = req.uri().path();
+    if path == "/api" || path.starts_with("/api/") {
+        let ip = state.client_ip(req.extensions(), req.headers());
+        if let Err(e) = state.authenticate(req.headers(), ip).await {
+            return e;
+        }
+    }
+    ApiError::RouteNotFound {
+        path: path.chars().take(200).collect(),
+    }
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}
+
+/// The listeners of the HTTP server: the main one and, with `METRICS_BIND`, the metrics one.
+#[derive(Debug)]
+pub struct Listeners {
+    pub main: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `HOST:PORT` (and `METRICS_BIND`); the error names the address.
+    pub async fn bind(config: &HttpConfig) -> anyhow::Result<Listeners> {
+        use anyhow::Context as _;
+        let addr = config.bind_addr();
+        let main = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (HOST/PORT): is another program using the port?")
+        })?;
+        let metrics = match config.metrics_bind {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "cannot listen on {addr} (METRICS_BIND): is another program using the port?"
+                )
+            })?),
+            None => None,
+        };
+        Ok(Listeners { main, metrics })
+    }
+}
+
+/// The HTTP server as a task: serves until `state.shutdown` is cancelled, then lets
+/// open requests finish (live streams end at once) for a few seconds.
+#[derive(Debug)]
+pub struct HttpServer {
+    state: AppState,
+    listeners: Listeners,
+}
+
+impl HttpServer {
+    pub fn new(state: AppState, listeners: Listeners) -> HttpServer {
+        HttpServer { state, listeners }
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        let shutdown = self.state.shutdown.clone();
+        if let Ok(addr) = self.listeners.main.local_addr() {
+            tracing::info!(http.addr = %addr, "HTTP API listening");
+            if !addr.ip().is_loopback() {
+                tracing::warn!(http.addr = %addr, "the HTTP API is reachable from the network (HOST); protect it with a firewall or a reverse proxy with TLS");
+            }
+        }
+        let metrics = self.listeners.metrics.map(|listener| {
+            let app = metrics_router(self.state.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(metrics.addr = %addr, "metrics listening (no authentication)");
+                }
+                serve(listener, app, shutdown).await
+            })
+        });
+        let app = router(self.state.clone());
+        let result = serve(self.listeners.main, app, shutdown).await;
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
+        result
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown`, then drains for at most [`DRAIN`].
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let signal = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { signal.cancelled().await });
+    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        result = server => result,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!("HTTP connections still open after {DRAIN:?}; closing them");
+            Ok(())
+        }
+    }
+}

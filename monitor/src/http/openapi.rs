@@ -1,0 +1,347 @@
+//! The OpenAPI 3.0 document, built from the route table ([`super::routes::api_routes`]):
+//! paths, parameters (from the same [`ParamSpec`]s that validate requests), security,
+//! and the schemas of the answers.
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::params::{ParamKind, ParamSpec};
+use super::routes::{api_routes, Answer, Route};
+
+/// `GET /api/openapi.json`
+pub async fn serve() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| document(&api_routes()).to_string());
+    let mut response = doc.as_str().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn param_schema(kind: ParamKind) -> Value {
+    match kind {
+        ParamKind::Enum(words) => json!({ "type": "string", "enum": words }),
+        ParamKind::Int { min, max } => {
+            json!({ "type": "integer", "format": "int64", "minimum": min, "maximum": max })
+        }
+        ParamKind::Time => json!({
+            "type": "string", "format": "date-time",
+            "description": "RFC 3339, or Unix seconds; 1970 to 2200",
+        }),
+        ParamKind::Text { max_len } => {
+            json!({ "type": "string", "minLength": 1, "maxLength": max_len })
+        }
+        ParamKind::Id => json!({ "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" }),
+        ParamKind::Cursor => {
+            json!({ "type": "string", "pattern": "^-?[0-9]{1,18}\\.-?[0-9]{1,18}$" })
+        }
+    }
+}
+
+fn parameter(spec: &ParamSpec, location: &str) -> Value {
+    json!({
+        "name": spec.name,
+        "in": location,
+        "required": location == "path",
+        "description": spec.description,
+        "schema": param_schema(spec.kind),
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+    })
+}
+
+fn operation(route: &Route) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path_params
+        .iter()
+        .map(|p| parameter(p, "path"))
+        .collect();
+    parameters.extend(route.query.iter().map(|p| parameter(p, "query")));
+    let mut responses = Map::new();
+    match route.answer {
+        Answer::Json(status, schema) => {
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": "Success",
+                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+                }),
+            );
+        }
+        Answer::EventStream => {
+            responses.insert(
+                "200".into(),
+                json!({
+                    "description": "A stream of server-sent events",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } },
+                }),
+            );
+        }
+    }
+    responses.insert(
+        "400".into(),
+        error_response("A parameter or the body is invalid; `parameter` names it"),
+    );
+    responses.insert("401".into(), error_response("Not authenticated"));
+    responses.insert(
+        "429".into(),
+        error_response("Too many failed logins or bad keys from this address, or too many streams"),
+    );
+    if route.admin || route.method != axum::http::Method::GET {
+        responses.insert(
+            "403".into(),
+            error_response("A read-only key, or a cookie request without its CSRF token"),
+        );
+    }
+    if !route.path_params.is_empty() {
+        responses.insert("404".into(), error_response("Not found"));
+    }
+    if route.request.is_some() {
+        responses.insert("409".into(), error_response("The name is taken"));
+        responses.insert("413".into(), error_response("The body is too large"));
+        responses.insert("415".into(), error_response("The body is not JSON"));
+    }
+    let mut op = json!({
+        "operationId": operation_id(route),
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+        "security": [ { "bearer": [] }, { "session": [] } ],
+    });
+    if !route.description.is_empty() {
+        op["description"] = json!(route.description);
+    }
+    if let Some(schema) = route.request {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+        });
+    }
+    op
+}
+
+fn operation_id(route: &Route) -> String {
+    let words: Vec<&str> = route
+        .path
+        .trim_start_matches("/api/")
+        .split('/')
+        .map(|w| w.trim_matches(['{', '}']).trim_end_matches(".json"))
+        .collect();
+    format!(
+        "{}_{}",
+        route.method.as_str().to_ascii_lowercase(),
+        words.join("_")
+    )
+}
+
+/// The document for `routes`.
+pub fn document(routes: &[Route]) -> Value {
+    let mut paths = Map::new();
+    for route in routes {
+        let item = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        item[route.method.as_str().to_ascii_lowercase()] = operation(route);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "TrueBit node monitor API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Local API of truebit-monitor. Every /api route needs a login session (cookie from POST /auth/login) or an API key (`Authorization: Bearer <key>`). Times are Unix nanoseconds (`*_ns`), milliseconds (`*_ms`) or seconds (`node_time`); parameters take RFC 3339 or Unix seconds. Errors are JSON `{error, message, parameter?}`. /health (no authentication), /metrics (Prometheus text, authenticated) and /auth/login, /auth/logout are outside /api; see docs/API.md.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "API_KEY or a named key from `truebit-monitor api-key create`" },
+                "session": { "type": "apiKey", "in": "cookie", "name": "tbm_session", "description": "`__Host-tbm_session` behind HTTPS" },
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn nullable(t: &str) -> Value {
+    json!({ "type": t, "nullable": true })
+}
+
+fn schemas() -> Value {
+    let int = || json!({ "type": "integer", "format": "int64" });
+    let opt_int = || json!({ "type": "integer", "format": "int64", "nullable": true });
+    let opt_str = || nullable("string");
+    let task_props = json!({
+        "execution_id": { "type": "string" },
+        "status": { "type": "string", "enum": ["received", "executing", "completed", "failed"] },
+        "task_id": opt_str(), "chain_id": opt_str(), "block_number": opt_int(), "block_hash": opt_str(),
+        "requester": opt_str(), "reward": opt_str(), "created_ms": opt_int(), "received_ms": opt_int(),
+        "received_ns": opt_int(), "downloaded_ms": opt_int(), "started_ms": opt_int(), "started_ns": opt_int(),
+        "completed_ms": opt_int(), "completed_ns": opt_int(), "exit_code": opt_int(), "elapsed_ns": opt_int(),
+        "elapsed_ms": opt_int(), "gas_used": opt_int(), "gas_limit": opt_int(), "metered_gas_limit": opt_int(),
+        "memory_peak": opt_int(), "memory_limit": opt_int(), "metered_memory_limit": opt_int(),
+        "call_limit": opt_int(), "call_peak": opt_int(), "frame_limit": opt_int(), "frame_peak": opt_int(),
+        "execution_timeout_ms": opt_int(), "required_solutions": opt_int(), "total_solutions": opt_int(),
+        "wasm_size": opt_int(), "wasm_hash": opt_str(), "cached": nullable("boolean"),
+        "input": { "type": "string", "nullable": true, "description": "Only in /api/tasks/{execution_id}, for a session or an admin key" },
+        "output": { "type": "string", "nullable": true, "description": "As input" },
+    });
+    let entry = json!({
+        "type": "object",
+        "properties": {
+            "id": int(), "source": { "type": "string" },
+            "pos": { "type": "object", "properties": { "major": int(), "minor": int() } },
+            "time_ns": int(), "received_ns": opt_int(), "node_time": opt_int(), "level": opt_str(),
+            "logger": opt_str(), "version": opt_str(), "kind": { "type": "string" },
+            "execution_id": opt_str(), "message": { "type": "string" },
+        },
+    });
+    let line_item = json!({
+        "type": "object",
+        "properties": {
+            "operation": { "type": "string" }, "account": opt_str(), "steps": opt_str(),
+            "steps_value": opt_int(), "memory": opt_str(), "memory_value": opt_int(),
+        },
+    });
+    let invoice = json!({
+        "type": "object",
+        "properties": {
+            "id": int(), "invoice_id": opt_int(), "execution_id": opt_str(), "task_id": opt_str(),
+            "task_created_ts": opt_int(), "step_gas_price": opt_str(), "byte_gas_price": opt_str(),
+            "time_ns": int(), "node_time": opt_int(), "received_ns": opt_int(),
+            "line_items": { "type": "array", "items": { "$ref": "#/components/schemas/LineItem" } },
+        },
+    });
+    let page = |item: &str| {
+        json!({
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+                "next_cursor": { "type": "string", "nullable": true, "description": "Pass as `cursor` for the next page" },
+            },
+        })
+    };
+    let buckets = json!({
+        "type": "object",
+        "properties": {
+            "count": int(), "mean": nullable("number"),
+            "buckets": { "type": "array", "items": { "type": "object", "properties": { "bucket": { "type": "string" }, "count": int() } } },
+        },
+    });
+    let key = json!({
+        "type": "object",
+        "properties": {
+            "id": int(), "name": { "type": "string" }, "prefix": { "type": "string" },
+            "scope": { "type": "string", "enum": ["read", "admin"] },
+            "created_ns": int(), "last_used_ns": opt_int(), "revoked_ns": opt_int(),
+        },
+    });
+    let mut created = key.clone();
+    created["properties"]["key"] =
+        json!({ "type": "string", "description": "The key; shown only in this answer" });
+    json!({
+        "Object": { "type": "object" },
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {
+                "error": { "type": "string", "description": "Machine-readable code, e.g. bad_parameter" },
+                "message": { "type": "string", "description": "What was wrong and what to do" },
+                "parameter": { "type": "string", "description": "The parameter that was wrong" },
+            },
+        },
+        "Session": {
+            "type": "object",
+            "properties": {
+                "auth": { "type": "string", "enum": ["session", "api_key"] },
+                "scope": { "type": "string", "enum": ["read", "admin"] },
+                "task_data": { "type": "boolean" }, "name": { "type": "string" },
+                "csrf_token": { "type": "string" }, "expires_ns": int(),
+            },
+        },
+        "Status": {
+            "type": "object",
+            "properties": {
+                "monitor": { "type": "object", "properties": { "version": { "type": "string" }, "started_ns": int(), "now_ns": int() } },
+                "source": { "type": "object", "description": "kind (docker|file|demo), connection, container, last_error" },
+                "node": { "type": "object", "properties": {
+                    "version": opt_str(), "address": opt_str(), "registered_ns": opt_int(),
+                    "slots_used": opt_int(), "slots_total": opt_int(), "last_node_time": opt_int() } },
+                "ingest": { "type": "object", "properties": {
+                    "last_log_ns": opt_int(), "last_received_ns": opt_int(), "last_commit_ns": opt_int(),
+                    "lag_ms": opt_int(), "write": { "type": "object" } } },
+                "database": { "type": "object", "properties": { "path": { "type": "string" }, "size_bytes": int() } },
+            },
+        },
+        "Task": { "type": "object", "properties": task_props },
+        "TaskPage": page("Task"),
+        "TaskDetail": {
+            "type": "object",
+            "properties": {
+                "task": { "$ref": "#/components/schemas/Task" },
+                "data_access": { "type": "string" },
+                "entries": { "type": "array", "items": { "$ref": "#/components/schemas/LogEntry" } },
+                "entries_truncated": { "type": "boolean" },
+                "invoices": { "type": "array", "items": { "$ref": "#/components/schemas/Invoice" } },
+            },
+        },
+        "LogEntry": entry,
+        "LogPage": page("LogEntry"),
+        "LineItem": line_item,
+        "Invoice": invoice,
+        "InvoicePage": page("Invoice"),
+        "Earnings": {
+            "type": "object",
+            "properties": {
+                "from_ns": int(), "to_ns": int(),
+                "days": { "type": "array", "items": { "type": "object", "properties": {
+                    "date": { "type": "string", "format": "date" }, "invoices": int(),
+                    "earned": { "type": "number" }, "operations": { "type": "object" } } } },
+            },
+        },
+        "Stats": {
+            "type": "object",
+            "properties": {
+                "from_ns": int(), "to_ns": int(), "success_rate": nullable("number"),
+                "tasks": { "type": "object", "properties": {
+                    "total": int(), "received": int(), "executing": int(), "completed": int(), "failed": int() } },
+                "interval": { "type": "string", "enum": ["hour", "day"] }, "interval_ns": int(),
+                "series": { "type": "array", "items": { "type": "object", "properties": {
+                    "start_ns": int(), "total": int(), "completed": int(), "failed": int() } } },
+                "execution_time_ms": buckets.clone(),
+                "gas_used": buckets,
+                "cache": { "type": "object", "properties": { "hits": int(), "known": int(), "hit_rate": nullable("number") } },
+            },
+        },
+        "Uptime": {
+            "type": "object",
+            "properties": {
+                "from_ns": int(), "to_ns": int(), "downtime_seconds": { "type": "number" },
+                "uptime_seconds": { "type": "number" }, "unknown_seconds": { "type": "number" },
+                "down_intervals": { "type": "array", "items": { "type": "object", "properties": {
+                    "start_ns": int(), "end_ns": int(), "cause": opt_str(), "ongoing": { "type": "boolean" } } } },
+            },
+        },
+        "ApiKey": key,
+        "ApiKeyList": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/ApiKey" } } } },
+        "NewApiKey": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9 ._-]+$" },
+                "scope": { "type": "string", "enum": ["read", "admin"], "default": "read" },
+            },
+        },
+        "CreatedApiKey": created,
+    })
+}

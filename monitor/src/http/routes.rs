@@ -1,0 +1,167 @@
+//! The `/api` route table: each route once, with its handler, parameters, access and
+//! answer. The router and the OpenAPI document are both built from this table, so the
+//! document describes exactly the routes served; tests walk it to prove that every
+//! route needs authentication.
+
+use axum::http::Method;
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
+
+use super::api::{self, *};
+use super::params::ParamSpec;
+use super::{live, openapi, AppState};
+
+/// What a route answers on success.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// JSON with this status and component schema.
+    Json(u16, &'static str),
+    /// A `text/event-stream`.
+    EventStream,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    /// The full path, `{name}` for path parameters (axum and OpenAPI use the same syntax).
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub query: &'static [ParamSpec],
+    pub path_params: &'static [ParamSpec],
+    /// Needs the password (a session) or an admin key; read-only keys get 403.
+    pub admin: bool,
+    /// Component schema of the JSON request body.
+    pub request: Option<&'static str>,
+    pub answer: Answer,
+    pub handler: MethodRouter<AppState>,
+}
+
+struct R(Route);
+
+impl R {
+    fn new(
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        handler: MethodRouter<AppState>,
+    ) -> R {
+        R(Route {
+            method,
+            path,
+            summary,
+            description: "",
+            query: NO_PARAMS,
+            path_params: NO_PARAMS,
+            admin: false,
+            request: None,
+            answer: Answer::Json(200, "Object"),
+            handler,
+        })
+    }
+    fn describe(mut self, d: &'static str) -> R {
+        self.0.description = d;
+        self
+    }
+    fn query(mut self, q: &'static [ParamSpec]) -> R {
+        self.0.query = q;
+        self
+    }
+    fn path_params(mut self, p: &'static [ParamSpec]) -> R {
+        self.0.path_params = p;
+        self
+    }
+    fn admin(mut self) -> R {
+        self.0.admin = true;
+        self
+    }
+    fn body(mut self, schema: &'static str) -> R {
+        self.0.request = Some(schema);
+        self
+    }
+    fn answer(mut self, a: Answer) -> R {
+        self.0.answer = a;
+        self
+    }
+}
+
+/// Every route under `/api`.
+pub fn api_routes() -> Vec<Route> {
+    use Answer::Json;
+    vec![
+        R::new(Method::GET, "/api/openapi.json", "This document", get(openapi::serve))
+            .answer(Json(200, "Object")),
+        R::new(Method::GET, "/api/session", "Who the caller is", get(api::session))
+            .describe("How the request was authenticated, its scope, and for a login session the CSRF token to send in X-CSRF-Token with changes.")
+            .answer(Json(200, "Session")),
+        R::new(Method::GET, "/api/status", "Node, container, source and database state", get(api::status))
+            .answer(Json(200, "Status")),
+        R::new(Method::GET, "/api/tasks", "Tasks, newest first", get(api::tasks))
+            .describe("Filter by status, chain and time range (received, else started, else completed time); cursor pagination. Lists never include task input or output.")
+            .query(TASKS_QUERY)
+            .answer(Json(200, "TaskPage")),
+        R::new(Method::GET, "/api/tasks/{execution_id}", "One task with all its figures, log entries and invoices", get(api::task))
+            .describe("Input and output are included only for a login session or an admin key (`data_access` says which).")
+            .path_params(TASK_PATH)
+            .answer(Json(200, "TaskDetail")),
+        R::new(Method::GET, "/api/invoices", "Invoices with their line items, newest first", get(api::invoices))
+            .query(INVOICES_QUERY)
+            .answer(Json(200, "InvoicePage")),
+        R::new(Method::GET, "/api/invoices/{id}", "One invoice with its line items", get(api::invoice))
+            .path_params(INVOICE_PATH)
+            .answer(Json(200, "Invoice")),
+        R::new(Method::GET, "/api/earnings", "Invoices and line-item totals per UTC day", get(api::earnings))
+            .describe("Default range: the last 30 days; at most 366 days. `earned` is the value of the `pay` line items: steps × step gas price + memory × byte gas price, in the units the node reports.")
+            .query(RANGE_QUERY)
+            .answer(Json(200, "Earnings")),
+        R::new(Method::GET, "/api/logs", "Log entries, newest first", get(api::logs))
+            .query(LOGS_QUERY)
+            .answer(Json(200, "LogPage")),
+        R::new(Method::GET, "/api/stats", "Task counts, success rate, tasks per hour, distributions, cache hit rate", get(api::stats))
+            .describe("Default range: the last 24 hours; at most 366 days. Figures are per whole UTC hour: `from` is rounded down and `to` up. The series is per hour up to 7 days, per day beyond.")
+            .query(RANGE_QUERY)
+            .answer(Json(200, "Stats")),
+        R::new(Method::GET, "/api/uptime", "The container's downtime in a range", get(api::uptime))
+            .describe("From the recorded container events. Default range: the last 24 hours; it ends at the latest now. Time before the first known event is `unknown_seconds`.")
+            .query(RANGE_QUERY)
+            .answer(Json(200, "Uptime")),
+        R::new(Method::GET, "/api/events", "Live stream of new log entries, task changes, invoices and status", get(live::events))
+            .describe("Server-sent events: `entry`, `task`, `invoice`, `status`, and `skipped` after a burst. A client that reads too slowly gets `lagged` and is disconnected; `expired` when its session or key is no longer valid. Limits: WS_MAX_CONNECTIONS, WS_MAX_PER_IP.")
+            .answer(Answer::EventStream),
+        R::new(Method::GET, "/api/keys", "Named API keys (never their secrets)", get(api::keys))
+            .admin()
+            .answer(Json(200, "ApiKeyList")),
+        R::new(Method::POST, "/api/keys", "Create a named API key; the key is shown once", post(api::post_key))
+            .admin()
+            .body("NewApiKey")
+            .answer(Json(201, "CreatedApiKey")),
+        R::new(Method::DELETE, "/api/keys/{id}", "Revoke a named API key", delete(api::delete_key))
+            .admin()
+            .path_params(KEY_PATH)
+            .answer(Json(200, "ApiKey")),
+    ]
+    .into_iter()
+    .map(|r| r.0)
+    .collect()
+}
+
+/// The routes as an axum router to nest at `/api` (paths relative to it), the methods of
+/// one path merged.
+pub fn api_router(routes: Vec<Route>) -> Router<AppState> {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for route in routes {
+        let path = route.path.strip_prefix("/api").unwrap_or(route.path);
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => {
+                let merged = std::mem::take(existing).merge(route.handler);
+                *existing = merged;
+            }
+            None => by_path.push((path, route.handler)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
+}

@@ -1,0 +1,877 @@
+//! The HTTP API's reads: filtered, cursor-paginated lists, per-hour task figures, the
+//! state before a range for uptime, figures for status and metrics, and the tail of new
+//! rows for the live stream. Every list is ordered by an indexed `(time, id)` key, so a
+//! deep page costs what the first one does.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension as _, Row};
+
+use super::read::{StoredEntry, StoredInvoice, StoredLineItem, Task};
+use super::{Store, StoreError};
+use crate::model::{ContainerAction, ContainerEvent, Kind, Level, Pos, TaskStatus, UnixNanos};
+
+/// Where a page ends: the `(time, id)` of its last row. The next page holds the rows
+/// strictly before it in `time DESC, id DESC` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageKey {
+    pub time: i64,
+    pub id: i64,
+}
+
+/// A page of rows, newest first, and the key to ask for the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageKey>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub chain_id: Option<String>,
+    /// `time_ms >= from_ms` (received, else started, else completed time).
+    pub from_ms: Option<i64>,
+    /// `time_ms < to_ms`.
+    pub to_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub level: Option<Level>,
+    pub kind: Option<Kind>,
+    /// Case-insensitive (ASCII) substring of the message.
+    pub text: Option<String>,
+    pub execution_id: Option<String>,
+    pub from_ns: Option<UnixNanos>,
+    pub to_ns: Option<UnixNanos>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvoiceFilter {
+    pub execution_id: Option<String>,
+    pub from_ns: Option<UnixNanos>,
+    pub to_ns: Option<UnixNanos>,
+}
+
+/// Task figures of one status in one UTC hour.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HourStats {
+    /// Hours since the epoch (`time_ms / 3_600_000`).
+    pub hour: i64,
+    pub status: Option<TaskStatus>,
+    pub tasks: i64,
+    /// Tasks whose module came from the cache, and tasks for which it is known.
+    pub cached: i64,
+    pub cache_known: i64,
+    pub elapsed_n: i64,
+    pub elapsed_ms_sum: i64,
+    pub gas_n: i64,
+    pub gas_sum: i64,
+    /// Counts per execution-time bucket (`<100ms` … `>1m`).
+    pub elapsed: [i64; 8],
+    /// Counts per gas-used bucket (`<100K` … `>100M`).
+    pub gas: [i64; 5],
+}
+
+/// What the status route shows about ingest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestState {
+    /// When a source last committed a batch.
+    pub last_commit_ns: Option<UnixNanos>,
+    /// Time of the newest entry (Docker receive time, else the node's clock).
+    pub last_entry_ns: Option<UnixNanos>,
+    /// Docker receive time of the newest entry that had one.
+    pub last_received_ns: Option<UnixNanos>,
+}
+
+/// Totals for the metrics route, read without scanning the big tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub entries_by_kind: Vec<(Kind, u64)>,
+    pub tasks_by_status: Vec<(TaskStatus, u64)>,
+    pub invoices: u64,
+}
+
+/// Line items of one operation (`pay`, `charge`, `penalty`, …) on one day.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperationTotals {
+    pub operation: String,
+    pub items: u64,
+    /// Sum of the items' steps and memory that were integers (units as reported).
+    pub steps: i64,
+    pub memory: i64,
+    /// Σ steps × step gas price + memory × byte gas price, where both are numbers.
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EarningsDay {
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    pub invoices: u64,
+    pub operations: Vec<OperationTotals>,
+}
+
+/// Rows a text or non-indexed level search examines per page at most; a page that found
+/// fewer matches in that window still returns a cursor to go on from.
+pub const SCAN_WINDOW: i64 = 50_000;
+
+const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+impl Store {
+    /// Tasks matching `filter`, newest first, after `after`; without input and output.
+    pub fn tasks_page(
+        &self,
+        filter: &TaskFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<Task>, StoreError> {
+        let mut q = Where::default();
+        if let Some(status) = filter.status {
+            q.add("t.status = ?", [status.as_str().to_owned().into()]);
+        }
+        if let Some(chain) = &filter.chain_id {
+            q.add("t.chain_id = ?", [chain.clone().into()]);
+        }
+        if let Some(from) = filter.from_ms {
+            q.add("t.time_ms >= ?", [from.into()]);
+        }
+        if let Some(to) = filter.to_ms {
+            q.add("t.time_ms < ?", [to.into()]);
+        }
+        if let Some(k) = after {
+            q.add("(t.time_ms, t.id) < (?, ?)", [k.time.into(), k.id.into()]);
+        }
+        let sql = format!(
+            "SELECT t.id, t.time_ms, {TASK_COLUMNS} FROM tasks t{} ORDER BY t.time_ms DESC, t.id DESC LIMIT ?",
+            q.sql()
+        );
+        self.read(|conn| {
+            let rows = q.query(conn, &sql, limit, |row| {
+                let key = PageKey {
+                    time: row.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    id: row.get(0)?,
+                };
+                Ok((key, task_from_row(row, 2)?))
+            })?;
+            Ok(paginate(rows, limit))
+        })
+    }
+
+    pub async fn tasks_page_async(
+        &self,
+        filter: TaskFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<Task>, StoreError> {
+        self.blocking(move |store| store.tasks_page(&filter, after, limit))
+            .await
+    }
+
+    /// Tasks by execution id (those that exist), without input and output.
+    pub fn tasks_by_execution(&self, ids: &[String]) -> Result<Vec<Task>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT t.id, t.time_ms, {TASK_COLUMNS} FROM tasks t WHERE t.execution_id = ?1"
+            ))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(task) = stmt
+                    .query_row([id], |row| task_from_row(row, 2))
+                    .optional()?
+                {
+                    out.push(task);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Log entries that name `execution_id`, oldest first, at most `limit`.
+    pub fn task_entries(
+        &self,
+        execution_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} {ENTRY_FROM}
+                 WHERE e.execution_id = ?1 ORDER BY e.time_ns, e.id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map((execution_id, to_i64(limit)), entry_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Log entries matching `filter`, newest first, after `after`.
+    ///
+    /// Filters without an index (text, levels other than error/warn, kind `log`) examine
+    /// at most [`SCAN_WINDOW`] rows per call: such a page may hold fewer than `limit`
+    /// entries and still have a next cursor.
+    pub fn logs_page(
+        &self,
+        filter: &LogFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<StoredEntry>, StoreError> {
+        // The range and cursor: they bound every query, the window's too.
+        let mut range = Where::default();
+        if let Some(from) = filter.from_ns {
+            range.add("e.time_ns >= ?", [from.into()]);
+        }
+        if let Some(to) = filter.to_ns {
+            range.add("e.time_ns < ?", [to.into()]);
+        }
+        if let Some(k) = after {
+            range.add("(e.time_ns, e.id) < (?, ?)", [k.time.into(), k.id.into()]);
+        }
+        let mut q = range.clone();
+        let mut indexed = false;
+        if let Some(id) = &filter.execution_id {
+            q.add("e.execution_id = ?", [id.clone().into()]);
+            indexed = true;
+        }
+        if let Some(level) = &filter.level {
+            q.add("e.level = ?", [level.as_str().to_owned().into()]);
+            if matches!(level, Level::Error | Level::Warn) {
+                // Repeats the partial index's condition so that the planner can use it.
+                q.add("e.level IN ('error', 'warn')", []);
+                indexed = true;
+            }
+        }
+        if let Some(kind) = filter.kind {
+            q.add("e.kind = ?", [kind.as_str().to_owned().into()]);
+            if kind != Kind::Log {
+                q.add("e.kind <> 'log'", []);
+                indexed = true;
+            }
+        }
+        if let Some(text) = &filter.text {
+            q.add("e.message LIKE ? ESCAPE '\\'", [like_pattern(text).into()]);
+        }
+        let windowed = !indexed && (filter.text.is_some() || filter.level.is_some());
+        self.read(|conn| {
+            let mut window_end = None;
+            if windowed {
+                let sql = format!(
+                    "SELECT e.time_ns, e.id FROM entries e{} ORDER BY e.time_ns DESC, e.id DESC LIMIT 1 OFFSET ?",
+                    range.sql()
+                );
+                let mut params = range.params.clone();
+                params.push((SCAN_WINDOW - 1).into());
+                window_end = conn
+                    .prepare_cached(&sql)?
+                    .query_row(rusqlite::params_from_iter(params), |row| {
+                        Ok(PageKey {
+                            time: row.get(0)?,
+                            id: row.get(1)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(end) = window_end {
+                    q.add("(e.time_ns, e.id) >= (?, ?)", [end.time.into(), end.id.into()]);
+                }
+            }
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} {ENTRY_FROM}{} ORDER BY e.time_ns DESC, e.id DESC LIMIT ?",
+                q.sql()
+            );
+            let rows = q.query(conn, &sql, limit, |row| {
+                let entry = entry_from_row(row)?;
+                Ok((
+                    PageKey {
+                        time: entry.time_ns,
+                        id: entry.id,
+                    },
+                    entry,
+                ))
+            })?;
+            let mut page = paginate(rows, limit);
+            if page.next.is_none() {
+                // The window ran out before the page filled: go on below it.
+                page.next = window_end;
+            }
+            Ok(page)
+        })
+    }
+
+    pub async fn logs_page_async(
+        &self,
+        filter: LogFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<StoredEntry>, StoreError> {
+        self.blocking(move |store| store.logs_page(&filter, after, limit))
+            .await
+    }
+
+    /// Invoices matching `filter`, newest first, after `after`, with their line items.
+    pub fn invoices_page(
+        &self,
+        filter: &InvoiceFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<StoredInvoice>, StoreError> {
+        let mut q = Where::default();
+        if let Some(id) = &filter.execution_id {
+            q.add("i.execution_id = ?", [id.clone().into()]);
+        }
+        if let Some(from) = filter.from_ns {
+            q.add("i.time_ns >= ?", [from.into()]);
+        }
+        if let Some(to) = filter.to_ns {
+            q.add("i.time_ns < ?", [to.into()]);
+        }
+        if let Some(k) = after {
+            q.add("(i.time_ns, i.id) < (?, ?)", [k.time.into(), k.id.into()]);
+        }
+        let sql = format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices i{} ORDER BY i.time_ns DESC, i.id DESC LIMIT ?",
+            q.sql()
+        );
+        self.read(|conn| {
+            let rows = q.query(conn, &sql, limit, |row| {
+                let invoice = invoice_from_row(row)?;
+                Ok((
+                    PageKey {
+                        time: invoice.time_ns,
+                        id: invoice.id,
+                    },
+                    invoice,
+                ))
+            })?;
+            let mut page = paginate(rows, limit);
+            for invoice in &mut page.items {
+                invoice.line_items = line_items(conn, invoice.id)?;
+            }
+            Ok(page)
+        })
+    }
+
+    pub async fn invoices_page_async(
+        &self,
+        filter: InvoiceFilter,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Page<StoredInvoice>, StoreError> {
+        self.blocking(move |store| store.invoices_page(&filter, after, limit))
+            .await
+    }
+
+    /// One invoice by its row id, with its line items.
+    pub fn invoice(&self, id: i64) -> Result<Option<StoredInvoice>, StoreError> {
+        self.read(|conn| {
+            let invoice = conn
+                .prepare_cached(&format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices i WHERE i.id = ?1"
+                ))?
+                .query_row([id], invoice_from_row)
+                .optional()?;
+            let Some(mut invoice) = invoice else {
+                return Ok(None);
+            };
+            invoice.line_items = line_items(conn, invoice.id)?;
+            Ok(Some(invoice))
+        })
+    }
+
+    /// Invoices with `execution_id` (usually one), with their line items.
+    pub fn invoices_of(&self, execution_id: &str) -> Result<Vec<StoredInvoice>, StoreError> {
+        let filter = InvoiceFilter {
+            execution_id: Some(execution_id.to_owned()),
+            ..InvoiceFilter::default()
+        };
+        Ok(self.invoices_page(&filter, None, 100)?.items)
+    }
+
+    /// Invoices and line-item totals per UTC day, for invoices with `from_ns <= time_ns <
+    /// to_ns`, oldest day first.
+    pub fn earnings_by_day(
+        &self,
+        from_ns: UnixNanos,
+        to_ns: UnixNanos,
+    ) -> Result<Vec<EarningsDay>, StoreError> {
+        self.read(|conn| {
+            let mut days: Vec<EarningsDay> = Vec::new();
+            let mut per_day = conn.prepare_cached(
+                "SELECT time_ns / ?3, count(*) FROM invoices
+                 WHERE time_ns >= ?1 AND time_ns < ?2 GROUP BY 1 ORDER BY 1",
+            )?;
+            let mut rows = per_day.query((from_ns, to_ns, NS_PER_DAY))?;
+            while let Some(row) = rows.next()? {
+                days.push(EarningsDay {
+                    day: row.get(0)?,
+                    invoices: to_u64(row.get(1)?),
+                    operations: Vec::new(),
+                });
+            }
+            let mut per_op = conn.prepare_cached(
+                "SELECT i.time_ns / ?3, li.operation, count(*), IFNULL(sum(li.steps_value), 0),
+                   IFNULL(sum(li.memory_value), 0),
+                   total(li.steps_value * CAST(i.step_gas_price AS REAL)
+                     + IFNULL(li.memory_value * CAST(i.byte_gas_price AS REAL), 0))
+                 FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id
+                 WHERE i.time_ns >= ?1 AND i.time_ns < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+            )?;
+            let mut rows = per_op.query((from_ns, to_ns, NS_PER_DAY))?;
+            while let Some(row) = rows.next()? {
+                let day: i64 = row.get(0)?;
+                let totals = OperationTotals {
+                    operation: row.get(1)?,
+                    items: to_u64(row.get(2)?),
+                    steps: row.get(3)?,
+                    memory: row.get(4)?,
+                    value: row.get(5)?,
+                };
+                if let Some(d) = days.iter_mut().find(|d| d.day == day) {
+                    d.operations.push(totals);
+                }
+            }
+            Ok(days)
+        })
+    }
+
+    pub async fn earnings_by_day_async(
+        &self,
+        from_ns: UnixNanos,
+        to_ns: UnixNanos,
+    ) -> Result<Vec<EarningsDay>, StoreError> {
+        self.blocking(move |store| store.earnings_by_day(from_ns, to_ns))
+            .await
+    }
+
+    /// Per-hour task figures for hours `from_hour <= hour < to_hour`, by hour then status.
+    pub fn task_hours(&self, from_hour: i64, to_hour: i64) -> Result<Vec<HourStats>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT hour, status, n, cached, cache_known, elapsed_n, elapsed_sum, gas_n, gas_sum,
+                   e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4
+                 FROM task_hours WHERE hour >= ?1 AND hour < ?2 AND n <> 0 ORDER BY hour, status",
+            )?;
+            let rows = stmt.query_map((from_hour, to_hour), |row| {
+                let mut s = HourStats {
+                    hour: row.get(0)?,
+                    status: TaskStatus::parse(&row.get::<_, String>(1)?),
+                    tasks: row.get(2)?,
+                    cached: row.get(3)?,
+                    cache_known: row.get(4)?,
+                    elapsed_n: row.get(5)?,
+                    elapsed_ms_sum: row.get(6)?,
+                    gas_n: row.get(7)?,
+                    gas_sum: row.get(8)?,
+                    ..HourStats::default()
+                };
+                for (i, slot) in s.elapsed.iter_mut().enumerate() {
+                    *slot = row.get(9 + i)?;
+                }
+                for (i, slot) in s.gas.iter_mut().enumerate() {
+                    *slot = row.get(17 + i)?;
+                }
+                Ok(s)
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub async fn task_hours_async(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<HourStats>, StoreError> {
+        self.blocking(move |store| store.task_hours(from_hour, to_hour))
+            .await
+    }
+
+    /// The last container event before `ns`: the container's state when a range starts.
+    pub fn container_event_before(
+        &self,
+        ns: UnixNanos,
+    ) -> Result<Option<ContainerEvent>, StoreError> {
+        self.read(|conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT container_id, container_name, time_ns, action, exit_code
+                     FROM container_events WHERE time_ns < ?1 ORDER BY time_ns DESC, id DESC LIMIT 1",
+                )?
+                .query_row([ns], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, Option<i64>>(4)?,
+                    ))
+                })
+                .optional()?;
+            Ok(row.and_then(|(id, name, time_ns, action, exit_code)| {
+                Some(ContainerEvent {
+                    container_id: id,
+                    container_name: name,
+                    time_ns,
+                    action: ContainerAction::parse(&action)?,
+                    exit_code,
+                })
+            }))
+        })
+    }
+
+    pub fn ingest_state(&self) -> Result<IngestState, StoreError> {
+        self.read(|conn| {
+            let last_commit_ns: Option<i64> = conn
+                .prepare_cached("SELECT max(last_batch_ns) FROM sources")?
+                .query_row([], |row| row.get(0))?;
+            let (last_entry_ns, last_received_ns) = conn
+                .prepare_cached(
+                    "SELECT last_time_ns, last_received_ns FROM node_status WHERE id = 1",
+                )?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?
+                .unwrap_or((None, None));
+            Ok(IngestState {
+                last_commit_ns,
+                last_entry_ns,
+                last_received_ns,
+            })
+        })
+    }
+
+    /// Entry counts (kept by the writer), task counts (from the per-hour figures) and the
+    /// number of invoices.
+    pub fn totals(&self) -> Result<Totals, StoreError> {
+        self.read(|conn| {
+            let mut entries: Vec<(Kind, u64)> = Kind::ALL.iter().map(|k| (*k, 0)).collect();
+            let mut stmt = conn.prepare_cached("SELECT kind, n FROM entry_counts")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                if let Some(kind) = Kind::parse(&row.get::<_, String>(0)?) {
+                    if let Some(slot) = entries.iter_mut().find(|(k, _)| *k == kind) {
+                        slot.1 = to_u64(row.get(1)?);
+                    }
+                }
+            }
+            let mut tasks: Vec<(TaskStatus, u64)> =
+                TaskStatus::ALL.iter().map(|s| (*s, 0)).collect();
+            let mut stmt =
+                conn.prepare_cached("SELECT status, sum(n) FROM task_hours GROUP BY status")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                if let Some(status) = TaskStatus::parse(&row.get::<_, String>(0)?) {
+                    if let Some(slot) = tasks.iter_mut().find(|(s, _)| *s == status) {
+                        slot.1 = to_u64(row.get(1)?);
+                    }
+                }
+            }
+            let invoices: i64 = conn
+                .prepare_cached("SELECT count(*) FROM invoices")?
+                .query_row([], |row| row.get(0))?;
+            Ok(Totals {
+                entries_by_kind: entries,
+                tasks_by_status: tasks,
+                invoices: to_u64(invoices),
+            })
+        })
+    }
+
+    /// The newest entry and invoice row ids (0 when none): where the live tail starts.
+    pub fn tail_start(&self) -> Result<(i64, i64), StoreError> {
+        self.read(|conn| {
+            let entries: Option<i64> = conn
+                .prepare_cached("SELECT max(id) FROM entries")?
+                .query_row([], |row| row.get(0))?;
+            let invoices: Option<i64> = conn
+                .prepare_cached("SELECT max(id) FROM invoices")?
+                .query_row([], |row| row.get(0))?;
+            Ok((entries.unwrap_or(0), invoices.unwrap_or(0)))
+        })
+    }
+
+    /// Entries with `id > after_id`, in commit order, at most `limit`.
+    pub fn entries_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} {ENTRY_FROM} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map((after_id, to_i64(limit)), entry_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Invoices with `id > after_id`, in commit order, at most `limit`, with line items.
+    pub fn invoices_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredInvoice>, StoreError> {
+        self.read(|conn| {
+            let mut invoices: Vec<StoredInvoice> = conn
+                .prepare_cached(&format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices i WHERE i.id > ?1 ORDER BY i.id LIMIT ?2"
+                ))?
+                .query_map((after_id, to_i64(limit)), invoice_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for invoice in &mut invoices {
+                invoice.line_items = line_items(conn, invoice.id)?;
+            }
+            Ok(invoices)
+        })
+    }
+
+    /// The query plan SQLite picks for the list queries (for tests and the benchmark notes).
+    #[doc(hidden)]
+    pub fn explain_task_page(
+        &self,
+        filter: &TaskFilter,
+        after: Option<PageKey>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut q = Where::default();
+        if let Some(status) = filter.status {
+            q.add("t.status = ?", [status.as_str().to_owned().into()]);
+        }
+        if let Some(chain) = &filter.chain_id {
+            q.add("t.chain_id = ?", [chain.clone().into()]);
+        }
+        if let Some(k) = after {
+            q.add("(t.time_ms, t.id) < (?, ?)", [k.time.into(), k.id.into()]);
+        }
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT t.id FROM tasks t{} ORDER BY t.time_ms DESC, t.id DESC LIMIT 50",
+            q.sql()
+        );
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(q.params.clone()), |row| {
+                row.get::<_, String>(3)
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// `WHERE` terms with their parameters, in order.
+#[derive(Clone, Debug, Default)]
+struct Where {
+    terms: Vec<&'static str>,
+    params: Vec<Value>,
+}
+
+impl Where {
+    fn add<const N: usize>(&mut self, term: &'static str, params: [Value; N]) {
+        self.terms.push(term);
+        self.params.extend(params);
+    }
+
+    fn sql(&self) -> String {
+        if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        }
+    }
+
+    /// Runs `sql` (this `WHERE` plus a final `LIMIT ?`) for `limit + 1` rows.
+    fn query<T>(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        limit: usize,
+        map: impl FnMut(&Row<'_>) -> rusqlite::Result<(PageKey, T)>,
+    ) -> rusqlite::Result<Vec<(PageKey, T)>> {
+        let mut params = self.params.clone();
+        params.push(to_i64(limit.saturating_add(1)).into());
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), map)?;
+        rows.collect()
+    }
+}
+
+/// Cuts `limit + 1` rows to a page; the extra row only says that there is a next page.
+fn paginate<T>(mut rows: Vec<(PageKey, T)>, limit: usize) -> Page<T> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(k, _)| *k)
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(_, item)| item).collect(),
+        next,
+    }
+}
+
+/// `%text%` with LIKE's wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn line_items(conn: &Connection, invoice_row: i64) -> rusqlite::Result<Vec<StoredLineItem>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT operation, account, steps, steps_value, memory, memory_value
+         FROM invoice_items WHERE invoice_row = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([invoice_row], |row| {
+        Ok(StoredLineItem {
+            operation: row.get(0)?,
+            account: row.get(1)?,
+            steps: row.get(2)?,
+            steps_value: row.get(3)?,
+            memory: row.get(4)?,
+            memory_value: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+const INVOICE_COLUMNS: &str = "i.id, i.invoice_id, i.execution_id, i.task_id, i.task_created_ts,
+    i.step_gas_price, i.byte_gas_price, i.time_ns, i.node_time, i.received_ns";
+
+fn invoice_from_row(row: &Row<'_>) -> rusqlite::Result<StoredInvoice> {
+    Ok(StoredInvoice {
+        id: row.get(0)?,
+        invoice_id: row.get(1)?,
+        execution_id: row.get(2)?,
+        task_id: row.get(3)?,
+        task_created_ts: row.get(4)?,
+        step_gas_price: row.get(5)?,
+        byte_gas_price: row.get(6)?,
+        time_ns: row.get(7)?,
+        node_time: row.get(8)?,
+        received_ns: row.get(9)?,
+        line_items: Vec::new(),
+    })
+}
+
+const ENTRY_COLUMNS: &str = "e.id, s.name, e.pos_major, e.pos_minor, e.time_ns, e.received_ns,
+    e.node_time, e.level, l.name, e.version, e.kind, e.execution_id, e.message";
+const ENTRY_FROM: &str = "FROM entries e
+    JOIN sources s ON s.id = e.source_id
+    LEFT JOIN loggers l ON l.id = e.logger_id";
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        id: row.get(0)?,
+        source: row.get(1)?,
+        pos: Pos::new(row.get(2)?, row.get(3)?),
+        time_ns: row.get(4)?,
+        received_ns: row.get(5)?,
+        node_time: row.get(6)?,
+        level: row
+            .get::<_, Option<String>>(7)?
+            .map(|l| Level::from_word(&l)),
+        logger: row.get(8)?,
+        version: row.get(9)?,
+        kind: Kind::parse(&row.get::<_, String>(10)?).unwrap_or(Kind::Raw),
+        execution_id: row.get(11)?,
+        message: row.get(12)?,
+    })
+}
+
+// The same columns as `read.rs` reads for a task (its mapping is private to that module).
+const TASK_COLUMNS: &str = "t.execution_id, t.status, t.task_id, t.chain_id, t.block_number,
+    t.block_hash, t.requester, t.reward, t.created_ms, t.received_ms, t.received_ns,
+    t.downloaded_ms, t.started_ms, t.started_ns, t.completed_ms, t.completed_ns, t.exit_code,
+    t.elapsed_ns, t.elapsed_ms, t.gas_used, t.gas_limit, t.metered_gas_limit, t.memory_peak,
+    t.memory_limit, t.metered_memory_limit, t.call_limit, t.call_peak, t.frame_limit,
+    t.frame_peak, t.execution_timeout_ms, t.required_solutions, t.total_solutions, t.wasm_size,
+    t.wasm_hash, t.cached";
+
+/// A task from [`TASK_COLUMNS`], starting at column `first`.
+fn task_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Task> {
+    let mut next = first;
+    let mut col = || {
+        next += 1;
+        next - 1
+    };
+    macro_rules! get {
+        () => {
+            row.get(col())?
+        };
+    }
+    macro_rules! unsigned {
+        () => {
+            row.get::<_, Option<i64>>(col())?
+                .and_then(|n| u64::try_from(n).ok())
+        };
+    }
+    Ok(Task {
+        execution_id: get!(),
+        status: TaskStatus::parse(&row.get::<_, String>(col())?).unwrap_or(TaskStatus::Received),
+        task_id: get!(),
+        chain_id: get!(),
+        block_number: unsigned!(),
+        block_hash: get!(),
+        requester: get!(),
+        reward: get!(),
+        created_ms: get!(),
+        received_ms: get!(),
+        received_ns: get!(),
+        downloaded_ms: get!(),
+        started_ms: get!(),
+        started_ns: get!(),
+        completed_ms: get!(),
+        completed_ns: get!(),
+        exit_code: get!(),
+        elapsed_ns: unsigned!(),
+        elapsed_ms: unsigned!(),
+        gas_used: unsigned!(),
+        gas_limit: unsigned!(),
+        metered_gas_limit: unsigned!(),
+        memory_peak: unsigned!(),
+        memory_limit: unsigned!(),
+        metered_memory_limit: unsigned!(),
+        call_limit: unsigned!(),
+        call_peak: unsigned!(),
+        frame_limit: unsigned!(),
+        frame_peak: unsigned!(),
+        execution_timeout_ms: unsigned!(),
+        required_solutions: unsigned!(),
+        total_solutions: unsigned!(),
+        wasm_size: unsigned!(),
+        wasm_hash: get!(),
+        cached: get!(),
+        input: None,
+        output: None,
+    })
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_the_search_text_are_literal() {
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn a_page_has_a_next_key_only_when_a_row_is_left() {
+        let k = |id| PageKey { time: 10, id };
+        let rows = vec![(k(3), 'a'), (k(2), 'b'), (k(1), 'c')];
+        let page = paginate(rows.clone(), 2);
+        assert_eq!(page.items, vec!['a', 'b']);
+        assert_eq!(page.next, Some(k(2)));
+        let page = paginate(rows, 3);
+        assert_eq!(page.next, None);
+    }
+}

@@ -1,0 +1,1520 @@
+//! The HTTP API: in-process router tests for every route (with and without
+//! authentication), parameters, bodies, sessions, CSRF, rate limits, headers, CORS and the
+//! live stream; and real HTTP on 127.0.0.1:0 with a real container whose line shows up on
+//! the live stream.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use truebit_monitor::app::{self, SourceChoice};
+use truebit_monitor::demo::{fixture, Expected, FIXTURE_START_SECS};
+use truebit_monitor::http::clock::Clock;
+use truebit_monitor::http::config::HttpSettings;
+use truebit_monitor::http::live::LiveMessage;
+use truebit_monitor::http::routes::api_routes;
+use truebit_monitor::http::{self, AppState};
+use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::parser::ParserConfig;
+use truebit_monitor::source::import::import_files;
+use truebit_monitor::source::SourceStatus;
+use truebit_monitor::store::{Batch, Store};
+
+use crate::support;
+
+const KEY: &str = "test-api-key-0123456789abcdef";
+const PASSWORD: &str = "operator password 1";
+const T0_NS: i64 = 1_800_000_000 * 1_000_000_000;
+
+fn ip(n: u8) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, n], 40_000))
+}
+
+struct TestApp {
+    _dir: tempfile::TempDir,
+    store: Store,
+    state: AppState,
+    router: Router,
+    clock: Clock,
+    expected: Expected,
+    _status: watch::Sender<SourceStatus>,
+}
+
+fn settings() -> HttpSettings {
+    HttpSettings {
+        api_key: Some(KEY.into()),
+        task_data_password: Some(PASSWORD.into()),
+        ws_max_per_ip: Some(2),
+        ws_max_connections: Some(3),
+        ..Default::default()
+    }
+}
+
+/// A router over a store holding a fixture of `tasks` tasks (all finished and invoiced).
+fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let (text, expected) = fixture(7, tasks);
+    if tasks > 0 {
+        let file = support::write(&dir.path().join("node.log"), &text);
+        import_files(&store, &[file], ParserConfig::default(), &()).expect("import");
+    }
+    store.flush().expect("flush");
+    let (status_tx, status_rx) = watch::channel(SourceStatus::new("demo"));
+    let clock = Clock::manual(T0_NS);
+    let state = AppState::new(
+        store.clone(),
+        status_rx,
+        settings.resolve().expect("valid settings"),
+        clock.clone(),
+        CancellationToken::new(),
+    );
+    TestApp {
+        router: http::router(state.clone()),
+        _dir: dir,
+        store,
+        state,
+        clock,
+        expected,
+        _status: status_tx,
+    }
+}
+
+fn app() -> TestApp {
+    app_with(settings(), 30)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an error answer: status, JSON body with this code.
+    fn assert_error(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{:?}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let v = self.json();
+        assert_eq!(v["error"], code, "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+}
+
+fn request(
+    method: Method,
+    uri: &str,
+    auth: Auth<'_>,
+    from: SocketAddr,
+) -> axum::http::request::Builder {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:8090")
+        .extension(ConnectInfo(from));
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(k) => b = b.header(header::AUTHORIZATION, format!("Bearer {k}")),
+        Auth::Cookie(c) => b = b.header(header::COOKIE, c),
+    }
+    b
+}
+
+impl TestApp {
+    async fn send(&self, req: Request<Body>) -> Resp {
+        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 64 << 20).await.expect("body");
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_vec(),
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, auth: Auth<'_>) -> Resp {
+        self.send(
+            request(method, uri, auth, ip(1))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn get(&self, uri: &str) -> Resp {
+        self.call(Method::GET, uri, Auth::Bearer(KEY)).await
+    }
+
+    async fn get_json(&self, uri: &str) -> Value {
+        let r = self.get(uri).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{uri}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    async fn post_json(
+        &self,
+        uri: &str,
+        auth: Auth<'_>,
+        body: Value,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = request(Method::POST, uri, auth, ip(1))
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Body::from(body.to_string())).expect("request"))
+            .await
+    }
+
+    /// Logs in with the password; returns the cookie header value and the CSRF token.
+    async fn login(&self) -> (String, String) {
+        let r = self
+            .post_json(
+                "/auth/login",
+                Auth::None,
+                json!({ "password": PASSWORD }),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let set = r.header("set-cookie").expect("set-cookie").to_owned();
+        let cookie = set.split(';').next().expect("pair").to_owned();
+        (
+            cookie,
+            r.json()["csrf_token"].as_str().expect("csrf").to_owned(),
+        )
+    }
+
+    fn any_execution_id(&self) -> String {
+        self.store.tasks(1).expect("tasks")[0].execution_id.clone()
+    }
+}
+
+/// A concrete path for a route path with `{…}` parameters.
+fn concrete(path: &str, execution_id: &str) -> String {
+    path.replace("{execution_id}", execution_id)
+        .replace("{id}", "1")
+}
+
+#[tokio::test]
+async fn every_api_route_and_unknown_api_path_requires_authentication() {
+    let app = app();
+    let id = app.any_execution_id();
+    let routes = api_routes();
+    assert!(routes.len() >= 15, "the table has every route");
+    let mut n = 10;
+    for route in &routes {
+        assert!(
+            route.path.starts_with("/api/"),
+            "{} is under /api",
+            route.path
+        );
+        let uri = concrete(route.path, &id);
+        // No credentials, a wrong key, a made-up session cookie: all refused.
+        for auth in [
+            Auth::None,
+            Auth::Bearer("not-a-key-at-all-000000"),
+            Auth::Cookie("tbm_session=00ff"),
+        ] {
+            n += 1; // a fresh address each time: bad keys must not trip the rate limit here
+            let r = app
+                .send(
+                    request(route.method.clone(), &uri, auth, ip(n))
+                        .body(Body::empty())
+                        .expect("req"),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{} {uri} with {auth:?}",
+                route.method
+            );
+            let v = r.json();
+            assert!(
+                v["error"] == "unauthorized" || v["error"] == "bad_credentials",
+                "{v}"
+            );
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+    for uri in [
+        "/api/nope",
+        "/api/tasks/x/y",
+        "/api/",
+        "/api",
+        "/api/openapi.yaml",
+    ] {
+        let r = app.call(Method::GET, uri, Auth::None).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let metrics = app.call(Method::GET, "/metrics", Auth::None).await;
+    metrics.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes() {
+    let app = app();
+    let id = app.any_execution_id();
+    for route in api_routes() {
+        let uri = concrete(route.path, &id);
+        let r = if route.method == Method::POST {
+            app.post_json(&uri, Auth::Bearer(KEY), json!({ "name": "walk" }), &[])
+                .await
+        } else if route.path == "/api/events" {
+            continue; // an endless stream: see the live stream tests
+        } else {
+            app.call(route.method.clone(), &uri, Auth::Bearer(KEY))
+                .await
+        };
+        let want = match route.answer {
+            http::routes::Answer::Json(s, _) => s,
+            http::routes::Answer::EventStream => 200,
+        };
+        // DELETE /api/keys/1 revokes the key the POST just made (id 1).
+        assert_eq!(
+            r.status.as_u16(),
+            want,
+            "{} {uri}: {:?}",
+            route.method,
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json();
+    }
+    let doc = app.get_json("/api/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.0.3");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .expect("ops")
+                .keys()
+                .map(|m| (p.clone(), m.to_uppercase()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = api_routes()
+        .iter()
+        .map(|r| (r.path.to_owned(), r.method.to_string()))
+        .collect();
+    assert_eq!(documented, served);
+    for (path, method) in &documented {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        assert_eq!(
+            op["security"],
+            json!([{ "bearer": [] }, { "session": [] }]),
+            "{path}"
+        );
+        assert!(op["responses"]["401"].is_object(), "{path} documents 401");
+    }
+    let tasks_params: Vec<&str> = doc["paths"]["/api/tasks"]["get"]["parameters"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        tasks_params,
+        ["status", "chain", "from", "to", "limit", "cursor"]
+    );
+}
+
+#[tokio::test]
+async fn health_answers_without_authentication_and_reveals_nothing() {
+    let app = app();
+    let r = app.call(Method::GET, "/health", Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({ "status": "ok" }));
+}
+
+#[tokio::test]
+async fn bad_parameters_get_a_400_that_names_them() {
+    let app = app();
+    let cases = [
+        ("/api/tasks?limit=0", "limit"),
+        ("/api/tasks?limit=501", "limit"),
+        ("/api/tasks?limit=ten", "limit"),
+        ("/api/tasks?status=done", "status"),
+        ("/api/tasks?from=yesterday", "from"),
+        (
+            "/api/tasks?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z",
+            "from",
+        ),
+        ("/api/tasks?cursor=abc", "cursor"),
+        ("/api/tasks?stauts=failed", "stauts"),
+        ("/api/tasks?limit=5&limit=6", "limit"),
+        ("/api/tasks?chain=", "chain"),
+        ("/api/tasks/has%20space", "execution_id"),
+        ("/api/logs?level=trace", "level"),
+        ("/api/logs?kind=everything", "kind"),
+        ("/api/logs?execution_id=%00", "execution_id"),
+        ("/api/invoices/abc", "id"),
+        ("/api/invoices/0", "id"),
+        ("/api/invoices?to=99999999999", "to"),
+        (
+            "/api/stats?from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z",
+            "from",
+        ),
+        ("/api/uptime?to=soon", "to"),
+        ("/api/earnings?from=-5", "from"),
+        ("/api/status?verbose=1", "verbose"),
+        ("/api/keys/-1", "id"),
+    ];
+    for (uri, param) in cases {
+        let method = if uri.starts_with("/api/keys/") {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let r = app.call(method, uri, Auth::Bearer(KEY)).await;
+        let v = r.assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        assert_eq!(v["parameter"], param, "{uri}: {v}");
+        assert!(
+            v["message"].as_str().expect("msg").contains(param),
+            "{uri}: {v}"
+        );
+    }
+    // The page-size cap says what is allowed.
+    let v = app.get("/api/tasks?limit=100000").await.json();
+    assert_eq!(
+        v["message"],
+        "invalid parameter limit: limit must be an integer from 1 to 500"
+    );
+}
+
+#[tokio::test]
+async fn unknown_api_routes_and_methods_are_json_errors() {
+    let app = app();
+    app.get("/api/nope")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "no_route");
+    app.get("/nope")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "no_route");
+    app.call(Method::PUT, "/api/tasks", Auth::Bearer(KEY))
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    app.get("/api/tasks/no-such-execution")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.get("/api/invoices/999999")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused() {
+    let app = app();
+    let big = "x".repeat(http::BODY_LIMIT + 1);
+    let r = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": big }), &[])
+        .await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Chunked, without a length: cut off while reading.
+    let chunks = futures_util::stream::iter(
+        (0..40).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024]))),
+    );
+    let req = request(Method::POST, "/api/keys", Auth::Bearer(KEY), ip(1))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(chunks))
+        .expect("req");
+    app.send(req)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let req = request(Method::POST, "/auth/login", Auth::None, ip(1))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "10000000")
+        .body(Body::from("{}"))
+        .expect("req");
+    app.send(req)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let r = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "a", "extra": 1 }),
+            &[],
+        )
+        .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "bad_body");
+    let req = request(Method::POST, "/api/keys", Auth::Bearer(KEY), ip(1))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("name=a"))
+        .expect("req");
+    app.send(req)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert!(
+        app.store.api_keys().expect("keys").is_empty(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn task_pages_follow_the_cursor_without_gaps_or_repeats() {
+    let app = app_with(settings(), 45);
+    let all = app.store.tasks(10_000).expect("tasks");
+    assert_eq!(all.len() as u64, app.expected.tasks_created);
+    let mut seen = Vec::new();
+    let mut uri = "/api/tasks?limit=7".to_owned();
+    loop {
+        let v = app.get_json(&uri).await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.len() <= 7);
+        for t in items {
+            assert!(
+                t.get("input").is_none() && t.get("output").is_none(),
+                "lists never carry task data"
+            );
+            seen.push(t["execution_id"].as_str().expect("id").to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/tasks?limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = all.iter().map(|t| t.execution_id.clone()).collect();
+    assert_eq!(seen, want, "newest first, every task once");
+    let failed = app.get_json("/api/tasks?status=failed&limit=500").await;
+    assert_eq!(
+        failed["items"].as_array().expect("items").len() as u64,
+        app.expected.tasks_failed
+    );
+    let chain = all[0].chain_id.clone().expect("chain");
+    let by_chain = app
+        .get_json(&format!(
+            "/api/tasks?chain={chain}&status=completed&limit=500"
+        ))
+        .await;
+    let n = all
+        .iter()
+        .filter(|t| {
+            t.chain_id.as_deref() == Some(chain.as_str()) && t.status.as_str() == "completed"
+        })
+        .count();
+    assert_eq!(by_chain["items"].as_array().expect("items").len(), n);
+    // A time range: only the tasks received inside it.
+    let from_ms = all[all.len() / 2].received_ms.expect("time");
+    let from = from_ms / 1000;
+    let v = app
+        .get_json(&format!("/api/tasks?from={from}&limit=500"))
+        .await;
+    let n = all
+        .iter()
+        .filter(|t| t.received_ms.is_some_and(|ms| ms >= from * 1000))
+        .count();
+    assert_eq!(v["items"].as_array().expect("items").len(), n);
+}
+
+#[tokio::test]
+async fn task_input_and_output_need_the_password_or_an_admin_key() {
+    let app = app();
+    let id = app.any_execution_id();
+    let full = app.store.task(&id).expect("task").expect("exists");
+    assert!(full.input.is_some(), "the fixture has inputs");
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let admin = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "rw", "scope": "admin" }),
+            &[],
+        )
+        .await
+        .json();
+    let (cookie, _) = app.login().await;
+    let uri = format!("/api/tasks/{id}");
+    let ro = app
+        .call(
+            Method::GET,
+            &uri,
+            Auth::Bearer(read["key"].as_str().expect("key")),
+        )
+        .await
+        .json();
+    assert!(
+        ro["task"].get("input").is_none() && ro["task"].get("output").is_none(),
+        "{}",
+        ro["task"]
+    );
+    assert!(ro["data_access"]
+        .as_str()
+        .expect("access")
+        .starts_with("hidden"));
+    assert!(
+        !ro["entries"].as_array().expect("entries").is_empty(),
+        "log entries come with the task"
+    );
+    for auth in [
+        Auth::Bearer(admin["key"].as_str().expect("key")),
+        Auth::Cookie(&cookie),
+        Auth::Bearer(KEY),
+    ] {
+        let v = app.call(Method::GET, &uri, auth).await.json();
+        assert_eq!(
+            v["task"]["input"].as_str(),
+            full.input.as_deref(),
+            "{auth:?}"
+        );
+        assert_eq!(v["data_access"], "visible");
+    }
+}
+
+#[tokio::test]
+async fn logs_filter_by_level_kind_text_and_execution() {
+    let app = app();
+    let id = app.any_execution_id();
+    let v = app
+        .get_json(&format!("/api/logs?execution_id={id}&limit=500"))
+        .await;
+    let items = v["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|e| e["execution_id"] == id.as_str()));
+    let v = app.get_json("/api/logs?kind=invoice&limit=500").await;
+    assert_eq!(
+        v["items"].as_array().expect("items").len() as u64,
+        app.expected.invoices
+    );
+    let v = app
+        .get_json("/api/logs?q=INVOICE%20RECEIVED&limit=500")
+        .await;
+    assert_eq!(
+        v["items"].as_array().expect("items").len() as u64,
+        app.expected.invoices,
+        "text search is case-insensitive"
+    );
+    let errors = app.get_json("/api/logs?level=error&limit=500").await;
+    assert!(errors["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|e| e["level"] == "error"));
+    // The pages of a filtered list hold every matching entry once.
+    let whole = app.store.entries(1_000_000).expect("entries");
+    let want: Vec<i64> = whole
+        .iter()
+        .filter(|e| e.level.as_ref().is_some_and(|l| l.as_str() == "info"))
+        .map(|e| e.id)
+        .collect();
+    let mut got: Vec<i64> = Vec::new();
+    let mut uri = "/api/logs?level=info&limit=100".to_owned();
+    loop {
+        let v = app.get_json(&uri).await;
+        got.extend(
+            v["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["id"].as_i64().expect("id")),
+        );
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/logs?level=info&limit=100&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(want.len() > 100, "several pages");
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn stats_invoices_earnings_and_uptime_answer_from_the_recorded_data() {
+    let app = app();
+    let e = &app.expected;
+    let from = FIXTURE_START_SECS - 3600;
+    let to = FIXTURE_START_SECS + 10 * 86_400;
+    let stats = app
+        .get_json(&format!("/api/stats?from={from}&to={to}"))
+        .await;
+    assert_eq!(stats["tasks"]["completed"], e.tasks_completed, "{stats}");
+    assert_eq!(stats["tasks"]["failed"], e.tasks_failed);
+    assert_eq!(stats["tasks"]["total"], e.tasks_created);
+    let rate = e.tasks_completed as f64 / (e.tasks_completed + e.tasks_failed) as f64;
+    assert!((stats["success_rate"].as_f64().expect("rate") - rate).abs() < 1e-9);
+    assert_eq!(stats["interval"], "day");
+    let series_total: u64 = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| p["total"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(series_total, e.tasks_created);
+    let bucketed: u64 = stats["execution_time_ms"]["buckets"]
+        .as_array()
+        .expect("b")
+        .iter()
+        .map(|b| b["count"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(
+        bucketed,
+        stats["execution_time_ms"]["count"].as_u64().expect("n")
+    );
+    assert_eq!(
+        stats["execution_time_ms"]["count"],
+        e.tasks_completed + e.tasks_failed
+    );
+
+    let invoices = app.get_json("/api/invoices?limit=500").await;
+    let items = invoices["items"].as_array().expect("items");
+    assert_eq!(items.len() as u64, e.invoices);
+    let first = &items[0];
+    let one = app
+        .get_json(&format!("/api/invoices/{}", first["id"]))
+        .await;
+    assert_eq!(&one, first);
+    assert!(one["line_items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|i| i["operation"] == "pay"));
+    let earnings = app
+        .get_json(&format!("/api/earnings?from={from}&to={to}"))
+        .await;
+    let days = earnings["days"].as_array().expect("days");
+    let n: u64 = days
+        .iter()
+        .map(|d| d["invoices"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(n, e.invoices);
+    assert!(
+        days.iter()
+            .all(|d| d["earned"].as_f64().expect("earned") > 0.0),
+        "{earnings}"
+    );
+
+    // Uptime from container events: started, died 10 min later, started 5 min after.
+    let s = FIXTURE_START_SECS * 1_000_000_000;
+    let event = |t: i64, action| ContainerEvent {
+        container_id: "c1".into(),
+        container_name: "runner-node".into(),
+        time_ns: s + t * 1_000_000_000,
+        action,
+        exit_code: None,
+    };
+    let mut batch = Batch::new("docker-events");
+    batch.container_events = vec![
+        event(0, ContainerAction::Started),
+        event(600, ContainerAction::Died),
+        event(900, ContainerAction::Started),
+    ];
+    app.store.submit(batch).expect("submit");
+    app.store.flush().expect("flush");
+    let (f, t) = (FIXTURE_START_SECS - 60, FIXTURE_START_SECS + 3600);
+    let up = app.get_json(&format!("/api/uptime?from={f}&to={t}")).await;
+    assert_eq!(up["downtime_seconds"], 300.0, "{up}");
+    assert_eq!(up["unknown_seconds"], 60.0);
+    assert_eq!(up["uptime_seconds"], 3600.0 - 300.0);
+    assert_eq!(
+        up["down_intervals"],
+        json!([{ "start_ns": s + 600_000_000_000, "end_ns": s + 900_000_000_000, "cause": "died", "ongoing": false }])
+    );
+}
+
+#[tokio::test]
+async fn status_shows_source_node_ingest_and_database() {
+    let app = app();
+    let v = app.get_json("/api/status").await;
+    assert_eq!(v["source"]["kind"], "demo");
+    assert_eq!(v["node"]["version"], app.expected.version.as_str());
+    assert!(v["ingest"]["last_log_ns"].as_i64().is_some(), "{v}");
+    assert_eq!(v["ingest"]["write"]["ok"], true);
+    assert!(v["database"]["size_bytes"].as_u64().expect("size") > 0);
+    assert_eq!(v["monitor"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
+    let app = app();
+    let r = app
+        .post_json(
+            "/auth/login",
+            Auth::None,
+            json!({ "password": PASSWORD }),
+            &[],
+        )
+        .await;
+    let cookie = r.header("set-cookie").expect("cookie").to_owned();
+    for attr in [
+        "tbm_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=43200",
+    ] {
+        assert!(cookie.contains(attr), "{cookie} has {attr}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure flag");
+    let csrf = r.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    let pair = cookie.split(';').next().expect("pair").to_owned();
+    let me = app
+        .call(Method::GET, "/api/session", Auth::Cookie(&pair))
+        .await
+        .json();
+    assert_eq!(me["auth"], "session");
+    assert_eq!(me["csrf_token"], csrf.as_str());
+    // Logout needs the CSRF token.
+    let r = app
+        .post_json("/auth/logout", Auth::Cookie(&pair), json!({}), &[])
+        .await;
+    r.assert_error(StatusCode::FORBIDDEN, "csrf");
+    let r = app
+        .post_json(
+            "/auth/logout",
+            Auth::Cookie(&pair),
+            json!({}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r
+        .header("set-cookie")
+        .expect("cleared")
+        .contains("Max-Age=0"));
+    app.call(Method::GET, "/api/session", Auth::Cookie(&pair))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.post_json(
+        "/auth/login",
+        Auth::None,
+        json!({ "password": "wrong password" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+}
+
+#[tokio::test]
+async fn generated_password_is_hashed_and_works() {
+    let app = app_with(
+        HttpSettings {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+        0,
+    );
+    let password = http::auth::ensure_password(&app.store, &app.state.config)
+        .expect("ensure")
+        .expect("generated on first start");
+    assert_eq!(
+        http::auth::ensure_password(&app.store, &app.state.config).expect("again"),
+        None,
+        "only once"
+    );
+    let stored = app.store.password_hash().expect("hash").expect("stored");
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(&password));
+    let r = app
+        .post_json(
+            "/auth/login",
+            Auth::None,
+            json!({ "password": password }),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn secure_cookies_and_hsts_behind_https() {
+    let app = app_with(
+        HttpSettings {
+            public_url: Some("https://monitor.example.org".into()),
+            ..settings()
+        },
+        0,
+    );
+    let r = app
+        .post_json(
+            "/auth/login",
+            Auth::None,
+            json!({ "password": PASSWORD }),
+            &[("origin", "https://monitor.example.org")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cookie = r.header("set-cookie").expect("cookie");
+    assert!(
+        cookie.starts_with("__Host-tbm_session=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    assert!(r
+        .header("strict-transport-security")
+        .is_some_and(|h| h.starts_with("max-age=")));
+}
+
+#[tokio::test]
+async fn sessions_expire_after_their_lifetime() {
+    let app = app_with(
+        HttpSettings {
+            session_ttl: Some("30m".into()),
+            ..settings()
+        },
+        0,
+    );
+    let (cookie, _) = app.login().await;
+    app.clock.advance(Duration::from_secs(30 * 60 - 1));
+    let r = app
+        .call(Method::GET, "/api/session", Auth::Cookie(&cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(2));
+    app.call(Method::GET, "/api/session", Auth::Cookie(&cookie))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn cookie_changes_need_the_csrf_token_and_a_same_site_origin() {
+    let app = app();
+    let (cookie, csrf) = app.login().await;
+    let body = json!({ "name": "from-dashboard" });
+    let c = Auth::Cookie(&cookie);
+    app.post_json("/api/keys", c, body.clone(), &[])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "csrf");
+    app.post_json("/api/keys", c, body.clone(), &[("x-csrf-token", "0000")])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "csrf");
+    app.post_json(
+        "/api/keys",
+        c,
+        body.clone(),
+        &[("x-csrf-token", &csrf), ("origin", "https://evil.example")],
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "csrf");
+    app.post_json(
+        "/api/keys",
+        c,
+        body.clone(),
+        &[("x-csrf-token", &csrf), ("sec-fetch-site", "cross-site")],
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "csrf");
+    assert!(app.store.api_keys().expect("keys").is_empty());
+    let r = app
+        .post_json(
+            "/api/keys",
+            c,
+            body,
+            &[("x-csrf-token", &csrf), ("origin", "http://127.0.0.1:8090")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // A login form posted from another site is refused; from this one it redirects.
+    let form = |origin: &'static str| {
+        request(Method::POST, "/auth/login", Auth::None, ip(1))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, origin)
+            .body(Body::from("password=operator+password+1&next=%2Ftasks"))
+            .expect("req")
+    };
+    app.send(form("https://evil.example"))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "csrf");
+    let r = app.send(form("http://127.0.0.1:8090")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.header("location"), Some("/tasks"));
+    assert!(r
+        .header("set-cookie")
+        .is_some_and(|c| c.contains("HttpOnly")));
+}
+
+#[tokio::test]
+async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
+    let app = app_with(
+        HttpSettings {
+            trusted_proxies: Some("10.0.0.1".into()),
+            ..settings()
+        },
+        0,
+    );
+    let login = |from: SocketAddr, password: &str, xff: Option<&str>| {
+        let mut b = request(Method::POST, "/auth/login", Auth::None, from)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(x) = xff {
+            b = b.header("x-forwarded-for", x);
+        }
+        b.body(Body::from(json!({ "password": password }).to_string()))
+            .expect("req")
+    };
+    let attacker = ip(66);
+    for _ in 0..10 {
+        app.send(login(attacker, "guess", None))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    let r = app.send(login(attacker, PASSWORD, None)).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("900"));
+    // The right key from the blocked address is refused too; other addresses are not.
+    let key_from = |from: SocketAddr, key: &str| {
+        request(Method::GET, "/api/status", Auth::Bearer(key), from)
+            .body(Body::empty())
+            .expect("req")
+    };
+    app.send(key_from(attacker, KEY))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        app.send(login(ip(67), PASSWORD, None)).await.status,
+        StatusCode::OK
+    );
+    // Spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    app.send(login(attacker, PASSWORD, Some("198.51.100.1")))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Through the trusted proxy, clients are told apart by X-Forwarded-For.
+    let proxy = SocketAddr::from(([10, 0, 0, 1], 5555));
+    for _ in 0..10 {
+        let r = app.send(login(proxy, "guess", Some("203.0.113.5"))).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    app.send(login(proxy, PASSWORD, Some("203.0.113.5")))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        app.send(login(proxy, PASSWORD, Some("203.0.113.6")))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Bad keys count like failed logins.
+    let scanner = ip(99);
+    for i in 0..10 {
+        app.send(key_from(scanner, &format!("wrong-key-{i:020}")))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    app.send(key_from(scanner, KEY))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // The window passes.
+    app.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        app.send(key_from(scanner, KEY)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(login(attacker, PASSWORD, None)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_answer() {
+    let app = app();
+    for (uri, auth) in [
+        ("/health", Auth::None),
+        ("/api/status", Auth::Bearer(KEY)),
+        ("/api/status", Auth::None),
+        ("/nope", Auth::None),
+    ] {
+        let r = app.call(Method::GET, uri, auth).await;
+        let csp = r.header("content-security-policy").expect("csp");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{uri}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(
+            r.header("strict-transport-security"),
+            None,
+            "no HSTS on plain HTTP"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_allowed_origins() {
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/tasks")
+            .header(header::ORIGIN, origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .extension(ConnectInfo(ip(1)))
+            .body(Body::empty())
+            .expect("req")
+    };
+    let app = app_with(
+        HttpSettings {
+            allowed_origins: Some("https://dash.example.org".into()),
+            ..settings()
+        },
+        0,
+    );
+    let r = app.send(preflight("https://dash.example.org")).await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://dash.example.org")
+    );
+    let r = app.send(preflight("https://evil.example")).await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = app
+        .send(
+            request(Method::GET, "/api/status", Auth::Bearer(KEY), ip(1))
+                .header(header::ORIGIN, "https://dash.example.org")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://dash.example.org")
+    );
+    let closed = app_with(settings(), 0);
+    let r = closed.send(preflight("https://dash.example.org")).await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "no origins configured: no CORS"
+    );
+}
+
+#[tokio::test]
+async fn named_keys_are_shown_once_scoped_tracked_and_revocable() {
+    let app = app();
+    let created = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "grafana", "scope": "read" }),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let created = created.json();
+    let key = created["key"].as_str().expect("key").to_owned();
+    assert!(key.starts_with(&format!(
+        "tbm_{}_",
+        created["prefix"].as_str().expect("prefix")
+    )));
+    app.post_json(
+        "/api/keys",
+        Auth::Bearer(KEY),
+        json!({ "name": "grafana" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::CONFLICT, "conflict");
+    app.post_json(
+        "/api/keys",
+        Auth::Bearer(KEY),
+        json!({ "name": "bad/name" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+    let ro = Auth::Bearer(&key);
+    assert_eq!(
+        app.call(Method::GET, "/api/status", ro).await.status,
+        StatusCode::OK
+    );
+    app.post_json(
+        "/api/keys",
+        ro,
+        json!({ "name": "escalate", "scope": "admin" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.call(Method::GET, "/api/keys", ro)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let id = created["id"].as_i64().expect("id");
+    app.call(Method::DELETE, &format!("/api/keys/{id}"), ro)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let list = app.get_json("/api/keys").await;
+    let text = list.to_string();
+    assert!(!text.contains(&key[12..]), "no secrets in the list");
+    tokio::time::sleep(Duration::from_millis(300)).await; // last use is written in the background
+    let listed = app.get_json("/api/keys").await;
+    assert_eq!(listed["items"][0]["last_used_ns"], T0_NS);
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{id}"),
+            Auth::Bearer(KEY),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["revoked_ns"], T0_NS);
+    app.call(Method::GET, "/api/status", ro)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+}
+
+#[tokio::test]
+async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
+    let app = app();
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .header("content-type")
+        .expect("ct")
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.body).expect("utf8");
+    let completed = format!(
+        "truebit_tasks{{status=\"completed\"}} {}",
+        app.expected.tasks_completed
+    );
+    assert!(text.contains(&completed), "{text}");
+    assert!(text.contains(&format!("truebit_invoices {}", app.expected.invoices)));
+    assert!(text.contains("# TYPE truebit_container_up gauge"));
+    // The separate METRICS_BIND router needs no key.
+    let open = http::metrics_router(app.state.clone());
+    let r = open
+        .oneshot(Request::get("/metrics").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Reads SSE events (`event`, `data`) from a body until `pred` holds for one.
+async fn next_event(
+    body: &mut (impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    buf: &mut String,
+    timeout: Duration,
+) -> Option<(String, String)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if data.is_empty() && event == "message" {
+                continue; // a keep-alive comment
+            }
+            return Some((event, data));
+        }
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_streams_are_limited_per_ip_and_in_all() {
+    let app = app_with(settings(), 0);
+    let open = |from: SocketAddr| {
+        let req = request(Method::GET, "/api/events", Auth::Bearer(KEY), from)
+            .body(Body::empty())
+            .expect("req");
+        app.router.clone().oneshot(req)
+    };
+    let a1 = open(ip(1)).await.expect("ok");
+    let a2 = open(ip(1)).await.expect("ok");
+    assert_eq!((a1.status(), a2.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(a1.headers()["content-type"], "text/event-stream");
+    let a3 = open(ip(1)).await.expect("ok");
+    assert_eq!(
+        a3.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "WS_MAX_PER_IP = 2"
+    );
+    let b1 = open(ip(2)).await.expect("ok");
+    assert_eq!(b1.status(), StatusCode::OK);
+    let c1 = open(ip(3)).await.expect("ok");
+    assert_eq!(
+        c1.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "WS_MAX_CONNECTIONS = 3"
+    );
+    drop(a1);
+    let c2 = open(ip(3)).await.expect("ok");
+    assert_eq!(
+        c2.status(),
+        StatusCode::OK,
+        "a closed stream frees its place"
+    );
+    drop((a2, b1, c2));
+}
+
+#[tokio::test]
+async fn a_slow_live_client_is_dropped_and_never_holds_up_the_publisher() {
+    let app = app_with(settings(), 0);
+    let req = request(Method::GET, "/api/events", Auth::Bearer(KEY), ip(1))
+        .body(Body::empty())
+        .expect("req");
+    let response = app.router.clone().oneshot(req).await.expect("ok");
+    let mut body = response.into_body().into_data_stream();
+    let mut buf = String::new();
+    let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("first event");
+    assert_eq!(event, "status");
+    // The client does not read while far more events than the channel holds are published:
+    // sending never waits.
+    let started = std::time::Instant::now();
+    for i in 0..(http::live::CHANNEL + 100) {
+        let m = LiveMessage {
+            event: "entry",
+            data: format!("{{\"n\":{i}}}"),
+        };
+        app.state
+            .live
+            .send(std::sync::Arc::new(m))
+            .expect("a subscriber");
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (event, data) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("lagged");
+    assert_eq!(event, "lagged", "{data}");
+    assert!(
+        next_event(&mut body, &mut buf, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "then the stream ends"
+    );
+    assert_eq!(app.state.streams.open(), 0);
+}
+
+#[tokio::test]
+async fn a_live_stream_ends_when_its_session_expires() {
+    let app = app_with(
+        HttpSettings {
+            session_ttl: Some("1m".into()),
+            ..settings()
+        },
+        0,
+    );
+    let (cookie, _) = app.login().await;
+    app.clock.advance(Duration::from_secs(59));
+    let req = request(Method::GET, "/api/events", Auth::Cookie(&cookie), ip(1))
+        .body(Body::empty())
+        .expect("req");
+    let response = app.router.clone().oneshot(req).await.expect("ok");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let mut buf = String::new();
+    assert_eq!(
+        next_event(&mut body, &mut buf, Duration::from_secs(5))
+            .await
+            .expect("status")
+            .0,
+        "status"
+    );
+    let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("expired");
+    assert_eq!(event, "expired");
+    assert!(next_event(&mut body, &mut buf, Duration::from_secs(1))
+        .await
+        .is_none());
+}
+
+// ---- real HTTP -----------------------------------------------------------------------
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+async fn http_get(addr: SocketAddr, path: &str, key: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Reads from `sse` into `seen` until it contains `needle` (false on EOF or after 60 s).
+async fn read_until(needle: &str, seen: &mut String, sse: &mut tokio::net::TcpStream) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut buf = vec![0_u8; 16 * 1024];
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, sse.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_printed_by_a_real_container_appears_on_the_live_stream() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("http-live");
+    docker.remove(&name);
+    let marker = format!("live-marker-{}", std::process::id());
+    // The node prints a fixture, waits for the stream to be open, then one more line.
+    let fx = dir.path().join("fx");
+    std::fs::create_dir(&fx).expect("dir");
+    let (text, _) = fixture(3, 5);
+    support::write(&fx.join("node.log"), &text);
+    let line = format!("2025-11-24 14:00:00 info: @truebit/worker-runner-node:2.4.1 {marker}");
+    support::write(&fx.join("late.log"), &format!("{line}\n"));
+    docker.run(
+        &name,
+        &[(&fx, "/fx", true)],
+        "cat /fx/node.log; while [ ! -e /fx/go ]; do sleep 0.2; done; cat /fx/late.log; sleep 3600",
+    );
+
+    let mut config = support::config(&docker.host, &name, &dir.path().join("m.db"));
+    config.http = HttpSettings {
+        api_key: Some(KEY.into()),
+        task_data_password: Some(PASSWORD.into()),
+        port: Some(0),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("valid");
+    let listeners = http::Listeners::bind(&config.http)
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listeners.main.local_addr().expect("addr");
+    assert!(addr.ip().is_loopback(), "binds loopback by default");
+    support::init_tracing();
+    let store = Store::open(app::store_config(&config)).expect("store");
+    let shutdown = CancellationToken::new();
+    let monitor = tokio::spawn(app::run_with_http(
+        store.clone(),
+        config,
+        SourceChoice::Configured,
+        Some(listeners),
+        shutdown.clone(),
+    ));
+
+    // Real HTTP: health without a key, the API only with one.
+    let (status, body) = http_get(addr, "/health", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(http_get(addr, "/api/status", None).await.0, 401);
+    let mut connected = false;
+    for _ in 0..300 {
+        let (code, body) = http_get(addr, "/api/status", Some(KEY)).await;
+        assert_eq!(code, 200);
+        let v: Value = serde_json::from_str(&body).expect("json");
+        if v["source"]["container"]["state"] == "running" && v["node"]["version"] == "2.4.1" {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        connected,
+        "the container shows as running with its node version"
+    );
+
+    // The live stream over a real socket.
+    let mut sse = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nAccept: text/event-stream\r\n\r\n");
+    sse.write_all(req.as_bytes()).await.expect("write");
+    let mut seen = String::new();
+    assert!(
+        read_until("event: status", &mut seen, &mut sse).await,
+        "{seen}"
+    );
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the tail subscribes on its next poll
+    std::fs::write(fx.join("go"), b"").expect("go");
+    assert!(
+        read_until(&marker, &mut seen, &mut sse).await,
+        "the container's line arrives: {seen}"
+    );
+    let at = seen.find(&marker).expect("marker");
+    let event_start = seen[..at].rfind("event: ").expect("event line");
+    assert!(
+        seen[event_start..].starts_with("event: entry"),
+        "{}",
+        &seen[event_start..at]
+    );
+
+    // Shutdown: the source stops, the store closes, then HTTP stops and the stream ends.
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), monitor)
+        .await
+        .expect("stops in time")
+        .expect("task")
+        .expect("clean shutdown");
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(10), sse.read_to_end(&mut rest)).await;
+    assert!(eof.is_ok(), "the live stream is closed at shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port is released"
+    );
+    let store = support::open_store(&dir.path().join("m.db"));
+    let found = store
+        .entries(10_000)
+        .expect("entries")
+        .iter()
+        .any(|e| e.message.contains(&marker));
+    assert!(found, "the line was committed before HTTP stopped");
+    docker.remove(&name);
+}
