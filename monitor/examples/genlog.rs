@@ -6,7 +6,10 @@ use std::io::{BufWriter, Write as _};
 use truebit_monitor::demo::LogGenerator;
 
 fn main() -> std::io::Result<()> {
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
     let target = mib * 1024 * 1024;
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let mut generator = LogGenerator::new(7, 1_763_992_000);

@@ -73,8 +73,10 @@ impl Checkpointer {
     /// Frees committed batches on the checkpointer's thread, or here if it is behind.
     pub(crate) fn free(&self, batches: Vec<Batch>) {
         if let Some(jobs) = &self.jobs {
-            if let Err(TrySendError::Full(Job::Free(batches)) | TrySendError::Disconnected(Job::Free(batches))) =
-                jobs.try_send(Job::Free(batches))
+            if let Err(
+                TrySendError::Full(Job::Free(batches))
+                | TrySendError::Disconnected(Job::Free(batches)),
+            ) = jobs.try_send(Job::Free(batches))
             {
                 drop(batches);
             }

@@ -196,7 +196,9 @@ impl Store {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} {ENTRY_FROM}
-                 WHERE e.execution_id = ?1 ORDER BY e.time_ns, e.id LIMIT ?2"
+                 WHERE e.task_row = (SELECT id FROM tasks WHERE execution_id = ?1)
+                   AND e.execution_id = ?1
+                 ORDER BY e.time_ns, e.id LIMIT ?2"
             ))?;
             let rows = stmt.query_map((execution_id, to_i64(limit)), entry_from_row)?;
             rows.collect()
@@ -228,7 +230,11 @@ impl Store {
         let mut q = range.clone();
         let mut indexed = false;
         if let Some(id) = &filter.execution_id {
-            q.add("e.execution_id = ?", [id.clone().into()]);
+            // Entries reach their task through `task_row` (indexed), not the execution id.
+            q.add(
+                "e.task_row = (SELECT id FROM tasks WHERE execution_id = ?) AND e.execution_id = ?",
+                [id.clone().into(), id.clone().into()],
+            );
             indexed = true;
         }
         if let Some(level) = &filter.level {

@@ -952,9 +952,8 @@ impl<'a> TaskDeltas<'a> {
             return Ok(ids);
         }
         let mut upsert = tx.prepare_cached(UPSERT_TASK)?;
-        let mut stored = tx.prepare_cached(
-            "SELECT id, status, completed_ms FROM tasks WHERE execution_id = ?1",
-        )?;
+        let mut stored = tx
+            .prepare_cached("SELECT id, status, completed_ms FROM tasks WHERE execution_id = ?1")?;
         let mut data = tx.prepare_cached(
             "INSERT INTO task_data (task_id, input, output) VALUES (?1, ?2, ?3)
              ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input),
@@ -965,53 +964,56 @@ impl<'a> TaskDeltas<'a> {
             let completed = d.completion.map(|c| c.at);
             let before = tx.last_insert_rowid();
             upsert.execute(params![
-                        d.execution_id,
-                        status.as_str(),
-                        d.created(|c| c.task_id.as_deref()),
-                        d.created(|c| c.chain_id.as_deref()),
-                        int(d.created(|c| c.block_number)),
-                        d.created(|c| c.block_hash.as_deref()),
-                        d.created(|c| c.requester.as_deref()),
-                        d.created(|c| c.reward.as_deref()),
-                        d.created(|c| c.created_ms),
-                        d.received.map(|at| at.ms),
-                        d.received.and_then(|at| at.ns),
-                        int(d.created(|c| c.gas_limit)),
-                        int(d.created(|c| c.memory_limit)),
-                        int(d.created(|c| c.call_limit)),
-                        int(d.created(|c| c.frame_limit)),
-                        int(d.created(|c| c.execution_timeout_ms)),
-                        int(d.created(|c| c.required_solutions)),
-                        int(d.created(|c| c.total_solutions)),
-                        d.downloaded_ms,
-                        d.started.map(|at| at.ms),
-                        d.started.and_then(|at| at.ns),
-                        completed.map(|at| at.ms),
-                        completed.and_then(|at| at.ns),
-                        d.metric(|m| m.exit_code),
-                        int(d.metric(|m| m.elapsed_ns)),
-                        int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
-                        int(d.metric(|m| m.steps)),
-                        int(d.metric(|m| m.gas_limit)),
-                        int(d.metric(|m| m.memory_peak)),
-                        int(d.metric(|m| m.memory_limit)),
-                        int(d.metric(|m| m.call_peak)),
-                        int(d.metric(|m| m.frame_peak)),
-                        int(d.metric(|m| m.wasm_size)),
-                        d.metric(|m| m.wasm_hash.as_deref()),
-                        d.metric(|m| m.cached),
-                    ])?;
+                d.execution_id,
+                status.as_str(),
+                d.created(|c| c.task_id.as_deref()),
+                d.created(|c| c.chain_id.as_deref()),
+                int(d.created(|c| c.block_number)),
+                d.created(|c| c.block_hash.as_deref()),
+                d.created(|c| c.requester.as_deref()),
+                d.created(|c| c.reward.as_deref()),
+                d.created(|c| c.created_ms),
+                d.received.map(|at| at.ms),
+                d.received.and_then(|at| at.ns),
+                int(d.created(|c| c.gas_limit)),
+                int(d.created(|c| c.memory_limit)),
+                int(d.created(|c| c.call_limit)),
+                int(d.created(|c| c.frame_limit)),
+                int(d.created(|c| c.execution_timeout_ms)),
+                int(d.created(|c| c.required_solutions)),
+                int(d.created(|c| c.total_solutions)),
+                d.downloaded_ms,
+                d.started.map(|at| at.ms),
+                d.started.and_then(|at| at.ns),
+                completed.map(|at| at.ms),
+                completed.and_then(|at| at.ns),
+                d.metric(|m| m.exit_code),
+                int(d.metric(|m| m.elapsed_ns)),
+                int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                int(d.metric(|m| m.steps)),
+                int(d.metric(|m| m.gas_limit)),
+                int(d.metric(|m| m.memory_peak)),
+                int(d.metric(|m| m.memory_limit)),
+                int(d.metric(|m| m.call_peak)),
+                int(d.metric(|m| m.frame_peak)),
+                int(d.metric(|m| m.wasm_size)),
+                d.metric(|m| m.wasm_hash.as_deref()),
+                d.metric(|m| m.cached),
+            ])?;
             // A new row moves the last insert rowid (an update leaves it alone, and so do
             // the triggers' inserts); otherwise read back what the row now holds.
             let inserted = tx.last_insert_rowid();
             let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
                 if inserted != before {
-                    (inserted, status.as_str().to_owned(), completed.map(|at| at.ms))
+                    (
+                        inserted,
+                        status.as_str().to_owned(),
+                        completed.map(|at| at.ms),
+                    )
                 } else {
-                    stored
-                        .query_row([d.execution_id], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                        })?
+                    stored.query_row([d.execution_id], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?
                 };
             ids.insert(d.execution_id, id);
             let input = d.created(|c| c.input.as_deref());
