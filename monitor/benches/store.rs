@@ -4,10 +4,14 @@
 //! (about 250k entries/s): "bytes" counts each entry as the line the node printed
 //! (Docker timestamp, node time, level, logger, version, message).
 //!
-//! The workload: 90 % plain `Log` entries with 200-400 byte messages, and per task
-//! the life-cycle lines (task received with its input, slot taken, downloaded, started,
-//! metrics, completed, outcome published, slot released, invoice), in batches of 2048
-//! entries as the ingest path cuts them.
+//! Two workloads, in batches of 2048 entries as the ingest path cuts them. Per task, the
+//! life-cycle lines (task received with its input, slot taken, downloaded, started,
+//! metrics, completed, outcome published, slot released, invoice), and between tasks
+//! plain `Log` entries with 200-400 byte messages:
+//!
+//! - `log_heavy`: 81 plain lines per task (90 % plain), inputs of 600 bytes;
+//! - `task_heavy`: 5 plain lines per task, inputs of 4 KB, the shape of `examples/genlog`
+//!   (what `scripts/bench import` measures end to end): most bytes are task payloads.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -94,7 +98,28 @@ struct Workload {
     time_ns: i64,
     run: i64,
     task: i64,
+    mix: Mix,
 }
+
+#[derive(Clone, Copy, Debug)]
+struct Mix {
+    name: &'static str,
+    plain_per_task: usize,
+    input_hex: usize,
+}
+
+const MIXES: [Mix; 2] = [
+    Mix {
+        name: "log_heavy",
+        plain_per_task: 81,
+        input_hex: 600,
+    },
+    Mix {
+        name: "task_heavy",
+        plain_per_task: 5,
+        input_hex: 4000,
+    },
+];
 
 impl Workload {
     fn entry(&mut self, kind: Kind, level: Level, message: String, event: Option<Event>) -> Entry {
@@ -130,7 +155,7 @@ impl Workload {
         let input = format!(
             "{{\"args\":[{}],\"data\":\"{}\"}}",
             self.task,
-            hex(&mut self.rng, 600)
+            hex(&mut self.rng, self.mix.input_hex)
         );
         let created = TaskCreated {
             execution_id: exec.clone(),
@@ -253,11 +278,12 @@ impl Workload {
         }
     }
 
-    /// `n` entries: one task's nine lines per 81 plain lines (10 % events).
+    /// `n` entries: one task's nine lines after every `plain_per_task` plain lines.
     fn entries(&mut self, n: usize) -> Vec<Entry> {
         let mut out = Vec::with_capacity(n + 9);
+        let period = self.mix.plain_per_task + 9;
         while out.len() < n {
-            if out.len() % 90 == 81 {
+            if out.len() % period == self.mix.plain_per_task {
                 self.task(&mut out);
             } else {
                 let level = match self.rng.below(100) {
@@ -304,82 +330,89 @@ fn batches(entries: Vec<Entry>) -> Vec<Batch> {
 }
 
 fn bench_store(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = StoreConfig::new(dir.path().join("bench.db"));
-    config.log_retention_days = None;
-    let store = Store::open(config).expect("open store");
-
     let start_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
-    let run = AtomicI64::new(0);
-    let next_time = AtomicI64::new(start_ns);
-    let workload = |rng_seed: u64| {
-        let r = run.fetch_add(1, Ordering::SeqCst);
-        let mut w = Workload {
-            rng: Lcg(rng_seed),
-            line: 0,
-            time_ns: next_time.load(Ordering::SeqCst),
-            run: r,
-            task: 0,
+    for mix in MIXES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = StoreConfig::new(dir.path().join("bench.db"));
+        config.log_retention_days = None;
+        let store = Store::open(config).expect("open store");
+
+        let run = AtomicI64::new(0);
+        let next_time = AtomicI64::new(start_ns);
+        let workload = |rng_seed: u64| {
+            let r = run.fetch_add(1, Ordering::SeqCst);
+            let mut w = Workload {
+                rng: Lcg(rng_seed),
+                line: 0,
+                time_ns: next_time.load(Ordering::SeqCst),
+                run: r,
+                task: 0,
+                mix,
+            };
+            let entries = w.entries(ENTRIES);
+            next_time.store(w.time_ns + 1, Ordering::SeqCst);
+            entries
         };
-        let entries = w.entries(ENTRIES);
-        next_time.store(w.time_ns + 1, Ordering::SeqCst);
-        entries
-    };
-    let sample = workload(7);
-    let bytes: u64 = sample.iter().map(line_bytes).sum();
-    let messages: u64 = sample.iter().map(|e| e.message.len() as u64).sum();
-    let events = sample.iter().filter(|e| e.event.is_some()).count();
-    eprintln!(
-        "store bench: {ENTRIES} entries per iteration, {events} with events, {:.1} MB of log lines ({} bytes per line, {} bytes per message on average)",
-        bytes as f64 / 1e6,
-        bytes / ENTRIES as u64,
-        messages / ENTRIES as u64
-    );
-
-    let import = |b: &mut criterion::Bencher<'_>| {
-        b.iter_batched(
-            || batches(workload(11)),
-            |batches| {
-                for batch in batches {
-                    store.submit(batch).expect("submit");
-                }
-                store.flush().expect("flush");
-            },
-            BatchSize::PerIteration,
+        let sample = workload(7);
+        let bytes: u64 = sample.iter().map(line_bytes).sum();
+        let messages: u64 = sample.iter().map(|e| e.message.len() as u64).sum();
+        let events = sample.iter().filter(|e| e.event.is_some()).count();
+        eprintln!(
+            "store bench {}: {ENTRIES} entries per iteration, {events} with events, {:.1} MB of log lines ({} bytes per line, {} bytes per message on average)",
+            mix.name,
+            bytes as f64 / 1e6,
+            bytes / ENTRIES as u64,
+            messages / ENTRIES as u64
         );
-    };
 
-    let mut group = c.benchmark_group("store");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
-    group.throughput(Throughput::Elements(ENTRIES as u64));
-    group.bench_function("import_entries", import);
-    group.throughput(Throughput::BytesDecimal(bytes));
-    group.bench_function("import_bytes", import);
-    group.finish();
+        let import = |b: &mut criterion::Bencher<'_>| {
+            b.iter_batched(
+                || batches(workload(11)),
+                |batches| {
+                    for batch in batches {
+                        store.submit(batch).expect("submit");
+                    }
+                    store.flush().expect("flush");
+                },
+                BatchSize::PerIteration,
+            );
+        };
 
-    let summary = store.summary().expect("summary");
-    eprintln!(
-        "store bench: database holds {} entries, {} tasks, {} invoices, {:.0} MB on disk",
-        summary.entries,
-        summary.tasks_by_status.iter().map(|(_, n)| n).sum::<u64>(),
-        summary.invoices,
-        summary.db_size_bytes as f64 / 1e6
-    );
-    let reads =
-        |b: &mut criterion::Bencher<'_>| b.iter(|| black_box(store.summary().expect("summary")));
-    group = c.benchmark_group("store_read");
-    group.bench_function("summary", reads);
-    group.bench_function("entries_100", |b| {
-        b.iter(|| black_box(store.entries(100).expect("entries")))
-    });
-    group.bench_function("tasks_100", |b| {
-        b.iter(|| black_box(store.tasks(100).expect("tasks")))
-    });
-    group.finish();
-    store.close().expect("close");
+        let mut group = c.benchmark_group(format!("store_{}", mix.name));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(10));
+        group.throughput(Throughput::Elements(ENTRIES as u64));
+        group.bench_function("import_entries", import);
+        group.throughput(Throughput::BytesDecimal(bytes));
+        group.bench_function("import_bytes", import);
+        group.finish();
+
+        let summary = store.summary().expect("summary");
+        eprintln!(
+            "store bench {}: database holds {} entries, {} tasks, {} invoices, {:.0} MB on disk",
+            mix.name,
+            summary.entries,
+            summary.tasks_by_status.iter().map(|(_, n)| n).sum::<u64>(),
+            summary.invoices,
+            summary.db_size_bytes as f64 / 1e6
+        );
+        if mix.name == "log_heavy" {
+            let mut group = c.benchmark_group("store_read");
+            group.bench_function("summary", |b| {
+                b.iter(|| black_box(store.summary().expect("summary")))
+            });
+            group.bench_function("entries_100", |b| {
+                b.iter(|| black_box(store.entries(100).expect("entries")))
+            });
+            group.bench_function("tasks_100", |b| {
+                b.iter(|| black_box(store.tasks(100).expect("tasks")))
+            });
+            group.finish();
+        }
+        store.close().expect("close");
+    }
 }
 
 criterion_group!(benches, bench_store);

@@ -16,7 +16,7 @@ use super::params::{format_cursor, path_param, ParamKind, ParamSpec, Params, MAX
 use super::AppState;
 use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
-use crate::store::query::{HourStats, InvoiceFilter, LogFilter, Page, TaskFilter};
+use crate::store::query::{InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
 use crate::store::{Store, StoreError, Task, WriteHealth};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -525,32 +525,42 @@ pub async fn stats(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, RANGE_QUERY)?;
     let (from, to) = summary_range(&p, s.clock.now_ns(), 24 * NS_PER_HOUR)?;
     let (from_hour, to_hour) = (from.div_euclid(NS_PER_HOUR), ceil_div(to, NS_PER_HOUR));
-    let rows = s.store.task_hours_async(from_hour, to_hour).await?;
-    ok(stats_json(&rows, from_hour, to_hour))
+    let (first, step) = series_steps(from_hour, to_hour);
+    let stats = s
+        .store
+        .task_stats_async(from_hour, to_hour, first, step)
+        .await?;
+    ok(stats_json(&stats, from_hour, to_hour))
 }
 
-fn stats_json(rows: &[HourStats], from_hour: i64, to_hour: i64) -> Value {
-    let hourly = to_hour - from_hour <= 7 * 24;
-    let step = if hourly { 1 } else { 24 };
-    let first = if hourly {
-        from_hour
+/// The series' first hour and step: hourly up to 7 days, else per UTC day.
+fn series_steps(from_hour: i64, to_hour: i64) -> (i64, i64) {
+    if to_hour - from_hour <= 7 * 24 {
+        (from_hour, 1)
     } else {
-        from_hour.div_euclid(24) * 24
-    };
+        (from_hour.div_euclid(24) * 24, 24)
+    }
+}
+
+fn stats_json(stats: &TaskStats, from_hour: i64, to_hour: i64) -> Value {
+    let (first, step) = series_steps(from_hour, to_hour);
+    let hourly = step == 1;
     let points = usize::try_from((to_hour - first + step - 1) / step).unwrap_or(0);
     let mut series: Vec<Counts> = (0..points).map(|_| Counts::default()).collect();
+    for (hour, status, n) in &stats.series {
+        if let Some(slot) = usize::try_from((hour - first) / step)
+            .ok()
+            .and_then(|i| series.get_mut(i))
+        {
+            slot.add(*status, *n);
+        }
+    }
     let mut counts = Counts::default();
     let (mut elapsed, mut gas) = ([0_i64; 8], [0_i64; 5]);
     let (mut elapsed_n, mut elapsed_sum, mut gas_n, mut gas_sum) = (0, 0, 0, 0);
     let (mut cached, mut cache_known) = (0, 0);
-    for r in rows {
+    for r in &stats.totals {
         counts.add(r.status, r.tasks);
-        if let Some(slot) = usize::try_from((r.hour - first) / step)
-            .ok()
-            .and_then(|i| series.get_mut(i))
-        {
-            slot.add(r.status, r.tasks);
-        }
         for (a, b) in elapsed.iter_mut().zip(r.elapsed) {
             *a += b;
         }
@@ -880,6 +890,7 @@ pub async fn delete_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::query::HourStats;
 
     fn ev(t: i64, action: ContainerAction) -> ContainerEvent {
         ContainerEvent {
@@ -953,11 +964,17 @@ mod tests {
             cache_known: 2,
             ..HourStats::default()
         };
-        let rows = [
-            row(10, TaskStatus::Completed, 3, 3, 3),
-            row(11, TaskStatus::Failed, 1, 1, 0),
-        ];
-        let v = stats_json(&rows, 10, 12);
+        let stats = TaskStats {
+            totals: vec![
+                row(10, TaskStatus::Completed, 3, 3, 3),
+                row(10, TaskStatus::Failed, 1, 1, 0),
+            ],
+            series: vec![
+                (10, Some(TaskStatus::Completed), 3),
+                (11, Some(TaskStatus::Failed), 1),
+            ],
+        };
+        let v = stats_json(&stats, 10, 12);
         assert_eq!(v["tasks"]["total"], 4);
         assert_eq!(v["success_rate"], 0.75);
         assert_eq!(v["series"][0]["completed"], 3);

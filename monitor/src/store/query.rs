@@ -73,6 +73,106 @@ pub struct HourStats {
     pub gas: [i64; 5],
 }
 
+const FIGURES: &str = "status, n, cached, cache_known, elapsed_n, elapsed_sum, gas_n, gas_sum,
+    e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4";
+
+/// The [`FIGURES`] columns from column 1 on (`hour` is filled in by the caller).
+fn figures_from_row(row: &Row<'_>) -> rusqlite::Result<HourStats> {
+    let mut s = HourStats {
+        hour: 0,
+        status: TaskStatus::parse(&row.get::<_, String>(1)?),
+        tasks: row.get(2)?,
+        cached: row.get(3)?,
+        cache_known: row.get(4)?,
+        elapsed_n: row.get(5)?,
+        elapsed_ms_sum: row.get(6)?,
+        gas_n: row.get(7)?,
+        gas_sum: row.get(8)?,
+        ..HourStats::default()
+    };
+    for (i, slot) in s.elapsed.iter_mut().enumerate() {
+        *slot = row.get(9 + i)?;
+    }
+    for (i, slot) in s.gas.iter_mut().enumerate() {
+        *slot = row.get(17 + i)?;
+    }
+    Ok(s)
+}
+
+/// Sums figures rows into per-status totals and a per-step series.
+struct StatsAcc {
+    first: i64,
+    step: i64,
+    totals: Vec<HourStats>,
+    series: std::collections::BTreeMap<(i64, Option<&'static str>), (Option<TaskStatus>, i64)>,
+}
+
+impl StatsAcc {
+    fn new(first: i64, step: i64) -> StatsAcc {
+        StatsAcc {
+            first,
+            step,
+            totals: Vec::new(),
+            series: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, hour: i64, r: HourStats) {
+        let start = self.first + (hour - self.first).div_euclid(self.step) * self.step;
+        let slot = self
+            .series
+            .entry((start, r.status.map(TaskStatus::as_str)))
+            .or_insert((r.status, 0));
+        slot.1 += r.tasks;
+        let total = match self.totals.iter_mut().find(|t| t.status == r.status) {
+            Some(t) => t,
+            None => {
+                self.totals.push(HourStats {
+                    status: r.status,
+                    ..HourStats::default()
+                });
+                self.totals.last_mut().expect("just pushed")
+            }
+        };
+        total.tasks += r.tasks;
+        total.cached += r.cached;
+        total.cache_known += r.cache_known;
+        total.elapsed_n += r.elapsed_n;
+        total.elapsed_ms_sum += r.elapsed_ms_sum;
+        total.gas_n += r.gas_n;
+        total.gas_sum += r.gas_sum;
+        for (a, b) in total.elapsed.iter_mut().zip(r.elapsed) {
+            *a += b;
+        }
+        for (a, b) in total.gas.iter_mut().zip(r.gas) {
+            *a += b;
+        }
+    }
+
+    fn done(mut self, from_hour: i64) -> TaskStats {
+        for t in &mut self.totals {
+            t.hour = from_hour;
+        }
+        TaskStats {
+            totals: self.totals,
+            series: self
+                .series
+                .into_iter()
+                .map(|((start, _), (status, n))| (start, status, n))
+                .collect(),
+        }
+    }
+}
+
+/// Task figures over a range: per status, and counts per status and step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    /// One row per status, summed over the range.
+    pub totals: Vec<HourStats>,
+    /// `(first hour of the step, status, tasks)`.
+    pub series: Vec<(i64, Option<TaskStatus>, i64)>,
+}
+
 /// What the status route shows about ingest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IngestState {
@@ -446,45 +546,68 @@ impl Store {
             .await
     }
 
-    /// Per-hour task figures for hours `from_hour <= hour < to_hour`, by hour then status.
-    pub fn task_hours(&self, from_hour: i64, to_hour: i64) -> Result<Vec<HourStats>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT hour, status, n, cached, cache_known, elapsed_n, elapsed_sum, gas_n, gas_sum,
-                   e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4
-                 FROM task_hours WHERE hour >= ?1 AND hour < ?2 AND n <> 0 ORDER BY hour, status",
-            )?;
-            let rows = stmt.query_map((from_hour, to_hour), |row| {
-                let mut s = HourStats {
-                    hour: row.get(0)?,
-                    status: TaskStatus::parse(&row.get::<_, String>(1)?),
-                    tasks: row.get(2)?,
-                    cached: row.get(3)?,
-                    cache_known: row.get(4)?,
-                    elapsed_n: row.get(5)?,
-                    elapsed_ms_sum: row.get(6)?,
-                    gas_n: row.get(7)?,
-                    gas_sum: row.get(8)?,
-                    ..HourStats::default()
-                };
-                for (i, slot) in s.elapsed.iter_mut().enumerate() {
-                    *slot = row.get(9 + i)?;
-                }
-                for (i, slot) in s.gas.iter_mut().enumerate() {
-                    *slot = row.get(17 + i)?;
-                }
-                Ok(s)
-            })?;
-            rows.collect()
-        })
-    }
-
-    pub async fn task_hours_async(
+    /// Task figures for hours `from_hour <= hour < to_hour`: per status over the whole
+    /// range, and task counts per status in steps of `step_hours` (1 or 24) counted from
+    /// `first_hour` (a day start when the step is 24). Whole days are read from
+    /// `task_days`, the hours at the edges from `task_hours`: a year is under a thousand
+    /// rows.
+    pub fn task_stats(
         &self,
         from_hour: i64,
         to_hour: i64,
-    ) -> Result<Vec<HourStats>, StoreError> {
-        self.blocking(move |store| store.task_hours(from_hour, to_hour))
+        first_hour: i64,
+        step_hours: i64,
+    ) -> Result<TaskStats, StoreError> {
+        let step = step_hours.max(1);
+        let (day_from, day_to) = if step == 24 {
+            (
+                from_hour.div_euclid(24) + i64::from(from_hour.rem_euclid(24) != 0),
+                to_hour.div_euclid(24),
+            )
+        } else {
+            (0, 0)
+        };
+        // Hour ranges outside the whole days, and the day range.
+        let (hours, days) = if day_from < day_to {
+            (
+                vec![(from_hour, day_from * 24), (day_to * 24, to_hour)],
+                Some((day_from, day_to)),
+            )
+        } else {
+            (vec![(from_hour, to_hour)], None)
+        };
+        self.read(|conn| {
+            let mut acc = StatsAcc::new(first_hour, step);
+            let mut by_hour = conn.prepare_cached(&format!(
+                "SELECT hour, {FIGURES} FROM task_hours WHERE hour >= ?1 AND hour < ?2 AND n <> 0"
+            ))?;
+            for (a, b) in hours.into_iter().filter(|(a, b)| a < b) {
+                let mut rows = by_hour.query((a, b))?;
+                while let Some(row) = rows.next()? {
+                    acc.add(row.get(0)?, figures_from_row(row)?);
+                }
+            }
+            if let Some((a, b)) = days {
+                let mut by_day = conn.prepare_cached(&format!(
+                    "SELECT day, {FIGURES} FROM task_days WHERE day >= ?1 AND day < ?2 AND n <> 0"
+                ))?;
+                let mut rows = by_day.query((a, b))?;
+                while let Some(row) = rows.next()? {
+                    acc.add(row.get::<_, i64>(0)? * 24, figures_from_row(row)?);
+                }
+            }
+            Ok(acc.done(from_hour))
+        })
+    }
+
+    pub async fn task_stats_async(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+        first_hour: i64,
+        step_hours: i64,
+    ) -> Result<TaskStats, StoreError> {
+        self.blocking(move |store| store.task_stats(from_hour, to_hour, first_hour, step_hours))
             .await
     }
 

@@ -250,15 +250,15 @@ CREATE TABLE node_status (
 INSERT INTO node_status (id) VALUES (1);
 "#;
 
-/// Adds one row to `task_hours` for the task row `$row` (`NEW` or `OLD`), counted `$sign`
-/// times (`1` or `-1`). Bucket edges are those of `truebit_protocol::bucket` (execution
-/// time in ms, gas used in steps).
-macro_rules! task_hours_delta {
-    ($row:literal, $sign:literal) => {
+/// Adds the task row `$row` (`NEW` or `OLD`), counted `$sign` times (`1` or `-1`), to the
+/// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`. Bucket edges
+/// are those of `truebit_protocol::bucket` (execution time in ms, gas used in steps).
+macro_rules! task_figures_delta {
+    ($table:literal, $key:literal, $unit_ms:literal, $row:literal, $sign:literal) => {
         concat!(
-            "INSERT INTO task_hours (hour, status, n, cached, cache_known, elapsed_n, elapsed_sum,
-               gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT h, st, s, s * (c IS 1), s * (c IS NOT NULL), s * (e IS NOT NULL), s * IFNULL(e, 0),
+            "INSERT INTO ", $table, " (", $key, ", status, n, cached, cache_known, elapsed_n,
+               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+             SELECT k, st, s, s * (c IS 1), s * (c IS NOT NULL), s * (e IS NOT NULL), s * IFNULL(e, 0),
                s * (g IS NOT NULL), s * IFNULL(g, 0),
                s * IFNULL(e < 100, 0), s * IFNULL(e >= 100 AND e < 500, 0),
                s * IFNULL(e >= 500 AND e < 1000, 0), s * IFNULL(e >= 1000 AND e < 5000, 0),
@@ -267,21 +267,11 @@ macro_rules! task_hours_delta {
                s * IFNULL(g < 100000, 0), s * IFNULL(g >= 100000 AND g < 1000000, 0),
                s * IFNULL(g >= 1000000 AND g < 10000000, 0),
                s * IFNULL(g >= 10000000 AND g < 100000000, 0), s * IFNULL(g >= 100000000, 0)
-             FROM (SELECT COALESCE(",
-            $row,
-            ".time_ms, 0) / 3600000 AS h, ",
-            $row,
-            ".status AS st, ",
-            $row,
-            ".elapsed_ms AS e, ",
-            $row,
-            ".gas_used AS g, ",
-            $row,
-            ".cached AS c, ",
-            $sign,
-            " AS s)
+             FROM (SELECT COALESCE(", $row, ".time_ms, 0) / ", $unit_ms, " AS k, ",
+            $row, ".status AS st, ", $row, ".elapsed_ms AS e, ", $row, ".gas_used AS g, ",
+            $row, ".cached AS c, ", $sign, " AS s)
              WHERE true
-             ON CONFLICT (hour, status) DO UPDATE SET n = n + excluded.n,
+             ON CONFLICT (", $key, ", status) DO UPDATE SET n = n + excluded.n,
                cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
                elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
                gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
@@ -294,11 +284,63 @@ macro_rules! task_hours_delta {
     };
 }
 
+/// Both figures tables for one task row.
+macro_rules! task_figures {
+    ($row:literal, $sign:literal) => {
+        concat!(
+            task_figures_delta!("task_hours", "hour", "3600000", $row, $sign),
+            task_figures_delta!("task_days", "day", "86400000", $row, $sign)
+        )
+    };
+}
+
+/// The columns of a figures table after its key (see `task_figures_delta`).
+macro_rules! task_figures_columns {
+    () => {
+        "status       TEXT NOT NULL,
+    n            INTEGER NOT NULL DEFAULT 0,
+    cached       INTEGER NOT NULL DEFAULT 0,
+    cache_known  INTEGER NOT NULL DEFAULT 0,
+    elapsed_n    INTEGER NOT NULL DEFAULT 0,
+    elapsed_sum  INTEGER NOT NULL DEFAULT 0,
+    gas_n        INTEGER NOT NULL DEFAULT 0,
+    gas_sum      INTEGER NOT NULL DEFAULT 0,
+    e0 INTEGER NOT NULL DEFAULT 0, e1 INTEGER NOT NULL DEFAULT 0, e2 INTEGER NOT NULL DEFAULT 0,
+    e3 INTEGER NOT NULL DEFAULT 0, e4 INTEGER NOT NULL DEFAULT 0, e5 INTEGER NOT NULL DEFAULT 0,
+    e6 INTEGER NOT NULL DEFAULT 0, e7 INTEGER NOT NULL DEFAULT 0,
+    g0 INTEGER NOT NULL DEFAULT 0, g1 INTEGER NOT NULL DEFAULT 0, g2 INTEGER NOT NULL DEFAULT 0,
+    g3 INTEGER NOT NULL DEFAULT 0, g4 INTEGER NOT NULL DEFAULT 0,"
+    };
+}
+
+/// Fills a figures table from the tasks already stored.
+macro_rules! task_figures_backfill {
+    ($table:literal, $key:literal, $unit_ms:literal) => {
+        concat!(
+            "INSERT INTO ", $table, " (", $key, ", status, n, cached, cache_known, elapsed_n,
+  elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+SELECT COALESCE(time_ms, 0) / ", $unit_ms, ", status, count(*), total(cached IS 1),
+  total(cached IS NOT NULL), count(elapsed_ms), IFNULL(sum(elapsed_ms), 0), count(gas_used),
+  IFNULL(sum(gas_used), 0),
+  total(elapsed_ms < 100), total(elapsed_ms >= 100 AND elapsed_ms < 500),
+  total(elapsed_ms >= 500 AND elapsed_ms < 1000), total(elapsed_ms >= 1000 AND elapsed_ms < 5000),
+  total(elapsed_ms >= 5000 AND elapsed_ms < 10000), total(elapsed_ms >= 10000 AND elapsed_ms < 30000),
+  total(elapsed_ms >= 30000 AND elapsed_ms < 60000), total(elapsed_ms >= 60000),
+  total(gas_used < 100000), total(gas_used >= 100000 AND gas_used < 1000000),
+  total(gas_used >= 1000000 AND gas_used < 10000000),
+  total(gas_used >= 10000000 AND gas_used < 100000000), total(gas_used >= 100000000)
+FROM tasks GROUP BY 1, 2;
+"
+        )
+    };
+}
+
 /// Version 2, for the HTTP API: the operator password (argon2 hash), API keys (SHA-256 of
 /// the secret: keys are 256-bit random, so a slow hash adds nothing), login sessions, and
-/// `task_hours`, per-hour task figures kept current by triggers on `tasks` (whoever
-/// writes the tasks), so that statistics over a range read a few hundred rows instead of
-/// scanning a million tasks. Plus indexes for the API's list queries.
+/// per-hour and per-day task figures (`task_hours`, `task_days`) kept current by triggers
+/// on `tasks` (whoever writes the tasks), so that statistics over any range read a few
+/// hundred small rows instead of scanning a million tasks. Plus an index for the API's
+/// task lists.
 const V2: &str = concat!(
     r#"
 CREATE TABLE auth_password (
@@ -327,64 +369,51 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_expiry ON sessions (expires_ns);
 
--- `hour` is tasks.time_ms / 3600000 (UTC hours since the epoch). e0..e7: execution time
--- buckets, g0..g4: gas used buckets (see task_hours_delta in schema.rs).
+-- Task figures per UTC hour (hour = tasks.time_ms / 3600000) and per UTC day
+-- (day = time_ms / 86400000). e0..e7: execution-time buckets, g0..g4: gas-used buckets.
 CREATE TABLE task_hours (
     hour         INTEGER NOT NULL,
-    status       TEXT NOT NULL,
-    n            INTEGER NOT NULL DEFAULT 0,
-    cached       INTEGER NOT NULL DEFAULT 0,
-    cache_known  INTEGER NOT NULL DEFAULT 0,
-    elapsed_n    INTEGER NOT NULL DEFAULT 0,
-    elapsed_sum  INTEGER NOT NULL DEFAULT 0,
-    gas_n        INTEGER NOT NULL DEFAULT 0,
-    gas_sum      INTEGER NOT NULL DEFAULT 0,
-    e0 INTEGER NOT NULL DEFAULT 0, e1 INTEGER NOT NULL DEFAULT 0, e2 INTEGER NOT NULL DEFAULT 0,
-    e3 INTEGER NOT NULL DEFAULT 0, e4 INTEGER NOT NULL DEFAULT 0, e5 INTEGER NOT NULL DEFAULT 0,
-    e6 INTEGER NOT NULL DEFAULT 0, e7 INTEGER NOT NULL DEFAULT 0,
-    g0 INTEGER NOT NULL DEFAULT 0, g1 INTEGER NOT NULL DEFAULT 0, g2 INTEGER NOT NULL DEFAULT 0,
-    g3 INTEGER NOT NULL DEFAULT 0, g4 INTEGER NOT NULL DEFAULT 0,
+    "#,
+    task_figures_columns!(),
+    r#"
     PRIMARY KEY (hour, status)
 ) WITHOUT ROWID;
+CREATE TABLE task_days (
+    day          INTEGER NOT NULL,
+    "#,
+    task_figures_columns!(),
+    r#"
+    PRIMARY KEY (day, status)
+) WITHOUT ROWID;
 
-CREATE TRIGGER task_hours_insert AFTER INSERT ON tasks BEGIN
+CREATE TRIGGER task_figures_insert AFTER INSERT ON tasks BEGIN
 "#,
-    task_hours_delta!("NEW", "1"),
+    task_figures!("NEW", "1"),
     r#"
 END;
 
-CREATE TRIGGER task_hours_update
+CREATE TRIGGER task_figures_update
 AFTER UPDATE OF status, received_ms, started_ms, completed_ms, elapsed_ms, gas_used, cached ON tasks
 WHEN OLD.status IS NOT NEW.status OR OLD.time_ms IS NOT NEW.time_ms
   OR OLD.elapsed_ms IS NOT NEW.elapsed_ms OR OLD.gas_used IS NOT NEW.gas_used
   OR OLD.cached IS NOT NEW.cached
 BEGIN
 "#,
-    task_hours_delta!("OLD", "-1"),
-    task_hours_delta!("NEW", "1"),
+    task_figures!("OLD", "-1"),
+    task_figures!("NEW", "1"),
     r#"
 END;
 
-CREATE TRIGGER task_hours_delete AFTER DELETE ON tasks BEGIN
+CREATE TRIGGER task_figures_delete AFTER DELETE ON tasks BEGIN
 "#,
-    task_hours_delta!("OLD", "-1"),
+    task_figures!("OLD", "-1"),
     r#"
 END;
 
--- Tasks already stored.
-INSERT INTO task_hours (hour, status, n, cached, cache_known, elapsed_n, elapsed_sum, gas_n,
-  gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-SELECT COALESCE(time_ms, 0) / 3600000, status, count(*), total(cached IS 1), total(cached IS NOT NULL),
-  count(elapsed_ms), IFNULL(sum(elapsed_ms), 0), count(gas_used), IFNULL(sum(gas_used), 0),
-  total(elapsed_ms < 100), total(elapsed_ms >= 100 AND elapsed_ms < 500),
-  total(elapsed_ms >= 500 AND elapsed_ms < 1000), total(elapsed_ms >= 1000 AND elapsed_ms < 5000),
-  total(elapsed_ms >= 5000 AND elapsed_ms < 10000), total(elapsed_ms >= 10000 AND elapsed_ms < 30000),
-  total(elapsed_ms >= 30000 AND elapsed_ms < 60000), total(elapsed_ms >= 60000),
-  total(gas_used < 100000), total(gas_used >= 100000 AND gas_used < 1000000),
-  total(gas_used >= 1000000 AND gas_used < 10000000),
-  total(gas_used >= 10000000 AND gas_used < 100000000), total(gas_used >= 100000000)
-FROM tasks GROUP BY 1, 2;
-
+"#,
+    task_figures_backfill!("task_hours", "hour", "3600000"),
+    task_figures_backfill!("task_days", "day", "86400000"),
+    r#"
 -- Task lists filtered by chain and status together.
 CREATE INDEX tasks_chain_status ON tasks (chain_id, status, time_ms);
 "#

@@ -444,7 +444,12 @@ impl Writer {
         let Some(run) = self.prune.as_mut() else {
             return;
         };
-        match run.step(&mut self.conn) {
+        let stepped = run.step(&mut self.conn);
+        if run.report.tasks > 0 {
+            // Deleted tasks must not be linked to.
+            self.task_rows.clear();
+        }
+        match stepped {
             Ok(false) => {}
             Ok(true) => {
                 let report = run.report;
@@ -468,11 +473,17 @@ impl Writer {
 
     fn prune_all(&mut self, now_ns: i64) -> Result<PruneReport, StoreError> {
         let mut run = PruneRun::new(now_ns, self.log_retention_ns, self.task_retention_ns);
-        while !run
-            .step(&mut self.conn)
-            .map_err(|e| StoreError::query(&self.shared.path, e))?
-        {}
-        Ok(run.report)
+        let result = loop {
+            match run.step(&mut self.conn) {
+                Ok(false) => {}
+                Ok(true) => break Ok(run.report),
+                Err(e) => break Err(StoreError::query(&self.shared.path, e)),
+            }
+        };
+        if run.report.tasks > 0 {
+            self.task_rows.clear();
+        }
+        result
     }
 }
 

@@ -1518,3 +1518,182 @@ async fn a_line_printed_by_a_real_container_appears_on_the_live_stream() {
     assert!(found, "the line was committed before HTTP stopped");
     docker.remove(&name);
 }
+
+#[tokio::test]
+async fn task_lists_use_an_index_in_order_and_page_through_ties() {
+    use truebit_monitor::model::{Entry, Event, Kind, Pos, TaskCreated, TaskStatus};
+    use truebit_monitor::store::query::{PageKey, TaskFilter};
+    let app = app_with(settings(), 0);
+    let filters = [
+        TaskFilter::default(),
+        TaskFilter {
+            status: Some(TaskStatus::Failed),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            chain_id: Some("43113".into()),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            status: Some(TaskStatus::Completed),
+            chain_id: Some("1".into()),
+            ..TaskFilter::default()
+        },
+    ];
+    for filter in &filters {
+        for after in [None, Some(PageKey { time: 1, id: 2 })] {
+            let plan = app
+                .store
+                .explain_task_page(filter, after)
+                .expect("plan")
+                .join("; ");
+            assert!(plan.contains("USING INDEX tasks_"), "{filter:?}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "no sort step: {filter:?}: {plan}"
+            );
+        }
+    }
+    // Twelve tasks received in the same second: pages of five still hold each once.
+    let mut batch = Batch::new("ties");
+    for i in 0..12_i64 {
+        let id = format!("tie-{i:02}");
+        batch.entries.push(Entry {
+            pos: Pos::new(i + 1, 0),
+            received_ns: None,
+            node_time: Some(FIXTURE_START_SECS),
+            level: None,
+            logger: None,
+            version: None,
+            message: format!("task {id}"),
+            kind: Kind::TaskReceived,
+            execution_id: Some(id.clone()),
+            event: Some(Event::TaskReceived(Box::new(TaskCreated {
+                execution_id: id,
+                ..TaskCreated::default()
+            }))),
+        });
+    }
+    app.store.submit(batch).expect("submit");
+    app.store.flush().expect("flush");
+    let mut seen = Vec::new();
+    let mut uri = "/api/tasks?limit=5".to_owned();
+    loop {
+        let v = app.get_json(&uri).await;
+        seen.extend(
+            v["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|t| t["execution_id"].as_str().expect("id").to_owned()),
+        );
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/tasks?limit=5&cursor={c}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..12).rev().map(|i| format!("tie-{i:02}")).collect();
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
+async fn stats_over_days_and_edge_hours_match_the_tasks() {
+    use truebit_monitor::model::{Entry, Event, Kind, Metrics, Pos, TaskCreated};
+    let app = app_with(settings(), 0);
+    // 200 tasks, one every 83 minutes (about 11.5 days), every third one failed.
+    let t0 = FIXTURE_START_SECS;
+    let mut batch = Batch::new("spread");
+    let mut pos = 0;
+    let mut entry = |t: i64, kind: Kind, id: &str, event: Event| {
+        pos += 1;
+        Entry {
+            pos: Pos::new(pos, 0),
+            received_ns: None,
+            node_time: Some(t),
+            level: None,
+            logger: None,
+            version: None,
+            message: String::new(),
+            kind,
+            execution_id: Some(id.to_owned()),
+            event: Some(event),
+        }
+    };
+    for i in 0..200_i64 {
+        let id = format!("spread-{i}");
+        let t = t0 + i * 83 * 60;
+        let created = TaskCreated {
+            execution_id: id.clone(),
+            ..TaskCreated::default()
+        };
+        batch.entries.push(entry(
+            t,
+            Kind::TaskReceived,
+            &id,
+            Event::TaskReceived(Box::new(created)),
+        ));
+        let metrics = Metrics {
+            elapsed_ns: Some((i as u64 % 7) * 900_000_000),
+            exit_code: Some(i64::from(i % 3 == 0)),
+            steps: Some(i as u64 * 1_000_000),
+            cached: Some(i % 2 == 0),
+            ..Metrics::default()
+        };
+        batch.entries.push(entry(
+            t + 5,
+            Kind::ExecutionCompleted,
+            &id,
+            Event::ExecutionCompleted {
+                execution_id: id.clone(),
+                metrics: Some(Box::new(metrics)),
+            },
+        ));
+    }
+    app.store.submit(batch).expect("submit");
+    app.store.flush().expect("flush");
+    let tasks = app.store.tasks(1_000).expect("tasks");
+    // A range that starts and ends inside a day: whole days come from the daily table.
+    let (from, to) = (t0 + 5 * 3600 + 1800, t0 + 9 * 86_400 + 7 * 3600);
+    let v = app
+        .get_json(&format!("/api/stats?from={from}&to={to}"))
+        .await;
+    assert_eq!(v["interval"], "day");
+    let from_ms = from.div_euclid(3600) * 3_600_000;
+    let to_ms = (to + 3599).div_euclid(3600) * 3_600_000;
+    let inside: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.received_ms.is_some_and(|ms| ms >= from_ms && ms < to_ms))
+        .collect();
+    let failed = inside
+        .iter()
+        .filter(|t| t.status.as_str() == "failed")
+        .count();
+    assert_eq!(v["tasks"]["total"], inside.len());
+    assert_eq!(v["tasks"]["failed"], failed);
+    let cached = inside.iter().filter(|t| t.cached == Some(true)).count();
+    assert_eq!(v["cache"]["hits"], cached);
+    let series: u64 = v["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| p["total"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(series as usize, inside.len());
+    // Each day of the series counts the tasks of that UTC day.
+    for p in v["series"].as_array().expect("series") {
+        let start_ms = p["start_ns"].as_i64().expect("start") / 1_000_000;
+        let n = inside
+            .iter()
+            .filter(|t| {
+                t.received_ms
+                    .is_some_and(|ms| ms >= start_ms && ms < start_ms + 86_400_000)
+            })
+            .count();
+        assert_eq!(p["total"], n, "{p}");
+    }
+    let gas_big = inside
+        .iter()
+        .filter(|t| t.gas_used.is_some_and(|g| g >= 100_000_000))
+        .count();
+    assert_eq!(v["gas_used"]["buckets"][4]["count"], gas_big);
+}

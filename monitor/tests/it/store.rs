@@ -1232,3 +1232,111 @@ fn database_locked_by_another_process_is_reported_clearly() {
     let store = open(&db);
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
 }
+
+#[test]
+fn a_replay_in_the_same_batch_keeps_the_first_completion() {
+    let db = temp_db();
+    let store = open(&db);
+    let mut other_output = metrics(9);
+    other_output.output = Some("other".into());
+    let lines = vec![
+        received(1, EXEC_A),
+        started(3, EXEC_A),
+        completed(5, EXEC_A, Some(metrics(0))),
+        // The same execution again further down the same batch (a duplicated log).
+        started(7, EXEC_A),
+        completed(9, EXEC_A, Some(other_output)),
+    ];
+    submit(&store, batch("docker:runner-node", lines));
+    assert_eq!(
+        store.task(EXEC_A).expect("read"),
+        Some(finished_task(EXEC_A, 0))
+    );
+}
+
+#[test]
+fn task_downloaded_in_a_later_batch_moves_a_stored_task_to_executing() {
+    let db = temp_db();
+    let store = open(&db);
+    submit(
+        &store,
+        batch("docker:runner-node", vec![received(1, EXEC_A)]),
+    );
+    let downloaded = entry(
+        4,
+        Kind::TaskDownloaded,
+        "Task rs_... downloaded successfully",
+        Some(Event::TaskDownloaded {
+            task_id: TASK_ID.to_owned(),
+        }),
+    );
+    submit(&store, batch("docker:runner-node", vec![downloaded]));
+
+    let task = store.task(EXEC_A).expect("read").expect("task");
+    assert_eq!(
+        (task.status, task.downloaded_ms, task.received_ms),
+        (TaskStatus::Executing, Some(node_ms(4)), Some(node_ms(1)))
+    );
+}
+
+#[test]
+fn tasks_come_out_the_same_wherever_transactions_cut_the_log() {
+    // Forty tasks, their lines interleaved as with four slots, some failing; stored once
+    // in one transaction and once in batches of seven lines, each its own transaction.
+    let mut lines = Vec::new();
+    let mut line = 0;
+    for wave in 0..10 {
+        let ids: Vec<String> = (0..4)
+            .map(|slot| format!("{:08x}-0000-4000-8000-{:012x}", wave, slot))
+            .collect();
+        for id in &ids {
+            line += 1;
+            lines.push(received(line, id));
+        }
+        for id in &ids {
+            line += 1;
+            lines.push(started(line, id));
+        }
+        for (slot, id) in ids.iter().enumerate() {
+            line += 1;
+            let exit = if (wave + slot) % 5 == 0 { 2 } else { 0 };
+            lines.push(completed(line, id, Some(metrics(exit))));
+        }
+    }
+    let whole = temp_db();
+    let store = open(&whole);
+    submit(&store, batch("docker:runner-node", lines.clone()));
+    let cut = temp_db();
+    let mut config = config(&cut);
+    config.batch_max_entries = 1;
+    let cut_store = Store::open(config).expect("open");
+    for chunk in lines.chunks(7) {
+        cut_store
+            .submit(batch("docker:runner-node", chunk.to_vec()))
+            .expect("submit");
+    }
+    cut_store.flush().expect("flush");
+
+    let all = |s: &Store| s.tasks(100).expect("tasks");
+    let tasks = all(&store);
+    assert_eq!(tasks.len(), 40);
+    assert_eq!(tasks, all(&cut_store));
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        (
+            summary.tasks_in(TaskStatus::Completed),
+            summary.tasks_in(TaskStatus::Failed)
+        ),
+        (32, 8)
+    );
+    assert_eq!(
+        Summary {
+            db_size_bytes: 0,
+            ..summary
+        },
+        Summary {
+            db_size_bytes: 0,
+            ..cut_store.summary().expect("summary")
+        }
+    );
+}
