@@ -28,6 +28,7 @@ pub struct FederationSettings {
         long = "federation-nats-url",
         env = "FEDERATION_NATS_URL",
         value_name = "URLS",
+        hide_env_values = true,
         global = true
     )]
     pub nats_url: Option<String>,
@@ -312,15 +313,12 @@ pub struct NatsServer {
 impl NatsServer {
     /// Parses a `nats://`, `tls://`, `ws://` or `wss://` URL (`host:port` means `nats://`).
     pub fn parse(url: &str) -> Result<NatsServer, String> {
-        let addr: async_nats::ServerAddr = url.parse().map_err(|_| {
+        super::nats::check_server_url(url).map_err(|problem| {
             format!(
-                "{:?} is not a NATS server URL (nats://, tls://, ws://, wss://)",
+                "{:?} is not a NATS server URL ({problem}; use nats://, tls://, ws:// or wss://)",
                 redact_url(url)
             )
         })?;
-        if addr.host().is_empty() {
-            return Err(format!("{:?} has no host", redact_url(url)));
-        }
         Ok(NatsServer {
             url: url.to_owned(),
         })

@@ -348,6 +348,15 @@ fn on_event(link: &watch::Sender<Link>, generation: &AtomicU64, event: async_nat
     }
 }
 
+/// Whether `url` is a server address the client accepts (scheme and host).
+pub(crate) fn check_server_url(url: &str) -> Result<(), String> {
+    let addr: async_nats::ServerAddr = url.parse().map_err(|_| "unreadable".to_owned())?;
+    if addr.host().is_empty() {
+        return Err("no host".into());
+    }
+    Ok(())
+}
+
 /// 0 ms, then 200 ms doubling up to [`MAX_RECONNECT_DELAY`].
 pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
     if attempts <= 1 {

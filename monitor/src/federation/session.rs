@@ -31,6 +31,9 @@ pub(crate) const BACKFILL_GRACE: Duration = Duration::from_secs(60);
 /// Pause after a store error before the loop tries again.
 const STORE_RETRY: Duration = Duration::from_secs(10);
 
+/// How long shutdown waits for each loop.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// Reports published per outbox read.
 const OUTBOX_BATCH: usize = 16;
 
@@ -117,9 +120,9 @@ pub(crate) async fn run(
             ))
         });
         cancel.cancelled().await;
-        let _ = publisher.await;
+        finish(publisher, "publisher").await;
         if let Some(stats) = stats {
-            let _ = stats.await;
+            finish(stats, "statistics").await;
         }
         match Arc::try_unwrap(nats) {
             Ok(nats) => nats.close().await,
@@ -132,7 +135,18 @@ pub(crate) async fn run(
         runtime.link = None;
         runtime.delivery = None;
     }
-    let _ = scheduler.await;
+    finish(scheduler, "scheduler").await;
+}
+
+/// Waits for a cancelled loop; one stuck in a store call (the database is failing) is
+/// abandoned after a few seconds, so shutdown never hangs on it. Its pending write, if
+/// any, is a whole transaction: it commits later or not at all.
+async fn finish(task: tokio::task::JoinHandle<()>, what: &str) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(SHUTDOWN_WAIT, task).await.is_err() {
+        tracing::warn!("federation: the {what} did not stop within {SHUTDOWN_WAIT:?}; abandoned");
+        abort.abort();
+    }
 }
 
 /// The first window whose report may still be built: its close lies within the last
@@ -203,8 +217,12 @@ async fn schedule(
             () = cancel.cancelled() => return,
             () = shared.clock.sleep_until_ms(send_at_ms) => {}
         }
-        // Everything the source handed over so far is committed before reading.
-        let _ = store.flush_async().await;
+        // Everything the source handed over so far is committed before reading (unless
+        // the database is failing: then it is read as it is).
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tokio::time::timeout(STORE_RETRY, store.flush_async()) => {}
+        }
         let data = match blocking(&store, move |s| s.federation_window_data(window)).await {
             Ok(data) => data,
             Err(error) => {

@@ -7,9 +7,11 @@
 //!   covers. A failed commit (disk full, database locked) is logged once, reported by
 //!   [`Store::write_health`] and retried with capped backoff until it succeeds: the
 //!   batches stay in memory and the full queue makes producers wait, so nothing is lost.
-//! - Inserts are built for bulk import: plain entries go in multi-row statements, entries
-//!   only look at other tables when they carry an event, and the write-ahead log is
-//!   checkpointed on a thread of its own (`checkpoint.rs`).
+//! - Inserts are built for bulk import: entries go in multi-row statements; the task
+//!   events of a transaction are merged into one write per task (same outcome as applying
+//!   them one by one); entries link to their task by row id rather than through an index
+//!   on random execution ids; the write-ahead log is checkpointed, and committed batches
+//!   are freed, on a thread of its own (`checkpoint.rs`).
 //! - Reads run on a small pool of read-only connections (WAL: readers never wait for the
 //!   writer). The sync methods block; the `_async` variants run them on tokio's blocking
 //!   pool.

@@ -1672,6 +1672,87 @@ async fn reports_go_over_tls_with_a_custom_ca() {
     monitor.stop().await;
 }
 
+/// wss:// with a custom CA and token authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_over_secure_websocket_with_a_token() {
+    let dir = tempdir();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    make_certificates(&pki);
+    let config = format!(
+        "authorization {{ token: \"t0ken-for-tests\" }}\n\
+         websocket {{\n  listen: \"127.0.0.1:$WS_PORT\"\n  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n  }}\n}}\n",
+        pki.join("server.pem").display(),
+        pki.join("server.key").display()
+    );
+    let nats = NatsServer::start_with(dir.path(), Some(&config), false);
+    let observer = async_nats::ConnectOptions::with_token("t0ken-for-tests".into())
+        .connect(nats.url())
+        .await
+        .expect("test client connects");
+    let collector = Collector::start(&observer, REPORT_SUBJECT).await;
+    let wss = format!(
+        "wss://127.0.0.1:{}",
+        nats.websocket_port.expect("websocket port")
+    );
+    let clock = ManualClock::new(ms(W0) + 1_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        FederationSettings {
+            nats_token: Some("t0ken-for-tests".into()),
+            nats_ca: Some(pki.join("ca.pem")),
+            ..settings(&wss)
+        },
+        &clock,
+    )
+    .await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
+    assert_eq!(reports[0].window.as_secs(), W0);
+    monitor.stop().await;
+}
+
+/// A credentials file that cannot be read is reported in the status (and retried), not
+/// a crash; nothing is lost meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_credentials_file_is_reported_and_reports_wait() {
+    let dir = tempdir();
+    let nats = NatsServer::start_with(dir.path(), None, false);
+    let clock = ManualClock::new(ms(W0) + 1_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        FederationSettings {
+            nats_creds: Some(dir.path().join("missing.creds")),
+            ..settings(&nats.url())
+        },
+        &clock,
+    )
+    .await;
+    monitor.handle.enable().await.expect("enable");
+    let status = eventually(
+        "the error in the status",
+        Duration::from_secs(10),
+        || async {
+            monitor
+                .handle
+                .status()
+                .await
+                .ok()
+                .filter(|s| s.last_error.is_some())
+        },
+    )
+    .await;
+    let error = status.last_error.expect("error");
+    assert!(error.contains("credentials file"), "{error}");
+    assert!(error.contains("missing.creds"), "{error}");
+    assert_eq!(status.connection, LinkState::Connecting);
+    clock.set_ms(after_send_window(W0));
+    monitor.wait_outcome(W0, ReportOutcome::Queued).await;
+    assert_eq!(nats.connections(), 0);
+    monitor.stop().await;
+}
+
 /// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
 fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
