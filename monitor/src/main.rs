@@ -168,6 +168,9 @@ fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
     // writer instead of piling up batches.
     let mut store_config = app::store_config(&config);
     store_config.queue_capacity = 4;
+    store_config.writer_cache_mib = 16;
+    store_config.batch_max_entries = 4096;
+    store_config.read_connections = 1;
     let store = Store::open(store_config)?;
     let total: u64 = files
         .iter()

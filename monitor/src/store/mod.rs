@@ -66,6 +66,9 @@ pub struct StoreConfig {
     pub batch_max_entries: usize,
     /// Read-only connections in the read pool.
     pub read_connections: usize,
+    /// Page cache of the write connection, MiB. Large for a long-running monitor (its
+    /// indexes stay hot); small for a one-shot import, whose memory must stay flat.
+    pub writer_cache_mib: u32,
     /// Test knob: `PRAGMA max_page_count` for the writer, to simulate a full disk.
     #[doc(hidden)]
     pub max_page_count: Option<u64>,
@@ -80,6 +83,7 @@ impl StoreConfig {
             queue_capacity: 64,
             batch_max_entries: 20_000,
             read_connections: 4,
+            writer_cache_mib: 64,
             max_page_count: None,
         }
     }
@@ -206,7 +210,7 @@ impl Store {
             return Err(StoreError::MissingDirectory { path });
         }
 
-        let mut conn = open_writer_connection(&path)?;
+        let mut conn = open_writer_connection(&path, config.writer_cache_mib)?;
         schema::migrate(&mut conn, &path)?;
         if let Some(pages) = config.max_page_count {
             set_page_limit(&conn, pages).map_err(|e| StoreError::at_open(&path, e))?;
@@ -359,7 +363,7 @@ impl Drop for Inner {
     }
 }
 
-fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -373,8 +377,8 @@ fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // 64 MiB page cache for the writer (negative: KiB).
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // Page cache of the writer (negative: KiB).
+        conn.pragma_update(None, "cache_size", -i64::from(cache_mib) * 1024)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(mode)
     };

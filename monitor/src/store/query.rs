@@ -99,12 +99,15 @@ fn figures_from_row(row: &Row<'_>) -> rusqlite::Result<HourStats> {
     Ok(s)
 }
 
+type SeriesKey = (i64, Option<&'static str>);
+
 /// Sums figures rows into per-status totals and a per-step series.
 struct StatsAcc {
     first: i64,
     step: i64,
     totals: Vec<HourStats>,
-    series: std::collections::BTreeMap<(i64, Option<&'static str>), (Option<TaskStatus>, i64)>,
+    /// `(step start, status name)` -> `(status, tasks)`.
+    series: std::collections::BTreeMap<SeriesKey, (Option<TaskStatus>, i64)>,
 }
 
 impl StatsAcc {

@@ -164,6 +164,8 @@ impl Process {
             .env("DOCKER_HOST", docker_host)
             .env("CONTAINER_NAME", container)
             .env("LOG_LEVEL", "info")
+            // Its HTTP server on a port of its own: tests run side by side.
+            .env("PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
