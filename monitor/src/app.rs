@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::federation::Federation;
+use crate::federation::{Federation, FederationHandle};
 use crate::http;
 use crate::parser::ParserConfig;
 use crate::source::demo::{DemoOptions, DemoSource};
@@ -124,6 +124,7 @@ pub async fn run_with_http(
                 status_rx.clone(),
                 listeners,
                 &http_shutdown,
+                federation.handle(),
             )
             .await?,
         ),
@@ -193,6 +194,7 @@ async fn start_http(
     status: watch::Receiver<SourceStatus>,
     listeners: http::Listeners,
     stop: &CancellationToken,
+    federation: FederationHandle,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let (s, c) = (store.clone(), config.http.clone());
     let generated = tokio::task::spawn_blocking(move || http::auth::ensure_password(&s, &c))
@@ -211,7 +213,8 @@ async fn start_http(
         config.http.clone(),
         http::clock::Clock::System,
         stop.clone(),
-    );
+    )
+    .with_federation(federation);
     tokio::spawn(state.tail().run());
     Ok(tokio::spawn(http::HttpServer::new(state, listeners).run()))
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::federation::FederationError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,9 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict { message: String },
 
+    #[error("{message}")]
+    FederationNotConfigured { message: String },
+
     #[error("the monitor is shutting down; try again in a moment")]
     Unavailable,
 
@@ -102,6 +106,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::FederationNotConfigured { .. } => {
+                (StatusCode::CONFLICT, "federation_not_configured")
+            }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -114,6 +121,21 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ApiError::Unavailable,
             other => ApiError::Internal {
                 cause: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<FederationError> for ApiError {
+    fn from(error: FederationError) -> ApiError {
+        match error {
+            e @ FederationError::NotConfigured => ApiError::FederationNotConfigured {
+                message: e.to_string(),
+            },
+            FederationError::Store(e) => ApiError::from(e),
+            FederationError::Stopped => ApiError::Unavailable,
+            e @ FederationError::Insecure(_) => ApiError::Internal {
+                cause: e.to_string(),
             },
         }
     }

@@ -132,7 +132,44 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             s.auth.failures.load(Ordering::Relaxed) as f64,
         )],
     );
-    // Federation reports sent/blocked are added by the federation module when it lands.
+    if let Some(federation) = &s.federation {
+        // A federation error (database) leaves these out; the rest of the page stands.
+        match federation.status().await {
+            Ok(fed) => {
+                family(
+                    "truebit_federation_reports_sent_total",
+                    "counter",
+                    "Federation reports the server confirmed.",
+                    &[(String::new(), fed.sent_total as f64)],
+                );
+                family(
+                    "truebit_federation_reports_blocked_total",
+                    "counter",
+                    "Federation reports the privacy validator stopped (never sent).",
+                    &[(String::new(), fed.blocked_total as f64)],
+                );
+                family(
+                    "truebit_federation_reports_dropped_total",
+                    "counter",
+                    "Federation reports never sent (expired in the outbox or discarded on disable).",
+                    &[(String::new(), fed.dropped_total as f64)],
+                );
+                family(
+                    "truebit_federation_reports_queued",
+                    "gauge",
+                    "Federation reports waiting in the outbox.",
+                    &[(String::new(), fed.queued as f64)],
+                );
+                family(
+                    "truebit_federation_enabled",
+                    "gauge",
+                    "1 when federation is on.",
+                    &[(String::new(), f64::from(u8::from(fed.settings.enabled)))],
+                );
+            }
+            Err(error) => tracing::warn!(%error, "metrics: federation status unavailable"),
+        }
+    }
     let mut response = out.into_response();
     response
         .headers_mut()

@@ -41,6 +41,7 @@ use self::clock::Clock;
 use self::config::HttpConfig;
 use self::error::ApiError;
 use self::live::{LiveSender, StreamLimits};
+use crate::federation::FederationHandle;
 use crate::source::SourceStatus;
 use crate::store::Store;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     /// Cancelled when the HTTP server stops: live streams end.
     pub shutdown: CancellationToken,
     pub started_ns: i64,
+    /// The federation controls (`/api/federation/...`); `None` answers 503 there.
+    pub federation: Option<FederationHandle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,7 +95,14 @@ impl AppState {
             started_ns: clock.now_ns(),
             clock,
             shutdown,
+            federation: None,
         }
+    }
+
+    /// Serves the federation routes with `handle`.
+    pub fn with_federation(mut self, handle: FederationHandle) -> AppState {
+        self.federation = Some(handle);
+        self
     }
 
     /// The task that feeds the live stream; spawn it next to the server.

@@ -106,8 +106,10 @@ fn operation(route: &Route) -> Value {
     if !route.path_params.is_empty() {
         responses.insert("404".into(), error_response("Not found"));
     }
+    for (status, description) in route.errors {
+        responses.insert(status.to_string(), error_response(description));
+    }
     if route.request.is_some() {
-        responses.insert("409".into(), error_response("The name is taken"));
         responses.insert("413".into(), error_response("The body is too large"));
         responses.insert("415".into(), error_response("The body is not JSON"));
     }
@@ -248,7 +250,7 @@ fn schemas() -> Value {
     let mut created = key.clone();
     created["properties"]["key"] =
         json!({ "type": "string", "description": "The key; shown only in this answer" });
-    json!({
+    let mut schemas = json!({
         "Object": { "type": "object" },
         "Error": {
             "type": "object",
@@ -343,5 +345,75 @@ fn schemas() -> Value {
             },
         },
         "CreatedApiKey": created,
+    });
+    if let (Some(all), Value::Object(federation)) = (schemas.as_object_mut(), federation_schemas())
+    {
+        all.extend(federation);
+    }
+    schemas
+}
+
+/// The schemas of the `/api/federation` answers and bodies.
+fn federation_schemas() -> Value {
+    let int = || json!({ "type": "integer", "format": "int64" });
+    let opt_int = || json!({ "type": "integer", "format": "int64", "nullable": true });
+    let opt_str = || nullable("string");
+    let level = json!({ "type": "string", "enum": ["full", "strict"] });
+    let continent = json!({ "type": "string", "enum": ["AF", "AN", "AS", "EU", "NA", "OC", "SA"], "nullable": true });
+    let federation_settings = json!({
+        "type": "object",
+        "properties": {
+            "enabled": { "type": "boolean" },
+            "level": level.clone(),
+            "continent": continent.clone(),
+            "source": { "type": "string", "enum": ["config", "database"] },
+        },
+    });
+    json!({
+        "FederationSettings": federation_settings.clone(),
+        "FederationSettingsUpdate": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "enabled": { "type": "boolean" },
+                "level": level.clone(),
+                "continent": continent.clone(),
+            },
+        },
+        "FederationStatus": {
+            "type": "object",
+            "properties": {
+                "settings": federation_settings,
+                "configured": { "type": "boolean", "description": "Whether FEDERATION_NATS_URL is set" },
+                "servers": { "type": "array", "items": { "type": "string" }, "description": "Without credentials" },
+                "node_id": opt_str(), "public_key": opt_str(), "aggregator_key": opt_str(),
+                "connection": { "type": "string", "description": "off, connecting, connected, disconnected" },
+                "delivery": { "type": "string", "enum": ["jetstream", "core"], "nullable": true },
+                "last_error": opt_str(),
+                "next_window": opt_int(), "last_sent_window": opt_int(), "last_sent_ms": opt_int(),
+                "queued": int(), "sent_total": int(), "blocked_total": int(), "dropped_total": int(),
+                "blocked_reasons": { "type": "array", "items": { "type": "object", "properties": { "code": { "type": "string" }, "count": int() } } },
+                "stats_received": int(), "stats_rejected": int(), "last_stats_rejection": opt_str(),
+            },
+        },
+        "FederationReport": {
+            "type": "object",
+            "properties": {
+                "id": int(), "window": int(),
+                "outcome": { "type": "string", "enum": ["queued", "sent", "blocked", "dropped"] },
+                "code": opt_str(), "reason": opt_str(), "cover": nullable("boolean"),
+                "task_items": opt_int(), "delay_ms": opt_int(), "created_ms": int(), "sent_ms": opt_int(),
+                "text": { "type": "string", "description": "The report's exact bytes (ASCII JSON)" },
+            },
+        },
+        "FederationReportList": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/FederationReport" } } } },
+        "NetworkStatsSnapshot": {
+            "type": "object",
+            "nullable": true,
+            "properties": {
+                "stats": { "type": "object", "description": "The aggregator's signed statistics (truebit-protocol `NetworkStats`)" },
+                "received_ms": int(),
+            },
+        },
     })
 }

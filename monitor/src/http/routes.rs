@@ -4,7 +4,7 @@
 //! route needs authentication.
 
 use axum::http::Method;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 use super::api::{self, *};
@@ -34,6 +34,8 @@ pub struct Route {
     /// Component schema of the JSON request body.
     pub request: Option<&'static str>,
     pub answer: Answer,
+    /// Error answers of this route beyond the common ones (status, description).
+    pub errors: &'static [(u16, &'static str)],
     pub handler: MethodRouter<AppState>,
 }
 
@@ -56,6 +58,7 @@ impl R {
             admin: false,
             request: None,
             answer: Answer::Json(200, "Object"),
+            errors: &[],
             handler,
         })
     }
@@ -83,7 +86,20 @@ impl R {
         self.0.answer = a;
         self
     }
+    fn errors(mut self, e: &'static [(u16, &'static str)]) -> R {
+        self.0.errors = e;
+        self
+    }
 }
+
+const FEDERATION_ERRORS: &[(u16, &str)] = &[(503, "The monitor is shutting down")];
+const FEDERATION_CHANGE_ERRORS: &[(u16, &str)] = &[
+    (
+        409,
+        "No federation server is configured (set FEDERATION_NATS_URL)",
+    ),
+    (503, "The monitor is shutting down"),
+];
 
 /// Every route under `/api`.
 pub fn api_routes() -> Vec<Route> {
@@ -134,11 +150,45 @@ pub fn api_routes() -> Vec<Route> {
         R::new(Method::POST, "/api/keys", "Create a named API key; the key is shown once", post(api::post_key))
             .admin()
             .body("NewApiKey")
+            .errors(&[(409, "The name is taken")])
             .answer(Json(201, "CreatedApiKey")),
         R::new(Method::DELETE, "/api/keys/{id}", "Revoke a named API key", delete(api::delete_key))
             .admin()
             .path_params(KEY_PATH)
             .answer(Json(200, "ApiKey")),
+        R::new(Method::GET, "/api/federation/status", "Federation: settings, connection, identity (public parts), counters", get(api::federation_status))
+            .describe("`configured` is false without FEDERATION_NATS_URL (federation cannot be enabled then). Counters: reports sent, blocked by the privacy validator, dropped; blocked reasons of the last 7 days.")
+            .errors(FEDERATION_ERRORS)
+            .answer(Json(200, "FederationStatus")),
+        R::new(Method::GET, "/api/federation/settings", "Federation settings in effect", get(api::federation_settings))
+            .describe("`source` is `config` until the operator changes a setting, then `database` (stored settings win over FEDERATION_ENABLED, _LEVEL, _CONTINENT).")
+            .errors(FEDERATION_ERRORS)
+            .answer(Json(200, "FederationSettings")),
+        R::new(Method::PUT, "/api/federation/settings", "Change federation settings", put(api::put_federation_settings))
+            .describe("Absent fields stay as they are; `\"continent\": null` removes the continent. Unknown fields are refused. Enabling needs FEDERATION_NATS_URL (409 otherwise); disabling closes the connection and discards unsent reports.")
+            .admin()
+            .body("FederationSettingsUpdate")
+            .errors(FEDERATION_CHANGE_ERRORS)
+            .answer(Json(200, "FederationSettings")),
+        R::new(Method::POST, "/api/federation/enable", "Turn federation on", post(api::federation_enable))
+            .describe("Creates the node identity on first use and connects. 409 without FEDERATION_NATS_URL. Answers the status after the change.")
+            .admin()
+            .errors(FEDERATION_CHANGE_ERRORS)
+            .answer(Json(200, "FederationStatus")),
+        R::new(Method::POST, "/api/federation/disable", "Turn federation off", post(api::federation_disable))
+            .describe("The connection is closed and unsent reports are discarded (logged as dropped) before this answers. Answers the status after the change.")
+            .admin()
+            .errors(FEDERATION_ERRORS)
+            .answer(Json(200, "FederationStatus")),
+        R::new(Method::GET, "/api/federation/reports", "The federation transparency log, newest first", get(api::federation_reports))
+            .describe("Every report queued, sent, blocked or dropped in the last 7 days, with its exact bytes (`text`).")
+            .query(FEDERATION_REPORTS_QUERY)
+            .errors(FEDERATION_ERRORS)
+            .answer(Json(200, "FederationReportList")),
+        R::new(Method::GET, "/api/federation/network-stats", "The newest network statistics", get(api::federation_network_stats))
+            .describe("The newest statistics that verified against the pinned aggregator key (FEDERATION_AGGREGATOR_KEY), or `null`.")
+            .errors(FEDERATION_ERRORS)
+            .answer(Json(200, "NetworkStatsSnapshot")),
     ]
     .into_iter()
     .map(|r| r.0)

@@ -61,7 +61,7 @@ fn after_send_window(window: u64) -> u64 {
 // --- a real nats-server ---------------------------------------------------------------------
 
 /// A nats-server of the test's own, stopped (by pid) when dropped.
-struct NatsServer {
+pub(crate) struct NatsServer {
     dir: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
@@ -101,7 +101,7 @@ fn free_port() -> u16 {
 
 impl NatsServer {
     /// JetStream on, no authentication.
-    fn start(dir: &Path) -> NatsServer {
+    pub(crate) fn start(dir: &Path) -> NatsServer {
         Self::start_with(dir, None, true)
     }
 
@@ -214,12 +214,12 @@ impl NatsServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// Client connections the server has right now (HTTP monitoring, `/connz`).
-    fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         let port = self.http_port.expect("monitoring port");
         let mut stream =
             std::net::TcpStream::connect(("127.0.0.1", port)).expect("monitoring port answers");

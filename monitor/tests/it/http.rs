@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::demo::{fixture, Expected, FIXTURE_START_SECS};
+use truebit_monitor::federation::config::FederationSettings;
+use truebit_monitor::federation::{Federation, FederationConfig};
 use truebit_monitor::http::clock::Clock;
 use truebit_monitor::http::config::HttpSettings;
 use truebit_monitor::http::live::LiveMessage;
@@ -61,7 +63,16 @@ fn settings() -> HttpSettings {
 }
 
 /// A router over a store holding a fixture of `tasks` tasks (all finished and invoiced).
-fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
+async fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
+    app_with_federation(settings, tasks, FederationConfig::default()).await
+}
+
+/// As [`app_with`], with this federation configuration.
+async fn app_with_federation(
+    settings: HttpSettings,
+    tasks: usize,
+    federation: FederationConfig,
+) -> TestApp {
     let dir = support::tempdir();
     let store = support::open_store(&dir.path().join("m.db"));
     let (text, expected) = fixture(7, tasks);
@@ -79,6 +90,11 @@ fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
         clock.clone(),
         CancellationToken::new(),
     );
+    // By default configured without FEDERATION_NATS_URL: off, cannot be enabled.
+    let federation = Federation::new(store.clone(), federation)
+        .start(CancellationToken::new())
+        .await;
+    let state = state.with_federation(federation.handle());
     TestApp {
         router: http::router(state.clone()),
         _dir: dir,
@@ -90,8 +106,8 @@ fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
     }
 }
 
-fn app() -> TestApp {
-    app_with(settings(), 30)
+async fn app() -> TestApp {
+    app_with(settings(), 30).await
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -200,8 +216,19 @@ impl TestApp {
         body: Value,
         extra: &[(&str, &str)],
     ) -> Resp {
-        let mut b = request(Method::POST, uri, auth, ip(1))
-            .header(header::CONTENT_TYPE, "application/json");
+        self.send_json(Method::POST, uri, auth, body, extra).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Auth<'_>,
+        body: Value,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut b =
+            request(method, uri, auth, ip(1)).header(header::CONTENT_TYPE, "application/json");
         for (k, v) in extra {
             b = b.header(*k, *v);
         }
@@ -246,7 +273,7 @@ fn concrete(path: &str, execution_id: &str) -> String {
 
 #[tokio::test]
 async fn every_api_route_and_unknown_api_path_requires_authentication() {
-    let app = app();
+    let app = app().await;
     let id = app.any_execution_id();
     let routes = api_routes();
     assert!(routes.len() >= 15, "the table has every route");
@@ -302,12 +329,19 @@ async fn every_api_route_and_unknown_api_path_requires_authentication() {
 
 #[tokio::test]
 async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes() {
-    let app = app();
+    let app = app().await;
     let id = app.any_execution_id();
     for route in api_routes() {
         let uri = concrete(route.path, &id);
-        let r = if route.method == Method::POST {
-            app.post_json(&uri, Auth::Bearer(KEY), json!({ "name": "walk" }), &[])
+        // A valid body for the routes that take one.
+        let body = match route.request {
+            Some("NewApiKey") => Some(json!({ "name": "walk" })),
+            Some("FederationSettingsUpdate") => Some(json!({ "level": "strict" })),
+            Some(other) => panic!("no walk body for {other}"),
+            None => None,
+        };
+        let r = if let Some(body) = body {
+            app.send_json(route.method.clone(), &uri, Auth::Bearer(KEY), body, &[])
                 .await
         } else if route.path == "/api/events" {
             continue; // an endless stream: see the live stream tests
@@ -316,6 +350,8 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
                 .await
         };
         let want = match route.answer {
+            // Without FEDERATION_NATS_URL enabling is refused with the documented 409.
+            _ if route.path == "/api/federation/enable" => 409,
             http::routes::Answer::Json(s, _) => s,
             http::routes::Answer::EventStream => 200,
         };
@@ -327,7 +363,12 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
             route.method,
             String::from_utf8_lossy(&r.body)
         );
-        r.json();
+        let v = r.json();
+        if want >= 400 {
+            let documented = route.errors.iter().any(|(s, _)| *s == want);
+            assert!(documented, "{} {uri}: {want} is documented", route.method);
+            assert_eq!(v["error"], "federation_not_configured", "{v}");
+        }
     }
     let doc = app.get_json("/api/openapi.json").await;
     assert_eq!(doc["openapi"], "3.0.3");
@@ -371,7 +412,7 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
 
 #[tokio::test]
 async fn health_answers_without_authentication_and_reveals_nothing() {
-    let app = app();
+    let app = app().await;
     let r = app.call(Method::GET, "/health", Auth::None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json(), json!({ "status": "ok" }));
@@ -379,7 +420,7 @@ async fn health_answers_without_authentication_and_reveals_nothing() {
 
 #[tokio::test]
 async fn bad_parameters_get_a_400_that_names_them() {
-    let app = app();
+    let app = app().await;
     let cases = [
         ("/api/tasks?limit=0", "limit"),
         ("/api/tasks?limit=501", "limit"),
@@ -434,7 +475,7 @@ async fn bad_parameters_get_a_400_that_names_them() {
 
 #[tokio::test]
 async fn unknown_api_routes_and_methods_are_json_errors() {
-    let app = app();
+    let app = app().await;
     app.get("/api/nope")
         .await
         .assert_error(StatusCode::NOT_FOUND, "no_route");
@@ -454,7 +495,7 @@ async fn unknown_api_routes_and_methods_are_json_errors() {
 
 #[tokio::test]
 async fn oversized_and_malformed_bodies_are_refused() {
-    let app = app();
+    let app = app().await;
     let big = "x".repeat(http::BODY_LIMIT + 1);
     let r = app
         .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": big }), &[])
@@ -503,7 +544,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
 
 #[tokio::test]
 async fn task_pages_follow_the_cursor_without_gaps_or_repeats() {
-    let app = app_with(settings(), 45);
+    let app = app_with(settings(), 45).await;
     let all = app.store.tasks(10_000).expect("tasks");
     assert_eq!(all.len() as u64, app.expected.tasks_created);
     let mut seen = Vec::new();
@@ -559,7 +600,7 @@ async fn task_pages_follow_the_cursor_without_gaps_or_repeats() {
 
 #[tokio::test]
 async fn task_input_and_output_need_the_password_or_an_admin_key() {
-    let app = app();
+    let app = app().await;
     let id = app.any_execution_id();
     let full = app.store.task(&id).expect("task").expect("exists");
     assert!(full.input.is_some(), "the fixture has inputs");
@@ -616,7 +657,7 @@ async fn task_input_and_output_need_the_password_or_an_admin_key() {
 
 #[tokio::test]
 async fn logs_filter_by_level_kind_text_and_execution() {
-    let app = app();
+    let app = app().await;
     let id = app.any_execution_id();
     let v = app
         .get_json(&format!("/api/logs?execution_id={id}&limit=500"))
@@ -672,7 +713,7 @@ async fn logs_filter_by_level_kind_text_and_execution() {
 
 #[tokio::test]
 async fn stats_invoices_earnings_and_uptime_answer_from_the_recorded_data() {
-    let app = app();
+    let app = app().await;
     let e = &app.expected;
     let from = FIXTURE_START_SECS - 3600;
     let to = FIXTURE_START_SECS + 10 * 86_400;
@@ -765,7 +806,7 @@ async fn stats_invoices_earnings_and_uptime_answer_from_the_recorded_data() {
 
 #[tokio::test]
 async fn status_shows_source_node_ingest_and_database() {
-    let app = app();
+    let app = app().await;
     let v = app.get_json("/api/status").await;
     assert_eq!(v["source"]["kind"], "demo");
     assert_eq!(v["node"]["version"], app.expected.version.as_str());
@@ -777,7 +818,7 @@ async fn status_shows_source_node_ingest_and_database() {
 
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
-    let app = app();
+    let app = app().await;
     let r = app
         .post_json(
             "/auth/login",
@@ -844,7 +885,8 @@ async fn generated_password_is_hashed_and_works() {
             ..Default::default()
         },
         0,
-    );
+    )
+    .await;
     let password = http::auth::ensure_password(&app.store, &app.state.config)
         .expect("ensure")
         .expect("generated on first start");
@@ -874,7 +916,8 @@ async fn secure_cookies_and_hsts_behind_https() {
             ..settings()
         },
         0,
-    );
+    )
+    .await;
     let r = app
         .post_json(
             "/auth/login",
@@ -902,7 +945,8 @@ async fn sessions_expire_after_their_lifetime() {
             ..settings()
         },
         0,
-    );
+    )
+    .await;
     let (cookie, _) = app.login().await;
     app.clock.advance(Duration::from_secs(30 * 60 - 1));
     let r = app
@@ -917,7 +961,7 @@ async fn sessions_expire_after_their_lifetime() {
 
 #[tokio::test]
 async fn cookie_changes_need_the_csrf_token_and_a_same_site_origin() {
-    let app = app();
+    let app = app().await;
     let (cookie, csrf) = app.login().await;
     let body = json!({ "name": "from-dashboard" });
     let c = Auth::Cookie(&cookie);
@@ -980,7 +1024,8 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
             ..settings()
         },
         0,
-    );
+    )
+    .await;
     let login = |from: SocketAddr, password: &str, xff: Option<&str>| {
         let mut b = request(Method::POST, "/auth/login", Auth::None, from)
             .header(header::CONTENT_TYPE, "application/json");
@@ -1055,7 +1100,7 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
 
 #[tokio::test]
 async fn security_headers_are_on_every_answer() {
-    let app = app();
+    let app = app().await;
     for (uri, auth) in [
         ("/health", Auth::None),
         ("/api/status", Auth::Bearer(KEY)),
@@ -1100,7 +1145,8 @@ async fn cors_answers_only_the_allowed_origins() {
             ..settings()
         },
         0,
-    );
+    )
+    .await;
     let r = app.send(preflight("https://dash.example.org")).await;
     assert_eq!(
         r.header("access-control-allow-origin"),
@@ -1121,7 +1167,7 @@ async fn cors_answers_only_the_allowed_origins() {
         r.header("access-control-allow-origin"),
         Some("https://dash.example.org")
     );
-    let closed = app_with(settings(), 0);
+    let closed = app_with(settings(), 0).await;
     let r = closed.send(preflight("https://dash.example.org")).await;
     assert_eq!(
         r.header("access-control-allow-origin"),
@@ -1132,7 +1178,7 @@ async fn cors_answers_only_the_allowed_origins() {
 
 #[tokio::test]
 async fn named_keys_are_shown_once_scoped_tracked_and_revocable() {
-    let app = app();
+    let app = app().await;
     let created = app
         .post_json(
             "/api/keys",
@@ -1206,7 +1252,7 @@ async fn named_keys_are_shown_once_scoped_tracked_and_revocable() {
 
 #[tokio::test]
 async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
-    let app = app();
+    let app = app().await;
     let r = app.get("/metrics").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r
@@ -1263,7 +1309,7 @@ async fn next_event(
 
 #[tokio::test]
 async fn live_streams_are_limited_per_ip_and_in_all() {
-    let app = app_with(settings(), 0);
+    let app = app_with(settings(), 0).await;
     let open = |from: SocketAddr| {
         let req = request(Method::GET, "/api/events", Auth::Bearer(KEY), from)
             .body(Body::empty())
@@ -1300,7 +1346,7 @@ async fn live_streams_are_limited_per_ip_and_in_all() {
 
 #[tokio::test]
 async fn a_slow_live_client_is_dropped_and_never_holds_up_the_publisher() {
-    let app = app_with(settings(), 0);
+    let app = app_with(settings(), 0).await;
     let req = request(Method::GET, "/api/events", Auth::Bearer(KEY), ip(1))
         .body(Body::empty())
         .expect("req");
@@ -1346,7 +1392,8 @@ async fn a_live_stream_ends_when_its_session_expires() {
             ..settings()
         },
         0,
-    );
+    )
+    .await;
     let (cookie, _) = app.login().await;
     app.clock.advance(Duration::from_secs(59));
     let req = request(Method::GET, "/api/events", Auth::Cookie(&cookie), ip(1))
@@ -1523,7 +1570,7 @@ async fn a_line_printed_by_a_real_container_appears_on_the_live_stream() {
 async fn task_lists_use_an_index_in_order_and_page_through_ties() {
     use truebit_monitor::model::{Entry, Event, Kind, Pos, TaskCreated, TaskStatus};
     use truebit_monitor::store::query::{PageKey, TaskFilter};
-    let app = app_with(settings(), 0);
+    let app = app_with(settings(), 0).await;
     let filters = [
         TaskFilter::default(),
         TaskFilter {
@@ -1599,7 +1646,7 @@ async fn task_lists_use_an_index_in_order_and_page_through_ties() {
 #[tokio::test]
 async fn stats_over_days_and_edge_hours_match_the_tasks() {
     use truebit_monitor::model::{Entry, Event, Kind, Metrics, Pos, TaskCreated};
-    let app = app_with(settings(), 0);
+    let app = app_with(settings(), 0).await;
     // 200 tasks, one every 83 minutes (about 11.5 days), every third one failed.
     let t0 = FIXTURE_START_SECS;
     let mut batch = Batch::new("spread");
@@ -1696,4 +1743,279 @@ async fn stats_over_days_and_edge_hours_match_the_tasks() {
         .filter(|t| t.gas_used.is_some_and(|g| g >= 100_000_000))
         .count();
     assert_eq!(v["gas_used"]["buckets"][4]["count"], gas_big);
+}
+
+#[tokio::test]
+async fn federation_routes_without_a_server_show_store_settings_and_refuse_enable() {
+    let app = app_with(settings(), 0).await;
+    let admin = Auth::Bearer(KEY);
+    // Off by default, not configured.
+    let status = app.get_json("/api/federation/status").await;
+    assert_eq!(status["settings"]["enabled"], false);
+    assert_eq!(status["configured"], false);
+    assert_eq!(status["connection"], "off");
+    assert_eq!(status["sent_total"], 0);
+    let settings = app.get_json("/api/federation/settings").await;
+    assert_eq!(
+        settings,
+        json!({ "enabled": false, "level": "full", "continent": null, "source": "config" })
+    );
+    // Level and continent are stored and read back.
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/federation/settings",
+            admin,
+            json!({ "level": "strict", "continent": "EU" }),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let want =
+        json!({ "enabled": false, "level": "strict", "continent": "EU", "source": "database" });
+    assert_eq!(r.json(), want);
+    assert_eq!(app.get_json("/api/federation/settings").await, want);
+    assert_eq!(
+        app.get_json("/api/federation/status").await["settings"],
+        want
+    );
+    // `null` removes the continent; absent fields stay.
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/federation/settings",
+            admin,
+            json!({ "continent": null }),
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["continent"], Value::Null);
+    assert_eq!(r.json()["level"], "strict");
+    // Enabling needs a server: a 409 that says what to set, by route and by settings.
+    let r = app
+        .post_json("/api/federation/enable", admin, json!({}), &[])
+        .await;
+    let v = r.assert_error(StatusCode::CONFLICT, "federation_not_configured");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("FEDERATION_NATS_URL") && !m.contains('\n')),
+        "{v}"
+    );
+    app.send_json(
+        Method::PUT,
+        "/api/federation/settings",
+        admin,
+        json!({ "enabled": true }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::CONFLICT, "federation_not_configured");
+    assert_eq!(
+        app.get_json("/api/federation/settings").await["enabled"],
+        false
+    );
+    // Disabling when off is fine.
+    let r = app
+        .post_json("/api/federation/disable", admin, json!({}), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["settings"]["enabled"], false);
+    assert_eq!(r.json()["connection"], "off");
+    // Reports and statistics: empty, null.
+    assert_eq!(
+        app.get_json("/api/federation/reports?limit=5").await,
+        json!({ "items": [] })
+    );
+    assert_eq!(
+        app.get_json("/api/federation/network-stats").await,
+        Value::Null
+    );
+    // Bad limits and bodies name the parameter.
+    for q in [
+        "limit=0",
+        "limit=501",
+        "limit=x",
+        "limit=1&limit=2",
+        "lmit=5",
+    ] {
+        let v = app
+            .get(&format!("/api/federation/reports?{q}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        let want = if q.starts_with("lmit") {
+            "lmit"
+        } else {
+            "limit"
+        };
+        assert_eq!(v["parameter"], want, "{q}: {v}");
+    }
+    for (body, field) in [
+        (json!({ "wallet": "0xabc" }), "wallet"),
+        (json!({ "level": "loud" }), "level"),
+        (json!({ "continent": "DE" }), "continent"),
+        (json!({ "enabled": "yes" }), "enabled"),
+    ] {
+        let v = app
+            .send_json(Method::PUT, "/api/federation/settings", admin, body, &[])
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        assert_eq!(v["parameter"], field, "{v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{v}"
+        );
+    }
+    app.send_json(
+        Method::PUT,
+        "/api/federation/settings",
+        admin,
+        json!([1]),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_body");
+    let r = app
+        .send(
+            request(Method::PUT, "/api/federation/settings", admin, ip(1))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"level\":"))
+                .expect("req"),
+        )
+        .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "bad_body");
+    // Read-only keys may look but not change.
+    let created = app
+        .post_json(
+            "/api/keys",
+            admin,
+            json!({ "name": "viewer", "scope": "read" }),
+            &[],
+        )
+        .await
+        .json();
+    let ro = Auth::Bearer(created["key"].as_str().expect("key"));
+    assert_eq!(
+        app.call(Method::GET, "/api/federation/status", ro)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.send_json(
+        Method::PUT,
+        "/api/federation/settings",
+        ro,
+        json!({ "level": "full" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    for path in ["/api/federation/enable", "/api/federation/disable"] {
+        app.post_json(path, ro, json!({}), &[])
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert_eq!(
+        app.get_json("/api/federation/settings").await["level"],
+        "strict"
+    );
+    // A cookie session needs the CSRF token to change settings.
+    let (cookie, csrf) = app.login().await;
+    let c = Auth::Cookie(&cookie);
+    app.send_json(
+        Method::PUT,
+        "/api/federation/settings",
+        c,
+        json!({ "level": "full" }),
+        &[],
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "csrf");
+    app.post_json("/api/federation/disable", c, json!({}), &[])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "csrf");
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/federation/settings",
+            c,
+            json!({ "level": "full" }),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["level"], "full");
+    // The counters are on /metrics.
+    let text = String::from_utf8(app.get("/metrics").await.body).expect("utf8");
+    for line in [
+        "truebit_federation_reports_sent_total 0",
+        "truebit_federation_reports_blocked_total 0",
+        "truebit_federation_reports_dropped_total 0",
+        "truebit_federation_enabled 0",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn federation_enable_and_disable_through_the_api_open_and_close_the_connection() {
+    let dir = support::tempdir();
+    let nats = crate::federation::NatsServer::start(dir.path());
+    let config = FederationSettings {
+        nats_url: Some(nats.url()),
+        ..FederationSettings::default()
+    }
+    .resolve()
+    .expect("federation config");
+    let app = app_with_federation(settings(), 0, config).await;
+    let admin = Auth::Bearer(KEY);
+    let status = app.get_json("/api/federation/status").await;
+    assert_eq!(status["configured"], true);
+    assert_eq!(status["connection"], "off");
+    assert_eq!(
+        status["node_id"],
+        Value::Null,
+        "no identity before the first enable"
+    );
+    assert_eq!(nats.connections(), 0, "off: no connection");
+
+    let r = app
+        .post_json("/api/federation/enable", admin, json!({}), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.json()["settings"]["enabled"], true);
+    assert_eq!(r.json()["settings"]["source"], "database");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = app.get_json("/api/federation/status").await;
+        if status["connection"] == "connected" && nats.connections() == 1 {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not connected: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["node_id"].as_str().map(str::len), Some(32));
+    assert_eq!(status["last_error"], Value::Null);
+
+    let r = app
+        .post_json("/api/federation/disable", admin, json!({}), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["settings"]["enabled"], false);
+    assert_eq!(r.json()["connection"], "off", "closed before the answer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nats.connections() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still sees the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.get_json("/api/federation/settings").await["enabled"],
+        false
+    );
 }
