@@ -6,7 +6,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension as _, Row};
 
-use super::read::{StoredEntry, StoredInvoice, StoredLineItem, Task};
+use super::read::{task_from_row, StoredEntry, StoredInvoice, StoredLineItem, Task, TASK_COLUMNS};
 use super::{Store, StoreError};
 use crate::model::{ContainerAction, ContainerEvent, Kind, Level, Pos, TaskStatus, UnixNanos};
 
@@ -908,74 +908,6 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
         kind: Kind::parse(&row.get::<_, String>(10)?).unwrap_or(Kind::Raw),
         execution_id: row.get(11)?,
         message: row.get(12)?,
-    })
-}
-
-// The same columns as `read.rs` reads for a task (its mapping is private to that module).
-const TASK_COLUMNS: &str = "t.execution_id, t.status, t.task_id, t.chain_id, t.block_number,
-    t.block_hash, t.requester, t.reward, t.created_ms, t.received_ms, t.received_ns,
-    t.downloaded_ms, t.started_ms, t.started_ns, t.completed_ms, t.completed_ns, t.exit_code,
-    t.elapsed_ns, t.elapsed_ms, t.gas_used, t.gas_limit, t.metered_gas_limit, t.memory_peak,
-    t.memory_limit, t.metered_memory_limit, t.call_limit, t.call_peak, t.frame_limit,
-    t.frame_peak, t.execution_timeout_ms, t.required_solutions, t.total_solutions, t.wasm_size,
-    t.wasm_hash, t.cached";
-
-/// A task from [`TASK_COLUMNS`], starting at column `first`.
-fn task_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Task> {
-    let mut next = first;
-    let mut col = || {
-        next += 1;
-        next - 1
-    };
-    macro_rules! get {
-        () => {
-            row.get(col())?
-        };
-    }
-    macro_rules! unsigned {
-        () => {
-            row.get::<_, Option<i64>>(col())?
-                .and_then(|n| u64::try_from(n).ok())
-        };
-    }
-    Ok(Task {
-        execution_id: get!(),
-        status: TaskStatus::parse(&row.get::<_, String>(col())?).unwrap_or(TaskStatus::Received),
-        task_id: get!(),
-        chain_id: get!(),
-        block_number: unsigned!(),
-        block_hash: get!(),
-        requester: get!(),
-        reward: get!(),
-        created_ms: get!(),
-        received_ms: get!(),
-        received_ns: get!(),
-        downloaded_ms: get!(),
-        started_ms: get!(),
-        started_ns: get!(),
-        completed_ms: get!(),
-        completed_ns: get!(),
-        exit_code: get!(),
-        elapsed_ns: unsigned!(),
-        elapsed_ms: unsigned!(),
-        gas_used: unsigned!(),
-        gas_limit: unsigned!(),
-        metered_gas_limit: unsigned!(),
-        memory_peak: unsigned!(),
-        memory_limit: unsigned!(),
-        metered_memory_limit: unsigned!(),
-        call_limit: unsigned!(),
-        call_peak: unsigned!(),
-        frame_limit: unsigned!(),
-        frame_peak: unsigned!(),
-        execution_timeout_ms: unsigned!(),
-        required_solutions: unsigned!(),
-        total_solutions: unsigned!(),
-        wasm_size: unsigned!(),
-        wasm_hash: get!(),
-        cached: get!(),
-        input: None,
-        output: None,
     })
 }
 

@@ -316,7 +316,7 @@ impl Store {
                  WHERE t.execution_id = ?1"
             ))?
             .query_row([execution_id], |row| {
-                let mut task = task_from_row(row)?;
+                let mut task = task_from_row(row, 0)?;
                 task.input = row.get(TASK_COLUMN_COUNT)?;
                 task.output = row.get(TASK_COLUMN_COUNT + 1)?;
                 Ok(task)
@@ -336,7 +336,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks t ORDER BY t.time_ms DESC, t.id DESC LIMIT ?1"
             ))?;
-            let rows = stmt.query_map([to_limit(limit)], task_from_row)?;
+            let rows = stmt.query_map([to_limit(limit)], |row| task_from_row(row, 0))?;
             rows.collect()
         })
     }
@@ -526,7 +526,8 @@ impl Store {
     }
 }
 
-const TASK_COLUMNS: &str = "t.execution_id, t.status, t.task_id, t.chain_id, t.block_number,
+pub(super) const TASK_COLUMNS: &str =
+    "t.execution_id, t.status, t.task_id, t.chain_id, t.block_number,
     t.block_hash, t.requester, t.reward, t.created_ms, t.received_ms, t.received_ns,
     t.downloaded_ms, t.started_ms, t.started_ns, t.completed_ms, t.completed_ns, t.exit_code,
     t.elapsed_ns, t.elapsed_ms, t.gas_used, t.gas_limit, t.metered_gas_limit, t.memory_peak,
@@ -555,9 +556,9 @@ impl Columns<'_, '_> {
     }
 }
 
-/// A task from the columns of [`TASK_COLUMNS`], in that order.
-fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
-    let mut c = Columns { row, next: 0 };
+/// A task from the columns of [`TASK_COLUMNS`], in that order, starting at column `first`.
+pub(super) fn task_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Task> {
+    let mut c = Columns { row, next: first };
     Ok(Task {
         execution_id: c.get()?,
         status: TaskStatus::parse(&c.get::<String>()?).unwrap_or(TaskStatus::Received),
