@@ -253,7 +253,7 @@ pub async fn status(State(s): State<AppState>, uri: Uri) -> ApiResult {
         Ok((
             store.node_status()?,
             store.ingest_state()?,
-            db_size_bytes(store.path()),
+            store.db_size_bytes(),
         ))
     })
     .await?;
@@ -300,16 +300,6 @@ pub async fn status(State(s): State<AppState>, uri: Uri) -> ApiResult {
             "size_bytes": size,
         },
     }))
-}
-
-fn db_size_bytes(path: &std::path::Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    [path.as_os_str(), wal.as_os_str()]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 // ---- tasks -------------------------------------------------------------------------

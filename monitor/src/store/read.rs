@@ -239,6 +239,11 @@ impl Store {
         self.inner.readers.with(self.path(), read)
     }
 
+    /// Bytes on disk of the database file and its write-ahead log.
+    pub fn db_size_bytes(&self) -> u64 {
+        db_size_bytes(self.path())
+    }
+
     /// Where `source` resumes, if it ever committed a batch with a cursor.
     pub fn cursor(&self, source: &str) -> Result<Option<Cursor>, StoreError> {
         self.read(|conn| {
@@ -299,7 +304,7 @@ impl Store {
                 db_size_bytes: 0,
             })
         })?;
-        summary.db_size_bytes = db_size_bytes(self.path());
+        summary.db_size_bytes = self.db_size_bytes();
         Ok(summary)
     }
 
