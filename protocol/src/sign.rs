@@ -230,6 +230,56 @@ pub fn open_report(wire: &[u8]) -> Result<SignedReport, VerifyError> {
     Ok(signed)
 }
 
+/// Checks the signatures of many reports at once (Ed25519 batch verification, about
+/// twice as fast per report as one by one), with the same node-id and key checks as
+/// [`SignedReport::verify`]. Returns one result per report, in order. When the batch
+/// fails, the reports are checked one by one with `verify_strict`, so a forged report
+/// never takes valid ones with it.
+///
+/// Keys of small order are refused before the batch (as `verify_strict` does). The
+/// batch equation can accept a signature that `verify_strict` refuses only when the
+/// key's owner crafted it on purpose (a non-canonical `R`): that is not a forgery,
+/// since nobody but the node can sign for its key.
+pub fn verify_reports(reports: &[SignedReport]) -> Vec<Result<(), VerifyError>> {
+    let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(reports.len());
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut signatures: Vec<Signature> = Vec::new();
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    let mut batched: Vec<usize> = Vec::new();
+    for (i, signed) in reports.iter().enumerate() {
+        let report = signed.report();
+        if report.node != report.key.node_id() {
+            results.push(Err(VerifyError::NodeIdMismatch));
+            continue;
+        }
+        match report.key.to_verifying_key() {
+            Ok(key) if !key.is_weak() => {
+                messages.push(signed.signed_message());
+                signatures.push(signed.signature);
+                keys.push(key);
+                batched.push(i);
+                results.push(Ok(()));
+            }
+            _ => results.push(Err(VerifyError::BadKey)),
+        }
+    }
+    if batched.is_empty() {
+        return results;
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    if ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_err() {
+        for (&i, (message, (signature, key))) in batched
+            .iter()
+            .zip(messages.iter().zip(signatures.iter().zip(keys.iter())))
+        {
+            results[i] = key
+                .verify_strict(message, signature)
+                .map_err(|_| VerifyError::BadSignature);
+        }
+    }
+    results
+}
+
 impl NetworkStats {
     /// Checks and signs the statistics with the aggregator key.
     pub fn sign(self, key: &SigningKey) -> Result<SignedStats, StatsError> {
@@ -337,6 +387,39 @@ mod tests {
 
     fn window() -> WindowStart {
         WindowStart::new(1_717_243_200).expect("aligned")
+    }
+
+    fn signed(seed: u8) -> SignedReport {
+        let r = Report::for_key(&key(seed).verifying_key(), window(), Level::Full);
+        crate::privacy::validate_report(&r)
+            .expect("valid")
+            .sign(&key(seed))
+            .expect("signs")
+    }
+
+    #[test]
+    fn batch_verification_accepts_good_reports_and_singles_out_forged_ones() {
+        let mut reports: Vec<SignedReport> = (1..=8).map(signed).collect();
+        assert!(verify_reports(&reports).iter().all(Result::is_ok));
+
+        // Report 3 carries report 4's signature: only report 3 fails.
+        reports[3].signature = reports[4].signature;
+        // Report 6 claims another node id.
+        reports[6].report.node = PublicKey::from(&key(99).verifying_key()).node_id();
+        let results = verify_reports(&reports);
+        let expected: Vec<Result<(), VerifyError>> = (0..8)
+            .map(|i| match i {
+                3 => Err(VerifyError::BadSignature),
+                6 => Err(VerifyError::NodeIdMismatch),
+                _ => Ok(()),
+            })
+            .collect();
+        assert_eq!(results, expected);
+        // The same verdicts as one by one.
+        let single: Vec<Result<(), VerifyError>> =
+            reports.iter().map(SignedReport::verify).collect();
+        assert_eq!(results, single);
+        assert!(verify_reports(&[]).is_empty());
     }
 
     #[test]

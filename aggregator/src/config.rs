@@ -1,0 +1,499 @@
+//! Configuration: defaults -> TOML file (`--config`) -> environment -> command line.
+//!
+//! [`Settings`] is the raw layer (every field optional, the same names in the file,
+//! the environment and the flags); [`Settings::validate`] turns the merged layers into
+//! a typed [`Config`], and a validation error names the key. Secrets are redacted in
+//! `Debug` and never logged.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::gate::Limits;
+
+pub const DEFAULT_PORT: u16 = 8091;
+pub const DEFAULT_DB_PATH: &str = "aggregator.db";
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 30;
+pub const DEFAULT_CONSUMER: &str = "truebit-aggregator";
+
+/// A secret string: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The raw settings of one layer. Field names are the TOML keys; `env` names the
+/// environment variable.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// NATS server URL(s), comma separated (nats://, tls://, ws://, wss://)
+    #[arg(long, global = true, env = "AGGREGATOR_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// NATS user (with AGGREGATOR_NATS_PASSWORD)
+    #[arg(long, global = true, env = "AGGREGATOR_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password
+    #[arg(
+        long,
+        global = true,
+        env = "AGGREGATOR_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub nats_password: Option<Secret>,
+    /// NATS token (instead of user and password)
+    #[arg(
+        long,
+        global = true,
+        env = "AGGREGATOR_NATS_TOKEN",
+        hide_env_values = true
+    )]
+    pub nats_token: Option<Secret>,
+    /// NATS credentials file (instead of user and password)
+    #[arg(long, global = true, env = "AGGREGATOR_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Extra root certificate(s) for the NATS server's TLS certificate (PEM)
+    #[arg(long, global = true, env = "AGGREGATOR_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// SQLite database file [default: aggregator.db]
+    #[arg(long = "db", global = true, env = "DB_PATH")]
+    pub db_path: Option<PathBuf>,
+    /// Address of the HTTP server [default: 127.0.0.1]
+    #[arg(long, global = true, env = "HOST")]
+    pub host: Option<IpAddr>,
+    /// Port of the HTTP server [default: 8091]
+    #[arg(long, global = true, env = "PORT")]
+    pub port: Option<u16>,
+    /// The aggregator's Ed25519 signing key (created on first start) [default: next to the database, aggregator.key]
+    #[arg(long = "key", global = true, env = "KEY_PATH")]
+    pub key_path: Option<PathBuf>,
+    /// Days of reports kept [default: 30]
+    #[arg(long, global = true, env = "RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Anonymity threshold of published figures [default: 5]
+    #[arg(long = "k", global = true, env = "K_ANONYMITY")]
+    pub k_anonymity: Option<u32>,
+    /// Oldest report accepted, hours after its window closed [default: 168]
+    #[arg(long, global = true, env = "MAX_REPORT_AGE_HOURS")]
+    pub max_report_age_hours: Option<u64>,
+    /// Clock skew allowed for reports of a window that has not closed yet [default: 30]
+    #[arg(long, global = true, env = "MAX_CLOCK_SKEW_SECS")]
+    pub max_clock_skew_secs: Option<u64>,
+    /// Reports one node may deliver per hour [default: 2100]
+    #[arg(long, global = true, env = "NODE_REPORTS_PER_HOUR")]
+    pub node_reports_per_hour: Option<u32>,
+    /// Reports the whole network may deliver per second [default: 50000]
+    #[arg(long, global = true, env = "GLOBAL_REPORTS_PER_SEC")]
+    pub global_reports_per_sec: Option<u32>,
+    /// New node ids accepted per hour [default: 10000]
+    #[arg(long, global = true, env = "NEW_NODES_PER_HOUR")]
+    pub new_nodes_per_hour: Option<u32>,
+    /// Seconds between published statistics [default: 30]
+    #[arg(long, global = true, env = "STATS_INTERVAL_SECS")]
+    pub stats_interval_secs: Option<u64>,
+    /// Name of the durable JetStream consumer [default: truebit-aggregator]
+    #[arg(long, global = true, env = "AGGREGATOR_CONSUMER")]
+    pub consumer: Option<String>,
+    /// Seconds before JetStream redelivers an unacknowledged report [default: 30]
+    #[arg(long, global = true, env = "ACK_WAIT_SECS")]
+    pub ack_wait_secs: Option<u64>,
+}
+
+impl Settings {
+    /// `self` over `lower`: a field set here wins.
+    pub fn over(self, lower: Settings) -> Settings {
+        Settings {
+            nats_url: self.nats_url.or(lower.nats_url),
+            nats_user: self.nats_user.or(lower.nats_user),
+            nats_password: self.nats_password.or(lower.nats_password),
+            nats_token: self.nats_token.or(lower.nats_token),
+            nats_creds: self.nats_creds.or(lower.nats_creds),
+            nats_ca: self.nats_ca.or(lower.nats_ca),
+            db_path: self.db_path.or(lower.db_path),
+            host: self.host.or(lower.host),
+            port: self.port.or(lower.port),
+            key_path: self.key_path.or(lower.key_path),
+            retention_days: self.retention_days.or(lower.retention_days),
+            k_anonymity: self.k_anonymity.or(lower.k_anonymity),
+            max_report_age_hours: self.max_report_age_hours.or(lower.max_report_age_hours),
+            max_clock_skew_secs: self.max_clock_skew_secs.or(lower.max_clock_skew_secs),
+            node_reports_per_hour: self.node_reports_per_hour.or(lower.node_reports_per_hour),
+            global_reports_per_sec: self.global_reports_per_sec.or(lower.global_reports_per_sec),
+            new_nodes_per_hour: self.new_nodes_per_hour.or(lower.new_nodes_per_hour),
+            stats_interval_secs: self.stats_interval_secs.or(lower.stats_interval_secs),
+            consumer: self.consumer.or(lower.consumer),
+            ack_wait_secs: self.ack_wait_secs.or(lower.ack_wait_secs),
+        }
+    }
+
+    /// Reads a TOML file of settings.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            problem: e.message().to_owned(),
+        })
+    }
+
+    /// Validates the merged settings.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, problem: &str| ConfigError::Invalid {
+            key,
+            problem: problem.to_owned(),
+        };
+        let urls: Vec<String> = self
+            .nats_url
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if urls.is_empty() {
+            return Err(invalid(
+                "AGGREGATOR_NATS_URL",
+                "is required (the NATS server the monitors publish to, e.g. tls://hub.example.org:4222)",
+            ));
+        }
+        for url in &urls {
+            let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("nats");
+            if !["nats", "tls", "ws", "wss"].contains(&scheme) {
+                return Err(invalid(
+                    "AGGREGATOR_NATS_URL",
+                    "must use nats://, tls://, ws:// or wss://",
+                ));
+            }
+        }
+        let auth = match (
+            self.nats_user,
+            self.nats_password,
+            self.nats_token,
+            self.nats_creds,
+        ) {
+            (None, None, None, None) => NatsAuth::None,
+            (Some(user), Some(password), None, None) => NatsAuth::UserPassword { user, password },
+            (None, None, Some(token), None) => NatsAuth::Token(token),
+            (None, None, None, Some(path)) => NatsAuth::CredentialsFile(path),
+            (Some(_), None, None, None) => {
+                return Err(invalid(
+                    "AGGREGATOR_NATS_PASSWORD",
+                    "is required with AGGREGATOR_NATS_USER",
+                ))
+            }
+            (None, Some(_), None, None) => {
+                return Err(invalid(
+                    "AGGREGATOR_NATS_USER",
+                    "is required with AGGREGATOR_NATS_PASSWORD",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "AGGREGATOR_NATS_TOKEN",
+                    "set one of user and password, a token, or a credentials file (AGGREGATOR_NATS_CREDS)",
+                ))
+            }
+        };
+        let db_path = self
+            .db_path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+        let key_path = self.key_path.unwrap_or_else(|| {
+            db_path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("aggregator.key")
+        });
+        let retention_days = self.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+        if !(1..=3_650).contains(&retention_days) {
+            return Err(invalid("RETENTION_DAYS", "must be between 1 and 3650"));
+        }
+        let k = self
+            .k_anonymity
+            .unwrap_or(truebit_protocol::stats::DEFAULT_K);
+        if !(2..=1_000).contains(&k) {
+            return Err(invalid("K_ANONYMITY", "must be between 2 and 1000"));
+        }
+        let defaults = Limits::default();
+        let max_age_secs = self
+            .max_report_age_hours
+            .map_or(defaults.max_age_secs, |h| h.saturating_mul(3_600));
+        if max_age_secs == 0 || max_age_secs > u64::from(retention_days) * 86_400 {
+            return Err(invalid(
+                "MAX_REPORT_AGE_HOURS",
+                "must be at least 1 and within RETENTION_DAYS",
+            ));
+        }
+        let max_skew_secs = self.max_clock_skew_secs.unwrap_or(defaults.max_skew_secs);
+        if max_skew_secs > 300 {
+            return Err(invalid("MAX_CLOCK_SKEW_SECS", "must be at most 300"));
+        }
+        let positive = |v: Option<u32>, d: u32, key: &'static str| match v.unwrap_or(d) {
+            0 => Err(invalid(key, "must be at least 1")),
+            n => Ok(n),
+        };
+        let limits = Limits {
+            max_age_secs,
+            max_skew_secs,
+            node_per_hour: positive(
+                self.node_reports_per_hour,
+                defaults.node_per_hour,
+                "NODE_REPORTS_PER_HOUR",
+            )?,
+            global_per_sec: positive(
+                self.global_reports_per_sec,
+                defaults.global_per_sec,
+                "GLOBAL_REPORTS_PER_SEC",
+            )?,
+            new_nodes_per_hour: positive(
+                self.new_nodes_per_hour,
+                defaults.new_nodes_per_hour,
+                "NEW_NODES_PER_HOUR",
+            )?,
+        };
+        let stats_interval = self
+            .stats_interval_secs
+            .unwrap_or(DEFAULT_STATS_INTERVAL_SECS);
+        if !(1..=300).contains(&stats_interval) {
+            return Err(invalid("STATS_INTERVAL_SECS", "must be between 1 and 300"));
+        }
+        let consumer = self.consumer.unwrap_or_else(|| DEFAULT_CONSUMER.to_owned());
+        if consumer.is_empty()
+            || !consumer
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "AGGREGATOR_CONSUMER",
+                "must be letters, digits, - and _ only",
+            ));
+        }
+        let ack_wait = self.ack_wait_secs.unwrap_or(30);
+        if !(1..=3_600).contains(&ack_wait) {
+            return Err(invalid("ACK_WAIT_SECS", "must be between 1 and 3600"));
+        }
+        Ok(Config {
+            nats: NatsConfig {
+                urls,
+                auth,
+                ca_file: self.nats_ca,
+            },
+            db_path,
+            listen: SocketAddr::new(
+                self.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                self.port.unwrap_or(DEFAULT_PORT),
+            ),
+            key_path,
+            retention_days,
+            k,
+            limits,
+            stats_interval: Duration::from_secs(stats_interval),
+            consumer,
+            ack_wait: Duration::from_secs(ack_wait),
+            create_stream: false,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("configuration file {path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+/// How to log in to NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    UserPassword { user: String, password: Secret },
+    Token(Secret),
+    CredentialsFile(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConfig {
+    pub urls: Vec<String>,
+    pub auth: NatsAuth,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub db_path: PathBuf,
+    pub listen: SocketAddr,
+    pub key_path: PathBuf,
+    pub retention_days: u32,
+    pub k: u32,
+    pub limits: Limits,
+    pub stats_interval: Duration,
+    pub consumer: String,
+    pub ack_wait: Duration,
+    /// Create the report stream at start (`--create-stream`).
+    pub create_stream: bool,
+}
+
+/// A commented example configuration file (`--print-example-config`).
+pub const EXAMPLE_CONFIG: &str = r#"# truebit-aggregator configuration (TOML). Every key is optional here; the
+# environment variable in brackets overrides it, and a command-line flag overrides both.
+
+# NATS server(s) the monitors publish to, comma separated [AGGREGATOR_NATS_URL] (required)
+nats_url = "tls://hub.example.org:4222"
+# Log in as the aggregator user of deploy/nats-server.conf [AGGREGATOR_NATS_USER]
+nats_user = "aggregator"
+# Better in the environment than here [AGGREGATOR_NATS_PASSWORD]
+# nats_password = "..."
+# Or a token [AGGREGATOR_NATS_TOKEN] or a credentials file [AGGREGATOR_NATS_CREDS]
+# nats_creds = "/etc/truebit-aggregator/aggregator.creds"
+# Extra CA for the server certificate (PEM) [AGGREGATOR_NATS_CA]
+# nats_ca = "/etc/truebit-aggregator/hub-ca.pem"
+
+# SQLite database [DB_PATH]
+db_path = "aggregator.db"
+# The aggregator's Ed25519 key, created on first start (default: aggregator.key next
+# to the database) [KEY_PATH]
+# key_path = "aggregator.key"
+
+# HTTP server: the statistics API and the public network page [HOST] [PORT]
+host = "127.0.0.1"
+port = 8091
+
+# Days of reports kept [RETENTION_DAYS]
+retention_days = 30
+# Figures and cells fewer than k nodes contributed to are suppressed [K_ANONYMITY]
+k_anonymity = 5
+# Seconds between published statistics [STATS_INTERVAL_SECS]
+stats_interval_secs = 30
+
+# Reports are refused when their window closed more than this many hours ago
+# [MAX_REPORT_AGE_HOURS], or has not closed yet beyond this skew [MAX_CLOCK_SKEW_SECS]
+max_report_age_hours = 168
+max_clock_skew_secs = 30
+# Rate limits [NODE_REPORTS_PER_HOUR] [GLOBAL_REPORTS_PER_SEC] [NEW_NODES_PER_HOUR]
+node_reports_per_hour = 2100
+global_reports_per_sec = 50000
+new_nodes_per_hour = 10000
+
+# JetStream: the durable consumer's name [AGGREGATOR_CONSUMER] and the seconds before
+# an unacknowledged report is delivered again [ACK_WAIT_SECS]
+consumer = "truebit-aggregator"
+ack_wait_secs = 30
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings {
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_no_layer_sets() {
+        let c = base().validate().expect("valid");
+        assert_eq!(c.listen, "127.0.0.1:8091".parse().expect("addr"));
+        assert_eq!(c.db_path, PathBuf::from("aggregator.db"));
+        assert_eq!(c.key_path, PathBuf::from("aggregator.key"));
+        assert_eq!(c.retention_days, 30);
+        assert_eq!(c.k, 5);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.stats_interval, Duration::from_secs(30));
+        assert_eq!(c.nats.auth, NatsAuth::None);
+    }
+
+    #[test]
+    fn a_higher_layer_wins_field_by_field() {
+        let file = Settings {
+            port: Some(1),
+            retention_days: Some(9),
+            ..base()
+        };
+        let env = Settings {
+            port: Some(2),
+            ..Settings::default()
+        };
+        let c = env.over(file).validate().expect("valid");
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.retention_days, 9);
+    }
+
+    #[test]
+    fn validation_errors_name_the_key() {
+        let err = Settings::default().validate().expect_err("no url");
+        assert!(err.to_string().starts_with("AGGREGATOR_NATS_URL:"), "{err}");
+        let err = Settings {
+            k_anonymity: Some(1),
+            ..base()
+        }
+        .validate()
+        .expect_err("k = 1");
+        assert!(err.to_string().starts_with("K_ANONYMITY:"), "{err}");
+        let err = Settings {
+            nats_user: Some("aggregator".into()),
+            ..base()
+        }
+        .validate()
+        .expect_err("user without password");
+        assert!(err.to_string().starts_with("AGGREGATOR_NATS_PASSWORD:"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Settings {
+            nats_user: Some("aggregator".into()),
+            nats_password: Some(Secret::new("hunter2-secret")),
+            ..base()
+        }
+        .validate()
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let s: Settings = toml::from_str(EXAMPLE_CONFIG).expect("example parses");
+        let s = Settings {
+            nats_password: Some(Secret::new("x")),
+            ..s
+        };
+        let c = s.validate().expect("example validates");
+        assert_eq!(c.nats.urls, vec!["tls://hub.example.org:4222".to_owned()]);
+        assert!(toml::from_str::<Settings>("nats_urll = \"x\"").is_err());
+    }
+}

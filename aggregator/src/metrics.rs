@@ -1,0 +1,193 @@
+//! Counters of the ingest and the publisher, shown by `/metrics` (Prometheus text) and
+//! `/api/ingest`. Rejections are counted by reason code.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::gate::Reason;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    received: AtomicU64,
+    accepted: AtomicU64,
+    batches: AtomicU64,
+    store_errors: AtomicU64,
+    stats_published: AtomicU64,
+    stats_errors: AtomicU64,
+    last_stats_window: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    delivery: Mutex<Option<&'static str>>,
+}
+
+/// A snapshot for the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestSnapshot {
+    /// `jetstream`, `core`, or `null` before the feed is open.
+    pub delivery: Option<&'static str>,
+    pub received: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Rejections by reason code.
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+    pub batches: u64,
+    pub store_errors: u64,
+    pub stats_published: u64,
+    pub stats_errors: u64,
+}
+
+impl Metrics {
+    pub fn record_batch(&self, verdicts: &[Result<(), Reason>]) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.received
+            .fetch_add(verdicts.len() as u64, Ordering::Relaxed);
+        let mut accepted = 0;
+        let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        for v in verdicts {
+            match v {
+                Ok(()) => accepted += 1,
+                Err(reason) => *rejected.entry(reason.code()).or_default() += 1,
+            }
+        }
+        self.accepted.fetch_add(accepted, Ordering::Relaxed);
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats_published(&self, window: u64) {
+        self.stats_published.fetch_add(1, Ordering::Relaxed);
+        self.last_stats_window.store(window, Ordering::Relaxed);
+    }
+
+    pub fn stats_error(&self) {
+        self.stats_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_delivery(&self, delivery: &'static str) {
+        *self.delivery.lock().unwrap_or_else(|p| p.into_inner()) = Some(delivery);
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> IngestSnapshot {
+        let rejected_by_reason = self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        IngestSnapshot {
+            delivery: *self.delivery.lock().unwrap_or_else(|p| p.into_inner()),
+            received: self.received.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: rejected_by_reason.values().sum(),
+            rejected_by_reason,
+            batches: self.batches.load(Ordering::Relaxed),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
+            stats_published: self.stats_published.load(Ordering::Relaxed),
+            stats_errors: self.stats_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, db_bytes: u64) -> String {
+        let s = self.snapshot();
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "truebit_aggregator_reports_received_total",
+            "Report messages received.",
+            s.received,
+        );
+        counter(
+            "truebit_aggregator_reports_accepted_total",
+            "Reports verified and stored.",
+            s.accepted,
+        );
+        counter(
+            "truebit_aggregator_batches_total",
+            "Ingest batches committed.",
+            s.batches,
+        );
+        counter(
+            "truebit_aggregator_store_errors_total",
+            "Failed store commits (retried).",
+            s.store_errors,
+        );
+        counter(
+            "truebit_aggregator_stats_published_total",
+            "Signed statistics published.",
+            s.stats_published,
+        );
+        counter(
+            "truebit_aggregator_stats_errors_total",
+            "Statistics computations or publications that failed.",
+            s.stats_errors,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_reports_rejected_total Reports rejected, by reason.\n\
+             # TYPE truebit_aggregator_reports_rejected_total counter"
+        );
+        for (reason, n) in &s.rejected_by_reason {
+            let _ = writeln!(
+                out,
+                "truebit_aggregator_reports_rejected_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_last_stats_window Window of the latest published statistics (Unix seconds).\n\
+             # TYPE truebit_aggregator_last_stats_window gauge\n\
+             truebit_aggregator_last_stats_window {}",
+            self.last_stats_window.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_database_bytes Size of the SQLite database and its WAL.\n\
+             # TYPE truebit_aggregator_database_bytes gauge\n\
+             truebit_aggregator_database_bytes {db_bytes}"
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_counted_by_reason_in_prometheus_text() {
+        let m = Metrics::default();
+        m.record_batch(&[
+            Ok(()),
+            Err(Reason::Duplicate),
+            Err(Reason::Verify("bad_signature")),
+            Err(Reason::Duplicate),
+        ]);
+        let s = m.snapshot();
+        assert_eq!((s.received, s.accepted, s.rejected), (4, 1, 3));
+        let text = m.render(0);
+        assert!(
+            text.contains("truebit_aggregator_reports_rejected_total{reason=\"duplicate\"} 2\n")
+        );
+        assert!(text
+            .contains("truebit_aggregator_reports_rejected_total{reason=\"bad_signature\"} 1\n"));
+        assert!(text.contains("truebit_aggregator_reports_accepted_total 1\n"));
+    }
+}

@@ -1,0 +1,271 @@
+//! The only module that names async-nats: the connection, the report feed (a JetStream
+//! durable pull consumer when a stream covers the report subject, else a core
+//! subscription) and the statistics publisher.
+//!
+//! Replies to the aggregator travel under its own inbox prefix, `_AGGREGATOR_INBOX`:
+//! monitors may read `_INBOX.>`, and a pull consumer hands reports out as replies.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use futures_util::{Stream, StreamExt};
+use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
+
+use crate::config::{NatsAuth, NatsConfig};
+
+/// The aggregator's reply subject prefix (deploy/nats-server.conf lets only it read there).
+pub const INBOX_PREFIX: &str = "_AGGREGATOR_INBOX";
+
+/// The stream `--create-stream` creates.
+pub const STREAM_NAME: &str = "TRUEBIT_REPORTS";
+
+/// Most messages handed to the pipeline at once.
+pub const MAX_BATCH: usize = 2_048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot read the NATS credentials file {path}: {source}")]
+    Credentials {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to NATS at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("NATS: {0}")]
+    Other(String),
+}
+
+fn other(e: impl std::fmt::Display) -> NatsError {
+    NatsError::Other(e.to_string())
+}
+
+fn js_err(e: impl std::fmt::Display) -> NatsError {
+    NatsError::JetStream(e.to_string())
+}
+
+/// A connected client (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Nats {
+    client: async_nats::Client,
+}
+
+impl Nats {
+    /// Connects (retrying in the background if the server is not up yet).
+    pub async fn connect(config: &NatsConfig) -> Result<Nats, NatsError> {
+        let mut options = match &config.auth {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::UserPassword { user, password } => {
+                async_nats::ConnectOptions::with_user_and_password(
+                    user.clone(),
+                    password.expose().to_owned(),
+                )
+            }
+            NatsAuth::Token(token) => {
+                async_nats::ConnectOptions::with_token(token.expose().to_owned())
+            }
+            NatsAuth::CredentialsFile(path) => {
+                async_nats::ConnectOptions::with_credentials_file(path.clone())
+                    .await
+                    .map_err(|source| NatsError::Credentials {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+            }
+        };
+        if let Some(ca) = &config.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        let options = options
+            .custom_inbox_prefix(INBOX_PREFIX)
+            .name("truebit-aggregator")
+            .ignore_discovered_servers()
+            .no_echo()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(10))
+            .request_timeout(Some(Duration::from_secs(10)))
+            .subscription_capacity(65_536)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((250u64 << attempts.min(6)).min(10_000))
+            });
+        let client =
+            options
+                .connect(config.urls.as_slice())
+                .await
+                .map_err(|e| NatsError::Connect {
+                    url: config.urls.join(","),
+                    detail: e.to_string(),
+                })?;
+        Ok(Nats { client })
+    }
+
+    /// Creates the report stream if it does not exist (`--create-stream`).
+    pub async fn create_stream(&self) -> Result<(), NatsError> {
+        let js = jetstream::new(self.client.clone());
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: STREAM_NAME.into(),
+            subjects: vec![REPORT_SUBJECT.into()],
+            storage: jetstream::stream::StorageType::File,
+            max_age: Duration::from_secs(7 * 86_400),
+            duplicate_window: Duration::from_secs(2 * 3_600),
+            max_bytes: 4 * 1024 * 1024 * 1024,
+            max_message_size: 1024 * 1024,
+            discard: jetstream::stream::DiscardPolicy::Old,
+            ..Default::default()
+        })
+        .await
+        .map_err(js_err)?;
+        Ok(())
+    }
+
+    /// The report feed: a durable pull consumer `consumer` on the stream covering the
+    /// report subject if there is one, else a core subscription.
+    pub async fn reports(&self, consumer: &str, ack_wait: Duration) -> Result<Feed, NatsError> {
+        let context = jetstream::new(self.client.clone());
+        let stream_name = match context.stream_by_subject(REPORT_SUBJECT).await {
+            Ok(name) => Some(name),
+            Err(e) => {
+                use jetstream::context::GetStreamByNameErrorKind as K;
+                match e.kind() {
+                    K::NotFound => None,
+                    _ => return Err(js_err(e)),
+                }
+            }
+        };
+        let Some(stream_name) = stream_name else {
+            let sub = self.client.subscribe(REPORT_SUBJECT).await.map_err(other)?;
+            let inner = sub.ready_chunks(MAX_BATCH).map(|messages| Incoming {
+                payloads: messages.into_iter().map(|m| m.payload.to_vec()).collect(),
+                ack: None,
+            });
+            return Ok(Feed {
+                delivery: Delivery::Core,
+                inner: Box::pin(inner),
+            });
+        };
+        let stream = context.get_stream(&stream_name).await.map_err(js_err)?;
+        let consumer = stream
+            .get_or_create_consumer::<pull::Config>(
+                consumer,
+                pull::Config {
+                    durable_name: Some(consumer.to_owned()),
+                    ack_policy: AckPolicy::All,
+                    ack_wait,
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(js_err)?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(MAX_BATCH)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(js_err)?;
+        let inner = messages.ready_chunks(MAX_BATCH).map(|items| {
+            let mut payloads = Vec::with_capacity(items.len());
+            let mut last = None;
+            for item in items {
+                match item {
+                    Ok(message) => {
+                        payloads.push(message.payload.to_vec());
+                        last = Some(message);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "JetStream consumer"),
+                }
+            }
+            Incoming {
+                payloads,
+                ack: last.map(Ack),
+            }
+        });
+        Ok(Feed {
+            delivery: Delivery::JetStream,
+            inner: Box::pin(inner),
+        })
+    }
+
+    /// Publishes signed statistics and waits until the server has them.
+    pub async fn publish_stats(&self, wire: Vec<u8>) -> Result<(), NatsError> {
+        self.client
+            .publish(STATS_SUBJECT, wire.into())
+            .await
+            .map_err(other)?;
+        self.client.flush().await.map_err(other)
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Flushes and closes the connection.
+    pub async fn close(self) {
+        let _ = self.client.flush().await;
+        let _ = self.client.drain().await;
+    }
+}
+
+/// How reports arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// A durable pull consumer: acknowledged after the store commit (at least once).
+    JetStream,
+    /// A plain subscription (at most once).
+    Core,
+}
+
+/// Messages that arrived together, and what acknowledges them all.
+#[derive(Debug)]
+pub struct Incoming {
+    pub payloads: Vec<Vec<u8>>,
+    pub ack: Option<Ack>,
+}
+
+/// Acknowledges a JetStream message and, with the consumer's ack-all policy, every
+/// message delivered before it.
+pub struct Ack(jetstream::Message);
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+impl Ack {
+    /// Acknowledges and waits for the server's confirmation.
+    pub async fn ack(&self) -> Result<(), NatsError> {
+        self.0.double_ack().await.map_err(js_err)
+    }
+}
+
+/// The report feed.
+pub struct Feed {
+    delivery: Delivery,
+    inner: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+impl Feed {
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// The next batch; `None` when the subscription ended.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        self.inner.next().await
+    }
+}
