@@ -46,7 +46,7 @@ pub fn verify_batch(payloads: &[Vec<u8>]) -> (Vec<Report>, Vec<Reason>) {
 struct Verified {
     reports: Arc<Vec<Report>>,
     rejected: Vec<Reason>,
-    ack: Option<Ack>,
+    acks: Vec<Ack>,
 }
 
 /// The ingest task.
@@ -91,7 +91,7 @@ impl Ingest {
                 let verified = Verified {
                     reports: Arc::new(reports),
                     rejected,
-                    ack: incoming.ack,
+                    acks: incoming.acks,
                 };
                 if tx.send(verified).await.is_err() {
                     break;
@@ -121,10 +121,11 @@ impl Ingest {
             };
             verdicts.extend(batch.rejected.into_iter().map(Err));
             metrics.record_batch(&verdicts);
-            if let Some(ack) = batch.ack {
+            for ack in &batch.acks {
                 if let Err(e) = ack.ack().await {
                     // Stored; a redelivery is dropped as a duplicate.
-                    tracing::warn!(error = %e, "cannot acknowledge reports");
+                    tracing::warn!(error = %e, "cannot acknowledge a report");
+                    break;
                 }
             }
         }

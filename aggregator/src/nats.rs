@@ -138,7 +138,7 @@ impl Nats {
             let sub = self.client.subscribe(REPORT_SUBJECT).await.map_err(other)?;
             let inner = sub.ready_chunks(MAX_BATCH).map(|messages| Incoming {
                 payloads: messages.into_iter().map(|m| m.payload.to_vec()).collect(),
-                ack: None,
+                acks: Vec::new(),
             });
             return Ok(Feed {
                 delivery: Delivery::Core,
@@ -151,7 +151,9 @@ impl Nats {
                 consumer,
                 pull::Config {
                     durable_name: Some(consumer.to_owned()),
-                    ack_policy: AckPolicy::All,
+                    // Explicit: with ack-all, a restarted aggregator's first acknowledgement
+                    // would also cover reports the stopped one received but never stored.
+                    ack_policy: AckPolicy::Explicit,
                     ack_wait,
                     max_ack_pending: 100_000,
                     ..Default::default()
@@ -169,20 +171,17 @@ impl Nats {
             .map_err(js_err)?;
         let inner = messages.ready_chunks(MAX_BATCH).map(|items| {
             let mut payloads = Vec::with_capacity(items.len());
-            let mut last = None;
+            let mut acks = Vec::with_capacity(items.len());
             for item in items {
                 match item {
                     Ok(message) => {
                         payloads.push(message.payload.to_vec());
-                        last = Some(message);
+                        acks.push(Ack(message));
                     }
                     Err(e) => tracing::warn!(error = %e, "JetStream consumer"),
                 }
             }
-            Incoming {
-                payloads,
-                ack: last.map(Ack),
-            }
+            Incoming { payloads, acks }
         });
         Ok(Feed {
             delivery: Delivery::JetStream,
@@ -221,15 +220,14 @@ pub enum Delivery {
     Core,
 }
 
-/// Messages that arrived together, and what acknowledges them all.
+/// Messages that arrived together, and (JetStream) their acknowledgements.
 #[derive(Debug)]
 pub struct Incoming {
     pub payloads: Vec<Vec<u8>>,
-    pub ack: Option<Ack>,
+    pub acks: Vec<Ack>,
 }
 
-/// Acknowledges a JetStream message and, with the consumer's ack-all policy, every
-/// message delivered before it.
+/// Acknowledges one JetStream message.
 pub struct Ack(jetstream::Message);
 
 impl std::fmt::Debug for Ack {
@@ -239,9 +237,10 @@ impl std::fmt::Debug for Ack {
 }
 
 impl Ack {
-    /// Acknowledges and waits for the server's confirmation.
+    /// Acknowledges (a report acknowledged but lost on the way is delivered again after
+    /// the ack wait, and then dropped as a duplicate).
     pub async fn ack(&self) -> Result<(), NatsError> {
-        self.0.double_ack().await.map_err(js_err)
+        self.0.ack().await.map_err(js_err)
     }
 }
 

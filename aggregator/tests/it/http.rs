@@ -1,0 +1,171 @@
+//! The HTTP API and page, in-process (tower `oneshot`), over a real store fed directly.
+
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt as _;
+use truebit_aggregator::gate::Limits;
+use truebit_aggregator::http::{router, AppState};
+use truebit_aggregator::metrics::Metrics;
+use truebit_aggregator::publisher::Publisher;
+use truebit_aggregator::store::Store;
+use truebit_protocol::report::Report;
+
+use crate::support::*;
+
+fn publisher(store: &Store, now: u64) -> Publisher {
+    Publisher {
+        store: store.clone(),
+        nats: None,
+        key: test_key(),
+        k: 5,
+        interval: std::time::Duration::from_secs(30),
+        retention_days: 30,
+        clock: fixed_clock(now),
+        metrics: Arc::new(Metrics::default()),
+        latest: Arc::new(RwLock::new(None)),
+        cancel: Default::default(),
+    }
+}
+
+fn reports(nodes: std::ops::RangeInclusive<u32>, windows: &[u64]) -> Vec<Report> {
+    let mut out = Vec::new();
+    for &w in windows {
+        for n in nodes.clone() {
+            let node = SimNode::new(n);
+            let tasks = if n % 2 == 0 {
+                vec![Task::ok(1)]
+            } else {
+                vec![Task::ok(1), Task::ok(137)]
+            };
+            out.push(node.report(w, tasks.len() as u64, &tasks));
+        }
+    }
+    out
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+}
+
+#[tokio::test]
+async fn the_api_serves_the_latest_statistics_history_availability_and_metrics() {
+    let dir = tempdir();
+    let store = Store::open(&dir.path().join("a.db"), Limits::default()).expect("store");
+    let now = NOON + 3 * 300 + 10;
+    let p = publisher(&store, now);
+    let state = AppState {
+        store: store.clone(),
+        metrics: Arc::clone(&p.metrics),
+        latest: Arc::clone(&p.latest),
+        public_key: test_key().public(),
+        k: 5,
+    };
+    let app = router(state);
+
+    let (status, body) = get(&app, "/api/stats").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let batch = reports(1..=8, &[NOON, NOON + 300]);
+    let verdicts = store
+        .ingest(Arc::new(batch.clone()), now)
+        .await
+        .expect("stored");
+    assert!(verdicts.iter().all(Result::is_ok));
+    p.metrics.record_batch(&verdicts);
+    p.publish_once(now).await.expect("published");
+
+    let (status, body) = get(&app, "/api/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["key"], test_key().public().to_string());
+    assert_eq!(v["stats"]["window"], NOON + 600);
+    assert_eq!(v["stats"]["nodes_24h"], 8);
+    assert_eq!(v["stats"]["active_nodes"], 8);
+    assert_eq!(v["stats"]["tasks_24h"]["received"], 24);
+    assert_eq!(v["sig"].as_str().map(str::len), Some(128));
+
+    let (status, body) = get(
+        &app,
+        &format!("/api/stats/history?from={NOON}&to={}", NOON + 600),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    let (status, _) = get(&app, "/api/stats/history?from=9&to=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get(&app, "/api/stats/history?from=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = get(&app, "/api/availability").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["availability"].as_array().map(Vec::len), Some(24));
+    assert_eq!(v["availability"][23]["rate_bp"], 10_000);
+
+    let (status, body) = get(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("truebit_aggregator_reports_accepted_total 16\n"),
+        "{body}"
+    );
+    assert!(body.contains("truebit_aggregator_stats_published_total 1\n"));
+
+    let (status, body) = get(&app, "/health").await;
+    assert_eq!((status, body.contains("\"ok\"")), (StatusCode::OK, true));
+
+    // No node id anywhere, page or API.
+    for uri in [
+        "/",
+        "/api/stats",
+        "/api/availability",
+        "/api/ingest",
+        "/metrics",
+    ] {
+        let (_, body) = get(&app, uri).await;
+        for r in &batch {
+            assert!(!body.contains(&r.node.to_string()), "{uri} shows a node id");
+            assert!(!body.contains(&r.key.to_string()), "{uri} shows a node key");
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_aggregators_that_stored_the_same_reports_publish_the_same_figures() {
+    let dir = tempdir();
+    let now = NOON + 4 * 300 + 10;
+    let all = reports(1..=12, &[NOON, NOON + 300, NOON + 600]);
+    let a = Store::open(&dir.path().join("a.db"), Limits::default()).expect("a");
+    let b = Store::open(&dir.path().join("b.db"), Limits::default()).expect("b");
+    a.ingest(Arc::new(all.clone()), now)
+        .await
+        .expect("a stores");
+    // b gets them in reverse order, in small batches, with a replay.
+    let mut reversed = all.clone();
+    reversed.reverse();
+    for chunk in reversed.chunks(5) {
+        b.ingest(Arc::new(chunk.to_vec()), now)
+            .await
+            .expect("b stores");
+    }
+    let replay = b
+        .ingest(Arc::new(all[..3].to_vec()), now)
+        .await
+        .expect("replay");
+    assert!(replay.iter().all(Result::is_err));
+    let sa = publisher(&a, now).publish_once(now).await.expect("a");
+    let sb = publisher(&b, now).publish_once(now).await.expect("b");
+    assert_eq!(sa.stats_bytes(), sb.stats_bytes());
+    assert_eq!(sa.stats().nodes_24h, Some(12));
+}

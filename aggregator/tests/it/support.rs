@@ -1,0 +1,256 @@
+//! Test support: a real nats-server per test, simulated monitors built on the protocol
+//! crate, and `spawn_app()` starting the aggregator in-process with an injected clock.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use truebit_aggregator::app::{self, Running};
+use truebit_aggregator::config::{Config, Settings};
+use truebit_aggregator::key::AggregatorKey;
+use truebit_aggregator::Clock;
+use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket};
+use truebit_protocol::identity::{HashedId, Salt};
+use truebit_protocol::report::{
+    ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
+    TaskItem,
+};
+use truebit_protocol::sign::SigningKey;
+use truebit_protocol::window::WindowStart;
+
+/// 2024-06-01T12:00:00Z, a window start.
+pub const NOON: u64 = 1_717_243_200;
+
+/// A nats-server of its own (JetStream on), stopped by pid on drop.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    _dir: PathBuf,
+}
+
+fn nats_bin() -> String {
+    let candidates = match std::env::var("TRUEBIT_TEST_NATS_SERVER") {
+        Ok(bin) => vec![bin],
+        Err(_) => vec!["nats-server".into(), "/usr/sbin/nats-server".into()],
+    };
+    for bin in &candidates {
+        if Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return bin.clone();
+        }
+    }
+    panic!("nats-server is not installed: run scripts/test or `apt-get install -y nats-server`")
+}
+
+impl NatsServer {
+    // The child is killed and waited for by `Drop`.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(dir: &Path) -> NatsServer {
+        let dir = dir.join("nats");
+        std::fs::create_dir_all(&dir).expect("nats dir");
+        let log = dir.join("nats.log");
+        let mut child = Command::new(nats_bin())
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.join("js"))
+            .arg("-l")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(file) = std::fs::File::open(&log) {
+                for line in BufReader::new(file).lines().map_while(Result::ok) {
+                    if let Some((_, addr)) = line.split_once("Listening for client connections on ")
+                    {
+                        let port = addr
+                            .trim()
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("a port in the log line");
+                        return NatsServer {
+                            child,
+                            port,
+                            _dir: dir,
+                        };
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nats-server did not start: see {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("test client connects")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        // By pid: this child only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One simulated monitor: a node key and salt, reports signed the monitor's way.
+pub struct SimNode {
+    pub key: SigningKey,
+    salt: Salt,
+    pub continent: Option<Continent>,
+}
+
+/// One finished task of a simulated report.
+#[derive(Clone, Copy, Debug)]
+pub struct Task {
+    pub chain: Option<u64>,
+    pub ok: bool,
+    pub duration: ExecTimeBucket,
+    pub gas: GasBucket,
+    pub memory: MemoryBucket,
+    pub cached: Option<bool>,
+}
+
+impl Task {
+    pub fn ok(chain: u64) -> Task {
+        Task {
+            chain: Some(chain),
+            ok: true,
+            duration: ExecTimeBucket::From1STo5S,
+            gas: GasBucket::From1MTo10M,
+            memory: MemoryBucket::From64To256,
+            cached: Some(false),
+        }
+    }
+}
+
+impl SimNode {
+    pub fn new(seed: u32) -> SimNode {
+        let mut bytes = [7u8; 32];
+        bytes[..4].copy_from_slice(&seed.to_le_bytes());
+        let mut salt = [9u8; 32];
+        salt[..4].copy_from_slice(&seed.to_le_bytes());
+        SimNode {
+            key: SigningKey::from_bytes(&bytes),
+            salt: Salt::from_bytes(salt),
+            continent: None,
+        }
+    }
+
+    pub fn report(&self, window: u64, received: u64, tasks: &[Task]) -> Report {
+        let w = WindowStart::new(window).expect("a window start");
+        let mut r = Report::for_key(&self.key.verifying_key(), w, Level::Full);
+        r.continent = self.continent;
+        r.status = NodeStatus {
+            state: NodeState::Up,
+            ..NodeStatus::UNKNOWN
+        };
+        let mut items: Vec<TaskItem> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TaskItem {
+                id: HashedId::derive(&self.salt, &format!("exec-{window}-{i}")),
+                chain: t.chain.and_then(ChainId::new),
+                outcome: if t.ok {
+                    Outcome::Completed
+                } else {
+                    Outcome::Failed
+                },
+                duration: t.duration,
+                gas: t.gas,
+                memory: t.memory,
+                cached: t.cached,
+            })
+            .collect();
+        items.sort_by_key(|t| t.id);
+        r.counts.received = received;
+        r.counts.completed = tasks.iter().filter(|t| t.ok).count() as u64;
+        r.counts.failed = tasks.iter().filter(|t| !t.ok).count() as u64;
+        r.invoices = items
+            .iter()
+            .map(|t| InvoiceItem {
+                id: t.id,
+                op: Operation::Charge,
+                steps: StepsBucket::From1MTo10M,
+            })
+            .collect();
+        r.tasks = items;
+        r
+    }
+
+    pub fn sign(&self, report: &Report) -> Vec<u8> {
+        truebit_protocol::privacy::validate_report(report)
+            .expect("a valid report")
+            .sign(&self.key)
+            .expect("signs")
+            .to_wire()
+    }
+
+    pub fn wire(&self, window: u64, received: u64, tasks: &[Task]) -> Vec<u8> {
+        self.sign(&self.report(window, received, tasks))
+    }
+}
+
+/// What a test may change in the aggregator's configuration.
+pub fn config(dir: &Path, nats_url: &str) -> Config {
+    let mut c = Settings {
+        nats_url: Some(nats_url.to_owned()),
+        db_path: Some(dir.join("agg/aggregator.db")),
+        stats_interval_secs: Some(1),
+        ack_wait_secs: Some(1),
+        ..Settings::default()
+    }
+    .validate()
+    .expect("test config");
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    c
+}
+
+pub fn fixed_clock(now: u64) -> Clock {
+    Clock::new(move || now)
+}
+
+pub fn test_key() -> AggregatorKey {
+    AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]))
+}
+
+/// Starts the aggregator in-process (HTTP on 127.0.0.1:0).
+pub async fn spawn_app(config: Config, clock: Clock) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    app::start(config, listener, test_key(), clock)
+        .await
+        .expect("the aggregator starts")
+}
+
+/// Polls `f` until it is true, for at most `secs`.
+pub async fn wait_until(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn tempdir() -> TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
