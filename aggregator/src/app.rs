@@ -19,7 +19,7 @@ use crate::ingest::Ingest;
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::{Delivery, Nats};
-use crate::publisher::{Latest, Publisher};
+use crate::publisher::{Latest, Published, Publisher};
 use crate::store::Store;
 use crate::Clock;
 
@@ -64,7 +64,10 @@ pub async fn start(
     let cancel = CancellationToken::new();
     if let Some(wire) = store.latest_stats().await? {
         if let Ok(signed) = truebit_protocol::sign::SignedStats::from_wire(&wire) {
-            *latest.write().unwrap_or_else(|p| p.into_inner()) = Some(signed);
+            *latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Published {
+                signed,
+                hourly: Vec::new(),
+            });
         }
     }
 

@@ -11,12 +11,20 @@ use truebit_protocol::sign::SignedStats;
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
-use crate::stats::{compute, latest_closed_window, period_start_hour};
+use crate::stats::{compute, hourly_tasks, latest_closed_window, period_start_hour, HourTasks};
 use crate::store::Store;
 use crate::Clock;
 
-/// The newest signed statistics, shared with the HTTP handlers.
-pub type Latest = Arc<RwLock<Option<SignedStats>>>;
+/// The newest signed statistics (and, for the page, tasks per hour), shared with the
+/// HTTP handlers.
+pub type Latest = Arc<RwLock<Option<Published>>>;
+
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub signed: SignedStats,
+    /// Empty until the first computation after a start.
+    pub hourly: Vec<HourTasks>,
+}
 
 #[derive(Debug)]
 pub struct Publisher {
@@ -68,13 +76,19 @@ impl Publisher {
             .stats_input(window.as_secs(), period_start_hour(window))
             .await?;
         let k = self.k;
-        let stats = tokio::task::spawn_blocking(move || compute(&input, window, k)).await?;
+        let (stats, hourly) = tokio::task::spawn_blocking(move || {
+            (compute(&input, window, k), hourly_tasks(&input, window, k))
+        })
+        .await?;
         let signed = stats.sign(self.key.signing_key())?;
         let wire = signed.to_wire();
         self.store
             .save_stats(window.as_secs(), wire.clone())
             .await?;
-        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(signed.clone());
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Published {
+            signed: signed.clone(),
+            hourly,
+        });
         if let Some(nats) = &self.nats {
             nats.publish_stats(wire).await?;
         }

@@ -131,6 +131,44 @@ pub fn compute(input: &StatsInput, window: WindowStart, k: u32) -> NetworkStats 
     stats
 }
 
+/// Tasks finished in one hour of the period (the page's chart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HourTasks {
+    pub hour: u64,
+    /// `None` when fewer than k nodes completed tasks in the hour.
+    pub completed: Option<u64>,
+    /// `None` when fewer than k nodes failed tasks in the hour.
+    pub failed: Option<u64>,
+}
+
+/// Completed and failed tasks per hour of the period, each figure k-anonymous.
+pub fn hourly_tasks(input: &StatsInput, window: WindowStart, k: u32) -> Vec<HourTasks> {
+    let kk = k as usize;
+    let start = period_start_hour(window);
+    let last_hour = window.as_secs() - window.as_secs() % 3_600;
+    // hour -> (completed, completing nodes, failed, failing nodes)
+    let mut hours: BTreeMap<u64, (u64, usize, u64, usize)> = BTreeMap::new();
+    for &(hour, _, _, completed, failed) in &input.node_hours {
+        let e = hours.entry(hour).or_default();
+        e.0 += completed;
+        e.1 += usize::from(completed > 0);
+        e.2 += failed;
+        e.3 += usize::from(failed > 0);
+    }
+    let mut out = Vec::new();
+    let mut hour = start;
+    while hour <= last_hour {
+        let (c, cn, f, fnodes) = hours.get(&hour).copied().unwrap_or_default();
+        out.push(HourTasks {
+            hour,
+            completed: k_figure(c, cn, kk),
+            failed: k_figure(f, fnodes, kk),
+        });
+        hour += 3_600;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +251,23 @@ mod tests {
         assert_eq!(stats.distributions.chain.get("137"), None);
         assert_eq!(stats.distributions.chain.get("1"), None);
         assert_eq!(stats.distributions.chain.get("other"), Some(&62));
+    }
+
+    #[test]
+    fn hourly_tasks_are_suppressed_below_k_nodes() {
+        let inp = input(5, 2, &[]);
+        let hours = hourly_tasks(&inp, w(NOON + 300), 5);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(
+            hours[23],
+            HourTasks {
+                hour: NOON,
+                completed: Some(10),
+                failed: None,
+            }
+        );
+        let few = hourly_tasks(&input(4, 2, &[]), w(NOON + 300), 5);
+        assert_eq!(few[23].completed, None);
     }
 
     #[test]

@@ -127,7 +127,8 @@ fn latest(state: &AppState) -> Option<SignedStats> {
         .latest
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .clone()
+        .as_ref()
+        .map(|p| p.signed.clone())
 }
 
 async fn latest_stats(State(state): State<AppState>) -> Result<Response, ApiError> {
