@@ -27,6 +27,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "federation: identity, settings, outbox, report log",
         sql: super::federation::MIGRATION,
     },
+    Migration {
+        name: "settings: retention set from the dashboard",
+        sql: super::settings::MIGRATION,
+    },
 ];
 
 /// The schema version this build writes.
