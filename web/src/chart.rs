@@ -14,7 +14,7 @@ const W: f64 = 720.0;
 const H: f64 = 240.0;
 const LEFT: f64 = 52.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 14.0;
+const TOP: f64 = 24.0;
 const BOTTOM: f64 = 30.0;
 
 /// Escapes text for SVG/HTML content and attributes.
@@ -75,6 +75,9 @@ pub struct BarChart {
     pub label_every: usize,
     /// What an all-zero chart says.
     pub empty: String,
+    /// Width of the drawing in SVG units (0: 720). Text keeps its size in these units,
+    /// so a chart shown in a narrow column reads better with a smaller width.
+    pub width: f64,
 }
 
 impl BarChart {
@@ -98,17 +101,18 @@ impl BarChart {
     pub fn render(&self) -> Svg {
         let n = self.labels.len();
         let max = (0..n).map(|i| self.total(i)).fold(0.0, f64::max);
-        let mut out = open(&self.title);
+        let w = width(self.width);
+        let mut out = open(&self.title, w);
         let ticks = nice_ticks(max);
         let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
         let plot_h = H - TOP - BOTTOM;
-        let plot_w = W - LEFT - RIGHT;
+        let plot_w = w - LEFT - RIGHT;
         let y = |v: f64| TOP + plot_h - v / top * plot_h;
         for t in &ticks {
             let _ = write!(
                 out,
                 r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                W - RIGHT,
+                w - RIGHT,
                 y(*t),
                 y(*t),
                 LEFT - 6.0,
@@ -119,7 +123,7 @@ impl BarChart {
         let _ = write!(
             out,
             r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
-            TOP - 2.0,
+            TOP - 12.0,
             esc(&self.unit)
         );
         if n == 0 || max <= 0.0 {
@@ -182,7 +186,7 @@ impl BarChart {
         let _ = write!(
             out,
             r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></svg>"#,
-            W - RIGHT,
+            w - RIGHT,
             y(0.0),
             y(0.0)
         );
@@ -205,8 +209,11 @@ pub struct Segment {
 pub struct Timeline {
     pub title: String,
     pub segments: Vec<Segment>,
-    /// `(position 0..1, label)`.
+    /// `(position 0..1, label)`, in order: a line at each position, the label centred on
+    /// the span up to the next one (e.g. day boundaries labelled with their day).
     pub ticks: Vec<(f64, String)>,
+    /// Width in SVG units (0: 720).
+    pub width: f64,
 }
 
 impl Timeline {
@@ -214,9 +221,10 @@ impl Timeline {
         const TH: f64 = 84.0;
         const BAND_TOP: f64 = 8.0;
         const BAND_H: f64 = 44.0;
-        let plot_w = W - 2.0 * RIGHT;
+        let w = width(self.width);
+        let plot_w = w - 2.0 * RIGHT;
         let mut out = format!(
-            r#"<svg class="chart timeline" viewBox="0 0 {W} {TH}" role="img" aria-label="{}" preserveAspectRatio="xMidYMid meet"><title>{}</title>"#,
+            r#"<svg class="chart timeline" viewBox="0 0 {w} {TH}" role="img" aria-label="{}" preserveAspectRatio="xMidYMid meet"><title>{}</title>"#,
             esc(&self.title),
             esc(&self.title)
         );
@@ -238,16 +246,26 @@ impl Timeline {
                 ((b - a) * plot_w).max(0.8)
             );
         }
-        for (pos, label) in &self.ticks {
-            let x = RIGHT + pos.clamp(0.0, 1.0) * plot_w;
+        // A line at each tick; its label centred on the span up to the next tick (or the
+        // end), when there is room for it.
+        for (i, (pos, label)) in self.ticks.iter().enumerate() {
+            let a = pos.clamp(0.0, 1.0);
+            let b = self.ticks.get(i + 1).map_or(1.0, |t| t.0.clamp(0.0, 1.0));
+            let x = RIGHT + a * plot_w;
             let _ = write!(
                 out,
-                r#"<line class="axis" x1="{x:.1}" x2="{x:.1}" y1="{BAND_TOP}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="start">{}</text>"#,
-                BAND_TOP + BAND_H + 6.0,
-                x + 3.0,
-                BAND_TOP + BAND_H + 20.0,
-                esc(label)
+                r#"<line class="axis" x1="{x:.1}" x2="{x:.1}" y1="{BAND_TOP}" y2="{:.1}"/>"#,
+                BAND_TOP + BAND_H + 6.0
             );
+            if (b - a) * plot_w >= 34.0 {
+                let _ = write!(
+                    out,
+                    r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                    RIGHT + (a + b) / 2.0 * plot_w,
+                    BAND_TOP + BAND_H + 20.0,
+                    esc(label)
+                );
+            }
         }
         out.push_str("</svg>");
         Svg(out)
@@ -268,6 +286,8 @@ pub struct LineChart {
     /// Fixed top of the y axis (e.g. 100 for percentages); else from the data.
     pub max: Option<f64>,
     pub empty: String,
+    /// Width in SVG units (0: 720).
+    pub width: f64,
 }
 
 impl LineChart {
@@ -291,7 +311,8 @@ impl LineChart {
         let ticks = nice_ticks(self.max.unwrap_or(data_max));
         let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
         let plot_h = H - TOP - BOTTOM;
-        let plot_w = W - LEFT - RIGHT;
+        let w = width(self.width);
+        let plot_w = w - LEFT - RIGHT;
         let y = |v: f64| TOP + plot_h - v / top * plot_h;
         let x = |i: usize| {
             if n <= 1 {
@@ -300,12 +321,12 @@ impl LineChart {
                 LEFT + plot_w * i as f64 / (n - 1) as f64
             }
         };
-        let mut out = open(&self.title);
+        let mut out = open(&self.title, w);
         for t in &ticks {
             let _ = write!(
                 out,
                 r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                W - RIGHT,
+                w - RIGHT,
                 y(*t),
                 y(*t),
                 LEFT - 6.0,
@@ -316,7 +337,7 @@ impl LineChart {
         let _ = write!(
             out,
             r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
-            TOP - 2.0,
+            TOP - 12.0,
             esc(&self.unit)
         );
         let any = self
@@ -396,7 +417,7 @@ impl LineChart {
         let _ = write!(
             out,
             r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></svg>"#,
-            W - RIGHT,
+            w - RIGHT,
             y(0.0),
             y(0.0)
         );
@@ -404,9 +425,17 @@ impl LineChart {
     }
 }
 
-fn open(title: &str) -> String {
+fn width(w: f64) -> f64 {
+    if w > 0.0 {
+        w
+    } else {
+        W
+    }
+}
+
+fn open(title: &str, w: f64) -> String {
     format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{}" preserveAspectRatio="xMidYMid meet"><title>{}</title>"#,
+        r#"<svg class="chart" viewBox="0 0 {w} {H}" role="img" aria-label="{}" preserveAspectRatio="xMidYMid meet"><title>{}</title>"#,
         esc(title),
         esc(title)
     )
@@ -463,6 +492,7 @@ mod tests {
             ],
             label_every: 1,
             empty: "No tasks yet".into(),
+            width: 0.0,
         }
     }
 
@@ -523,6 +553,7 @@ mod tests {
                 title: "down 6 h".into(),
             }],
             ticks: vec![(0.0, "Mon".into())],
+            width: 0.0,
         };
         let svg = t.render().0;
         let plot_w = W - 2.0 * RIGHT;
@@ -549,6 +580,7 @@ mod tests {
             label_every: 1,
             max: None,
             empty: "none".into(),
+            width: 0.0,
         };
         let svg = c.render().0;
         assert_eq!(svg.matches(" M").count() + svg.matches("\"M").count(), 2);

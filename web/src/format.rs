@@ -42,10 +42,12 @@ pub fn percent(rate: Option<f64>) -> String {
     }
 }
 
-/// Large figures in short form: `950`, `12.3K`, `4.5M`, `1.2B`.
+/// Large figures in short form: `950`, `12.3K`, `4.5M`, `1.2B`, `3.4T`.
 pub fn compact(v: f64) -> String {
     let a = v.abs();
-    let (div, suffix) = if a >= 1e9 {
+    let (div, suffix) = if a >= 1e12 {
+        (1e12, "T")
+    } else if a >= 1e9 {
         (1e9, "B")
     } else if a >= 1e6 {
         (1e6, "M")
@@ -247,6 +249,7 @@ mod tests {
         assert_eq!(compact(4_500_000.0), "4.5M");
         assert_eq!(compact(250_000_000.0), "250M");
         assert_eq!(compact(2.5), "2.5");
+        assert_eq!(compact(12_266_629_224_967.0), "12.3T");
     }
 
     #[test]

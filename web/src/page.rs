@@ -160,7 +160,9 @@ pub struct Period {
     pub executing: String,
     pub received: String,
     pub success_rate: String,
+    /// Short form (`12.3B`); the exact figure is in `earned_exact`.
     pub earned: String,
+    pub earned_exact: String,
     pub invoices: String,
 }
 
@@ -274,6 +276,19 @@ pub struct LogRow {
     pub execution_id: Option<String>,
     pub short_id: String,
     pub message: String,
+    /// The start of a long message (the table shows it; the rest opens on demand).
+    pub head: Option<String>,
+}
+
+/// Characters of a message shown before "more" in log tables.
+pub const MESSAGE_HEAD: usize = 240;
+
+impl LogRow {
+    /// The head of `message` if it is longer than [`MESSAGE_HEAD`] characters.
+    pub fn head_of(message: &str) -> Option<String> {
+        (message.chars().count() > MESSAGE_HEAD)
+            .then(|| message.chars().take(MESSAGE_HEAD).collect::<String>() + "…")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 (function () {
   "use strict";
   var MAX_ROWS = 500;
+  var HEAD = 240; // characters shown before "more", as on the server (MESSAGE_HEAD)
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -59,7 +60,7 @@
     function row(e) {
       var tr = el("tr", "new lvl-" + (e.level || "none"));
       tr.setAttribute("data-id", String(e.id));
-      var td = el("td");
+      var td = el("td", "when");
       var t = el("time", null, isoOf(e.time_ns).replace("T", " ").replace("Z", ""));
       t.setAttribute("datetime", isoOf(e.time_ns));
       t.setAttribute("data-local", "");
@@ -77,7 +78,17 @@
         td.appendChild(a);
       }
       tr.appendChild(td);
-      tr.appendChild(el("td", "msg", e.message));
+      var msg = String(e.message || "");
+      if (msg.length > HEAD) {
+        var cell = el("td", "msg");
+        var details = el("details");
+        details.appendChild(el("summary", null, msg.slice(0, HEAD) + "…"));
+        details.appendChild(document.createTextNode(msg));
+        cell.appendChild(details);
+        tr.appendChild(cell);
+      } else {
+        tr.appendChild(el("td", "msg", msg));
+      }
       return tr;
     }
 

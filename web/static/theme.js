@@ -21,9 +21,10 @@
       var d = new Date(nodes[i].getAttribute("datetime"));
       if (!isNaN(d.getTime())) {
         nodes[i].title = nodes[i].getAttribute("datetime");
+        var sameYear = d.getFullYear() === new Date().getFullYear();
         nodes[i].textContent = d.toLocaleString(undefined, {
-          year: "numeric", month: "short", day: "numeric",
-          hour: "2-digit", minute: "2-digit", second: "2-digit"
+          year: sameYear ? undefined : "numeric", month: "short", day: "numeric",
+          hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
         });
       }
     }

@@ -324,12 +324,17 @@ impl AppState {
 
     /// Refuses a browser request sent from another site (`Sec-Fetch-Site`, `Origin`).
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        // Browsers set `Sec-Fetch-Site` themselves (scripts cannot); when present it
+        // decides. Form posts may carry `Origin: null` (the referrer policy), so the
+        // Origin header is only the fallback for browsers without it.
         if let Some(site) = headers.get("sec-fetch-site") {
-            if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-                return Err(ApiError::Csrf {
+            return if matches!(site.to_str(), Ok("same-origin" | "none")) {
+                Ok(())
+            } else {
+                Err(ApiError::Csrf {
                     reason: "the request came from another site",
-                });
-            }
+                })
+            };
         }
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());

@@ -192,7 +192,7 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::REFERRER_POLICY, "same-origin");
     set(
         HeaderName::from_static("cross-origin-opener-policy"),
         "same-origin",

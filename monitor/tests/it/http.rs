@@ -1115,7 +1115,7 @@ async fn security_headers_are_on_every_answer() {
         );
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{uri}");
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
         assert_eq!(r.header("x-frame-options"), Some("DENY"));
         assert_eq!(r.header("cache-control"), Some("no-store"));
         assert_eq!(

@@ -35,7 +35,6 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         .await?;
     let mut pay = vec![0.0; DAYS as usize];
     let mut charge = vec![0.0; DAYS as usize];
-    let mut penalty = vec![0.0; DAYS as usize];
     let (mut total_earned, mut total_invoices, mut total_penalty) = (0.0, 0_u64, 0.0);
     for d in &days {
         let Some(i) = usize::try_from(d.day - first_day)
@@ -50,10 +49,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         for o in &d.operations {
             match o.operation.as_str() {
                 "charge" => charge[i] += o.value,
-                "penalty" => {
-                    penalty[i] += o.value;
-                    total_penalty += o.value;
-                }
+                "penalty" => total_penalty += o.value,
                 _ => {}
             }
         }
@@ -64,20 +60,14 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         unit: "gas units".into(),
         labels: day_ns.iter().map(|t| format::day_label(*t)).collect(),
         hover_labels: vec![],
-        series: vec![
-            Series {
-                name: "earned (pay)".into(),
-                class: "s-pay",
-                values: pay,
-            },
-            Series {
-                name: "penalties".into(),
-                class: "s-penalty",
-                values: penalty,
-            },
-        ],
+        series: vec![Series {
+            name: "earned (pay)".into(),
+            class: "s-pay",
+            values: pay,
+        }],
         label_every: 5,
         empty: "No invoices in the last 30 days".into(),
+        width: 0.0,
     };
     let card = |key: &'static str, label: &str, value: String, detail: &str| Card {
         label: label.to_owned(),

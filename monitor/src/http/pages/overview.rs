@@ -19,6 +19,10 @@ use crate::store::{NodeStatus, Task};
 /// A log line older than this makes the "last log line" card a warning.
 const QUIET_NS: i64 = 10 * 60 * 1_000_000_000;
 const RECENT_TASKS: usize = 10;
+/// The execution-time buckets' labels, short enough for a half-width chart.
+const SHORT_ELAPSED: [&str; 8] = [
+    "<0.1s", "0.1-0.5s", "0.5-1s", "1-5s", "5-10s", "10-30s", "30s-1m", ">1m",
+];
 
 struct Data {
     node: NodeStatus,
@@ -86,7 +90,8 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
                 executing: format::thousands(c.executing),
                 received: format::thousands(c.received),
                 success_rate: format::percent(c.success_rate()),
-                earned: gas_value(earned_total),
+                earned: format::compact(earned_total),
+                earned_exact: gas_value(earned_total),
                 invoices: format::thousands(i64::try_from(invoices).unwrap_or(i64::MAX)),
             }
         };
@@ -299,6 +304,7 @@ fn hourly_chart(stats: &TaskStats, first_hour: i64) -> ChartView {
         ],
         label_every: 3,
         empty: "No tasks in the last 24 hours".into(),
+        width: 0.0,
     };
     ChartView {
         legend: chart.legend(),
@@ -323,8 +329,8 @@ fn exec_time_chart(stats: &TaskStats) -> ChartView {
     let chart = BarChart {
         title: "Execution time of the last 24 hours' tasks".into(),
         unit: "tasks".into(),
-        labels: ELAPSED_BUCKETS.iter().map(|s| (*s).to_owned()).collect(),
-        hover_labels: vec![],
+        labels: SHORT_ELAPSED.iter().map(|s| (*s).to_owned()).collect(),
+        hover_labels: ELAPSED_BUCKETS.iter().map(|s| (*s).to_owned()).collect(),
         series: vec![Series {
             name: "tasks".into(),
             class: "s-info",
@@ -332,6 +338,7 @@ fn exec_time_chart(stats: &TaskStats) -> ChartView {
         }],
         label_every: 1,
         empty: "No measured executions in the last 24 hours".into(),
+        width: 520.0,
     };
     let caption = if n > 0 {
         format!(
@@ -388,6 +395,7 @@ fn availability_chart(u: &Uptime) -> ChartView {
         title: "Container up (green), down (red) or unknown (grey) over the last 7 days".into(),
         segments,
         ticks,
+        width: 440.0,
     };
     let known = u.uptime_seconds + u.downtime_seconds;
     let caption = if known > 0.0 {

@@ -80,6 +80,7 @@ pub fn log_row(e: &StoredEntry) -> LogRow {
             .map(format::short_id)
             .unwrap_or_default(),
         message: e.message.clone(),
+        head: LogRow::head_of(&e.message),
     }
 }
 
