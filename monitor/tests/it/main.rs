@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod deploy;
 mod docker;
 mod federation;
