@@ -452,3 +452,95 @@ pub struct SettingsPage {
     pub database: Vec<Metric>,
     pub session_expires: Option<Stamp>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let mut l = Layout::new("Logs", "logs", "csrf123");
+        l.notices.push(Notice::new("warn", "Docker is <down>"));
+        l
+    }
+
+    fn row(message: &str) -> LogRow {
+        LogRow {
+            id: 7,
+            at: Stamp::of_ns(1_763_719_503_000_000_000),
+            level: "error".into(),
+            level_class: "bad",
+            kind: "log".into(),
+            execution_id: Some("0b5e5cf1-2a3b".into()),
+            short_id: "0b5e5cf1…".into(),
+            message: message.into(),
+            head: LogRow::head_of(message),
+        }
+    }
+
+    fn logs(rows: Vec<LogRow>, live: bool) -> String {
+        LogsPage {
+            layout: Layout { live, ..layout() },
+            levels: Choice::list(&["error", "warn"], "error"),
+            kinds: Choice::list(&["log", "raw"], ""),
+            level: "error".into(),
+            kind: String::new(),
+            q: "\"><x".into(),
+            execution_id: String::new(),
+            rows,
+            pager: Pager::default(),
+            live,
+            error: None,
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"))
+    }
+
+    #[test]
+    fn node_text_is_escaped_everywhere() {
+        let html = logs(vec![row("<script>alert(1)</script>")], true);
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+        assert!(html.contains("Docker is &#60;down&#62;"));
+        assert!(html.contains(r#"data-q="&#34;&#62;&#60;x""#));
+    }
+
+    #[test]
+    fn the_layout_marks_the_current_page_and_carries_the_csrf_token() {
+        let html = logs(vec![], true);
+        assert!(html.contains(r#"<a href="/logs" aria-current="page">Logs</a>"#));
+        assert_eq!(html.matches("aria-current").count(), 1);
+        assert!(html.contains(r#"name="csrf_token" value="csrf123""#));
+        assert!(html.contains(&asset::url("live.js")));
+        assert!(html.contains(r#"<option value="error" selected>error</option>"#));
+        assert!(html.contains("No matching entries yet"));
+        // Only the first page loads the live script.
+        assert!(!logs(vec![], false).contains("live.js"));
+    }
+
+    #[test]
+    fn long_messages_fold_after_their_head() {
+        let long = "x".repeat(MESSAGE_HEAD + 10);
+        let html = logs(vec![row(&long)], true);
+        let head = format!("<summary>{}…</summary>", "x".repeat(MESSAGE_HEAD));
+        assert!(html.contains(&head));
+        assert!(html.contains(&long));
+        assert!(logs(vec![row("short")], true).contains(">short</td>"));
+    }
+
+    #[test]
+    fn the_login_page_has_no_navigation_and_shows_its_error() {
+        let html = LoginPage {
+            layout: Layout::new("Log in", "", ""),
+            error: Some("Wrong password.".into()),
+            next: "/tasks".into(),
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"));
+        assert!(!html.contains("aria-label=\"Main\""));
+        assert!(!html.contains("Log out"));
+        assert!(html.contains(
+            r#"<div class="notice error" role="alert" id="login-error">Wrong password.</div>"#
+        ));
+        assert!(html.contains(r#"name="next" value="/tasks""#));
+    }
+}

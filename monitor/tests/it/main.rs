@@ -9,5 +9,6 @@ mod federation;
 mod file;
 mod http;
 mod import;
+mod pages;
 mod parser;
 mod store;

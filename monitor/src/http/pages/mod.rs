@@ -50,6 +50,21 @@ pub fn router() -> Router<AppState> {
         .route("/settings/password", post(settings::password))
         .route("/settings/retention", post(settings::retention))
         .route("/static/{name}", get(asset))
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// Adds `Server-Timing: app;dur=…` (milliseconds spent producing the page), which a
+/// browser's developer tools show and benchmarks read.
+async fn server_timing(req: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("server-timing"), v);
+    }
+    response
 }
 
 /// The operator, logged in with the password (a session cookie).
