@@ -51,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/settings/retention", post(settings::retention))
         .route("/static/{name}", get(asset))
         .layer(axum::middleware::from_fn(server_timing))
+        // Pages and their assets are text: gzip when the browser accepts it.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
 }
 
 /// Adds `Server-Timing: app;dur=…` (milliseconds spent producing the page), which a
@@ -349,6 +351,10 @@ async fn login_page(State(s): State<AppState>, req: Request) -> PageResult {
 #[serde(deny_unknown_fields)]
 struct LoginForm {
     password: String,
+    /// The hidden user name field password managers look for; there is one operator.
+    #[serde(default)]
+    #[allow(dead_code)]
+    username: Option<String>,
     #[serde(default)]
     next: Option<String>,
 }

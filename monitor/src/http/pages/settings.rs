@@ -203,6 +203,10 @@ pub async fn revoke_key(
 #[serde(deny_unknown_fields)]
 pub struct PasswordForm {
     csrf_token: String,
+    /// The hidden user name field for password managers (there is one operator).
+    #[serde(default)]
+    #[allow(dead_code)]
+    username: Option<String>,
     current: String,
     new: String,
     confirm: String,
