@@ -199,18 +199,55 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// One HTTP/1.1 GET on a fresh connection, outside the browser; returns the status.
+/// One HTTP/1.1 request on a fresh connection, outside the browser: status and body. Reads
+/// exactly `Content-Length` bytes (chromedriver keeps connections open), within 10 s.
+async fn http(addr: SocketAddr, request_head: &str, body: &str) -> (u16, String) {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!(
+            "{request_head}\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        if k.eq_ignore_ascii_case("content-length") {
+                            v.trim().parse::<usize>().ok()
+                        } else {
+                            None
+                        }
+                    })
+                    .unwrap_or(0);
+                if rest.len() >= length {
+                    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+                    return (status, rest.to_owned());
+                }
+            }
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed mid-answer: {text}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer from {addr} to {request_head} within 10 s"))
+}
+
+/// A GET with an optional bearer key; the status.
 async fn http_status(addr: SocketAddr, path: &str, bearer: Option<&str>) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = bearer
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .map(|k| format!("\r\nAuthorization: Bearer {k}"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
-    let text = String::from_utf8_lossy(&out);
-    text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    http(addr, &format!("GET {path} HTTP/1.1{auth}"), "")
+        .await
+        .0
 }
 
 // ---- the browser ----------------------------------------------------------------------
@@ -220,6 +257,9 @@ struct Browser {
     client: Client,
     base: String,
     shots: PathBuf,
+    /// chromedriver's port and the session, for the console log.
+    driver: u16,
+    session: String,
     _driver: Chromedriver,
     _profile: tempfile::TempDir,
 }
@@ -252,18 +292,52 @@ impl Browser {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), chrome);
+        // The console (script errors, CSP violations) is read back with `console_errors`.
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", driver.port))
             .await
             .expect("a Chromium session through chromedriver");
-        Browser {
+        let session = client
+            .session_id()
+            .await
+            .expect("session id")
+            .expect("a session");
+        let b = Browser {
             client,
             base,
             shots,
+            driver: driver.port,
+            session,
             _driver: driver,
             _profile: profile,
-        }
+        };
+        b.viewport(WIDTH, HEIGHT).await;
+        let inner = b.js("return [window.innerWidth, window.innerHeight]").await;
+        assert_eq!(inner, json!([WIDTH, HEIGHT]), "the desktop viewport");
+        b
+    }
+
+    /// Messages of level SEVERE on the browser console since the last call (script
+    /// errors, CSP violations, failed loads), read from chromedriver's log endpoint.
+    async fn console_errors(&self) -> Vec<String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.driver).into();
+        let head = format!(
+            "POST /session/{}/se/log HTTP/1.1\r\nContent-Type: application/json",
+            self.session
+        );
+        let (_, text) = http(addr, &head, r#"{"type":"browser"}"#).await;
+        let json = text.as_str();
+        let v: Value = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("chromedriver log answer ({e}): {text}"));
+        v["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("chromedriver log answer: {v}"))
+            .iter()
+            .filter(|e| e["level"] == json!("SEVERE"))
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     async fn close(self) {
@@ -410,6 +484,11 @@ impl Browser {
             .js("return Array.from(document.styleSheets).some(s => s.href && s.href.includes('/static/') && s.cssRules.length > 0)")
             .await;
         assert_eq!(css, json!(true), "{page}: the stylesheet did not load");
+        let errors = self.console_errors().await;
+        assert!(
+            errors.is_empty(),
+            "{page}: errors on the browser console (script errors, CSP violations): {errors:#?}"
+        );
     }
 
     /// The phone viewport (390 × 844 CSS pixels) or back to the desktop one.
@@ -418,6 +497,38 @@ impl Browser {
             .set_window_size(width, height)
             .await
             .expect("window size");
+        // The window includes the (invisible) browser frame: grow it by the difference.
+        let v = self
+            .js("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
+            .await;
+        let extra = |i: usize| u32::try_from(v[i].as_i64().unwrap_or(0).max(0)).unwrap_or(0);
+        if extra(0) > 0 || extra(1) > 0 {
+            self.client
+                .set_window_size(width + extra(0), height + extra(1))
+                .await
+                .expect("window size");
+        }
+    }
+
+    /// A phone (390 × 844 CSS pixels, touch, mobile viewport rules) through Chromium's
+    /// device emulation (a headless window cannot be narrower than 500 px), or back.
+    async fn phone(&self, on: bool) {
+        let (cmd, params) = if on {
+            (
+                "Emulation.setDeviceMetricsOverride",
+                json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+            )
+        } else {
+            ("Emulation.clearDeviceMetricsOverride", json!({}))
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], self.driver).into();
+        let head = format!(
+            "POST /session/{}/goog/cdp/execute HTTP/1.1\r\nContent-Type: application/json",
+            self.session
+        );
+        let body = json!({ "cmd": cmd, "params": params }).to_string();
+        let (status, answer) = http(addr, &head, &body).await;
+        assert_eq!(status, 200, "{cmd}: {answer}");
     }
 
     async fn inner_width(&self) -> i64 {
@@ -561,6 +672,14 @@ async fn log_in(b: &Browser) {
         b.at().await.starts_with("/login"),
         "still on the login page"
     );
+    // The refused login is a 401 (the browser logs it as a failed load); nothing else.
+    let errors: Vec<String> = b
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !(e.contains("/login") && e.contains("status of 401")))
+        .collect();
+    assert!(errors.is_empty(), "login: console errors {errors:#?}");
 
     b.find("#password")
         .await
@@ -587,6 +706,12 @@ async fn select(b: &Browser, css: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_real_browser_matches_the_api() {
     let _one = ONE_BROWSER.lock().await;
+    tokio::time::timeout(Duration::from_secs(180), tour_on_a_fixture())
+        .await
+        .expect("the browser tour finished within 180 s");
+}
+
+async fn tour_on_a_fixture() {
     let started = Instant::now();
     let dir = support::tempdir();
     let node_log = dir.path().join("node.log");
@@ -650,14 +775,18 @@ async fn the_dashboard_in_a_real_browser_matches_the_api() {
         "last_line",
     ] {
         let n = b
-            .attrs(&format!("[data-figure={key}] .value"), "class")
+            .attrs(&format!("[data-card={key}] [data-figure={key}]"), "class")
             .await;
         assert_eq!(n.len(), 1, "the overview has the {key} card");
     }
-    assert_eq!(b.text("[data-figure=container] .value").await, "Log file");
+    assert_eq!(
+        b.text("[data-card=container] [data-figure=container]")
+            .await,
+        "Log file"
+    );
     let status = b.api("/api/status").await;
     assert_eq!(
-        b.text("[data-figure=version] .value").await,
+        b.text("[data-card=version] [data-figure=version]").await,
         status["node"]["version"].as_str().expect("node version"),
         "node version card = /api/status"
     );
@@ -877,6 +1006,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_api() {
     b.wait_until("the held-back line after Resume", &has_row("second"))
         .await;
     assert_eq!(b.text("#live-pending").await, "");
+    b.assert_page_ok("logs after live rows").await;
     b.shot("logs").await;
 
     // -- federation ----------------------------------------------------------------------
@@ -981,7 +1111,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_api() {
     );
 
     // -- a phone ---------------------------------------------------------------------------
-    b.viewport(390, 844).await;
+    b.phone(true).await;
     b.goto("/").await;
     let inner = b.inner_width().await;
     assert!(inner <= 400, "a phone-sized viewport (innerWidth {inner})");
@@ -989,7 +1119,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_api() {
     b.assert_fits("the overview").await;
     b.goto("/tasks").await;
     b.assert_fits("the tasks page").await;
-    b.viewport(WIDTH, HEIGHT).await;
+    b.phone(false).await;
 
     // -- log out ---------------------------------------------------------------------------
     b.goto("/").await;
@@ -1032,6 +1162,12 @@ impl Browser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_of_the_demo() {
     let _one = ONE_BROWSER.lock().await;
+    tokio::time::timeout(Duration::from_secs(240), tour_of_the_demo())
+        .await
+        .expect("the demo tour finished within 240 s");
+}
+
+async fn tour_of_the_demo() {
     let started = Instant::now();
     let dir = support::tempdir();
     let monitor = Monitor::start(dir.path(), &["demo"], &[]);
@@ -1073,12 +1209,13 @@ async fn screenshots_of_the_demo() {
             )
             .await;
         }
+        b.assert_page_ok(page).await;
         b.shot(page).await;
     }
-    b.viewport(390, 844).await;
+    b.phone(true).await;
     b.goto("/").await;
     b.shot("overview-phone").await;
-    b.viewport(WIDTH, HEIGHT).await;
+    b.phone(false).await;
     b.goto("/").await;
     b.click("#logout").await;
     b.wait_at("/login").await;
