@@ -1022,6 +1022,12 @@ async fn tour_on_a_fixture() {
         0,
         "federation off: no connection to the hub"
     );
+    assert_eq!(
+        b.js("return document.getElementById('federation-toggle').disabled")
+            .await,
+        json!(false),
+        "a configured server: the button can be pressed"
+    );
     b.click("#federation-toggle").await;
     b.wait_until(
         "federation on",
@@ -1196,7 +1202,13 @@ async fn tour_of_the_demo() {
     b.click("#theme-toggle").await;
     b.goto("/tasks").await;
     b.shot("tasks").await;
-    let tasks = b.api("/api/tasks?status=completed&limit=1").await;
+    // A task of the back-filled history (with its invoice), not one of the catch-up burst.
+    let tasks = b
+        .api(&format!(
+            "/api/tasks?status=completed&limit=1&to={}",
+            rfc3339(now_secs() - 3600)
+        ))
+        .await;
     let id = ids(&tasks, "execution_id").remove(0);
     b.goto(&format!("/tasks/{id}")).await;
     b.shot("task").await;
@@ -1210,6 +1222,16 @@ async fn tour_of_the_demo() {
             .await;
         }
         b.assert_page_ok(page).await;
+        if page == "federation" {
+            // No FEDERATION_NATS_URL: the page says so and the button cannot be pressed.
+            assert_eq!(b.text("#federation-state").await, "off");
+            assert_eq!(
+                b.js("return document.getElementById('federation-toggle').disabled")
+                    .await,
+                json!(true),
+                "#federation-toggle is disabled without a federation server"
+            );
+        }
         b.shot(page).await;
     }
     b.phone(true).await;
