@@ -516,7 +516,7 @@ impl Browser {
         let (cmd, params) = if on {
             (
                 "Emulation.setDeviceMetricsOverride",
-                json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+                json!({ "width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
             )
         } else {
             ("Emulation.clearDeviceMetricsOverride", json!({}))
@@ -538,25 +538,41 @@ impl Browser {
             .expect("innerWidth")
     }
 
-    /// No horizontal overflow: the page fits the viewport's width.
-    async fn assert_fits(&self, page: &str) {
+    /// On the phone: the page is no wider than the phone (390 px). Chromium's mobile
+    /// emulation widens the layout viewport to fit wider content (zooming out), so
+    /// `innerWidth` must stay 390 too. `None` when it fits, else what is too wide.
+    async fn phone_overflow(&self) -> Option<String> {
         let v = self
             .js("return [document.documentElement.scrollWidth, window.innerWidth]")
             .await;
         let (scroll, inner) = (v[0].as_i64().expect("sw"), v[1].as_i64().expect("iw"));
-        assert!(
-            scroll <= inner + 1,
-            "{page} on a phone: the page is {scroll} px wide in a {inner} px viewport (horizontal scrolling); widest elements: {}",
-            self.js(WIDEST).await
-        );
+        let limit = i64::from(PHONE_WIDTH) + 1;
+        (scroll > limit || inner > limit)
+            .then(|| format!("{scroll} px wide (layout viewport {inner} px)"))
+    }
+
+    async fn assert_fits(&self, page: &str) {
+        if let Some(wide) = self.phone_overflow().await {
+            panic!(
+                "{page} on a phone ({PHONE_WIDTH} px) is {wide}: horizontal scrolling; sticking out: {}",
+                self.js(WIDEST).await
+            );
+        }
     }
 }
 
-/// The elements sticking out furthest to the right (for the overflow message).
-const WIDEST: &str = "return Array.from(document.querySelectorAll('body *')) \
-    .map(e => [e.getBoundingClientRect().right, e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '')]) \
-    .filter(x => x[0] > window.innerWidth + 1).sort((a, b) => b[0] - a[0]).slice(0, 5) \
-    .map(x => x[1] + ' right=' + Math.round(x[0])).join(', ');";
+const PHONE_WIDTH: u32 = 390;
+
+/// The elements sticking out of the phone's width furthest, not counting those inside a
+/// scrolling box (for the overflow message).
+const WIDEST: &str = "const clipped = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) { \
+      if (getComputedStyle(p).overflowX !== 'visible') { return true; } } return false; }; \
+    const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') \
+      + (typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\\s+/).join('.') : ''); \
+    return Array.from(document.querySelectorAll('body *')) \
+    .map(e => [e.getBoundingClientRect().right, e]) \
+    .filter(x => x[0] > 391 && !clipped(x[1])).sort((a, b) => b[0] - a[0]).slice(0, 6) \
+    .map(x => name(x[1]) + ' (right edge ' + Math.round(x[0]) + ' px)').join(', ');";
 
 fn truthy(v: &Value) -> bool {
     match v {
@@ -1125,6 +1141,34 @@ async fn tour_on_a_fixture() {
     b.assert_fits("the overview").await;
     b.goto("/tasks").await;
     b.assert_fits("the tasks page").await;
+    // The other pages too; a failure is only reported at the end (see below).
+    let mut too_wide = Vec::new();
+    for page in [
+        format!("/tasks/{id}"),
+        "/invoices".into(),
+        "/logs".into(),
+        "/federation".into(),
+        "/settings".into(),
+    ] {
+        b.goto(&page).await;
+        let name = page
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("page");
+        let name = if page.starts_with("/tasks/") {
+            "task"
+        } else {
+            name
+        };
+        b.shot(&format!("{name}-phone")).await;
+        if let Some(wide) = b.phone_overflow().await {
+            too_wide.push(format!(
+                "{page} is {wide}; sticking out: {}",
+                b.js(WIDEST).await
+            ));
+        }
+    }
     b.phone(false).await;
 
     // -- log out ---------------------------------------------------------------------------
@@ -1141,6 +1185,14 @@ async fn tour_on_a_fixture() {
 
     b.close().await;
     drop(monitor);
+    // PAGE BUG (reported, web/ is not this test's to fix): on a 390 px phone the task
+    // page and the invoices page are wider than the screen. This assertion is last so that
+    // everything above still runs; it fails until the pages fit.
+    assert!(
+        too_wide.is_empty(),
+        "pages wider than a phone:\n{}",
+        too_wide.join("\n")
+    );
     eprintln!(
         "browser test: {:.1} s, screenshots in {}",
         started.elapsed().as_secs_f64(),
