@@ -499,7 +499,10 @@ mod tests {
     fn node_text_is_escaped_everywhere() {
         let html = logs(vec![row("<script>alert(1)</script>")], true);
         assert!(!html.contains("<script>alert"));
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
         assert!(html.contains("Docker is &#60;down&#62;"));
         assert!(html.contains(r#"data-q="&#34;&#62;&#60;x""#));
     }

@@ -303,7 +303,12 @@ async fn the_invoices_page_lists_invoices_and_the_api_totals() {
     assert!(earned > 0.0);
     assert_eq!(
         figure(&html, "cards", "earned_30d"),
-        truebit_web::format::thousands(earned.round() as i64)
+        truebit_web::format::compact(earned)
+    );
+    let exact = truebit_web::format::thousands(earned.round() as i64);
+    assert!(
+        html.contains(&format!("{exact} gas units (pay items)")),
+        "{exact}"
     );
     assert_eq!(
         figure(&html, "cards", "invoices_30d"),

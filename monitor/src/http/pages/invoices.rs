@@ -76,6 +76,15 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         state: "",
         key,
     };
+    // Gas-unit totals are long: short on the card, exact underneath.
+    let gas_card = |key: &'static str, label: &str, v: f64, what: &str| {
+        card(
+            key,
+            label,
+            format::compact(v),
+            &format!("{} gas units {what}", gas_value(v)),
+        )
+    };
     let view = InvoicesPage {
         layout: layout(&s, "Invoices", "invoices", &op),
         chart: ChartView {
@@ -84,19 +93,19 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
             caption: "Value = steps × step gas price + memory × byte gas price of the line items, in gas units as the node reports them.".into(),
         },
         totals: vec![
-            card("earned_30d", "Earned, 30 days", gas_value(total_earned), "gas units (pay items)"),
+            gas_card("earned_30d", "Earned, 30 days", total_earned, "(pay items)"),
             card(
                 "invoices_30d",
                 "Invoices, 30 days",
                 format::thousands(i64::try_from(total_invoices).unwrap_or(i64::MAX)),
                 "",
             ),
-            card("penalties_30d", "Penalties, 30 days", gas_value(total_penalty), "gas units"),
-            card(
+            gas_card("penalties_30d", "Penalties, 30 days", total_penalty, "(penalty items)"),
+            gas_card(
                 "charged_30d",
                 "Charged to requesters, 30 days",
-                gas_value(charge_total(&days)),
-                "gas units (charge items)",
+                charge_total(&days),
+                "(charge items)",
             ),
         ],
         rows: list.items.iter().map(invoice_view).collect(),

@@ -100,8 +100,11 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
     render(&view)
 }
 
+/// A step's time on one clock for the whole timeline: the node's own clock (what it
+/// printed), else Docker's receive time. Docker's times bunch up when lines arrive in
+/// a burst (a catch-up after a restart, an import), the node's do not.
 fn ns_of(ns: Option<i64>, ms: Option<i64>) -> Option<i64> {
-    ns.or(ms.map(|ms| ms.saturating_mul(1_000_000)))
+    ms.map(|ms| ms.saturating_mul(1_000_000)).or(ns)
 }
 
 fn steps(t: &Task) -> Vec<Step> {
