@@ -108,24 +108,7 @@ impl BarChart {
         let plot_h = H - TOP - BOTTOM;
         let plot_w = w - LEFT - RIGHT;
         let y = |v: f64| TOP + plot_h - v / top * plot_h;
-        for t in &ticks {
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                w - RIGHT,
-                y(*t),
-                y(*t),
-                LEFT - 6.0,
-                y(*t) + 4.0,
-                esc(&compact(*t))
-            );
-        }
-        let _ = write!(
-            out,
-            r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
-            TOP - 12.0,
-            esc(&self.unit)
-        );
+        grid(&mut out, &ticks, &y, w, &self.unit);
         if n == 0 || max <= 0.0 {
             let _ = write!(
                 out,
@@ -322,24 +305,7 @@ impl LineChart {
             }
         };
         let mut out = open(&self.title, w);
-        for t in &ticks {
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                w - RIGHT,
-                y(*t),
-                y(*t),
-                LEFT - 6.0,
-                y(*t) + 4.0,
-                esc(&compact(*t))
-            );
-        }
-        let _ = write!(
-            out,
-            r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
-            TOP - 12.0,
-            esc(&self.unit)
-        );
+        grid(&mut out, &ticks, &y, w, &self.unit);
         let any = self
             .series
             .iter()
@@ -423,6 +389,28 @@ impl LineChart {
         );
         Svg(out)
     }
+}
+
+/// The horizontal grid lines with their values on the left, and the unit above them.
+fn grid(out: &mut String, ticks: &[f64], y: &dyn Fn(f64) -> f64, w: f64, unit: &str) {
+    for t in ticks {
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            w - RIGHT,
+            y(*t),
+            y(*t),
+            LEFT - 6.0,
+            y(*t) + 4.0,
+            esc(&compact(*t))
+        );
+    }
+    let _ = write!(
+        out,
+        r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
+        TOP - 12.0,
+        esc(unit)
+    );
 }
 
 fn width(w: f64) -> f64 {

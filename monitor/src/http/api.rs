@@ -18,7 +18,7 @@ use crate::federation::{FederationHandle, SettingsUpdate};
 use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
 use crate::store::query::{EarningsDay, InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
-use crate::store::{Store, StoreError, Task, WriteHealth};
+use crate::store::{Store, StoreError, StoredEntry, StoredInvoice, Task, WriteHealth};
 use truebit_protocol::report::{Continent, Level as FederationLevel};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -347,6 +347,36 @@ fn list_task_json(task: Task) -> String {
     task_json(task, false).to_string()
 }
 
+/// One task with its first log entries and its invoices: the task route and page.
+pub(crate) struct TaskDetail {
+    pub task: Task,
+    pub entries: Vec<StoredEntry>,
+    /// More than [`TASK_ENTRIES`] entries: only the first are here.
+    pub truncated: bool,
+    pub invoices: Vec<StoredInvoice>,
+}
+
+/// Reads [`TaskDetail`] off the runtime; `NotFound` for an unknown task.
+pub(crate) async fn task_detail(store: &Store, id: String) -> Result<TaskDetail, ApiError> {
+    let found = blocking(store, move |store| {
+        let Some(task) = store.task(&id)? else {
+            return Ok(None);
+        };
+        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
+        let truncated = entries.len() > TASK_ENTRIES;
+        entries.truncate(TASK_ENTRIES);
+        let invoices = store.invoices_of(&id)?;
+        Ok(Some(TaskDetail {
+            task,
+            entries,
+            truncated,
+            invoices,
+        }))
+    })
+    .await?;
+    found.ok_or(ApiError::NotFound { what: "task" })
+}
+
 /// `GET /api/tasks/{execution_id}`
 pub async fn task(
     State(s): State<AppState>,
@@ -357,20 +387,12 @@ pub async fn task(
     Params::parse(&uri, NO_PARAMS)?;
     let id = path_value(path, TASK_PATH)?;
     let data = principal.is_admin();
-    let found = blocking(&s.store, move |store| {
-        let Some(task) = store.task(&id)? else {
-            return Ok(None);
-        };
-        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
-        let truncated = entries.len() > TASK_ENTRIES;
-        entries.truncate(TASK_ENTRIES);
-        let invoices = store.invoices_of(&id)?;
-        Ok(Some((task, entries, truncated, invoices)))
-    })
-    .await?;
-    let Some((task, entries, truncated, invoices)) = found else {
-        return Err(ApiError::NotFound { what: "task" });
-    };
+    let TaskDetail {
+        task,
+        entries,
+        truncated,
+        invoices,
+    } = task_detail(&s.store, id).await?;
     ok(json!({
         "task": task_json(task, data),
         "data_access": if data { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },

@@ -9,7 +9,7 @@ use super::view::{
     elapsed_ms, field, form_pairs, invoice_view, log_row, pager, status_class, task_row, uri_of,
 };
 use super::{layout, render, Operator, PageError, PageResult};
-use crate::http::api::{blocking, STATUSES, TASKS_QUERY};
+use crate::http::api::{task_detail, TaskDetail, STATUSES, TASKS_QUERY};
 use crate::http::error::ApiError;
 use crate::http::params::{format_cursor, is_id, Params};
 use crate::http::AppState;
@@ -18,8 +18,6 @@ use crate::store::query::TaskFilter;
 use crate::store::Task;
 
 const PAGE: usize = 50;
-/// Log entries shown on a task's page at most.
-const TASK_ENTRIES: usize = 1000;
 
 /// `GET /tasks`
 pub async fn list(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResult {
@@ -68,20 +66,12 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
     if !is_id(&id) {
         return Err(PageError::Api(ApiError::NotFound { what: "task" }));
     }
-    let found = blocking(&s.store, move |store| {
-        let Some(task) = store.task(&id)? else {
-            return Ok(None);
-        };
-        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
-        let truncated = entries.len() > TASK_ENTRIES;
-        entries.truncate(TASK_ENTRIES);
-        let invoices = store.invoices_of(&id)?;
-        Ok(Some((task, entries, truncated, invoices)))
-    })
-    .await?;
-    let Some((task, entries, truncated, invoices)) = found else {
-        return Err(PageError::Api(ApiError::NotFound { what: "task" }));
-    };
+    let TaskDetail {
+        task,
+        entries,
+        truncated,
+        invoices,
+    } = task_detail(&s.store, id).await?;
     let short = format::short_id(&task.execution_id);
     let view = TaskPage {
         layout: layout(&s, &format!("Task {short}"), "tasks", &op),
