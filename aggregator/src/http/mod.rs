@@ -36,6 +36,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page::network_page))
+        .route("/static/{name}", get(page::asset))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(latest_stats))

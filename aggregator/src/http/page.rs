@@ -1,10 +1,121 @@
-//! The public network page.
+//! The public network page and the static files it links: published statistics and
+//! their history, rendered with truebit-web's network template. Only published
+//! (k-anonymous) figures reach the view model, so no node id can reach the page.
 
-use axum::extract::State;
-use axum::response::Html;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use truebit_protocol::bucket::{
+    ExecTimeBucket, GasBucket, Label, MemoryBucket, StepsBucket, TotalTasksBucket,
+};
+use truebit_protocol::sign::SignedStats;
+use truebit_protocol::stats::{Cells, OTHER, UNKNOWN};
+use truebit_web::network::{NetworkFigures, NetworkPage};
+use truebit_web::Template as _;
 
-use super::AppState;
+use super::{ApiError, AppState};
 
-pub(super) async fn network_page(State(_state): State<AppState>) -> Html<&'static str> {
-    Html("<!doctype html><title>TrueBit network</title><h1>TrueBit network</h1>")
+/// Windows in the page's history charts (24 hours).
+const HISTORY_WINDOWS: u32 = 288;
+
+/// Cells in display order: the bucket order of `L`, then `unknown`, then `other`.
+fn ordered<L: Label>(cells: &Cells) -> Vec<(String, u64)> {
+    let rank = |label: &str| match L::from_label(label) {
+        Some(l) => L::ALL.iter().position(|x| *x == l).unwrap_or(0),
+        None if label == UNKNOWN => usize::MAX - 1,
+        None => usize::MAX,
+    };
+    let mut out: Vec<(String, u64)> = cells.iter().map(|(l, c)| (l.clone(), *c)).collect();
+    out.sort_by_key(|(l, _)| rank(l));
+    out
+}
+
+/// Chains and continents: largest first, `unknown` and `other` last.
+fn by_count(cells: &Cells) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = cells.iter().map(|(l, c)| (l.clone(), *c)).collect();
+    out.sort_by_key(|(l, c)| (l == UNKNOWN || l == OTHER, std::cmp::Reverse(*c)));
+    out
+}
+
+pub(super) async fn network_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let published = state
+        .latest
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let figures = match published {
+        None => None,
+        Some(p) => {
+            let s = p.signed.stats();
+            let to = s.window.as_secs();
+            let from = to.saturating_sub(u64::from(HISTORY_WINDOWS - 1) * 300);
+            let history = state
+                .store
+                .stats_history(from, to, HISTORY_WINDOWS)
+                .await?
+                .iter()
+                .filter_map(|w| SignedStats::from_wire(w).ok())
+                .map(|h| {
+                    let h = h.stats();
+                    (h.window.as_secs(), h.active_nodes, h.success_rate_bp)
+                })
+                .collect();
+            let d = &s.distributions;
+            Some(NetworkFigures {
+                window: to,
+                k: s.k,
+                public_key: state.public_key.to_string(),
+                active_nodes: s.active_nodes,
+                nodes_24h: s.nodes_24h,
+                nodes_30d: s.nodes_30d,
+                received_24h: s.tasks_24h.received,
+                completed_24h: s.tasks_24h.completed,
+                failed_24h: s.tasks_24h.failed,
+                success_rate_bp: s.success_rate_bp,
+                cache_hit_rate_bp: s.cache_hit_rate_bp,
+                history,
+                hourly_tasks: p
+                    .hourly
+                    .iter()
+                    .map(|h| (h.hour, h.completed, h.failed))
+                    .collect(),
+                availability: s.availability.iter().map(|a| (a.hour, a.rate_bp)).collect(),
+                distributions: vec![
+                    (
+                        "Execution time".into(),
+                        ordered::<ExecTimeBucket>(&d.duration),
+                    ),
+                    ("Gas used".into(), ordered::<GasBucket>(&d.gas)),
+                    ("Peak memory".into(), ordered::<MemoryBucket>(&d.memory)),
+                    ("Steps (invoices)".into(), ordered::<StepsBucket>(&d.steps)),
+                    ("Chain".into(), by_count(&d.chain)),
+                    ("Continent (nodes)".into(), by_count(&d.continent)),
+                    (
+                        "Nodes by tasks received in 24 h".into(),
+                        ordered::<TotalTasksBucket>(&d.activity),
+                    ),
+                ],
+            })
+        }
+    };
+    let html = NetworkPage::new(figures.as_ref()).render().map_err(|e| {
+        tracing::error!(error = %e, "cannot render the network page");
+        ApiError::Internal
+    })?;
+    Ok(Html(html).into_response())
+}
+
+/// `/static/NAME`: the CSS and icon the page links (versioned URLs, cached for a year).
+pub(super) async fn asset(Path(name): Path<String>) -> Response {
+    match truebit_web::asset::get(&name) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            a.bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
 }

@@ -75,6 +75,9 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
 
     let (status, body) = get(&app, "/api/stats").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, page) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No statistics have been published yet"));
 
     let batch = reports(1..=8, &[NOON, NOON + 300]);
     let verdicts = store
@@ -121,6 +124,18 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
         "{body}"
     );
     assert!(body.contains("truebit_aggregator_stats_published_total 1\n"));
+
+    let (status, page) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-figure=\"active_nodes\">8<"), "{page}");
+    assert!(page.contains("data-figure=\"received_24h\">24<"));
+    assert!(page.contains("<svg"), "server-rendered charts");
+    assert!(!page.contains("<script"), "no script on the public page");
+    let css = truebit_web::asset::url("app.css");
+    assert!(page.contains(&css));
+    let (status, body) = get(&app, &css).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains('{'), "the stylesheet");
 
     let (status, body) = get(&app, "/health").await;
     assert_eq!((status, body.contains("\"ok\"")), (StatusCode::OK, true));

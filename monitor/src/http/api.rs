@@ -17,21 +17,21 @@ use super::AppState;
 use crate::federation::{FederationHandle, SettingsUpdate};
 use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
-use crate::store::query::{InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
-use crate::store::{Store, StoreError, Task, WriteHealth};
+use crate::store::query::{EarningsDay, InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
+use crate::store::{Store, StoreError, StoredEntry, StoredInvoice, Task, WriteHealth};
 use truebit_protocol::report::{Continent, Level as FederationLevel};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
-const NS_PER_HOUR: i64 = 3_600 * NS_PER_SEC;
-const NS_PER_DAY: i64 = 24 * NS_PER_HOUR;
+pub(crate) const NS_PER_HOUR: i64 = 3_600 * NS_PER_SEC;
+pub(crate) const NS_PER_DAY: i64 = 24 * NS_PER_HOUR;
 /// Longest range of the summary routes (stats, uptime, earnings).
 const MAX_RANGE_DAYS: i64 = 366;
 /// Log entries shown with one task at most.
 const TASK_ENTRIES: usize = 1000;
 
-const STATUSES: &[&str] = &["received", "executing", "completed", "failed"];
-const LEVELS: &[&str] = &["error", "warn", "info", "debug"];
-const KINDS: &[&str] = &[
+pub(crate) const STATUSES: &[&str] = &["received", "executing", "completed", "failed"];
+pub(crate) const LEVELS: &[&str] = &["error", "warn", "info", "debug"];
+pub(crate) const KINDS: &[&str] = &[
     "raw",
     "log",
     "node_registered",
@@ -169,7 +169,7 @@ fn path_value(
 }
 
 /// Runs a blocking store call off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -347,6 +347,36 @@ fn list_task_json(task: Task) -> String {
     task_json(task, false).to_string()
 }
 
+/// One task with its first log entries and its invoices: the task route and page.
+pub(crate) struct TaskDetail {
+    pub task: Task,
+    pub entries: Vec<StoredEntry>,
+    /// More than [`TASK_ENTRIES`] entries: only the first are here.
+    pub truncated: bool,
+    pub invoices: Vec<StoredInvoice>,
+}
+
+/// Reads [`TaskDetail`] off the runtime; `NotFound` for an unknown task.
+pub(crate) async fn task_detail(store: &Store, id: String) -> Result<TaskDetail, ApiError> {
+    let found = blocking(store, move |store| {
+        let Some(task) = store.task(&id)? else {
+            return Ok(None);
+        };
+        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
+        let truncated = entries.len() > TASK_ENTRIES;
+        entries.truncate(TASK_ENTRIES);
+        let invoices = store.invoices_of(&id)?;
+        Ok(Some(TaskDetail {
+            task,
+            entries,
+            truncated,
+            invoices,
+        }))
+    })
+    .await?;
+    found.ok_or(ApiError::NotFound { what: "task" })
+}
+
 /// `GET /api/tasks/{execution_id}`
 pub async fn task(
     State(s): State<AppState>,
@@ -357,20 +387,12 @@ pub async fn task(
     Params::parse(&uri, NO_PARAMS)?;
     let id = path_value(path, TASK_PATH)?;
     let data = principal.is_admin();
-    let found = blocking(&s.store, move |store| {
-        let Some(task) = store.task(&id)? else {
-            return Ok(None);
-        };
-        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
-        let truncated = entries.len() > TASK_ENTRIES;
-        entries.truncate(TASK_ENTRIES);
-        let invoices = store.invoices_of(&id)?;
-        Ok(Some((task, entries, truncated, invoices)))
-    })
-    .await?;
-    let Some((task, entries, truncated, invoices)) = found else {
-        return Err(ApiError::NotFound { what: "task" });
-    };
+    let TaskDetail {
+        task,
+        entries,
+        truncated,
+        invoices,
+    } = task_detail(&s.store, id).await?;
     ok(json!({
         "task": task_json(task, data),
         "data_access": if data { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
@@ -422,12 +444,7 @@ pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let days: Vec<Value> = days
         .into_iter()
         .map(|d| {
-            let earned: f64 = d
-                .operations
-                .iter()
-                .filter(|o| o.operation == "pay")
-                .map(|o| o.value)
-                .sum();
+            let earned = earned(&d);
             let operations: serde_json::Map<String, Value> = d
                 .operations
                 .into_iter()
@@ -447,6 +464,15 @@ pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
         })
         .collect();
     ok(json!({ "from_ns": from, "to_ns": to, "days": days }))
+}
+
+/// What the node earned on a day: the value of its `pay` line items.
+pub(crate) fn earned(day: &EarningsDay) -> f64 {
+    day.operations
+        .iter()
+        .filter(|o| o.operation == "pay")
+        .map(|o| o.value)
+        .sum()
 }
 
 fn day_string(day: i64) -> String {
@@ -491,17 +517,27 @@ pub const ELAPSED_BUCKETS: [&str; 8] = [
 ];
 pub const GAS_BUCKETS: [&str; 5] = ["<100K", "100K-1M", "1M-10M", "10M-100M", ">100M"];
 
+/// Tasks by status; the API's `tasks` object and the dashboard's figures.
 #[derive(Default, Serialize)]
-struct Counts {
-    total: i64,
-    received: i64,
-    executing: i64,
-    completed: i64,
-    failed: i64,
+pub(crate) struct Counts {
+    pub total: i64,
+    pub received: i64,
+    pub executing: i64,
+    pub completed: i64,
+    pub failed: i64,
 }
 
 impl Counts {
-    fn add(&mut self, status: Option<TaskStatus>, n: i64) {
+    /// The counts of a range's per-status totals.
+    pub(crate) fn of(stats: &TaskStats) -> Counts {
+        let mut counts = Counts::default();
+        for r in &stats.totals {
+            counts.add(r.status, r.tasks);
+        }
+        counts
+    }
+
+    pub(crate) fn add(&mut self, status: Option<TaskStatus>, n: i64) {
         self.total += n;
         match status {
             Some(TaskStatus::Received) => self.received += n,
@@ -512,7 +548,7 @@ impl Counts {
         }
     }
 
-    fn success_rate(&self) -> Option<f64> {
+    pub(crate) fn success_rate(&self) -> Option<f64> {
         let done = self.completed + self.failed;
         (done > 0).then(|| self.completed as f64 / done as f64)
     }

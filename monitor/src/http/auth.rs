@@ -111,7 +111,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
@@ -201,12 +201,12 @@ impl AppState {
         client_ip(peer, headers, &self.config.trusted_proxies)
     }
 
-    fn fail(&self, ip: IpAddr, now: UnixNanos) {
+    pub(crate) fn fail(&self, ip: IpAddr, now: UnixNanos) {
         self.auth.limiter.record_failure(ip, now);
         self.auth.failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn check_rate(&self, ip: IpAddr, now: UnixNanos) -> Result<(), ApiError> {
+    pub(crate) fn check_rate(&self, ip: IpAddr, now: UnixNanos) -> Result<(), ApiError> {
         self.auth
             .limiter
             .check(ip, now)
@@ -302,7 +302,7 @@ impl AppState {
     }
 
     /// Whether `password` is the operator password.
-    async fn check_password(&self, password: String) -> Result<bool, ApiError> {
+    pub(crate) async fn check_password(&self, password: String) -> Result<bool, ApiError> {
         if let Some(expected) = &self.auth.config_password_sha256 {
             return Ok(ct_eq(&sha256(password.as_bytes()), expected));
         }
@@ -323,13 +323,18 @@ impl AppState {
     }
 
     /// Refuses a browser request sent from another site (`Sec-Fetch-Site`, `Origin`).
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        // Browsers set `Sec-Fetch-Site` themselves (scripts cannot); when present it
+        // decides. Form posts may carry `Origin: null` (the referrer policy), so the
+        // Origin header is only the fallback for browsers without it.
         if let Some(site) = headers.get("sec-fetch-site") {
-            if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-                return Err(ApiError::Csrf {
+            return if matches!(site.to_str(), Ok("same-origin" | "none")) {
+                Ok(())
+            } else {
+                Err(ApiError::Csrf {
                     reason: "the request came from another site",
-                });
-            }
+                })
+            };
         }
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
@@ -356,7 +361,7 @@ impl AppState {
         }
     }
 
-    fn session_cookie(&self, token: &str, max_age_secs: u64) -> HeaderValue {
+    pub(crate) fn session_cookie(&self, token: &str, max_age_secs: u64) -> HeaderValue {
         let secure = if self.config.https { "; Secure" } else { "" };
         let value = format!(
             "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
@@ -472,6 +477,46 @@ pub fn decode_body<T: serde::de::DeserializeOwned>(
     }
 }
 
+impl AppState {
+    /// Checks the operator password (rate-limited per address) and opens a session:
+    /// the cookie to set, the session's CSRF token and when it expires.
+    pub(crate) async fn open_session(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<(HeaderValue, String, UnixNanos), ApiError> {
+        let now = self.clock.now_ns();
+        self.check_rate(ip, now)?;
+        if !self.check_password(password).await? {
+            self.fail(ip, now);
+            return Err(ApiError::BadCredentials);
+        }
+        let token = random_hex(32);
+        let csrf_token = random_hex(16);
+        let ttl = self.config.session_ttl;
+        let expires_ns = now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
+        self.store
+            .create_session_async(
+                sha256(token.as_bytes()).to_vec(),
+                StoredSession {
+                    csrf_token: csrf_token.clone(),
+                    created_ns: now,
+                    expires_ns,
+                },
+                now,
+            )
+            .await?;
+        let cookie = self.session_cookie(&token, ttl.as_secs());
+        Ok((cookie, csrf_token, expires_ns))
+    }
+
+    /// Whether the operator password comes from the configuration (it cannot be changed
+    /// from the dashboard then).
+    pub(crate) fn password_from_config(&self) -> bool {
+        self.auth.config_password_sha256.is_some()
+    }
+}
+
 /// `POST /auth/login`: the password, as JSON `{"password": …}` or a form field.
 pub async fn login(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let ip = state.client_ip(req.extensions(), req.headers());
@@ -481,29 +526,7 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Result<Respon
     })?;
     let body = super::read_body(req).await?;
     let form: LoginForm = decode_body(kind, &body)?;
-    let now = state.clock.now_ns();
-    state.check_rate(ip, now)?;
-    if !state.check_password(form.password).await? {
-        state.fail(ip, now);
-        return Err(ApiError::BadCredentials);
-    }
-    let token = random_hex(32);
-    let csrf_token = random_hex(16);
-    let ttl = state.config.session_ttl;
-    let expires_ns = now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
-    state
-        .store
-        .create_session_async(
-            sha256(token.as_bytes()).to_vec(),
-            StoredSession {
-                csrf_token: csrf_token.clone(),
-                created_ns: now,
-                expires_ns,
-            },
-            now,
-        )
-        .await?;
-    let cookie = state.session_cookie(&token, ttl.as_secs());
+    let (cookie, csrf_token, expires_ns) = state.open_session(ip, form.password).await?;
     let mut response = match kind {
         BodyKind::Json => Json(LoginResponse {
             csrf_token,

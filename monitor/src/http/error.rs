@@ -84,7 +84,7 @@ impl ApiError {
     }
 
     /// Status code and machine-readable code of each error.
-    fn status(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
             ApiError::BadBody { .. } => (StatusCode::BAD_REQUEST, "bad_body"),

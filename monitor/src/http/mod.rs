@@ -16,6 +16,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod params;
 pub mod ratelimit;
 pub mod routes;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .merge(metrics)
+        .merge(pages::router())
         .nest("/api", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -190,7 +192,7 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::REFERRER_POLICY, "same-origin");
     set(
         HeaderName::from_static("cross-origin-opener-policy"),
         "same-origin",
@@ -259,18 +261,22 @@ async fn api_not_found(uri: Uri) -> ApiError {
 }
 
 /// Unknown paths outside the nested `/api` router; `/api` itself and `/api/` included,
-/// which need authentication like every `/api` path.
-async fn not_found(State(state): State<AppState>, req: Request) -> ApiError {
+/// which need authentication like every `/api` path. A browser asking for a page gets
+/// an HTML page.
+async fn not_found(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path();
     if path == "/api" || path.starts_with("/api/") {
         let ip = state.client_ip(req.extensions(), req.headers());
         if let Err(e) = state.authenticate(req.headers(), ip).await {
-            return e;
+            return e.into_response();
         }
+    } else if pages::wants_html(req.headers()) {
+        return pages::not_found_page(path);
     }
     ApiError::RouteNotFound {
         path: path.chars().take(200).collect(),
     }
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method) -> ApiError {

@@ -26,6 +26,7 @@ pub(crate) mod federation;
 pub mod query;
 mod read;
 mod schema;
+pub mod settings;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -187,6 +188,10 @@ pub(crate) struct Shared {
     pub closing: AtomicBool,
     /// A requested `max_page_count` (0: none pending), applied before the next commit.
     pub page_limit: AtomicU64,
+    /// The retention in effect (configuration, or what the operator stored).
+    pub retention: Mutex<settings::Retention>,
+    /// Set when the retention changed: the writer starts a pruning pass.
+    pub prune_soon: AtomicBool,
 }
 
 struct Inner {
@@ -216,12 +221,26 @@ impl Store {
             set_page_limit(&conn, pages).map_err(|e| StoreError::at_open(&path, e))?;
         }
         let readers = ReadPool::open(&path, config.read_connections)?;
+        let retention = match settings::load(&conn).map_err(|e| StoreError::at_open(&path, e))? {
+            Some((log_days, task_days)) => settings::Retention {
+                log_days,
+                task_days,
+                source: settings::SettingSource::Database,
+            },
+            None => settings::Retention {
+                log_days: config.log_retention_days,
+                task_days: config.task_retention_days,
+                source: settings::SettingSource::Config,
+            },
+        };
 
         let shared = Arc::new(Shared {
             path: path.clone(),
             health: Mutex::new(WriteHealth::Ok),
             closing: AtomicBool::new(false),
             page_limit: AtomicU64::new(0),
+            retention: Mutex::new(retention),
+            prune_soon: AtomicBool::new(false),
         });
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
         let writer = Writer::new(conn, receiver, Arc::clone(&shared), &config)?;

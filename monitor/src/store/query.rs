@@ -493,8 +493,9 @@ impl Store {
         Ok(self.invoices_page(&filter, None, 100)?.items)
     }
 
-    /// Invoices and line-item totals per UTC day, for invoices with `from_ns <= time_ns <
-    /// to_ns`, oldest day first.
+    /// Invoices and line-item totals per UTC day, for the whole UTC days that
+    /// `from_ns..to_ns` touches, oldest day first (read from the day figures the
+    /// triggers keep, not from the invoices).
     pub fn earnings_by_day(
         &self,
         from_ns: UnixNanos,
@@ -502,11 +503,16 @@ impl Store {
     ) -> Result<Vec<EarningsDay>, StoreError> {
         self.read(|conn| {
             let mut days: Vec<EarningsDay> = Vec::new();
+            // Whole UTC days from the day figures (kept by triggers, see schema V5).
+            let (from_day, to_day) = (
+                from_ns.div_euclid(NS_PER_DAY),
+                to_ns.div_euclid(NS_PER_DAY) + i64::from(to_ns.rem_euclid(NS_PER_DAY) != 0),
+            );
             let mut per_day = conn.prepare_cached(
-                "SELECT time_ns / ?3, count(*) FROM invoices
-                 WHERE time_ns >= ?1 AND time_ns < ?2 GROUP BY 1 ORDER BY 1",
+                "SELECT day, invoices FROM invoice_day_counts
+                 WHERE day >= ?1 AND day < ?2 AND invoices > 0 ORDER BY day",
             )?;
-            let mut rows = per_day.query((from_ns, to_ns, NS_PER_DAY))?;
+            let mut rows = per_day.query((from_day, to_day))?;
             while let Some(row) = rows.next()? {
                 days.push(EarningsDay {
                     day: row.get(0)?,
@@ -515,14 +521,10 @@ impl Store {
                 });
             }
             let mut per_op = conn.prepare_cached(
-                "SELECT i.time_ns / ?3, li.operation, count(*), IFNULL(sum(li.steps_value), 0),
-                   IFNULL(sum(li.memory_value), 0),
-                   total(li.steps_value * CAST(i.step_gas_price AS REAL)
-                     + IFNULL(li.memory_value * CAST(i.byte_gas_price AS REAL), 0))
-                 FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id
-                 WHERE i.time_ns >= ?1 AND i.time_ns < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+                "SELECT day, operation, items, steps, memory, value FROM invoice_days
+                 WHERE day >= ?1 AND day < ?2 AND items > 0 ORDER BY day, operation",
             )?;
-            let mut rows = per_op.query((from_ns, to_ns, NS_PER_DAY))?;
+            let mut rows = per_op.query((from_day, to_day))?;
             while let Some(row) = rows.next()? {
                 let day: i64 = row.get(0)?;
                 let totals = OperationTotals {

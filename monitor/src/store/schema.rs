@@ -27,6 +27,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "federation: identity, settings, outbox, report log",
         sql: super::federation::MIGRATION,
     },
+    Migration {
+        name: "settings: retention set from the dashboard",
+        sql: super::settings::MIGRATION,
+    },
+    Migration {
+        name: "invoice figures per UTC day, kept by triggers",
+        sql: V5,
+    },
 ];
 
 /// The schema version this build writes.
@@ -418,3 +426,70 @@ END;
 CREATE INDEX tasks_chain_status ON tasks (chain_id, status, time_ms);
 "#
 );
+
+/// Version 5: invoices and line-item totals per UTC day (`invoice_days`, by operation;
+/// `invoice_day_counts`), kept current by triggers like the task figures, so that
+/// earnings over a month read a few dozen rows instead of every invoice of the month.
+/// Line items are only ever removed with their invoice (pruning deletes invoices; the
+/// items go by `ON DELETE CASCADE`), so the invoice's delete trigger takes its items'
+/// figures back while the invoice row still exists.
+const V5: &str = r#"
+CREATE TABLE invoice_day_counts (
+    day       INTEGER PRIMARY KEY,
+    invoices  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE invoice_days (
+    day        INTEGER NOT NULL,
+    operation  TEXT NOT NULL,
+    items      INTEGER NOT NULL DEFAULT 0,
+    steps      INTEGER NOT NULL DEFAULT 0,
+    memory     INTEGER NOT NULL DEFAULT 0,
+    value      REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, operation)
+) WITHOUT ROWID;
+
+CREATE TRIGGER invoice_figures_insert AFTER INSERT ON invoices BEGIN
+  INSERT INTO invoice_day_counts (day, invoices) VALUES (NEW.time_ns / 86400000000000, 1)
+    ON CONFLICT (day) DO UPDATE SET invoices = invoices + 1;
+END;
+
+CREATE TRIGGER invoice_item_figures_insert AFTER INSERT ON invoice_items BEGIN
+  INSERT INTO invoice_days (day, operation, items, steps, memory, value)
+    SELECT i.time_ns / 86400000000000, NEW.operation, 1, IFNULL(NEW.steps_value, 0),
+      IFNULL(NEW.memory_value, 0),
+      IFNULL(NEW.steps_value * CAST(i.step_gas_price AS REAL)
+        + IFNULL(NEW.memory_value * CAST(i.byte_gas_price AS REAL), 0), 0)
+    FROM invoices i WHERE i.id = NEW.invoice_row
+    ON CONFLICT (day, operation) DO UPDATE SET items = items + excluded.items,
+      steps = steps + excluded.steps, memory = memory + excluded.memory,
+      value = value + excluded.value;
+END;
+
+CREATE TRIGGER invoice_figures_delete BEFORE DELETE ON invoices BEGIN
+  UPDATE invoice_day_counts SET invoices = invoices - 1
+    WHERE day = OLD.time_ns / 86400000000000;
+  UPDATE invoice_days SET
+      items = items - (SELECT count(*) FROM invoice_items li
+        WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation),
+      steps = steps - (SELECT IFNULL(sum(li.steps_value), 0) FROM invoice_items li
+        WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation),
+      memory = memory - (SELECT IFNULL(sum(li.memory_value), 0) FROM invoice_items li
+        WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation),
+      value = value - (SELECT total(li.steps_value * CAST(OLD.step_gas_price AS REAL)
+          + IFNULL(li.memory_value * CAST(OLD.byte_gas_price AS REAL), 0))
+        FROM invoice_items li
+        WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation)
+    WHERE day = OLD.time_ns / 86400000000000
+      AND operation IN (SELECT operation FROM invoice_items WHERE invoice_row = OLD.id);
+  DELETE FROM invoice_day_counts WHERE day = OLD.time_ns / 86400000000000 AND invoices <= 0;
+END;
+
+INSERT INTO invoice_day_counts (day, invoices)
+  SELECT time_ns / 86400000000000, count(*) FROM invoices GROUP BY 1;
+INSERT INTO invoice_days (day, operation, items, steps, memory, value)
+  SELECT i.time_ns / 86400000000000, li.operation, count(*), IFNULL(sum(li.steps_value), 0),
+    IFNULL(sum(li.memory_value), 0),
+    total(li.steps_value * CAST(i.step_gas_price AS REAL)
+      + IFNULL(li.memory_value * CAST(i.byte_gas_price AS REAL), 0))
+  FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id GROUP BY 1, 2;
+"#;

@@ -46,8 +46,6 @@ pub(crate) struct Writer {
     receiver: Receiver<Command>,
     shared: Arc<Shared>,
     batch_max_entries: usize,
-    log_retention_ns: Option<i64>,
-    task_retention_ns: Option<i64>,
     /// In-memory view of what is committed (caches and node status).
     state: State,
     prune: Option<PruneRun>,
@@ -101,7 +99,6 @@ impl Writer {
         };
         let node = setup().map_err(|e| StoreError::at_open(path, e))?;
         let checkpointer = Checkpointer::start(path)?;
-        let days = |d: Option<u32>| d.map(|d| i64::from(d) * NS_PER_DAY);
         Ok(Writer {
             conn,
             task_rows: HashMap::new(),
@@ -109,8 +106,6 @@ impl Writer {
             receiver,
             shared,
             batch_max_entries: config.batch_max_entries,
-            log_retention_ns: days(config.log_retention_days),
-            task_retention_ns: days(config.task_retention_days),
             state: State {
                 node,
                 ..State::default()
@@ -125,6 +120,13 @@ impl Writer {
     /// store is closing while commits still fail.
     pub(crate) fn run(mut self) -> Result<(), StoreError> {
         loop {
+            if self
+                .shared
+                .prune_soon
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                self.next_prune = Instant::now();
+            }
             if self.prune.is_none() && Instant::now() >= self.next_prune {
                 self.start_prune(now_ns());
             }
@@ -427,16 +429,24 @@ impl Writer {
         Ok(Applied { state, task_rows })
     }
 
+    /// The retention in effect, in ns (`None`: keep forever).
+    fn retention_ns(&self) -> (Option<i64>, Option<i64>) {
+        let r = *self
+            .shared
+            .retention
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let days = |d: Option<u32>| d.map(|d| i64::from(d) * NS_PER_DAY);
+        (days(r.log_days), days(r.task_days))
+    }
+
     fn start_prune(&mut self, now_ns: i64) {
         self.next_prune = Instant::now() + PRUNE_INTERVAL;
-        if self.log_retention_ns.is_none() && self.task_retention_ns.is_none() {
+        let (log, task) = self.retention_ns();
+        if log.is_none() && task.is_none() {
             return;
         }
-        self.prune = Some(PruneRun::new(
-            now_ns,
-            self.log_retention_ns,
-            self.task_retention_ns,
-        ));
+        self.prune = Some(PruneRun::new(now_ns, log, task));
     }
 
     /// One chunk of the running pruning pass.
@@ -472,7 +482,8 @@ impl Writer {
     }
 
     fn prune_all(&mut self, now_ns: i64) -> Result<PruneReport, StoreError> {
-        let mut run = PruneRun::new(now_ns, self.log_retention_ns, self.task_retention_ns);
+        let (log, task) = self.retention_ns();
+        let mut run = PruneRun::new(now_ns, log, task);
         let result = loop {
             match run.step(&mut self.conn) {
                 Ok(false) => {}

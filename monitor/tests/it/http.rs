@@ -34,25 +34,25 @@ use truebit_monitor::store::{Batch, Store};
 
 use crate::support;
 
-const KEY: &str = "test-api-key-0123456789abcdef";
-const PASSWORD: &str = "operator password 1";
+pub(crate) const KEY: &str = "test-api-key-0123456789abcdef";
+pub(crate) const PASSWORD: &str = "operator password 1";
 const T0_NS: i64 = 1_800_000_000 * 1_000_000_000;
 
-fn ip(n: u8) -> SocketAddr {
+pub(crate) fn ip(n: u8) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, n], 40_000))
 }
 
-struct TestApp {
+pub(crate) struct TestApp {
     _dir: tempfile::TempDir,
-    store: Store,
+    pub(crate) store: Store,
     state: AppState,
     router: Router,
     clock: Clock,
-    expected: Expected,
-    _status: watch::Sender<SourceStatus>,
+    pub(crate) expected: Expected,
+    pub(crate) status: watch::Sender<SourceStatus>,
 }
 
-fn settings() -> HttpSettings {
+pub(crate) fn settings() -> HttpSettings {
     HttpSettings {
         api_key: Some(KEY.into()),
         task_data_password: Some(PASSWORD.into()),
@@ -73,6 +73,16 @@ async fn app_with_federation(
     tasks: usize,
     federation: FederationConfig,
 ) -> TestApp {
+    app_at(settings, tasks, federation, T0_NS).await
+}
+
+/// As [`app_with_federation`], with the clock starting at `now_ns`.
+pub(crate) async fn app_at(
+    settings: HttpSettings,
+    tasks: usize,
+    federation: FederationConfig,
+    now_ns: i64,
+) -> TestApp {
     let dir = support::tempdir();
     let store = support::open_store(&dir.path().join("m.db"));
     let (text, expected) = fixture(7, tasks);
@@ -82,7 +92,7 @@ async fn app_with_federation(
     }
     store.flush().expect("flush");
     let (status_tx, status_rx) = watch::channel(SourceStatus::new("demo"));
-    let clock = Clock::manual(T0_NS);
+    let clock = Clock::manual(now_ns);
     let state = AppState::new(
         store.clone(),
         status_rx,
@@ -102,7 +112,7 @@ async fn app_with_federation(
         state,
         clock,
         expected,
-        _status: status_tx,
+        status: status_tx,
     }
 }
 
@@ -111,21 +121,21 @@ async fn app() -> TestApp {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     None,
     Bearer(&'a str),
     Cookie(&'a str),
 }
 
 #[derive(Debug)]
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}): {} {:?}",
@@ -135,7 +145,7 @@ impl Resp {
         })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -154,7 +164,7 @@ impl Resp {
     }
 }
 
-fn request(
+pub(crate) fn request(
     method: Method,
     uri: &str,
     auth: Auth<'_>,
@@ -174,7 +184,7 @@ fn request(
 }
 
 impl TestApp {
-    async fn send(&self, req: Request<Body>) -> Resp {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Resp {
         let response = self.router.clone().oneshot(req).await.expect("infallible");
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, 64 << 20).await.expect("body");
@@ -185,7 +195,7 @@ impl TestApp {
         }
     }
 
-    async fn call(&self, method: Method, uri: &str, auth: Auth<'_>) -> Resp {
+    pub(crate) async fn call(&self, method: Method, uri: &str, auth: Auth<'_>) -> Resp {
         self.send(
             request(method, uri, auth, ip(1))
                 .body(Body::empty())
@@ -198,7 +208,7 @@ impl TestApp {
         self.call(Method::GET, uri, Auth::Bearer(KEY)).await
     }
 
-    async fn get_json(&self, uri: &str) -> Value {
+    pub(crate) async fn get_json(&self, uri: &str) -> Value {
         let r = self.get(uri).await;
         assert_eq!(
             r.status,
@@ -237,7 +247,7 @@ impl TestApp {
     }
 
     /// Logs in with the password; returns the cookie header value and the CSRF token.
-    async fn login(&self) -> (String, String) {
+    pub(crate) async fn login(&self) -> (String, String) {
         let r = self
             .post_json(
                 "/auth/login",
@@ -1115,7 +1125,7 @@ async fn security_headers_are_on_every_answer() {
         );
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{uri}");
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
         assert_eq!(r.header("x-frame-options"), Some("DENY"));
         assert_eq!(r.header("cache-control"), Some("no-store"));
         assert_eq!(

@@ -2,11 +2,13 @@
 
 mod support;
 
+mod browser;
 mod deploy;
 mod docker;
 mod federation;
 mod file;
 mod http;
 mod import;
+mod pages;
 mod parser;
 mod store;

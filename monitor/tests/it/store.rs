@@ -974,6 +974,23 @@ fn task_retention_prunes_old_tasks_invoices_and_container_events_when_set() {
     };
     b.container_events = vec![event(now - 40 * DAY), event(now - DAY)];
     submit(&store, b);
+    // The day figures follow the invoices in and out.
+    let days = |store: &Store| -> Vec<(i64, u64, u64)> {
+        store
+            .earnings_by_day(now - 50 * DAY, now)
+            .expect("earnings")
+            .iter()
+            .map(|d| {
+                (
+                    d.day,
+                    d.invoices,
+                    d.operations.iter().map(|o| o.items).sum(),
+                )
+            })
+            .collect()
+    };
+    let (old_day, new_day) = ((now - 40 * DAY) / DAY, (now - DAY) / DAY);
+    assert_eq!(days(&store), vec![(old_day, 1, 1), (new_day, 1, 1)]);
 
     let report = store.prune_now(now).expect("prune");
     assert_eq!(
@@ -985,6 +1002,7 @@ fn task_retention_prunes_old_tasks_invoices_and_container_events_when_set() {
             container_events: 1
         }
     );
+    assert_eq!(days(&store), vec![(new_day, 1, 1)]);
     assert_eq!(store.task(EXEC_A).expect("read"), None);
     assert_eq!(
         store.task(EXEC_B).expect("read").map(|t| t.status),

@@ -1,0 +1,123 @@
+//! `/invoices`: what the node earned, per day and per invoice.
+
+use axum::extract::State;
+use axum::http::Uri;
+use truebit_web::chart::{BarChart, Series};
+use truebit_web::format;
+use truebit_web::page::{Card, ChartView, InvoicesPage};
+
+use super::view::{form_pairs, gas_value, invoice_view, pager, uri_of};
+use super::{layout, render, Operator, PageResult};
+use crate::http::api::{earned, NS_PER_DAY};
+use crate::http::params::{format_cursor, ParamKind, ParamSpec, Params};
+use crate::http::AppState;
+use crate::store::query::InvoiceFilter;
+
+const PAGE: usize = 50;
+const DAYS: i64 = 30;
+const QUERY: &[ParamSpec] = &[ParamSpec::new("cursor", ParamKind::Cursor, "")];
+
+/// `GET /invoices`
+pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResult {
+    let pairs = form_pairs(&uri);
+    let cursor = Params::parse(&uri_of("/invoices", &pairs), QUERY)
+        .ok()
+        .and_then(|p| p.cursor());
+    let now = s.clock.now_ns();
+    let first_day = now.div_euclid(NS_PER_DAY) - (DAYS - 1);
+    let days = s
+        .store
+        .earnings_by_day_async(first_day * NS_PER_DAY, now)
+        .await?;
+    let list = s
+        .store
+        .invoices_page_async(InvoiceFilter::default(), cursor, PAGE)
+        .await?;
+    let mut pay = vec![0.0; DAYS as usize];
+    let mut charge = vec![0.0; DAYS as usize];
+    let (mut total_earned, mut total_invoices, mut total_penalty) = (0.0, 0_u64, 0.0);
+    for d in &days {
+        let Some(i) = usize::try_from(d.day - first_day)
+            .ok()
+            .filter(|i| *i < pay.len())
+        else {
+            continue;
+        };
+        pay[i] = earned(d);
+        total_earned += pay[i];
+        total_invoices += d.invoices;
+        for o in &d.operations {
+            match o.operation.as_str() {
+                "charge" => charge[i] += o.value,
+                "penalty" => total_penalty += o.value,
+                _ => {}
+            }
+        }
+    }
+    let day_ns: Vec<i64> = (0..DAYS).map(|i| (first_day + i) * NS_PER_DAY).collect();
+    let chart = BarChart {
+        title: "Earnings per UTC day over the last 30 days".into(),
+        unit: "gas units".into(),
+        labels: day_ns.iter().map(|t| format::day_label(*t)).collect(),
+        hover_labels: vec![],
+        series: vec![Series {
+            name: "earned (pay)".into(),
+            class: "s-pay",
+            values: pay,
+        }],
+        label_every: 5,
+        empty: "No invoices in the last 30 days".into(),
+        width: 0.0,
+    };
+    let card = |key: &'static str, label: &str, value: String, detail: &str| Card {
+        label: label.to_owned(),
+        value,
+        detail: detail.to_owned(),
+        state: "",
+        key,
+    };
+    // Gas-unit totals are long: short on the card, exact underneath.
+    let gas_card = |key: &'static str, label: &str, v: f64, what: &str| {
+        card(
+            key,
+            label,
+            format::compact(v),
+            &format!("{} gas units {what}", gas_value(v)),
+        )
+    };
+    let view = InvoicesPage {
+        layout: layout(&s, "Invoices", "invoices", &op),
+        chart: ChartView {
+            legend: chart.legend(),
+            svg: chart.render(),
+            caption: "Value = steps × step gas price + memory × byte gas price of the line items, in gas units as the node reports them.".into(),
+        },
+        totals: vec![
+            gas_card("earned_30d", "Earned, 30 days", total_earned, "(pay items)"),
+            card(
+                "invoices_30d",
+                "Invoices, 30 days",
+                format::thousands(i64::try_from(total_invoices).unwrap_or(i64::MAX)),
+                "",
+            ),
+            gas_card("penalties_30d", "Penalties, 30 days", total_penalty, "(penalty items)"),
+            gas_card(
+                "charged_30d",
+                "Charged to requesters, 30 days",
+                charge_total(&days),
+                "(charge items)",
+            ),
+        ],
+        rows: list.items.iter().map(invoice_view).collect(),
+        pager: pager("/invoices", &pairs, list.next.map(format_cursor)),
+    };
+    render(&view)
+}
+
+fn charge_total(days: &[crate::store::query::EarningsDay]) -> f64 {
+    days.iter()
+        .flat_map(|d| &d.operations)
+        .filter(|o| o.operation == "charge")
+        .map(|o| o.value)
+        .sum()
+}

@@ -1,0 +1,281 @@
+//! How figures read on a page: thousands separators, rates, durations, sizes, times.
+//! Missing values are an em dash, never "0" or "NaN".
+
+use time::OffsetDateTime;
+
+/// Shown where a figure is not known.
+pub const NONE: &str = "—";
+
+/// `1234567` -> `1,234,567`.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// [`thousands`] of an optional figure.
+pub fn opt_thousands(n: Option<i64>) -> String {
+    n.map_or_else(|| NONE.to_owned(), thousands)
+}
+
+/// `0.9876` -> `98.8 %`; `None` -> em dash.
+pub fn percent(rate: Option<f64>) -> String {
+    match rate {
+        Some(r) if r.is_finite() => {
+            let p = r * 100.0;
+            if p == 100.0 || p == 0.0 {
+                format!("{p:.0} %")
+            } else {
+                format!("{p:.1} %")
+            }
+        }
+        _ => NONE.to_owned(),
+    }
+}
+
+/// Large figures in short form: `950`, `12.3K`, `4.5M`, `1.2B`, `3.4T`.
+pub fn compact(v: f64) -> String {
+    let a = v.abs();
+    let (div, suffix) = if a >= 1e12 {
+        (1e12, "T")
+    } else if a >= 1e9 {
+        (1e9, "B")
+    } else if a >= 1e6 {
+        (1e6, "M")
+    } else if a >= 1e3 {
+        (1e3, "K")
+    } else {
+        (1.0, "")
+    };
+    let x = v / div;
+    if suffix.is_empty() {
+        if (x - x.round()).abs() < 1e-9 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.1}")
+        }
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}{suffix}")
+    } else {
+        format!("{x:.1}{suffix}")
+    }
+}
+
+/// A duration in milliseconds: `850 ms`, `1.25 s`, `3 min 05 s`, `2 h 10 min`.
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        let s = ms as f64 / 1_000.0;
+        if s < 10.0 {
+            format!("{s:.2} s")
+        } else {
+            format!("{s:.1} s")
+        }
+    } else if ms < 3_600_000 {
+        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1_000)
+    } else {
+        let days = ms / 86_400_000;
+        let hours = (ms % 86_400_000) / 3_600_000;
+        let mins = (ms % 3_600_000) / 60_000;
+        if days > 0 {
+            format!("{days} d {hours} h")
+        } else {
+            format!("{hours} h {mins:02} min")
+        }
+    }
+}
+
+/// [`duration_ms`] of an optional figure.
+pub fn opt_duration_ms(ms: Option<u64>) -> String {
+    ms.map_or_else(|| NONE.to_owned(), duration_ms)
+}
+
+/// A size in bytes, binary units: `512 B`, `1.5 KiB`, `20.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// How long ago `then_ns` was at `now_ns`: `just now`, `42 s ago`, `5 min ago`, …
+pub fn age(then_ns: i64, now_ns: i64) -> String {
+    let secs = (now_ns - then_ns).max(0) / 1_000_000_000;
+    if secs < 2 {
+        "just now".to_owned()
+    } else if secs < 120 {
+        format!("{secs} s ago")
+    } else if secs < 7_200 {
+        format!("{} min ago", secs / 60)
+    } else if secs < 172_800 {
+        format!("{} h ago", secs / 3_600)
+    } else {
+        format!("{} days ago", secs / 86_400)
+    }
+}
+
+fn datetime(ns: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()
+}
+
+/// `2026-11-21 10:05:03` (UTC), for display.
+pub fn utc(ns: i64) -> String {
+    datetime(ns).map_or_else(
+        || NONE.to_owned(),
+        |t| {
+            format!(
+                "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        },
+    )
+}
+
+/// `2026-11-21T10:05:03Z`, for `<time datetime>` (scripts show it in local time).
+pub fn iso(ns: i64) -> String {
+    datetime(ns).map_or_else(String::new, |t| {
+        format!(
+            "{}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    })
+}
+
+/// `10:00` (UTC hour of day), for chart axes.
+pub fn hour_label(ns: i64) -> String {
+    datetime(ns).map_or_else(String::new, |t| format!("{:02}:00", t.hour()))
+}
+
+/// `Nov 21` (UTC day), for chart axes.
+pub fn day_label(ns: i64) -> String {
+    datetime(ns).map_or_else(String::new, |t| {
+        let m = t.month().to_string();
+        format!("{} {}", &m[..3.min(m.len())], t.day())
+    })
+}
+
+/// The first characters of a long id, for tables (the full id stays in links and titles).
+pub fn short_id(id: &str) -> String {
+    if id.chars().count() <= 12 {
+        id.to_owned()
+    } else {
+        let head: String = id.chars().take(8).collect();
+        format!("{head}…")
+    }
+}
+
+/// A wallet address with the middle left out: `0x1234…abcd`.
+pub fn short_address(a: &str) -> String {
+    let n = a.chars().count();
+    if n <= 14 {
+        a.to_owned()
+    } else {
+        let head: String = a.chars().take(6).collect();
+        let tail: String = a.chars().skip(n - 4).collect();
+        format!("{head}…{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(-12_345), "-12,345");
+    }
+
+    #[test]
+    fn rates_show_one_decimal_and_unknown_is_a_dash() {
+        assert_eq!(percent(Some(0.9876)), "98.8 %");
+        assert_eq!(percent(Some(1.0)), "100 %");
+        assert_eq!(percent(None), NONE);
+        assert_eq!(percent(Some(f64::NAN)), NONE);
+    }
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(1_250), "1.25 s");
+        assert_eq!(duration_ms(42_000), "42.0 s");
+        assert_eq!(duration_ms(185_000), "3 min 05 s");
+        assert_eq!(duration_ms(7_800_000), "2 h 10 min");
+        assert_eq!(duration_ms(90_000_000), "1 d 1 h");
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1_536), "1.5 KiB");
+        assert_eq!(bytes(20 * 1024 * 1024), "20.0 MiB");
+    }
+
+    #[test]
+    fn compact_figures_keep_three_significant_digits() {
+        assert_eq!(compact(950.0), "950");
+        assert_eq!(compact(12_345.0), "12.3K");
+        assert_eq!(compact(4_500_000.0), "4.5M");
+        assert_eq!(compact(250_000_000.0), "250M");
+        assert_eq!(compact(2.5), "2.5");
+        assert_eq!(compact(12_266_629_224_967.0), "12.3T");
+    }
+
+    #[test]
+    fn ages_and_times_read_naturally() {
+        let s = 1_000_000_000;
+        assert_eq!(age(0, s), "just now");
+        assert_eq!(age(0, 42 * s), "42 s ago");
+        assert_eq!(age(0, 300 * s), "5 min ago");
+        assert_eq!(age(0, 3 * 86_400 * s), "3 days ago");
+        let t = 1_763_719_503 * s; // 2025-11-21 10:05:03 UTC
+        assert_eq!(utc(t), "2025-11-21 10:05:03");
+        assert_eq!(iso(t), "2025-11-21T10:05:03Z");
+        assert_eq!(hour_label(t), "10:00");
+        assert_eq!(day_label(t), "Nov 21");
+    }
+
+    #[test]
+    fn long_ids_and_addresses_are_shortened() {
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(
+            short_id("0b5e5cf1-2a3b-4c5d-8e9f-0123456789ab"),
+            "0b5e5cf1…"
+        );
+        assert_eq!(
+            short_address("0x1234567890abcdef1234567890abcdef12345678"),
+            "0x1234…5678"
+        );
+    }
+}

@@ -1,0 +1,549 @@
+//! The monitor's dashboard pages: one view model per page, each an askama template.
+//! The monitor fills them from its store; every figure arrives formatted (see
+//! [`crate::format`]), so templates only place text.
+
+use askama::Template;
+
+use crate::asset;
+use crate::chart::{LegendItem, Svg};
+use crate::format;
+
+/// Which navigation entry is the current page.
+pub const NAV: &[(&str, &str, &str)] = &[
+    ("overview", "/", "Overview"),
+    ("tasks", "/tasks", "Tasks"),
+    ("invoices", "/invoices", "Invoices"),
+    ("logs", "/logs", "Logs"),
+    ("federation", "/federation", "Federation"),
+    ("settings", "/settings", "Settings"),
+];
+
+/// What every page shares: title, navigation, the session's CSRF token (logout and
+/// forms), notices about the node's state, the assets.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    pub title: String,
+    /// The current navigation entry (`overview`, `tasks`, …); empty on the login page.
+    pub active: &'static str,
+    /// The session's CSRF token; empty when logged out.
+    pub csrf: String,
+    /// Page-wide notices (Docker unreachable, database not writable, …).
+    pub notices: Vec<Notice>,
+    /// Load the live-page script.
+    pub live: bool,
+    /// The monitor's version, for the footer.
+    pub version: String,
+}
+
+impl Layout {
+    pub fn new(title: impl Into<String>, active: &'static str, csrf: impl Into<String>) -> Self {
+        Layout {
+            title: title.into(),
+            active,
+            csrf: csrf.into(),
+            notices: Vec::new(),
+            live: false,
+            version: String::new(),
+        }
+    }
+
+    pub fn nav(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        NAV
+    }
+
+    pub fn css(&self) -> String {
+        asset::url("app.css")
+    }
+
+    pub fn theme_js(&self) -> String {
+        asset::url("theme.js")
+    }
+
+    pub fn live_js(&self) -> String {
+        asset::url("live.js")
+    }
+
+    pub fn icon(&self) -> String {
+        asset::url("icon.svg")
+    }
+}
+
+/// A message across the top of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// `info`, `ok`, `warn` or `error`.
+    pub level: &'static str,
+    pub text: String,
+}
+
+impl Notice {
+    pub fn new(level: &'static str, text: impl Into<String>) -> Notice {
+        Notice {
+            level,
+            text: text.into(),
+        }
+    }
+}
+
+/// A point in time: machine-readable (scripts show it in local time) and as UTC text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub iso: String,
+    pub text: String,
+}
+
+impl Stamp {
+    pub fn of_ns(ns: i64) -> Stamp {
+        Stamp {
+            iso: format::iso(ns),
+            text: format::utc(ns),
+        }
+    }
+
+    pub fn of_ms(ms: i64) -> Stamp {
+        Stamp::of_ns(ms.saturating_mul(1_000_000))
+    }
+}
+
+/// A chart with its legend.
+#[derive(Clone, Debug, Default)]
+pub struct ChartView {
+    pub svg: Svg,
+    pub legend: Vec<LegendItem>,
+    /// One line under the chart (totals, what is counted).
+    pub caption: String,
+}
+
+// ---- login, error --------------------------------------------------------------------
+
+#[derive(Template, Debug)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub layout: Layout,
+    pub error: Option<String>,
+    /// Where to go after logging in.
+    pub next: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub status: u16,
+    pub heading: String,
+    pub message: String,
+}
+
+// ---- overview ------------------------------------------------------------------------
+
+/// A small figure with a label and a state colour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Card {
+    pub label: String,
+    pub value: String,
+    pub detail: String,
+    /// `ok`, `bad`, `warn`, `info` or empty.
+    pub state: &'static str,
+    /// A stable name for tests and scripts (`data-figure`).
+    pub key: &'static str,
+}
+
+/// Task figures of one period (today, this week).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub name: String,
+    /// What the period spans, e.g. `since 00:00 UTC`.
+    pub span: String,
+    pub key: &'static str,
+    pub completed: String,
+    pub failed: String,
+    pub executing: String,
+    pub received: String,
+    pub success_rate: String,
+    /// Short form (`12.3B`); the exact figure is in `earned_exact`.
+    pub earned: String,
+    pub earned_exact: String,
+    pub invoices: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub layout: Layout,
+    pub health: Vec<Card>,
+    pub periods: Vec<Period>,
+    pub hourly: ChartView,
+    pub exec_time: ChartView,
+    pub availability: ChartView,
+    pub recent: Vec<TaskRow>,
+    /// Nothing ingested yet: say how data arrives.
+    pub no_data: bool,
+}
+
+// ---- tasks ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRow {
+    pub execution_id: String,
+    pub short_id: String,
+    pub status: String,
+    /// Badge class for the status.
+    pub status_class: &'static str,
+    pub chain: String,
+    pub received: Option<Stamp>,
+    pub duration: String,
+    pub gas: String,
+    pub memory: String,
+    pub cached: String,
+}
+
+/// An `<option>` of a filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+impl Choice {
+    /// `values` as options, with "All" (empty value) first; `current` is selected.
+    pub fn list(values: &[&str], current: &str) -> Vec<Choice> {
+        std::iter::once("")
+            .chain(values.iter().copied())
+            .map(|v| Choice {
+                value: v.to_owned(),
+                label: if v.is_empty() {
+                    "All".to_owned()
+                } else {
+                    v.replace('_', " ")
+                },
+                selected: v == current,
+            })
+            .collect()
+    }
+}
+
+/// Links to move through a list (cursor pages are newest first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pager {
+    /// The first page, when this is not it.
+    pub first: Option<String>,
+    /// The next (older) page, if there is one.
+    pub next: Option<String>,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "tasks.html")]
+pub struct TasksPage {
+    pub layout: Layout,
+    pub statuses: Vec<Choice>,
+    pub chain: String,
+    pub from: String,
+    pub to: String,
+    pub rows: Vec<TaskRow>,
+    pub pager: Pager,
+    pub filtered: bool,
+    /// A filter value that was not valid, in one line.
+    pub error: Option<String>,
+}
+
+/// One step of a task's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub label: String,
+    pub at: Option<Stamp>,
+    /// Time since the task was received, e.g. `+1.25 s`.
+    pub offset: String,
+    /// `done`, `failed` or empty (not reached).
+    pub state: &'static str,
+}
+
+/// A figure with its unit or note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metric {
+    pub label: String,
+    pub value: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRow {
+    pub id: i64,
+    pub at: Stamp,
+    pub level: String,
+    pub level_class: &'static str,
+    pub kind: String,
+    pub execution_id: Option<String>,
+    pub short_id: String,
+    pub message: String,
+    /// The start of a long message (the table shows it; the rest opens on demand).
+    pub head: Option<String>,
+}
+
+/// Characters of a message shown before "more" in log tables.
+pub const MESSAGE_HEAD: usize = 240;
+
+impl LogRow {
+    /// The head of `message` if it is longer than [`MESSAGE_HEAD`] characters.
+    pub fn head_of(message: &str) -> Option<String> {
+        (message.chars().count() > MESSAGE_HEAD)
+            .then(|| message.chars().take(MESSAGE_HEAD).collect::<String>() + "…")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineItemView {
+    pub operation: String,
+    pub class: &'static str,
+    pub account: String,
+    pub account_short: String,
+    pub steps: String,
+    pub memory: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceView {
+    pub id: i64,
+    pub invoice_id: String,
+    pub execution_id: Option<String>,
+    pub short_id: String,
+    pub at: Stamp,
+    pub step_gas_price: String,
+    pub byte_gas_price: String,
+    pub items: Vec<LineItemView>,
+    /// What this node earned with it (its `pay` items' value).
+    pub earned: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "task.html")]
+pub struct TaskPage {
+    pub layout: Layout,
+    pub execution_id: String,
+    pub status: String,
+    pub status_class: &'static str,
+    pub steps: Vec<Step>,
+    pub facts: Vec<Metric>,
+    pub metrics: Vec<Metric>,
+    pub invoices: Vec<InvoiceView>,
+    pub entries: Vec<LogRow>,
+    pub entries_truncated: bool,
+    pub input: Option<String>,
+    pub output: Option<String>,
+}
+
+// ---- invoices ------------------------------------------------------------------------
+
+#[derive(Template, Debug)]
+#[template(path = "invoices.html")]
+pub struct InvoicesPage {
+    pub layout: Layout,
+    pub chart: ChartView,
+    pub totals: Vec<Card>,
+    pub rows: Vec<InvoiceView>,
+    pub pager: Pager,
+}
+
+// ---- logs ----------------------------------------------------------------------------
+
+#[derive(Template, Debug)]
+#[template(path = "logs.html")]
+pub struct LogsPage {
+    pub layout: Layout,
+    pub levels: Vec<Choice>,
+    pub kinds: Vec<Choice>,
+    pub level: String,
+    pub kind: String,
+    pub q: String,
+    pub execution_id: String,
+    pub rows: Vec<LogRow>,
+    pub pager: Pager,
+    /// The first page: new lines are added live.
+    pub live: bool,
+    pub error: Option<String>,
+}
+
+// ---- federation ----------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportView {
+    pub window: Stamp,
+    pub outcome: String,
+    pub outcome_class: &'static str,
+    pub reason: String,
+    pub cover: bool,
+    pub task_items: String,
+    pub sent: Option<Stamp>,
+    /// The exact bytes sent (or stopped), pretty-printed.
+    pub text: String,
+}
+
+/// A distribution from the aggregator: `(label, value)` rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Distribution {
+    pub name: String,
+    pub cells: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkView {
+    pub received: Option<Stamp>,
+    pub window: Option<Stamp>,
+    pub figures: Vec<Metric>,
+    pub distributions: Vec<Distribution>,
+    pub k: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "federation.html")]
+pub struct FederationPage {
+    pub layout: Layout,
+    /// Federation controls exist in this process (else the page only explains).
+    pub available: bool,
+    pub enabled: bool,
+    /// A server is configured (FEDERATION_NATS_URL).
+    pub configured: bool,
+    pub level: String,
+    pub continent: String,
+    pub status: Vec<Card>,
+    pub shared: Vec<String>,
+    pub never: Vec<String>,
+    pub blocked_reasons: Vec<(String, String)>,
+    pub reports: Vec<ReportView>,
+    pub network: Option<NetworkView>,
+    pub message: Option<Notice>,
+    /// The continent choices for the settings form.
+    pub continents: Vec<Choice>,
+    pub levels: Vec<Choice>,
+}
+
+// ---- settings ------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub created: Stamp,
+    pub last_used: Option<Stamp>,
+    pub revoked: Option<Stamp>,
+}
+
+/// A key just created: shown once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewKey {
+    pub name: String,
+    pub scope: String,
+    pub key: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    pub layout: Layout,
+    pub keys: Vec<KeyView>,
+    pub new_key: Option<NewKey>,
+    pub message: Option<Notice>,
+    pub log_retention_days: String,
+    pub task_retention_days: String,
+    /// Where the retention in effect comes from (config or dashboard).
+    pub retention_source: String,
+    pub database: Vec<Metric>,
+    pub session_expires: Option<Stamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let mut l = Layout::new("Logs", "logs", "csrf123");
+        l.notices.push(Notice::new("warn", "Docker is <down>"));
+        l
+    }
+
+    fn row(message: &str) -> LogRow {
+        LogRow {
+            id: 7,
+            at: Stamp::of_ns(1_763_719_503_000_000_000),
+            level: "error".into(),
+            level_class: "bad",
+            kind: "log".into(),
+            execution_id: Some("0b5e5cf1-2a3b".into()),
+            short_id: "0b5e5cf1…".into(),
+            message: message.into(),
+            head: LogRow::head_of(message),
+        }
+    }
+
+    fn logs(rows: Vec<LogRow>, live: bool) -> String {
+        LogsPage {
+            layout: Layout { live, ..layout() },
+            levels: Choice::list(&["error", "warn"], "error"),
+            kinds: Choice::list(&["log", "raw"], ""),
+            level: "error".into(),
+            kind: String::new(),
+            q: "\"><x".into(),
+            execution_id: String::new(),
+            rows,
+            pager: Pager::default(),
+            live,
+            error: None,
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"))
+    }
+
+    #[test]
+    fn node_text_is_escaped_everywhere() {
+        let html = logs(vec![row("<script>alert(1)</script>")], true);
+        assert!(!html.contains("<script>alert"));
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+        assert!(html.contains("Docker is &#60;down&#62;"));
+        assert!(html.contains(r#"data-q="&#34;&#62;&#60;x""#));
+    }
+
+    #[test]
+    fn the_layout_marks_the_current_page_and_carries_the_csrf_token() {
+        let html = logs(vec![], true);
+        assert!(html.contains(r#"<a href="/logs" aria-current="page">Logs</a>"#));
+        assert_eq!(html.matches("aria-current").count(), 1);
+        assert!(html.contains(r#"name="csrf_token" value="csrf123""#));
+        assert!(html.contains(&asset::url("live.js")));
+        assert!(html.contains(r#"<option value="error" selected>error</option>"#));
+        assert!(html.contains("No matching entries yet"));
+        // Only the first page loads the live script.
+        assert!(!logs(vec![], false).contains("live.js"));
+    }
+
+    #[test]
+    fn long_messages_fold_after_their_head() {
+        let long = "x".repeat(MESSAGE_HEAD + 10);
+        let html = logs(vec![row(&long)], true);
+        let head = format!("<summary>{}…</summary>", "x".repeat(MESSAGE_HEAD));
+        assert!(html.contains(&head));
+        assert!(html.contains(&long));
+        assert!(logs(vec![row("short")], true).contains(">short</td>"));
+    }
+
+    #[test]
+    fn the_login_page_has_no_navigation_and_shows_its_error() {
+        let html = LoginPage {
+            layout: Layout::new("Log in", "", ""),
+            error: Some("Wrong password.".into()),
+            next: "/tasks".into(),
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"));
+        assert!(!html.contains("aria-label=\"Main\""));
+        assert!(!html.contains("Log out"));
+        assert!(html.contains(
+            r#"<div class="notice error" role="alert" id="login-error">Wrong password.</div>"#
+        ));
+        assert!(html.contains(r#"name="next" value="/tasks""#));
+    }
+}

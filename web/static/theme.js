@@ -1,0 +1,51 @@
+// Theme: follows the system unless the operator picked one with the toggle (kept in
+// localStorage). Loaded in <head> so the page never flashes the wrong theme. Also marks
+// the page as scripted (shows .js-only controls) and shows <time> values in local time.
+(function () {
+  "use strict";
+  var root = document.documentElement;
+  root.classList.add("js");
+  var saved = null;
+  try { saved = localStorage.getItem("tbm-theme"); } catch (e) { /* private mode */ }
+  if (saved === "light" || saved === "dark") { root.setAttribute("data-theme", saved); }
+
+  function current() {
+    var t = root.getAttribute("data-theme");
+    if (t) { return t; }
+    return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+
+  function localTimes(scope) {
+    var nodes = (scope || document).querySelectorAll("time[datetime][data-local]");
+    for (var i = 0; i < nodes.length; i++) {
+      var d = new Date(nodes[i].getAttribute("datetime"));
+      if (!isNaN(d.getTime())) {
+        nodes[i].title = nodes[i].getAttribute("datetime");
+        var sameYear = d.getFullYear() === new Date().getFullYear();
+        nodes[i].textContent = d.toLocaleString(undefined, {
+          year: sameYear ? undefined : "numeric", month: "short", day: "numeric",
+          hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
+        });
+      }
+    }
+  }
+  window.tbmLocalTimes = localTimes;
+
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
+    var button = document.getElementById("theme-toggle");
+    if (!button) { return; }
+    function label() {
+      var next = current() === "dark" ? "light" : "dark";
+      button.textContent = next === "dark" ? "Dark theme" : "Light theme";
+      button.setAttribute("aria-label", "Switch to the " + next + " theme");
+    }
+    label();
+    button.addEventListener("click", function () {
+      var next = current() === "dark" ? "light" : "dark";
+      root.setAttribute("data-theme", next);
+      try { localStorage.setItem("tbm-theme", next); } catch (e) { /* private mode */ }
+      label();
+    });
+  });
+})();
