@@ -1,10 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # The federation aggregator (package truebit-aggregator, binary truebit-aggregator).
-# The package arrives with the aggregator issue; until then this file cannot be built.
-# monitor/tests/it/deploy.rs lints it already, and checks the package name, the binary
-# and the environment of deploy/docker-compose.federation.yml against the aggregator's
-# code as soon as aggregator/Cargo.toml exists. Build from the repository root:
+# monitor/tests/it/deploy.rs lints it and checks the package name, the binary and the
+# environment against the aggregator (`truebit-aggregator run --help`). Build from the
+# repository root:
 #
 #   docker build -f deploy/aggregator.Dockerfile -t truebit-aggregator .
 

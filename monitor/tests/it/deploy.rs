@@ -124,7 +124,8 @@ fn parse_help_options(help: &str) -> Vec<CliOption> {
         let Some(current) = options.last_mut() else {
             continue;
         };
-        if let Some(rest) = text.strip_prefix("[env: ") {
+        // `[env: NAME=…]` on its own line, or at the end of the option's text.
+        if let Some(rest) = text.find("[env: ").map(|i| &text[i + "[env: ".len()..]) {
             let name: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')

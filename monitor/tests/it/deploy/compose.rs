@@ -852,14 +852,60 @@ fn v4_in_subnet(ip: &str, subnet: &str) -> bool {
     u32::from(ip) & mask == u32::from(net) & mask
 }
 
-/// The environment names the aggregator declares (`env = "NAME"` in its clap settings).
-fn aggregator_env_names() -> Option<BTreeSet<String>> {
-    let src = root().join("aggregator/src");
-    if !root().join("aggregator/Cargo.toml").exists() {
-        return None;
+/// The aggregator binary built by this workspace run, if it is there and newer than every
+/// file of aggregator/src (`cargo test --workspace` builds it before any test runs; a
+/// `cargo test -p truebit-monitor` alone does not).
+fn aggregator_binary() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_truebit-monitor")).with_file_name("truebit-aggregator");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok()?;
+    let mut stack = vec![root().join("aggregator/src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::metadata(&path).and_then(|m| m.modified()).ok()? > built {
+                return None;
+            }
+        }
+    }
+    Some(bin)
+}
+
+/// `truebit-aggregator [ARGS] --help` of the built binary.
+pub(super) fn aggregator_help(args: &[&str]) -> Option<String> {
+    let bin = aggregator_binary()?;
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("the aggregator binary runs");
+    assert!(
+        out.status.success(),
+        "truebit-aggregator --help: {}",
+        stderr(&out)
+    );
+    Some(stdout(&out))
+}
+
+/// The environment names the aggregator reads: from `truebit-aggregator --help` when the
+/// binary is built (as the monitor's are checked), else from its source (`env = "NAME"`
+/// in its clap settings). Both name exactly what clap reads.
+fn aggregator_env_names() -> BTreeSet<String> {
+    if let Some(help) = aggregator_help(&["run"]) {
+        let names: BTreeSet<String> = parse_help_options(&help)
+            .into_iter()
+            .filter_map(|o| o.env)
+            .collect();
+        assert!(
+            names.contains("AGGREGATOR_NATS_URL") && names.contains("DB_PATH"),
+            "cannot read the environment names of `truebit-aggregator run --help`: {names:?}"
+        );
+        return names;
     }
     let mut names = BTreeSet::new();
-    let mut stack = vec![src];
+    let mut stack = vec![root().join("aggregator/src")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("aggregator/src").flatten() {
             let path = entry.path();
@@ -886,46 +932,43 @@ fn aggregator_env_names() -> Option<BTreeSet<String>> {
         }
     }
     assert!(
-        !names.is_empty(),
-        "aggregator/ exists but declares no `env = \"NAME\"`: check the aggregator's \
-         environment in deploy/ by hand and teach this test where to find it"
+        names.contains("AGGREGATOR_NATS_URL") && names.contains("DB_PATH"),
+        "cannot find the aggregator's `env = \"NAME\"` declarations in aggregator/src: {names:?}"
     );
-    Some(names)
+    names
 }
 
-/// The aggregator's environment in deploy/, until its package exists (the aggregator
-/// issue). Once aggregator/Cargo.toml exists the names are checked against its code.
-const PROVISIONAL_AGGREGATOR_ENV: &[&str] = &[
-    "AGGREGATOR_NATS_PASSWORD",
-    "AGGREGATOR_NATS_TLS_NAME",
-    "AGGREGATOR_NATS_URL",
-    "AGGREGATOR_NATS_USER",
-    "DB_PATH",
-    "HOST",
-    "PORT",
-];
-
+/// Every environment name `what` sets must be one the aggregator reads.
 pub(super) fn check_aggregator_env(names: &BTreeSet<String>, what: &str) {
-    match aggregator_env_names() {
-        Some(known) => {
-            let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
-            assert!(
-                unknown.is_empty(),
-                "{what}: the aggregator does not read {unknown:?} (it reads {known:?})"
-            );
-        }
-        None => {
-            let provisional: BTreeSet<String> = PROVISIONAL_AGGREGATOR_ENV
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
-            let unknown: Vec<&String> =
-                names.iter().filter(|n| !provisional.contains(*n)).collect();
-            assert!(
-                unknown.is_empty(),
-                "{what}: {unknown:?} are not in PROVISIONAL_AGGREGATOR_ENV"
-            );
-        }
+    let known = aggregator_env_names();
+    let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "{what}: the aggregator does not read {unknown:?} (it reads {known:?})"
+    );
+}
+
+/// The aggregator command line of a deploy file (`run --create-stream`) is one the
+/// binary accepts.
+pub(super) fn check_aggregator_command(args: &[String], what: &str) {
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("run"),
+        "{what}: the aggregator runs `run`"
+    );
+    let Some(help) = aggregator_help(&["run"]) else {
+        return;
+    };
+    let flags: BTreeSet<String> = parse_help_options(&help)
+        .into_iter()
+        .map(|o| o.flag)
+        .collect();
+    for arg in &args[1..] {
+        let flag = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            flags.contains(flag),
+            "{what}: `truebit-aggregator run` has no option {flag} (it has {flags:?})"
+        );
     }
 }
 
@@ -1017,6 +1060,10 @@ fn federation_compose_matches_the_nats_config_and_the_aggregator() {
     assert!(compose
         .strings(aggregator, "depends_on")
         .contains(&"nats".to_owned()));
+    check_aggregator_command(
+        &compose.strings(aggregator, "command"),
+        "deploy/docker-compose.federation.yml",
+    );
     let env = compose.environment(aggregator);
     check_aggregator_env(
         &env.keys().cloned().collect(),

@@ -1,7 +1,7 @@
 //! The systemd units: `systemd-analyze verify`, its security review, and the
 //! environment and paths against the monitor.
 
-use super::compose::check_aggregator_env;
+use super::compose::{check_aggregator_command, check_aggregator_env};
 use super::*;
 
 fn unit_values(unit: &str, key: &str, commented_too: bool) -> Vec<String> {
@@ -134,4 +134,12 @@ fn systemd_units_verify_and_are_hardened() {
         .filter_map(|a| a.split('=').next().map(str::to_owned))
         .collect();
     check_aggregator_env(&names, "truebit-aggregator.service");
+    let exec: Vec<String> = unit_values(&aggregator, "ExecStart", false)
+        .first()
+        .expect("ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    check_aggregator_command(&exec, "truebit-aggregator.service");
 }
