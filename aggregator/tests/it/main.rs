@@ -2,6 +2,7 @@
 //! JetStream), real SQLite, the HTTP router in-process.
 
 mod http;
+mod hub;
 mod ingest;
 mod jetstream;
 mod support;
