@@ -5,4 +5,5 @@ mod http;
 mod hub;
 mod ingest;
 mod jetstream;
+mod store;
 mod support;

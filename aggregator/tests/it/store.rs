@@ -1,0 +1,137 @@
+//! The store through its public API on a real SQLite file: the new-node cap, the
+//! per-node rate, duplicates and retention; and the binary's `key` command.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use truebit_aggregator::gate::{Limits, Reason};
+use truebit_aggregator::ingest::verify_batch;
+use truebit_aggregator::store::Store;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn new_nodes_beyond_the_hourly_cap_and_a_node_beyond_its_rate_are_refused_and_counted() {
+    let dir = tempdir();
+    let limits = Limits {
+        new_nodes_per_hour: 3,
+        node_per_hour: 2,
+        ..Limits::default()
+    };
+    let store = Store::open(&dir.path().join("a.db"), limits).expect("store");
+    let now = NOON + 4 * 300;
+    let reports = (1..=5)
+        .map(|n| SimNode::new(n).report(NOON, 0, &[]))
+        .collect();
+    let verdicts = store.ingest(Arc::new(reports), now).await.expect("stored");
+    assert_eq!(
+        verdicts,
+        vec![
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(Reason::NewNodes),
+            Err(Reason::NewNodes)
+        ]
+    );
+    // Node 1 sent one report this hour; a second is fine, a third is over its rate.
+    let node = SimNode::new(1);
+    let more = vec![
+        node.report(NOON + 300, 0, &[]),
+        node.report(NOON + 600, 0, &[]),
+    ];
+    let verdicts = store.ingest(Arc::new(more), now).await.expect("stored");
+    assert_eq!(verdicts, vec![Ok(()), Err(Reason::NodeRate)]);
+    let totals = store.totals().await.expect("totals");
+    assert_eq!((totals.nodes, totals.reports), (3, 4));
+}
+
+#[tokio::test]
+async fn retention_deletes_old_reports_and_nodes_not_seen_since() {
+    let dir = tempdir();
+    let limits = Limits {
+        max_age_secs: 40 * 86_400,
+        ..Limits::default()
+    };
+    let store = Store::open(&dir.path().join("a.db"), limits).expect("store");
+    let now = NOON + 31 * 86_400;
+    let old = SimNode::new(1).report(NOON, 1, &[Task::ok(1)]);
+    let recent = SimNode::new(2).report(NOON + 30 * 86_400, 1, &[Task::ok(1)]);
+    store
+        .ingest(Arc::new(vec![old, recent]), now)
+        .await
+        .expect("stored");
+    let deleted = store
+        .retention(NOON + 86_400)
+        .await
+        .expect("retention runs");
+    assert_eq!(deleted, 1);
+    let totals = store.totals().await.expect("totals");
+    assert_eq!(
+        (
+            totals.nodes,
+            totals.reports,
+            totals.task_items,
+            totals.invoice_items
+        ),
+        (1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn random_and_mutated_bytes_never_panic_and_are_never_accepted() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let valid = SimNode::new(1).wire(NOON, 1, &[Task::ok(1)]);
+    let mut payloads = Vec::new();
+    for _ in 0..300 {
+        let len = rng.gen_range(0..600);
+        payloads.push((0..len).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>());
+        let mut m = valid.clone();
+        for _ in 0..rng.gen_range(1..4) {
+            let i = rng.gen_range(0..m.len());
+            m[i] = rng.gen();
+        }
+        if m != valid {
+            payloads.push(m);
+        }
+    }
+    let (reports, rejected) = verify_batch(&payloads);
+    assert!(reports.is_empty(), "a damaged report verified");
+    assert_eq!(rejected.len(), payloads.len());
+}
+
+#[test]
+fn the_key_command_prints_the_same_public_key_every_time() {
+    let dir = tempdir();
+    let key = dir.path().join("k/aggregator.key");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_truebit-aggregator"))
+            .arg("key")
+            .arg("--key")
+            .arg(&key)
+            .env_clear()
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let first = run();
+    assert_eq!(first.trim().len(), 64);
+    assert!(first.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(run(), first);
+    // The example configuration is printed as documented.
+    let out = Command::new(env!("CARGO_BIN_EXE_truebit-aggregator"))
+        .arg("--print-example-config")
+        .env_clear()
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        truebit_aggregator::config::EXAMPLE_CONFIG
+    );
+}
