@@ -332,14 +332,30 @@ fn stats_input(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT dim, label, node, SUM(count) FROM cell_hours WHERE hour >= ?1 GROUP BY dim, label, node",
-    )?;
-    let cells = stmt
-        .query_map([to_i64(period_start_hour)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, from_i64(r.get(3)?)))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Summed here, per (cell, node), while reading: a GROUP BY sorts all rows in
+    // SQLite (slower), and keeping the rows would hold every node-hour in memory.
+    let mut stmt =
+        conn.prepare_cached("SELECT dim, label, node, count FROM cell_hours WHERE hour >= ?1")?;
+    let mut labels: Vec<(u8, String)> = Vec::new();
+    let mut sums: std::collections::HashMap<(usize, i64), u64> = std::collections::HashMap::new();
+    let mut rows = stmt.query([to_i64(period_start_hour)])?;
+    while let Some(row) = rows.next()? {
+        let dim: u8 = row.get(0)?;
+        let label = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let cell = match labels.iter().position(|(d, l)| *d == dim && l == label) {
+            Some(i) => i,
+            None => {
+                labels.push((dim, label.to_owned()));
+                labels.len() - 1
+            }
+        };
+        *sums.entry((cell, row.get(2)?)).or_default() += from_i64(row.get(3)?);
+    }
+    let mut cells: Vec<(u8, String, i64, u64)> = sums
+        .into_iter()
+        .map(|((cell, node), count)| (labels[cell].0, labels[cell].1.clone(), node, count))
+        .collect();
+    cells.sort_unstable();
     Ok(StatsInput {
         active_nodes,
         nodes_30d,
