@@ -282,6 +282,80 @@ mod tests {
     }
 
     #[test]
+    fn no_published_figure_or_cell_has_fewer_than_k_nodes_behind_it() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::{BTreeMap as Map, BTreeSet as Set};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let labels = ["1-5s", "5-10s", ">1m", "unknown"];
+        for _ in 0..500 {
+            let k = rng.gen_range(2..=6u32);
+            let n = rng.gen_range(0..14i64);
+            let mut inp = StatsInput {
+                active_nodes: rng.gen_range(0..=n as u64),
+                nodes_30d: n as u64,
+                ..StatsInput::default()
+            };
+            for node in 0..n {
+                let continent = ["EU", "NA", "AS"][rng.gen_range(0..3)];
+                inp.period_nodes
+                    .push((node, NOON - 7_200, Some(continent.into())));
+                for hour in [NOON - 3_600, NOON] {
+                    if rng.gen_bool(0.7) {
+                        let r = rng.gen_range(0..3);
+                        let c = rng.gen_range(0..=r);
+                        inp.node_hours.push((hour, node, r, c, r - c));
+                    }
+                }
+                for _ in 0..rng.gen_range(0..4) {
+                    let label = labels[rng.gen_range(0..labels.len())];
+                    inp.cells.push((0, label.into(), node, rng.gen_range(1..5)));
+                }
+            }
+            let stats = compute(&inp, w(NOON + 300), k);
+            let kk = k as usize;
+            type NodeHour = (u64, i64, u64, u64, u64);
+            let nodes_with = |f: &dyn Fn(&NodeHour) -> bool| {
+                inp.node_hours
+                    .iter()
+                    .filter(|r| f(r))
+                    .map(|r| r.1)
+                    .collect::<Set<_>>()
+                    .len()
+            };
+            if stats.tasks_24h.received.is_some() {
+                assert!(nodes_with(&|r| r.2 > 0) >= kk);
+            }
+            if stats.tasks_24h.failed.is_some() {
+                assert!(nodes_with(&|r| r.4 > 0) >= kk);
+            }
+            if stats.active_nodes.is_some() {
+                assert!(inp.active_nodes as usize >= kk);
+            }
+            for h in &stats.availability {
+                if h.rate_bp.is_some() {
+                    assert!(nodes_with(&|r| r.0 == h.hour) >= kk);
+                }
+            }
+            let mut by_label: Map<&str, Set<i64>> = Map::new();
+            for (_, label, node, _) in &inp.cells {
+                by_label.entry(label.as_str()).or_default().insert(*node);
+            }
+            for label in stats.distributions.duration.keys() {
+                if label != "other" {
+                    assert!(by_label[label.as_str()].len() >= kk, "{label} below k");
+                }
+            }
+            // Node-count distributions: every cell, `other` included, counts >= k nodes.
+            for cells in [
+                &stats.distributions.continent,
+                &stats.distributions.activity,
+            ] {
+                assert!(cells.values().all(|&c| c >= u64::from(k)), "{cells:?}");
+            }
+        }
+    }
+
+    #[test]
     fn the_latest_closed_window_is_the_one_before_the_open_one() {
         assert_eq!(latest_closed_window(NOON + 301).as_secs(), NOON);
         assert_eq!(latest_closed_window(NOON + 300).as_secs(), NOON);
