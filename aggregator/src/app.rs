@@ -58,8 +58,8 @@ pub async fn start(
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path, limits))
         .await?
         .with_context(|| format!("cannot open the database {}", config.db_path.display()))?;
-    let nats = Nats::connect(&config.nats).await?;
     let metrics = Arc::new(Metrics::default());
+    let nats = Nats::connect(&config.nats, Arc::clone(&metrics)).await?;
     let latest: Latest = Arc::new(RwLock::new(None));
     let cancel = CancellationToken::new();
     if let Some(wire) = store.latest_stats().await? {

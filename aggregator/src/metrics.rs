@@ -19,6 +19,8 @@ pub struct Metrics {
     stats_published: AtomicU64,
     stats_errors: AtomicU64,
     last_stats_window: AtomicU64,
+    slow_consumer: AtomicU64,
+    connected: std::sync::atomic::AtomicBool,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     delivery: Mutex<Option<&'static str>>,
 }
@@ -37,6 +39,9 @@ pub struct IngestSnapshot {
     pub store_errors: u64,
     pub stats_published: u64,
     pub stats_errors: u64,
+    /// Times the NATS client dropped messages of a subscription that fell behind.
+    pub slow_consumer: u64,
+    pub nats_connected: bool,
 }
 
 impl Metrics {
@@ -68,6 +73,14 @@ impl Metrics {
         self.stats_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn slow_consumer(&self) {
+        self.slow_consumer.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
     pub fn set_delivery(&self, delivery: &'static str) {
         *self.delivery.lock().unwrap_or_else(|p| p.into_inner()) = Some(delivery);
     }
@@ -96,6 +109,8 @@ impl Metrics {
             store_errors: self.store_errors.load(Ordering::Relaxed),
             stats_published: self.stats_published.load(Ordering::Relaxed),
             stats_errors: self.stats_errors.load(Ordering::Relaxed),
+            slow_consumer: self.slow_consumer.load(Ordering::Relaxed),
+            nats_connected: self.connected.load(Ordering::Relaxed),
         }
     }
 
@@ -138,6 +153,18 @@ impl Metrics {
             "truebit_aggregator_stats_errors_total",
             "Statistics computations or publications that failed.",
             s.stats_errors,
+        );
+        counter(
+            "truebit_aggregator_nats_slow_consumer_total",
+            "Times the NATS client dropped reports of a subscription that fell behind.",
+            s.slow_consumer,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_nats_connected Whether the NATS connection is up (1) or not (0).\n\
+             # TYPE truebit_aggregator_nats_connected gauge\n\
+             truebit_aggregator_nats_connected {}",
+            u8::from(s.nats_connected)
         );
         let _ = writeln!(
             out,

@@ -6,6 +6,7 @@
 //! monitors may read `_INBOX.>`, and a pull consumer hands reports out as replies.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
@@ -13,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::config::{NatsAuth, NatsConfig};
+use crate::metrics::Metrics;
 
 /// The aggregator's reply subject prefix (deploy/nats-server.conf lets only it read there).
 pub const INBOX_PREFIX: &str = "_AGGREGATOR_INBOX";
@@ -53,8 +55,10 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Connects (retrying in the background if the server is not up yet).
-    pub async fn connect(config: &NatsConfig) -> Result<Nats, NatsError> {
+    /// Connects (retrying in the background if the server is not up yet). Connection
+    /// changes and slow-consumer drops (a core subscription that fell behind) are
+    /// counted in `metrics`.
+    pub async fn connect(config: &NatsConfig, metrics: Arc<Metrics>) -> Result<Nats, NatsError> {
         let mut options = match &config.auth {
             NatsAuth::None => async_nats::ConnectOptions::new(),
             NatsAuth::UserPassword { user, password } => {
@@ -89,6 +93,20 @@ impl Nats {
             .subscription_capacity(65_536)
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((250u64 << attempts.min(6)).min(10_000))
+            })
+            .event_callback(move |event| {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => metrics.set_connected(true),
+                        async_nats::Event::Disconnected => {
+                            metrics.set_connected(false);
+                            tracing::warn!("NATS connection lost; reconnecting");
+                        }
+                        async_nats::Event::SlowConsumer(_) => metrics.slow_consumer(),
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
+                }
             });
         let client =
             options
@@ -196,11 +214,6 @@ impl Nats {
             .await
             .map_err(other)?;
         self.client.flush().await.map_err(other)
-    }
-
-    /// Whether the client is connected now.
-    pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// Flushes and closes the connection.

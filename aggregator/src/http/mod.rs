@@ -103,13 +103,20 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such page")
 }
 
+/// `ok`, or `degraded` while NATS is unreachable (always 200: the process is alive and
+/// keeps serving the latest figures).
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let has_stats = state
         .latest
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .is_some();
-    Json(json!({ "status": "ok", "stats": has_stats }))
+    let connected = state.metrics.snapshot().nats_connected;
+    Json(json!({
+        "status": if connected { "ok" } else { "degraded" },
+        "nats": if connected { "connected" } else { "disconnected" },
+        "stats": has_stats,
+    }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

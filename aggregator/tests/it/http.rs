@@ -137,8 +137,13 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains('{'), "the stylesheet");
 
+    // No NATS connection in this test: alive, but degraded.
     let (status, body) = get(&app, "/health").await;
-    assert_eq!((status, body.contains("\"ok\"")), (StatusCode::OK, true));
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["nats"], "disconnected");
+    assert_eq!(v["stats"], true);
 
     // No node id anywhere, page or API.
     for uri in [

@@ -182,6 +182,8 @@ async fn forged_replayed_oversized_malformed_stale_future_and_private_reports_ar
     .await;
 
     let s = app.state.metrics.snapshot();
+    assert!(s.nats_connected);
+    assert_eq!(s.slow_consumer, 0);
     assert_eq!(s.accepted, 2);
     let expected: BTreeMap<&str, u64> = [
         ("bad_signature", 1),
