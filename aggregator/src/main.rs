@@ -23,6 +23,9 @@ struct Cli {
     /// Print a commented example configuration file and exit
     #[arg(long)]
     print_example_config: bool,
+    /// Create the JetStream report stream (TRUEBIT_REPORTS) if it does not exist
+    #[arg(long, global = true, env = "CREATE_STREAM")]
+    create_stream: bool,
     #[command(flatten)]
     settings: Settings,
 }
@@ -30,11 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the aggregator (the default)
-    Run {
-        /// Create the JetStream report stream (TRUEBIT_REPORTS) if it does not exist
-        #[arg(long, env = "CREATE_STREAM")]
-        create_stream: bool,
-    },
+    Run,
     /// Print the aggregator's public key (creating the key if needed), for monitors to pin
     Key,
 }
@@ -50,9 +49,7 @@ fn main() -> anyhow::Result<()> {
         None => Settings::default(),
     };
     let settings = cli.settings.over(file);
-    match cli.command.unwrap_or(Command::Run {
-        create_stream: false,
-    }) {
+    match cli.command.unwrap_or(Command::Run) {
         Command::Key => {
             let key_path = settings
                 .key_path
@@ -68,9 +65,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}", key.public());
             Ok(())
         }
-        Command::Run { create_stream } => {
+        Command::Run => {
             let mut config = settings.validate()?;
-            config.create_stream = create_stream;
+            config.create_stream = cli.create_stream;
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
