@@ -24,7 +24,7 @@ pub use writer::Dim;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create or protect {path}: {source}")]
     Folder {
         path: String,
         source: std::io::Error,
@@ -97,6 +97,17 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path)?;
+        // Pseudonymous node data: owner only. Set before WAL mode creates the -wal and
+        // -shm files, which SQLite gives the database file's mode.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StoreError::Folder {
+                    path: path.display().to_string(),
+                    source,
+                },
+            )?;
+        }
         schema::configure(&conn)?;
         schema::migrate(&conn)?;
         let mut writer = writer::Writer::new(conn, Gate::new(limits))?;

@@ -44,6 +44,14 @@ async fn new_nodes_beyond_the_hourly_cap_and_a_node_beyond_its_rate_are_refused_
     assert_eq!(verdicts, vec![Ok(()), Err(Reason::NodeRate)]);
     let totals = store.totals().await.expect("totals");
     assert_eq!((totals.nodes, totals.reports), (3, 4));
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in ["a.db", "a.db-wal", "a.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .expect("database file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[tokio::test]
