@@ -267,7 +267,7 @@ impl NetworkPage {
                     }],
                     label_every: 1,
                     empty: format!("Fewer than {} nodes contributed.", f.k),
-                    width: 360.0,
+                    width: 520.0,
                 };
                 let total: u64 = cells.iter().map(|(_, c)| c).sum();
                 DistributionView {
