@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::publisher::Latest;
 use crate::store::Store;
 
-/// Most statistics one history request returns (a week of windows).
+/// Most statistics one history request returns (a week of windows), oldest first.
 pub const HISTORY_LIMIT: u32 = 2_016;
 
 /// Shared by every handler.
@@ -163,8 +163,11 @@ async fn history(
     let Query(range) = query.map_err(|_| {
         ApiError::BadRequest("from and to are Unix seconds: ?from=1717200000&to=1717243200".into())
     })?;
-    let to = range.to.unwrap_or(u64::MAX / 2);
-    let from = range.from.unwrap_or(0);
+    // Defaults: up to the latest statistics, the 24 hours before `to`.
+    let to = range
+        .to
+        .unwrap_or_else(|| latest(&state).map_or(u64::MAX / 2, |s| s.stats().window.as_secs()));
+    let from = range.from.unwrap_or(to.saturating_sub(86_400));
     if from > to {
         return Err(ApiError::BadRequest("from is after to".into()));
     }

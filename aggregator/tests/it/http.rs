@@ -106,6 +106,16 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    let (_, body) = get(&app, "/api/stats/history").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        v["items"][0]["window"],
+        NOON + 600,
+        "default: the last 24 hours"
+    );
+    let (_, body) = get(&app, &format!("/api/stats/history?to={}", NOON + 300)).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(0));
     let (status, _) = get(&app, "/api/stats/history?from=9&to=1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = get(&app, "/api/stats/history?from=x").await;
