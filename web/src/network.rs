@@ -88,8 +88,8 @@ fn every(n: usize, shown: usize) -> usize {
 impl NetworkPage {
     /// The page for `f`; without statistics yet (`None`), an explanation instead.
     pub fn new(f: Option<&NetworkFigures>) -> NetworkPage {
-        let mut layout = Layout::new("Network", "", "");
-        layout.title = "TrueBit network".into();
+        let mut layout = Layout::new("Network statistics", "", "");
+        layout.product = "TrueBit network";
         let Some(f) = f else {
             return NetworkPage {
                 layout,

@@ -33,6 +33,8 @@ pub struct Layout {
     pub live: bool,
     /// The monitor's version, for the footer.
     pub version: String,
+    /// The name in the header, the title and the footer.
+    pub product: &'static str,
 }
 
 impl Layout {
@@ -44,6 +46,7 @@ impl Layout {
             notices: Vec::new(),
             live: false,
             version: String::new(),
+            product: "TrueBit Node Monitor",
         }
     }
 

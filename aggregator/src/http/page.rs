@@ -11,6 +11,7 @@ use truebit_protocol::bucket::{
 use truebit_protocol::sign::SignedStats;
 use truebit_protocol::stats::{Cells, OTHER, UNKNOWN};
 use truebit_web::network::{NetworkFigures, NetworkPage};
+use truebit_web::page::{ErrorPage, Layout};
 use truebit_web::Template as _;
 
 use super::{ApiError, AppState};
@@ -37,7 +38,30 @@ fn by_count(cells: &Cells) -> Vec<(String, u64)> {
     out
 }
 
-pub(super) async fn network_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `/`: the public network page; an HTML error page when it cannot be built.
+pub(super) async fn network_page(State(state): State<AppState>) -> Response {
+    match network_html(&state).await {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let mut layout = Layout::new("Not available", "", "");
+            layout.product = "TrueBit network";
+            let page = ErrorPage {
+                layout,
+                status: status.as_u16(),
+                heading: "Not available right now".into(),
+                message: "The statistics cannot be read at the moment; try again in a minute."
+                    .into(),
+            };
+            match page.render() {
+                Ok(html) => (status, Html(html)).into_response(),
+                Err(_) => status.into_response(),
+            }
+        }
+    }
+}
+
+async fn network_html(state: &AppState) -> Result<String, ApiError> {
     let published = state
         .latest
         .read()
@@ -98,11 +122,10 @@ pub(super) async fn network_page(State(state): State<AppState>) -> Result<Respon
             })
         }
     };
-    let html = NetworkPage::new(figures.as_ref()).render().map_err(|e| {
+    NetworkPage::new(figures.as_ref()).render().map_err(|e| {
         tracing::error!(error = %e, "cannot render the network page");
         ApiError::Internal
-    })?;
-    Ok(Html(html).into_response())
+    })
 }
 
 /// `/static/NAME`: the CSS and icon the page links (versioned URLs, cached for a year).
