@@ -245,10 +245,13 @@ impl HttpSettings {
         };
         let task_data_password = match self.task_data_password {
             Some(p) if p.is_empty() => None,
-            Some(p) if p.chars().count() < 8 => {
+            Some(p) if p.chars().count() < super::auth::MIN_PASSWORD_CHARS => {
                 return Err(invalid(
                     "TASK_DATA_PASSWORD",
-                    "must be at least 8 characters".into(),
+                    format!(
+                        "must be at least {} characters",
+                        super::auth::MIN_PASSWORD_CHARS
+                    ),
                 ))
             }
             p => p.map(Secret),

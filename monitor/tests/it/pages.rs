@@ -535,7 +535,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
     assert!(r.html().contains("differ"));
     let r = change("first password 12", "short", "short").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.html().contains("at least 12 characters"));
+    assert!(r.html().contains("at least 8 characters"));
 
     let r = change(
         "first password 12",

@@ -15,8 +15,7 @@ use crate::http::AppState;
 use crate::store::auth::{ApiKeyScope, KeyRef};
 use crate::store::settings::{SettingSource, MAX_RETENTION_DAYS};
 
-/// Shortest password the dashboard accepts.
-const MIN_PASSWORD: usize = 12;
+use crate::http::auth::MIN_PASSWORD_CHARS as MIN_PASSWORD;
 
 /// `GET /settings`
 pub async fn page(State(s): State<AppState>, op: Operator, uri: axum::http::Uri) -> PageResult {
