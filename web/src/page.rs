@@ -181,6 +181,9 @@ pub struct OverviewPage {
     pub recent: Vec<TaskRow>,
     /// Nothing ingested yet: say how data arrives.
     pub no_data: bool,
+    /// The server's time and the newest log line's (0: none), for the live health cards.
+    pub now_ns: i64,
+    pub last_line_ns: i64,
 }
 
 // ---- tasks ---------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-// Live log tail for the Logs page: new entries arrive over server-sent events
-// (/api/events, the session cookie authenticates) and are put on top of the table
-// when they match the page's filters. Pause keeps them aside; Resume shows them.
-// Rows are built with textContent only (no HTML from the server's data).
+// The live parts of the dashboard, over server-sent events (/api/events; the session
+// cookie authenticates):
+// - Logs page: new entries go on top of the table when they match the page's filters.
+//   Pause keeps them aside; Resume shows them.
+// - Overview: the health cards (container, Docker, slots, last log line) follow the
+//   node's status and the age of its last line.
+// Text is set with textContent only (no HTML from the server's data).
 (function () {
   "use strict";
   var MAX_ROWS = 500;
@@ -163,5 +166,65 @@
     });
   }
 
+  function age(secs) {
+    if (secs < 2) { return "just now"; }
+    if (secs < 120) { return secs + " s ago"; }
+    if (secs < 7200) { return Math.floor(secs / 60) + " min ago"; }
+    if (secs < 172800) { return Math.floor(secs / 3600) + " h ago"; }
+    return Math.floor(secs / 86400) + " days ago";
+  }
+
+  function overview() {
+    var section = document.querySelector("[data-live-overview]");
+    if (!section || !window.EventSource) { return; }
+    // The server's clock, so ages are right even if this computer's clock is not.
+    var skewMs = Number(section.getAttribute("data-now-ns")) / 1e6 - Date.now();
+    var lastNs = Number(section.getAttribute("data-last-ns")) || 0;
+    function card(key, value, detail, state) {
+      var box = section.querySelector('[data-card="' + key + '"]');
+      if (!box) { return; }
+      var v = box.querySelector(".value");
+      if (v && value !== null) { v.textContent = value; }
+      var d = box.querySelector(".detail");
+      if (d && detail !== null) { d.textContent = detail; }
+      if (state !== null) { box.className = "card " + state; }
+    }
+    function tick() {
+      if (!lastNs) { return; }
+      var secs = Math.max(0, Math.floor((Date.now() + skewMs - lastNs / 1e6) / 1000));
+      card("last_line", age(secs), null, secs > 600 ? "warn" : "ok");
+    }
+    setInterval(tick, 1000);
+    var source = new EventSource("/api/events");
+    source.addEventListener("entry", function (m) {
+      try {
+        var e = JSON.parse(m.data);
+        if (e.time_ns > lastNs) { lastNs = e.time_ns; tick(); }
+      } catch (err) { /* ignore a malformed event */ }
+    });
+    source.addEventListener("status", function (m) {
+      var s;
+      try { s = JSON.parse(m.data); } catch (err) { return; }
+      var node = s.node;
+      if (node && node.slots_used !== null && node.slots_used !== undefined) {
+        var total = node.slots_total === null || node.slots_total === undefined ? 4 : node.slots_total;
+        card("slots", node.slots_used + "/" + total, null, null);
+      }
+      var src = s.source;
+      if (!src || src.kind !== "docker") { return; }
+      var c = src.container || {};
+      if (c.state === "running") { card("container", "Running", c.name, "ok"); }
+      if (c.state === "stopped") {
+        card("container", "Stopped", c.name + (c.exit_code === null || c.exit_code === undefined ? "" : ", exit code " + c.exit_code), "bad");
+      }
+      if (c.state === "missing") { card("container", "Not found", "no container named " + c.name, "bad"); }
+      var conn = src.connection || {};
+      if (conn.state === "connected") { card("docker", "Connected", "Docker " + conn.version, "ok"); }
+      if (conn.state === "connecting") { card("docker", "Connecting", "", "warn"); }
+      if (conn.state === "unreachable") { card("docker", "Unreachable", conn.reason, "bad"); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", start);
+  document.addEventListener("DOMContentLoaded", overview);
 })();

@@ -203,6 +203,9 @@ async fn the_overview_shows_the_figures_the_api_reports() {
     assert!(html.contains("Execution time of the last 24 hours"));
     assert!(html.contains("Container up (green), down (red)"));
     assert_eq!(count(&html, "<tr data-execution="), 10);
+    // The health cards follow the node live, from the server's clock.
+    assert!(html.contains(&format!(r#"data-live-overview data-now-ns="{NOW_NS}""#)));
+    assert!(html.contains("/static/live.js?v="));
     // CSP: no inline script or style anywhere.
     assert!(!html.contains("style="), "inline style");
     assert_eq!(count(&html, "<script"), count(&html, "<script src="));

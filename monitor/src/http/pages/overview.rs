@@ -101,8 +101,10 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
         .filter(|d| d.day == today_day)
         .collect();
     let week_days: Vec<&EarningsDay> = data.earnings.iter().collect();
+    let mut layout = layout(&s, "Overview", "overview", &op);
+    layout.live = true;
     let page = OverviewPage {
-        layout: layout(&s, "Overview", "overview", &op),
+        layout,
         health: health(&status, &data, now, s.started_ns),
         periods: vec![
             period(
@@ -125,6 +127,8 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
         availability: availability_chart(&data.uptime),
         recent: data.recent.iter().map(task_row).collect(),
         no_data: data.ingest.last_entry_ns.is_none(),
+        now_ns: now,
+        last_line_ns: data.ingest.last_entry_ns.unwrap_or(0),
     };
     render(&page)
 }
