@@ -103,7 +103,7 @@ fn steps(t: &Task) -> Vec<Step> {
         label: label.to_owned(),
         at: at.map(Stamp::of_ns),
         offset: match (at, start) {
-            (Some(a), Some(s)) if a >= s => format!(
+            (Some(a), Some(s)) if a > s => format!(
                 "+{}",
                 format::duration_ms(u64::try_from((a - s) / 1_000_000).unwrap_or(0))
             ),
