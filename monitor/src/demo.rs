@@ -162,6 +162,8 @@ struct SimTask {
     task_id: String,
     requester: String,
     created_secs: i64,
+    /// When its execution started (the node's clock), for a consistent `elapsed`.
+    started_secs: i64,
     set_nodes: Vec<String>,
     stage: Stage,
     due: i64,
@@ -410,6 +412,7 @@ impl LogGenerator {
             task_id: format!("rs_{}", hex(&mut self.rng, 32)),
             requester: address(&mut self.rng),
             created_secs: self.now,
+            started_secs: self.now,
             set_nodes,
             stage: Stage::Download,
             due: self.now + self.rng.gen_range(0..=1),
@@ -465,6 +468,10 @@ impl LogGenerator {
                     Effect::Started,
                 );
                 let run_secs = (self.rng.gen_range(0.0f64..1.0).powi(3) * 25.0) as i64 + 1;
+                let now = self.now;
+                if let Some(t) = self.active.get_mut(i) {
+                    t.started_secs = now;
+                }
                 self.set_stage(i, Stage::Finish, run_secs..=run_secs);
             }
             Stage::Finish => self.finish(i),
@@ -519,7 +526,17 @@ impl LogGenerator {
                     .to_owned(),
             );
         }
-        let metrics = self.metrics_json(exit_code, steps, peak_memory);
+        // The run took what the start and completion lines say, less a fraction of the
+        // last second (the node's clock prints whole seconds).
+        let run_ns = self
+            .active
+            .get(i)
+            .map_or(1, |t| (self.now - t.started_secs).max(1))
+            .saturating_mul(1_000_000_000);
+        let elapsed_ns = run_ns
+            .saturating_sub(self.rng.gen_range(0..900_000_000))
+            .max(1_000_000);
+        let metrics = self.metrics_json(exit_code, steps, peak_memory, elapsed_ns);
         if self.rng.gen_bool(0.3) {
             let pretty = pretty_json(&metrics);
             let mut lines = pretty.lines();
@@ -732,7 +749,13 @@ impl LogGenerator {
             .done()
     }
 
-    fn metrics_json(&mut self, exit_code: i64, steps: u64, peak_memory: u64) -> String {
+    fn metrics_json(
+        &mut self,
+        exit_code: i64,
+        steps: u64,
+        peak_memory: u64,
+        elapsed_ns: i64,
+    ) -> String {
         let limits = Obj::new()
             .num("gas", 60_000_000_000u64)
             .num("memory", 1024)
@@ -759,10 +782,7 @@ impl LogGenerator {
             )
             .done();
         Obj::new()
-            .str(
-                "elapsed",
-                &self.rng.gen_range(1_000_000u64..30_000_000_000).to_string(),
-            )
+            .str("elapsed", &elapsed_ns.to_string())
             .raw("wasi", &Obj::new().num("exitCode", exit_code).done())
             .raw(
                 "metering",
