@@ -155,7 +155,7 @@ async fn supervise_ingest(
     while !cancel.is_cancelled() {
         let opened = async {
             if config.create_stream {
-                nats.create_stream().await?;
+                nats.create_stream(config.stream_max_bytes).await?;
             }
             nats.reports(&config.consumer, config.ack_wait).await
         };

@@ -123,6 +123,10 @@ pub struct Settings {
     /// Seconds before JetStream redelivers an unacknowledged report [default: 30]
     #[arg(long, global = true, env = "ACK_WAIT_SECS")]
     pub ack_wait_secs: Option<u64>,
+    /// MiB of reports the stream made by --create-stream keeps at most (the server's
+    /// JetStream storage must have room for it) [default: 4096]
+    #[arg(long, global = true, env = "STREAM_MAX_MIB")]
+    pub stream_max_mib: Option<u64>,
 }
 
 impl Settings {
@@ -149,6 +153,7 @@ impl Settings {
             stats_interval_secs: self.stats_interval_secs.or(lower.stats_interval_secs),
             consumer: self.consumer.or(lower.consumer),
             ack_wait_secs: self.ack_wait_secs.or(lower.ack_wait_secs),
+            stream_max_mib: self.stream_max_mib.or(lower.stream_max_mib),
         }
     }
 
@@ -300,6 +305,13 @@ impl Settings {
         if !(1..=3_600).contains(&ack_wait) {
             return Err(invalid("ACK_WAIT_SECS", "must be between 1 and 3600"));
         }
+        let stream_max_mib = self.stream_max_mib.unwrap_or(DEFAULT_STREAM_MAX_MIB);
+        if !(16..=1_048_576).contains(&stream_max_mib) {
+            return Err(invalid(
+                "STREAM_MAX_MIB",
+                "must be between 16 and 1048576 (1 TiB)",
+            ));
+        }
         Ok(Config {
             nats: NatsConfig {
                 urls,
@@ -319,6 +331,7 @@ impl Settings {
             consumer,
             ack_wait: Duration::from_secs(ack_wait),
             create_stream: false,
+            stream_max_bytes: stream_max_mib * 1024 * 1024,
         })
     }
 }
@@ -362,7 +375,13 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Create the report stream at start (`--create-stream`).
     pub create_stream: bool,
+    /// The size limit of that stream, bytes.
+    pub stream_max_bytes: u64,
 }
+
+/// Default size limit of the stream `--create-stream` makes (4 GiB: a week of a large
+/// network's reports).
+pub const DEFAULT_STREAM_MAX_MIB: u64 = 4096;
 
 /// A commented example configuration file (`--print-example-config`).
 pub const EXAMPLE_CONFIG: &str = r#"# truebit-aggregator configuration (TOML). Every key is optional here; the
@@ -409,6 +428,9 @@ new_nodes_per_hour = 10000
 # an unacknowledged report is delivered again [ACK_WAIT_SECS]
 consumer = "truebit-aggregator"
 ack_wait_secs = 30
+# MiB the stream made by --create-stream keeps at most; the NATS server's JetStream
+# storage must have room for it [STREAM_MAX_MIB]
+stream_max_mib = 4096
 "#;
 
 #[cfg(test)]

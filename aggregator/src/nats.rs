@@ -119,8 +119,9 @@ impl Nats {
         Ok(Nats { client })
     }
 
-    /// Creates the report stream if it does not exist (`--create-stream`).
-    pub async fn create_stream(&self) -> Result<(), NatsError> {
+    /// Creates the report stream if it does not exist (`--create-stream`), keeping at
+    /// most `max_bytes` of reports.
+    pub async fn create_stream(&self, max_bytes: u64) -> Result<(), NatsError> {
         let js = jetstream::new(self.client.clone());
         js.get_or_create_stream(jetstream::stream::Config {
             name: STREAM_NAME.into(),
@@ -128,13 +129,26 @@ impl Nats {
             storage: jetstream::stream::StorageType::File,
             max_age: Duration::from_secs(7 * 86_400),
             duplicate_window: Duration::from_secs(2 * 3_600),
-            max_bytes: 4 * 1024 * 1024 * 1024,
+            max_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
             max_message_size: 1024 * 1024,
             discard: jetstream::stream::DiscardPolicy::Old,
             ..Default::default()
         })
         .await
-        .map_err(js_err)?;
+        .map_err(|e| {
+            let text = e.to_string();
+            // JetStream error 10047: insufficient storage resources available.
+            if text.contains("insufficient") || text.contains("10047") {
+                js_err(format!(
+                    "cannot create the report stream {STREAM_NAME}: the NATS server's JetStream \
+                     storage has no room for {} MiB; free disk space on the server or lower \
+                     STREAM_MAX_MIB ({text})",
+                    max_bytes / (1024 * 1024)
+                ))
+            } else {
+                js_err(e)
+            }
+        })?;
         Ok(())
     }
 

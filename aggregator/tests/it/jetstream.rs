@@ -101,3 +101,25 @@ async fn second_accepted(dir: &tempfile::TempDir) -> u64 {
     .expect("open");
     store.totals().await.expect("totals").reports
 }
+
+#[tokio::test]
+async fn a_stream_the_server_has_no_room_for_is_a_clear_error() {
+    let dir = tempdir();
+    let nats = NatsServer::start(dir.path());
+    let cfg = config(dir.path(), &nats.url());
+    let metrics = std::sync::Arc::new(truebit_aggregator::metrics::Metrics::default());
+    let client = truebit_aggregator::nats::Nats::connect(&cfg.nats, metrics)
+        .await
+        .expect("connect");
+    // 1 TiB: more than this machine's JetStream storage can reserve.
+    let err = client
+        .create_stream(1 << 40)
+        .await
+        .expect_err("no room for 1 TiB")
+        .to_string();
+    assert!(err.contains("no room for 1048576 MiB"), "{err}");
+    assert!(err.contains("STREAM_MAX_MIB"), "{err}");
+    // A size it can hold works, and again (it exists).
+    client.create_stream(64 << 20).await.expect("64 MiB");
+    client.create_stream(64 << 20).await.expect("already there");
+}

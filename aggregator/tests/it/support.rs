@@ -216,6 +216,8 @@ pub fn config(dir: &Path, nats_url: &str) -> Config {
         db_path: Some(dir.join("agg/aggregator.db")),
         stats_interval_secs: Some(1),
         ack_wait_secs: Some(1),
+        // Small, so that the tests do not depend on the machine's free disk space.
+        stream_max_mib: Some(64),
         ..Settings::default()
     }
     .validate()
