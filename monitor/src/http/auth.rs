@@ -425,13 +425,25 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
+/// The login body (JSON or form), for `/auth/login` and the login page.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginForm {
-    password: String,
+pub(crate) struct LoginForm {
+    pub password: String,
     /// Where a form login redirects to (a path on this monitor).
     #[serde(default)]
-    next: Option<String>,
+    pub next: Option<String>,
+    /// The hidden user name field password managers look for; there is one operator.
+    #[serde(default, rename = "username")]
+    _username: Option<String>,
+}
+
+/// A local path to return to after logging in (never another site), else `/`.
+pub(crate) fn safe_next(next: Option<String>) -> String {
+    next.filter(|n| {
+        n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2000
+    })
+    .unwrap_or_else(|| "/".into())
 }
 
 #[derive(Deserialize)]
@@ -535,13 +547,7 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Result<Respon
             expires_ns,
         })
         .into_response(),
-        BodyKind::Form => {
-            let to = form
-                .next
-                .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-                .unwrap_or_else(|| "/".into());
-            redirect(&to)
-        }
+        BodyKind::Form => redirect(&safe_next(form.next)),
     };
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
@@ -591,7 +597,8 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
     Ok(response)
 }
 
-fn redirect(to: &str) -> Response {
+/// A `303 See Other` to `to`.
+pub(crate) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         response.headers_mut().insert(header::LOCATION, v);

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use truebit_web::page::{ErrorPage, Layout, LoginPage, Notice};
 use truebit_web::Template;
 
-use super::auth::{body_kind, ct_eq, decode_body, BodyKind, Principal};
+pub(crate) use super::auth::redirect;
+use super::auth::{body_kind, ct_eq, decode_body, safe_next, BodyKind, LoginForm, Principal};
 use super::error::ApiError;
 use super::AppState;
 use crate::source::{Connection, ContainerState};
@@ -150,14 +151,6 @@ fn encode(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)])
         .map(|q| q.trim_start_matches("v=").to_owned())
         .unwrap_or_default()
-}
-
-pub(crate) fn redirect(to: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
 }
 
 /// Renders a template as a page (`200`, HTML).
@@ -316,14 +309,6 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// A local path to return to after logging in, else `/`.
-fn safe_next(next: Option<String>) -> String {
-    next.filter(|n| {
-        n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2000
-    })
-    .unwrap_or_else(|| "/".into())
-}
-
 fn login_layout() -> Layout {
     let mut layout = Layout::new("Log in", "", "");
     layout.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -345,18 +330,6 @@ async fn login_page(State(s): State<AppState>, req: Request) -> PageResult {
         error: None,
         next,
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginForm {
-    password: String,
-    /// The hidden user name field password managers look for; there is one operator.
-    #[serde(default)]
-    #[allow(dead_code)]
-    username: Option<String>,
-    #[serde(default)]
-    next: Option<String>,
 }
 
 /// `POST /login`: the password form; a wrong password shows the form again.

@@ -203,9 +203,8 @@ pub async fn revoke_key(
 pub struct PasswordForm {
     csrf_token: String,
     /// The hidden user name field for password managers (there is one operator).
-    #[serde(default)]
-    #[allow(dead_code)]
-    username: Option<String>,
+    #[serde(default, rename = "username")]
+    _username: Option<String>,
     current: String,
     new: String,
     confirm: String,
