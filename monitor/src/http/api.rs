@@ -307,13 +307,7 @@ pub async fn status(State(s): State<AppState>, uri: Uri) -> ApiResult {
 /// `GET /api/tasks`
 pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, TASKS_QUERY)?;
-    let (from, to) = optional_range(&p)?;
-    let filter = TaskFilter {
-        status: p.str("status").and_then(TaskStatus::parse),
-        chain_id: p.string("chain"),
-        from_ms: from.map(|ns| ns.div_euclid(1_000_000)),
-        to_ms: to.map(|ns| ceil_div(ns, 1_000_000)),
-    };
+    let filter = task_filter(&p)?;
     let page = s
         .store
         .tasks_page_async(filter, p.cursor(), p.limit())
@@ -331,6 +325,17 @@ pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
     out.push_str(&serde_json::to_string(&page.next.map(format_cursor)).unwrap_or_default());
     out.push('}');
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// The task list's filter from its parameters ([`TASKS_QUERY`]); the route and the page.
+pub(crate) fn task_filter(p: &Params) -> Result<TaskFilter, ApiError> {
+    let (from, to) = optional_range(p)?;
+    Ok(TaskFilter {
+        status: p.str("status").and_then(TaskStatus::parse),
+        chain_id: p.string("chain"),
+        from_ms: from.map(|ns| ns.div_euclid(1_000_000)),
+        to_ms: to.map(|ns| ceil_div(ns, 1_000_000)),
+    })
 }
 
 /// A task of a list as JSON text, without the `input` and `output` keys (lists never
@@ -486,20 +491,25 @@ fn day_string(day: i64) -> String {
 /// `GET /api/logs`
 pub async fn logs(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, LOGS_QUERY)?;
-    let (from_ns, to_ns) = optional_range(&p)?;
-    let filter = LogFilter {
+    let filter = log_filter(&p)?;
+    let page = s
+        .store
+        .logs_page_async(filter, p.cursor(), p.limit())
+        .await?;
+    ok(page_body(page, |e| e))
+}
+
+/// The log list's filter from its parameters ([`LOGS_QUERY`]); the route and the page.
+pub(crate) fn log_filter(p: &Params) -> Result<LogFilter, ApiError> {
+    let (from_ns, to_ns) = optional_range(p)?;
+    Ok(LogFilter {
         level: p.str("level").map(Level::from_word),
         kind: p.str("kind").and_then(Kind::parse),
         text: p.string("q"),
         execution_id: p.string("execution_id"),
         from_ns,
         to_ns,
-    };
-    let page = s
-        .store
-        .logs_page_async(filter, p.cursor(), p.limit())
-        .await?;
-    ok(page_body(page, |e| e))
+    })
 }
 
 // ---- stats -------------------------------------------------------------------------

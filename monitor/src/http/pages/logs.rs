@@ -7,10 +7,9 @@ use truebit_web::page::{Choice, LogsPage};
 
 use super::view::{field, form_pairs, log_row, pager, uri_of};
 use super::{layout, render, Operator, PageResult};
-use crate::http::api::{KINDS, LEVELS, LOGS_QUERY};
+use crate::http::api::{log_filter, KINDS, LEVELS, LOGS_QUERY};
 use crate::http::params::{format_cursor, Params};
 use crate::http::AppState;
-use crate::model::{Kind, Level};
 use crate::store::query::LogFilter;
 
 const PAGE: usize = 100;
@@ -18,28 +17,17 @@ const PAGE: usize = 100;
 /// `GET /logs`
 pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResult {
     let pairs = form_pairs(&uri);
-    let mut error = None;
-    let params = match Params::parse(&uri_of("/logs", &pairs), LOGS_QUERY) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            error = Some(format!("{e}. Showing all entries."));
-            None
-        }
-    };
-    let pairs = if params.is_some() { pairs } else { Vec::new() };
-    let (filter, cursor) = match &params {
-        Some(p) => (
-            LogFilter {
-                level: p.str("level").map(Level::from_word),
-                kind: p.str("kind").and_then(Kind::parse),
-                text: p.string("q"),
-                execution_id: p.string("execution_id"),
-                from_ns: p.time_ns("from"),
-                to_ns: p.time_ns("to"),
-            },
-            p.cursor(),
+    // An invalid filter is explained above the unfiltered list.
+    let parsed = Params::parse(&uri_of("/logs", &pairs), LOGS_QUERY)
+        .and_then(|p| Ok((log_filter(&p)?, p.cursor())));
+    let (filter, cursor, pairs, error) = match parsed {
+        Ok((filter, cursor)) => (filter, cursor, pairs, None),
+        Err(e) => (
+            LogFilter::default(),
+            None,
+            Vec::new(),
+            Some(format!("{e}. Showing all entries.")),
         ),
-        None => (LogFilter::default(), None),
     };
     let live = cursor.is_none() && filter.from_ns.is_none() && filter.to_ns.is_none();
     let page = s.store.logs_page_async(filter, cursor, PAGE).await?;

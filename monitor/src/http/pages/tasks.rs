@@ -9,7 +9,7 @@ use super::view::{
     elapsed_ms, field, form_pairs, invoice_view, log_row, pager, status_class, task_row, uri_of,
 };
 use super::{layout, render, Operator, PageError, PageResult};
-use crate::http::api::{task_detail, TaskDetail, STATUSES, TASKS_QUERY};
+use crate::http::api::{task_detail, task_filter, TaskDetail, STATUSES, TASKS_QUERY};
 use crate::http::error::ApiError;
 use crate::http::params::{format_cursor, is_id, Params};
 use crate::http::AppState;
@@ -22,31 +22,20 @@ const PAGE: usize = 50;
 /// `GET /tasks`
 pub async fn list(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResult {
     let pairs = form_pairs(&uri);
-    let mut error = None;
-    let params = match Params::parse(&uri_of("/tasks", &pairs), TASKS_QUERY) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            error = Some(format!("{e}. Showing all tasks."));
-            None
-        }
-    };
-    let (filter, cursor) = match &params {
-        Some(p) => (
-            TaskFilter {
-                status: p.str("status").and_then(TaskStatus::parse),
-                chain_id: p.string("chain"),
-                from_ms: p.time_ns("from").map(|ns| ns.div_euclid(1_000_000)),
-                to_ms: p
-                    .time_ns("to")
-                    .map(|ns| ns.div_euclid(1_000_000) + i64::from(ns.rem_euclid(1_000_000) != 0)),
-            },
-            p.cursor(),
+    // An invalid filter is explained above the unfiltered list.
+    let parsed = Params::parse(&uri_of("/tasks", &pairs), TASKS_QUERY)
+        .and_then(|p| Ok((task_filter(&p)?, p.cursor())));
+    let (filter, cursor, pairs, error) = match parsed {
+        Ok((filter, cursor)) => (filter, cursor, pairs, None),
+        Err(e) => (
+            TaskFilter::default(),
+            None,
+            Vec::new(),
+            Some(format!("{e}. Showing all tasks.")),
         ),
-        None => (TaskFilter::default(), None),
     };
     let filtered = filter != TaskFilter::default();
     let page = s.store.tasks_page_async(filter, cursor, PAGE).await?;
-    let pairs = if params.is_some() { pairs } else { Vec::new() };
     let view = TasksPage {
         layout: layout(&s, "Tasks", "tasks", &op),
         statuses: Choice::list(STATUSES, &field(&pairs, "status")),
