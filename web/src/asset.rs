@@ -31,6 +31,19 @@ impl Asset {
     pub fn url(&self) -> String {
         format!("/static/{}?v={}", self.name, self.hash)
     }
+
+    /// `Cache-Control` for a request with this query string: a year for the versioned URL
+    /// (new bytes get a new URL), else revalidate every time.
+    pub fn cache_control(&self, query: Option<&str>) -> &'static str {
+        let versioned = query
+            .and_then(|q| q.strip_prefix("v="))
+            .is_some_and(|v| v == self.hash);
+        if versioned {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }
+    }
 }
 
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
@@ -87,5 +100,13 @@ mod tests {
         let other = Asset::new("x", "text/plain", b"changed");
         assert_ne!(other.hash, Asset::new("x", "text/plain", b"change").hash);
         assert_eq!(url("nope"), "");
+        let css = get("app.css").expect("css");
+        let query = format!("v={}", css.hash);
+        assert_eq!(
+            css.cache_control(Some(&query)),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(css.cache_control(Some("v=0000000000")), "no-cache");
+        assert_eq!(css.cache_control(None), "no-cache");
     }
 }

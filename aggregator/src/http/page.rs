@@ -3,7 +3,7 @@
 //! (k-anonymous) figures reach the view model, so no node id can reach the page.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use truebit_protocol::bucket::{
     ExecTimeBucket, GasBucket, Label, MemoryBucket, StepsBucket, TotalTasksBucket,
@@ -128,13 +128,13 @@ async fn network_html(state: &AppState) -> Result<String, ApiError> {
     })
 }
 
-/// `/static/NAME`: the CSS and icon the page links (versioned URLs, cached for a year).
-pub(super) async fn asset(Path(name): Path<String>) -> Response {
+/// `/static/NAME`: the CSS and icon the page links (a year for the versioned URLs).
+pub(super) async fn asset(Path(name): Path<String>, uri: Uri) -> Response {
     match truebit_web::asset::get(&name) {
         Some(a) => (
             [
                 (header::CONTENT_TYPE, a.content_type),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::CACHE_CONTROL, a.cache_control(uri.query())),
             ],
             a.bytes,
         )

@@ -390,19 +390,10 @@ async fn asset(Path(name): Path<String>, uri: Uri) -> Response {
     let Some(a) = truebit_web::asset::get(&name) else {
         return not_found_page(uri.path());
     };
-    let versioned = uri
-        .query()
-        .and_then(|q| q.strip_prefix("v="))
-        .is_some_and(|v| v == a.hash);
-    let cache = if versioned {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
     (
         [
             (header::CONTENT_TYPE, a.content_type),
-            (header::CACHE_CONTROL, cache),
+            (header::CACHE_CONTROL, a.cache_control(uri.query())),
         ],
         a.bytes,
     )
