@@ -350,7 +350,7 @@ async fn login(State(s): State<AppState>, req: Request) -> PageResult {
             let status = e.status().0;
             let message = match e {
                 ApiError::BadCredentials => "Wrong password.".to_owned(),
-                other => format!("{}.", capitalize(&other.to_string())),
+                other => sentence(&other.to_string()),
             };
             render_status(
                 status,
@@ -365,10 +365,11 @@ async fn login(State(s): State<AppState>, req: Request) -> PageResult {
     }
 }
 
-fn capitalize(s: &str) -> String {
+/// An error message as a sentence on a page: capital first letter, full stop.
+pub(crate) fn sentence(s: &str) -> String {
     let mut c = s.chars();
     c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str() + ".")
         .unwrap_or_default()
 }
 

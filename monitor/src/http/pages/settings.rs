@@ -107,17 +107,10 @@ async fn refuse(s: &AppState, op: &Operator, e: ApiError) -> PageResult {
         s,
         op,
         status,
-        Some(Notice::new("error", capital(&e.to_string()))),
+        Some(Notice::new("error", super::sentence(&e.to_string()))),
         None,
     )
     .await
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str() + ".")
-        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]

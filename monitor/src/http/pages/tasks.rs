@@ -6,7 +6,8 @@ use truebit_web::format::{self, NONE};
 use truebit_web::page::{Choice, Metric, Stamp, Step, TaskPage, TasksPage};
 
 use super::view::{
-    elapsed_ms, field, form_pairs, invoice_view, log_row, pager, status_class, task_row, uri_of,
+    elapsed_ms, field, form_pairs, invoice_view, log_row, pager, status_class, task_row,
+    task_time_ns, uri_of,
 };
 use super::{layout, render, Operator, PageError, PageResult};
 use crate::http::api::{task_detail, task_filter, TaskDetail, STATUSES, TASKS_QUERY};
@@ -79,15 +80,8 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
     render(&view)
 }
 
-/// A step's time on one clock for the whole timeline: the node's own clock (what it
-/// printed), else Docker's receive time. Docker's times bunch up when lines arrive in
-/// a burst (a catch-up after a restart, an import), the node's do not.
-fn ns_of(ns: Option<i64>, ms: Option<i64>) -> Option<i64> {
-    ms.map(|ms| ms.saturating_mul(1_000_000)).or(ns)
-}
-
 fn steps(t: &Task) -> Vec<Step> {
-    let start = ns_of(t.received_ns, t.received_ms);
+    let start = task_time_ns(t.received_ns, t.received_ms);
     let step = |label: &str, at: Option<i64>, state: &'static str| Step {
         label: label.to_owned(),
         at: at.map(Stamp::of_ns),
@@ -100,11 +94,11 @@ fn steps(t: &Task) -> Vec<Step> {
         },
         state: if at.is_some() { state } else { "" },
     };
-    let finished = ns_of(t.completed_ns, t.completed_ms);
+    let finished = task_time_ns(t.completed_ns, t.completed_ms);
     vec![
         step("Received", start, "done"),
-        step("Downloaded", ns_of(None, t.downloaded_ms), "done"),
-        step("Started", ns_of(t.started_ns, t.started_ms), "done"),
+        step("Downloaded", task_time_ns(None, t.downloaded_ms), "done"),
+        step("Started", task_time_ns(t.started_ns, t.started_ms), "done"),
         match t.status {
             TaskStatus::Failed => step("Failed", finished, "failed"),
             _ => step("Completed", finished, "done"),

@@ -26,11 +26,17 @@ pub fn level_class(level: Option<&Level>) -> &'static str {
     }
 }
 
-/// When the task was received (Docker time, else the node's clock).
+/// A task's moment on one clock for every page: the node's own clock (what it printed,
+/// whole seconds), else Docker's receive time. Docker's times bunch up when lines arrive
+/// in a burst (a catch-up after a restart, an import), the node's do not; task lists are
+/// ordered by the node's clock too.
+pub fn task_time_ns(ns: Option<i64>, ms: Option<i64>) -> Option<i64> {
+    ms.map(|ms| ms.saturating_mul(1_000_000)).or(ns)
+}
+
+/// When the task was received.
 pub fn received(task: &Task) -> Option<Stamp> {
-    task.received_ns
-        .map(Stamp::of_ns)
-        .or(task.received_ms.map(Stamp::of_ms))
+    task_time_ns(task.received_ns, task.received_ms).map(Stamp::of_ns)
 }
 
 pub fn elapsed_ms(task: &Task) -> Option<u64> {
