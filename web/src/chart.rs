@@ -156,23 +156,9 @@ impl BarChart {
                 base += v;
             }
             out.push_str("</g>");
-            if i % every == 0 {
-                let _ = write!(
-                    out,
-                    r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                    x + bar_w / 2.0,
-                    H - BOTTOM + 16.0,
-                    esc(label)
-                );
-            }
         }
-        let _ = write!(
-            out,
-            r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></svg>"#,
-            w - RIGHT,
-            y(0.0),
-            y(0.0)
-        );
+        let centre = |i: usize| LEFT + slot * (i as f64 + 0.5);
+        x_axis(&mut out, &self.labels, every, &centre, w, y(0.0));
         Svg(out)
     }
 }
@@ -368,27 +354,35 @@ impl LineChart {
                 }
             }
         }
-        let every = self.label_every.max(1);
-        for (i, label) in self.labels.iter().enumerate() {
-            if i % every == 0 {
-                let _ = write!(
-                    out,
-                    r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                    x(i),
-                    H - BOTTOM + 16.0,
-                    esc(label)
-                );
-            }
-        }
-        let _ = write!(
-            out,
-            r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></svg>"#,
-            w - RIGHT,
-            y(0.0),
-            y(0.0)
-        );
+        x_axis(&mut out, &self.labels, self.label_every, &x, w, y(0.0));
         Svg(out)
     }
+}
+
+/// Every `every`-th label under its x position, the axis line at `y0`, and the end of
+/// the drawing.
+fn x_axis(
+    out: &mut String,
+    labels: &[String],
+    every: usize,
+    x: &dyn Fn(usize) -> f64,
+    w: f64,
+    y0: f64,
+) {
+    for (i, label) in labels.iter().enumerate().step_by(every.max(1)) {
+        let _ = write!(
+            out,
+            r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x(i),
+            H - BOTTOM + 16.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        out,
+        r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{y0:.1}" y2="{y0:.1}"/></svg>"#,
+        w - RIGHT
+    );
 }
 
 /// The horizontal grid lines with their values on the left, and the unit above them.
