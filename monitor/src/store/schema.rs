@@ -433,7 +433,26 @@ CREATE INDEX tasks_chain_status ON tasks (chain_id, status, time_ms);
 /// Line items are only ever removed with their invoice (pruning deletes invoices; the
 /// items go by `ON DELETE CASCADE`), so the invoice's delete trigger takes its items'
 /// figures back while the invoice row still exists.
-const V5: &str = r#"
+/// The value of one line item, as the earnings count it: steps × step gas price + memory ×
+/// byte gas price (each part 0 when not a number).
+macro_rules! item_value {
+    ($item:literal, $invoice:literal) => {
+        concat!(
+            "IFNULL(",
+            $item,
+            ".steps_value * CAST(",
+            $invoice,
+            ".step_gas_price AS REAL) + IFNULL(",
+            $item,
+            ".memory_value * CAST(",
+            $invoice,
+            ".byte_gas_price AS REAL), 0), 0)"
+        )
+    };
+}
+
+const V5: &str = concat!(
+    r#"
 CREATE TABLE invoice_day_counts (
     day       INTEGER PRIMARY KEY,
     invoices  INTEGER NOT NULL DEFAULT 0
@@ -456,9 +475,9 @@ END;
 CREATE TRIGGER invoice_item_figures_insert AFTER INSERT ON invoice_items BEGIN
   INSERT INTO invoice_days (day, operation, items, steps, memory, value)
     SELECT i.time_ns / 86400000000000, NEW.operation, 1, IFNULL(NEW.steps_value, 0),
-      IFNULL(NEW.memory_value, 0),
-      IFNULL(NEW.steps_value * CAST(i.step_gas_price AS REAL)
-        + IFNULL(NEW.memory_value * CAST(i.byte_gas_price AS REAL), 0), 0)
+      IFNULL(NEW.memory_value, 0), "#,
+    item_value!("NEW", "i"),
+    r#"
     FROM invoices i WHERE i.id = NEW.invoice_row
     ON CONFLICT (day, operation) DO UPDATE SET items = items + excluded.items,
       steps = steps + excluded.steps, memory = memory + excluded.memory,
@@ -475,9 +494,9 @@ CREATE TRIGGER invoice_figures_delete BEFORE DELETE ON invoices BEGIN
         WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation),
       memory = memory - (SELECT IFNULL(sum(li.memory_value), 0) FROM invoice_items li
         WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation),
-      value = value - (SELECT total(li.steps_value * CAST(OLD.step_gas_price AS REAL)
-          + IFNULL(li.memory_value * CAST(OLD.byte_gas_price AS REAL), 0))
-        FROM invoice_items li
+      value = value - (SELECT total("#,
+    item_value!("li", "OLD"),
+    r#") FROM invoice_items li
         WHERE li.invoice_row = OLD.id AND li.operation = invoice_days.operation)
     WHERE day = OLD.time_ns / 86400000000000
       AND operation IN (SELECT operation FROM invoice_items WHERE invoice_row = OLD.id);
@@ -488,8 +507,9 @@ INSERT INTO invoice_day_counts (day, invoices)
   SELECT time_ns / 86400000000000, count(*) FROM invoices GROUP BY 1;
 INSERT INTO invoice_days (day, operation, items, steps, memory, value)
   SELECT i.time_ns / 86400000000000, li.operation, count(*), IFNULL(sum(li.steps_value), 0),
-    IFNULL(sum(li.memory_value), 0),
-    total(li.steps_value * CAST(i.step_gas_price AS REAL)
-      + IFNULL(li.memory_value * CAST(i.byte_gas_price AS REAL), 0))
+    IFNULL(sum(li.memory_value), 0), total("#,
+    item_value!("li", "i"),
+    r#")
   FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id GROUP BY 1, 2;
-"#;
+"#
+);
