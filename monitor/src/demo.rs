@@ -1,5 +1,5 @@
 //! A simulated runner-node: prints the console lines a real node prints (see
-//! LOGFORMAT.md), for demos, fixtures, tests and benchmarks.
+//! docs/LOGFORMAT.md), for demos, fixtures, tests and benchmarks.
 //!
 //! The simulation is event-driven: tasks arrive while one of the 4 slots is free, and
 //! each one goes through task_created, slot taken, download, start, (stderr), metrics,

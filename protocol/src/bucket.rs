@@ -1,6 +1,6 @@
 //! Bucketed figures: every metric leaves the machine as one of a few fixed labels.
 //!
-//! The tables are PRIVACY.md's. Every bucket covers `[its lower bound, the next
+//! The tables are below. Every bucket covers `[its lower bound, the next
 //! bucket's lower bound)`: the lower bound is inclusive, so an edge value belongs to the
 //! bucket above it (100 ms is `100-500ms`, 60 000 ms is `>1m`, 100 000 gas is
 //! `100K-1M`, 1 000 total tasks is `>1K`). A `>X` label therefore means "X or more"

@@ -1,6 +1,6 @@
 //! The TrueBit federation wire format, shared by the monitor (which publishes) and the
 //! aggregator (which verifies and publishes statistics). No runtime, no I/O: types,
-//! encodings, signatures and the privacy rules of `PRIVACY.md`.
+//! encodings, signatures and the privacy rules of docs/PRIVACY.md.
 //!
 //! # Messages
 //!

@@ -1,4 +1,4 @@
-//! Pure, never-failing parser for runner-node console output (see LOGFORMAT.md).
+//! Pure, never-failing parser for runner-node console output (docs/LOGFORMAT.md).
 //!
 //! ```
 //! use truebit_monitor::model::{LineMeta, Pos};

@@ -1,7 +1,8 @@
-//! The dashboard in a real headless Chromium driven through chromedriver (TESTING.md): a
-//! monitor process tailing a generated log file, every page opened, its figures compared
-//! with the JSON API, a line appended to the file seen live, federation toggled against a
-//! real nats-server, an API key made and used, the phone layout checked, and a screenshot
+//! The dashboard in a real headless Chromium driven through chromedriver
+//! (CONTRIBUTING.md, "Running the tests"): a monitor process tailing a generated log
+//! file, every page opened, its figures compared with the JSON API, a line appended to
+//! the file seen live, federation toggled against a real nats-server, an API key made and
+//! used, the phone layout checked, and a screenshot
 //! of every page under `target/screenshots/`. A second test does the same tour against
 //! `truebit-monitor demo` for the README's pictures (`UPDATE_SCREENSHOTS=1` copies them to
 //! `docs/screenshots/`).

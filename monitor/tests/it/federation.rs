@@ -1,8 +1,8 @@
-//! Federation against a real `nats-server` (TESTING.md): each test starts its own server
-//! on a free port. Windows move with a [`ManualClock`]; the network, the store and the
-//! NATS server are real.
+//! Federation against a real `nats-server` (CONTRIBUTING.md, "Running the tests"): each
+//! test starts its own server on a free port. Windows move with a [`ManualClock`]; the
+//! network, the store and the NATS server are real.
 //!
-//! What they prove (PRIVACY.md, issue 5):
+//! What they prove (docs/PRIVACY.md, issue 5):
 //! - reports arrive on `truebit.report.v1`, verify, and carry exactly the allowed fields;
 //! - planted secrets in every field the node prints never appear in any byte the monitor
 //!   sends (raw TCP capture), and the gate blocks every planted value in every field;

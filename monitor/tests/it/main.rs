@@ -1,10 +1,11 @@
-//! The monitor's one integration test binary (see STYLE.md).
+//! The monitor's one integration test binary (see CONTRIBUTING.md).
 
 mod support;
 
 mod browser;
 mod deploy;
 mod docker;
+mod docs;
 mod federation;
 mod file;
 mod http;
