@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod pages;
 pub mod params;
 pub mod ratelimit;
+pub mod redact;
 pub mod routes;
 
 use std::net::SocketAddr;

@@ -665,6 +665,195 @@ async fn task_input_and_output_need_the_password_or_an_admin_key() {
     }
 }
 
+/// An execution whose log lines carry planted input and output.
+const PLANTED_ID: &str = "5ec2e7a0-0000-4000-8000-000000000001";
+
+/// Lines of one task whose input, stderr and output are `SECRET-…` markers.
+fn planted_lines() -> String {
+    let h = |t: &str, level: &str| {
+        format!("2025-11-24 23:00:{t} {level}: @truebit/worker-runner-node:2.4.0 ")
+    };
+    [
+        format!(
+            r#"{}Message received from task_created: {{"type":"task_created","executionId":"{PLANTED_ID}","message":{{"executionId":"{PLANTED_ID}","chainId":43113,"input":"SECRET-INPUT-41d2"}}}}"#,
+            h("01", "info")
+        ),
+        format!(
+            "{}Starting task execution executionId: {PLANTED_ID}",
+            h("02", "info")
+        ),
+        format!(
+            "{}Command execution stderr: SECRET-OUTPUT-stderr-9c",
+            h("03", "error")
+        ),
+        format!(
+            r#"{}Command execution stdout: {{"elapsed":"1000000","wasi":{{"exitCode":0}},"metering":{{"last":{{"steps":5}}}},"output":"SECRET-OUTPUT-77ab"}}"#,
+            h("04", "debug")
+        ),
+        format!("{}Execution {PLANTED_ID} completed", h("05", "info")),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+/// Imports [`planted_lines`] into the app's store.
+fn plant(app: &TestApp, name: &str) {
+    let file = support::write(&app._dir.path().join(name), &planted_lines());
+    import_files(&app.store, &[file], ParserConfig::default(), &()).expect("import");
+}
+
+#[tokio::test]
+async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
+    let app = app().await;
+    plant(&app, "planted.log");
+    let full = app.store.task(PLANTED_ID).expect("task").expect("planted");
+    assert_eq!(full.input.as_deref(), Some("SECRET-INPUT-41d2"));
+    assert_eq!(full.output.as_deref(), Some("SECRET-OUTPUT-77ab"));
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let read = read["key"].as_str().expect("key").to_owned();
+    // Every GET route, and the list filters that reach the planted lines.
+    let mut uris: Vec<String> = api_routes()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path != "/api/events")
+        .map(|r| concrete(r.path, PLANTED_ID))
+        .collect();
+    for extra in [
+        "/api/logs?limit=500",
+        "/api/logs?q=SECRET",
+        "/api/logs?q=secret-input",
+        "/api/logs?kind=task_received",
+        "/api/logs?kind=execution_metrics",
+        "/api/logs?kind=execution_stderr",
+        "/api/logs?level=error",
+    ] {
+        uris.push(extra.to_owned());
+    }
+    uris.push(format!("/api/logs?execution_id={PLANTED_ID}"));
+    uris.push(format!("/api/tasks?chain=43113"));
+    for uri in &uris {
+        let r = app.call(Method::GET, uri, Auth::Bearer(&read)).await;
+        // Key management is refused to a read key (403); everything else answers.
+        assert!(
+            r.status.is_success() || (r.status == StatusCode::FORBIDDEN && uri == "/api/keys"),
+            "{uri}: {}",
+            r.status
+        );
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(!text.contains("SECRET"), "{uri} shows hidden text: {text}");
+    }
+    // The planted entries are listed, with their text hidden, and the search finds none.
+    // The planted lines are the newest: listed, with the text of three of them hidden.
+    let newest = app
+        .call(Method::GET, "/api/logs?limit=5", Auth::Bearer(&read))
+        .await
+        .json();
+    let listed: Vec<(&str, bool)> = newest["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().expect("kind"),
+                e["message"] == http::redact::HIDDEN_MESSAGE,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("execution_completed", false),
+            ("execution_metrics", true),
+            ("execution_stderr", true),
+            ("execution_started", false),
+            ("task_received", true),
+        ]
+    );
+    let found = app
+        .call(Method::GET, "/api/logs?q=SECRET", Auth::Bearer(&read))
+        .await
+        .json();
+    assert_eq!(
+        found["items"],
+        json!([]),
+        "the search does not probe hidden text"
+    );
+    // The password and admin keys see all of it, on the same routes.
+    let (cookie, _) = app.login().await;
+    for auth in [Auth::Bearer(KEY), Auth::Cookie(&cookie)] {
+        let logs = app.call(Method::GET, "/api/logs?q=SECRET", auth).await;
+        let text = String::from_utf8_lossy(&logs.body);
+        for secret in [
+            "SECRET-INPUT-41d2",
+            "SECRET-OUTPUT-77ab",
+            "SECRET-OUTPUT-stderr-9c",
+        ] {
+            assert!(text.contains(secret), "{auth:?} {secret}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
+    let app = app_with(settings(), 0).await;
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let read = read["key"].as_str().expect("key").to_owned();
+    let tail = tokio::spawn(app.state.tail().run());
+    let open = |auth: Auth<'_>, n: u8| {
+        let req = request(Method::GET, "/api/events", auth, ip(n))
+            .body(Body::empty())
+            .expect("req");
+        app.router.clone().oneshot(req)
+    };
+    let mut streams = Vec::new();
+    for (auth, n) in [(Auth::Bearer(&read), 1), (Auth::Bearer(KEY), 2)] {
+        let response = open(auth, n).await.expect("ok");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let mut buf = String::new();
+        let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+            .await
+            .expect("first event");
+        assert_eq!(event, "status");
+        streams.push((body, buf));
+    }
+    // Let the tail take its starting point, then write the lines.
+    tokio::time::sleep(http::live::POLL * 3).await;
+    plant(&app, "planted.log");
+    let mut seen = Vec::new();
+    for (body, buf) in &mut streams {
+        let mut text = String::new();
+        while !text.contains(&format!("Execution {PLANTED_ID} completed")) {
+            let Some((event, data)) = next_event(body, buf, Duration::from_secs(10)).await else {
+                panic!("the planted lines never arrived: {text}");
+            };
+            text.push_str(&format!("{event}: {data}\n"));
+        }
+        seen.push(text);
+    }
+    assert!(!seen[0].contains("SECRET"), "read key: {}", seen[0]);
+    assert_eq!(
+        seen[0].matches(http::redact::HIDDEN_MESSAGE).count(),
+        3,
+        "{}",
+        seen[0]
+    );
+    for secret in [
+        "SECRET-INPUT-41d2",
+        "SECRET-OUTPUT-77ab",
+        "SECRET-OUTPUT-stderr-9c",
+    ] {
+        assert!(seen[1].contains(secret), "admin key, {secret}: {}", seen[1]);
+    }
+    app.state.shutdown.cancel();
+    let _ = tail.await;
+}
+
 #[tokio::test]
 async fn logs_filter_by_level_kind_text_and_execution() {
     let app = app().await;
@@ -1371,10 +1560,7 @@ async fn a_slow_live_client_is_dropped_and_never_holds_up_the_publisher() {
     // sending never waits.
     let started = std::time::Instant::now();
     for i in 0..(http::live::CHANNEL + 100) {
-        let m = LiveMessage {
-            event: "entry",
-            data: format!("{{\"n\":{i}}}"),
-        };
+        let m = LiveMessage::new("entry", format!("{{\"n\":{i}}}"));
         app.state
             .live
             .send(std::sync::Arc::new(m))
