@@ -1107,6 +1107,66 @@ async fn generated_password_is_hashed_and_works() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_wrong_logins_is_judged_at_most_up_to_the_limit() {
+    let app = app_with(
+        HttpSettings {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    // The generated password: checked against its argon2id hash (the slow path).
+    let password = http::auth::ensure_password(&app.store, &app.state.config)
+        .expect("ensure")
+        .expect("generated");
+    let login = |from: SocketAddr, password: &str| {
+        request(Method::POST, "/auth/login", Auth::None, from)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "password": password }).to_string()))
+            .expect("req")
+    };
+    let attacker = ip(66);
+    let burst = futures_util::future::join_all(
+        (0..50).map(|i| app.send(login(attacker, &format!("guess-{i}")))),
+    );
+    // Meanwhile the operator logs in from another address.
+    let operator = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let r = app.send(login(ip(67), &password)).await;
+        (r, started.elapsed())
+    };
+    let (answers, (operator, took)) = tokio::join!(burst, operator);
+    assert_eq!(operator.status, StatusCode::OK, "{took:?}");
+    let judged = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.status == StatusCode::TOO_MANY_REQUESTS || r.status == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .count();
+    assert!(
+        (1..=http::ratelimit::MAX_FAILURES as usize).contains(&judged),
+        "{judged} of 50 concurrent guesses were judged"
+    );
+    assert_eq!(judged + refused, 50, "every other guess is refused at once");
+    // The address's attempts are counted: ten failures in all, whatever the interleaving.
+    let mut failures = judged;
+    while failures < http::ratelimit::MAX_FAILURES as usize {
+        let r = app.send(login(attacker, "again")).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            failures += 1;
+        }
+    }
+    let r = app.send(login(attacker, &password)).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
 #[tokio::test]
 async fn secure_cookies_and_hsts_behind_https() {
     let app = app_with(
