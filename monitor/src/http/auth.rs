@@ -9,6 +9,8 @@
 //!   attempt is counted before it is judged and given back when it succeeds, so concurrent
 //!   guesses cannot pass the limit. Password checks run one at a time per address, on
 //!   [`ARGON2_THREADS`] threads with a queue of [`ARGON2_QUEUE`]; beyond, `503 busy`.
+//!   A blocked address is refused password logins, `API_KEY` and bad keys; a valid named
+//!   key (256-bit random) and a session still pass.
 //! - CSRF: requests that change something with a cookie must carry the session's CSRF
 //!   token (`X-CSRF-Token` header or `csrf_token` form field) and, when the browser sends
 //!   one, a same-site `Origin`; the login form checks `Origin` too.
@@ -178,7 +180,9 @@ struct CheckingAddress {
 impl CheckingAddress {
     /// `LoginBusy` when a check from `ip` is under way already.
     fn take(set: &Arc<Mutex<HashSet<IpAddr>>>, ip: IpAddr) -> Result<CheckingAddress, ApiError> {
-        let mut checking = set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut checking = set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !checking.insert(ip) {
             return Err(ApiError::LoginBusy);
         }
@@ -345,7 +349,6 @@ impl AppState {
     ) -> Result<Principal, ApiError> {
         let now = self.clock.now_ns();
         if let Some(value) = headers.get(header::AUTHORIZATION) {
-            let attempt = self.reserve(ip, now)?;
             let token = value
                 .to_str()
                 .ok()
@@ -354,12 +357,24 @@ impl AppState {
                         .or_else(|| v.strip_prefix("bearer "))
                 })
                 .map(str::trim);
-            let principal = match token {
-                Some(token) => self.check_key(token, now).await?,
-                None => None,
+            // A valid named key passes even from a blocked address: it is 256-bit random,
+            // so the lockout protects nothing there, and a misbehaving client next to it
+            // must not cut it off. Misses count like failed logins.
+            if let Some(token) = token {
+                if let Some(principal) = self.check_named_key(token, now).await? {
+                    return Ok(principal);
+                }
+            }
+            // `API_KEY` is chosen by the operator (16 characters at least): it stays
+            // behind the lockout, like the password.
+            let attempt = self.reserve(ip, now)?;
+            let ok = token.is_some_and(|t| self.is_config_key(t));
+            self.settle(attempt, ok);
+            return if ok {
+                Ok(Principal::ConfigKey)
+            } else {
+                Err(ApiError::BadCredentials)
             };
-            self.settle(attempt, principal.is_some());
-            return principal.ok_or(ApiError::BadCredentials);
         }
         if let Some(token) = cookie(headers, self.cookie_name()) {
             let token_sha256 = sha256(token.as_bytes()).to_vec();
@@ -376,20 +391,27 @@ impl AppState {
         Err(ApiError::Unauthorized)
     }
 
-    async fn check_key(&self, token: &str, now: UnixNanos) -> Result<Option<Principal>, ApiError> {
-        let presented = sha256(token.as_bytes());
-        if let Some(expected) = &self.auth.config_key_sha256 {
-            if ct_eq(&presented, expected) {
-                return Ok(Some(Principal::ConfigKey));
-            }
-        }
+    /// Whether `token` is the configuration's `API_KEY`.
+    fn is_config_key(&self, token: &str) -> bool {
+        self.auth
+            .config_key_sha256
+            .as_ref()
+            .is_some_and(|expected| ct_eq(&sha256(token.as_bytes()), expected))
+    }
+
+    /// The named key `token` is, if it is an active one.
+    async fn check_named_key(
+        &self,
+        token: &str,
+        now: UnixNanos,
+    ) -> Result<Option<Principal>, ApiError> {
         let Some(prefix) = key_prefix(token) else {
             return Ok(None);
         };
         let Some(key) = self.store.active_api_key_async(prefix.to_owned()).await? else {
             return Ok(None);
         };
-        if !ct_eq(&presented, &key.secret_sha256) {
+        if !ct_eq(&sha256(token.as_bytes()), &key.secret_sha256) {
             return Ok(None);
         }
         self.touch_key(key.info.id, now);

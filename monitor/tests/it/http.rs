@@ -1303,7 +1303,8 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     let r = app.send(login(attacker, PASSWORD, None)).await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert_eq!(r.header("retry-after"), Some("900"));
-    // The right key from the blocked address is refused too; other addresses are not.
+    // API_KEY (chosen by the operator) from the blocked address is refused too; other
+    // addresses are not.
     let key_from = |from: SocketAddr, key: &str| {
         request(Method::GET, "/api/status", Auth::Bearer(key), from)
             .body(Body::empty())
@@ -1312,6 +1313,26 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     app.send(key_from(attacker, KEY))
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // A valid named key (256-bit random) and a session still pass from there.
+    let named = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "tool" }),
+            &[],
+        )
+        .await
+        .json();
+    let named = named["key"].as_str().expect("key").to_owned();
+    assert_eq!(
+        app.send(key_from(attacker, &named)).await.status,
+        StatusCode::OK
+    );
+    let (cookie, _) = app.login().await;
+    let with_session = request(Method::GET, "/api/status", Auth::Cookie(&cookie), attacker)
+        .body(Body::empty())
+        .expect("req");
+    assert_eq!(app.send(with_session).await.status, StatusCode::OK);
     assert_eq!(
         app.send(login(ip(67), PASSWORD, None)).await.status,
         StatusCode::OK
@@ -1345,6 +1366,19 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     app.send(key_from(scanner, KEY))
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.send(key_from(
+        scanner,
+        "tbm_00000000_0000000000000000000000000000000000000000000000000000000000000000",
+    ))
+    .await
+    .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.send(login(scanner, PASSWORD, None))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        app.send(key_from(scanner, &named)).await.status,
+        StatusCode::OK
+    );
     // The window passes.
     app.clock.advance(Duration::from_secs(15 * 60));
     assert_eq!(
