@@ -576,11 +576,50 @@ pub(crate) struct LoginForm {
 }
 
 /// A local path to return to after logging in (never another site), else `/`.
+///
+/// Only a path on this origin passes: it starts with one `/`, is printable ASCII (a
+/// browser drops tabs and newlines from a `Location`, so `/\t/evil` would become
+/// `//evil`; a header cannot carry them anyway), has no backslash, and its
+/// percent-decoded form has no control character, backslash or `//` start either.
 pub(crate) fn safe_next(next: Option<String>) -> String {
-    next.filter(|n| {
-        n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2000
-    })
-    .unwrap_or_else(|| "/".into())
+    next.filter(|n| is_local_path(n))
+        .unwrap_or_else(|| "/".into())
+}
+
+fn is_local_path(n: &str) -> bool {
+    let shape = |p: &[u8]| {
+        p.first() == Some(&b'/') && !matches!(p.get(1), Some(b'/' | b'\\')) && !p.contains(&b'\\')
+    };
+    let decoded = percent_decode(n.as_bytes());
+    n.len() <= 2000
+        && n.bytes().all(|b| b.is_ascii_graphic())
+        && shape(n.as_bytes())
+        && shape(&decoded)
+        && !String::from_utf8_lossy(&decoded)
+            .chars()
+            .any(char::is_control)
+}
+
+/// `%XX` sequences decoded once (others left as they are).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -732,12 +771,12 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
     Ok(response)
 }
 
-/// A `303 See Other` to `to`.
+/// A `303 See Other` to `to` (to `/` when `to` cannot be a header value: a redirect
+/// always has a `Location`).
 pub(crate) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
+    let location = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    response.headers_mut().insert(header::LOCATION, location);
     response
 }
 
@@ -768,6 +807,56 @@ mod tests {
         let (a, b) = (generate_password(), generate_password());
         assert_eq!(a.len(), 20);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_a_path_on_this_origin_is_a_place_to_return_to() {
+        let bad = [
+            "/\t/other.host/",
+            "/\n/other.host/",
+            "/\r\n/other.host/",
+            "/%09/other.host/",
+            "/%0A/other.host/",
+            "/%0d%0aSet-Cookie:x=1",
+            "//other.host/",
+            "/\\other.host/",
+            "\\\\other.host",
+            "/%2F/other.host/",
+            "/%5Cother.host/",
+            "/%5C/other.host/",
+            "https://other.host/",
+            "http:/other.host",
+            "other.host",
+            "javascript:alert(1)",
+            "/ /other.host",
+            "/\u{0}x",
+            "/%00",
+            "/\u{202e}x",
+            "/tasks\u{85}",
+            "",
+        ];
+        for n in bad {
+            assert_eq!(safe_next(Some(n.to_owned())), "/", "{n:?}");
+        }
+        assert_eq!(safe_next(Some("/".repeat(2001))), "/");
+        assert_eq!(safe_next(None), "/");
+        for n in [
+            "/",
+            "/tasks",
+            "/tasks/abc-1?x=1&y=%2F",
+            "/tasks/a%20b%2Fc",
+            "/logs?q=a%25b#top",
+            "/tasks/%E2%9C%93",
+        ] {
+            assert_eq!(safe_next(Some(n.to_owned())), n, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_always_has_a_location() {
+        let r = redirect("/a\nb");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/");
     }
 
     #[test]

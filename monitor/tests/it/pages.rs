@@ -154,11 +154,40 @@ async fn the_login_form_opens_a_session_and_returns_to_the_page_asked_for() {
         .await;
         assert_eq!(r.header("location"), Some("/"), "{next}");
     }
-    // A logged-in visit to /login goes on to the page.
+    // A logged-in visit to /login goes on to the page, but never to another site: a tab
+    // or newline that a browser drops would make `//other.host`.
     let r = app
         .call(Method::GET, "/login?next=/logs", Auth::Cookie(&cookie))
         .await;
     assert_eq!(r.header("location"), Some("/logs"));
+    for next in [
+        "/%09/other.host/",
+        "/%0A/other.host/",
+        "/%0D%0A/other.host/",
+        "/%2509/other.host/",
+        "%2F%2Fother.host",
+        "/%5Cother.host",
+    ] {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/login?next={next}"),
+                Auth::Cookie(&cookie),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.header("location"), Some("/"), "{next}");
+    }
+    for next in ["/\t/other.host/", "/\n/x", "/%09/other.host/"] {
+        let r = post_form(
+            &app,
+            "/login",
+            "",
+            &[("password", PASSWORD), ("next", next)],
+        )
+        .await;
+        assert_eq!(r.header("location"), Some("/"), "{next:?}");
+    }
 }
 
 async fn page_without_session(app: &TestApp, uri: &str) -> String {
