@@ -61,7 +61,9 @@ impl ParamSpec {
                 "an RFC 3339 time like 2025-11-24T13:55:40Z or Unix seconds, from 1970 to 2200"
                     .into()
             }
-            ParamKind::Text { max_len } => format!("text of at most {max_len} characters"),
+            ParamKind::Text { max_len } => {
+                format!("text of at most {max_len} characters, without NUL characters")
+            }
             ParamKind::Id => "1 to 128 of the characters A-Z a-z 0-9 - _ . :".into(),
             ParamKind::Cursor => "the next_cursor value of a previous page".into(),
         }
@@ -74,7 +76,10 @@ impl ParamSpec {
                 value.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n))
             }
             ParamKind::Time => parse_time_ns(value).is_some(),
-            ParamKind::Text { max_len } => !value.is_empty() && value.chars().count() <= max_len,
+            // A NUL would end the text for SQLite's LIKE: `a\0b` would match everything.
+            ParamKind::Text { max_len } => {
+                !value.is_empty() && !value.contains('\0') && value.chars().count() <= max_len
+            }
             ParamKind::Id => is_id(value),
             ParamKind::Cursor => parse_cursor(value).is_some(),
         };

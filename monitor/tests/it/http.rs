@@ -908,6 +908,18 @@ async fn logs_filter_by_level_kind_text_and_execution() {
     }
     assert!(want.len() > 100, "several pages");
     assert_eq!(got, want);
+    // A NUL in the search text is refused with a clear message (it used to match every
+    // entry: SQLite's LIKE ends the pattern there).
+    for q in ["%00", "Execution%00zzz", "%00%00"] {
+        let r = app.get(&format!("/api/logs?q={q}")).await;
+        let v = r.assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        assert!(
+            v["message"].as_str().expect("message").contains("NUL"),
+            "{v}"
+        );
+    }
+    let none = app.get_json("/api/logs?q=zz-not-in-any-line").await;
+    assert_eq!(none["items"], json!([]));
 }
 
 #[tokio::test]
