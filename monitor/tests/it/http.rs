@@ -1742,6 +1742,131 @@ async fn http_get(addr: SocketAddr, path: &str, key: Option<&str>) -> (u16, Stri
     (status, body)
 }
 
+/// Serves the app's router on a real 127.0.0.1 port with these connection limits.
+async fn serve_real(
+    app: &TestApp,
+    limits: http::ConnectionLimits,
+) -> (
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        app.router.clone(),
+        shutdown.clone(),
+        limits,
+    ));
+    (addr, shutdown, server)
+}
+
+/// Reads until the server closes the connection; `Err` if it is still open after `wait`.
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> Result<(), ()> {
+    let mut buf = [0_u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // an error answer (408) before the close
+            }
+        }
+    })
+    .await
+    .map_err(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_health_answers_during_a_slowloris_run() {
+    let app = app_with(settings(), 0).await;
+    let timeout = Duration::from_secs(2);
+    let limits = http::ConnectionLimits {
+        max_connections: 512,
+        header_timeout: timeout,
+    };
+    let (addr, shutdown, server) = serve_real(&app, limits).await;
+    // 300 clients that start a request and send a header line now and then, never the end.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    let trickle = tokio::spawn(async move {
+        for i in 0..8 {
+            for s in &mut slow {
+                let _ = s.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        slow
+    });
+    // Meanwhile /health answers, each time within a second.
+    for _ in 0..5 {
+        let (status, body) =
+            tokio::time::timeout(Duration::from_secs(1), http_get(addr, "/health", None))
+                .await
+                .expect("/health answered within a second during the slowloris run");
+        assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    }
+    // The slow clients are cut off once the header timeout is over.
+    let mut slow = trickle.await.expect("trickle");
+    for s in &mut slow {
+        closed_within(s, Duration::from_secs(10))
+            .await
+            .expect("a client that never finished its headers is cut off");
+    }
+    // A client that sends nothing at all: closed after the timeout, not before.
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    closed_within(&mut silent, Duration::from_secs(10))
+        .await
+        .expect("a silent client is cut off");
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    // So is a keep-alive connection that stays idle after an answer.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    closed_within(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle keep-alive connection is cut off");
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_ends() {
+    let app = app_with(settings(), 0).await;
+    let limits = http::ConnectionLimits {
+        max_connections: 8,
+        header_timeout: Duration::from_secs(2),
+    };
+    let (addr, shutdown, server) = serve_real(&app, limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The ninth is not served while the eight are open ...
+    let waiting = tokio::spawn(http_get(addr, "/health", None));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "served beyond HTTP_MAX_CONNECTIONS");
+    // ... and is once the idle ones are cut off.
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a place is free")
+        .expect("join");
+    assert_eq!(status, 200);
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+}
+
 /// Reads from `sse` into `seen` until it contains `needle` (false on EOF or after 60 s).
 async fn read_until(needle: &str, seen: &mut String, sse: &mut tokio::net::TcpStream) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
