@@ -445,10 +445,9 @@ async fn bad_parameters_get_a_400_that_names_them() {
         ("/api/tasks?stauts=failed", "stauts"),
         ("/api/tasks?limit=5&limit=6", "limit"),
         ("/api/tasks?chain=", "chain"),
-        ("/api/tasks/has%20space", "execution_id"),
         ("/api/logs?level=trace", "level"),
         ("/api/logs?kind=everything", "kind"),
-        ("/api/logs?execution_id=%00", "execution_id"),
+        ("/api/logs?execution_id=", "execution_id"),
         ("/api/invoices/abc", "id"),
         ("/api/invoices/0", "id"),
         ("/api/invoices?to=99999999999", "to"),
@@ -698,8 +697,21 @@ fn planted_lines() -> String {
 
 /// Imports [`planted_lines`] into the app's store.
 fn plant(app: &TestApp, name: &str) {
-    let file = support::write(&app._dir.path().join(name), &planted_lines());
+    import_lines(app, name, &planted_lines());
+}
+
+/// Imports node log lines into the app's store (a file `name` in its directory).
+pub(crate) fn import_lines(app: &TestApp, name: &str, text: &str) {
+    let file = support::write(&app._dir.path().join(name), text);
     import_files(&app.store, &[file], ParserConfig::default(), &()).expect("import");
+}
+
+/// A task_created line for the execution `id` (any text), at second `s` of a minute.
+pub(crate) fn task_created_line(id: &str, s: u32, extra: &str) -> String {
+    let id = serde_json::to_string(id).expect("json");
+    format!(
+        r#"2025-11-24 23:01:{s:02} info: @truebit/worker-runner-node:2.4.0 Message received from task_created: {{"type":"task_created","executionId":{id},"message":{{"executionId":{id}{extra}}}}}"#
+    )
 }
 
 #[tokio::test]
@@ -852,6 +864,53 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
     }
     app.state.shutdown.cancel();
     let _ = tail.await;
+}
+
+/// Ids the node may print that are not URL-safe.
+pub(crate) const ODD_IDS: [&str; 6] = ["with space", "a/b", "50%x", "ünï-✓", "q?x#y&z=1", ".."];
+
+#[tokio::test]
+async fn a_task_with_any_execution_id_opens_through_the_api() {
+    let app = app_with(settings(), 0).await;
+    let lines: Vec<String> = ODD_IDS
+        .iter()
+        .zip(1..)
+        .map(|(id, s)| task_created_line(id, s, ""))
+        .collect();
+    import_lines(&app, "odd.log", &(lines.join("\n") + "\n"));
+    let listed = app.get_json("/api/tasks").await;
+    let mut ids: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["execution_id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    let mut want = ODD_IDS.to_vec();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    for id in ODD_IDS {
+        let encoded: String = url_encode(id);
+        let v = app.get_json(&format!("/api/tasks/{encoded}")).await;
+        assert_eq!(v["task"]["execution_id"], id, "{encoded}");
+        let logs = app
+            .get_json(&format!("/api/logs?execution_id={encoded}"))
+            .await;
+        assert_eq!(logs["items"].as_array().expect("items").len(), 1, "{id}");
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub(crate) fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
