@@ -183,6 +183,43 @@ pub fn day_label(ns: i64) -> String {
 }
 
 /// The first characters of a long id, for tables (the full id stays in links and titles).
+/// The escaper of every HTML template (`askama.toml`): askama's HTML escaping, and each
+/// Unicode direction control (embeddings, overrides, isolates, marks) replaced by U+FFFD,
+/// so that text from the node (a log line, a chain id) cannot reverse a cell or reorder
+/// the page around it. Templates show node text in elements the CSS isolates
+/// (`unicode-bidi: plaintext`), so right-to-left text itself still reads correctly.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeHtml;
+
+/// Whether `c` changes the direction of the text around it.
+pub fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl askama::filters::Escaper for NodeHtml {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, string: &str) -> std::fmt::Result {
+        let mut rest = string;
+        while let Some(at) = rest.find(is_direction_control) {
+            askama::filters::Html.write_escaped_str(&mut dest, &rest[..at])?;
+            dest.write_char('\u{fffd}')?;
+            let width = rest[at..].chars().next().map_or(1, char::len_utf8);
+            rest = &rest[at + width..];
+        }
+        askama::filters::Html.write_escaped_str(dest, rest)
+    }
+}
+
+/// `s` cut to `max` characters, with `…` when something was left out (the full value goes
+/// in a `title` or the detail page).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{head}…")
+    }
+}
+
 pub fn short_id(id: &str) -> String {
     if id.chars().count() <= 12 {
         id.to_owned()

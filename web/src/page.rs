@@ -195,12 +195,20 @@ pub struct TaskRow {
     pub status: String,
     /// Badge class for the status.
     pub status_class: &'static str,
+    /// The chain id cut to [`TaskRow::CHAIN_CHARS`]; the full one is `chain_full`
+    /// (the cell's title, and the task's page).
     pub chain: String,
+    pub chain_full: String,
     pub received: Option<Stamp>,
     pub duration: String,
     pub gas: String,
     pub memory: String,
     pub cached: String,
+}
+
+impl TaskRow {
+    /// Characters of a chain id shown in a list.
+    pub const CHAIN_CHARS: usize = 24;
 }
 
 /// An `<option>` of a filter.
@@ -511,6 +519,61 @@ mod tests {
         );
         assert!(html.contains("Docker is &#60;down&#62;"));
         assert!(html.contains(r#"data-q="&#34;&#62;&#60;x""#));
+    }
+
+    #[test]
+    fn direction_controls_in_node_text_are_neutralised_on_every_page() {
+        // A right-to-left override in a log line would reverse the cell (and, unclosed,
+        // what follows it).
+        let html = logs(vec![row("paid \u{202e}0001 TRU\u{2066}x\u{200f}")], true);
+        for c in ['\u{202e}', '\u{2066}', '\u{200f}'] {
+            assert!(!html.contains(c), "{c:?} reached the page");
+        }
+        assert!(
+            html.contains("paid \u{fffd}0001 TRU\u{fffd}x\u{fffd}"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_long_chain_id_is_cut_in_the_task_list_with_the_full_value_on_hover() {
+        let chain = format!("\u{202e}{}", "9".repeat(5_000));
+        let row = TaskRow {
+            execution_id: "e1".into(),
+            short_id: "e1".into(),
+            status: "completed".into(),
+            status_class: "ok",
+            chain: crate::format::clip(&chain, TaskRow::CHAIN_CHARS),
+            chain_full: chain.clone(),
+            received: None,
+            duration: "1 s".into(),
+            gas: "1".into(),
+            memory: "1".into(),
+            cached: "hit".into(),
+        };
+        let html = TasksPage {
+            layout: layout(),
+            statuses: Vec::new(),
+            chain: String::new(),
+            from: String::new(),
+            to: String::new(),
+            rows: vec![row],
+            pager: Pager::default(),
+            filtered: false,
+            error: None,
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"));
+        let shown = format!(">\u{fffd}{}…</td>", "9".repeat(TaskRow::CHAIN_CHARS - 2));
+        assert!(html.contains(&shown), "the cell shows a cut value");
+        let title = format!("title=\"\u{fffd}{}\"", "9".repeat(5_000));
+        assert!(html.contains(&title), "the full value is the cell's title");
+        assert_eq!(
+            html.matches(&"9".repeat(5_000)).count(),
+            1,
+            "once, in the title"
+        );
+        assert!(!html.contains('\u{202e}'));
     }
 
     #[test]

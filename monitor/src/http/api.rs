@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::auth::{body_kind, decode_body, new_api_key, BodyKind, Principal};
 use super::error::ApiError;
 use super::params::{format_cursor, path_param, ParamKind, ParamSpec, Params, MAX_PAGE};
+use super::redact::Access;
 use super::AppState;
 use crate::federation::{FederationHandle, SettingsUpdate};
 use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
@@ -226,18 +227,6 @@ fn summary_range(p: &Params, now: i64, default_span: i64) -> Result<(i64, i64), 
     Ok((from, to))
 }
 
-/// A task as JSON; input and output only when `data` (they are `null` in lists).
-fn task_json(task: Task, data: bool) -> Value {
-    let mut v = serde_json::to_value(task).unwrap_or(Value::Null);
-    if !data {
-        if let Some(map) = v.as_object_mut() {
-            map.remove("input");
-            map.remove("output");
-        }
-    }
-    v
-}
-
 // ---- status ------------------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -349,7 +338,7 @@ fn list_task_json(task: Task) -> String {
             }
         }
     }
-    task_json(task, false).to_string()
+    Access::Hidden.task_json(task).to_string()
 }
 
 /// One task with its first log entries and its invoices: the task route and page.
@@ -391,7 +380,7 @@ pub async fn task(
 ) -> ApiResult {
     Params::parse(&uri, NO_PARAMS)?;
     let id = path_value(path, TASK_PATH)?;
-    let data = principal.is_admin();
+    let access = Access::of(&principal);
     let TaskDetail {
         task,
         entries,
@@ -399,9 +388,9 @@ pub async fn task(
         invoices,
     } = task_detail(&s.store, id).await?;
     ok(json!({
-        "task": task_json(task, data),
-        "data_access": if data { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
-        "entries": entries,
+        "task": access.task_json(task),
+        "data_access": if access.visible() { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
+        "entries": access.entries(entries),
         "entries_truncated": truncated,
         "invoices": invoices,
     }))
@@ -489,23 +478,30 @@ fn day_string(day: i64) -> String {
 // ---- logs --------------------------------------------------------------------------
 
 /// `GET /api/logs`
-pub async fn logs(State(s): State<AppState>, uri: Uri) -> ApiResult {
+pub async fn logs(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+) -> ApiResult {
     let p = Params::parse(&uri, LOGS_QUERY)?;
-    let filter = log_filter(&p)?;
+    let access = Access::of(&principal);
+    let filter = log_filter(&p, access)?;
     let page = s
         .store
         .logs_page_async(filter, p.cursor(), p.limit())
         .await?;
-    ok(page_body(page, |e| e))
+    ok(page_body(page, |e| access.entry(e)))
 }
 
-/// The log list's filter from its parameters ([`LOGS_QUERY`]); the route and the page.
-pub(crate) fn log_filter(p: &Params) -> Result<LogFilter, ApiError> {
+/// The log list's filter from its parameters ([`LOGS_QUERY`]) for a caller with
+/// `access`; the route and the page.
+pub(crate) fn log_filter(p: &Params, access: Access) -> Result<LogFilter, ApiError> {
     let (from_ns, to_ns) = optional_range(p)?;
     Ok(LogFilter {
         level: p.str("level").map(Level::from_word),
         kind: p.str("kind").and_then(Kind::parse),
         text: p.string("q"),
+        text_skips_kinds: access.unsearchable_kinds(),
         execution_id: p.string("execution_id"),
         from_ns,
         to_ns,

@@ -5,15 +5,21 @@
 //!   Secure behind HTTPS) that expires after `SESSION_TTL`.
 //! - API keys: `API_KEY` (full access) and named keys `tbm_<prefix>_<secret>` stored as
 //!   SHA-256 (keys are 256-bit random). Every comparison is constant-time.
-//! - Failed logins and bad keys count against the client IP ([`FailureLimiter`]).
+//! - Failed logins and bad keys count against the client IP ([`FailureLimiter`]); an
+//!   attempt is counted before it is judged and given back when it succeeds, so concurrent
+//!   guesses cannot pass the limit. Password checks run one at a time per address, on
+//!   [`ARGON2_THREADS`] threads with a queue of [`ARGON2_QUEUE`]; beyond, `503 busy`.
+//!   A blocked address is refused password logins, `API_KEY` and bad keys; a valid named
+//!   key (256-bit random) and a session still pass.
 //! - CSRF: requests that change something with a cookie must carry the session's CSRF
 //!   token (`X-CSRF-Token` header or `csrf_token` form field) and, when the browser sends
 //!   one, a same-site `Origin`; the login form checks `Origin` too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -27,11 +33,11 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::config::HttpConfig;
 use super::error::ApiError;
-use super::ratelimit::{client_ip, FailureLimiter};
+use super::ratelimit::{client_ip, FailureLimiter, Reservation};
 use super::AppState;
 use crate::model::UnixNanos;
 use crate::store::auth::{ApiKeyScope, StoredSession};
@@ -46,8 +52,12 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 const KEY_PREFIX: &str = "tbm_";
 /// `last_used` of a key is written at most this often.
 const TOUCH_EVERY_NS: i64 = 60 * 1_000_000_000;
-/// Password checks (argon2: ~20 MiB and tens of ms each) running at once.
-const ARGON2_SLOTS: usize = 2;
+/// Threads of their own that check passwords against the stored argon2id hash (~19 MiB
+/// and tens of ms each): at most this many checks run at once, whatever the load.
+pub const ARGON2_THREADS: usize = 2;
+/// Password checks waiting for a thread at most; beyond, a login is refused at once
+/// (`503 busy`) instead of queueing memory and time.
+pub const ARGON2_QUEUE: usize = 8;
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +94,9 @@ pub struct AuthState {
     config_key_sha256: Option<[u8; 32]>,
     config_password_sha256: Option<[u8; 32]>,
     pub limiter: FailureLimiter,
-    argon2_slots: Semaphore,
+    argon2: OnceLock<PasswordChecker>,
+    /// Addresses with a password check under way: one at a time per address.
+    checking: Arc<Mutex<HashSet<IpAddr>>>,
     touched: Mutex<HashMap<i64, UnixNanos>>,
     /// Failed logins and bad keys since start (for /metrics).
     pub failures: AtomicU64,
@@ -102,10 +114,106 @@ impl AuthState {
                 .as_ref()
                 .map(|p| sha256(p.expose().as_bytes())),
             limiter: FailureLimiter::default(),
-            argon2_slots: Semaphore::new(ARGON2_SLOTS),
+            argon2: OnceLock::new(),
+            checking: Arc::new(Mutex::new(HashSet::new())),
             touched: Mutex::new(HashMap::new()),
             failures: AtomicU64::new(0),
         }
+    }
+}
+
+/// A password to check against a PHC hash, and where to send the answer.
+struct CheckJob {
+    password: String,
+    phc: String,
+    reply: oneshot::Sender<bool>,
+}
+
+/// [`ARGON2_THREADS`] threads that check passwords, fed by a queue of [`ARGON2_QUEUE`].
+/// Threads of their own (not the blocking pool) keep argon2's memory to a fixed number
+/// of allocator arenas; they end when the [`AuthState`] is dropped.
+#[derive(Debug)]
+struct PasswordChecker {
+    jobs: SyncSender<CheckJob>,
+}
+
+impl PasswordChecker {
+    fn start() -> PasswordChecker {
+        let (jobs, rx) = mpsc::sync_channel::<CheckJob>(ARGON2_QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..ARGON2_THREADS {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{n}"))
+                .spawn(move || check_passwords(&rx));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password check thread");
+            }
+        }
+        PasswordChecker { jobs }
+    }
+
+    /// Queues a check; `Busy` at once when the queue is full.
+    async fn check(&self, password: String, phc: String) -> Result<bool, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        match self.jobs.try_send(CheckJob {
+            password,
+            phc,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiError::LoginBusy),
+            Err(TrySendError::Disconnected(_)) => return Err(ApiError::Unavailable),
+        }
+        answer.await.map_err(|_| ApiError::Internal {
+            cause: "a password check thread ended".into(),
+        })
+    }
+}
+
+/// An address's one password check under way; the place is freed when it is dropped.
+struct CheckingAddress {
+    set: Arc<Mutex<HashSet<IpAddr>>>,
+    ip: IpAddr,
+}
+
+impl CheckingAddress {
+    /// `LoginBusy` when a check from `ip` is under way already.
+    fn take(set: &Arc<Mutex<HashSet<IpAddr>>>, ip: IpAddr) -> Result<CheckingAddress, ApiError> {
+        let mut checking = set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !checking.insert(ip) {
+            return Err(ApiError::LoginBusy);
+        }
+        Ok(CheckingAddress {
+            set: Arc::clone(set),
+            ip,
+        })
+    }
+}
+
+impl Drop for CheckingAddress {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.ip);
+    }
+}
+
+fn check_passwords(rx: &Mutex<Receiver<CheckJob>>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        if job.reply.is_closed() {
+            continue; // the client went away while it waited
+        }
+        let ok = verify_password_hash(&job.password, &job.phc);
+        let _ = job.reply.send(ok);
     }
 }
 
@@ -203,16 +311,34 @@ impl AppState {
         client_ip(peer, headers, &self.config.trusted_proxies)
     }
 
-    pub(crate) fn fail(&self, ip: IpAddr, now: UnixNanos) {
-        self.auth.limiter.record_failure(ip, now);
-        self.auth.failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn check_rate(&self, ip: IpAddr, now: UnixNanos) -> Result<(), ApiError> {
+    /// Takes an attempt for `ip` before a password or key is judged ([`FailureLimiter`]).
+    pub(crate) fn reserve(&self, ip: IpAddr, now: UnixNanos) -> Result<Reservation, ApiError> {
         self.auth
             .limiter
-            .check(ip, now)
+            .reserve(ip, now)
             .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
+    }
+
+    /// Settles a reserved attempt: given back when it succeeded, counted when not.
+    pub(crate) fn settle(&self, attempt: Reservation, ok: bool) {
+        if ok {
+            self.auth.limiter.succeeded(attempt);
+        } else {
+            self.auth.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Checks the operator password as one attempt of the address `ip`.
+    pub(crate) async fn check_password_from(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<bool, ApiError> {
+        let _one = CheckingAddress::take(&self.auth.checking, ip)?;
+        let attempt = self.reserve(ip, self.clock.now_ns())?;
+        let ok = self.check_password(password).await;
+        self.settle(attempt, matches!(ok, Ok(true)));
+        ok
     }
 
     /// Authenticates a request by its `Authorization` header or its session cookie.
@@ -223,7 +349,6 @@ impl AppState {
     ) -> Result<Principal, ApiError> {
         let now = self.clock.now_ns();
         if let Some(value) = headers.get(header::AUTHORIZATION) {
-            self.check_rate(ip, now)?;
             let token = value
                 .to_str()
                 .ok()
@@ -232,13 +357,24 @@ impl AppState {
                         .or_else(|| v.strip_prefix("bearer "))
                 })
                 .map(str::trim);
+            // A valid named key passes even from a blocked address: it is 256-bit random,
+            // so the lockout protects nothing there, and a misbehaving client next to it
+            // must not cut it off. Misses count like failed logins.
             if let Some(token) = token {
-                if let Some(principal) = self.check_key(token, now).await? {
+                if let Some(principal) = self.check_named_key(token, now).await? {
                     return Ok(principal);
                 }
             }
-            self.fail(ip, now);
-            return Err(ApiError::BadCredentials);
+            // `API_KEY` is chosen by the operator (16 characters at least): it stays
+            // behind the lockout, like the password.
+            let attempt = self.reserve(ip, now)?;
+            let ok = token.is_some_and(|t| self.is_config_key(t));
+            self.settle(attempt, ok);
+            return if ok {
+                Ok(Principal::ConfigKey)
+            } else {
+                Err(ApiError::BadCredentials)
+            };
         }
         if let Some(token) = cookie(headers, self.cookie_name()) {
             let token_sha256 = sha256(token.as_bytes()).to_vec();
@@ -255,20 +391,27 @@ impl AppState {
         Err(ApiError::Unauthorized)
     }
 
-    async fn check_key(&self, token: &str, now: UnixNanos) -> Result<Option<Principal>, ApiError> {
-        let presented = sha256(token.as_bytes());
-        if let Some(expected) = &self.auth.config_key_sha256 {
-            if ct_eq(&presented, expected) {
-                return Ok(Some(Principal::ConfigKey));
-            }
-        }
+    /// Whether `token` is the configuration's `API_KEY`.
+    fn is_config_key(&self, token: &str) -> bool {
+        self.auth
+            .config_key_sha256
+            .as_ref()
+            .is_some_and(|expected| ct_eq(&sha256(token.as_bytes()), expected))
+    }
+
+    /// The named key `token` is, if it is an active one.
+    async fn check_named_key(
+        &self,
+        token: &str,
+        now: UnixNanos,
+    ) -> Result<Option<Principal>, ApiError> {
         let Some(prefix) = key_prefix(token) else {
             return Ok(None);
         };
         let Some(key) = self.store.active_api_key_async(prefix.to_owned()).await? else {
             return Ok(None);
         };
-        if !ct_eq(&presented, &key.secret_sha256) {
+        if !ct_eq(&sha256(token.as_bytes()), &key.secret_sha256) {
             return Ok(None);
         }
         self.touch_key(key.info.id, now);
@@ -311,17 +454,11 @@ impl AppState {
         let Some(phc) = self.store.password_hash_async().await? else {
             return Ok(false);
         };
-        let _slot = self
-            .auth
-            .argon2_slots
-            .acquire()
+        self.auth
+            .argon2
+            .get_or_init(PasswordChecker::start)
+            .check(password, phc)
             .await
-            .map_err(|_| ApiError::Unavailable)?;
-        tokio::task::spawn_blocking(move || verify_password_hash(&password, &phc))
-            .await
-            .map_err(|e| ApiError::Internal {
-                cause: format!("password check task: {e}"),
-            })
     }
 
     /// Refuses a browser request sent from another site (`Sec-Fetch-Site`, `Origin`).
@@ -439,11 +576,50 @@ pub(crate) struct LoginForm {
 }
 
 /// A local path to return to after logging in (never another site), else `/`.
+///
+/// Only a path on this origin passes: it starts with one `/`, is printable ASCII (a
+/// browser drops tabs and newlines from a `Location`, so `/\t/evil` would become
+/// `//evil`; a header cannot carry them anyway), has no backslash, and its
+/// percent-decoded form has no control character, backslash or `//` start either.
 pub(crate) fn safe_next(next: Option<String>) -> String {
-    next.filter(|n| {
-        n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2000
-    })
-    .unwrap_or_else(|| "/".into())
+    next.filter(|n| is_local_path(n))
+        .unwrap_or_else(|| "/".into())
+}
+
+fn is_local_path(n: &str) -> bool {
+    let shape = |p: &[u8]| {
+        p.first() == Some(&b'/') && !matches!(p.get(1), Some(b'/' | b'\\')) && !p.contains(&b'\\')
+    };
+    let decoded = percent_decode(n.as_bytes());
+    n.len() <= 2000
+        && n.bytes().all(|b| b.is_ascii_graphic())
+        && shape(n.as_bytes())
+        && shape(&decoded)
+        && !String::from_utf8_lossy(&decoded)
+            .chars()
+            .any(char::is_control)
+}
+
+/// `%XX` sequences decoded once (others left as they are).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -499,12 +675,10 @@ impl AppState {
         ip: IpAddr,
         password: String,
     ) -> Result<(HeaderValue, String, UnixNanos), ApiError> {
-        let now = self.clock.now_ns();
-        self.check_rate(ip, now)?;
-        if !self.check_password(password).await? {
-            self.fail(ip, now);
+        if !self.check_password_from(ip, password).await? {
             return Err(ApiError::BadCredentials);
         }
+        let now = self.clock.now_ns();
         let token = random_hex(32);
         let csrf_token = random_hex(16);
         let ttl = self.config.session_ttl;
@@ -597,12 +771,12 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
     Ok(response)
 }
 
-/// A `303 See Other` to `to`.
+/// A `303 See Other` to `to` (to `/` when `to` cannot be a header value: a redirect
+/// always has a `Location`).
 pub(crate) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
+    let location = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    response.headers_mut().insert(header::LOCATION, location);
     response
 }
 
@@ -633,6 +807,56 @@ mod tests {
         let (a, b) = (generate_password(), generate_password());
         assert_eq!(a.len(), 20);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_a_path_on_this_origin_is_a_place_to_return_to() {
+        let bad = [
+            "/\t/other.host/",
+            "/\n/other.host/",
+            "/\r\n/other.host/",
+            "/%09/other.host/",
+            "/%0A/other.host/",
+            "/%0d%0aSet-Cookie:x=1",
+            "//other.host/",
+            "/\\other.host/",
+            "\\\\other.host",
+            "/%2F/other.host/",
+            "/%5Cother.host/",
+            "/%5C/other.host/",
+            "https://other.host/",
+            "http:/other.host",
+            "other.host",
+            "javascript:alert(1)",
+            "/ /other.host",
+            "/\u{0}x",
+            "/%00",
+            "/\u{202e}x",
+            "/tasks\u{85}",
+            "",
+        ];
+        for n in bad {
+            assert_eq!(safe_next(Some(n.to_owned())), "/", "{n:?}");
+        }
+        assert_eq!(safe_next(Some("/".repeat(2001))), "/");
+        assert_eq!(safe_next(None), "/");
+        for n in [
+            "/",
+            "/tasks",
+            "/tasks/abc-1?x=1&y=%2F",
+            "/tasks/a%20b%2Fc",
+            "/logs?q=a%25b#top",
+            "/tasks/%E2%9C%93",
+        ] {
+            assert_eq!(safe_next(Some(n.to_owned())), n, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_always_has_a_location() {
+        let r = redirect("/a\nb");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/");
     }
 
     #[test]

@@ -60,6 +60,25 @@ pub struct HttpSettings {
     #[arg(long, env = "WS_MAX_PER_IP", value_name = "N", global = true)]
     pub ws_max_per_ip: Option<u32>,
 
+    /// HTTP connections open at once; beyond, new ones wait to be accepted [default: 512].
+    #[arg(
+        long = "http-max-connections",
+        env = "HTTP_MAX_CONNECTIONS",
+        value_name = "N",
+        global = true
+    )]
+    pub max_connections: Option<u32>,
+
+    /// A connection that has not sent a request's headers this long after it opened or
+    /// after its previous answer is closed, e.g. 30s, 2m [default: 30s].
+    #[arg(
+        long = "http-header-timeout",
+        env = "HTTP_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub header_timeout: Option<String>,
+
     /// Serve /metrics without authentication on this separate address (e.g. 127.0.0.1:9464);
     /// on the main port /metrics always needs a key.
     #[arg(long, env = "METRICS_BIND", value_name = "ADDR:PORT", global = true)]
@@ -92,6 +111,8 @@ impl std::fmt::Debug for HttpSettings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("ws_max_connections", &self.ws_max_connections)
             .field("ws_max_per_ip", &self.ws_max_per_ip)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
             .field("metrics_bind", &self.metrics_bind)
             .field("session_ttl", &self.session_ttl)
             .field("public_url", &self.public_url)
@@ -177,6 +198,11 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub ws_max_connections: u32,
     pub ws_max_per_ip: u32,
+    /// Connections served at once (each is a file descriptor).
+    pub max_connections: u32,
+    /// Time a connection has to send a request's headers, from its opening or its
+    /// previous answer (keep-alive idle time included).
+    pub header_timeout: Duration,
     pub metrics_bind: Option<SocketAddr>,
     pub session_ttl: Duration,
     pub public_url: Option<String>,
@@ -214,6 +240,8 @@ impl HttpSettings {
             trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             ws_max_connections: self.ws_max_connections.or(lower.ws_max_connections),
             ws_max_per_ip: self.ws_max_per_ip.or(lower.ws_max_per_ip),
+            max_connections: self.max_connections.or(lower.max_connections),
+            header_timeout: self.header_timeout.or(lower.header_timeout),
             metrics_bind: self.metrics_bind.or(lower.metrics_bind),
             session_ttl: self.session_ttl.or(lower.session_ttl),
             public_url: self.public_url.or(lower.public_url),
@@ -289,6 +317,21 @@ impl HttpSettings {
         if ws_max_per_ip == 0 {
             return Err(invalid("WS_MAX_PER_IP", "must be at least 1".into()));
         }
+        let max_connections = self.max_connections.unwrap_or(512);
+        if max_connections == 0 {
+            return Err(invalid("HTTP_MAX_CONNECTIONS", "must be at least 1".into()));
+        }
+        let header_timeout = match self.header_timeout.as_deref() {
+            None => Duration::from_secs(30),
+            Some(s) => parse_duration(s)
+                .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(600))
+                .ok_or_else(|| {
+                    invalid(
+                        "HTTP_HEADER_TIMEOUT",
+                        format!("{s:?} is not a duration from 1s to 10m like 30s or 2m"),
+                    )
+                })?,
+        };
         let metrics_bind = match self.metrics_bind.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
@@ -337,6 +380,8 @@ impl HttpSettings {
             trusted_proxies,
             ws_max_connections,
             ws_max_per_ip,
+            max_connections,
+            header_timeout,
             metrics_bind,
             session_ttl,
             public_url,
@@ -392,6 +437,11 @@ port = 8090
 # Live stream limits [WS_MAX_CONNECTIONS, WS_MAX_PER_IP]
 ws_max_connections = 64
 ws_max_per_ip = 8
+
+# Connections served at once, and the time a connection has to send a request's
+# headers (also the keep-alive idle time) [HTTP_MAX_CONNECTIONS, HTTP_HEADER_TIMEOUT]
+max_connections = 512
+header_timeout = "30s"
 
 # Serve /metrics without a key on a separate address [METRICS_BIND]
 # metrics_bind = "127.0.0.1:9464"

@@ -63,6 +63,9 @@ pub enum ApiError {
     #[error("the monitor is shutting down; try again in a moment")]
     Unavailable,
 
+    #[error("too many logins are being checked right now; try again in a few seconds")]
+    LoginBusy,
+
     #[error("internal error; the monitor's log says more")]
     Internal { cause: String },
 }
@@ -110,6 +113,7 @@ impl ApiError {
                 (StatusCode::CONFLICT, "federation_not_configured")
             }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::LoginBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -165,7 +169,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::TooManyStreams { .. } | ApiError::Unavailable => {
+            ApiError::TooManyStreams { .. } | ApiError::Unavailable | ApiError::LoginBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5_u64));
             }
             _ => {}

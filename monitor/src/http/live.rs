@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::params::{ParamSpec, Params};
+use super::redact::{carries_data, Access};
 use super::AppState;
 use crate::model::Kind;
 use crate::source::SourceStatus;
@@ -50,6 +51,27 @@ pub struct LiveMessage {
     /// `entry`, `task`, `invoice`, `status` or `skipped`.
     pub event: &'static str,
     pub data: String,
+    /// What a caller without access to task input and output gets instead of `data`
+    /// ([`redact`](super::redact)); `None` when it is the same.
+    pub hidden: Option<String>,
+}
+
+impl LiveMessage {
+    pub fn new(event: &'static str, data: String) -> LiveMessage {
+        LiveMessage {
+            event,
+            data,
+            hidden: None,
+        }
+    }
+
+    /// The data as a caller with `access` may see it.
+    pub fn data_for(&self, access: Access) -> &str {
+        match (&self.hidden, access) {
+            (Some(hidden), Access::Hidden) => hidden,
+            _ => &self.data,
+        }
+    }
 }
 
 pub type LiveSender = broadcast::Sender<Arc<LiveMessage>>;
@@ -134,10 +156,10 @@ fn poll(
     if entries.len() > MAX_PER_POLL {
         // A burst (an import, a back-fill): skip to the newest rows and say so.
         let (newest_entry, newest_invoice) = store.tail_start()?;
-        out.push(LiveMessage {
-            event: "skipped",
-            data: json!({ "entries_after_id": entry_id, "resume_at_id": newest_entry }).to_string(),
-        });
+        out.push(LiveMessage::new(
+            "skipped",
+            json!({ "entries_after_id": entry_id, "resume_at_id": newest_entry }).to_string(),
+        ));
         return Ok((out, (newest_entry, newest_invoice)));
     }
     let mut executions: Vec<String> = Vec::new();
@@ -158,35 +180,33 @@ fn poll(
             Kind::SlotTaken | Kind::SlotReleased | Kind::NodeRegistered => node_changed = true,
             _ => {}
         }
-        out.push(LiveMessage {
-            event: "entry",
-            data: serde_json::to_string(e).unwrap_or_default(),
-        });
+        let mut m = LiveMessage::new("entry", serde_json::to_string(e).unwrap_or_default());
+        if carries_data(e.kind) {
+            let hidden = Access::Hidden.entry(e.clone());
+            m.hidden = Some(serde_json::to_string(&hidden).unwrap_or_default());
+        }
+        out.push(m);
     }
     for task in store.tasks_by_execution(&executions)? {
-        let mut v = serde_json::to_value(task).unwrap_or_default();
-        if let Some(map) = v.as_object_mut() {
-            map.remove("input");
-            map.remove("output");
-        }
-        out.push(LiveMessage {
-            event: "task",
-            data: v.to_string(),
-        });
+        // Task events never carry input or output, for anyone.
+        out.push(LiveMessage::new(
+            "task",
+            Access::Hidden.task_json(task).to_string(),
+        ));
     }
     for invoice in store.invoices_after(invoice_id, MAX_PER_POLL)? {
         invoice_id = invoice_id.max(invoice.id);
-        out.push(LiveMessage {
-            event: "invoice",
-            data: serde_json::to_string(&invoice).unwrap_or_default(),
-        });
+        out.push(LiveMessage::new(
+            "invoice",
+            serde_json::to_string(&invoice).unwrap_or_default(),
+        ));
     }
     if node_changed {
         if let Ok(node) = store.node_status() {
-            out.push(LiveMessage {
-                event: "status",
-                data: json!({ "node": node }).to_string(),
-            });
+            out.push(LiveMessage::new(
+                "status",
+                json!({ "node": node }).to_string(),
+            ));
         }
     }
     Ok((out, (entry_id, invoice_id)))
@@ -194,10 +214,10 @@ fn poll(
 
 fn status_message(store: &Store, status: &SourceStatus) -> LiveMessage {
     let node = store.node_status().ok();
-    LiveMessage {
-        event: "status",
-        data: json!({ "source": status, "node": node }).to_string(),
-    }
+    LiveMessage::new(
+        "status",
+        json!({ "source": status, "node": node }).to_string(),
+    )
 }
 
 /// Open streams, in all and per client IP.
@@ -305,10 +325,7 @@ async fn status_event(s: &AppState) -> Event {
     let status = s.status.borrow().clone();
     let m = tokio::task::spawn_blocking(move || status_message(&store, &status))
         .await
-        .unwrap_or(LiveMessage {
-            event: "status",
-            data: "{}".into(),
-        });
+        .unwrap_or(LiveMessage::new("status", "{}".into()));
     Event::default().event(m.event).data(m.data)
 }
 
@@ -356,7 +373,10 @@ fn live_stream(state: StreamState) -> impl Stream<Item = Result<Event, Infallibl
                     }
                 }
                 msg = st.rx.recv() => match msg {
-                    Ok(m) => return Some((Ok(Event::default().event(m.event).data(m.data.as_str())), st)),
+                    Ok(m) => {
+                        let data = m.data_for(Access::of(&st.principal));
+                        return Some((Ok(Event::default().event(m.event).data(data)), st));
+                    }
                     Err(RecvError::Lagged(missed)) => {
                         st.done = true;
                         let e = Event::default().event("lagged").data(json!({ "missed": missed, "reason": "the client read too slowly; reconnect" }).to_string());

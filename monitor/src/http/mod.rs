@@ -19,9 +19,9 @@ pub mod openapi;
 pub mod pages;
 pub mod params;
 pub mod ratelimit;
+pub mod redact;
 pub mod routes;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -333,6 +333,7 @@ impl HttpServer {
                 tracing::warn!(http.addr = %addr, "the HTTP API is reachable from the network (HOST); protect it with a firewall or a reverse proxy with TLS");
             }
         }
+        let limits = ConnectionLimits::of(&self.state.config);
         let metrics = self.listeners.metrics.map(|listener| {
             let app = metrics_router(self.state.clone());
             let shutdown = shutdown.clone();
@@ -340,11 +341,11 @@ impl HttpServer {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(metrics.addr = %addr, "metrics listening (no authentication)");
                 }
-                serve(listener, app, shutdown).await
+                serve(listener, app, shutdown, limits).await
             })
         });
         let app = router(self.state.clone());
-        let result = serve(self.listeners.main, app, shutdown).await;
+        let result = serve(self.listeners.main, app, shutdown, limits).await;
         if let Some(task) = metrics {
             let _ = task.await;
         }
@@ -352,24 +353,103 @@ impl HttpServer {
     }
 }
 
+/// What a connection may take: how many are served at once and how long one has to send
+/// a request's headers (`HTTP_MAX_CONNECTIONS`, `HTTP_HEADER_TIMEOUT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    pub fn of(config: &HttpConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: config.max_connections as usize,
+            header_timeout: config.header_timeout,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`, then drains for at most [`DRAIN`].
+///
+/// Its own accept loop rather than `axum::serve`, for the limits: at most
+/// `max_connections` connections at once (beyond, the next is accepted only when one
+/// ends, so idle connections cannot use up the file descriptors), and a connection that
+/// has not sent a request's headers within `header_timeout` of opening or of its previous
+/// answer is closed (slow or idle clients cannot hold their place).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
-    let signal = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { signal.cancelled().await });
-    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let mut warned: Option<tokio::time::Instant> = None;
+    loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Said at most once a minute.
+                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    warned = Some(tokio::time::Instant::now());
+                    tracing::warn!(
+                        http.max_connections = limits.max_connections,
+                        "HTTP_MAX_CONNECTIONS connections are open; new ones wait until one ends"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before accept: wait a
+                    // moment rather than spin.
+                    tracing::debug!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
             tracing::warn!("HTTP connections still open after {DRAIN:?}; closing them");
-            Ok(())
         }
     }
+    Ok(())
 }

@@ -36,7 +36,9 @@ pub fn param_schema(kind: ParamKind) -> Value {
         ParamKind::Text { max_len } => {
             json!({ "type": "string", "minLength": 1, "maxLength": max_len })
         }
-        ParamKind::Id => json!({ "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" }),
+        ParamKind::Id => {
+            json!({ "type": "string", "minLength": 1, "maxLength": super::params::MAX_ID_CHARS })
+        }
         ParamKind::Cursor => {
             json!({ "type": "string", "pattern": "^-?[0-9]{1,18}\\.-?[0-9]{1,18}$" })
         }

@@ -61,8 +61,12 @@ impl ParamSpec {
                 "an RFC 3339 time like 2025-11-24T13:55:40Z or Unix seconds, from 1970 to 2200"
                     .into()
             }
-            ParamKind::Text { max_len } => format!("text of at most {max_len} characters"),
-            ParamKind::Id => "1 to 128 of the characters A-Z a-z 0-9 - _ . :".into(),
+            ParamKind::Text { max_len } => {
+                format!("text of at most {max_len} characters, without NUL characters")
+            }
+            ParamKind::Id => {
+                format!("1 to {MAX_ID_CHARS} characters of any text (percent-encoded in a URL)")
+            }
             ParamKind::Cursor => "the next_cursor value of a previous page".into(),
         }
     }
@@ -74,7 +78,10 @@ impl ParamSpec {
                 value.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n))
             }
             ParamKind::Time => parse_time_ns(value).is_some(),
-            ParamKind::Text { max_len } => !value.is_empty() && value.chars().count() <= max_len,
+            // A NUL would end the text for SQLite's LIKE: `a\0b` would match everything.
+            ParamKind::Text { max_len } => {
+                !value.is_empty() && !value.contains('\0') && value.chars().count() <= max_len
+            }
             ParamKind::Id => is_id(value),
             ParamKind::Cursor => parse_cursor(value).is_some(),
         };
@@ -159,10 +166,13 @@ fn truncate(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// Longest id accepted in a path or a parameter.
+pub const MAX_ID_CHARS: usize = 4096;
+
+/// An execution or task id: whatever the node printed, so any text (URLs carry it
+/// percent-encoded); only its length is bounded.
 pub fn is_id(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    (1..=MAX_ID_CHARS).contains(&s.chars().count())
 }
 
 /// RFC 3339 or Unix seconds -> Unix nanoseconds, 1970 to 2200.

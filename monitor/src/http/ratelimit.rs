@@ -28,23 +28,29 @@ struct Failures {
     window_start: UnixNanos,
 }
 
-impl FailureLimiter {
-    /// `Err(seconds to wait)` while `ip` has used up its failures.
-    pub fn check(&self, ip: IpAddr, now: UnixNanos) -> Result<(), u64> {
-        let map = lock(&self.by_ip);
-        match map.get(&ip) {
-            Some(f) if f.count >= MAX_FAILURES && now - f.window_start < WINDOW_NS => {
-                let left = WINDOW_NS - (now - f.window_start);
-                Err(u64::try_from((left + 999_999_999) / 1_000_000_000)
-                    .unwrap_or(1)
-                    .max(1))
-            }
-            _ => Ok(()),
-        }
-    }
+/// One attempt taken with [`FailureLimiter::reserve`]: it counts as a failure unless it is
+/// given back with [`FailureLimiter::succeeded`].
+#[derive(Debug)]
+#[must_use = "a successful attempt must be given back with FailureLimiter::succeeded"]
+pub struct Reservation {
+    ip: IpAddr,
+    window_start: UnixNanos,
+}
 
-    pub fn record_failure(&self, ip: IpAddr, now: UnixNanos) {
+impl FailureLimiter {
+    /// Takes an attempt for `ip`, counted as a failure at once (check and count are one
+    /// step, so concurrent attempts cannot all pass the check before any failure is
+    /// recorded); `Err(seconds to wait)` while `ip` has used up its failures.
+    pub fn reserve(&self, ip: IpAddr, now: UnixNanos) -> Result<Reservation, u64> {
         let mut map = lock(&self.by_ip);
+        if let Some(f) = map.get(&ip) {
+            if f.count >= MAX_FAILURES && now - f.window_start < WINDOW_NS {
+                let left = WINDOW_NS - (now - f.window_start);
+                return Err(u64::try_from((left + 999_999_999) / 1_000_000_000)
+                    .unwrap_or(1)
+                    .max(1));
+            }
+        }
         if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
             map.retain(|_, f| now - f.window_start < WINDOW_NS);
             if map.len() >= MAX_TRACKED {
@@ -68,6 +74,30 @@ impl FailureLimiter {
             };
         }
         f.count = f.count.saturating_add(1);
+        Ok(Reservation {
+            ip,
+            window_start: f.window_start,
+        })
+    }
+
+    /// Gives back an attempt that succeeded (in the window it was taken in).
+    pub fn succeeded(&self, r: Reservation) {
+        let mut map = lock(&self.by_ip);
+        if let Some(f) = map.get_mut(&r.ip) {
+            if f.window_start == r.window_start {
+                f.count = f.count.saturating_sub(1);
+                if f.count == 0 {
+                    map.remove(&r.ip);
+                }
+            }
+        }
+    }
+
+    /// Whether `ip` is blocked now (without taking an attempt).
+    pub fn blocked(&self, ip: IpAddr, now: UnixNanos) -> bool {
+        lock(&self.by_ip)
+            .get(&ip)
+            .is_some_and(|f| f.count >= MAX_FAILURES && now - f.window_start < WINDOW_NS)
     }
 }
 
@@ -118,17 +148,39 @@ mod tests {
         let limiter = FailureLimiter::default();
         let t0 = 1_000 * 1_000_000_000;
         for _ in 0..MAX_FAILURES {
-            assert_eq!(limiter.check(ip("10.0.0.1"), t0), Ok(()));
-            limiter.record_failure(ip("10.0.0.1"), t0);
+            let _failed = limiter.reserve(ip("10.0.0.1"), t0).expect("allowed");
         }
-        assert_eq!(limiter.check(ip("10.0.0.1"), t0), Err(900));
-        assert_eq!(
-            limiter.check(ip("10.0.0.2"), t0),
-            Ok(()),
+        assert_eq!(limiter.reserve(ip("10.0.0.1"), t0).map(|_| ()), Err(900));
+        assert!(limiter.blocked(ip("10.0.0.1"), t0));
+        assert!(
+            limiter.reserve(ip("10.0.0.2"), t0).is_ok(),
             "other IPs are not affected"
         );
-        assert_eq!(limiter.check(ip("10.0.0.1"), t0 + WINDOW_NS - 1), Err(1));
-        assert_eq!(limiter.check(ip("10.0.0.1"), t0 + WINDOW_NS), Ok(()));
+        assert_eq!(
+            limiter
+                .reserve(ip("10.0.0.1"), t0 + WINDOW_NS - 1)
+                .map(|_| ()),
+            Err(1)
+        );
+        assert!(limiter.reserve(ip("10.0.0.1"), t0 + WINDOW_NS).is_ok());
+    }
+
+    #[test]
+    fn attempts_are_taken_before_they_are_judged_and_successes_are_given_back() {
+        let limiter = FailureLimiter::default();
+        let t0 = 1_000 * 1_000_000_000;
+        // Ten attempts in flight at once use up the address's failures: the eleventh is
+        // refused before any of them is judged.
+        let held: Vec<Reservation> = (0..MAX_FAILURES)
+            .map(|_| limiter.reserve(ip("10.0.0.1"), t0).expect("allowed"))
+            .collect();
+        assert!(limiter.reserve(ip("10.0.0.1"), t0).is_err());
+        // A success gives its attempt back.
+        for r in held {
+            limiter.succeeded(r);
+        }
+        assert!(!limiter.blocked(ip("10.0.0.1"), t0));
+        assert!(limiter.reserve(ip("10.0.0.1"), t0).is_ok());
     }
 
     #[test]

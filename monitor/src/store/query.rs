@@ -41,6 +41,8 @@ pub struct LogFilter {
     pub kind: Option<Kind>,
     /// Case-insensitive (ASCII) substring of the message.
     pub text: Option<String>,
+    /// Kinds whose message `text` does not look into (hidden from the caller).
+    pub text_skips_kinds: Vec<Kind>,
     pub execution_id: Option<String>,
     pub from_ns: Option<UnixNanos>,
     pub to_ns: Option<UnixNanos>,
@@ -357,6 +359,9 @@ impl Store {
         }
         if let Some(text) = &filter.text {
             q.add("e.message LIKE ? ESCAPE '\\'", [like_pattern(text).into()]);
+            for kind in &filter.text_skips_kinds {
+                q.add("e.kind <> ?", [kind.as_str().to_owned().into()]);
+            }
         }
         let windowed = !indexed && (filter.text.is_some() || filter.level.is_some());
         self.read(|conn| {

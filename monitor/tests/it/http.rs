@@ -445,10 +445,9 @@ async fn bad_parameters_get_a_400_that_names_them() {
         ("/api/tasks?stauts=failed", "stauts"),
         ("/api/tasks?limit=5&limit=6", "limit"),
         ("/api/tasks?chain=", "chain"),
-        ("/api/tasks/has%20space", "execution_id"),
         ("/api/logs?level=trace", "level"),
         ("/api/logs?kind=everything", "kind"),
-        ("/api/logs?execution_id=%00", "execution_id"),
+        ("/api/logs?execution_id=", "execution_id"),
         ("/api/invoices/abc", "id"),
         ("/api/invoices/0", "id"),
         ("/api/invoices?to=99999999999", "to"),
@@ -665,6 +664,255 @@ async fn task_input_and_output_need_the_password_or_an_admin_key() {
     }
 }
 
+/// An execution whose log lines carry planted input and output.
+const PLANTED_ID: &str = "5ec2e7a0-0000-4000-8000-000000000001";
+
+/// Lines of one task whose input, stderr and output are `SECRET-…` markers.
+fn planted_lines() -> String {
+    let h = |t: &str, level: &str| {
+        format!("2025-11-24 23:00:{t} {level}: @truebit/worker-runner-node:2.4.0 ")
+    };
+    [
+        format!(
+            r#"{}Message received from task_created: {{"type":"task_created","executionId":"{PLANTED_ID}","message":{{"executionId":"{PLANTED_ID}","chainId":43113,"input":"SECRET-INPUT-41d2"}}}}"#,
+            h("01", "info")
+        ),
+        format!(
+            "{}Starting task execution executionId: {PLANTED_ID}",
+            h("02", "info")
+        ),
+        format!(
+            "{}Command execution stderr: SECRET-OUTPUT-stderr-9c",
+            h("03", "error")
+        ),
+        format!(
+            r#"{}Command execution stdout: {{"elapsed":"1000000","wasi":{{"exitCode":0}},"metering":{{"last":{{"steps":5}}}},"output":"SECRET-OUTPUT-77ab"}}"#,
+            h("04", "debug")
+        ),
+        format!("{}Execution {PLANTED_ID} completed", h("05", "info")),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+/// Imports [`planted_lines`] into the app's store.
+fn plant(app: &TestApp, name: &str) {
+    import_lines(app, name, &planted_lines());
+}
+
+/// Imports node log lines into the app's store (a file `name` in its directory).
+pub(crate) fn import_lines(app: &TestApp, name: &str, text: &str) {
+    let file = support::write(&app._dir.path().join(name), text);
+    import_files(&app.store, &[file], ParserConfig::default(), &()).expect("import");
+}
+
+/// A task_created line for the execution `id` (any text), at second `s` of a minute.
+pub(crate) fn task_created_line(id: &str, s: u32, extra: &str) -> String {
+    let id = serde_json::to_string(id).expect("json");
+    format!(
+        r#"2025-11-24 23:01:{s:02} info: @truebit/worker-runner-node:2.4.0 Message received from task_created: {{"type":"task_created","executionId":{id},"message":{{"executionId":{id}{extra}}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
+    let app = app().await;
+    plant(&app, "planted.log");
+    let full = app.store.task(PLANTED_ID).expect("task").expect("planted");
+    assert_eq!(full.input.as_deref(), Some("SECRET-INPUT-41d2"));
+    assert_eq!(full.output.as_deref(), Some("SECRET-OUTPUT-77ab"));
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let read = read["key"].as_str().expect("key").to_owned();
+    // Every GET route, and the list filters that reach the planted lines.
+    let mut uris: Vec<String> = api_routes()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path != "/api/events")
+        .map(|r| concrete(r.path, PLANTED_ID))
+        .collect();
+    for extra in [
+        "/api/logs?limit=500",
+        "/api/logs?q=SECRET",
+        "/api/logs?q=secret-input",
+        "/api/logs?kind=task_received",
+        "/api/logs?kind=execution_metrics",
+        "/api/logs?kind=execution_stderr",
+        "/api/logs?level=error",
+    ] {
+        uris.push(extra.to_owned());
+    }
+    uris.push(format!("/api/logs?execution_id={PLANTED_ID}"));
+    uris.push(format!("/api/tasks?chain=43113"));
+    for uri in &uris {
+        let r = app.call(Method::GET, uri, Auth::Bearer(&read)).await;
+        // Key management is refused to a read key (403); everything else answers.
+        assert!(
+            r.status.is_success() || (r.status == StatusCode::FORBIDDEN && uri == "/api/keys"),
+            "{uri}: {}",
+            r.status
+        );
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(!text.contains("SECRET"), "{uri} shows hidden text: {text}");
+    }
+    // The planted entries are listed, with their text hidden, and the search finds none.
+    // The planted lines are the newest: listed, with the text of three of them hidden.
+    let newest = app
+        .call(Method::GET, "/api/logs?limit=5", Auth::Bearer(&read))
+        .await
+        .json();
+    let listed: Vec<(&str, bool)> = newest["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().expect("kind"),
+                e["message"] == http::redact::HIDDEN_MESSAGE,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("execution_completed", false),
+            ("execution_metrics", true),
+            ("execution_stderr", true),
+            ("execution_started", false),
+            ("task_received", true),
+        ]
+    );
+    let found = app
+        .call(Method::GET, "/api/logs?q=SECRET", Auth::Bearer(&read))
+        .await
+        .json();
+    assert_eq!(
+        found["items"],
+        json!([]),
+        "the search does not probe hidden text"
+    );
+    // The password and admin keys see all of it, on the same routes.
+    let (cookie, _) = app.login().await;
+    for auth in [Auth::Bearer(KEY), Auth::Cookie(&cookie)] {
+        let logs = app.call(Method::GET, "/api/logs?q=SECRET", auth).await;
+        let text = String::from_utf8_lossy(&logs.body);
+        for secret in [
+            "SECRET-INPUT-41d2",
+            "SECRET-OUTPUT-77ab",
+            "SECRET-OUTPUT-stderr-9c",
+        ] {
+            assert!(text.contains(secret), "{auth:?} {secret}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
+    let app = app_with(settings(), 0).await;
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let read = read["key"].as_str().expect("key").to_owned();
+    let tail = tokio::spawn(app.state.tail().run());
+    let open = |auth: Auth<'_>, n: u8| {
+        let req = request(Method::GET, "/api/events", auth, ip(n))
+            .body(Body::empty())
+            .expect("req");
+        app.router.clone().oneshot(req)
+    };
+    let mut streams = Vec::new();
+    for (auth, n) in [(Auth::Bearer(&read), 1), (Auth::Bearer(KEY), 2)] {
+        let response = open(auth, n).await.expect("ok");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let mut buf = String::new();
+        let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+            .await
+            .expect("first event");
+        assert_eq!(event, "status");
+        streams.push((body, buf));
+    }
+    // Let the tail take its starting point, then write the lines.
+    tokio::time::sleep(http::live::POLL * 3).await;
+    plant(&app, "planted.log");
+    let mut seen = Vec::new();
+    for (body, buf) in &mut streams {
+        let mut text = String::new();
+        while !text.contains(&format!("Execution {PLANTED_ID} completed")) {
+            let Some((event, data)) = next_event(body, buf, Duration::from_secs(10)).await else {
+                panic!("the planted lines never arrived: {text}");
+            };
+            text.push_str(&format!("{event}: {data}\n"));
+        }
+        seen.push(text);
+    }
+    assert!(!seen[0].contains("SECRET"), "read key: {}", seen[0]);
+    assert_eq!(
+        seen[0].matches(http::redact::HIDDEN_MESSAGE).count(),
+        3,
+        "{}",
+        seen[0]
+    );
+    for secret in [
+        "SECRET-INPUT-41d2",
+        "SECRET-OUTPUT-77ab",
+        "SECRET-OUTPUT-stderr-9c",
+    ] {
+        assert!(seen[1].contains(secret), "admin key, {secret}: {}", seen[1]);
+    }
+    app.state.shutdown.cancel();
+    let _ = tail.await;
+}
+
+/// Ids the node may print that are not URL-safe.
+pub(crate) const ODD_IDS: [&str; 6] = ["with space", "a/b", "50%x", "ünï-✓", "q?x#y&z=1", ".."];
+
+#[tokio::test]
+async fn a_task_with_any_execution_id_opens_through_the_api() {
+    let app = app_with(settings(), 0).await;
+    let lines: Vec<String> = ODD_IDS
+        .iter()
+        .zip(1..)
+        .map(|(id, s)| task_created_line(id, s, ""))
+        .collect();
+    import_lines(&app, "odd.log", &(lines.join("\n") + "\n"));
+    let listed = app.get_json("/api/tasks").await;
+    let mut ids: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["execution_id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    let mut want = ODD_IDS.to_vec();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    for id in ODD_IDS {
+        let encoded: String = url_encode(id);
+        let v = app.get_json(&format!("/api/tasks/{encoded}")).await;
+        assert_eq!(v["task"]["execution_id"], id, "{encoded}");
+        let logs = app
+            .get_json(&format!("/api/logs?execution_id={encoded}"))
+            .await;
+        assert_eq!(logs["items"].as_array().expect("items").len(), 1, "{id}");
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub(crate) fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn logs_filter_by_level_kind_text_and_execution() {
     let app = app().await;
@@ -719,6 +967,18 @@ async fn logs_filter_by_level_kind_text_and_execution() {
     }
     assert!(want.len() > 100, "several pages");
     assert_eq!(got, want);
+    // A NUL in the search text is refused with a clear message (it used to match every
+    // entry: SQLite's LIKE ends the pattern there).
+    for q in ["%00", "Execution%00zzz", "%00%00"] {
+        let r = app.get(&format!("/api/logs?q={q}")).await;
+        let v = r.assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        assert!(
+            v["message"].as_str().expect("message").contains("NUL"),
+            "{v}"
+        );
+    }
+    let none = app.get_json("/api/logs?q=zz-not-in-any-line").await;
+    assert_eq!(none["items"], json!([]));
 }
 
 #[tokio::test]
@@ -918,6 +1178,66 @@ async fn generated_password_is_hashed_and_works() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_wrong_logins_is_judged_at_most_up_to_the_limit() {
+    let app = app_with(
+        HttpSettings {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    // The generated password: checked against its argon2id hash (the slow path).
+    let password = http::auth::ensure_password(&app.store, &app.state.config)
+        .expect("ensure")
+        .expect("generated");
+    let login = |from: SocketAddr, password: &str| {
+        request(Method::POST, "/auth/login", Auth::None, from)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "password": password }).to_string()))
+            .expect("req")
+    };
+    let attacker = ip(66);
+    let burst = futures_util::future::join_all(
+        (0..50).map(|i| app.send(login(attacker, &format!("guess-{i}")))),
+    );
+    // Meanwhile the operator logs in from another address.
+    let operator = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let r = app.send(login(ip(67), &password)).await;
+        (r, started.elapsed())
+    };
+    let (answers, (operator, took)) = tokio::join!(burst, operator);
+    assert_eq!(operator.status, StatusCode::OK, "{took:?}");
+    let judged = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.status == StatusCode::TOO_MANY_REQUESTS || r.status == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .count();
+    assert!(
+        (1..=http::ratelimit::MAX_FAILURES as usize).contains(&judged),
+        "{judged} of 50 concurrent guesses were judged"
+    );
+    assert_eq!(judged + refused, 50, "every other guess is refused at once");
+    // The address's attempts are counted: ten failures in all, whatever the interleaving.
+    let mut failures = judged;
+    while failures < http::ratelimit::MAX_FAILURES as usize {
+        let r = app.send(login(attacker, "again")).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            failures += 1;
+        }
+    }
+    let r = app.send(login(attacker, &password)).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
 #[tokio::test]
 async fn secure_cookies_and_hsts_behind_https() {
     let app = app_with(
@@ -1054,7 +1374,8 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     let r = app.send(login(attacker, PASSWORD, None)).await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert_eq!(r.header("retry-after"), Some("900"));
-    // The right key from the blocked address is refused too; other addresses are not.
+    // API_KEY (chosen by the operator) from the blocked address is refused too; other
+    // addresses are not.
     let key_from = |from: SocketAddr, key: &str| {
         request(Method::GET, "/api/status", Auth::Bearer(key), from)
             .body(Body::empty())
@@ -1063,6 +1384,26 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     app.send(key_from(attacker, KEY))
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // A valid named key (256-bit random) and a session still pass from there.
+    let named = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "tool" }),
+            &[],
+        )
+        .await
+        .json();
+    let named = named["key"].as_str().expect("key").to_owned();
+    assert_eq!(
+        app.send(key_from(attacker, &named)).await.status,
+        StatusCode::OK
+    );
+    let (cookie, _) = app.login().await;
+    let with_session = request(Method::GET, "/api/status", Auth::Cookie(&cookie), attacker)
+        .body(Body::empty())
+        .expect("req");
+    assert_eq!(app.send(with_session).await.status, StatusCode::OK);
     assert_eq!(
         app.send(login(ip(67), PASSWORD, None)).await.status,
         StatusCode::OK
@@ -1096,6 +1437,19 @@ async fn failed_logins_and_bad_keys_are_rate_limited_per_client_ip() {
     app.send(key_from(scanner, KEY))
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.send(key_from(
+        scanner,
+        "tbm_00000000_0000000000000000000000000000000000000000000000000000000000000000",
+    ))
+    .await
+    .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.send(login(scanner, PASSWORD, None))
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        app.send(key_from(scanner, &named)).await.status,
+        StatusCode::OK
+    );
     // The window passes.
     app.clock.advance(Duration::from_secs(15 * 60));
     assert_eq!(
@@ -1371,10 +1725,7 @@ async fn a_slow_live_client_is_dropped_and_never_holds_up_the_publisher() {
     // sending never waits.
     let started = std::time::Instant::now();
     for i in 0..(http::live::CHANNEL + 100) {
-        let m = LiveMessage {
-            event: "entry",
-            data: format!("{{\"n\":{i}}}"),
-        };
+        let m = LiveMessage::new("entry", format!("{{\"n\":{i}}}"));
         app.state
             .live
             .send(std::sync::Arc::new(m))
@@ -1448,6 +1799,131 @@ async fn http_get(addr: SocketAddr, path: &str, key: Option<&str>) -> (u16, Stri
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Serves the app's router on a real 127.0.0.1 port with these connection limits.
+async fn serve_real(
+    app: &TestApp,
+    limits: http::ConnectionLimits,
+) -> (
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        app.router.clone(),
+        shutdown.clone(),
+        limits,
+    ));
+    (addr, shutdown, server)
+}
+
+/// Reads until the server closes the connection; `Err` if it is still open after `wait`.
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> Result<(), ()> {
+    let mut buf = [0_u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // an error answer (408) before the close
+            }
+        }
+    })
+    .await
+    .map_err(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_health_answers_during_a_slowloris_run() {
+    let app = app_with(settings(), 0).await;
+    let timeout = Duration::from_secs(2);
+    let limits = http::ConnectionLimits {
+        max_connections: 512,
+        header_timeout: timeout,
+    };
+    let (addr, shutdown, server) = serve_real(&app, limits).await;
+    // 300 clients that start a request and send a header line now and then, never the end.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    let trickle = tokio::spawn(async move {
+        for i in 0..8 {
+            for s in &mut slow {
+                let _ = s.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        slow
+    });
+    // Meanwhile /health answers, each time within a second.
+    for _ in 0..5 {
+        let (status, body) =
+            tokio::time::timeout(Duration::from_secs(1), http_get(addr, "/health", None))
+                .await
+                .expect("/health answered within a second during the slowloris run");
+        assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    }
+    // The slow clients are cut off once the header timeout is over.
+    let mut slow = trickle.await.expect("trickle");
+    for s in &mut slow {
+        closed_within(s, Duration::from_secs(10))
+            .await
+            .expect("a client that never finished its headers is cut off");
+    }
+    // A client that sends nothing at all: closed after the timeout, not before.
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    closed_within(&mut silent, Duration::from_secs(10))
+        .await
+        .expect("a silent client is cut off");
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    // So is a keep-alive connection that stays idle after an answer.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    closed_within(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle keep-alive connection is cut off");
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_ends() {
+    let app = app_with(settings(), 0).await;
+    let limits = http::ConnectionLimits {
+        max_connections: 8,
+        header_timeout: Duration::from_secs(2),
+    };
+    let (addr, shutdown, server) = serve_real(&app, limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The ninth is not served while the eight are open ...
+    let waiting = tokio::spawn(http_get(addr, "/health", None));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "served beyond HTTP_MAX_CONNECTIONS");
+    // ... and is once the idle ones are cut off.
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a place is free")
+        .expect("join");
+    assert_eq!(status, 200);
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
 }
 
 /// Reads from `sse` into `seen` until it contains `needle` (false on EOF or after 60 s).

@@ -11,7 +11,10 @@ use truebit_monitor::federation::FederationConfig;
 use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
 use truebit_monitor::store::settings::SettingSource;
 
-use crate::http::{app_at, ip, request, settings, Auth, Resp, TestApp, KEY, PASSWORD};
+use crate::http::{
+    app_at, import_lines, ip, request, settings, task_created_line, Auth, Resp, TestApp, KEY,
+    ODD_IDS, PASSWORD,
+};
 use crate::support;
 
 /// Two hours after the fixture began, on the same UTC day (a Monday).
@@ -154,11 +157,81 @@ async fn the_login_form_opens_a_session_and_returns_to_the_page_asked_for() {
         .await;
         assert_eq!(r.header("location"), Some("/"), "{next}");
     }
-    // A logged-in visit to /login goes on to the page.
+    // A logged-in visit to /login goes on to the page, but never to another site: a tab
+    // or newline that a browser drops would make `//other.host`.
     let r = app
         .call(Method::GET, "/login?next=/logs", Auth::Cookie(&cookie))
         .await;
     assert_eq!(r.header("location"), Some("/logs"));
+    for next in [
+        "/%09/other.host/",
+        "/%0A/other.host/",
+        "/%0D%0A/other.host/",
+        "/%2509/other.host/",
+        "%2F%2Fother.host",
+        "/%5Cother.host",
+    ] {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/login?next={next}"),
+                Auth::Cookie(&cookie),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.header("location"), Some("/"), "{next}");
+    }
+    for next in ["/\t/other.host/", "/\n/x", "/%09/other.host/"] {
+        let r = post_form(
+            &app,
+            "/login",
+            "",
+            &[("password", PASSWORD), ("next", next)],
+        )
+        .await;
+        assert_eq!(r.header("location"), Some("/"), "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_stored_id_is_linked_percent_encoded_and_its_page_opens() {
+    let app = app(0).await;
+    let lines: Vec<String> = ODD_IDS
+        .iter()
+        .zip(1..)
+        .map(|(id, s)| task_created_line(id, s, ""))
+        .collect();
+    import_lines(&app, "odd.log", &(lines.join("\n") + "\n"));
+    let (cookie, _) = app.login().await;
+    // As the templates escape it (none of the ids has < > or quotes).
+    let escape = |s: &str| s.replace('&', "&#38;");
+    for list in ["/tasks", "/logs"] {
+        let html = page(&app, &cookie, list).await;
+        let links: Vec<&str> = html
+            .split("href=\"/tasks/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().expect("link"))
+            .collect();
+        assert_eq!(links.len(), ODD_IDS.len(), "{list}: {links:?}");
+        for link in links {
+            assert!(
+                link.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"%-_.~".contains(&b)),
+                "{list}: {link} is percent-encoded"
+            );
+            let task = page(&app, &cookie, &format!("/tasks/{link}")).await;
+            let shown = ODD_IDS
+                .iter()
+                .filter(|id| task.contains(&escape(id)))
+                .count();
+            assert!(shown >= 1, "/tasks/{link} shows its id");
+            // Its "Open in Logs" link encodes the id as a query value.
+            assert!(
+                task.contains(&format!("/logs?execution_id={link}\"")),
+                "{link}"
+            );
+        }
+    }
 }
 
 async fn page_without_session(app: &TestApp, uri: &str) -> String {

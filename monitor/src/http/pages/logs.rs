@@ -19,7 +19,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
     let pairs = form_pairs(&uri);
     // An invalid filter is explained above the unfiltered list.
     let parsed = Params::parse(&uri_of("/logs", &pairs), LOGS_QUERY)
-        .and_then(|p| Ok((log_filter(&p)?, p.cursor())));
+        .and_then(|p| Ok((log_filter(&p, op.access())?, p.cursor())));
     let (filter, cursor, pairs, error) = match parsed {
         Ok((filter, cursor)) => (filter, cursor, pairs, None),
         Err(e) => (
@@ -41,7 +41,12 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         kind: field(&pairs, "kind"),
         q: field(&pairs, "q"),
         execution_id: field(&pairs, "execution_id"),
-        rows: page.items.iter().map(log_row).collect(),
+        rows: op
+            .access()
+            .entries(page.items)
+            .iter()
+            .map(log_row)
+            .collect(),
         pager: pager("/logs", &pairs, page.next.map(format_cursor)),
         live,
         error,

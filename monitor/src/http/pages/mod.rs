@@ -27,6 +27,7 @@ use truebit_web::Template;
 pub(crate) use super::auth::redirect;
 use super::auth::{body_kind, ct_eq, decode_body, safe_next, BodyKind, LoginForm, Principal};
 use super::error::ApiError;
+use super::redact::Access;
 use super::AppState;
 use crate::source::{Connection, ContainerState};
 use crate::store::WriteHealth;
@@ -76,6 +77,13 @@ pub struct Operator {
     pub csrf_token: String,
     pub token_sha256: Vec<u8>,
     pub expires_ns: i64,
+}
+
+impl Operator {
+    /// The operator sees task input and output (the same rule as the API's).
+    pub fn access(&self) -> Access {
+        Access::Visible
+    }
 }
 
 /// Why a page was not shown: not logged in (go to the login page) or an error page.

@@ -230,9 +230,7 @@ pub async fn password(State(s): State<AppState>, op: Operator, req: Request) -> 
         return show(&s, &op, StatusCode::BAD_REQUEST, Some(m), None).await;
     }
     let now = s.clock.now_ns();
-    s.check_rate(ip, now)?;
-    if !s.check_password(f.current).await? {
-        s.fail(ip, now);
+    if !s.check_password_from(ip, f.current).await? {
         let m = fail("The current password is wrong.");
         return show(&s, &op, StatusCode::UNAUTHORIZED, Some(m), None).await;
     }

@@ -62,6 +62,7 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
         truncated,
         invoices,
     } = task_detail(&s.store, id).await?;
+    let access = op.access();
     let short = format::short_id(&task.execution_id);
     let view = TaskPage {
         layout: layout(&s, &format!("Task {short}"), "tasks", &op),
@@ -72,10 +73,10 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
         facts: facts(&task),
         metrics: metrics(&task),
         invoices: invoices.iter().map(invoice_view).collect(),
-        entries: entries.iter().map(log_row).collect(),
+        entries: access.entries(entries).iter().map(log_row).collect(),
         entries_truncated: truncated,
-        input: task.input.clone(),
-        output: task.output.clone(),
+        input: task.input.clone().filter(|_| access.visible()),
+        output: task.output.clone().filter(|_| access.visible()),
     };
     render(&view)
 }

@@ -56,7 +56,11 @@ pub fn task_row(task: &Task) -> TaskRow {
         short_id: format::short_id(&task.execution_id),
         status: task.status.as_str().to_owned(),
         status_class: status_class(task.status),
-        chain: task.chain_id.clone().unwrap_or_else(|| NONE.to_owned()),
+        chain: format::clip(
+            task.chain_id.as_deref().unwrap_or(NONE),
+            TaskRow::CHAIN_CHARS,
+        ),
+        chain_full: task.chain_id.clone().unwrap_or_else(|| NONE.to_owned()),
         received: received(task),
         duration: format::opt_duration_ms(elapsed_ms(task)),
         gas: opt_u64(task.gas_used),

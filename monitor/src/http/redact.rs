@@ -1,0 +1,128 @@
+//! Task input and output, and who may see them: one rule for every representation.
+//!
+//! Input and output reach clients in two shapes: the task's `input`/`output` fields, and
+//! the raw text of the log entries that carried them (`task_received`: the task_created
+//! JSON with the input; `execution_metrics`: the stdout block with the output;
+//! `execution_stderr`: what the program printed on stderr). Every route that sends a task
+//! or a log entry — task JSON, `/api/logs`, a task's `entries`, the live stream's `entry`
+//! and `task` events — passes it through [`Access`] here, so a caller without data access
+//! sees neither shape, and the log search cannot be used to probe the hidden text.
+
+use serde_json::Value;
+
+use super::auth::Principal;
+use crate::model::Kind;
+use crate::store::{StoredEntry, Task};
+
+/// Kinds of log entries whose message text carries task input or output.
+pub const DATA_KINDS: [Kind; 3] = [
+    Kind::TaskReceived,
+    Kind::ExecutionMetrics,
+    Kind::ExecutionStderr,
+];
+
+/// What a hidden message becomes.
+pub const HIDDEN_MESSAGE: &str =
+    "[hidden: this line carries task input or output; log in with the password or use an admin key]";
+
+/// Whether a caller may see task input and output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A login session or an admin key.
+    Visible,
+    /// A read-only key.
+    Hidden,
+}
+
+impl Access {
+    pub fn of(principal: &Principal) -> Access {
+        if principal.is_admin() {
+            Access::Visible
+        } else {
+            Access::Hidden
+        }
+    }
+
+    pub fn visible(self) -> bool {
+        self == Access::Visible
+    }
+
+    /// The entry as this caller may see it: the message of a [`DATA_KINDS`] entry is
+    /// replaced by [`HIDDEN_MESSAGE`].
+    pub fn entry(self, mut entry: StoredEntry) -> StoredEntry {
+        if !self.visible() && carries_data(entry.kind) {
+            entry.message = HIDDEN_MESSAGE.to_owned();
+        }
+        entry
+    }
+
+    pub fn entries(self, entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
+        entries.into_iter().map(|e| self.entry(e)).collect()
+    }
+
+    /// A task as JSON: `input` and `output` only when visible (lists and the live stream
+    /// never read them and pass [`Access::Hidden`]).
+    pub fn task_json(self, task: Task) -> Value {
+        let mut v = serde_json::to_value(task).unwrap_or(Value::Null);
+        if !self.visible() {
+            if let Some(map) = v.as_object_mut() {
+                map.remove("input");
+                map.remove("output");
+            }
+        }
+        v
+    }
+
+    /// The kinds whose message a text search must not look into for this caller
+    /// (matching hidden text would reveal it a guess at a time).
+    pub fn unsearchable_kinds(self) -> Vec<Kind> {
+        if self.visible() {
+            Vec::new()
+        } else {
+            DATA_KINDS.to_vec()
+        }
+    }
+}
+
+/// Whether entries of `kind` carry task input or output in their text.
+pub fn carries_data(kind: Kind) -> bool {
+    DATA_KINDS.contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Pos;
+
+    fn entry(kind: Kind, message: &str) -> StoredEntry {
+        StoredEntry {
+            id: 1,
+            source: "demo".into(),
+            pos: Pos::default(),
+            time_ns: 0,
+            received_ns: None,
+            node_time: None,
+            level: None,
+            logger: None,
+            version: None,
+            kind,
+            execution_id: Some("e".into()),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn hidden_access_replaces_the_text_of_every_kind_that_carries_data() {
+        for kind in Kind::ALL {
+            let e = Access::Hidden.entry(entry(kind, "SECRET"));
+            assert_eq!(
+                e.message == HIDDEN_MESSAGE,
+                carries_data(kind),
+                "{kind:?}: {}",
+                e.message
+            );
+            let v = Access::Visible.entry(entry(kind, "SECRET"));
+            assert_eq!(v.message, "SECRET", "{kind:?}");
+        }
+    }
+}
