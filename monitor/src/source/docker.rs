@@ -452,11 +452,8 @@ impl DockerSource {
             }),
         );
         let mut asm = LineAssembler::default();
-        let mut last_line_at = Instant::now();
         loop {
-            let deadline = ingest
-                .deadline(last_line_at)
-                .map(tokio::time::Instant::from_std);
+            let deadline = ingest.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
@@ -472,7 +469,6 @@ impl DockerSource {
                         asm.push_frame(stream_kind, &bytes, |line, meta| {
                             ingest.push(line, meta);
                         });
-                        last_line_at = Instant::now();
                         if ingest.batch_due() {
                             self.commit(ingest.take_batch()).await;
                         }
@@ -491,10 +487,7 @@ impl DockerSource {
                     }
                 },
                 () = sleep_until_opt(deadline) => {
-                    if last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
-                        ingest.flush_parser();
-                    }
-                    self.commit(ingest.take_batch()).await;
+                    self.commit(ingest.idle(Instant::now())).await;
                 }
             }
         }

@@ -283,3 +283,75 @@ async fn a_socket_missing_at_start_and_a_daemon_restart_are_survived() {
     dockerd.docker().remove(name);
     dockerd.stop();
 }
+
+/// A node that pauses inside its pretty-printed metrics block (a slow writer, a loaded
+/// host): each pause length in turn, before every line of the block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_inside_a_metrics_block_do_not_split_it() {
+    const HEAD: &str = "@truebit/worker-runner-node:2.4.1";
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let pauses = ["0.02", "0.2", "2"];
+    let ids: Vec<String> = (0..pauses.len())
+        .map(|i| format!("7c9e6679-7425-40de-944b-e07fc1f90a{i:02}"))
+        .collect();
+    let mut script = String::new();
+    for (i, (pause, id)) in pauses.iter().zip(&ids).enumerate() {
+        let steps = 1000 + i;
+        let lines = [
+            format!(
+                r#"2025-11-24 13:55:3{i} info: {HEAD} Message received from task_created: {{"type":"task_created","executionId":"{id}","message":{{"taskId":"rs_{i}","executionId":"{id}"}}}}"#
+            ),
+            format!("2025-11-24 13:55:3{i} info: {HEAD} Starting task execution executionId: {id}"),
+            format!("2025-11-24 13:55:3{i} debug: {HEAD} Command execution stdout: {{"),
+            r#"  "elapsed": "842133917","#.to_owned(),
+            r#"  "wasi": { "exitCode": 3 },"#.to_owned(),
+            format!(r#"  "metering": {{ "last": {{ "steps": {steps} }} }}"#),
+            "}".to_owned(),
+            format!("2025-11-24 13:55:3{i} info: {HEAD} Execution {id} completed"),
+        ];
+        for (n, line) in lines.iter().enumerate() {
+            // Pauses before every line of the block after its header, and before its end.
+            if (3..=6).contains(&n) {
+                script.push_str(&format!("sleep {pause}\n"));
+            }
+            script.push_str(&format!("echo '{line}'\n"));
+        }
+    }
+    script.push_str("sleep 3600\n");
+    let name = support::unique_name("pauses");
+    docker.remove(&name);
+    docker.run(&name, &[], &script);
+
+    let monitor = InProcess::start(support::config(
+        &docker.host,
+        &name,
+        &dir.path().join("m.db"),
+    ));
+    let got = support::wait_summary(&monitor.store, "three finished tasks", LONG, |s| {
+        s.tasks_in(TaskStatus::Failed) + s.tasks_in(TaskStatus::Completed) == 3
+    })
+    .await;
+    assert_eq!(got.raw_entries, 0, "no line became a raw entry: {got:?}");
+    assert_eq!(got.entries, 3 * 4, "{got:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let task = monitor
+            .store
+            .task(id)
+            .expect("task read")
+            .expect("task stored");
+        assert_eq!(
+            (task.status, task.exit_code, task.gas_used, task.elapsed_ns),
+            (
+                TaskStatus::Failed,
+                Some(3),
+                Some(1000 + i as u64),
+                Some(842_133_917)
+            ),
+            "the task whose block had {} s pauses",
+            pauses[i]
+        );
+    }
+    monitor.stop().await;
+    docker.remove(&name);
+}
