@@ -7,7 +7,8 @@
 //! same name with a new id (a cursor per container id).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::{InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions};
@@ -98,6 +99,10 @@ pub struct DockerSource {
     parser: ParserConfig,
     status: watch::Sender<SourceStatus>,
     shutdown: CancellationToken,
+    /// Numbers the container look-ups; the status shows the latest one started.
+    lookups: AtomicU64,
+    /// Number of the look-up the container status was last set from.
+    shown_lookup: Mutex<u64>,
 }
 
 impl DockerSource {
@@ -114,6 +119,8 @@ impl DockerSource {
             parser,
             status,
             shutdown,
+            lookups: AtomicU64::new(0),
+            shown_lookup: Mutex::new(0),
         }
     }
 
@@ -247,6 +254,9 @@ impl DockerSource {
             };
             tracing::info!(container.id = %short(&event.container_id), action = event.action.as_str(), exit_code = ?event.exit_code, "container event");
             self.record(vec![event]).await;
+            // The status follows the container even while the follower is busy streaming
+            // (a `docker run` racing with the follower's look-up left it "missing").
+            self.look_up(docker).await?;
             wake.notify_one();
         }
     }
@@ -279,45 +289,30 @@ impl DockerSource {
 
     /// Finds the container, follows its logs while it runs, waits while it does not.
     async fn follow(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
-        let name = self.config.container_name.clone();
         let mut seen: Option<String> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
             }
-            match self.find(docker).await? {
-                None => self.set_container(ContainerState::Missing { name: name.clone() }),
-                Some(found) => {
-                    if seen.as_deref() != Some(found.id.as_str()) {
-                        self.record_initial_state(&found).await;
-                        seen = Some(found.id.clone());
-                    }
-                    if found.running {
-                        self.set_container(ContainerState::Running {
-                            id: found.id.clone(),
-                            name: found.name.clone(),
-                        });
-                    }
-                    // A stopped container's logs are read to their end as well.
-                    let started = Instant::now();
-                    self.follow_logs(docker, &found.id).await?;
-                    if found.running && started.elapsed() < Duration::from_secs(1) {
-                        // The stream ended at once although the container runs: do not spin.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    if self.shutdown.is_cancelled() {
-                        return Ok(());
-                    }
-                    let after = self.find(docker).await?;
-                    match after {
-                        Some(f) if f.id == found.id && f.running => continue,
-                        Some(f) if !f.running => self.set_container(ContainerState::Stopped {
-                            id: f.id.clone(),
-                            name: f.name.clone(),
-                            exit_code: f.exit_code,
-                        }),
-                        _ => continue,
-                    }
+            if let Some(found) = self.look_up(docker).await? {
+                if seen.as_deref() != Some(found.id.as_str()) {
+                    self.record_initial_state(&found).await;
+                    seen = Some(found.id.clone());
+                }
+                // A stopped container's logs are read to their end as well.
+                let started = Instant::now();
+                self.follow_logs(docker, &found.id).await?;
+                if found.running && started.elapsed() < Duration::from_secs(1) {
+                    // The stream ended at once although the container runs: do not spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if self.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                match self.look_up(docker).await? {
+                    Some(f) if !f.running => {}
+                    // Running again, recreated, or gone: look again at once.
+                    _ => continue,
                 }
             }
             // Wait for an event about the container, with a slow poll as a safety net.
@@ -327,6 +322,36 @@ impl DockerSource {
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
+    }
+
+    /// Looks the container up and shows what was found as the container status, unless a
+    /// look-up started later was shown already (the follower and the event watcher both
+    /// look, and their answers may arrive out of order).
+    async fn look_up(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {
+        let number = self.lookups.fetch_add(1, Ordering::Relaxed) + 1;
+        let found = self.find(docker).await?;
+        let mut shown = self
+            .shown_lookup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if number > *shown {
+            *shown = number;
+            self.set_container(match &found {
+                None => ContainerState::Missing {
+                    name: self.config.container_name.clone(),
+                },
+                Some(f) if f.running => ContainerState::Running {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                },
+                Some(f) => ContainerState::Stopped {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                    exit_code: f.exit_code,
+                },
+            });
+        }
+        Ok(found)
     }
 
     async fn find(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {

@@ -6,9 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
-use truebit_monitor::model::ContainerAction;
 use truebit_monitor::model::TaskStatus;
-use truebit_monitor::store::Summary;
+use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::parser::ParserConfig;
+use truebit_monitor::source::docker::{DockerConfig, DockerSource};
+use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
+use truebit_monitor::store::{Batch, Summary};
 
 use crate::support::{self, InProcess, Process};
 
@@ -353,5 +356,111 @@ async fn pauses_inside_a_metrics_block_do_not_split_it() {
         );
     }
     monitor.stop().await;
+    docker.remove(&name);
+}
+
+/// The Docker source alone, with its status channel in reach.
+struct Source {
+    store: truebit_monitor::store::Store,
+    status: tokio::sync::watch::Receiver<SourceStatus>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Source {
+    fn start(host: &str, name: &str, db: &Path) -> Source {
+        support::init_tracing();
+        let store = support::open_store(db);
+        let (tx, status) = tokio::sync::watch::channel(SourceStatus::new("docker"));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let source = DockerSource::new(
+            DockerConfig {
+                host: host.to_owned(),
+                container_name: name.to_owned(),
+            },
+            store.clone(),
+            ParserConfig::default(),
+            tx,
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(source.run());
+        Source {
+            store,
+            status,
+            shutdown,
+            task,
+        }
+    }
+
+    fn status(&self) -> SourceStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("source task");
+        self.store.flush().expect("store flush");
+    }
+}
+
+/// `docker rm -f` and `docker run` under the same name, ten times: each time the status
+/// shows the new container running within seconds, while its log is read. A long history
+/// of container events makes the source's store reads slow, as on a loaded host: the
+/// container it found just created is already running when it asks for the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_status_follows_every_recreation() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("recreate");
+    docker.remove(&name);
+    let db = dir.path().join("m.db");
+    let history = support::open_store(&db);
+    history
+        .submit(Batch {
+            source: "docker-events".into(),
+            entries: Vec::new(),
+            cursor: None,
+            container_events: (0..300_000)
+                .map(|i| ContainerEvent {
+                    container_id: format!("old{i}"),
+                    container_name: "old".into(),
+                    time_ns: i,
+                    action: ContainerAction::Started,
+                    exit_code: None,
+                })
+                .collect(),
+        })
+        .expect("history");
+    history.flush().expect("history stored");
+    drop(history);
+    let source = Source::start(&docker.host, &name, &db);
+    for cycle in 0..10u64 {
+        docker.remove(&name);
+        let id = docker.run(
+            &name,
+            &[],
+            &format!(
+                "echo '2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 cycle {cycle}'; sleep 3600"
+            ),
+        );
+        support::wait_summary(&source.store, "the new container's line", LONG, |s| {
+            s.entries == cycle + 1
+        })
+        .await;
+        support::wait_for(
+            &format!("cycle {cycle}: the status to show the new container running"),
+            Duration::from_secs(5),
+            || match source.status() {
+                SourceStatus {
+                    container: ContainerState::Running { id: shown, .. },
+                    connection: Connection::Connected { .. },
+                    ..
+                } if shown == id => Ok(()),
+                other => Err(other),
+            },
+        )
+        .await;
+    }
+    source.stop().await;
     docker.remove(&name);
 }
