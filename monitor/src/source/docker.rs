@@ -188,6 +188,10 @@ impl DockerSource {
             if s.container == state {
                 return false;
             }
+            if matches!(state, ContainerState::Running { .. }) {
+                // Connected and following a running container: no problem is left.
+                s.last_error = None;
+            }
             s.container = state.clone();
             true
         });
@@ -301,8 +305,12 @@ impl DockerSource {
                 }
                 // A stopped container's logs are read to their end as well.
                 let started = Instant::now();
-                self.follow_logs(docker, &found.id).await?;
-                if found.running && started.elapsed() < Duration::from_secs(1) {
+                if let LogsEnd::Refused { status, message } =
+                    self.follow_logs(docker, &found.id).await?
+                {
+                    // Not a connection problem: say what it is and wait for the next event.
+                    self.note_refused(&found, status, &message);
+                } else if found.running && started.elapsed() < Duration::from_secs(1) {
                     // The stream ended at once although the container runs: do not spin.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -437,9 +445,30 @@ impl DockerSource {
         }
     }
 
+    /// Docker refused the container's logs: said once, in the status and the log.
+    fn note_refused(&self, found: &Found, status: u16, message: &str) {
+        let note = format!(
+            "container {} ({}) is dead or being removed: Docker refused its logs ({status}: {message}); waiting for a container named {} to run",
+            found.name,
+            short(&found.id),
+            found.name
+        );
+        let changed = self.status.send_if_modified(|s| {
+            if s.last_error.as_deref() == Some(note.as_str()) {
+                return false;
+            }
+            s.last_error = Some(note.clone());
+            true
+        });
+        if changed {
+            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), "{note}");
+        }
+    }
+
     /// Streams the container's logs from its cursor until the stream ends (container
-    /// stopped) or shutdown; commits as it goes.
-    async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<(), DockerError> {
+    /// stopped), Docker refuses them (container dead or being removed) or shutdown;
+    /// commits as it goes.
+    async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<LogsEnd, DockerError> {
         let source = format!("docker:{id}");
         let store = self.store.clone();
         let parser = self.parser;
@@ -450,11 +479,11 @@ impl DockerSource {
                 Ok(Err(err)) => {
                     tracing::error!("cannot read the cursor of {source}: {err}");
                     tokio::time::sleep(Duration::from_secs(5)).await;
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
                 Err(err) => {
                     tracing::error!("cursor task failed: {err}");
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
             };
         // `since` is whole seconds and inclusive; one more second back so that a long line
@@ -483,7 +512,7 @@ impl DockerSource {
                 biased;
                 () = self.shutdown.cancelled() => {
                     self.commit(ingest.finish()).await;
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
                 item = stream.next() => match item {
                     Some(Ok(output)) => {
@@ -499,16 +528,19 @@ impl DockerSource {
                         }
                     }
                     Some(Err(err)) => {
-                        // Keep what is complete; the pending entry is re-read after reconnecting.
+                        // Keep what is complete; the pending entry is re-read later.
                         self.commit(ingest.take_batch()).await;
-                        return Err(err.into());
+                        return match refusal(&err) {
+                            Some((status, message)) => Ok(LogsEnd::Refused { status, message }),
+                            None => Err(err.into()),
+                        };
                     }
                     None => {
                         asm.finish(|line, meta| {
                             ingest.push(line, meta);
                         });
                         self.commit(ingest.finish()).await;
-                        return Ok(());
+                        return Ok(LogsEnd::Ended);
                     }
                 },
                 () = sleep_until_opt(deadline) => {
@@ -524,6 +556,28 @@ impl DockerSource {
                 tracing::error!("cannot hand log entries to the store: {err}");
             }
         }
+    }
+}
+
+/// How a log stream ended, when the daemon is still there.
+#[derive(Debug)]
+enum LogsEnd {
+    /// The container stopped (or shutdown).
+    Ended,
+    /// Docker refused the logs: the container is dead or marked for removal (409), or
+    /// gone already (404).
+    Refused { status: u16, message: String },
+}
+
+/// Docker's answer when it refuses a container's logs for the container's own sake, not
+/// because the daemon is unreachable.
+fn refusal(err: &bollard::errors::Error) -> Option<(u16, String)> {
+    match err {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: status @ (404 | 409),
+            message,
+        } => Some((*status, message.trim().to_owned())),
+        _ => None,
     }
 }
 
@@ -612,6 +666,23 @@ mod tests {
             container_event(&msg("exec_start: sh", "runner-node", None), "runner-node").is_none()
         );
         assert!(container_event(&msg("attach", "runner-node", None), "runner-node").is_none());
+    }
+
+    #[test]
+    fn a_container_dead_or_being_removed_is_not_an_unreachable_daemon() {
+        let server =
+            |status_code: u16, message: &str| bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message: message.to_owned(),
+            };
+        let msg = "can not get logs from container which is dead or marked for removal";
+        assert_eq!(refusal(&server(409, msg)), Some((409, msg.to_owned())));
+        assert_eq!(
+            refusal(&server(404, "No such container: abc\n")),
+            Some((404, "No such container: abc".to_owned()))
+        );
+        assert_eq!(refusal(&server(500, "internal")), None);
+        assert_eq!(refusal(&bollard::errors::Error::RequestTimeoutError), None);
     }
 
     #[test]

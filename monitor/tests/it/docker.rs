@@ -464,3 +464,87 @@ async fn the_container_status_follows_every_recreation() {
     source.stop().await;
     docker.remove(&name);
 }
+
+/// A container that takes seconds to remove (many files on the vfs driver): while Docker
+/// removes it, it refuses its logs (409, "dead or marked for removal"). The source says
+/// so and waits; it does not report Docker unreachable nor reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("removing");
+    docker.remove(&name);
+    let line = "2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1";
+    docker.run(
+        &name,
+        &[],
+        &format!(
+            "mkdir /d; i=0; while [ $i -lt 30000 ]; do echo x > /d/f$i; i=$((i+1)); done; echo '{line} ready'; sleep 3600"
+        ),
+    );
+    let source = Source::start(&docker.host, &name, &dir.path().join("m.db"));
+    support::wait_summary(&source.store, "the container's line", LONG, |s| {
+        s.entries == 1
+    })
+    .await;
+    // Every status the source shows from here on.
+    let mut rx = source.status.clone();
+    let seen = tokio::spawn(async move {
+        let mut seen = vec![rx.borrow_and_update().clone()];
+        while rx.changed().await.is_ok() {
+            seen.push(rx.borrow_and_update().clone());
+            if matches!(
+                seen.last().map(|s| &s.container),
+                Some(ContainerState::Missing { .. })
+            ) {
+                break;
+            }
+        }
+        seen
+    });
+    docker.remove(&name);
+    let seen = tokio::time::timeout(LONG, seen)
+        .await
+        .expect("the container to be reported missing once removed")
+        .expect("status watcher");
+    assert!(
+        seen.iter()
+            .all(|s| matches!(s.connection, Connection::Connected { .. })),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.last_error.as_deref().is_some_and(
+                |e| e.contains("is dead or being removed: Docker refused its logs (409")
+            )),
+        "{seen:#?}"
+    );
+    // A new container under the name is followed, and the note is gone.
+    let id = docker.run(&name, &[], &format!("echo '{line} again'; sleep 3600"));
+    support::wait_summary(&source.store, "the new container's line", LONG, |s| {
+        s.entries == 2
+    })
+    .await;
+    let status = support::wait_for("the new container running", LONG, || {
+        match source.status() {
+            s @ SourceStatus {
+                container: ContainerState::Running { .. },
+                ..
+            } => Ok(s),
+            other => Err(other),
+        }
+    })
+    .await;
+    assert_eq!(
+        (status.container, status.last_error),
+        (
+            ContainerState::Running {
+                id,
+                name: name.clone()
+            },
+            None
+        )
+    );
+    source.stop().await;
+    docker.remove(&name);
+}
