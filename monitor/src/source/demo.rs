@@ -86,6 +86,7 @@ impl DemoSource {
             time_ns: start_secs * 1_000_000_000,
             action: ContainerAction::Started,
             exit_code: None,
+            inferred: false,
         };
         let event_batch = Batch {
             source: "docker-events".into(),

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
+use truebit_monitor::http::api::compute_uptime;
 use truebit_monitor::model::TaskStatus;
 use truebit_monitor::model::{ContainerAction, ContainerEvent};
 use truebit_monitor::parser::ParserConfig;
@@ -427,6 +428,7 @@ async fn the_container_status_follows_every_recreation() {
                     time_ns: i,
                     action: ContainerAction::Started,
                     exit_code: None,
+                    inferred: false,
                 })
                 .collect(),
         })
@@ -547,4 +549,82 @@ async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable
     );
     source.stop().await;
     docker.remove(&name);
+}
+
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_nanos()).expect("ns fit")
+}
+
+/// The monitor is stopped while the daemon restarts (Docker forgets its events then) and
+/// the node is started again: once back, the monitor records the gap, marked inferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downtime_while_the_monitor_was_down_is_inferred_when_it_reconnects() {
+    support::docker();
+    let dir = support::tempdir();
+    let sock_dir = dir.path().join("d");
+    std::fs::create_dir(&sock_dir).expect("dir");
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.import_image(dir.path());
+    let docker = dockerd.docker();
+    let name = "runner-node";
+    let line = "2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 up";
+    let id = docker.run(name, &[], &format!("echo '{line}'; sleep 3600"));
+    let db = dir.path().join("m.db");
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_summary(&source.store, "the first line", LONG, |s| s.entries == 1).await;
+    support::wait_for("the start recorded", LONG, || {
+        let events = source.store.container_events(0, i64::MAX).expect("events");
+        if events.iter().any(|e| e.action == ContainerAction::Started) {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    })
+    .await;
+    source.stop().await;
+
+    // While the monitor is down: the daemon restarts (stopping the node), the node starts.
+    let down_from = now_ns();
+    dockerd.stop();
+    let dockerd = support::Dockerd::start(&sock_dir);
+    let docker = dockerd.docker();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    docker.cli(&["start", name]);
+    let up_again = now_ns();
+
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_summary(&source.store, "the line of the second start", LONG, |s| {
+        s.entries == 2
+    })
+    .await;
+    let events = support::wait_for("the inferred gap", LONG, || {
+        let events = source.store.container_events(0, i64::MAX).expect("events");
+        if events
+            .iter()
+            .any(|e| e.inferred && e.action == ContainerAction::Died)
+        {
+            Ok(events)
+        } else {
+            Err(events)
+        }
+    })
+    .await;
+    assert!(events.iter().all(|e| e.container_id == id), "{events:#?}");
+    let uptime = compute_uptime(None, &events, 0, now_ns());
+    let [gap] = uptime.down_intervals.as_slice() else {
+        panic!("one gap: {uptime:#?}");
+    };
+    assert!(gap.inferred && !gap.ongoing, "{uptime:#?}");
+    assert!(
+        gap.start_ns >= down_from && gap.end_ns <= up_again && gap.end_ns > gap.start_ns,
+        "the gap lies between the daemon stop and the node's start: {uptime:#?}"
+    );
+    assert!(uptime.downtime_seconds >= 0.5, "{uptime:#?}");
+    assert_eq!(uptime.inferred_downtime_seconds, uptime.downtime_seconds);
+    source.stop().await;
+    docker.remove(name);
+    dockerd.stop();
 }
