@@ -458,7 +458,7 @@ async fn the_container_status_follows_every_recreation() {
                     connection: Connection::Connected { .. },
                     ..
                 } if shown == id => Ok(()),
-                other => Err(other),
+                other => Err(Box::new(other)),
             },
         )
         .await;
@@ -533,7 +533,7 @@ async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable
                 container: ContainerState::Running { .. },
                 ..
             } => Ok(s),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     })
     .await;
