@@ -12,17 +12,22 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Entry, LineMeta, Pos};
-use crate::parser::{Parser, ParserConfig, ParserState};
+use crate::parser::{Completion, Parser, ParserConfig, ParserState};
 use crate::store::{Batch, Cursor, Store, StoreError};
 
 /// Most entries in one batch.
 pub const BATCH_MAX_ENTRIES: usize = 2048;
 /// Longest a finished entry waits before its batch is handed to the store (live sources).
 pub const BATCH_MAX_AGE: Duration = Duration::from_millis(20);
-/// How long a source may be quiet before the parser's pending entry is emitted: an entry
-/// is only complete when the next one starts, so a quiet node would otherwise hold its last
-/// line back.
+/// How long a source may be quiet before a pending entry that looks finished is emitted:
+/// an entry is only certainly complete when the next one starts, so a quiet node would
+/// otherwise hold its last line back.
 pub const IDLE_FLUSH: Duration = Duration::from_millis(50);
+/// How long a pending entry that clearly goes on (an open JSON block, see
+/// [`crate::parser::Completion`]) waits for its next line: a node that pauses up to 5 s
+/// inside an entry (a slow writer, a loaded host) never has it split, with a second of
+/// margin for the way to the monitor.
+pub const OPEN_ENTRY_WAIT: Duration = Duration::from_secs(6);
 
 /// What is saved with the cursor: the parser's state and whatever the source needs
 /// (a file source keeps the file identity there).
@@ -52,36 +57,41 @@ pub struct Ingest {
     resume_after: Option<Pos>,
     source_state: serde_json::Value,
     first_pending_at: Option<Instant>,
+    last_line_at: Option<Instant>,
     counts: IngestCounts,
 }
 
 impl Ingest {
     /// Starts ingesting `source`, resuming after its committed cursor if there is one.
     pub fn resume(store: &Store, source: &str, config: ParserConfig) -> Result<Self, StoreError> {
-        let mut parser = Parser::new(config);
-        let mut resume_after = None;
-        let mut source_state = serde_json::Value::Null;
+        let mut ingest = Self::new(source, config);
         if let Some(cursor) = store.cursor(source)? {
-            resume_after = Some(cursor.pos);
+            ingest.resume_after = Some(cursor.pos);
             match serde_json::from_str::<CursorState>(&cursor.parser_state) {
                 Ok(state) => {
-                    parser.restore(state.parser);
-                    source_state = state.source;
+                    ingest.parser.restore(state.parser);
+                    ingest.source_state = state.source;
                 }
                 Err(err) => {
                     tracing::warn!(source, error = %err, "saved parser state unreadable; resuming without pending metrics");
                 }
             }
         }
-        Ok(Self {
+        Ok(ingest)
+    }
+
+    /// Starts ingesting `source` from its beginning.
+    fn new(source: &str, config: ParserConfig) -> Self {
+        Self {
             source: source.to_owned(),
-            parser,
+            parser: Parser::new(config),
             out: Vec::with_capacity(BATCH_MAX_ENTRIES),
-            resume_after,
-            source_state,
+            resume_after: None,
+            source_state: serde_json::Value::Null,
             first_pending_at: None,
+            last_line_at: None,
             counts: IngestCounts::default(),
-        })
+        }
     }
 
     pub fn source(&self) -> &str {
@@ -115,6 +125,10 @@ impl Ingest {
     /// Feeds one line (without its `\n`). Returns false when the line was already
     /// committed earlier and is skipped.
     pub fn push(&mut self, line: &[u8], meta: LineMeta) -> bool {
+        self.push_at(line, meta, Instant::now())
+    }
+
+    fn push_at(&mut self, line: &[u8], meta: LineMeta, now: Instant) -> bool {
         self.counts.lines += 1;
         if self.resume_after.is_some_and(|after| meta.pos <= after) {
             self.counts.skipped_lines += 1;
@@ -122,9 +136,10 @@ impl Ingest {
         }
         let before = self.out.len();
         self.parser.push_line(line, meta, &mut self.out);
+        self.last_line_at = Some(now);
         if self.first_pending_at.is_none() && (self.out.len() > before || self.parser.has_pending())
         {
-            self.first_pending_at = Some(Instant::now());
+            self.first_pending_at = Some(now);
         }
         true
     }
@@ -144,16 +159,38 @@ impl Ingest {
         !self.out.is_empty() || self.parser.has_pending()
     }
 
-    /// When a live source should flush and commit even if no new line arrives.
-    pub fn deadline(&self, last_line_at: Instant) -> Option<Instant> {
-        if !self.has_work() {
-            return None;
+    /// When the pending entry is to be emitted if no further line arrives: after
+    /// [`IDLE_FLUSH`] when it looks finished, after [`OPEN_ENTRY_WAIT`] when it clearly
+    /// goes on. The one rule every live source follows (through [`Ingest::deadline`] and
+    /// [`Ingest::idle`]).
+    fn flush_at(&self) -> Option<Instant> {
+        let wait = match self.parser.pending() {
+            Completion::Nothing => return None,
+            Completion::Complete => IDLE_FLUSH,
+            Completion::Open => OPEN_ENTRY_WAIT,
+        };
+        Some(self.last_line_at? + wait)
+    }
+
+    /// When a live source must call [`Ingest::idle`] even if no new line arrives.
+    pub fn deadline(&self) -> Option<Instant> {
+        let batch = self
+            .first_pending_at
+            .filter(|_| !self.out.is_empty())
+            .map(|first| first + BATCH_MAX_AGE);
+        match (self.flush_at(), batch) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let idle = last_line_at + IDLE_FLUSH;
-        Some(match self.first_pending_at {
-            Some(first) if !self.out.is_empty() => idle.min(first + BATCH_MAX_AGE),
-            _ => idle,
-        })
+    }
+
+    /// A live source with no new line at `now`: emits the pending entry when its wait is
+    /// over and returns the finished entries as a batch, if any.
+    pub fn idle(&mut self, now: Instant) -> Option<Batch> {
+        if self.flush_at().is_some_and(|at| at <= now) {
+            self.flush_parser();
+        }
+        self.take_batch_at(now)
     }
 
     /// True when the finished entries should be committed now.
@@ -167,6 +204,10 @@ impl Ingest {
 
     /// The finished entries as a batch with the cursor that covers them.
     pub fn take_batch(&mut self) -> Option<Batch> {
+        self.take_batch_at(Instant::now())
+    }
+
+    fn take_batch_at(&mut self, now: Instant) -> Option<Batch> {
         let last = self.out.last()?.pos;
         let state = CursorState {
             parser: self.parser.state(),
@@ -176,7 +217,7 @@ impl Ingest {
         let entries = std::mem::replace(&mut self.out, Vec::with_capacity(BATCH_MAX_ENTRIES));
         self.counts.entries += entries.len() as u64;
         self.first_pending_at = if self.parser.has_pending() {
-            Some(Instant::now())
+            Some(now)
         } else {
             None
         };
@@ -212,6 +253,111 @@ pub fn split_lines(buf: &[u8], mut f: impl FnMut(&[u8], usize)) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Event, Kind};
+
+    const HEADER: &str = "2025-11-24 13:55:34 debug: @truebit/worker-runner-node:2.4.1";
+
+    /// Pushes `line` as if it arrived at `at`.
+    fn push(ingest: &mut Ingest, line: &str, at: Instant, n: i64) {
+        let meta = LineMeta {
+            received_ns: None,
+            pos: Pos::new(0, n),
+        };
+        assert!(ingest.push_at(line.as_bytes(), meta, at));
+    }
+
+    fn kinds(batch: Option<Batch>) -> Vec<Kind> {
+        batch.map_or_else(Vec::new, |b| b.entries.iter().map(|e| e.kind).collect())
+    }
+
+    #[test]
+    fn a_one_line_entry_is_emitted_after_the_short_idle_time() {
+        let t0 = Instant::now();
+        let mut ingest = Ingest::new("test", ParserConfig::default());
+        assert_eq!(ingest.deadline(), None);
+        push(&mut ingest, &format!("{HEADER} Listening for tasks"), t0, 1);
+        assert_eq!(ingest.deadline(), Some(t0 + IDLE_FLUSH));
+        assert!(ingest
+            .idle(t0 + IDLE_FLUSH - Duration::from_millis(1))
+            .is_none());
+        assert_eq!(kinds(ingest.idle(t0 + IDLE_FLUSH)), vec![Kind::Log]);
+        assert_eq!(ingest.deadline(), None);
+    }
+
+    #[test]
+    fn pauses_inside_an_open_json_block_never_split_the_entry() {
+        let t0 = Instant::now();
+        let mut ingest = Ingest::new("test", ParserConfig::default());
+        let lines = [
+            format!("{HEADER} Command execution stdout: {{"),
+            r#"  "elapsed": "1000","#.to_owned(),
+            r#"  "wasi": {"#.to_owned(),
+            r#"    "exitCode": 3"#.to_owned(),
+            "  }".to_owned(),
+            "}".to_owned(),
+        ];
+        // A pause of 20 ms, 200 ms, 2 s and 5 s before each following line.
+        let pauses = [0, 20, 200, 2_000, 5_000, 20];
+        let mut at = t0;
+        for (n, (line, pause)) in lines.iter().zip(pauses).enumerate() {
+            let next = at + Duration::from_millis(pause);
+            // Nothing is emitted while the node pauses.
+            assert!(
+                ingest.idle(next - Duration::from_millis(1)).is_none(),
+                "line {n}"
+            );
+            at = next;
+            push(&mut ingest, line, at, n as i64 + 1);
+            let wait = if n + 1 < lines.len() {
+                OPEN_ENTRY_WAIT
+            } else {
+                IDLE_FLUSH
+            };
+            assert_eq!(ingest.deadline(), Some(at + wait), "line {n}");
+        }
+        let batch = ingest.idle(at + IDLE_FLUSH).expect("the whole block");
+        assert_eq!(batch.entries.len(), 1);
+        match &batch.entries[0].event {
+            Some(Event::ExecutionMetrics(m)) => assert_eq!(m.exit_code, Some(3)),
+            other => panic!("not a metrics entry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_open_entry_is_emitted_after_the_long_wait() {
+        let t0 = Instant::now();
+        let mut ingest = Ingest::new("test", ParserConfig::default());
+        push(
+            &mut ingest,
+            &format!("{HEADER} Command execution stdout: {{"),
+            t0,
+            1,
+        );
+        assert!(ingest
+            .idle(t0 + OPEN_ENTRY_WAIT - Duration::from_millis(1))
+            .is_none());
+        assert_eq!(
+            kinds(ingest.idle(t0 + OPEN_ENTRY_WAIT)),
+            vec![Kind::ExecutionMetrics]
+        );
+    }
+
+    #[test]
+    fn finished_entries_wait_at_most_the_batch_age() {
+        let t0 = Instant::now();
+        let mut ingest = Ingest::new("test", ParserConfig::default());
+        push(&mut ingest, &format!("{HEADER} one"), t0, 1);
+        push(
+            &mut ingest,
+            &format!("{HEADER} Command execution stdout: {{"),
+            t0,
+            2,
+        );
+        // "one" is finished by the next header; the open block keeps waiting.
+        assert_eq!(ingest.deadline(), Some(t0 + BATCH_MAX_AGE));
+        assert_eq!(kinds(ingest.idle(t0 + BATCH_MAX_AGE)), vec![Kind::Log]);
+        assert_eq!(ingest.deadline(), Some(t0 + OPEN_ENTRY_WAIT));
+    }
 
     #[test]
     fn split_lines_keeps_the_partial_tail() {

@@ -302,6 +302,11 @@ pub struct ContainerEvent {
     pub time_ns: UnixNanos,
     pub action: ContainerAction,
     pub exit_code: Option<i64>,
+    /// Not seen as a Docker event: inferred from the container's inspected state
+    /// (`State.StartedAt`/`FinishedAt`), e.g. a stop while the monitor or the daemon was
+    /// down (Docker forgets its events when it restarts).
+    #[serde(default)]
+    pub inferred: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -348,6 +353,22 @@ impl ContainerAction {
 
     pub fn parse(s: &str) -> Option<ContainerAction> {
         ContainerAction::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the container is up after this event (`Some(true)`), down, or the event
+    /// does not change it (`None`: an OOM kill is followed by its `died`).
+    pub fn up_after(self) -> Option<bool> {
+        match self {
+            ContainerAction::Started | ContainerAction::Restarted | ContainerAction::Unpaused => {
+                Some(true)
+            }
+            ContainerAction::Died
+            | ContainerAction::Stopped
+            | ContainerAction::Paused
+            | ContainerAction::Destroyed
+            | ContainerAction::Created => Some(false),
+            ContainerAction::Oom => None,
+        }
     }
 
     /// Maps a Docker event action (`start`, `die`, `oom`, ...) to ours.

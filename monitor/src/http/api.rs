@@ -16,7 +16,7 @@ use super::params::{format_cursor, path_param, ParamKind, ParamSpec, Params, MAX
 use super::redact::Access;
 use super::AppState;
 use crate::federation::{FederationHandle, SettingsUpdate};
-use crate::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
+use crate::model::{ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
 use crate::store::query::{EarningsDay, InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
 use crate::store::{Store, StoreError, StoredEntry, StoredInvoice, Task, WriteHealth};
@@ -673,6 +673,9 @@ pub struct DownInterval {
     pub cause: Option<&'static str>,
     /// Still down at the end of the range.
     pub ongoing: bool,
+    /// Its start or end was inferred from the container's inspected state, not seen as
+    /// a Docker event (the monitor or the daemon was down then).
+    pub inferred: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -683,22 +686,9 @@ pub struct Uptime {
     pub uptime_seconds: f64,
     /// Time before the first recorded event, when the state is not known.
     pub unknown_seconds: f64,
+    /// The part of `downtime_seconds` in intervals marked `inferred`.
+    pub inferred_downtime_seconds: f64,
     pub down_intervals: Vec<DownInterval>,
-}
-
-/// Whether an event leaves the container up (`Some(true)`), down, or unchanged (`None`).
-fn up_after(action: ContainerAction) -> Option<bool> {
-    match action {
-        ContainerAction::Started | ContainerAction::Restarted | ContainerAction::Unpaused => {
-            Some(true)
-        }
-        ContainerAction::Died
-        | ContainerAction::Stopped
-        | ContainerAction::Paused
-        | ContainerAction::Destroyed
-        | ContainerAction::Created => Some(false),
-        ContainerAction::Oom => None,
-    }
 }
 
 /// Downtime in `[from, to)` from the last event before the range and the events in it
@@ -710,48 +700,66 @@ pub fn compute_uptime(
     to: UnixNanos,
 ) -> Uptime {
     // None: unknown; Some(true): up; Some(false): down since `down_since`.
-    let mut state = before.and_then(|e| up_after(e.action));
+    let mut state = before.and_then(|e| e.action.up_after());
     let mut cause = before
-        .filter(|e| up_after(e.action) == Some(false))
+        .filter(|e| e.action.up_after() == Some(false))
         .map(|e| e.action.as_str());
+    // Whether the event that started the current state was inferred.
+    let mut since_inferred = before.is_some_and(|e| e.inferred);
     let mut since = from;
-    let (mut down, mut up, mut unknown) = (0_i64, 0_i64, 0_i64);
+    let (mut down, mut up, mut unknown, mut inferred_down) = (0_i64, 0_i64, 0_i64, 0_i64);
     let mut intervals = Vec::new();
-    let mut close =
-        |state: Option<bool>, start: i64, end: i64, cause: Option<&'static str>, ongoing: bool| {
-            if end <= start {
-                return;
-            }
-            match state {
-                None => unknown += end - start,
-                Some(true) => up += end - start,
-                Some(false) => {
-                    down += end - start;
-                    intervals.push(DownInterval {
-                        start_ns: start,
-                        end_ns: end,
-                        cause,
-                        ongoing,
-                    });
+    let mut close = |state: Option<bool>,
+                     start: i64,
+                     end: i64,
+                     cause: Option<&'static str>,
+                     ongoing: bool,
+                     inferred: bool| {
+        if end <= start {
+            return;
+        }
+        match state {
+            None => unknown += end - start,
+            Some(true) => up += end - start,
+            Some(false) => {
+                down += end - start;
+                if inferred {
+                    inferred_down += end - start;
                 }
+                intervals.push(DownInterval {
+                    start_ns: start,
+                    end_ns: end,
+                    cause,
+                    ongoing,
+                    inferred,
+                });
             }
-        };
+        }
+    };
     for e in events
         .iter()
         .filter(|e| e.time_ns >= from && e.time_ns < to)
     {
-        let Some(next) = up_after(e.action) else {
+        let Some(next) = e.action.up_after() else {
             continue;
         };
         if Some(next) == state {
             continue;
         }
-        close(state, since, e.time_ns, cause, false);
+        close(
+            state,
+            since,
+            e.time_ns,
+            cause,
+            false,
+            since_inferred || e.inferred,
+        );
         state = Some(next);
         since = e.time_ns;
+        since_inferred = e.inferred;
         cause = (!next).then(|| e.action.as_str());
     }
-    close(state, since, to, cause, true);
+    close(state, since, to, cause, true, since_inferred);
     let secs = |ns: i64| ns as f64 / 1e9;
     Uptime {
         from_ns: from,
@@ -759,6 +767,7 @@ pub fn compute_uptime(
         downtime_seconds: secs(down),
         uptime_seconds: secs(up),
         unknown_seconds: secs(unknown),
+        inferred_downtime_seconds: secs(inferred_down),
         down_intervals: intervals,
     }
 }
@@ -1046,6 +1055,7 @@ pub async fn federation_network_stats(State(s): State<AppState>, uri: Uri) -> Ap
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ContainerAction;
     use crate::store::query::HourStats;
 
     fn ev(t: i64, action: ContainerAction) -> ContainerEvent {
@@ -1055,6 +1065,7 @@ mod tests {
             time_ns: t,
             action,
             exit_code: None,
+            inferred: false,
         }
     }
 
@@ -1075,19 +1086,58 @@ mod tests {
                     start_ns: 100,
                     end_ns: 400,
                     cause: Some("died"),
-                    ongoing: false
+                    ongoing: false,
+                    inferred: false,
                 },
                 DownInterval {
                     start_ns: 900,
                     end_ns: 1_000,
                     cause: Some("stopped"),
-                    ongoing: true
+                    ongoing: true,
+                    inferred: false,
                 },
             ]
         );
         assert_eq!(u.downtime_seconds, 400e-9);
         assert_eq!(u.uptime_seconds, 550e-9);
         assert_eq!(u.unknown_seconds, 0.0);
+    }
+
+    #[test]
+    fn a_gap_with_an_inferred_end_is_inferred_downtime() {
+        let inferred = |t, action| ContainerEvent {
+            inferred: true,
+            ..ev(t, action)
+        };
+        let events = [
+            ev(0, ContainerAction::Started),
+            // Seen: died at 100; the start at 300 was inferred.
+            ev(100, ContainerAction::Died),
+            inferred(300, ContainerAction::Started),
+            // Both ends inferred, then an inferred stop still going on.
+            inferred(500, ContainerAction::Died),
+            inferred(600, ContainerAction::Started),
+            ev(700, ContainerAction::Died),
+            ev(800, ContainerAction::Started),
+            inferred(900, ContainerAction::Died),
+        ];
+        let u = compute_uptime(None, &events, 0, 1_000);
+        let got: Vec<(i64, i64, bool)> = u
+            .down_intervals
+            .iter()
+            .map(|d| (d.start_ns, d.end_ns, d.inferred))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (100, 300, true),
+                (500, 600, true),
+                (700, 800, false),
+                (900, 1_000, true)
+            ]
+        );
+        assert_eq!(u.downtime_seconds, 500e-9);
+        assert_eq!(u.inferred_downtime_seconds, 400e-9);
     }
 
     #[test]

@@ -331,8 +331,10 @@ fn schemas() -> Value {
             "properties": {
                 "from_ns": int(), "to_ns": int(), "downtime_seconds": { "type": "number" },
                 "uptime_seconds": { "type": "number" }, "unknown_seconds": { "type": "number" },
+                "inferred_downtime_seconds": { "type": "number" },
                 "down_intervals": { "type": "array", "items": { "type": "object", "properties": {
-                    "start_ns": int(), "end_ns": int(), "cause": opt_str(), "ongoing": { "type": "boolean" } } } },
+                    "start_ns": int(), "end_ns": int(), "cause": opt_str(), "ongoing": { "type": "boolean" },
+                    "inferred": { "type": "boolean" } } } },
             },
         },
         "ApiKey": key,

@@ -35,6 +35,21 @@
 //! It is classified when it is emitted (next header or [`Parser::flush`]), so multi-line
 //! JSON is complete. See [`Entry`] for the rest.
 //!
+//! # When the pending entry is finished
+//!
+//! An entry is certainly finished when the next header line arrives. A live source that
+//! goes quiet has to decide earlier, and asks [`Parser::pending`]; this is the one place
+//! that knows the shape of the node's output:
+//!
+//! - [`Completion::Open`]: the entry clearly goes on. A JSON block (`{` or `[`, counted
+//!   outside JSON strings) is still open, or its last line ends with `:` (a block is
+//!   announced: `Command execution stdout:` before pretty-printed JSON, a panic message).
+//! - [`Completion::Complete`]: nothing in it announces more lines (a one-line entry, a
+//!   closed JSON block).
+//!
+//! The ingest path waits much longer for an open entry than for a complete-looking one
+//! (`ingest::OPEN_ENTRY_WAIT`, `ingest::IDLE_FLUSH`).
+//!
 //! # What the store can rely on
 //!
 //! - `execution_id` is set on task_received, execution_started, execution_completed and
@@ -48,7 +63,8 @@
 //! - Metrics attribution (`ExecutionCompleted { metrics }`): a metrics block waits in the
 //!   parser state; a completion takes it only when it is the single block waiting and was
 //!   printed at most [`METRICS_WINDOW_NS`] before (Docker receive time when both entries
-//!   have one, else node time, with 1 s of tolerance backwards). More than one waiting
+//!   have one, counted from the block's last line, else node time, with 1 s of tolerance
+//!   backwards). More than one waiting
 //!   block is ambiguous: the completion gets `None` and all of them are dropped. Blocks
 //!   older than the window are dropped. The metrics entry itself is always emitted.
 //! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far:
@@ -77,6 +93,17 @@ const MAX_PENDING_METRICS: usize = 16;
 /// The line scratch buffer is shrunk back when a huge line made it grow past this.
 const SCRATCH_KEEP_BYTES: usize = 1 << 20;
 
+/// Whether the pending entry is finished, as far as its text tells (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// No entry is pending.
+    Nothing,
+    /// Nothing in the pending entry announces more lines.
+    Complete,
+    /// The pending entry clearly goes on: an open JSON block or a last line ending in `:`.
+    Open,
+}
+
 /// Parser settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParserConfig {
@@ -88,7 +115,7 @@ pub struct ParserConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingMetrics {
     pub metrics: Metrics,
-    /// Receive time of the metrics entry, if known.
+    /// Receive time of the metrics entry's last line, if known.
     pub received_ns: Option<UnixNanos>,
     /// Node time of the metrics entry (Unix seconds).
     pub node_time: Option<i64>,
@@ -122,6 +149,67 @@ struct Pending {
     logger: Option<String>,
     version: Option<String>,
     message: String,
+    /// Receive time of the entry's last line (a metrics block counts from its end).
+    last_received_ns: Option<UnixNanos>,
+    /// JSON brackets seen so far, for [`Parser::pending`].
+    block: BlockScan,
+    /// The last line ends with `:` (after trailing blanks).
+    announces: bool,
+}
+
+/// Counts JSON brackets in a message as it grows: depth of `{`/`[` blocks, with brackets
+/// inside JSON strings ignored. Outside any block, quotes are plain text.
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockScan {
+    depth: u32,
+    in_string: bool,
+}
+
+impl BlockScan {
+    fn scan(&mut self, text: &[u8]) {
+        let mut i = 0;
+        while i < text.len() {
+            let rest = text.get(i..).unwrap_or_default();
+            if self.in_string {
+                let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                    return;
+                };
+                if rest.get(at) == Some(&b'"') {
+                    self.in_string = false;
+                    i += at + 1;
+                } else {
+                    i += at + 2; // an escaped character
+                }
+            } else if self.depth == 0 {
+                let Some(at) = memchr::memchr2(b'{', b'[', rest) else {
+                    return;
+                };
+                self.depth = 1;
+                i += at + 1;
+            } else {
+                for &b in rest {
+                    i += 1;
+                    match b {
+                        b'{' | b'[' => self.depth += 1,
+                        b'}' | b']' => self.depth -= 1,
+                        b'"' => self.in_string = true,
+                        _ => continue,
+                    }
+                    if self.in_string || self.depth == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.depth > 0 || self.in_string
+    }
+}
+
+fn announces_more(text: &[u8]) -> bool {
+    text.trim_ascii_end().last() == Some(&b':')
 }
 
 impl Parser {
@@ -162,6 +250,15 @@ impl Parser {
         self.pending.is_some()
     }
 
+    /// Whether the pending entry looks finished (see "When the pending entry is finished").
+    pub fn pending(&self) -> Completion {
+        match &self.pending {
+            None => Completion::Nothing,
+            Some(p) if p.block.open() || p.announces => Completion::Open,
+            Some(_) => Completion::Complete,
+        }
+    }
+
     /// State to persist with the cursor of the last emitted entry.
     pub fn state(&self) -> ParserState {
         ParserState {
@@ -180,6 +277,8 @@ impl Parser {
         if let Some(h) = line::parse_header(rest, &mut self.node_days) {
             self.emit_pending(out);
             let offset = i64::from(self.config.node_utc_offset_secs);
+            let mut block = BlockScan::default();
+            block.scan(h.message);
             self.pending = Some(Pending {
                 received_ns,
                 pos: meta.pos,
@@ -188,6 +287,9 @@ impl Parser {
                 logger: h.logger.map(str::to_owned),
                 version: h.version.map(str::to_owned),
                 message: lossy(h.message),
+                last_received_ns: received_ns,
+                block,
+                announces: announces_more(h.message),
             });
             return;
         }
@@ -196,6 +298,9 @@ impl Parser {
                 p.message.push('\n');
                 p.message.push_str(&String::from_utf8_lossy(rest));
                 p.pos = meta.pos;
+                p.last_received_ns = received_ns.or(p.last_received_ns);
+                p.block.scan(rest);
+                p.announces = announces_more(rest);
                 return;
             }
             self.emit_pending(out);
@@ -222,7 +327,9 @@ impl Parser {
         let c = message::classify(&p.message);
         let event = match c.event {
             Some(Event::ExecutionMetrics(m)) => {
-                self.remember_metrics(&m, p.received_ns, p.node_time);
+                // Counted from the block's end: a node that pauses inside the block does
+                // not push it out of its completion's window.
+                self.remember_metrics(&m, p.last_received_ns, p.node_time);
                 Some(Event::ExecutionMetrics(m))
             }
             Some(Event::ExecutionCompleted { execution_id, .. }) => {

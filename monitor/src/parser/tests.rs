@@ -287,6 +287,117 @@ fn stale_metrics_are_not_attributed() {
 }
 
 #[test]
+fn a_metrics_block_counts_from_its_last_line() {
+    // The node paused 4.5 s inside the block; the completion follows 3.5 s after its end.
+    let s = 1_000_000_000;
+    let out = run(&[
+        (
+            &header("13:55:30", "debug", "Command execution stdout: {"),
+            Some(0),
+        ),
+        (r#"  "elapsed": "1000","#, Some(s)),
+        (r#"  "wasi": { "exitCode": 3 }"#, Some(s)),
+        ("}", Some(4 * s + s / 2)),
+        (&completion_line("13:55:38", UUID), Some(8 * s)),
+    ]);
+    let m = completed_metrics(&out[1]).flatten().expect("attributed");
+    assert_eq!(m.exit_code, Some(3));
+}
+
+/// What `Parser::pending` says after each line.
+fn completion_after(lines: &[&str]) -> Vec<Completion> {
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let meta = LineMeta {
+                received_ns: None,
+                pos: Pos::new(0, i as i64 + 1),
+            };
+            p.push_line(line.as_bytes(), meta, &mut out);
+            p.pending()
+        })
+        .collect()
+}
+
+#[test]
+fn an_open_json_block_keeps_the_entry_open_until_it_closes() {
+    use Completion::{Complete, Open};
+    assert_eq!(
+        completion_after(&[
+            &header("13:55:34", "debug", "Command execution stdout: {"),
+            r#"  "elapsed": "1000","#,
+            r#"  "wasi": { "exitCode": 3 },"#,
+            r#"  "note": "a } and a ] and a \" inside a string","#,
+            r#"  "list": ["#,
+            "    1",
+            "  ]",
+            "}",
+        ]),
+        vec![Open, Open, Open, Open, Open, Open, Open, Complete]
+    );
+    // A string still open across a line keeps the block open.
+    assert_eq!(
+        completion_after(&[
+            &header(
+                "13:55:34",
+                "info",
+                r#"InvoiceSubscriber invoice received: {"a":"x"#
+            ),
+            r#"y"}"#,
+        ]),
+        vec![Open, Complete]
+    );
+}
+
+#[test]
+fn a_line_ending_with_a_colon_announces_more() {
+    use Completion::{Complete, Open};
+    assert_eq!(
+        completion_after(&[
+            &header("13:55:34", "debug", "Command execution stdout:"),
+            "{",
+            r#"  "elapsed": "1000""#,
+            "}",
+        ]),
+        vec![Open, Open, Open, Complete]
+    );
+    assert_eq!(
+        completion_after(&[
+            &header(
+                "13:55:34",
+                "debug",
+                "Command execution stderr: thread 'main' panicked at src/main.rs:42:17: "
+            ),
+            "called `Result::unwrap()` on an `Err` value: InvalidInput",
+        ]),
+        vec![Open, Complete]
+    );
+}
+
+#[test]
+fn one_line_entries_look_complete_and_new_headers_finish_open_ones() {
+    use Completion::{Complete, Nothing, Open};
+    assert_eq!(
+        completion_after(&[
+            "junk before the first entry",
+            &header("13:55:34", "info", "Listening for tasks"),
+            &header(
+                "13:55:34",
+                "warn",
+                r#"quotes outside a block are text: "abc"#
+            ),
+            &metrics_line("13:55:34", 0),
+            &header("13:55:35", "debug", "Command execution stdout: {"),
+            &completion_line("13:55:35", UUID),
+        ]),
+        vec![Nothing, Complete, Complete, Complete, Open, Complete]
+    );
+}
+
+#[test]
 fn a_stale_block_does_not_make_a_fresh_one_ambiguous() {
     let out = run_plain(&[
         &metrics_line("13:55:00", 5),

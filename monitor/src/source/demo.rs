@@ -86,6 +86,7 @@ impl DemoSource {
             time_ns: start_secs * 1_000_000_000,
             action: ContainerAction::Started,
             exit_code: None,
+            inferred: false,
         };
         let event_batch = Batch {
             source: "docker-events".into(),
@@ -115,7 +116,6 @@ impl DemoSource {
         let live_base_secs = now.div_euclid(1_000_000_000);
         let mut last_ns = 0i64;
         let mut seq = 0i64;
-        let mut last_line_at = Instant::now();
         loop {
             if self.shutdown.is_cancelled() {
                 break;
@@ -127,13 +127,10 @@ impl DemoSource {
                 let due = live_from
                     + Duration::from_secs_f64(ahead as f64 / self.options.speed.max(0.001));
                 while Instant::now() < due {
-                    if ingest.has_work() && last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
-                        ingest.flush_parser();
-                        self.commit(ingest.take_batch()).await;
-                    }
-                    let wait = due
-                        .saturating_duration_since(Instant::now())
-                        .min(crate::ingest::IDLE_FLUSH);
+                    let now = Instant::now();
+                    self.commit(ingest.idle(now)).await;
+                    let wake = ingest.deadline().map_or(due, |d| d.min(due));
+                    let wait = wake.saturating_duration_since(now);
                     tokio::select! {
                         () = self.shutdown.cancelled() => break,
                         () = tokio::time::sleep(wait) => {}
@@ -168,7 +165,6 @@ impl DemoSource {
                 seq += 1;
                 text = rest;
             }
-            last_line_at = Instant::now();
             if ingest.batch_due() {
                 self.commit(ingest.take_batch()).await;
             }

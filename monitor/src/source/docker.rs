@@ -7,7 +7,8 @@
 //! same name with a new id (a cursor per container id).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::{InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions};
@@ -88,6 +89,8 @@ struct Found {
     oom_killed: bool,
     started_ns: Option<UnixNanos>,
     finished_ns: Option<UnixNanos>,
+    /// Restarts by the restart policy since the last start by hand.
+    restart_count: i64,
 }
 
 /// Follows one container by name; see the module docs.
@@ -98,6 +101,10 @@ pub struct DockerSource {
     parser: ParserConfig,
     status: watch::Sender<SourceStatus>,
     shutdown: CancellationToken,
+    /// Numbers the container look-ups; the status shows the latest one started.
+    lookups: AtomicU64,
+    /// Number of the look-up the container status was last set from.
+    shown_lookup: Mutex<u64>,
 }
 
 impl DockerSource {
@@ -114,6 +121,8 @@ impl DockerSource {
             parser,
             status,
             shutdown,
+            lookups: AtomicU64::new(0),
+            shown_lookup: Mutex::new(0),
         }
     }
 
@@ -181,6 +190,10 @@ impl DockerSource {
             if s.container == state {
                 return false;
             }
+            if matches!(state, ContainerState::Running { .. }) {
+                // Connected and following a running container: no problem is left.
+                s.last_error = None;
+            }
             s.container = state.clone();
             true
         });
@@ -206,33 +219,79 @@ impl DockerSource {
 
     /// One connected session: events and logs side by side until the daemon goes away
     /// (error) or shutdown (Ok).
+    ///
+    /// First the events Docker still has since the last recorded one are recorded, then
+    /// each container found is reconciled with its inspected state (what Docker forgot),
+    /// then events are followed live from where the replay ended.
     async fn session(&self, docker: &Docker) -> Result<(), DockerError> {
+        let replayed_until = self.replay_events(docker).await?;
         let wake = Arc::new(Notify::new());
         tokio::select! {
-            r = self.watch_events(docker, wake.clone()) => r,
+            r = self.watch_events(docker, replayed_until, wake.clone()) => r,
             r = self.follow(docker, wake) => r,
         }
     }
 
-    /// Records the container's state changes and wakes the log follower on each.
-    async fn watch_events(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
-        let since_ns = self.resume_events_from().await;
-        let since = format!(
-            "{}.{:09}",
-            since_ns.div_euclid(1_000_000_000),
-            since_ns.rem_euclid(1_000_000_000)
-        );
+    /// The events stream of our container from `since_ns`, up to `until_ns` if given.
+    fn events(
+        &self,
+        docker: &Docker,
+        since_ns: UnixNanos,
+        until_ns: Option<UnixNanos>,
+    ) -> impl futures_util::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>>
+    {
+        let at = |ns: UnixNanos| {
+            format!(
+                "{}.{:09}",
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000)
+            )
+        };
         let mut filters = HashMap::new();
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
         filters.insert(
             "container".to_owned(),
             vec![self.config.container_name.clone()],
         );
-        let mut stream = docker.events(Some(EventsOptions::<String> {
-            since: Some(since),
-            until: None,
+        docker.events(Some(EventsOptions::<String> {
+            since: Some(at(since_ns)),
+            until: until_ns.map(at),
             filters,
-        }));
+        }))
+    }
+
+    /// Records the events Docker still has since the last recorded one, up to now, and
+    /// waits until they are stored; returns where the replay ended.
+    async fn replay_events(&self, docker: &Docker) -> Result<UnixNanos, DockerError> {
+        let since = self.resume_events_from().await;
+        let until = now_ns();
+        let mut stream = self.events(docker, since, Some(until));
+        let mut events = Vec::new();
+        while let Some(msg) = stream.next().await {
+            if let Some(event) = container_event(&msg?, &self.config.container_name) {
+                events.push(event);
+            }
+        }
+        if !events.is_empty() {
+            tracing::info!(
+                events = events.len(),
+                "container events replayed from Docker"
+            );
+            self.record(events).await;
+            let store = self.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        }
+        Ok(until)
+    }
+
+    /// Records the container's state changes and wakes the log follower on each.
+    async fn watch_events(
+        &self,
+        docker: &Docker,
+        since_ns: UnixNanos,
+        wake: Arc<Notify>,
+    ) -> Result<(), DockerError> {
+        let mut stream = self.events(docker, since_ns, None);
         loop {
             let msg = tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
@@ -247,6 +306,9 @@ impl DockerSource {
             };
             tracing::info!(container.id = %short(&event.container_id), action = event.action.as_str(), exit_code = ?event.exit_code, "container event");
             self.record(vec![event]).await;
+            // The status follows the container even while the follower is busy streaming
+            // (a `docker run` racing with the follower's look-up left it "missing").
+            self.look_up(docker).await?;
             wake.notify_one();
         }
     }
@@ -279,45 +341,35 @@ impl DockerSource {
 
     /// Finds the container, follows its logs while it runs, waits while it does not.
     async fn follow(&self, docker: &Docker, wake: Arc<Notify>) -> Result<(), DockerError> {
-        let name = self.config.container_name.clone();
-        let mut seen: Option<String> = None;
+        // Containers reconciled in this session (each once, right after the replay).
+        let mut reconciled: Vec<String> = Vec::new();
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
             }
-            match self.find(docker).await? {
-                None => self.set_container(ContainerState::Missing { name: name.clone() }),
-                Some(found) => {
-                    if seen.as_deref() != Some(found.id.as_str()) {
-                        self.record_initial_state(&found).await;
-                        seen = Some(found.id.clone());
-                    }
-                    if found.running {
-                        self.set_container(ContainerState::Running {
-                            id: found.id.clone(),
-                            name: found.name.clone(),
-                        });
-                    }
-                    // A stopped container's logs are read to their end as well.
-                    let started = Instant::now();
-                    self.follow_logs(docker, &found.id).await?;
-                    if found.running && started.elapsed() < Duration::from_secs(1) {
-                        // The stream ended at once although the container runs: do not spin.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    if self.shutdown.is_cancelled() {
-                        return Ok(());
-                    }
-                    let after = self.find(docker).await?;
-                    match after {
-                        Some(f) if f.id == found.id && f.running => continue,
-                        Some(f) if !f.running => self.set_container(ContainerState::Stopped {
-                            id: f.id.clone(),
-                            name: f.name.clone(),
-                            exit_code: f.exit_code,
-                        }),
-                        _ => continue,
-                    }
+            if let Some(found) = self.look_up(docker).await? {
+                if !reconciled.contains(&found.id) {
+                    self.reconcile(&found).await;
+                    reconciled.push(found.id.clone());
+                }
+                // A stopped container's logs are read to their end as well.
+                let started = Instant::now();
+                if let LogsEnd::Refused { status, message } =
+                    self.follow_logs(docker, &found.id).await?
+                {
+                    // Not a connection problem: say what it is and wait for the next event.
+                    self.note_refused(&found, status, &message);
+                } else if found.running && started.elapsed() < Duration::from_secs(1) {
+                    // The stream ended at once although the container runs: do not spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if self.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                match self.look_up(docker).await? {
+                    Some(f) if !f.running => {}
+                    // Running again, recreated, or gone: look again at once.
+                    _ => continue,
                 }
             }
             // Wait for an event about the container, with a slow poll as a safety net.
@@ -327,6 +379,36 @@ impl DockerSource {
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
+    }
+
+    /// Looks the container up and shows what was found as the container status, unless a
+    /// look-up started later was shown already (the follower and the event watcher both
+    /// look, and their answers may arrive out of order).
+    async fn look_up(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {
+        let number = self.lookups.fetch_add(1, Ordering::Relaxed) + 1;
+        let found = self.find(docker).await?;
+        let mut shown = self
+            .shown_lookup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if number > *shown {
+            *shown = number;
+            self.set_container(match &found {
+                None => ContainerState::Missing {
+                    name: self.config.container_name.clone(),
+                },
+                Some(f) if f.running => ContainerState::Running {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                },
+                Some(f) => ContainerState::Stopped {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                    exit_code: f.exit_code,
+                },
+            });
+        }
+        Ok(found)
     }
 
     async fn find(&self, docker: &Docker) -> Result<Option<Found>, DockerError> {
@@ -372,49 +454,70 @@ impl DockerSource {
             oom_killed: state.oom_killed.unwrap_or(false),
             started_ns: ts(state.started_at),
             finished_ns: ts(state.finished_at),
+            restart_count: info.restart_count.unwrap_or(0),
         }))
     }
 
-    /// The first time a container id is seen, its current state becomes events (so the
-    /// uptime history starts right even when the monitor starts after the node).
-    async fn record_initial_state(&self, found: &Found) {
+    /// Records what the container's inspected state shows but the recorded events do
+    /// not: its start and stop when it is new to the store (the monitor started after the
+    /// node), and a stop or start that happened while the monitor or the daemon was down
+    /// (Docker forgets its events when it restarts). Such events are marked inferred.
+    async fn reconcile(&self, found: &Found) {
         let store = self.store.clone();
         let id = found.id.clone();
-        let known = tokio::task::spawn_blocking(move || store.container_events(0, i64::MAX))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .is_some_and(|events| events.iter().any(|e| e.container_id == id));
-        if known {
+        let known = match tokio::task::spawn_blocking(move || store.container_events_of(&id)).await
+        {
+            Ok(Ok(known)) => known,
+            Ok(Err(err)) => {
+                tracing::error!("cannot read the recorded container events: {err}");
+                return;
+            }
+            Err(err) => {
+                tracing::error!("container events task failed: {err}");
+                return;
+            }
+        };
+        let events = inferred_events(found, &known);
+        if events.is_empty() {
             return;
         }
-        let mut events = Vec::new();
-        let ev = |time_ns, action, exit_code| ContainerEvent {
-            container_id: found.id.clone(),
-            container_name: found.name.clone(),
-            time_ns,
-            action,
-            exit_code,
-        };
-        if let Some(started) = found.started_ns {
-            events.push(ev(started, ContainerAction::Started, None));
+        if !known.is_empty() {
+            let gap = events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>();
+            tracing::warn!(
+                container.name = %found.name,
+                container.id = %short(&found.id),
+                restart_count = found.restart_count,
+                "container state changed while no Docker event was seen ({}); recorded as inferred from its inspected state",
+                gap.join(", ")
+            );
         }
-        if !found.running {
-            if let Some(finished) = found.finished_ns {
-                if found.oom_killed {
-                    events.push(ev(finished, ContainerAction::Oom, None));
-                }
-                events.push(ev(finished, ContainerAction::Died, found.exit_code));
+        self.record(events).await;
+    }
+
+    /// Docker refused the container's logs: said once, in the status and the log.
+    fn note_refused(&self, found: &Found, status: u16, message: &str) {
+        let note = format!(
+            "container {} ({}) is dead or being removed: Docker refused its logs ({status}: {message}); waiting for a container named {} to run",
+            found.name,
+            short(&found.id),
+            found.name
+        );
+        let changed = self.status.send_if_modified(|s| {
+            if s.last_error.as_deref() == Some(note.as_str()) {
+                return false;
             }
-        }
-        if !events.is_empty() {
-            self.record(events).await;
+            s.last_error = Some(note.clone());
+            true
+        });
+        if changed {
+            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), "{note}");
         }
     }
 
     /// Streams the container's logs from its cursor until the stream ends (container
-    /// stopped) or shutdown; commits as it goes.
-    async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<(), DockerError> {
+    /// stopped), Docker refuses them (container dead or being removed) or shutdown;
+    /// commits as it goes.
+    async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<LogsEnd, DockerError> {
         let source = format!("docker:{id}");
         let store = self.store.clone();
         let parser = self.parser;
@@ -425,11 +528,11 @@ impl DockerSource {
                 Ok(Err(err)) => {
                     tracing::error!("cannot read the cursor of {source}: {err}");
                     tokio::time::sleep(Duration::from_secs(5)).await;
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
                 Err(err) => {
                     tracing::error!("cursor task failed: {err}");
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
             };
         // `since` is whole seconds and inclusive; one more second back so that a long line
@@ -452,16 +555,13 @@ impl DockerSource {
             }),
         );
         let mut asm = LineAssembler::default();
-        let mut last_line_at = Instant::now();
         loop {
-            let deadline = ingest
-                .deadline(last_line_at)
-                .map(tokio::time::Instant::from_std);
+            let deadline = ingest.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
                     self.commit(ingest.finish()).await;
-                    return Ok(());
+                    return Ok(LogsEnd::Ended);
                 }
                 item = stream.next() => match item {
                     Some(Ok(output)) => {
@@ -472,29 +572,28 @@ impl DockerSource {
                         asm.push_frame(stream_kind, &bytes, |line, meta| {
                             ingest.push(line, meta);
                         });
-                        last_line_at = Instant::now();
                         if ingest.batch_due() {
                             self.commit(ingest.take_batch()).await;
                         }
                     }
                     Some(Err(err)) => {
-                        // Keep what is complete; the pending entry is re-read after reconnecting.
+                        // Keep what is complete; the pending entry is re-read later.
                         self.commit(ingest.take_batch()).await;
-                        return Err(err.into());
+                        return match refusal(&err) {
+                            Some((status, message)) => Ok(LogsEnd::Refused { status, message }),
+                            None => Err(err.into()),
+                        };
                     }
                     None => {
                         asm.finish(|line, meta| {
                             ingest.push(line, meta);
                         });
                         self.commit(ingest.finish()).await;
-                        return Ok(());
+                        return Ok(LogsEnd::Ended);
                     }
                 },
                 () = sleep_until_opt(deadline) => {
-                    if last_line_at.elapsed() >= crate::ingest::IDLE_FLUSH {
-                        ingest.flush_parser();
-                    }
-                    self.commit(ingest.take_batch()).await;
+                    self.commit(ingest.idle(Instant::now())).await;
                 }
             }
         }
@@ -506,6 +605,87 @@ impl DockerSource {
                 tracing::error!("cannot hand log entries to the store: {err}");
             }
         }
+    }
+}
+
+/// How far apart a Docker event and the inspected time of the same change may be.
+const SAME_CHANGE_NS: i64 = 2_000_000_000;
+
+/// The events a container's inspected state implies beyond the recorded ones (`known`,
+/// this container's), marked inferred. Inspect tells the last start (`StartedAt`) and the
+/// last stop (`FinishedAt`; the one before the current start while it runs). Each is
+/// missing when no recorded event of the same direction lies within [`SAME_CHANGE_NS`] of
+/// it and the recorded state just before it is not that already: a daemon restart forgets
+/// the stop although the events after it are kept. A stop before the current start
+/// carries no exit code (Docker resets it on start); the final stop of a stopped
+/// container does.
+fn inferred_events(found: &Found, known: &[ContainerEvent]) -> Vec<ContainerEvent> {
+    let mut implied: Vec<(UnixNanos, bool)> = Vec::new();
+    if let Some(started) = found.started_ns {
+        implied.push((started, true));
+    }
+    if let Some(finished) = found.finished_ns {
+        let before_start = found.started_ns.is_some_and(|s| finished <= s);
+        if !found.running || before_start {
+            implied.push((finished, false));
+        }
+    }
+    implied.sort_unstable();
+    let event = |time_ns, action, exit_code| ContainerEvent {
+        container_id: found.id.clone(),
+        container_name: found.name.clone(),
+        time_ns,
+        action,
+        exit_code,
+        inferred: true,
+    };
+    let mut out: Vec<ContainerEvent> = Vec::new();
+    for (time_ns, up) in implied {
+        let seen = known.iter().any(|e| {
+            e.action.up_after() == Some(up) && (e.time_ns - time_ns).abs() <= SAME_CHANGE_NS
+        });
+        let state_before = known
+            .iter()
+            .chain(out.iter())
+            .filter(|e| e.time_ns < time_ns && e.action.up_after().is_some())
+            .max_by_key(|e| e.time_ns)
+            .and_then(|e| e.action.up_after());
+        if seen || state_before == Some(up) {
+            continue;
+        }
+        if up {
+            out.push(event(time_ns, ContainerAction::Started, None));
+        } else {
+            let last_stop = !found.running;
+            if last_stop && found.oom_killed {
+                out.push(event(time_ns, ContainerAction::Oom, None));
+            }
+            let exit_code = if last_stop { found.exit_code } else { None };
+            out.push(event(time_ns, ContainerAction::Died, exit_code));
+        }
+    }
+    out
+}
+
+/// How a log stream ended, when the daemon is still there.
+#[derive(Debug)]
+enum LogsEnd {
+    /// The container stopped (or shutdown).
+    Ended,
+    /// Docker refused the logs: the container is dead or marked for removal (409), or
+    /// gone already (404).
+    Refused { status: u16, message: String },
+}
+
+/// Docker's answer when it refuses a container's logs for the container's own sake, not
+/// because the daemon is unreachable.
+fn refusal(err: &bollard::errors::Error) -> Option<(u16, String)> {
+    match err {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: status @ (404 | 409),
+            message,
+        } => Some((*status, message.trim().to_owned())),
+        _ => None,
     }
 }
 
@@ -544,6 +724,7 @@ fn container_event(msg: &bollard::models::EventMessage, name: &str) -> Option<Co
         time_ns,
         action,
         exit_code,
+        inferred: false,
     })
 }
 
@@ -594,6 +775,125 @@ mod tests {
             container_event(&msg("exec_start: sh", "runner-node", None), "runner-node").is_none()
         );
         assert!(container_event(&msg("attach", "runner-node", None), "runner-node").is_none());
+    }
+
+    const SEC: i64 = 1_000_000_000;
+
+    /// The container as inspected; times in seconds.
+    fn found(running: bool, started: i64, finished: Option<i64>) -> Found {
+        Found {
+            id: "abc".into(),
+            name: "runner-node".into(),
+            running,
+            exit_code: Some(if running { 0 } else { 137 }),
+            oom_killed: false,
+            started_ns: Some(started * SEC),
+            finished_ns: finished.map(|f| f * SEC),
+            restart_count: 0,
+        }
+    }
+
+    /// A recorded event `ms` milliseconds after second `secs`.
+    fn seen(secs: i64, ms: i64, action: ContainerAction) -> ContainerEvent {
+        ContainerEvent {
+            container_id: "abc".into(),
+            container_name: "runner-node".into(),
+            time_ns: secs * SEC + ms * 1_000_000,
+            action,
+            exit_code: None,
+            inferred: false,
+        }
+    }
+
+    /// (second, action, exit code, inferred)
+    fn gaps(events: &[ContainerEvent]) -> Vec<(i64, ContainerAction, Option<i64>, bool)> {
+        events
+            .iter()
+            .map(|e| (e.time_ns / SEC, e.action, e.exit_code, e.inferred))
+            .collect()
+    }
+
+    #[test]
+    fn a_stop_and_start_no_event_showed_are_inferred_from_the_inspected_state() {
+        use ContainerAction::{Died, Started};
+        // Seen: started at 100. Now: running since 500, last finished at 300.
+        let known = [seen(100, 3, Started)];
+        assert_eq!(
+            gaps(&inferred_events(&found(true, 500, Some(300)), &known)),
+            vec![(300, Died, None, true), (500, Started, None, true)]
+        );
+        // A daemon restart: the stop is forgotten, the start after it was replayed.
+        let known = [seen(100, 3, Started), seen(500, 4, Started)];
+        assert_eq!(
+            gaps(&inferred_events(&found(true, 500, Some(300)), &known)),
+            vec![(300, Died, None, true)]
+        );
+        // The stop was seen; only the start was missed.
+        let known = [seen(100, 3, Started), seen(300, 1, Died)];
+        assert_eq!(
+            gaps(&inferred_events(&found(true, 500, Some(300)), &known)),
+            vec![(500, Started, None, true)]
+        );
+        // Stopped while nobody watched: the final stop carries its exit code.
+        let known = [seen(100, 3, Started)];
+        assert_eq!(
+            gaps(&inferred_events(&found(false, 100, Some(400)), &known)),
+            vec![(400, Died, Some(137), true)]
+        );
+    }
+
+    #[test]
+    fn what_the_events_showed_is_not_inferred_again() {
+        use ContainerAction::{Died, Started};
+        // Docker's events come a moment after (or before) the state they report.
+        let known = [
+            seen(100, 3, Started),
+            seen(300, 2, Died),
+            seen(500, 5, Started),
+        ];
+        assert!(inferred_events(&found(true, 500, Some(300)), &known).is_empty());
+        let known = [seen(100, 3, Started), seen(399, 998, Died)];
+        assert!(inferred_events(&found(false, 100, Some(400)), &known).is_empty());
+        // Inferred events already recorded count as recorded.
+        let mut again = inferred_events(&found(true, 500, Some(300)), &[seen(100, 3, Started)]);
+        again.insert(0, seen(100, 3, Started));
+        assert!(inferred_events(&found(true, 500, Some(300)), &again).is_empty());
+    }
+
+    #[test]
+    fn a_container_new_to_the_store_gets_its_inspected_history() {
+        use ContainerAction::{Died, Oom, Started};
+        assert_eq!(
+            gaps(&inferred_events(&found(true, 500, None), &[])),
+            vec![(500, Started, None, true)]
+        );
+        let mut oom = found(false, 100, Some(200));
+        oom.oom_killed = true;
+        assert_eq!(
+            gaps(&inferred_events(&oom, &[])),
+            vec![
+                (100, Started, None, true),
+                (200, Oom, None, true),
+                (200, Died, Some(137), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_container_dead_or_being_removed_is_not_an_unreachable_daemon() {
+        let server =
+            |status_code: u16, message: &str| bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message: message.to_owned(),
+            };
+        let msg = "can not get logs from container which is dead or marked for removal";
+        assert_eq!(refusal(&server(409, msg)), Some((409, msg.to_owned())));
+        assert_eq!(
+            refusal(&server(404, "No such container: abc\n")),
+            Some((404, "No such container: abc".to_owned()))
+        );
+        assert_eq!(refusal(&server(500, "internal")), None);
+        assert_eq!(refusal(&bollard::errors::Error::RequestTimeoutError), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decode::{JsonFileRecord, LineAssembler};
 use super::{Connection, SourceStatus};
-use crate::ingest::{Ingest, IDLE_FLUSH};
+use crate::ingest::Ingest;
 use crate::model::{LineMeta, Pos};
 use crate::parser::ParserConfig;
 use crate::store::{Batch, Store};
@@ -87,7 +87,6 @@ impl FileSource {
             serde_json::from_value(ingest.source_state().clone()).ok();
         let resume_offset = ingest.resume_after().map(|p| (p.major, p.minor));
         let mut open: Option<Open> = None;
-        let mut last_line_at = Instant::now();
         let mut warned_missing = false;
         loop {
             if self.shutdown.is_cancelled() {
@@ -133,9 +132,6 @@ impl FileSource {
                         open = None;
                     }
                 }
-                if read_any {
-                    last_line_at = Instant::now();
-                }
                 if ingest.batch_due() {
                     self.commit(ingest.take_batch());
                 }
@@ -144,10 +140,7 @@ impl FileSource {
                 continue;
             }
             // Quiet: flush what waits, then look for rotation or truncation.
-            if ingest.has_work() && last_line_at.elapsed() >= IDLE_FLUSH {
-                ingest.flush_parser();
-                self.commit(ingest.take_batch());
-            }
+            self.commit(ingest.idle(Instant::now()));
             if let Some(o) = open.as_mut() {
                 match std::fs::metadata(&self.path) {
                     Ok(m) if m.ino() != o.id.ino || m.dev() != o.id.dev => {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row};
 
 use super::read::{task_from_row, StoredEntry, StoredInvoice, StoredLineItem, Task, TASK_COLUMNS};
 use super::{Store, StoreError};
-use crate::model::{ContainerAction, ContainerEvent, Kind, Level, Pos, TaskStatus, UnixNanos};
+use crate::model::{ContainerEvent, Kind, Level, Pos, TaskStatus, UnixNanos};
 
 /// Where a page ends: the `(time, id)` of its last row. The next page holds the rows
 /// strictly before it in `time DESC, id DESC` order.
@@ -629,28 +629,12 @@ impl Store {
         self.read(|conn| {
             let row = conn
                 .prepare_cached(
-                    "SELECT container_id, container_name, time_ns, action, exit_code
+                    "SELECT container_id, container_name, time_ns, action, exit_code, inferred
                      FROM container_events WHERE time_ns < ?1 ORDER BY time_ns DESC, id DESC LIMIT 1",
                 )?
-                .query_row([ns], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, Option<i64>>(4)?,
-                    ))
-                })
+                .query_row([ns], super::read::container_event_row)
                 .optional()?;
-            Ok(row.and_then(|(id, name, time_ns, action, exit_code)| {
-                Some(ContainerEvent {
-                    container_id: id,
-                    container_name: name,
-                    time_ns,
-                    action: ContainerAction::parse(&action)?,
-                    exit_code,
-                })
-            }))
+            Ok(row.flatten())
         })
     }
 

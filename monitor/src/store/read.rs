@@ -446,23 +446,26 @@ impl Store {
     ) -> Result<Vec<ContainerEvent>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT container_id, container_name, time_ns, action, exit_code
+                "SELECT container_id, container_name, time_ns, action, exit_code, inferred
                  FROM container_events WHERE time_ns >= ?1 AND time_ns < ?2
                  ORDER BY time_ns, id",
             )?;
-            let rows = stmt.query_map((from_ns, to_ns), |row| {
-                // An action this build does not know (written by a newer one) is skipped.
-                let Some(action) = ContainerAction::parse(&row.get::<_, String>(3)?) else {
-                    return Ok(None);
-                };
-                Ok(Some(ContainerEvent {
-                    container_id: row.get(0)?,
-                    container_name: row.get(1)?,
-                    time_ns: row.get(2)?,
-                    action,
-                    exit_code: row.get(4)?,
-                }))
-            })?;
+            let rows = stmt.query_map((from_ns, to_ns), container_event_row)?;
+            rows.filter_map(Result::transpose).collect()
+        })
+    }
+
+    /// The events of one container, oldest first.
+    pub fn container_events_of(
+        &self,
+        container_id: &str,
+    ) -> Result<Vec<ContainerEvent>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT container_id, container_name, time_ns, action, exit_code, inferred
+                 FROM container_events WHERE container_id = ?1 ORDER BY time_ns, id",
+            )?;
+            let rows = stmt.query_map([container_id], container_event_row)?;
             rows.filter_map(Result::transpose).collect()
         })
     }
@@ -621,4 +624,22 @@ fn db_size_bytes(path: &Path) -> u64 {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// A `container_events` row (`container_id, container_name, time_ns, action, exit_code,
+/// inferred`); `None` for an action this build does not know (written by a newer one).
+pub(crate) fn container_event_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Option<ContainerEvent>> {
+    let Some(action) = ContainerAction::parse(&row.get::<_, String>(3)?) else {
+        return Ok(None);
+    };
+    Ok(Some(ContainerEvent {
+        container_id: row.get(0)?,
+        container_name: row.get(1)?,
+        time_ns: row.get(2)?,
+        action,
+        exit_code: row.get(4)?,
+        inferred: row.get(5)?,
+    }))
 }

@@ -35,6 +35,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "invoice figures per UTC day, kept by triggers",
         sql: V5,
     },
+    Migration {
+        name: "container events: inferred from the inspected state; by container",
+        sql: V6,
+    },
 ];
 
 /// The schema version this build writes.
@@ -513,3 +517,10 @@ INSERT INTO invoice_days (day, operation, items, steps, memory, value)
   FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id GROUP BY 1, 2;
 "#
 );
+
+/// A container event the source inferred from `docker inspect` (a stop or start that no
+/// Docker event showed) is marked; the source looks events up by container.
+const V6: &str = r#"
+ALTER TABLE container_events ADD COLUMN inferred INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX container_events_container ON container_events (container_id, time_ns);
+"#;

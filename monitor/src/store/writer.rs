@@ -377,8 +377,8 @@ impl Writer {
             }
             for event in &batch.container_events {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO container_events (container_id, container_name, time_ns, action, exit_code)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR IGNORE INTO container_events (container_id, container_name, time_ns, action, exit_code, inferred)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     event.container_id,
@@ -386,6 +386,7 @@ impl Writer {
                     event.time_ns,
                     event.action.as_str(),
                     event.exit_code,
+                    event.inferred,
                 ])?;
             }
             if let Some(cursor) = &batch.cursor {

@@ -6,9 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
-use truebit_monitor::model::ContainerAction;
+use truebit_monitor::http::api::compute_uptime;
 use truebit_monitor::model::TaskStatus;
-use truebit_monitor::store::Summary;
+use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::parser::ParserConfig;
+use truebit_monitor::source::docker::{DockerConfig, DockerSource};
+use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
+use truebit_monitor::store::{Batch, Summary};
 
 use crate::support::{self, InProcess, Process};
 
@@ -281,5 +285,346 @@ async fn a_socket_missing_at_start_and_a_daemon_restart_are_survived() {
     .await;
     monitor.stop().await;
     dockerd.docker().remove(name);
+    dockerd.stop();
+}
+
+/// A node that pauses inside its pretty-printed metrics block (a slow writer, a loaded
+/// host): each pause length in turn, before every line of the block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_inside_a_metrics_block_do_not_split_it() {
+    const HEAD: &str = "@truebit/worker-runner-node:2.4.1";
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let pauses = ["0.02", "0.2", "2"];
+    let ids: Vec<String> = (0..pauses.len())
+        .map(|i| format!("7c9e6679-7425-40de-944b-e07fc1f90a{i:02}"))
+        .collect();
+    let mut script = String::new();
+    for (i, (pause, id)) in pauses.iter().zip(&ids).enumerate() {
+        let steps = 1000 + i;
+        let lines = [
+            format!(
+                r#"2025-11-24 13:55:3{i} info: {HEAD} Message received from task_created: {{"type":"task_created","executionId":"{id}","message":{{"taskId":"rs_{i}","executionId":"{id}"}}}}"#
+            ),
+            format!("2025-11-24 13:55:3{i} info: {HEAD} Starting task execution executionId: {id}"),
+            format!("2025-11-24 13:55:3{i} debug: {HEAD} Command execution stdout: {{"),
+            r#"  "elapsed": "842133917","#.to_owned(),
+            r#"  "wasi": { "exitCode": 3 },"#.to_owned(),
+            format!(r#"  "metering": {{ "last": {{ "steps": {steps} }} }}"#),
+            "}".to_owned(),
+            format!("2025-11-24 13:55:3{i} info: {HEAD} Execution {id} completed"),
+        ];
+        for (n, line) in lines.iter().enumerate() {
+            // Pauses before every line of the block after its header, and before its end.
+            if (3..=6).contains(&n) {
+                script.push_str(&format!("sleep {pause}\n"));
+            }
+            script.push_str(&format!("echo '{line}'\n"));
+        }
+    }
+    script.push_str("sleep 3600\n");
+    let name = support::unique_name("pauses");
+    docker.remove(&name);
+    docker.run(&name, &[], &script);
+
+    let monitor = InProcess::start(support::config(
+        &docker.host,
+        &name,
+        &dir.path().join("m.db"),
+    ));
+    let got = support::wait_summary(&monitor.store, "three finished tasks", LONG, |s| {
+        s.tasks_in(TaskStatus::Failed) + s.tasks_in(TaskStatus::Completed) == 3
+    })
+    .await;
+    assert_eq!(got.raw_entries, 0, "no line became a raw entry: {got:?}");
+    assert_eq!(got.entries, 3 * 4, "{got:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let task = monitor
+            .store
+            .task(id)
+            .expect("task read")
+            .expect("task stored");
+        assert_eq!(
+            (task.status, task.exit_code, task.gas_used, task.elapsed_ns),
+            (
+                TaskStatus::Failed,
+                Some(3),
+                Some(1000 + i as u64),
+                Some(842_133_917)
+            ),
+            "the task whose block had {} s pauses",
+            pauses[i]
+        );
+    }
+    monitor.stop().await;
+    docker.remove(&name);
+}
+
+/// The Docker source alone, with its status channel in reach.
+struct Source {
+    store: truebit_monitor::store::Store,
+    status: tokio::sync::watch::Receiver<SourceStatus>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Source {
+    fn start(host: &str, name: &str, db: &Path) -> Source {
+        support::init_tracing();
+        let store = support::open_store(db);
+        let (tx, status) = tokio::sync::watch::channel(SourceStatus::new("docker"));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let source = DockerSource::new(
+            DockerConfig {
+                host: host.to_owned(),
+                container_name: name.to_owned(),
+            },
+            store.clone(),
+            ParserConfig::default(),
+            tx,
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(source.run());
+        Source {
+            store,
+            status,
+            shutdown,
+            task,
+        }
+    }
+
+    fn status(&self) -> SourceStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("source task");
+        self.store.flush().expect("store flush");
+    }
+}
+
+/// `docker rm -f` and `docker run` under the same name, ten times: each time the status
+/// shows the new container running within seconds, while its log is read. A long history
+/// of container events makes the source's store reads slow, as on a loaded host: the
+/// container it found just created is already running when it asks for the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_status_follows_every_recreation() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("recreate");
+    docker.remove(&name);
+    let db = dir.path().join("m.db");
+    let history = support::open_store(&db);
+    history
+        .submit(Batch {
+            source: "docker-events".into(),
+            entries: Vec::new(),
+            cursor: None,
+            container_events: (0..300_000)
+                .map(|i| ContainerEvent {
+                    container_id: format!("old{i}"),
+                    container_name: "old".into(),
+                    time_ns: i,
+                    action: ContainerAction::Started,
+                    exit_code: None,
+                    inferred: false,
+                })
+                .collect(),
+        })
+        .expect("history");
+    history.flush().expect("history stored");
+    drop(history);
+    let source = Source::start(&docker.host, &name, &db);
+    for cycle in 0..10u64 {
+        docker.remove(&name);
+        let id = docker.run(
+            &name,
+            &[],
+            &format!(
+                "echo '2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 cycle {cycle}'; sleep 3600"
+            ),
+        );
+        support::wait_summary(&source.store, "the new container's line", LONG, |s| {
+            s.entries == cycle + 1
+        })
+        .await;
+        support::wait_for(
+            &format!("cycle {cycle}: the status to show the new container running"),
+            Duration::from_secs(5),
+            || match source.status() {
+                SourceStatus {
+                    container: ContainerState::Running { id: shown, .. },
+                    connection: Connection::Connected { .. },
+                    ..
+                } if shown == id => Ok(()),
+                other => Err(Box::new(other)),
+            },
+        )
+        .await;
+    }
+    source.stop().await;
+    docker.remove(&name);
+}
+
+/// A container that takes seconds to remove (many files on the vfs driver): while Docker
+/// removes it, it refuses its logs (409, "dead or marked for removal"). The source says
+/// so and waits; it does not report Docker unreachable nor reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("removing");
+    docker.remove(&name);
+    let line = "2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1";
+    docker.run(
+        &name,
+        &[],
+        &format!(
+            "mkdir /d; i=0; while [ $i -lt 30000 ]; do echo x > /d/f$i; i=$((i+1)); done; echo '{line} ready'; sleep 3600"
+        ),
+    );
+    let source = Source::start(&docker.host, &name, &dir.path().join("m.db"));
+    support::wait_summary(&source.store, "the container's line", LONG, |s| {
+        s.entries == 1
+    })
+    .await;
+    // Every status the source shows from here on.
+    let mut rx = source.status.clone();
+    let seen = tokio::spawn(async move {
+        let mut seen = vec![rx.borrow_and_update().clone()];
+        while rx.changed().await.is_ok() {
+            seen.push(rx.borrow_and_update().clone());
+            if matches!(
+                seen.last().map(|s| &s.container),
+                Some(ContainerState::Missing { .. })
+            ) {
+                break;
+            }
+        }
+        seen
+    });
+    docker.remove(&name);
+    let seen = tokio::time::timeout(LONG, seen)
+        .await
+        .expect("the container to be reported missing once removed")
+        .expect("status watcher");
+    assert!(
+        seen.iter()
+            .all(|s| matches!(s.connection, Connection::Connected { .. })),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.last_error.as_deref().is_some_and(
+                |e| e.contains("is dead or being removed: Docker refused its logs (409")
+            )),
+        "{seen:#?}"
+    );
+    // A new container under the name is followed, and the note is gone.
+    let id = docker.run(&name, &[], &format!("echo '{line} again'; sleep 3600"));
+    support::wait_summary(&source.store, "the new container's line", LONG, |s| {
+        s.entries == 2
+    })
+    .await;
+    let status = support::wait_for("the new container running", LONG, || {
+        match source.status() {
+            s @ SourceStatus {
+                container: ContainerState::Running { .. },
+                ..
+            } => Ok(s),
+            other => Err(Box::new(other)),
+        }
+    })
+    .await;
+    assert_eq!(
+        (status.container, status.last_error),
+        (
+            ContainerState::Running {
+                id,
+                name: name.clone()
+            },
+            None
+        )
+    );
+    source.stop().await;
+    docker.remove(&name);
+}
+
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_nanos()).expect("ns fit")
+}
+
+/// The monitor is stopped while the daemon restarts (Docker forgets its events then) and
+/// the node is started again: once back, the monitor records the gap, marked inferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downtime_while_the_monitor_was_down_is_inferred_when_it_reconnects() {
+    support::docker();
+    let dir = support::tempdir();
+    let sock_dir = dir.path().join("d");
+    std::fs::create_dir(&sock_dir).expect("dir");
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.import_image(dir.path());
+    let docker = dockerd.docker();
+    let name = "runner-node";
+    let line = "2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 up";
+    let id = docker.run(name, &[], &format!("echo '{line}'; sleep 3600"));
+    let db = dir.path().join("m.db");
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_summary(&source.store, "the first line", LONG, |s| s.entries == 1).await;
+    support::wait_for("the start recorded", LONG, || {
+        let events = source.store.container_events(0, i64::MAX).expect("events");
+        if events.iter().any(|e| e.action == ContainerAction::Started) {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    })
+    .await;
+    source.stop().await;
+
+    // While the monitor is down: the daemon restarts (stopping the node), the node starts.
+    let down_from = now_ns();
+    dockerd.stop();
+    let dockerd = support::Dockerd::start(&sock_dir);
+    let docker = dockerd.docker();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    docker.cli(&["start", name]);
+    let up_again = now_ns();
+
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_summary(&source.store, "the line of the second start", LONG, |s| {
+        s.entries == 2
+    })
+    .await;
+    let events = support::wait_for("the inferred gap", LONG, || {
+        let events = source.store.container_events(0, i64::MAX).expect("events");
+        if events
+            .iter()
+            .any(|e| e.inferred && e.action == ContainerAction::Died)
+        {
+            Ok(events)
+        } else {
+            Err(events)
+        }
+    })
+    .await;
+    assert!(events.iter().all(|e| e.container_id == id), "{events:#?}");
+    let uptime = compute_uptime(None, &events, 0, now_ns());
+    let [gap] = uptime.down_intervals.as_slice() else {
+        panic!("one gap: {uptime:#?}");
+    };
+    assert!(gap.inferred && !gap.ongoing, "{uptime:#?}");
+    assert!(
+        gap.start_ns >= down_from && gap.end_ns <= up_again && gap.end_ns > gap.start_ns,
+        "the gap lies between the daemon stop and the node's start: {uptime:#?}"
+    );
+    assert!(uptime.downtime_seconds >= 0.5, "{uptime:#?}");
+    assert_eq!(uptime.inferred_downtime_seconds, uptime.downtime_seconds);
+    source.stop().await;
+    docker.remove(name);
     dockerd.stop();
 }

@@ -1054,6 +1054,7 @@ async fn stats_invoices_earnings_and_uptime_answer_from_the_recorded_data() {
         time_ns: s + t * 1_000_000_000,
         action,
         exit_code: None,
+        inferred: false,
     };
     let mut batch = Batch::new("docker-events");
     batch.container_events = vec![
@@ -1070,7 +1071,7 @@ async fn stats_invoices_earnings_and_uptime_answer_from_the_recorded_data() {
     assert_eq!(up["uptime_seconds"], 3600.0 - 300.0);
     assert_eq!(
         up["down_intervals"],
-        json!([{ "start_ns": s + 600_000_000_000, "end_ns": s + 900_000_000_000, "cause": "died", "ongoing": false }])
+        json!([{ "start_ns": s + 600_000_000_000, "end_ns": s + 900_000_000_000, "cause": "died", "ongoing": false, "inferred": false }])
     );
 }
 

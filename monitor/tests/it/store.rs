@@ -455,6 +455,7 @@ fn replaying_the_same_batch_twice_changes_nothing() {
         time_ns: received_ns(0),
         action: ContainerAction::Started,
         exit_code: None,
+        inferred: false,
     });
     submit(&store, first.clone());
     let before = store.summary().expect("summary");
@@ -651,6 +652,7 @@ fn container_events_are_stored_once_and_read_by_time_range() {
         time_ns,
         action,
         exit_code,
+        inferred: false,
     };
     let events = vec![
         event(100, ContainerAction::Started, None),
@@ -971,6 +973,7 @@ fn task_retention_prunes_old_tasks_invoices_and_container_events_when_set() {
         time_ns,
         action: ContainerAction::Started,
         exit_code: None,
+        inferred: false,
     };
     b.container_events = vec![event(now - 40 * DAY), event(now - DAY)];
     submit(&store, b);

@@ -379,13 +379,18 @@ fn availability_chart(u: &Uptime) -> ChartView {
             end: frac(d.end_ns),
             class: "s-down",
             title: format!(
-                "down {} from {} UTC ({}){}",
+                "down {} from {} UTC ({}){}{}",
                 format::duration_ms(
                     u64::try_from((d.end_ns - d.start_ns) / 1_000_000).unwrap_or(0)
                 ),
                 format::utc(d.start_ns),
                 d.cause.unwrap_or("stopped"),
-                if d.ongoing { ", still down" } else { "" }
+                if d.ongoing { ", still down" } else { "" },
+                if d.inferred {
+                    "; inferred from the container's state, no Docker event was seen"
+                } else {
+                    ""
+                }
             ),
         });
     }
