@@ -156,3 +156,158 @@ fn a_missing_file_is_a_one_line_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("cannot read /nonexistent/node.log"), "{err}");
 }
+
+/// What a spawned `truebit-monitor import` did: exit code (`None`: killed at the
+/// deadline), stdout, stderr, and its peak resident memory (VmHWM) in KiB.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    peak_kib: u64,
+}
+
+/// Runs `truebit-monitor --db DB import ARGS…`, sampling its peak memory every 10 ms
+/// (VmHWM only grows, so the last sample before it exits is its peak), and kills it after
+/// `deadline`.
+fn run_import(db: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &str)], deadline: std::time::Duration) -> Run {
+    use std::process::Stdio;
+    let dir = db.parent().expect("db folder");
+    let (out_path, err_path) = (dir.join("import.out"), dir.join("import.err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("--db")
+        .arg(db)
+        .arg("import")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run import");
+    let status = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    let mut peak_kib = 0;
+    let code = loop {
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Run {
+        code,
+        stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err_path).unwrap_or_default(),
+        peak_kib,
+    }
+}
+
+/// The bound on an import's peak memory these tests hold it to (the unoptimized binary).
+const IMPORT_PEAK_MIB: u64 = 128;
+
+#[test]
+fn a_200_mb_line_is_cut_at_the_line_bound_and_memory_stays_bounded() {
+    use truebit_monitor::source::decode::{truncation_mark, MAX_LINE_BYTES};
+    let dir = support::tempdir();
+    let path = dir.path().join("long-line.log");
+    let long = 200 * 1024 * 1024;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        f.write_all(b"2025-11-24 13:55:34 info: before\n").expect("write");
+        f.write_all(b"2025-11-24 13:55:35 info: ").expect("write");
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..long / chunk.len() {
+            f.write_all(&chunk).expect("write");
+        }
+        f.write_all(b"\n2025-11-24 13:55:36 info: after\n").expect("write");
+        f.flush().expect("flush");
+    }
+    let db = dir.path().join("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(summary["imported"]["entries"], 3, "{summary:#}");
+    assert_eq!(summary["imported"]["lines"], 3, "{summary:#}");
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of a 200 MiB line peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+
+    let store = support::open_store(&db);
+    let entries = store.entries(10).expect("entries");
+    let messages: Vec<&str> = entries.iter().rev().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0], "before");
+    assert_eq!(messages[2], "after");
+    // The long line keeps its first MiB (the header included) and says what it left out.
+    let header = "2025-11-24 13:55:35 info: ".len();
+    let mark = truncation_mark((header + long - MAX_LINE_BYTES) as u64);
+    let cut = messages[1];
+    assert_eq!(cut.len(), MAX_LINE_BYTES - header + mark.len());
+    assert!(cut.ends_with(&mark), "{}", &cut[cut.len() - 60..]);
+    assert!(cut[..cut.len() - mark.len()].bytes().all(|b| b == b'x'));
+}
+
+#[test]
+fn a_gzip_bomb_imports_in_bounded_memory() {
+    use truebit_monitor::source::decode::{truncation_mark, MAX_LINE_BYTES};
+    // 1 GiB of zeros without a newline: one gzip member of 64 MiB written 16 times
+    // (a multi-member file decodes as their concatenation), about 1 MB on disk.
+    let dir = support::tempdir();
+    let path = dir.path().join("bomb.log.gz");
+    let member = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..64 {
+            gz.write_all(&zeros).expect("gzip");
+        }
+        gz.finish().expect("gzip finish")
+    };
+    let members = 16;
+    let mut file = std::fs::File::create(&path).expect("create");
+    for _ in 0..members {
+        file.write_all(&member).expect("write");
+    }
+    drop(file);
+    let expanded = members * 64 * 1024 * 1024;
+    assert!(std::fs::metadata(&path).expect("size").len() < 2 * 1024 * 1024);
+
+    let db = dir.path().join("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        std::time::Duration::from_secs(600),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(summary["imported"]["bytes"], expanded, "{summary:#}");
+    assert_eq!(summary["imported"]["entries"], 1, "{summary:#}");
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of a 1 GiB gzip bomb peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+    let store = support::open_store(&db);
+    let entries = store.entries(2).expect("entries");
+    assert_eq!(entries.len(), 1);
+    let mark = truncation_mark((expanded - MAX_LINE_BYTES) as u64);
+    assert!(entries[0].message.ends_with(&mark));
+}
