@@ -388,6 +388,16 @@ fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, Sto
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| StoreError::at_open(path, e))?;
+    // SQLite opens a file it may not write read-only, and every commit would fail: say so
+    // now (the directory's case fails below, when the write-ahead log cannot be made).
+    if conn
+        .is_readonly(rusqlite::DatabaseName::Main)
+        .map_err(|e| StoreError::at_open(path, e))?
+    {
+        return Err(StoreError::ReadOnly {
+            path: path.to_owned(),
+        });
+    }
     let setup = || -> rusqlite::Result<String> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Reading the journal mode reads the header: garbage fails here with NOTADB.

@@ -169,11 +169,32 @@ struct Run {
 /// Runs `truebit-monitor --db DB import ARGS…`, sampling its peak memory every 10 ms
 /// (VmHWM only grows, so the last sample before it exits is its peak), and kills it after
 /// `deadline`.
-fn run_import(db: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &str)], deadline: std::time::Duration) -> Run {
+fn run_import(
+    db: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    deadline: std::time::Duration,
+) -> Run {
+    run_import_as(None, db, args, env, deadline)
+}
+
+/// [`run_import`] as the user `uid` (with its group `uid`) when given.
+fn run_import_as(
+    uid: Option<u32>,
+    db: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    deadline: std::time::Duration,
+) -> Run {
+    use std::os::unix::process::CommandExt as _;
     use std::process::Stdio;
-    let dir = db.parent().expect("db folder");
-    let (out_path, err_path) = (dir.join("import.out"), dir.join("import.err"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+    let out_dir = support::tempdir();
+    let (out_path, err_path) = (
+        out_dir.path().join("import.out"),
+        out_dir.path().join("import.err"),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"));
+    command
         .arg("--db")
         .arg(db)
         .arg("import")
@@ -181,9 +202,11 @@ fn run_import(db: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &str)], deadli
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("run import");
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command.spawn().expect("run import");
     let status = format!("/proc/{}/status", child.id());
     let started = std::time::Instant::now();
     let mut peak_kib = 0;
@@ -310,4 +333,63 @@ fn a_gzip_bomb_imports_in_bounded_memory() {
     assert_eq!(entries.len(), 1);
     let mark = truncation_mark((expanded - MAX_LINE_BYTES) as u64);
     assert!(entries[0].message.ends_with(&mark));
+}
+
+/// The effective user id of the tests (from /proc: no libc call).
+fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .expect("Uid line")
+}
+
+#[test]
+fn importing_into_a_database_it_cannot_write_is_a_one_line_error() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Root writes anything: then the import runs as nobody (65534), which is who the
+    // permissions below keep out.
+    let uid = (euid() == 0).then_some(65534);
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let dir = support::tempdir();
+    set_mode(dir.path(), 0o755);
+    let (text, _) = fixture(205, 5);
+    let log = support::write(&dir.path().join("node.log"), &text);
+    set_mode(&log, 0o644);
+
+    // A read-only file, and a writable file in a read-only folder (no room for its
+    // write-ahead log): each is one line naming the database, at once.
+    let file_case = dir.path().join("ro-file");
+    let folder_case = dir.path().join("ro-folder");
+    for (folder, file_mode, folder_mode) in [(&file_case, 0o444, 0o755), (&folder_case, 0o666, 0o555)] {
+        std::fs::create_dir(folder).expect("mkdir");
+        let db = folder.join("m.db");
+        let first = import(&db, &[log.as_path()]);
+        assert!(first["imported"]["entries"].as_u64() > Some(0));
+        for stale in ["m.db-wal", "m.db-shm"] {
+            let _ = std::fs::remove_file(folder.join(stale));
+        }
+        set_mode(&db, file_mode);
+        set_mode(folder, folder_mode);
+        let run = run_import_as(
+            uid,
+            &db,
+            &[log.as_os_str()],
+            &[],
+            std::time::Duration::from_secs(30),
+        );
+        set_mode(folder, 0o755);
+        assert_eq!(run.code, Some(1), "{}: {}", db.display(), run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("cannot write database {}", db.display()))
+                && run.stderr.contains("read-only"),
+            "{}",
+            run.stderr
+        );
+    }
 }
