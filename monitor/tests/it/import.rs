@@ -24,6 +24,11 @@ fn import(db: &Path, files: &[&Path]) -> serde_json::Value {
         "import failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A finished import leaves the database alone, its write-ahead log checkpointed.
+    for suffix in ["-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        assert!(!Path::new(&path).exists(), "{path} remains after import");
+    }
     serde_json::from_slice(&out.stdout).expect("import --json prints JSON")
 }
 

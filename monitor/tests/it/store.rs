@@ -1358,3 +1358,88 @@ fn tasks_come_out_the_same_wherever_transactions_cut_the_log() {
         }
     );
 }
+
+/// The `-wal` and `-shm` files next to `db` that exist.
+fn wal_files(db: &std::path::Path) -> Vec<String> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| format!("{}{suffix}", db.display()))
+        .filter(|path| std::path::Path::new(path).exists())
+        .collect()
+}
+
+#[test]
+fn the_last_handle_leaves_one_database_file_without_wal_or_shm() {
+    let db = temp_db();
+    let store = open(&db);
+    let reader = store.clone();
+    store
+        .submit(batch(
+            "docker:runner-node",
+            (1..=2_000).map(|i| log(i, "line")).collect(),
+        ))
+        .expect("submit");
+    store.close().expect("close");
+    // Reads still work after close, with the log still there…
+    assert_eq!(reader.summary().expect("summary").entries, 2_000);
+    assert!(!wal_files(&db.path).is_empty(), "WAL mode while open");
+    drop(store);
+    drop(reader);
+    // …and the last handle checkpointed it into the file and removed both.
+    assert_eq!(wal_files(&db.path), Vec::<String>::new());
+    assert_eq!(open(&db).summary().expect("reopen").entries, 2_000);
+}
+
+#[test]
+fn sigterm_of_run_leaves_one_database_file_without_wal_or_shm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("monitor.db");
+    let node_log = dir.path().join("node.log");
+    let lines: String = (0..500)
+        .map(|i| format!("2025-11-24 13:55:{:02} info: line {i}\n", i % 60))
+        .collect();
+    std::fs::write(&node_log, &lines).expect("node log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("run")
+        .env_clear()
+        .env("DB_PATH", &db)
+        .env("LOG_FILE", &node_log)
+        .env("LOG_RETENTION_DAYS", "0")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("TASK_DATA_PASSWORD", "wal-test-password")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the monitor starts");
+    wait_for("the monitor's write-ahead log", || {
+        wal_files(&db).len() == 2
+    });
+    // Time to read the file (what was read by SIGTERM is committed at shutdown anyway).
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the monitor did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(wal_files(&db), Vec::<String>::new());
+    let store = Store::open(StoreConfig {
+        log_retention_days: None,
+        ..StoreConfig::new(&db)
+    })
+    .expect("reopen");
+    assert_eq!(store.summary().expect("summary").entries, 500);
+}
