@@ -252,13 +252,15 @@ fn a_200_mb_line_is_cut_at_the_line_bound_and_memory_stays_bounded() {
     let long = 200 * 1024 * 1024;
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-        f.write_all(b"2025-11-24 13:55:34 info: before\n").expect("write");
+        f.write_all(b"2025-11-24 13:55:34 info: before\n")
+            .expect("write");
         f.write_all(b"2025-11-24 13:55:35 info: ").expect("write");
         let chunk = vec![b'x'; 1024 * 1024];
         for _ in 0..long / chunk.len() {
             f.write_all(&chunk).expect("write");
         }
-        f.write_all(b"\n2025-11-24 13:55:36 info: after\n").expect("write");
+        f.write_all(b"\n2025-11-24 13:55:36 info: after\n")
+            .expect("write");
         f.flush().expect("flush");
     }
     let db = dir.path().join("m.db");
@@ -370,7 +372,9 @@ fn importing_into_a_database_it_cannot_write_is_a_one_line_error() {
     // write-ahead log): each is one line naming the database, at once.
     let file_case = dir.path().join("ro-file");
     let folder_case = dir.path().join("ro-folder");
-    for (folder, file_mode, folder_mode) in [(&file_case, 0o444, 0o755), (&folder_case, 0o666, 0o555)] {
+    for (folder, file_mode, folder_mode) in
+        [(&file_case, 0o444, 0o755), (&folder_case, 0o666, 0o555)]
+    {
         std::fs::create_dir(folder).expect("mkdir");
         let db = folder.join("m.db");
         let first = import(&db, &[log.as_path()]);
@@ -391,7 +395,8 @@ fn importing_into_a_database_it_cannot_write_is_a_one_line_error() {
         assert_eq!(run.code, Some(1), "{}: {}", db.display(), run.stderr);
         assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
         assert!(
-            run.stderr.contains(&format!("cannot write database {}", db.display()))
+            run.stderr
+                .contains(&format!("cannot write database {}", db.display()))
                 && run.stderr.contains("read-only"),
             "{}",
             run.stderr
