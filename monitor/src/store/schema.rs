@@ -35,6 +35,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "invoice figures per UTC day, kept by triggers",
         sql: V5,
     },
+    Migration {
+        name: "log retention counts from when an entry was stored",
+        sql: V6,
+    },
 ];
 
 /// The schema version this build writes.
@@ -513,3 +517,18 @@ INSERT INTO invoice_days (day, operation, items, steps, memory, value)
   FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id GROUP BY 1, 2;
 "#
 );
+
+/// Version 6: log retention counts from when an entry was stored, not from the time it
+/// carries, so that an imported old log is kept as long as a live one. `entry_marks`
+/// holds the last entry id stored in each hour of the monitor's clock (ids only grow);
+/// pruning deletes the ids up to the mark of the last hour past the retention. Entries
+/// stored before this version count as stored when it was applied.
+const V6: &str = r#"
+CREATE TABLE entry_marks (
+    hour     INTEGER PRIMARY KEY,
+    last_id  INTEGER NOT NULL
+) STRICT;
+INSERT INTO entry_marks (hour, last_id)
+  SELECT unixepoch() / 3600, (SELECT max(id) FROM entries)
+  WHERE EXISTS (SELECT 1 FROM entries);
+"#;

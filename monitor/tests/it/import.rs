@@ -10,10 +10,16 @@ use truebit_monitor::demo::fixture;
 use crate::support;
 
 fn import(db: &Path, files: &[&Path]) -> serde_json::Value {
+    import_with(db, files, &[("LOG_RETENTION_DAYS", "0")])
+}
+
+fn import_with(db: &Path, files: &[&Path], env: &[(&str, &str)]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
         .arg("--db")
         .arg(db)
-        .env("LOG_RETENTION_DAYS", "0")
+        .env_remove("LOG_RETENTION_DAYS")
+        .env_remove("TASK_RETENTION_DAYS")
+        .envs(env.iter().copied())
         .arg("import")
         .arg("--json")
         .args(files)
@@ -402,4 +408,72 @@ fn importing_into_a_database_it_cannot_write_is_a_one_line_error() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn imported_old_history_survives_retention_counted_from_when_it_was_stored() {
+    // The fixture's lines are dated November 2025, older than the default 30 days of log
+    // retention; stored today, they are kept 30 days from today.
+    let dir = support::tempdir();
+    let (text, expected) = fixture(206, 30);
+    let log = support::write(&dir.path().join("old-node.log"), &text);
+    let db = dir.path().join("m.db");
+    let first = import_with(&db, &[log.as_path()], &[]);
+    assert_eq!(first["imported"]["entries"], expected.entries, "{first:#}");
+    assert_eq!(first["database"]["entries"], expected.entries, "{first:#}");
+    assert_eq!(first["retention"]["log_days"], 30, "{first:#}");
+    assert_eq!(first["retention"]["task_days"], serde_json::Value::Null);
+    let in_30_days = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let until = first["retention"]["log_entries_kept_until"]
+        .as_str()
+        .expect("a date");
+    assert!(
+        [in_30_days, in_30_days - time::Duration::days(1)]
+            .iter()
+            .any(|t| until == format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())),
+        "{until}"
+    );
+
+    // Another command opens the database (and prunes at open), then the same import
+    // again: nothing was deleted, nothing is added.
+    let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("--db")
+        .arg(&db)
+        .env_remove("LOG_RETENTION_DAYS")
+        .args(["api-key", "list"])
+        .output()
+        .expect("api-key list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = import_with(&db, &[log.as_path()], &[]);
+    assert_eq!(second["imported"]["entries"], 0, "{second:#}");
+    assert_eq!(
+        second["database"]["entries"], expected.entries,
+        "{second:#}"
+    );
+
+    // The summary says it in words too.
+    let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("--db")
+        .arg(&db)
+        .env_remove("LOG_RETENTION_DAYS")
+        .env_remove("TASK_RETENTION_DAYS")
+        .arg("import")
+        .arg(&log)
+        .output()
+        .expect("import");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "log entries are kept 30 days from when they were stored: these until {until} (UTC)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("tasks, invoices and container events are kept forever"),
+        "{text}"
+    );
 }

@@ -868,13 +868,13 @@ fn summary_lists_every_kind_and_every_status() {
 }
 
 #[test]
-fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
+fn log_retention_counts_from_when_entries_were_stored_prunes_in_chunks_and_keeps_tasks() {
     let db = temp_db();
     let mut config = config(&db);
     config.log_retention_days = Some(30);
     let store = Store::open(config).expect("open");
-    // Dated after the real clock, so that only `prune_now` sees them as old.
-    let now = now_ns() + 100 * DAY;
+    // Entries dated 40 days ago (an imported old log), stored now.
+    let stored = now_ns();
     let at = |line: i64, time_ns: i64, e: Entry| Entry {
         pos: Pos::new(0, line),
         received_ns: Some(time_ns),
@@ -882,18 +882,31 @@ fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
         ..e
     };
     let mut entries: Vec<Entry> = (0..12_000)
-        .map(|i| at(i, now - 40 * DAY + i, log(i, "old line")))
+        .map(|i| at(i, stored - 40 * DAY + i, log(i, "old line")))
         .collect();
-    entries.push(at(20_000, now - 40 * DAY + 20_000, received(0, EXEC_A)));
-    entries.push(at(20_001, now - DAY, log(0, "recent line")));
-    entries.push(at(20_002, now - DAY + 1, log(0, "recent line")));
+    entries.push(at(20_000, stored - 40 * DAY + 20_000, received(0, EXEC_A)));
+    entries.push(at(20_001, stored - DAY, log(0, "recent line")));
     submit(&store, batch("docker:runner-node", entries));
 
-    let report = store.prune_now(now).expect("prune");
+    // Their own time is past the retention; the time they were stored is not.
+    assert_eq!(
+        store.prune_now(now_ns()).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(
+        store.prune_now(stored + 29 * DAY).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(store.summary().expect("summary").entries, 12_002);
+
+    // 30 days (and the hour they were stored in) later, they go, in chunks.
+    let report = store
+        .prune_now(stored + 30 * DAY + 2 * 3_600 * SECOND)
+        .expect("prune");
     assert_eq!(
         report,
         PruneReport {
-            entries: 12_001,
+            entries: 12_002,
             tasks: 0,
             invoices: 0,
             container_events: 0
@@ -906,21 +919,26 @@ fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
             summary.entries_of(Kind::Log),
             summary.entries_of(Kind::TaskReceived)
         ),
-        (2, 2, 0)
+        (0, 0, 0)
     );
-    let remaining: Vec<i64> = store
-        .entries(10)
-        .expect("entries")
-        .iter()
-        .map(|e| e.time_ns)
-        .collect();
-    assert_eq!(remaining, vec![now - DAY + 1, now - DAY]);
     assert_eq!(
         store.task(EXEC_A).expect("read").map(|t| t.status),
         Some(TaskStatus::Received)
     );
 
-    assert_eq!(store.prune_now(now).expect("prune"), PruneReport::default());
+    // Entries stored afterwards are counted from their own storing time.
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![at(30_000, stored - 40 * DAY, log(0, "imported later"))],
+        ),
+    );
+    assert_eq!(
+        store.prune_now(now_ns() + 29 * DAY).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(store.entries(10).expect("entries").len(), 1);
 }
 
 #[test]
