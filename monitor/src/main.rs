@@ -14,7 +14,7 @@ use truebit_monitor::config::{Config, Settings, EXAMPLE_CONFIG};
 use truebit_monitor::http;
 use truebit_monitor::source::demo::DemoOptions;
 use truebit_monitor::source::import::{import_files, ImportCounts};
-use truebit_monitor::store::{Store, Summary};
+use truebit_monitor::store::{settings, Store, Summary};
 
 /// Monitor for a TrueBit runner-node: follows the node container's logs through the
 /// Docker Engine API (read-only), parses tasks, executions and invoices, and keeps them in
@@ -191,14 +191,73 @@ fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
         import_files(&store, files, app::parser_config(&config), &())?
     };
     let summary = store.summary()?;
+    let retention = RetentionOutlook::new(store.retention(), std::time::SystemTime::now());
     store.close()?;
     if json {
-        let out = serde_json::json!({ "imported": counts, "database": database_json(&summary) });
+        let out = serde_json::json!({
+            "imported": counts,
+            "database": database_json(&summary),
+            "retention": retention,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_summary(&counts, &summary);
+        for line in retention.lines() {
+            println!("{line}");
+        }
     }
     Ok(())
+}
+
+/// What retention will do with what was just imported.
+#[derive(serde::Serialize)]
+struct RetentionOutlook {
+    /// Days a log entry is kept from when it was stored (imported); `None`: forever.
+    log_days: Option<u32>,
+    /// The UTC day this import's log entries are deleted after; `None`: never.
+    log_entries_kept_until: Option<String>,
+    /// Days tasks, invoices and container events are kept, by their own time; `None`:
+    /// forever.
+    task_days: Option<u32>,
+    /// `config` (LOG_RETENTION_DAYS…) or `database` (saved on the dashboard).
+    source: settings::SettingSource,
+}
+
+impl RetentionOutlook {
+    fn new(r: settings::Retention, now: std::time::SystemTime) -> Self {
+        let until = r.log_days.map(|days| {
+            let t = time::OffsetDateTime::from(now) + time::Duration::days(i64::from(days));
+            format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+        });
+        Self {
+            log_days: r.log_days,
+            log_entries_kept_until: until,
+            task_days: r.task_days,
+            source: r.source,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let from = match self.source {
+            settings::SettingSource::Config => "LOG_RETENTION_DAYS",
+            settings::SettingSource::Database => "the dashboard's Settings",
+        };
+        let log = match (self.log_days, &self.log_entries_kept_until) {
+            (Some(days), Some(until)) => format!(
+                "retention        log entries are kept {days} days from when they were stored: \
+                 these until {until} (UTC), whatever their own dates ({from})"
+            ),
+            _ => format!("retention        log entries are kept forever ({from})"),
+        };
+        let tasks = match self.task_days {
+            Some(days) => format!(
+                "                 tasks, invoices and container events older than {days} days by \
+                 their own time are deleted, imported ones too"
+            ),
+            None => "                 tasks, invoices and container events are kept forever".into(),
+        };
+        vec![log, tasks]
+    }
 }
 
 fn print_summary(c: &ImportCounts, s: &Summary) {

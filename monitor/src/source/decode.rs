@@ -58,20 +58,94 @@ pub enum Stream {
 /// Joins Docker log frames (requested with `timestamps=true`) back into lines.
 ///
 /// Docker splits a line longer than 16 KiB into several frames, each with its own
-/// timestamp; only the last one ends with `\n`. Partial lines are kept per stream, so an
+/// timestamp; only the last one ends with `\n`. A joined line keeps at most
+/// [`MAX_LINE_BYTES`] (then marked as truncated). Partial lines are kept per stream, so an
 /// interleaved stderr line does not break a long stdout line. Each complete line gets the
 /// receive time of its first frame and the position `(timestamp, n)` of the frame that
 /// completed it, where `n` counts the lines completed at that same timestamp.
 #[derive(Debug, Default)]
 pub struct LineAssembler {
-    partial: [Vec<u8>; 2],
+    partial: [LineBuf; 2],
     partial_ts: [Option<UnixNanos>; 2],
     last_ts: UnixNanos,
     seq: i64,
 }
 
-/// A line longer than this is emitted in pieces rather than buffered without bound.
-pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+/// The longest line kept, in bytes (1 MiB). Every source assembles its lines in a
+/// [`LineBuf`]: of a longer line the first `MAX_LINE_BYTES` are kept and marked (see
+/// [`truncation_mark`]), the rest is skipped as it is read, never buffered.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// What ends a line that was cut at [`MAX_LINE_BYTES`]: ` …[truncated N bytes]`, N being
+/// the bytes left out.
+pub fn truncation_mark(dropped: u64) -> String {
+    format!(" \u{2026}[truncated {dropped} bytes]")
+}
+
+/// One line being assembled from pieces (reads, frames), holding at most
+/// [`MAX_LINE_BYTES`] of it; what does not fit is only counted.
+#[derive(Debug, Default)]
+pub struct LineBuf {
+    buf: Vec<u8>,
+    dropped: u64,
+}
+
+impl LineBuf {
+    /// Appends a piece of the line (without its `\n`).
+    pub fn push(&mut self, piece: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.buf.len());
+        let keep = room.min(piece.len());
+        self.buf.extend_from_slice(&piece[..keep]);
+        self.dropped += (piece.len() - keep) as u64;
+    }
+
+    /// Whether nothing of a line was pushed since the last [`LineBuf::take`].
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.dropped == 0
+    }
+
+    /// Hands the line to `f` (cut lines with their mark) and starts the next one.
+    pub fn take<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> T {
+        if self.dropped > 0 {
+            // Cut on a character boundary: an incomplete UTF-8 sequence at the end is
+            // left out too.
+            let cut = utf8_tail_cut(&self.buf);
+            self.dropped += (self.buf.len() - cut) as u64;
+            self.buf.truncate(cut);
+            self.buf
+                .extend_from_slice(truncation_mark(self.dropped).as_bytes());
+        }
+        let out = f(&self.buf);
+        self.clear();
+        out
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.dropped = 0;
+        if self.buf.capacity() > 64 * 1024 {
+            // A long line does not keep its megabyte for the short ones after it.
+            self.buf.shrink_to(64 * 1024);
+        }
+    }
+}
+
+/// The length of `buf` without an incomplete UTF-8 sequence at its end.
+fn utf8_tail_cut(buf: &[u8]) -> usize {
+    let start = buf.len().saturating_sub(3);
+    for i in (start..buf.len()).rev() {
+        let b = buf[i];
+        let need = match b {
+            0x00..=0x7f => return buf.len(),
+            0x80..=0xbf => continue,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => 4,
+        };
+        return if buf.len() - i < need { i } else { buf.len() };
+    }
+    buf.len()
+}
 
 impl LineAssembler {
     pub fn push_frame(
@@ -92,18 +166,13 @@ impl LineAssembler {
             if self.partial[i].is_empty() {
                 self.partial_ts[i] = ts;
             }
-            self.partial[i].extend_from_slice(piece);
+            self.partial[i].push(piece);
             match complete {
                 Some(used) => {
                     self.emit_line(i, frame_ts, &mut emit);
                     rest = &rest[used..];
                 }
-                None => {
-                    if self.partial[i].len() >= MAX_LINE_BYTES {
-                        self.emit_line(i, frame_ts, &mut emit);
-                    }
-                    break;
-                }
+                None => break,
             }
         }
     }
@@ -129,10 +198,7 @@ impl LineAssembler {
             received_ns: self.partial_ts[i],
             pos: Pos::new(frame_ts, self.seq),
         };
-        let line = std::mem::take(&mut self.partial[i]);
-        emit(strip_cr(&line), meta);
-        self.partial[i] = line;
-        self.partial[i].clear();
+        self.partial[i].take(|line| emit(strip_cr(line), meta));
         self.partial_ts[i] = None;
     }
 }
@@ -251,6 +317,54 @@ mod tests {
         let out = collect(&[(Stream::Stdout, "plain text\n")]);
         assert_eq!(out[0].0, "plain text");
         assert_eq!(out[0].1.received_ns, None);
+    }
+
+    #[test]
+    fn joined_partial_frames_stop_at_the_line_bound_and_say_how_much_was_cut() {
+        // 100 partial frames of 16 KiB (1.56 MiB in all), then the end of the line, then
+        // a short line: the long one keeps its first MiB and a mark, the next is whole.
+        let mut asm = LineAssembler::default();
+        let mut out: Vec<(Vec<u8>, LineMeta)> = Vec::new();
+        let piece = "y".repeat(16 * 1024);
+        for n in 0..100 {
+            let frame = format!("2025-11-24T13:55:34.{n:09}Z {piece}");
+            asm.push_frame(Stream::Stdout, frame.as_bytes(), |l, m| {
+                out.push((l.to_vec(), m));
+            });
+        }
+        assert!(out.is_empty(), "nothing is emitted before the line ends");
+        for frame in [
+            "2025-11-24T13:55:35Z end\n",
+            "2025-11-24T13:55:36Z next line\n",
+        ] {
+            asm.push_frame(Stream::Stdout, frame.as_bytes(), |l, m| {
+                out.push((l.to_vec(), m));
+            });
+        }
+        assert_eq!(out.len(), 2);
+        let total = 100 * 16 * 1024 + 3;
+        let mark = truncation_mark((total - MAX_LINE_BYTES) as u64);
+        let (long, meta) = &out[0];
+        assert_eq!(long.len(), MAX_LINE_BYTES + mark.len());
+        assert!(long[..MAX_LINE_BYTES].iter().all(|&b| b == b'y'));
+        assert_eq!(&long[MAX_LINE_BYTES..], mark.as_bytes());
+        assert_eq!(meta.received_ns, Some(1_763_992_534_000_000_000));
+        assert_eq!(out[1].0, b"next line");
+    }
+
+    #[test]
+    fn a_cut_line_ends_on_a_character_boundary() {
+        let mut line = LineBuf::default();
+        line.push(&vec![b'a'; MAX_LINE_BYTES - 1]);
+        line.push("\u{e9}\u{e9}".as_bytes());
+        let text = line.take(|l| String::from_utf8(l.to_vec()).expect("valid UTF-8"));
+        assert_eq!(
+            text,
+            format!("{}{}", "a".repeat(MAX_LINE_BYTES - 1), truncation_mark(4))
+        );
+        assert!(line.is_empty());
+        line.push(b"short");
+        assert_eq!(line.take(<[u8]>::to_vec), b"short");
     }
 
     #[test]

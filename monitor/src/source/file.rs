@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::decode::{JsonFileRecord, LineAssembler};
+use super::decode::{JsonFileRecord, LineAssembler, LineBuf};
 use super::{Connection, SourceStatus};
 use crate::ingest::Ingest;
 use crate::model::{LineMeta, Pos};
@@ -46,8 +46,10 @@ pub struct FileSource {
 struct Open {
     file: std::fs::File,
     id: FileIdentity,
+    /// Bytes read, the partial line included.
     offset: u64,
-    buf: Vec<u8>,
+    /// The line read so far (bounded; its end is not in the file yet).
+    line: LineBuf,
     asm: LineAssembler,
 }
 
@@ -160,7 +162,7 @@ impl FileSource {
                         finish_file(o, &mut ingest);
                         o.id.generation += 1;
                         o.offset = 0;
-                        o.buf.clear();
+                        o.line.clear();
                         if o.file.seek(SeekFrom::Start(0)).is_err() {
                             open = None;
                         } else {
@@ -215,7 +217,7 @@ impl FileSource {
             file,
             id,
             offset,
-            buf: Vec::with_capacity(CHUNK),
+            line: LineBuf::default(),
             asm: LineAssembler::default(),
         })
     }
@@ -239,20 +241,19 @@ fn read_available(o: &mut Open, ingest: &mut Ingest) -> std::io::Result<usize> {
             break;
         }
         total += n;
-        o.buf.extend_from_slice(&chunk[..n]);
         let base = o.offset;
         let generation = o.id.generation;
-        let asm = &mut o.asm;
-        let used = crate::ingest::split_lines(&o.buf, |line, end| {
-            feed_line(
-                asm,
-                ingest,
-                line,
-                Pos::new(generation, (base + end as u64) as i64),
-            );
+        let (asm, line) = (&mut o.asm, &mut o.line);
+        let used = crate::ingest::split_lines(&chunk[..n], |piece, end| {
+            line.push(piece);
+            line.take(|l| {
+                let pos = Pos::new(generation, (base + end as u64) as i64);
+                feed_line(asm, ingest, l, pos);
+            });
         });
-        o.buf.drain(..used);
-        o.offset += used as u64;
+        // The start of the next line: kept up to the line bound, the rest only counted.
+        o.line.push(&chunk[used..n]);
+        o.offset += n as u64;
         if total >= 4 * CHUNK {
             break;
         }
@@ -263,11 +264,10 @@ fn read_available(o: &mut Open, ingest: &mut Ingest) -> std::io::Result<usize> {
 /// Emits a last line without `\n` at rotation, truncation or shutdown.
 fn finish_file(o: &mut Open, ingest: &mut Ingest) {
     let generation = o.id.generation;
-    if !o.buf.is_empty() {
-        let end = o.offset + o.buf.len() as u64;
-        let line = std::mem::take(&mut o.buf);
-        feed_line(&mut o.asm, ingest, &line, Pos::new(generation, end as i64));
-        o.offset = end;
+    if !o.line.is_empty() {
+        let pos = Pos::new(generation, o.offset as i64);
+        let asm = &mut o.asm;
+        o.line.take(|l| feed_line(asm, ingest, l, pos));
     }
     let pos = Pos::new(generation, o.offset as i64);
     o.asm.finish(|l, m| {

@@ -1,6 +1,7 @@
 //! `truebit-monitor import FILE...`: plain or gzipped logs, Docker json-file logs,
 //! `docker logs -t` output and `docker compose logs` output, streamed (never held whole
-//! in memory) through the same ingest path as the live sources.
+//! in memory, a line at most [`super::decode::MAX_LINE_BYTES`]) through the same ingest
+//! path as the live sources.
 //!
 //! Each file is a source of its own, keyed by a hash of its first bytes, with byte offsets
 //! as positions: importing the same file again skips what was already committed.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::decode::LineAssembler;
+use super::decode::{LineAssembler, LineBuf};
 use super::file::feed_line;
 use crate::ingest::Ingest;
 use crate::model::{Event, Kind, Pos};
@@ -160,20 +161,31 @@ fn import_one(
     let key = format!("import:{}", hex::encode(&Sha256::digest(head)[..16]));
     let mut ingest = Ingest::resume(store, &key, parser)?;
     let mut asm = LineAssembler::default();
-    let mut line = Vec::with_capacity(64 * 1024);
+    // Lines are assembled in a bounded buffer straight from the reader's: the part of a
+    // line past the bound is skipped as it is read, whatever the file holds.
+    let mut line = LineBuf::default();
     let mut offset: u64 = 0;
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-        if n == 0 {
+        let buf = reader.fill_buf().map_err(read_err)?;
+        if buf.is_empty() {
             break;
         }
-        offset += n as u64;
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        feed_line(&mut asm, &mut ingest, text, Pos::new(0, offset as i64));
-        if ingest.ready() >= crate::ingest::BATCH_MAX_ENTRIES {
-            submit(store, &mut ingest, counts)?;
+        let (used, complete) = match memchr::memchr(b'\n', buf) {
+            Some(nl) => (nl + 1, true),
+            None => (buf.len(), false),
+        };
+        line.push(&buf[..used - usize::from(complete)]);
+        reader.consume(used);
+        offset += used as u64;
+        if complete {
+            line.take(|text| feed_line(&mut asm, &mut ingest, text, Pos::new(0, offset as i64)));
+            if ingest.ready() >= crate::ingest::BATCH_MAX_ENTRIES {
+                submit(store, &mut ingest, counts)?;
+            }
         }
+    }
+    if !line.is_empty() {
+        line.take(|text| feed_line(&mut asm, &mut ingest, text, Pos::new(0, offset as i64)));
     }
     asm.finish(|l, m| {
         ingest.push(

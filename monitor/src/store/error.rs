@@ -30,6 +30,12 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
 
     #[error(
+        "cannot write database {}: it or its directory is read-only for this user; give the monitor's user write access to both, or choose another DB_PATH",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf },
+
+    #[error(
         "database {} is locked by another process; stop the other program using it or choose another DB_PATH",
         path.display()
     )]
@@ -99,6 +105,9 @@ impl StoreError {
             Some(ErrorCode::DiskFull) => StoreError::DiskFull {
                 path: path.to_owned(),
             },
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
+                path: path.to_owned(),
+            },
             _ => StoreError::Open {
                 path: path.to_owned(),
                 source,
@@ -125,6 +134,10 @@ impl StoreError {
             }
             .to_string(),
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path: path.to_owned(),
+            }
+            .to_string(),
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
                 path: path.to_owned(),
             }
             .to_string(),

@@ -375,11 +375,30 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// The last handle is gone: stop the writer (if `close` did not), close the readers,
+    /// then let one read-write connection be the last to close. SQLite's last connection
+    /// checkpoints the write-ahead log into the database and removes `-wal` and `-shm`
+    /// (read-only connections cannot), so a stopped monitor leaves one whole file.
     fn drop(&mut self) {
         if let Err(error) = self.shutdown() {
             tracing::warn!(%error, "store dropped without a clean close");
         }
+        self.readers.close();
+        if let Err(error) = close_last(&self.shared.path) {
+            tracing::warn!(db.path = %self.shared.path.display(), %error, "cannot checkpoint the write-ahead log at close; the database is whole, its -wal file stays");
+        }
     }
+}
+
+/// Opens a read-write connection, checkpoints and closes it; when no other connection is
+/// open (in this process or another), closing it removes the `-wal` and `-shm` files.
+fn close_last(path: &Path) -> rusqlite::Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Opens the log; a busy result (another process reads) is fine, closing is not.
+    checkpoint::checkpoint(&conn, "TRUNCATE")?;
+    conn.close().map_err(|(_, error)| error)
 }
 
 fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, StoreError> {
@@ -388,6 +407,16 @@ fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, Sto
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| StoreError::at_open(path, e))?;
+    // SQLite opens a file it may not write read-only, and every commit would fail: say so
+    // now (the directory's case fails below, when the write-ahead log cannot be made).
+    if conn
+        .is_readonly(rusqlite::DatabaseName::Main)
+        .map_err(|e| StoreError::at_open(path, e))?
+    {
+        return Err(StoreError::ReadOnly {
+            path: path.to_owned(),
+        });
+    }
     let setup = || -> rusqlite::Result<String> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Reading the journal mode reads the header: garbage fails here with NOTADB.

@@ -54,6 +54,11 @@ impl ReadPool {
         read(conn).map_err(|e| StoreError::query(path, e))
     }
 
+    /// Closes the idle connections (all of them once no read runs).
+    pub(crate) fn close(&self) {
+        lock(&self.idle).clear();
+    }
+
     fn take(&self) -> Connection {
         let mut idle = lock(&self.idle);
         loop {

@@ -39,6 +39,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "container events: inferred from the inspected state; by container",
         sql: V6,
     },
+    Migration {
+        name: "log retention counts from when an entry was stored",
+        sql: V7,
+    },
 ];
 
 /// The schema version this build writes.
@@ -518,9 +522,24 @@ INSERT INTO invoice_days (day, operation, items, steps, memory, value)
 "#
 );
 
-/// A container event the source inferred from `docker inspect` (a stop or start that no
-/// Docker event showed) is marked; the source looks events up by container.
+/// Version 6: a container event the source inferred from `docker inspect` (a stop or
+/// start that no Docker event showed) is marked; the source looks events up by container.
 const V6: &str = r#"
 ALTER TABLE container_events ADD COLUMN inferred INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX container_events_container ON container_events (container_id, time_ns);
+"#;
+
+/// Version 7: log retention counts from when an entry was stored, not from the time it
+/// carries, so that an imported old log is kept as long as a live one. `entry_marks`
+/// holds the last entry id stored in each hour of the monitor's clock (ids only grow);
+/// pruning deletes the ids up to the mark of the last hour past the retention. Entries
+/// stored before this version count as stored when it was applied.
+const V7: &str = r#"
+CREATE TABLE entry_marks (
+    hour     INTEGER PRIMARY KEY,
+    last_id  INTEGER NOT NULL
+) STRICT;
+INSERT INTO entry_marks (hour, last_id)
+  SELECT unixepoch() / 3600, (SELECT max(id) FROM entries)
+  WHERE EXISTS (SELECT 1 FROM entries);
 "#;

@@ -24,6 +24,18 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Rows deleted per pruning transaction, so that pruning never holds up ingest for long.
 const PRUNE_CHUNK: i64 = 5_000;
 const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+
+/// Records that the entries up to the newest id were stored by the hour of `now_ns`
+/// (log retention counts from there; see schema version 6).
+fn mark_stored(tx: &Transaction<'_>, now_ns: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO entry_marks (hour, last_id) SELECT ?1, max(id) FROM entries WHERE true
+         ON CONFLICT (hour) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+    )?
+    .execute([now_ns.div_euclid(NS_PER_HOUR)])?;
+    Ok(())
+}
 
 pub(crate) enum Command {
     Batch(Batch),
@@ -423,6 +435,9 @@ impl Writer {
         };
         rows.finish(&tx, &mut rows_of)?;
         add_counts(&tx, &counts, 1)?;
+        if counts.iter().any(|&n| n > 0) {
+            mark_stored(&tx, now)?;
+        }
         if state.node != self.state.node {
             save_node(&tx, &state.node)?;
         }
@@ -1181,12 +1196,22 @@ impl PruneRun {
     }
 
     /// Deletes one chunk. Returns whether the pass is over.
+    ///
+    /// Log entries go by when they were stored: every id up to the mark of the last hour
+    /// that ended before the cutoff (a range of row ids, oldest first).
     fn step(&mut self, conn: &mut Connection) -> rusqlite::Result<bool> {
         let (cutoff, sql) = match self.phase {
             0 => (
-                self.log_cutoff_ns,
+                match self.log_cutoff_ns {
+                    Some(ns) => conn.query_row(
+                        "SELECT max(last_id) FROM entry_marks WHERE hour < ?1",
+                        [ns.div_euclid(NS_PER_HOUR)],
+                        |row| row.get::<_, Option<i64>>(0),
+                    )?,
+                    None => None,
+                },
                 "DELETE FROM entries WHERE id IN
-                   (SELECT id FROM entries WHERE time_ns < ?1 ORDER BY time_ns LIMIT ?2)
+                   (SELECT id FROM entries WHERE id <= ?1 ORDER BY id LIMIT ?2)
                  RETURNING kind",
             ),
             1 => (
@@ -1237,6 +1262,13 @@ impl PruneRun {
             _ => self.report.container_events += deleted,
         }
         if deleted < PRUNE_CHUNK as u64 {
+            if let (0, Some(ns)) = (self.phase, self.log_cutoff_ns) {
+                // Their entries are gone.
+                conn.execute(
+                    "DELETE FROM entry_marks WHERE hour < ?1",
+                    [ns.div_euclid(NS_PER_HOUR)],
+                )?;
+            }
             self.phase += 1;
         }
         Ok(false)

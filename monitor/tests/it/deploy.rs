@@ -15,6 +15,7 @@
 //! - `deploy/nats-server.conf` runs in a real nats-server (test certificates from the
 //!   openssl CLI) and the monitor and aggregator users are held to their subjects;
 //! - the systemd units pass `systemd-analyze verify` and its offline security review;
+//! - the restore recipe of docs/OPERATIONS.md is run as written next to a stale `-wal`;
 //! - a read-only bind of the Docker socket still lets a client create a container (the
 //!   claim docs/OPERATIONS.md makes), against the private dockerd.
 //!
@@ -33,6 +34,7 @@ use serde_yaml::Value;
 
 use crate::support;
 
+mod backup;
 mod compose;
 mod config;
 mod image;

@@ -99,3 +99,38 @@ async fn a_tailed_file_survives_rotation_truncation_and_restart() {
     assert_eq!(counts(&m.store.summary().expect("summary")), want);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_longer_than_the_bound_is_cut_and_marked_while_it_is_written() {
+    use truebit_monitor::source::decode::{truncation_mark, MAX_LINE_BYTES};
+    let dir = support::tempdir();
+    let log = dir.path().join("node.log");
+    let db = dir.path().join("m.db");
+    append(&log, "2025-11-24 13:55:34 info: before\n");
+    let m = monitor(&log, &db);
+    support::wait_summary(&m.store, "the first line", WAIT, |s| s.entries == 1).await;
+
+    // 3 MiB written in pieces, without a newline for a while, then its end and a line.
+    let header = "2025-11-24 13:55:35 info: ";
+    append(&log, header);
+    let piece = "z".repeat(256 * 1024);
+    for _ in 0..12 {
+        append(&log, &piece);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    append(&log, "\n2025-11-24 13:55:36 info: after\n");
+    support::wait_summary(&m.store, "the long line and the next", WAIT, |s| {
+        s.entries == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let entries = m.store.entries(10).expect("entries");
+    let messages: Vec<&str> = entries.iter().rev().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 3);
+    assert_eq!((messages[0], messages[2]), ("before", "after"));
+    let mark = truncation_mark((header.len() + 12 * piece.len() - MAX_LINE_BYTES) as u64);
+    let cut = messages[1];
+    assert_eq!(cut.len(), MAX_LINE_BYTES - header.len() + mark.len());
+    assert!(cut.ends_with(&mark), "{}", &cut[cut.len() - 60..]);
+    m.stop().await;
+}

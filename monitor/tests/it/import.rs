@@ -10,10 +10,16 @@ use truebit_monitor::demo::fixture;
 use crate::support;
 
 fn import(db: &Path, files: &[&Path]) -> serde_json::Value {
+    import_with(db, files, &[("LOG_RETENTION_DAYS", "0")])
+}
+
+fn import_with(db: &Path, files: &[&Path], env: &[(&str, &str)]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
         .arg("--db")
         .arg(db)
-        .env("LOG_RETENTION_DAYS", "0")
+        .env_remove("LOG_RETENTION_DAYS")
+        .env_remove("TASK_RETENTION_DAYS")
+        .envs(env.iter().copied())
         .arg("import")
         .arg("--json")
         .args(files)
@@ -24,6 +30,11 @@ fn import(db: &Path, files: &[&Path]) -> serde_json::Value {
         "import failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A finished import leaves the database alone, its write-ahead log checkpointed.
+    for suffix in ["-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        assert!(!Path::new(&path).exists(), "{path} remains after import");
+    }
     serde_json::from_slice(&out.stdout).expect("import --json prints JSON")
 }
 
@@ -155,4 +166,314 @@ fn a_missing_file_is_a_one_line_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("cannot read /nonexistent/node.log"), "{err}");
+}
+
+/// What a spawned `truebit-monitor import` did: exit code (`None`: killed at the
+/// deadline), stdout, stderr, and its peak resident memory (VmHWM) in KiB.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    peak_kib: u64,
+}
+
+/// Runs `truebit-monitor --db DB import ARGS…`, sampling its peak memory every 10 ms
+/// (VmHWM only grows, so the last sample before it exits is its peak), and kills it after
+/// `deadline`.
+fn run_import(
+    db: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    deadline: std::time::Duration,
+) -> Run {
+    run_import_as(None, db, args, env, deadline)
+}
+
+/// [`run_import`] as the user `uid` (with its group `uid`) when given.
+fn run_import_as(
+    uid: Option<u32>,
+    db: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    deadline: std::time::Duration,
+) -> Run {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Stdio;
+    let out_dir = support::tempdir();
+    let (out_path, err_path) = (
+        out_dir.path().join("import.out"),
+        out_dir.path().join("import.err"),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"));
+    command
+        .arg("--db")
+        .arg(db)
+        .arg("import")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command.spawn().expect("run import");
+    let status = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    let mut peak_kib = 0;
+    let code = loop {
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Run {
+        code,
+        stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err_path).unwrap_or_default(),
+        peak_kib,
+    }
+}
+
+/// The bound on an import's peak memory these tests hold it to (the unoptimized binary).
+const IMPORT_PEAK_MIB: u64 = 128;
+
+#[test]
+fn a_200_mb_line_is_cut_at_the_line_bound_and_memory_stays_bounded() {
+    use truebit_monitor::source::decode::{truncation_mark, MAX_LINE_BYTES};
+    let dir = support::tempdir();
+    let path = dir.path().join("long-line.log");
+    let long = 200 * 1024 * 1024;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        f.write_all(b"2025-11-24 13:55:34 info: before\n")
+            .expect("write");
+        f.write_all(b"2025-11-24 13:55:35 info: ").expect("write");
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..long / chunk.len() {
+            f.write_all(&chunk).expect("write");
+        }
+        f.write_all(b"\n2025-11-24 13:55:36 info: after\n")
+            .expect("write");
+        f.flush().expect("flush");
+    }
+    let db = dir.path().join("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(summary["imported"]["entries"], 3, "{summary:#}");
+    assert_eq!(summary["imported"]["lines"], 3, "{summary:#}");
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of a 200 MiB line peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+
+    let store = support::open_store(&db);
+    let entries = store.entries(10).expect("entries");
+    let messages: Vec<&str> = entries.iter().rev().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0], "before");
+    assert_eq!(messages[2], "after");
+    // The long line keeps its first MiB (the header included) and says what it left out.
+    let header = "2025-11-24 13:55:35 info: ".len();
+    let mark = truncation_mark((header + long - MAX_LINE_BYTES) as u64);
+    let cut = messages[1];
+    assert_eq!(cut.len(), MAX_LINE_BYTES - header + mark.len());
+    assert!(cut.ends_with(&mark), "{}", &cut[cut.len() - 60..]);
+    assert!(cut[..cut.len() - mark.len()].bytes().all(|b| b == b'x'));
+}
+
+#[test]
+fn a_gzip_bomb_imports_in_bounded_memory() {
+    use truebit_monitor::source::decode::{truncation_mark, MAX_LINE_BYTES};
+    // 1 GiB of zeros without a newline: one gzip member of 64 MiB written 16 times
+    // (a multi-member file decodes as their concatenation), about 1 MB on disk.
+    let dir = support::tempdir();
+    let path = dir.path().join("bomb.log.gz");
+    let member = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..64 {
+            gz.write_all(&zeros).expect("gzip");
+        }
+        gz.finish().expect("gzip finish")
+    };
+    let members = 16;
+    let mut file = std::fs::File::create(&path).expect("create");
+    for _ in 0..members {
+        file.write_all(&member).expect("write");
+    }
+    drop(file);
+    let expanded = members * 64 * 1024 * 1024;
+    assert!(std::fs::metadata(&path).expect("size").len() < 2 * 1024 * 1024);
+
+    let db = dir.path().join("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        std::time::Duration::from_secs(600),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(summary["imported"]["bytes"], expanded, "{summary:#}");
+    assert_eq!(summary["imported"]["entries"], 1, "{summary:#}");
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of a 1 GiB gzip bomb peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+    let store = support::open_store(&db);
+    let entries = store.entries(2).expect("entries");
+    assert_eq!(entries.len(), 1);
+    let mark = truncation_mark((expanded - MAX_LINE_BYTES) as u64);
+    assert!(entries[0].message.ends_with(&mark));
+}
+
+/// The effective user id of the tests (from /proc: no libc call).
+fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .expect("Uid line")
+}
+
+#[test]
+fn importing_into_a_database_it_cannot_write_is_a_one_line_error() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Root writes anything: then the import runs as nobody (65534), which is who the
+    // permissions below keep out.
+    let uid = (euid() == 0).then_some(65534);
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let dir = support::tempdir();
+    set_mode(dir.path(), 0o755);
+    let (text, _) = fixture(205, 5);
+    let log = support::write(&dir.path().join("node.log"), &text);
+    set_mode(&log, 0o644);
+
+    // A read-only file, and a writable file in a read-only folder (no room for its
+    // write-ahead log): each is one line naming the database, at once.
+    let file_case = dir.path().join("ro-file");
+    let folder_case = dir.path().join("ro-folder");
+    for (folder, file_mode, folder_mode) in
+        [(&file_case, 0o444, 0o755), (&folder_case, 0o666, 0o555)]
+    {
+        std::fs::create_dir(folder).expect("mkdir");
+        let db = folder.join("m.db");
+        let first = import(&db, &[log.as_path()]);
+        assert!(first["imported"]["entries"].as_u64() > Some(0));
+        for stale in ["m.db-wal", "m.db-shm"] {
+            let _ = std::fs::remove_file(folder.join(stale));
+        }
+        set_mode(&db, file_mode);
+        set_mode(folder, folder_mode);
+        let run = run_import_as(
+            uid,
+            &db,
+            &[log.as_os_str()],
+            &[],
+            std::time::Duration::from_secs(30),
+        );
+        set_mode(folder, 0o755);
+        assert_eq!(run.code, Some(1), "{}: {}", db.display(), run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("cannot write database {}", db.display()))
+                && run.stderr.contains("read-only"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn imported_old_history_survives_retention_counted_from_when_it_was_stored() {
+    // The fixture's lines are dated November 2025, older than the default 30 days of log
+    // retention; stored today, they are kept 30 days from today.
+    let dir = support::tempdir();
+    let (text, expected) = fixture(206, 30);
+    let log = support::write(&dir.path().join("old-node.log"), &text);
+    let db = dir.path().join("m.db");
+    let first = import_with(&db, &[log.as_path()], &[]);
+    assert_eq!(first["imported"]["entries"], expected.entries, "{first:#}");
+    assert_eq!(first["database"]["entries"], expected.entries, "{first:#}");
+    assert_eq!(first["retention"]["log_days"], 30, "{first:#}");
+    assert_eq!(first["retention"]["task_days"], serde_json::Value::Null);
+    let in_30_days = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let until = first["retention"]["log_entries_kept_until"]
+        .as_str()
+        .expect("a date");
+    assert!(
+        [in_30_days, in_30_days - time::Duration::days(1)]
+            .iter()
+            .any(|t| until == format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())),
+        "{until}"
+    );
+
+    // Another command opens the database (and prunes at open), then the same import
+    // again: nothing was deleted, nothing is added.
+    let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("--db")
+        .arg(&db)
+        .env_remove("LOG_RETENTION_DAYS")
+        .args(["api-key", "list"])
+        .output()
+        .expect("api-key list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = import_with(&db, &[log.as_path()], &[]);
+    assert_eq!(second["imported"]["entries"], 0, "{second:#}");
+    assert_eq!(
+        second["database"]["entries"], expected.entries,
+        "{second:#}"
+    );
+
+    // The summary says it in words too.
+    let out = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("--db")
+        .arg(&db)
+        .env_remove("LOG_RETENTION_DAYS")
+        .env_remove("TASK_RETENTION_DAYS")
+        .arg("import")
+        .arg(&log)
+        .output()
+        .expect("import");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "log entries are kept 30 days from when they were stored: these until {until} (UTC)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("tasks, invoices and container events are kept forever"),
+        "{text}"
+    );
 }

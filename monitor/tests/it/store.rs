@@ -870,13 +870,13 @@ fn summary_lists_every_kind_and_every_status() {
 }
 
 #[test]
-fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
+fn log_retention_counts_from_when_entries_were_stored_prunes_in_chunks_and_keeps_tasks() {
     let db = temp_db();
     let mut config = config(&db);
     config.log_retention_days = Some(30);
     let store = Store::open(config).expect("open");
-    // Dated after the real clock, so that only `prune_now` sees them as old.
-    let now = now_ns() + 100 * DAY;
+    // Entries dated 40 days ago (an imported old log), stored now.
+    let stored = now_ns();
     let at = |line: i64, time_ns: i64, e: Entry| Entry {
         pos: Pos::new(0, line),
         received_ns: Some(time_ns),
@@ -884,18 +884,31 @@ fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
         ..e
     };
     let mut entries: Vec<Entry> = (0..12_000)
-        .map(|i| at(i, now - 40 * DAY + i, log(i, "old line")))
+        .map(|i| at(i, stored - 40 * DAY + i, log(i, "old line")))
         .collect();
-    entries.push(at(20_000, now - 40 * DAY + 20_000, received(0, EXEC_A)));
-    entries.push(at(20_001, now - DAY, log(0, "recent line")));
-    entries.push(at(20_002, now - DAY + 1, log(0, "recent line")));
+    entries.push(at(20_000, stored - 40 * DAY + 20_000, received(0, EXEC_A)));
+    entries.push(at(20_001, stored - DAY, log(0, "recent line")));
     submit(&store, batch("docker:runner-node", entries));
 
-    let report = store.prune_now(now).expect("prune");
+    // Their own time is past the retention; the time they were stored is not.
+    assert_eq!(
+        store.prune_now(now_ns()).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(
+        store.prune_now(stored + 29 * DAY).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(store.summary().expect("summary").entries, 12_002);
+
+    // 30 days (and the hour they were stored in) later, they go, in chunks.
+    let report = store
+        .prune_now(stored + 30 * DAY + 2 * 3_600 * SECOND)
+        .expect("prune");
     assert_eq!(
         report,
         PruneReport {
-            entries: 12_001,
+            entries: 12_002,
             tasks: 0,
             invoices: 0,
             container_events: 0
@@ -908,21 +921,26 @@ fn retention_prunes_old_entries_in_chunks_and_keeps_tasks() {
             summary.entries_of(Kind::Log),
             summary.entries_of(Kind::TaskReceived)
         ),
-        (2, 2, 0)
+        (0, 0, 0)
     );
-    let remaining: Vec<i64> = store
-        .entries(10)
-        .expect("entries")
-        .iter()
-        .map(|e| e.time_ns)
-        .collect();
-    assert_eq!(remaining, vec![now - DAY + 1, now - DAY]);
     assert_eq!(
         store.task(EXEC_A).expect("read").map(|t| t.status),
         Some(TaskStatus::Received)
     );
 
-    assert_eq!(store.prune_now(now).expect("prune"), PruneReport::default());
+    // Entries stored afterwards are counted from their own storing time.
+    submit(
+        &store,
+        batch(
+            "docker:runner-node",
+            vec![at(30_000, stored - 40 * DAY, log(0, "imported later"))],
+        ),
+    );
+    assert_eq!(
+        store.prune_now(now_ns() + 29 * DAY).expect("prune"),
+        PruneReport::default()
+    );
+    assert_eq!(store.entries(10).expect("entries").len(), 1);
 }
 
 #[test]
@@ -1360,4 +1378,89 @@ fn tasks_come_out_the_same_wherever_transactions_cut_the_log() {
             ..cut_store.summary().expect("summary")
         }
     );
+}
+
+/// The `-wal` and `-shm` files next to `db` that exist.
+fn wal_files(db: &std::path::Path) -> Vec<String> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| format!("{}{suffix}", db.display()))
+        .filter(|path| std::path::Path::new(path).exists())
+        .collect()
+}
+
+#[test]
+fn the_last_handle_leaves_one_database_file_without_wal_or_shm() {
+    let db = temp_db();
+    let store = open(&db);
+    let reader = store.clone();
+    store
+        .submit(batch(
+            "docker:runner-node",
+            (1..=2_000).map(|i| log(i, "line")).collect(),
+        ))
+        .expect("submit");
+    store.close().expect("close");
+    // Reads still work after close, with the log still there…
+    assert_eq!(reader.summary().expect("summary").entries, 2_000);
+    assert!(!wal_files(&db.path).is_empty(), "WAL mode while open");
+    drop(store);
+    drop(reader);
+    // …and the last handle checkpointed it into the file and removed both.
+    assert_eq!(wal_files(&db.path), Vec::<String>::new());
+    assert_eq!(open(&db).summary().expect("reopen").entries, 2_000);
+}
+
+#[test]
+fn sigterm_of_run_leaves_one_database_file_without_wal_or_shm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("monitor.db");
+    let node_log = dir.path().join("node.log");
+    let lines: String = (0..500)
+        .map(|i| format!("2025-11-24 13:55:{:02} info: line {i}\n", i % 60))
+        .collect();
+    std::fs::write(&node_log, &lines).expect("node log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .arg("run")
+        .env_clear()
+        .env("DB_PATH", &db)
+        .env("LOG_FILE", &node_log)
+        .env("LOG_RETENTION_DAYS", "0")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("TASK_DATA_PASSWORD", "wal-test-password")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the monitor starts");
+    wait_for("the monitor's write-ahead log", || {
+        wal_files(&db).len() == 2
+    });
+    // Time to read the file (what was read by SIGTERM is committed at shutdown anyway).
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the monitor did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(wal_files(&db), Vec::<String>::new());
+    let store = Store::open(StoreConfig {
+        log_retention_days: None,
+        ..StoreConfig::new(&db)
+    })
+    .expect("reopen");
+    assert_eq!(store.summary().expect("summary").entries, 500);
 }

@@ -296,39 +296,77 @@ fn interpolate(
     out
 }
 
-/// Switches of the Docker API proxy (ghcr.io/tecnativa/docker-socket-proxy). Every one is
-/// spelled out in the compose files, so a changed default of the image opens nothing.
+/// The Docker API proxy image, and the first build of it that gates what `CONTAINERS=1`
+/// would otherwise let a GET reach: `/containers/{id}/archive` (any file of any container,
+/// the node's wallet keys included) and `/containers/{id}/export` (its whole file
+/// system), each behind a switch of its own (`ALLOW_ARCHIVE`, `ALLOW_EXPORT`, and
+/// `ALLOW_LOGS` for the logs), checked before the `CONTAINERS` rule.
+///
+/// Checked in the image's source, linuxserver/docker-socket-proxy: its rule template
+/// (root/templates/haproxy.cfg) has the gates from the build tagged `3.4.3-r0-ls92`
+/// (2026-08-18, changelog "Add ALLOW_ARCHIVE, ALLOW_CHANGES, ALLOW_EXPORT, ALLOW_LOGS,
+/// ALLOW_TOP options"); `-r0-ls91` and older have none. Builds are numbered in order
+/// (`…-lsN`), so any later one has them too. tecnativa/docker-socket-proxy has no such
+/// gates in any release (v0.1.0 to v0.4.1: everything under `/containers` is one
+/// `CONTAINERS` rule); its `ALLOW_ARCHIVE=0` would be a switch that does nothing.
+const PROXY_IMAGE: &str = "lscr.io/linuxserver/socket-proxy";
+const PROXY_FIRST_GATED_BUILD: u32 = 92;
+
+/// Switches of the Docker API proxy image (linuxserver's socket-proxy, build 92: the
+/// variables its Dockerfile sets and its rule template reads). Every one is spelled out in
+/// the compose files, so a changed default of the image opens nothing.
 const PROXY_SWITCHES: &[&str] = &[
     "ALLOW_ARCHIVE",
-    "ALLOW_ATTACH",
-    "ALLOW_EXEC",
+    "ALLOW_CHANGES",
     "ALLOW_EXPORT",
-    "ALLOW_KILL",
     "ALLOW_LOGS",
     "ALLOW_PAUSE",
     "ALLOW_RESTARTS",
     "ALLOW_START",
     "ALLOW_STOP",
+    "ALLOW_TOP",
     "ALLOW_UNPAUSE",
     "AUTH",
     "BUILD",
     "COMMIT",
     "CONFIGS",
     "CONTAINERS",
-    "DELETE",
     "DISTRIBUTION",
     "EVENTS",
     "EXEC",
     "GRPC",
     "IMAGES",
     "INFO",
+    "LIBPOD_ALLOW_PAUSE",
+    "LIBPOD_ALLOW_POD_PAUSE",
+    "LIBPOD_ALLOW_POD_RESTARTS",
+    "LIBPOD_ALLOW_POD_START",
+    "LIBPOD_ALLOW_POD_STOP",
+    "LIBPOD_ALLOW_POD_UNPAUSE",
+    "LIBPOD_ALLOW_RESTARTS",
+    "LIBPOD_ALLOW_START",
+    "LIBPOD_ALLOW_STOP",
+    "LIBPOD_ALLOW_UNPAUSE",
+    "LIBPOD_CONTAINERS",
+    "LIBPOD_EVENTS",
+    "LIBPOD_EXEC",
+    "LIBPOD_GENERATE",
+    "LIBPOD_IMAGES",
+    "LIBPOD_INFO",
+    "LIBPOD_MANIFESTS",
+    "LIBPOD_NETWORKS",
+    "LIBPOD_PING",
+    "LIBPOD_PLAY",
+    "LIBPOD_PODS",
+    "LIBPOD_SECRETS",
+    "LIBPOD_SYSTEM",
+    "LIBPOD_VERSION",
+    "LIBPOD_VOLUMES",
     "NETWORKS",
     "NODES",
-    "PATCH",
     "PING",
     "PLUGINS",
     "POST",
-    "PUT",
     "SECRETS",
     "SERVICES",
     "SESSION",
@@ -338,6 +376,13 @@ const PROXY_SWITCHES: &[&str] = &[
     "VERSION",
     "VOLUMES",
 ];
+
+/// The build number of a linuxserver image tag (`3.4.3-r0-ls92` -> 92, also with an
+/// `@sha256:` digest after it).
+fn linuxserver_build(tag: &str) -> Option<u32> {
+    let tag = tag.split('@').next()?;
+    tag.rsplit_once("-ls")?.1.parse().ok()
+}
 
 /// The Docker Engine calls (bollard methods) the monitor may make, and the proxy switches
 /// each needs. Only GET requests: POST stays 0.
@@ -406,10 +451,20 @@ fn check_docker_proxy(compose: &Compose, monitor_service: &str) {
     assert_eq!(port, "2375", "{}: the proxy listens on 2375", compose.file);
     let proxy = compose.service(proxy_name);
     let image = proxy["image"].as_str().unwrap_or_default();
+    let tag = image
+        .strip_prefix(PROXY_IMAGE)
+        .and_then(|t| t.strip_prefix(':'))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: {proxy_name} is not {PROXY_IMAGE}, the proxy image known to gate \
+                 archive and export: {image}",
+                compose.file
+            )
+        });
     assert!(
-        image.starts_with("ghcr.io/tecnativa/docker-socket-proxy:")
-            || image.starts_with("tecnativa/docker-socket-proxy:"),
-        "{}: {proxy_name} is not the Docker API proxy: {image}",
+        linuxserver_build(tag).is_some_and(|b| b >= PROXY_FIRST_GATED_BUILD),
+        "{}: {image} is not pinned to a build with the archive/export gates \
+         (…-ls{PROXY_FIRST_GATED_BUILD} or later)",
         compose.file
     );
 
@@ -437,6 +492,33 @@ fn check_docker_proxy(compose: &Compose, monitor_service: &str) {
         "{}: spell out every proxy switch, missing: {unset:?}",
         compose.file
     );
+    // The operator is told what CONTAINERS=1 still opens.
+    let text = read(&compose.file);
+    let comments: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(
+        comments
+            .join(" ")
+            .to_lowercase()
+            .contains("the monitor can read every container's env through"),
+        "{}: say in a comment that the monitor can read every container's Env through the proxy",
+        compose.file
+    );
+    for (gate, value) in [
+        ("CONTAINERS", "1"),
+        ("ALLOW_ARCHIVE", "0"),
+        ("ALLOW_EXPORT", "0"),
+    ] {
+        assert_eq!(
+            switches.get(gate).map(String::as_str),
+            Some(value),
+            "{}: {proxy_name} needs {gate}={value}",
+            compose.file
+        );
+    }
     let on: BTreeSet<&str> = switches
         .iter()
         .filter(|(_, v)| *v == "1")
