@@ -38,11 +38,7 @@ fn main() -> std::io::Result<()> {
     let mut written = 0u64;
     while written < target {
         let line = generator.next_line();
-        let text = if plain {
-            line.text
-        } else {
-            line.docker_text()
-        };
+        let text = if plain { line.text } else { line.docker_text() };
         out.write_all(text.as_bytes())?;
         out.write_all(b"\n")?;
         written += text.len() as u64 + 1;

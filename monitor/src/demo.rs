@@ -536,10 +536,7 @@ impl LogGenerator {
                 (Stage::Start, _) => ("debug", format!("Workers selected for {short_id}: 4")),
                 (Stage::Finish, 0) => ("debug", format!("Collecting output of {short_id}")),
                 (Stage::Finish, 1) => ("debug", "Sandbox released".to_owned()),
-                (Stage::Finish, _) => (
-                    "info",
-                    format!("Solution hash computed for {short_id}"),
-                ),
+                (Stage::Finish, _) => ("info", format!("Solution hash computed for {short_id}")),
                 (Stage::Outcome, 0) => ("info", format!("Publishing outcome of {short_id}")),
                 (Stage::Outcome, 1) => ("debug", "Outcome signed".to_owned()),
                 (Stage::Outcome, _) => (

@@ -18,11 +18,7 @@ pub(crate) struct ReadPool {
 }
 
 impl ReadPool {
-    pub(crate) fn open(
-        path: &Path,
-        size: usize,
-        cache_mib: u32,
-    ) -> Result<ReadPool, StoreError> {
+    pub(crate) fn open(path: &Path, size: usize, cache_mib: u32) -> Result<ReadPool, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size {
