@@ -87,9 +87,9 @@ impl StoreConfig {
             queue_capacity: 64,
             batch_max_entries: 20_000,
             read_connections: 4,
-            // Writer 16 + 4 readers x 2: at most 24 MiB of SQLite page cache, so that a
+            // Writer 8 + 4 readers x 2: at most 16 MiB of SQLite page cache, so that a
             // long-running monitor stays well under 64 MiB resident (docs/PERFORMANCE.md).
-            writer_cache_mib: 16,
+            writer_cache_mib: 8,
             reader_cache_mib: 2,
             max_page_count: None,
         }

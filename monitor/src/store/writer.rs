@@ -523,8 +523,10 @@ struct Applied<'a> {
     task_rows: HashMap<&'a str, i64>,
 }
 
-/// Recently written tasks remembered for linking entries (beyond, the map starts over).
-const RECENT_TASK_ROWS: usize = 50_000;
+/// Recently written tasks remembered for linking entries (beyond, the map starts over;
+/// a task's lines come within minutes of it, and a miss costs one index lookup). About
+/// 1 MiB; 50,000 took 5 MiB of the long-running monitor's memory.
+const RECENT_TASK_ROWS: usize = 10_000;
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
