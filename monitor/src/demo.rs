@@ -11,6 +11,10 @@
 //! between), so the parser attributes every block and [`Expected`] counts are exact.
 //! Every 25th task (the 4th, 29th, ...) has an input larger than Docker's 16 KiB frame.
 //!
+//! [`LogGenerator::with_short_entries`] makes the output look like what a busy node prints
+//! over a day (for benchmarks): small task inputs (none near 16 KiB) and a few short
+//! progress lines for each step of a task, so most entries are a hundred-odd bytes.
+//!
 //! Everything is drawn from a seeded [`StdRng`]: the same seed gives the same log.
 
 use std::collections::VecDeque;
@@ -205,6 +209,8 @@ pub struct LogGenerator {
     next_arrival: i64,
     next_chatter: i64,
     task_limit: Option<u64>,
+    /// Short inputs and progress lines (see `with_short_entries`).
+    short: bool,
     created: u64,
     invoice_seq: i64,
     block_number: u64,
@@ -238,6 +244,7 @@ impl LogGenerator {
             next_arrival: start_unix_secs + 2,
             next_chatter: start_unix_secs + 1,
             task_limit: None,
+            short: false,
             created: 0,
             invoice_seq: 1_000,
             block_number,
@@ -258,6 +265,14 @@ impl LogGenerator {
     /// entry; default: yes).
     pub fn with_banner(mut self, banner: bool) -> Self {
         self.banner = banner;
+        self
+    }
+
+    /// Node-like sizes (default: no): task inputs of 64–512 bytes instead of 200 bytes to
+    /// 40 KiB, and 1–3 short progress lines (plain `log` entries) at every step of a task,
+    /// as a running node prints them. Counts in [`Expected`] stay exact.
+    pub fn with_short_entries(mut self, short: bool) -> Self {
+        self.short = short;
         self
     }
 
@@ -443,6 +458,7 @@ impl LogGenerator {
         };
         match stage {
             Stage::Download => {
+                self.progress(i, Stage::Download);
                 let line = self
                     .active
                     .get(i)
@@ -456,6 +472,7 @@ impl LogGenerator {
                 self.set_stage(i, Stage::Start, 0..=1);
             }
             Stage::Start => {
+                self.progress(i, Stage::Start);
                 let id = self
                     .active
                     .get(i)
@@ -476,6 +493,7 @@ impl LogGenerator {
             }
             Stage::Finish => self.finish(i),
             Stage::Outcome => {
+                self.progress(i, Stage::Outcome);
                 self.entry(
                     "info",
                     Kind::OutcomePublished,
@@ -494,6 +512,42 @@ impl LogGenerator {
         }
     }
 
+    /// With `with_short_entries`: one to three short progress lines about task `i`.
+    fn progress(&mut self, i: usize, stage: Stage) {
+        if !self.short {
+            return;
+        }
+        let Some(t) = self.active.get(i) else {
+            return;
+        };
+        let (task_id, execution_id) = (t.task_id.clone(), t.execution_id.clone());
+        let short_id = execution_id.get(..8).unwrap_or_default().to_owned();
+        let n = self.rng.gen_range(1..=3);
+        for k in 0..n {
+            let (level, message) = match (stage, k) {
+                (Stage::Download, 0) => ("debug", format!("Validating task {task_id}")),
+                (Stage::Download, 1) => ("debug", format!("Task signature verified ({short_id})")),
+                (Stage::Download, _) => ("info", format!("Downloading task {task_id}")),
+                (Stage::Start, 0) => ("info", format!("Preparing execution {execution_id}")),
+                (Stage::Start, 1) => (
+                    "debug",
+                    format!("Wasm module loaded in {}ms", self.rng.gen_range(1..400)),
+                ),
+                (Stage::Start, _) => ("debug", format!("Workers selected for {short_id}: 4")),
+                (Stage::Finish, 0) => ("debug", format!("Collecting output of {short_id}")),
+                (Stage::Finish, 1) => ("debug", "Sandbox released".to_owned()),
+                (Stage::Finish, _) => ("info", format!("Solution hash computed for {short_id}")),
+                (Stage::Outcome, 0) => ("info", format!("Publishing outcome of {short_id}")),
+                (Stage::Outcome, 1) => ("debug", "Outcome signed".to_owned()),
+                (Stage::Outcome, _) => (
+                    "debug",
+                    format!("Broker acknowledged in {}ms", self.rng.gen_range(1..50)),
+                ),
+            };
+            self.log(level, message, Effect::None);
+        }
+    }
+
     fn set_stage(&mut self, i: usize, stage: Stage, delay: std::ops::RangeInclusive<i64>) {
         let due = self.now + self.rng.gen_range(delay);
         if let Some(t) = self.active.get_mut(i) {
@@ -503,6 +557,7 @@ impl LogGenerator {
     }
 
     fn finish(&mut self, i: usize) {
+        self.progress(i, Stage::Finish);
         let ok = self.rng.gen_bool(0.9);
         let exit_code = if ok {
             0
@@ -679,7 +734,9 @@ impl LogGenerator {
 
     fn task_created_json(&mut self, t: &SimTask) -> String {
         // `created` already counts this task: the 4th, 29th, 54th, ... are large.
-        let input_len = if self.created % 25 == 4 {
+        let input_len = if self.short {
+            self.rng.gen_range(64..=512)
+        } else if self.created % 25 == 4 {
             self.rng.gen_range(16_500..40_000)
         } else {
             self.rng.gen_range(200..4_000)

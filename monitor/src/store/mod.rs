@@ -67,9 +67,12 @@ pub struct StoreConfig {
     pub batch_max_entries: usize,
     /// Read-only connections in the read pool.
     pub read_connections: usize,
-    /// Page cache of the write connection, MiB. Large for a long-running monitor (its
-    /// indexes stay hot); small for a one-shot import, whose memory must stay flat.
+    /// Page cache of the write connection, MiB. Pages not in it are read from the
+    /// operating system's file cache (a `pread`, not a disk access, once warm), so a
+    /// small cache costs the writer little and bounds the monitor's resident memory.
     pub writer_cache_mib: u32,
+    /// Page cache of each read connection, MiB.
+    pub reader_cache_mib: u32,
     /// Test knob: `PRAGMA max_page_count` for the writer, to simulate a full disk.
     #[doc(hidden)]
     pub max_page_count: Option<u64>,
@@ -84,7 +87,10 @@ impl StoreConfig {
             queue_capacity: 64,
             batch_max_entries: 20_000,
             read_connections: 4,
-            writer_cache_mib: 64,
+            // Writer 8 + 4 readers x 2: at most 16 MiB of SQLite page cache, so that a
+            // long-running monitor stays well under 64 MiB resident (docs/PERFORMANCE.md).
+            writer_cache_mib: 8,
+            reader_cache_mib: 2,
             max_page_count: None,
         }
     }
@@ -220,7 +226,7 @@ impl Store {
         if let Some(pages) = config.max_page_count {
             set_page_limit(&conn, pages).map_err(|e| StoreError::at_open(&path, e))?;
         }
-        let readers = ReadPool::open(&path, config.read_connections)?;
+        let readers = ReadPool::open(&path, config.read_connections, config.reader_cache_mib)?;
         let retention = match settings::load(&conn).map_err(|e| StoreError::at_open(&path, e))? {
             Some((log_days, task_days)) => settings::Retention {
                 log_days,
@@ -425,8 +431,7 @@ fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, Sto
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // Page cache of the writer (negative: KiB).
-        conn.pragma_update(None, "cache_size", -i64::from(cache_mib) * 1024)?;
+        bound_memory(&conn, cache_mib)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(mode)
     };
@@ -435,6 +440,13 @@ fn open_writer_connection(path: &Path, cache_mib: u32) -> Result<Connection, Sto
         tracing::warn!(db.path = %path.display(), journal_mode = %mode, "database is not in WAL mode; reads may wait for writes");
     }
     Ok(conn)
+}
+
+/// Bounds what a connection keeps in memory: its page cache (negative: KiB), and no
+/// memory-mapped I/O (mapped database pages would count as resident memory on top).
+pub(crate) fn bound_memory(conn: &Connection, cache_mib: u32) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -i64::from(cache_mib) * 1024)?;
+    conn.pragma_update(None, "mmap_size", 0)
 }
 
 fn set_page_limit(conn: &Connection, pages: u64) -> rusqlite::Result<()> {

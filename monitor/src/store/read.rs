@@ -18,13 +18,14 @@ pub(crate) struct ReadPool {
 }
 
 impl ReadPool {
-    pub(crate) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
+    pub(crate) fn open(path: &Path, size: usize, cache_mib: u32) -> Result<ReadPool, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size {
             let conn = Connection::open_with_flags(path, flags)
                 .and_then(|conn| {
                     conn.busy_timeout(BUSY_TIMEOUT)?;
+                    super::bound_memory(&conn, cache_mib)?;
                     conn.set_prepared_statement_cache_capacity(32);
                     Ok(conn)
                 })

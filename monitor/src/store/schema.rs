@@ -43,6 +43,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "log retention counts from when an entry was stored",
         sql: V7,
     },
+    Migration {
+        name: "figures of new tasks and invoices added once per transaction by the writer",
+        sql: V8,
+    },
 ];
 
 /// The schema version this build writes.
@@ -543,3 +547,85 @@ INSERT INTO entry_marks (hour, last_id)
   SELECT unixepoch() / 3600, (SELECT max(id) FROM entries)
   WHERE EXISTS (SELECT 1 FROM entries);
 "#;
+
+/// Version 8: the figures of *new* tasks, invoices and line items are added by the writer
+/// once per transaction, for all the rows the transaction inserted (`FIGURES_OF_NEW_ROWS`),
+/// instead of by a trigger per row: an import inserts tens of thousands of tasks and
+/// invoices, and the per-row triggers were a quarter of the writer's time. Updates and
+/// deletes keep their triggers (they need the old row). The writer is the only code that
+/// inserts these rows.
+const V8: &str = "
+DROP TRIGGER task_figures_insert;
+DROP TRIGGER invoice_figures_insert;
+DROP TRIGGER invoice_item_figures_insert;
+";
+
+/// Adds the figures of the tasks with `id > ?1` to the figures table `$table`: the sums
+/// of what `task_figures_delta` adds for each row, one upsert per (key, status).
+macro_rules! task_figures_of_new_rows {
+    ($table:literal, $key:literal, $unit_ms:literal) => {
+        concat!(
+            "INSERT INTO ", $table, " (", $key, ", status, n, cached, cache_known, elapsed_n,
+               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+             SELECT COALESCE(time_ms, 0) / ", $unit_ms, ", status, count(*), sum(cached IS 1),
+               sum(cached IS NOT NULL), sum(elapsed_ms IS NOT NULL), sum(IFNULL(elapsed_ms, 0)),
+               sum(gas_used IS NOT NULL), sum(IFNULL(gas_used, 0)),
+               sum(IFNULL(elapsed_ms < 100, 0)), sum(IFNULL(elapsed_ms >= 100 AND elapsed_ms < 500, 0)),
+               sum(IFNULL(elapsed_ms >= 500 AND elapsed_ms < 1000, 0)),
+               sum(IFNULL(elapsed_ms >= 1000 AND elapsed_ms < 5000, 0)),
+               sum(IFNULL(elapsed_ms >= 5000 AND elapsed_ms < 10000, 0)),
+               sum(IFNULL(elapsed_ms >= 10000 AND elapsed_ms < 30000, 0)),
+               sum(IFNULL(elapsed_ms >= 30000 AND elapsed_ms < 60000, 0)),
+               sum(IFNULL(elapsed_ms >= 60000, 0)),
+               sum(IFNULL(gas_used < 100000, 0)), sum(IFNULL(gas_used >= 100000 AND gas_used < 1000000, 0)),
+               sum(IFNULL(gas_used >= 1000000 AND gas_used < 10000000, 0)),
+               sum(IFNULL(gas_used >= 10000000 AND gas_used < 100000000, 0)),
+               sum(IFNULL(gas_used >= 100000000, 0))
+             FROM tasks WHERE id > ?1 GROUP BY 1, 2
+             ON CONFLICT (", $key, ", status) DO UPDATE SET n = n + excluded.n,
+               cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
+               elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
+               gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
+               e0 = e0 + excluded.e0, e1 = e1 + excluded.e1, e2 = e2 + excluded.e2,
+               e3 = e3 + excluded.e3, e4 = e4 + excluded.e4, e5 = e5 + excluded.e5,
+               e6 = e6 + excluded.e6, e7 = e7 + excluded.e7, g0 = g0 + excluded.g0,
+               g1 = g1 + excluded.g1, g2 = g2 + excluded.g2, g3 = g3 + excluded.g3,
+               g4 = g4 + excluded.g4"
+        )
+    };
+}
+
+/// What the writer runs at the end of each transaction (schema version 8 on), each with
+/// the largest row id its table had when the transaction began: the figures of the new
+/// tasks (per hour and per day), of the new invoices and of their new line items.
+pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 4] = [
+    (
+        "tasks",
+        task_figures_of_new_rows!("task_hours", "hour", "3600000"),
+    ),
+    (
+        "tasks",
+        task_figures_of_new_rows!("task_days", "day", "86400000"),
+    ),
+    (
+        "invoices",
+        "INSERT INTO invoice_day_counts (day, invoices)
+           SELECT time_ns / 86400000000000, count(*) FROM invoices WHERE id > ?1 GROUP BY 1
+           ON CONFLICT (day) DO UPDATE SET invoices = invoices + excluded.invoices",
+    ),
+    (
+        "invoice_items",
+        concat!(
+            "INSERT INTO invoice_days (day, operation, items, steps, memory, value)
+               SELECT i.time_ns / 86400000000000, li.operation, count(*),
+                 sum(IFNULL(li.steps_value, 0)), sum(IFNULL(li.memory_value, 0)), total(",
+            item_value!("li", "i"),
+            r#")
+               FROM invoice_items li JOIN invoices i ON i.id = li.invoice_row
+               WHERE li.id > ?1 GROUP BY 1, 2
+               ON CONFLICT (day, operation) DO UPDATE SET items = items + excluded.items,
+                 steps = steps + excluded.steps, memory = memory + excluded.memory,
+                 value = value + excluded.value"#
+        ),
+    ),
+];
