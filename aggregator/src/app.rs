@@ -171,7 +171,8 @@ async fn supervise_ingest(
                     Delivery::Core => "core",
                 };
                 metrics.set_delivery(delivery);
-                tracing::info!(delivery, "receiving reports");
+                tracing::info!(delivery, "receiving reports by {}", feed.mode());
+                metrics.set_consuming(true);
                 let ingest = Ingest {
                     feed,
                     store: store.clone(),
@@ -179,8 +180,14 @@ async fn supervise_ingest(
                     clock: clock.clone(),
                     cancel: cancel.clone(),
                 };
-                if let Err(e) = ingest.run().await {
-                    tracing::error!(error = %e, "ingest stopped");
+                let result = ingest.run().await;
+                metrics.set_consuming(false);
+                match result {
+                    Err(e) => tracing::error!(error = %e, "ingest stopped"),
+                    Ok(()) if !cancel.is_cancelled() => {
+                        tracing::warn!("the report feed ended; opening it again");
+                    }
+                    Ok(()) => {}
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot open the report feed; retrying"),

@@ -3,6 +3,7 @@
 
 mod http;
 mod hub;
+mod feed;
 mod ingest;
 mod jetstream;
 mod store;

@@ -23,7 +23,7 @@ use truebit_protocol::window::WindowStart;
 /// 2024-06-01T12:00:00Z, a window start.
 pub const NOON: u64 = 1_717_243_200;
 
-/// A nats-server of its own (JetStream on), stopped by pid on drop.
+/// A nats-server of its own (JetStream on unless asked otherwise), stopped by pid on drop.
 pub struct NatsServer {
     child: Child,
     pub port: u16,
@@ -48,15 +48,27 @@ fn nats_bin() -> String {
 }
 
 impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        Self::start_with(dir, true)
+    }
+
+    /// A server without JetStream (no `-js`).
+    pub fn start_without_jetstream(dir: &Path) -> NatsServer {
+        Self::start_with(dir, false)
+    }
+
     // The child is killed and waited for by `Drop`.
     #[allow(clippy::zombie_processes)]
-    pub fn start(dir: &Path) -> NatsServer {
+    fn start_with(dir: &Path, jetstream: bool) -> NatsServer {
         let dir = dir.join("nats");
         std::fs::create_dir_all(&dir).expect("nats dir");
         let log = dir.join("nats.log");
-        let mut child = Command::new(nats_bin())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(dir.join("js"))
+        let mut command = Command::new(nats_bin());
+        command.args(["-a", "127.0.0.1", "-p", "-1"]);
+        if jetstream {
+            command.arg("-js").arg("-sd").arg(dir.join("js"));
+        }
+        let mut child = command
             .arg("-l")
             .arg(&log)
             .stdout(Stdio::null())
