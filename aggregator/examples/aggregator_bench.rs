@@ -28,7 +28,6 @@ use truebit_aggregator::publisher::Publisher;
 use truebit_aggregator::store::Store;
 use truebit_aggregator::{app, Clock};
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket};
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{ChainId, InvoiceItem, Level, Operation, Outcome, Report, TaskItem};
 use truebit_protocol::sign::SigningKey;
 use truebit_protocol::window::WindowStart;
@@ -45,9 +44,7 @@ fn report(key: &SigningKey, n: u32, window: u64, busy: bool) -> Report {
     let w = WindowStart::new(window).expect("aligned");
     let mut r = Report::for_key(&key.verifying_key(), w, Level::Full);
     if busy {
-        let id = HashedId::derive(&Salt::from_bytes([1; 32]), &format!("{n}-{window}"));
         r.tasks.push(TaskItem {
-            id,
             chain: ChainId::new(u64::from(1 + n % 3)),
             outcome: if n % 10 == 0 {
                 Outcome::Failed
@@ -60,7 +57,6 @@ fn report(key: &SigningKey, n: u32, window: u64, busy: bool) -> Report {
             cached: Some(n % 3 == 0),
         });
         r.invoices.push(InvoiceItem {
-            id,
             op: Operation::Charge,
             steps: StepsBucket::ALL[(n % 5) as usize],
         });

@@ -181,9 +181,11 @@ impl Nats {
             ));
         }
         let context = jetstream::new(self.client.clone());
-        let lookup =
-            tokio::time::timeout(STREAM_LOOKUP_TIMEOUT, context.stream_by_subject(REPORT_SUBJECT))
-                .await;
+        let lookup = tokio::time::timeout(
+            STREAM_LOOKUP_TIMEOUT,
+            context.stream_by_subject(REPORT_SUBJECT),
+        )
+        .await;
         let stream_name = match lookup {
             Ok(Ok(name)) => name,
             Ok(Err(e)) => {
@@ -201,7 +203,9 @@ impl Nats {
             }
             Err(_) => {
                 if self.client.connection_state() != async_nats::connection::State::Connected {
-                    return Err(NatsError::Other("connection lost during the stream lookup".into()));
+                    return Err(NatsError::Other(
+                        "connection lost during the stream lookup".into(),
+                    ));
                 }
                 return self
                     .core_feed(format!(

@@ -35,9 +35,9 @@
 //! - `status`: node state (`up`/`down`/`unknown`), active tasks and total tasks, both
 //!   bucketed ([`bucket`]). No software version: a rare version would single out a node.
 //! - `counts`: tasks received, completed and failed in the window.
-//! - `tasks`: per finished task, HMAC-SHA256(salt, execution id) ([`identity::HashedId`]),
-//!   chain id, outcome, execution time, gas and memory buckets, cache flag.
-//! - `invoices`: per invoice line, the hashed id, operation and steps bucket.
+//! - `tasks`: per finished task, chain id, outcome, execution time, gas and memory
+//!   buckets, cache flag. No identifier: no published figure needs one.
+//! - `invoices`: per invoice line, operation and steps bucket.
 //!
 //! # Privacy rules
 //!

@@ -83,11 +83,11 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut insert_task = tx.prepare_cached(
-                "INSERT INTO task_items (window, node, id, chain, outcome, duration, gas, memory, cached)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO task_items (window, node, chain, outcome, duration, gas, memory, cached)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut insert_invoice = tx.prepare_cached(
-                "INSERT INTO invoice_items (window, node, id, op, steps) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO invoice_items (window, node, op, steps) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut node_hour = tx.prepare_cached(
                 "INSERT INTO node_hours (hour, node, received, completed, failed) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -159,7 +159,6 @@ impl Writer {
                     insert_task.execute(params![
                         w,
                         idx,
-                        &t.id.as_bytes()[..],
                         t.chain.map(|c| to_i64(c.get())),
                         t.outcome.label(),
                         t.duration.label(),
@@ -180,13 +179,7 @@ impl Writer {
                     }
                 }
                 for i in &report.invoices {
-                    insert_invoice.execute(params![
-                        w,
-                        idx,
-                        &i.id.as_bytes()[..],
-                        i.op.label(),
-                        i.steps.label()
-                    ])?;
+                    insert_invoice.execute(params![w, idx, i.op.label(), i.steps.label()])?;
                     *cells
                         .entry((Dim::Steps, i.steps.label().to_owned()))
                         .or_default() += 1;

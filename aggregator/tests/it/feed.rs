@@ -13,9 +13,7 @@ use crate::support::*;
 
 /// `/health` of a running aggregator, over real HTTP.
 async fn health(addr: std::net::SocketAddr) -> serde_json::Value {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .await
@@ -124,6 +122,9 @@ async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     assert_eq!(app.state.metrics.snapshot().delivery, Some("jetstream"));
     two_reports_are_stored(&nats, &app).await;
     let h = health(app.addr).await;
-    assert_eq!((h["status"].as_str(), h["feed"].as_str()), (Some("ok"), Some("jetstream")));
+    assert_eq!(
+        (h["status"].as_str(), h["feed"].as_str()),
+        (Some("ok"), Some("jetstream"))
+    );
     app.shutdown().await;
 }

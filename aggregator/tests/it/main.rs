@@ -1,9 +1,9 @@
 //! The aggregator's one integration test binary: real nats-server (core and
 //! JetStream), real SQLite, the HTTP router in-process.
 
+mod feed;
 mod http;
 mod hub;
-mod feed;
 mod ingest;
 mod jetstream;
 mod store;

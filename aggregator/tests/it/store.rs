@@ -143,3 +143,43 @@ fn the_key_command_prints_the_same_public_key_every_time() {
         truebit_aggregator::config::EXAMPLE_CONFIG
     );
 }
+
+#[tokio::test]
+async fn a_version_1_database_loses_its_item_ids_and_keeps_its_rows() {
+    let dir = tempdir();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE task_items (window INTEGER NOT NULL, node INTEGER NOT NULL,
+                id BLOB NOT NULL, chain INTEGER, outcome TEXT NOT NULL, duration TEXT NOT NULL,
+                gas TEXT NOT NULL, memory TEXT NOT NULL, cached INTEGER);
+             CREATE INDEX task_items_window ON task_items(window);
+             CREATE TABLE invoice_items (window INTEGER NOT NULL, node INTEGER NOT NULL,
+                id BLOB NOT NULL, op TEXT NOT NULL, steps TEXT NOT NULL);
+             INSERT INTO task_items VALUES (1717243200, 1, x'abcdef', 1, 'completed', '1-5s', '1M-10M', '64-256', 0);
+             INSERT INTO invoice_items VALUES (1717243200, 1, x'abcdef', 'charge', '1M-10M');
+             PRAGMA user_version = 1;",
+        )
+        .expect("a version 1 database");
+    }
+    let store = Store::open(&path, Limits::default()).expect("migrated");
+    let totals = store.totals().await.expect("totals");
+    assert_eq!((totals.task_items, totals.invoice_items), (1, 1));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("db");
+    for table in ["task_items", "invoice_items"] {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("columns");
+        assert!(!columns.contains(&"id".to_owned()), "{table}: {columns:?}");
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+}

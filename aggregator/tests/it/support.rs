@@ -12,7 +12,6 @@ use truebit_aggregator::config::{Config, Settings};
 use truebit_aggregator::key::AggregatorKey;
 use truebit_aggregator::Clock;
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket};
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem,
@@ -123,10 +122,9 @@ impl Drop for NatsServer {
     }
 }
 
-/// One simulated monitor: a node key and salt, reports signed the monitor's way.
+/// One simulated monitor: a node key, reports signed the monitor's way.
 pub struct SimNode {
     pub key: SigningKey,
-    salt: Salt,
     pub continent: Option<Continent>,
 }
 
@@ -158,11 +156,8 @@ impl SimNode {
     pub fn new(seed: u32) -> SimNode {
         let mut bytes = [7u8; 32];
         bytes[..4].copy_from_slice(&seed.to_le_bytes());
-        let mut salt = [9u8; 32];
-        salt[..4].copy_from_slice(&seed.to_le_bytes());
         SimNode {
             key: SigningKey::from_bytes(&bytes),
-            salt: Salt::from_bytes(salt),
             continent: None,
         }
     }
@@ -177,9 +172,7 @@ impl SimNode {
         };
         let mut items: Vec<TaskItem> = tasks
             .iter()
-            .enumerate()
-            .map(|(i, t)| TaskItem {
-                id: HashedId::derive(&self.salt, &format!("exec-{window}-{i}")),
+            .map(|t| TaskItem {
                 chain: t.chain.and_then(ChainId::new),
                 outcome: if t.ok {
                     Outcome::Completed
@@ -192,14 +185,13 @@ impl SimNode {
                 cached: t.cached,
             })
             .collect();
-        items.sort_by_key(|t| t.id);
+        items.sort();
         r.counts.received = received;
         r.counts.completed = tasks.iter().filter(|t| t.ok).count() as u64;
         r.counts.failed = tasks.iter().filter(|t| !t.ok).count() as u64;
         r.invoices = items
             .iter()
-            .map(|t| InvoiceItem {
-                id: t.id,
+            .map(|_| InvoiceItem {
                 op: Operation::Charge,
                 steps: StepsBucket::From1MTo10M,
             })
