@@ -244,6 +244,7 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         store: store.clone(),
         nats: None,
         key: AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32])),
+        noise: truebit_protocol::noise::FigureNoise::new([9; 32]),
         k: 5,
         interval: Duration::from_secs(30),
         retention_days: 30,
@@ -257,11 +258,13 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         let t = Instant::now();
         let signed = p.publish_once(now).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(signed.stats().nodes_30d, Some(u64::from(nodes)));
+        // The noise of a node count is a few nodes at most.
+        let published = signed.stats().nodes_30d.expect("published");
+        assert!(published.abs_diff(u64::from(nodes)) < 100, "{published}");
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "statistics (read rollups, compute, k-anonymity, sign, keep): median {:.0} ms, max {:.0} ms over 5 runs",
+        "statistics (release the due hours and day once, read rollups, compute, k-anonymity, sign, keep): median {:.0} ms, max {:.0} ms over 5 runs",
         times[2], times[4]
     );
     Ok(())

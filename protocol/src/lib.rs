@@ -69,6 +69,7 @@
 pub mod bucket;
 mod hexbytes;
 pub mod identity;
+pub mod noise;
 pub mod privacy;
 pub mod report;
 pub mod sign;

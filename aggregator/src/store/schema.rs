@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Schema version in `PRAGMA user_version`.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (
@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS cell_hours (
     node  INTEGER NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (hour, dim, label, node)
+) WITHOUT ROWID;
+
+-- Figures released once per period (hour or UTC day) with their noise: later
+-- publications reuse them, so a period's figure never changes (docs/PRIVACY.md).
+CREATE TABLE IF NOT EXISTS released (
+    period INTEGER NOT NULL,
+    figure TEXT NOT NULL,
+    value  INTEGER NOT NULL,
+    PRIMARY KEY (period, figure)
 ) WITHOUT ROWID;
 
 -- Published statistics (wire bytes), the newest per window.

@@ -234,8 +234,28 @@ pub fn fixed_clock(now: u64) -> Clock {
     Clock::new(move || now)
 }
 
+/// A clock the test moves: set the returned value.
+pub fn movable_clock(now: u64) -> (Clock, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
+    let read = std::sync::Arc::clone(&at);
+    (
+        Clock::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+        at,
+    )
+}
+
 pub fn test_key() -> AggregatorKey {
     AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]))
+}
+
+/// A fixed noise secret (the tests compute the noise a figure gets with it).
+pub fn test_noise() -> truebit_protocol::noise::FigureNoise {
+    truebit_protocol::noise::FigureNoise::new([43; 32])
+}
+
+/// The noise of the aggregator started with `config` (its secret file, created at start).
+pub fn noise_of(config: &Config) -> truebit_protocol::noise::FigureNoise {
+    truebit_aggregator::key::load_or_create_noise(&config.noise_secret_path).expect("noise secret")
 }
 
 /// Starts the aggregator in-process (HTTP on 127.0.0.1:0).
