@@ -183,3 +183,27 @@ async fn a_version_1_database_loses_its_item_ids_and_keeps_its_rows() {
         .expect("version");
     assert_eq!(version, 3, "and then the current schema");
 }
+
+#[tokio::test]
+async fn a_strict_reports_counts_are_taken_back_by_the_shift_in_the_rollups() {
+    let dir = tempdir();
+    let store = Store::open(&dir.path().join("s.db"), Limits::default()).expect("store");
+    let node = SimNode::new(1);
+    let mut report = node.report(NOON, 0, &[]);
+    report.level = truebit_protocol::report::Level::Strict;
+    report.tasks.clear();
+    report.invoices.clear();
+    // What a strict monitor sent for (5, 1, 0) with noise (+2, 0, -3) and the shift.
+    let shift = truebit_protocol::noise::STRICT_SHIFT;
+    report.counts.received = 5 + 2 + shift;
+    report.counts.completed = 1 + shift;
+    report.counts.failed = shift - 3;
+    let verdicts = store
+        .ingest(Arc::new(vec![report]), NOON + 400)
+        .await
+        .expect("stored");
+    assert_eq!(verdicts, vec![Ok(())]);
+    let rows = store.hour_rows(NOON).await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].1, rows[0].2, rows[0].3), (7, 1, -3));
+}

@@ -11,7 +11,7 @@
 //! | `status.state` | last container event before the window's end, else log activity in the window | `up` / `down` / `unknown` |
 //! | `status.active` | the node's slots in use (node status) | bucket (`0` when the container is down) |
 //! | `status.total` | tasks recorded up to the window's end | bucket |
-//! | `counts` | tasks received / completed / failed in the window | exact (protocol rule) |
+//! | `counts` | tasks received / completed / failed in the window | exact at `full`; at `strict` each plus its own noise and a fixed shift (`truebit_protocol::noise::strict_count`) |
 //! | `tasks[]` | tasks finished in the window (`full` only) | chain id, outcome, buckets, cache flag |
 //! | `invoices[]` | invoice lines recorded in the window (`full` only) | operation word, steps bucket |
 //!
@@ -23,6 +23,7 @@
 use truebit_protocol::bucket::{
     ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket, TotalTasksBucket,
 };
+use truebit_protocol::noise::strict_count;
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem, WindowCounts, MAX_WINDOW_COUNT,
@@ -100,12 +101,35 @@ pub fn node_state(data: &WindowData) -> NodeState {
 }
 
 /// Builds the window's report. Counts above the protocol's limit are capped (the
-/// validator then blocks a `full` report whose items disagree, failing closed).
+/// validator then blocks a `full` report whose items disagree, failing closed). At the
+/// `strict` level the counts are noised with a generator seeded by the operating
+/// system (see [`anonymize_with_noise`]).
 pub fn anonymize(
     data: &WindowData,
     identity: &Identity,
     window: WindowStart,
     sharing: Sharing,
+) -> Report {
+    use rand::SeedableRng as _;
+    anonymize_with_noise(
+        data,
+        identity,
+        window,
+        sharing,
+        &mut rand::rngs::StdRng::from_entropy(),
+    )
+}
+
+/// [`anonymize`] with the generator of the strict level's local noise: each window count
+/// leaves the machine as `count + noise + STRICT_SHIFT` (two-sided geometric noise at
+/// ε = `EPSILON_STRICT_WINDOW` per count and window), so not even the hub sees the exact
+/// figures; the hub subtracts the shift, and the noise averages out in its sums.
+pub fn anonymize_with_noise(
+    data: &WindowData,
+    identity: &Identity,
+    window: WindowStart,
+    sharing: Sharing,
+    rng: &mut dyn rand::RngCore,
 ) -> Report {
     let mut report = Report::new(identity.public_key(), window, sharing.level);
     let state = node_state(data);
@@ -125,6 +149,12 @@ pub fn anonymize(
         failed: failed.min(MAX_WINDOW_COUNT),
     };
     if sharing.level == Level::Strict {
+        let mut noised = |x: u64| strict_count(x, rng, MAX_WINDOW_COUNT);
+        report.counts = WindowCounts {
+            received: noised(report.counts.received),
+            completed: noised(report.counts.completed),
+            failed: noised(report.counts.failed),
+        };
         return report;
     }
     report.continent = sharing.continent;
@@ -297,24 +327,43 @@ mod tests {
     }
 
     #[test]
-    fn strict_level_sends_status_and_counts_only() {
-        let r = anonymize(
-            &busy(),
-            &identity(),
-            window(),
-            Sharing {
-                level: Level::Strict,
-                continent: Some(Continent::Europe),
-            },
-        );
+    fn strict_level_sends_status_and_noised_counts_only() {
+        use rand::SeedableRng as _;
+        let strict = Sharing {
+            level: Level::Strict,
+            continent: Some(Continent::Europe),
+        };
+        let seeded = || rand::rngs::StdRng::seed_from_u64(9);
+        let r = anonymize_with_noise(&busy(), &identity(), window(), strict, &mut seeded());
         assert_eq!(r.level, Level::Strict);
         assert!(r.tasks.is_empty());
         assert!(r.invoices.is_empty());
         assert_eq!(r.continent, None, "no continent at strict");
-        assert_eq!(r.counts.completed, 1);
-        assert_eq!(r.counts.failed, 1);
-        assert_eq!(r.counts.received, 4);
+        // Exactly what the protocol's strict noise gives with the same draws.
+        let mut rng = seeded();
+        assert_eq!(
+            r.counts.received,
+            strict_count(4, &mut rng, MAX_WINDOW_COUNT)
+        );
+        assert_eq!(
+            r.counts.completed,
+            strict_count(1, &mut rng, MAX_WINDOW_COUNT)
+        );
+        assert_eq!(r.counts.failed, strict_count(1, &mut rng, MAX_WINDOW_COUNT));
         validate_report(&r).expect("valid");
+        // Over many windows the hub's estimate (minus the shift) averages the true count,
+        // while single windows differ from it.
+        let mut rng = seeded();
+        let sent: Vec<i64> = (0..4_000)
+            .map(|_| {
+                let r = anonymize_with_noise(&busy(), &identity(), window(), strict, &mut rng);
+                truebit_protocol::noise::strict_estimate(r.counts.received)
+            })
+            .collect();
+        let mean = sent.iter().sum::<i64>() as f64 / sent.len() as f64;
+        assert!((mean - 4.0).abs() < 0.2, "{mean}");
+        let exact = sent.iter().filter(|&&s| s == 4).count();
+        assert!(exact < sent.len() / 2, "{exact} of {} exact", sent.len());
     }
 
     #[test]

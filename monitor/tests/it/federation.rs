@@ -1717,14 +1717,14 @@ async fn settings_survive_restarts_and_strict_sends_counts_only() {
     assert_eq!(busy.level, Level::Strict);
     assert!(busy.tasks.is_empty() && busy.invoices.is_empty());
     assert_eq!(busy.continent, None, "no continent at strict");
-    assert_eq!(
-        (
-            busy.counts.received,
-            busy.counts.completed,
-            busy.counts.failed
-        ),
-        (2, 1, 1)
-    );
+    // The counts (2, 1, 1) left with the strict level's local noise and shift: never
+    // the raw figures (their sum would be 4), and the hub's estimates stay near them.
+    let c = busy.counts;
+    assert!(c.received + c.completed + c.failed >= 30, "{c:?}");
+    for (sent, exact) in [(c.received, 2), (c.completed, 1), (c.failed, 1)] {
+        let estimate = truebit_protocol::noise::strict_estimate(sent);
+        assert!((estimate - exact).abs() <= 40, "{c:?}");
+    }
     // Back to full with the continent.
     b.handle
         .put_settings(SettingsUpdate {

@@ -2,7 +2,7 @@
 
 use truebit_protocol::bucket::{ActiveTasksBucket, TotalTasksBucket};
 use truebit_protocol::privacy::validate_report;
-use truebit_protocol::report::{Continent, Level, NodeState, NodeStatus, Report};
+use truebit_protocol::report::{Continent, Level, NodeState, NodeStatus, Report, WindowCounts};
 use truebit_protocol::sign::MAX_REPORT_WIRE_BYTES;
 
 use crate::support::*;
@@ -17,7 +17,9 @@ fn wire_len(report: &Report) -> usize {
 }
 
 /// The smallest and largest quiet-window report on the wire: no task or invoice
-/// items, zero counts, any status, continent and level.
+/// items, zero counts, any status, continent and level; at `strict` the counts are
+/// noised and shifted (`noise::strict_count`: about 20 each, below 100 but with
+/// negligible odds), so any counts from 0 to 99.
 pub fn quiet_report_sizes() -> (usize, usize) {
     let mut sizes = Vec::new();
     for level in Level::ALL {
@@ -30,16 +32,27 @@ pub fn quiet_report_sizes() -> (usize, usize) {
                             .collect(),
                         Level::Strict => vec![None],
                     };
+                    let counts: &[u64] = match level {
+                        Level::Full => &[0],
+                        Level::Strict => &[0, 99],
+                    };
                     for continent in continents {
-                        let mut r = cover_report();
-                        r.level = *level;
-                        r.continent = continent;
-                        r.status = NodeStatus {
-                            state: *state,
-                            active: *active,
-                            total: *total,
-                        };
-                        sizes.push(wire_len(&r));
+                        for &n in counts {
+                            let mut r = cover_report();
+                            r.level = *level;
+                            r.continent = continent;
+                            r.status = NodeStatus {
+                                state: *state,
+                                active: *active,
+                                total: *total,
+                            };
+                            r.counts = WindowCounts {
+                                received: n,
+                                completed: n,
+                                failed: n,
+                            };
+                            sizes.push(wire_len(&r));
+                        }
                     }
                 }
             }
