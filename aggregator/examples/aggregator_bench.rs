@@ -28,7 +28,6 @@ use truebit_aggregator::publisher::Publisher;
 use truebit_aggregator::store::Store;
 use truebit_aggregator::{app, Clock};
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket};
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{ChainId, InvoiceItem, Level, Operation, Outcome, Report, TaskItem};
 use truebit_protocol::sign::SigningKey;
 use truebit_protocol::window::WindowStart;
@@ -45,9 +44,7 @@ fn report(key: &SigningKey, n: u32, window: u64, busy: bool) -> Report {
     let w = WindowStart::new(window).expect("aligned");
     let mut r = Report::for_key(&key.verifying_key(), w, Level::Full);
     if busy {
-        let id = HashedId::derive(&Salt::from_bytes([1; 32]), &format!("{n}-{window}"));
         r.tasks.push(TaskItem {
-            id,
             chain: ChainId::new(u64::from(1 + n % 3)),
             outcome: if n % 10 == 0 {
                 Outcome::Failed
@@ -60,7 +57,6 @@ fn report(key: &SigningKey, n: u32, window: u64, busy: bool) -> Report {
             cached: Some(n % 3 == 0),
         });
         r.invoices.push(InvoiceItem {
-            id,
             op: Operation::Charge,
             steps: StepsBucket::ALL[(n % 5) as usize],
         });
@@ -248,6 +244,7 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         store: store.clone(),
         nats: None,
         key: AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32])),
+        noise: truebit_protocol::noise::FigureNoise::new([9; 32]),
         k: 5,
         interval: Duration::from_secs(30),
         retention_days: 30,
@@ -261,11 +258,13 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         let t = Instant::now();
         let signed = p.publish_once(now).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(signed.stats().nodes_30d, Some(u64::from(nodes)));
+        // The noise of a node count is a few nodes at most.
+        let published = signed.stats().nodes_30d.expect("published");
+        assert!(published.abs_diff(u64::from(nodes)) < 100, "{published}");
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "statistics (read rollups, compute, k-anonymity, sign, keep): median {:.0} ms, max {:.0} ms over 5 runs",
+        "statistics (release the due hours and day once, read rollups, compute, k-anonymity, sign, keep): median {:.0} ms, max {:.0} ms over 5 runs",
         times[2], times[4]
     );
     Ok(())

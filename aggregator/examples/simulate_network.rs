@@ -10,7 +10,6 @@ use rand::{Rng, SeedableRng};
 use truebit_protocol::bucket::{
     ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket, TotalTasksBucket,
 };
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem,
@@ -35,7 +34,6 @@ async fn main() -> anyhow::Result<()> {
         let mut seed = [5u8; 32];
         seed[..4].copy_from_slice(&n.to_le_bytes());
         let key = SigningKey::from_bytes(&seed);
-        let salt = Salt::from_bytes(seed);
         let busy = 1 + n % 4;
         let online_from = if n % 7 == 0 { 12 * 12 } else { 288 };
         for i in (0..online_from).rev() {
@@ -49,11 +47,9 @@ async fn main() -> anyhow::Result<()> {
                 total: TotalTasksBucket::From100To500,
             };
             let tasks = rng.gen_range(0..=busy);
-            for t in 0..tasks {
-                let id = HashedId::derive(&salt, &format!("{window}-{t}"));
+            for _ in 0..tasks {
                 let ok = rng.gen_bool(0.93);
                 r.tasks.push(TaskItem {
-                    id,
                     chain: ChainId::new([1, 137, 43_114][rng.gen_range(0..3)]),
                     outcome: if ok {
                         Outcome::Completed
@@ -66,7 +62,6 @@ async fn main() -> anyhow::Result<()> {
                     cached: Some(rng.gen_bool(0.3)),
                 });
                 r.invoices.push(InvoiceItem {
-                    id,
                     op: Operation::Charge,
                     steps: StepsBucket::ALL[rng.gen_range(0..4)],
                 });
@@ -77,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             r.counts.received = u64::from(tasks);
-            r.tasks.sort_by_key(|t| t.id);
-            r.invoices.sort_by_key(|i| i.id);
+            r.tasks.sort();
+            r.invoices.sort();
             let wire = truebit_protocol::privacy::validate_report(&r)?
                 .sign(&key)?
                 .to_wire();

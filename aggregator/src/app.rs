@@ -58,6 +58,9 @@ pub async fn start(
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path, limits))
         .await?
         .with_context(|| format!("cannot open the database {}", config.db_path.display()))?;
+    let noise_path = config.noise_secret_path.clone();
+    let noise = tokio::task::spawn_blocking(move || crate::key::load_or_create_noise(&noise_path))
+        .await??;
     let metrics = Arc::new(Metrics::default());
     let nats = Nats::connect(&config.nats, Arc::clone(&metrics)).await?;
     let latest: Latest = Arc::new(RwLock::new(None));
@@ -83,6 +86,7 @@ pub async fn start(
         store: store.clone(),
         nats: Some(nats.clone()),
         key: key.clone(),
+        noise,
         k: config.k,
         interval: config.stats_interval,
         retention_days: config.retention_days,
@@ -171,7 +175,8 @@ async fn supervise_ingest(
                     Delivery::Core => "core",
                 };
                 metrics.set_delivery(delivery);
-                tracing::info!(delivery, "receiving reports");
+                tracing::info!(delivery, "receiving reports by {}", feed.mode());
+                metrics.set_consuming(true);
                 let ingest = Ingest {
                     feed,
                     store: store.clone(),
@@ -179,8 +184,14 @@ async fn supervise_ingest(
                     clock: clock.clone(),
                     cancel: cancel.clone(),
                 };
-                if let Err(e) = ingest.run().await {
-                    tracing::error!(error = %e, "ingest stopped");
+                let result = ingest.run().await;
+                metrics.set_consuming(false);
+                match result {
+                    Err(e) => tracing::error!(error = %e, "ingest stopped"),
+                    Ok(()) if !cancel.is_cancelled() => {
+                        tracing::warn!("the report feed ended; opening it again");
+                    }
+                    Ok(()) => {}
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot open the report feed; retrying"),

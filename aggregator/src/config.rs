@@ -93,6 +93,9 @@ pub struct Settings {
     /// The aggregator's Ed25519 signing key (created on first start) [default: next to the database, aggregator.key]
     #[arg(long = "key", global = true, env = "KEY_PATH")]
     pub key_path: Option<PathBuf>,
+    /// The noise secret of published figures (created on first start; replicas share it) [default: next to the database, aggregator.noise]
+    #[arg(long = "noise-secret", global = true, env = "NOISE_SECRET_PATH")]
+    pub noise_secret_path: Option<PathBuf>,
     /// Days of reports kept [default: 30]
     #[arg(long, global = true, env = "RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -143,6 +146,7 @@ impl Settings {
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
             key_path: self.key_path.or(lower.key_path),
+            noise_secret_path: self.noise_secret_path.or(lower.noise_secret_path),
             retention_days: self.retention_days.or(lower.retention_days),
             k_anonymity: self.k_anonymity.or(lower.k_anonymity),
             max_report_age_hours: self.max_report_age_hours.or(lower.max_report_age_hours),
@@ -237,6 +241,12 @@ impl Settings {
                 .unwrap_or(Path::new(""))
                 .join("aggregator.key")
         });
+        let noise_secret_path = self.noise_secret_path.unwrap_or_else(|| {
+            db_path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("aggregator.noise")
+        });
         let retention_days = self.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
         if !(1..=3_650).contains(&retention_days) {
             return Err(invalid("RETENTION_DAYS", "must be between 1 and 3650"));
@@ -324,6 +334,7 @@ impl Settings {
                 self.port.unwrap_or(DEFAULT_PORT),
             ),
             key_path,
+            noise_secret_path,
             retention_days,
             k,
             limits,
@@ -367,6 +378,8 @@ pub struct Config {
     pub db_path: PathBuf,
     pub listen: SocketAddr,
     pub key_path: PathBuf,
+    /// The secret the noise of published figures is drawn from (docs/PRIVACY.md).
+    pub noise_secret_path: PathBuf,
     pub retention_days: u32,
     pub k: u32,
     pub limits: Limits,
@@ -403,6 +416,10 @@ db_path = "aggregator.db"
 # The aggregator's Ed25519 key, created on first start (default: aggregator.key next
 # to the database) [KEY_PATH]
 # key_path = "aggregator.key"
+# The secret the noise of published figures is drawn from (32 random bytes, created on
+# first start; default: aggregator.noise next to the database). Replicas that must
+# publish identical statistics share this file. Never logged [NOISE_SECRET_PATH]
+# noise_secret_path = "aggregator.noise"
 
 # HTTP server: the statistics API and the public network page [HOST] [PORT]
 host = "127.0.0.1"
@@ -450,6 +467,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8091".parse().expect("addr"));
         assert_eq!(c.db_path, PathBuf::from("aggregator.db"));
         assert_eq!(c.key_path, PathBuf::from("aggregator.key"));
+        assert_eq!(c.noise_secret_path, PathBuf::from("aggregator.noise"));
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.k, 5);
         assert_eq!(c.limits, Limits::default());

@@ -21,6 +21,7 @@ pub struct Metrics {
     last_stats_window: AtomicU64,
     slow_consumer: AtomicU64,
     connected: std::sync::atomic::AtomicBool,
+    consuming: std::sync::atomic::AtomicBool,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     delivery: Mutex<Option<&'static str>>,
 }
@@ -42,6 +43,8 @@ pub struct IngestSnapshot {
     /// Times the NATS client dropped messages of a subscription that fell behind.
     pub slow_consumer: u64,
     pub nats_connected: bool,
+    /// Whether a report feed (JetStream consumer or core subscription) is being read.
+    pub consuming: bool,
 }
 
 impl Metrics {
@@ -85,6 +88,12 @@ impl Metrics {
         *self.delivery.lock().unwrap_or_else(|p| p.into_inner()) = Some(delivery);
     }
 
+    /// The report feed is being read (`true`) or not (`false`: not opened yet, or it
+    /// ended and is being opened again).
+    pub fn set_consuming(&self, consuming: bool) {
+        self.consuming.store(consuming, Ordering::Relaxed);
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
@@ -111,6 +120,7 @@ impl Metrics {
             stats_errors: self.stats_errors.load(Ordering::Relaxed),
             slow_consumer: self.slow_consumer.load(Ordering::Relaxed),
             nats_connected: self.connected.load(Ordering::Relaxed),
+            consuming: self.consuming.load(Ordering::Relaxed),
         }
     }
 
@@ -165,6 +175,13 @@ impl Metrics {
              # TYPE truebit_aggregator_nats_connected gauge\n\
              truebit_aggregator_nats_connected {}",
             u8::from(s.nats_connected)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_feed_consuming Whether the report feed is being read (1) or not (0).\n\
+             # TYPE truebit_aggregator_feed_consuming gauge\n\
+             truebit_aggregator_feed_consuming {}",
+            u8::from(s.consuming)
         );
         let _ = writeln!(
             out,

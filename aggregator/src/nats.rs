@@ -22,6 +22,10 @@ pub const INBOX_PREFIX: &str = "_AGGREGATOR_INBOX";
 /// The stream `--create-stream` creates.
 pub const STREAM_NAME: &str = "TRUEBIT_REPORTS";
 
+/// How long the stream lookup may take: a server without JetStream may never answer
+/// (a client subscribed to `>` swallows the request).
+pub const STREAM_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most messages handed to the pipeline at once.
 pub const MAX_BATCH: usize = 2_048;
 
@@ -42,6 +46,18 @@ pub enum NatsError {
 
 fn other(e: impl std::fmt::Display) -> NatsError {
     NatsError::Other(e.to_string())
+}
+
+/// An error and its sources in one line (async-nats puts the cause in the source).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn js_err(e: impl std::fmt::Display) -> NatsError {
@@ -153,30 +169,53 @@ impl Nats {
     }
 
     /// The report feed: a durable pull consumer `consumer` on the stream covering the
-    /// report subject if there is one, else a core subscription.
+    /// report subject if there is one, else a core subscription. The server is asked
+    /// once: a server without JetStream (no answer to the stream lookup, `no responders`,
+    /// or JetStream not enabled for the account) and one with JetStream but no stream
+    /// both give the core subscription; only a connection that is down is an error (the
+    /// caller retries).
     pub async fn reports(&self, consumer: &str, ack_wait: Duration) -> Result<Feed, NatsError> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(NatsError::Other(
+                "not connected to the NATS server yet".into(),
+            ));
+        }
         let context = jetstream::new(self.client.clone());
-        let stream_name = match context.stream_by_subject(REPORT_SUBJECT).await {
-            Ok(name) => Some(name),
-            Err(e) => {
+        let lookup = tokio::time::timeout(
+            STREAM_LOOKUP_TIMEOUT,
+            context.stream_by_subject(REPORT_SUBJECT),
+        )
+        .await;
+        let stream_name = match lookup {
+            Ok(Ok(name)) => name,
+            Ok(Err(e)) => {
                 use jetstream::context::GetStreamByNameErrorKind as K;
-                match e.kind() {
-                    K::NotFound => None,
-                    _ => return Err(js_err(e)),
+                let why = match e.kind() {
+                    K::NotFound => "JetStream has no stream on the report subject".to_owned(),
+                    _ if self.client.connection_state()
+                        != async_nats::connection::State::Connected =>
+                    {
+                        return Err(js_err(e));
+                    }
+                    _ => format!("no JetStream on the server ({})", error_chain(&e)),
+                };
+                return self.core_feed(why).await;
+            }
+            Err(_) => {
+                if self.client.connection_state() != async_nats::connection::State::Connected {
+                    return Err(NatsError::Other(
+                        "connection lost during the stream lookup".into(),
+                    ));
                 }
+                return self
+                    .core_feed(format!(
+                        "no JetStream on the server (the stream lookup got no answer in {} s)",
+                        STREAM_LOOKUP_TIMEOUT.as_secs()
+                    ))
+                    .await;
             }
         };
-        let Some(stream_name) = stream_name else {
-            let sub = self.client.subscribe(REPORT_SUBJECT).await.map_err(other)?;
-            let inner = sub.ready_chunks(MAX_BATCH).map(|messages| Incoming {
-                payloads: messages.into_iter().map(|m| m.payload.to_vec()).collect(),
-                acks: Vec::new(),
-            });
-            return Ok(Feed {
-                delivery: Delivery::Core,
-                inner: Box::pin(inner),
-            });
-        };
+        let mode = format!("JetStream stream {stream_name}, durable consumer {consumer}");
         let stream = context.get_stream(&stream_name).await.map_err(js_err)?;
         let consumer = stream
             .get_or_create_consumer::<pull::Config>(
@@ -217,6 +256,23 @@ impl Nats {
         });
         Ok(Feed {
             delivery: Delivery::JetStream,
+            mode,
+            inner: Box::pin(inner),
+        })
+    }
+
+    /// A plain subscription to the report subject (at most once).
+    async fn core_feed(&self, why: String) -> Result<Feed, NatsError> {
+        let sub = self.client.subscribe(REPORT_SUBJECT).await.map_err(other)?;
+        let inner = sub.ready_chunks(MAX_BATCH).map(|messages| Incoming {
+            payloads: messages.into_iter().map(|m| m.payload.to_vec()).collect(),
+            acks: Vec::new(),
+        });
+        Ok(Feed {
+            delivery: Delivery::Core,
+            mode: format!(
+                "core subscription: {why}; reports sent while the aggregator is down are lost"
+            ),
             inner: Box::pin(inner),
         })
     }
@@ -274,6 +330,7 @@ impl Ack {
 /// The report feed.
 pub struct Feed {
     delivery: Delivery,
+    mode: String,
     inner: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
 }
 
@@ -288,6 +345,11 @@ impl std::fmt::Debug for Feed {
 impl Feed {
     pub fn delivery(&self) -> Delivery {
         self.delivery
+    }
+
+    /// One sentence for the log: which mode, and why.
+    pub fn mode(&self) -> &str {
+        &self.mode
     }
 
     /// The next batch; `None` when the subscription ended.

@@ -11,7 +11,12 @@ use truebit_protocol::sign::SignedStats;
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
-use crate::stats::{compute, hourly_tasks, latest_closed_window, period_start_hour, HourTasks};
+use truebit_protocol::noise::FigureNoise;
+
+use crate::stats::{
+    compute, day_is_released, hour_is_released, hourly_tasks, last_released_day,
+    latest_closed_window, period_hours, period_start_hour, release_day, release_hour, HourTasks,
+};
 use crate::store::Store;
 use crate::Clock;
 
@@ -31,6 +36,8 @@ pub struct Publisher {
     pub store: Store,
     pub nats: Option<Nats>,
     pub key: AggregatorKey,
+    /// The noise of published figures (from the hub's noise secret).
+    pub noise: FigureNoise,
     pub k: u32,
     pub interval: Duration,
     pub retention_days: u32,
@@ -68,12 +75,48 @@ impl Publisher {
         }
     }
 
-    /// Computes, signs, keeps and publishes the statistics at `now`.
+    /// Releases the figures of every hour of the period and of the last UTC day that
+    /// are due and not released yet (once: a released figure never changes).
+    async fn release_due(
+        &self,
+        window: truebit_protocol::window::WindowStart,
+    ) -> anyhow::Result<()> {
+        let day = last_released_day(window);
+        let released = self
+            .store
+            .released(day.min(period_start_hour(window)))
+            .await?;
+        let mut rows = Vec::new();
+        for hour in period_hours(window) {
+            if !hour_is_released(&released, hour) {
+                let hour_rows = self.store.hour_rows(hour).await?;
+                rows.extend(release_hour(hour, &hour_rows, &self.noise));
+            }
+        }
+        if !day_is_released(&released, day) {
+            let input = self.store.day_input(day).await?;
+            let (k, noise) = (self.k, self.noise.clone());
+            rows.extend(
+                tokio::task::spawn_blocking(move || release_day(day, &input, k, &noise)).await?,
+            );
+        }
+        if !rows.is_empty() {
+            self.store.save_released(rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases what is due, then computes, signs, keeps and publishes the statistics
+    /// at `now`.
     pub async fn publish_once(&self, now: u64) -> anyhow::Result<SignedStats> {
         let window = latest_closed_window(now);
+        self.release_due(window).await?;
         let input = self
             .store
-            .stats_input(window.as_secs(), period_start_hour(window))
+            .stats_input(
+                last_released_day(window).min(period_start_hour(window)),
+                period_start_hour(window),
+            )
             .await?;
         let k = self.k;
         let (stats, hourly) = tokio::task::spawn_blocking(move || {

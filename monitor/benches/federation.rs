@@ -17,7 +17,6 @@ use truebit_protocol::window::WindowStart;
 fn window_data(tasks: u64, invoice_lines_per_task: u64) -> WindowData {
     let finished = (0..tasks)
         .map(|i| FinishedTask {
-            execution_id: format!("{:08x}-9a4e-4c1e-8a57-{:012x}", i, i * 7919),
             failed: i % 10 == 0,
             chain_id: Some(["1", "137", "43113"][(i % 3) as usize].to_owned()),
             elapsed_ns: Some(i * 37_000_000),
@@ -31,8 +30,6 @@ fn window_data(tasks: u64, invoice_lines_per_task: u64) -> WindowData {
         .iter()
         .flat_map(|t| {
             (0..invoice_lines_per_task).map(move |k| InvoiceLine {
-                execution_id: Some(t.execution_id.clone()),
-                invoice_id: Some(1_000 + k as i64),
                 operation: ["charge", "pay"][(k % 2) as usize].to_owned(),
                 steps: t.gas_used.map(|g| g as i64),
             })

@@ -4,13 +4,12 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket};
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::privacy::{validate_report, validate_report_bytes};
 use truebit_protocol::report::{ChainId, Level, Outcome, Report, TaskItem};
 use truebit_protocol::sign::{open_report, SignedReport, SigningKey};
 use truebit_protocol::window::window_of;
 
-fn build(key: &SigningKey, salt: &Salt, n: u64) -> Report {
+fn build(key: &SigningKey, n: u64) -> Report {
     let mut r = Report::for_key(&key.verifying_key(), window_of(1_717_243_321), Level::Full);
     for i in 0..n {
         let outcome = if i % 10 == 0 {
@@ -19,7 +18,6 @@ fn build(key: &SigningKey, salt: &Salt, n: u64) -> Report {
             Outcome::Completed
         };
         r.tasks.push(TaskItem {
-            id: HashedId::derive(salt, &format!("execution-{i}")),
             chain: ChainId::new(1 + i % 3),
             outcome,
             duration: ExecTimeBucket::from_value(Some(i * 37)),
@@ -36,10 +34,9 @@ fn build(key: &SigningKey, salt: &Salt, n: u64) -> Report {
 
 fn bench(c: &mut Criterion) {
     let key = SigningKey::from_bytes(&[7; 32]);
-    let salt = Salt::from_bytes([9; 32]);
     c.bench_function("build_validate_sign_1000_tasks", |b| {
         b.iter(|| {
-            let r = build(&key, &salt, 1_000);
+            let r = build(&key, 1_000);
             let wire = validate_report(&r)
                 .expect("valid")
                 .sign(&key)
@@ -48,7 +45,7 @@ fn bench(c: &mut Criterion) {
             black_box(wire)
         })
     });
-    let wire = validate_report(&build(&key, &salt, 1_000))
+    let wire = validate_report(&build(&key, 1_000))
         .expect("valid")
         .sign(&key)
         .expect("signs")
@@ -56,7 +53,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("open_report_1000_tasks", |b| {
         b.iter(|| black_box(open_report(black_box(&wire)).expect("opens")))
     });
-    let cover = validate_report(&build(&key, &salt, 0))
+    let cover = validate_report(&build(&key, 0))
         .expect("valid")
         .sign(&key)
         .expect("signs")
@@ -64,7 +61,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("open_report_cover", |b| {
         b.iter(|| black_box(open_report(black_box(&cover)).expect("opens")))
     });
-    let cover_bytes = build(&key, &salt, 0).to_canonical_bytes();
+    let cover_bytes = build(&key, 0).to_canonical_bytes();
     c.bench_function("validate_cover", |b| {
         b.iter(|| black_box(validate_report_bytes(black_box(&cover_bytes)).expect("valid")))
     });

@@ -30,14 +30,15 @@
 //!   public key (hex). A random key pair per installation: no wallet, hostname, IP,
 //!   container id or hardware fingerprint.
 //! - `window`: the window start, the only time on the wire.
-//! - `level`: `full`, or `strict` (node status and window counts only).
+//! - `level`: `full`, or `strict` (node status and window counts only, the counts
+//!   noised by the node, [`noise::strict_count`]).
 //! - `continent`: `null`, or a code the operator set (AF AN AS EU NA OC SA).
 //! - `status`: node state (`up`/`down`/`unknown`), active tasks and total tasks, both
 //!   bucketed ([`bucket`]). No software version: a rare version would single out a node.
 //! - `counts`: tasks received, completed and failed in the window.
-//! - `tasks`: per finished task, HMAC-SHA256(salt, execution id) ([`identity::HashedId`]),
-//!   chain id, outcome, execution time, gas and memory buckets, cache flag.
-//! - `invoices`: per invoice line, the hashed id, operation and steps bucket.
+//! - `tasks`: per finished task, chain id, outcome, execution time, gas and memory
+//!   buckets, cache flag. No identifier: no published figure needs one.
+//! - `invoices`: per invoice line, operation and steps bucket.
 //!
 //! # Privacy rules
 //!
@@ -48,7 +49,7 @@
 //! [`privacy::ValidatedReport`] can be signed. The aggregator calls
 //! [`sign::open_report`], which adds the envelope, node-id and signature checks; it
 //! publishes statistics made k-anonymous with [`stats::k_anonymous_cells`] and
-//! [`stats::k_figure`].
+//! [`stats::k_figure`], each figure noised once per period ([`noise`]).
 //!
 //! # Example
 //!
@@ -69,6 +70,7 @@
 pub mod bucket;
 mod hexbytes;
 pub mod identity;
+pub mod noise;
 pub mod privacy;
 pub mod report;
 pub mod sign;

@@ -1,21 +1,23 @@
-//! The node window report (`v: 1`), monitor -> aggregator on [`crate::REPORT_SUBJECT`].
+//! The node window report (`v: 2`), monitor -> aggregator on [`crate::REPORT_SUBJECT`].
 //!
 //! Every field is always present, in this order, so an empty (cover) report and a busy
 //! one have the same shape and differ only in length:
 //!
 //! ```json
-//! {"v":1,"node":"<32 hex>","key":"<64 hex>","window":1717243200,"level":"full",
+//! {"v":2,"node":"<32 hex>","key":"<64 hex>","window":1717243200,"level":"full",
 //!  "continent":null,"status":{"state":"up","active":"1","total":"10-50"},
 //!  "counts":{"received":2,"completed":1,"failed":1},
-//!  "tasks":[{"id":"<64 hex>","chain":1,"outcome":"completed","duration":"1-5s",
+//!  "tasks":[{"chain":1,"outcome":"completed","duration":"1-5s",
 //!            "gas":"1M-10M","memory":"64-256","cached":true}, ...],
-//!  "invoices":[{"id":"<64 hex>","op":"charge","steps":"1M-10M"}, ...]}
+//!  "invoices":[{"op":"charge","steps":"1M-10M"}, ...]}
 //! ```
 //!
 //! What is deliberately *not* here: the node software version (a rare version
 //! singles a node out; nothing in PRIVACY.md needs it), wallet addresses, task ids,
-//! block numbers or hashes, requester or worker addresses, hostnames, container ids, any
-//! time but the window start.
+//! any per-item identifier (version 1 carried a salted hash of each execution id; no
+//! published figure needs one, and a validator cannot tell a salted hash from a raw
+//! identifier of the same shape), block numbers or hashes, requester or worker
+//! addresses, hostnames, container ids, any time but the window start.
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,7 +26,7 @@ use crate::bucket::{
     label_enum, ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket,
     TotalTasksBucket,
 };
-use crate::identity::{HashedId, NodeId, PublicKey};
+use crate::identity::{NodeId, PublicKey};
 use crate::window::WindowStart;
 
 /// Most task items one report may carry.
@@ -42,7 +44,7 @@ pub const MAX_WINDOW_COUNT: u64 = 100_000;
 /// node on such a chain reports its chain as `null` (unknown).
 pub const MAX_CHAIN_ID: u64 = 946_684_799;
 
-/// Protocol version marker: serializes as `1` and accepts nothing else.
+/// Protocol version marker of statistics: serializes as `1` and accepts nothing else.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct V1;
 
@@ -62,6 +64,32 @@ impl<'de> Deserialize<'de> for V1 {
             Self::NUMBER => Ok(V1),
             _ => Err(serde::de::Error::custom(
                 "unsupported protocol version (expected 1)",
+            )),
+        }
+    }
+}
+
+/// Protocol version marker of reports: serializes as `2` and accepts nothing else.
+/// Version 1 reports (with a hashed id per task and invoice item) are refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V2;
+
+impl V2 {
+    pub const NUMBER: u64 = 2;
+}
+
+impl Serialize for V2 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(Self::NUMBER)
+    }
+}
+
+impl<'de> Deserialize<'de> for V2 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match u64::deserialize(deserializer)? {
+            Self::NUMBER => Ok(V2),
+            _ => Err(serde::de::Error::custom(
+                "unsupported report version (expected 2; upgrade the monitor)",
             )),
         }
     }
@@ -205,12 +233,11 @@ pub struct WindowCounts {
     pub failed: u64,
 }
 
-/// One task that finished (completed or failed) during the window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One task that finished (completed or failed) during the window. No identifier:
+/// items are sorted by their values, so their order says nothing about time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskItem {
-    /// HMAC-SHA256(salt, execution id).
-    pub id: HashedId,
     /// `null` when unknown.
     pub chain: Option<ChainId>,
     pub outcome: Outcome,
@@ -221,12 +248,10 @@ pub struct TaskItem {
     pub cached: Option<bool>,
 }
 
-/// One invoice line recorded during the window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One invoice line recorded during the window (no identifier, sorted by value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceItem {
-    /// HMAC-SHA256(salt, execution id), the same value as the task item it bills.
-    pub id: HashedId,
     pub op: Operation,
     pub steps: StepsBucket,
 }
@@ -236,7 +261,7 @@ pub struct InvoiceItem {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    pub v: V1,
+    pub v: V2,
     /// Derived from `key` ([`NodeId::of`]); verification rejects a mismatch.
     pub node: NodeId,
     pub key: PublicKey,
@@ -257,7 +282,7 @@ impl Report {
     /// counts, no items, no continent.
     pub fn new(key: PublicKey, window: WindowStart, level: Level) -> Self {
         Self {
-            v: V1,
+            v: V2,
             node: NodeId::of(&key),
             key,
             window,

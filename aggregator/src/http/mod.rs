@@ -103,18 +103,20 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such page")
 }
 
-/// `ok`, or `degraded` while NATS is unreachable (always 200: the process is alive and
-/// keeps serving the latest figures).
+/// `ok`, or `degraded` while NATS is unreachable or no report feed is being read
+/// (always 200: the process is alive and keeps serving the latest figures).
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let has_stats = state
         .latest
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .is_some();
-    let connected = state.metrics.snapshot().nats_connected;
+    let s = state.metrics.snapshot();
+    let ok = s.nats_connected && s.consuming;
     Json(json!({
-        "status": if connected { "ok" } else { "degraded" },
-        "nats": if connected { "connected" } else { "disconnected" },
+        "status": if ok { "ok" } else { "degraded" },
+        "nats": if s.nats_connected { "connected" } else { "disconnected" },
+        "feed": if s.consuming { s.delivery.unwrap_or("none") } else { "none" },
         "stats": has_stats,
     }))
 }

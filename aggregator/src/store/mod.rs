@@ -37,18 +37,16 @@ pub enum StoreError {
     Panicked,
 }
 
-/// What statistics are computed from: figures of the nodes table and the hourly
-/// rollups of the 24-hour period. Node ids are local integers, never the node ids.
+/// What statistics are computed from: the released figures (values with their noise)
+/// and, for k-anonymity, the hourly rollups of the 24-hour period. Node ids are local
+/// integers, never the node ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsInput {
-    pub active_nodes: u64,
-    pub nodes_30d: u64,
-    /// Nodes seen in the period: (first window, continent label or `None`).
-    pub period_nodes: Vec<(i64, u64, Option<String>)>,
-    /// (hour, node, received, completed, failed), one row per node and hour.
+    /// (hour, node, received, completed, failed), one row per node and hour (negative
+    /// counts of strict nodes read as 0).
     pub node_hours: Vec<(u64, i64, u64, u64, u64)>,
-    /// (dim, label, node, count) summed over the period.
-    pub cells: Vec<(u8, String, i64, u64)>,
+    /// (period, figure, value): released figures of the period's hours and days.
+    pub released: Vec<(u64, String, i64)>,
 }
 
 /// Row counts, for tests and the API.
@@ -77,6 +75,21 @@ enum Command {
         cutoff_window: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    SaveReleased {
+        rows: Vec<(u64, String, i64)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// What one UTC day's released figures are computed from (node ids are local integers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayInput {
+    /// (dim, label, node, count) summed over the day.
+    pub cells: Vec<(u8, String, i64, u64)>,
+    /// Nodes that reported during the day: (node, continent, tasks received that day).
+    pub nodes: Vec<(i64, Option<String>, i64)>,
+    /// Distinct nodes that reported in the 30 days ending with the day.
+    pub nodes_30d: Vec<i64>,
 }
 
 /// A cheap handle (`Clone`) to the store.
@@ -141,6 +154,9 @@ impl Store {
                             reply,
                         } => {
                             let _ = reply.send(writer.retention(cutoff_window));
+                        }
+                        Command::SaveReleased { rows, reply } => {
+                            let _ = reply.send(writer.save_released(&rows));
                         }
                     }
                 }
@@ -209,6 +225,78 @@ impl Store {
         .await
     }
 
+    /// Keeps released figures (period, figure, value with its noise); a figure already
+    /// released for its period is never replaced.
+    pub async fn save_released(&self, rows: Vec<(u64, String, i64)>) -> Result<(), StoreError> {
+        self.call(|reply| Command::SaveReleased { rows, reply })
+            .await
+    }
+
+    /// Released figures of the periods from `from` on.
+    pub async fn released(&self, from: u64) -> Result<Vec<(u64, String, i64)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT period, figure, value FROM released WHERE period >= ?1 ORDER BY period, figure",
+            )?;
+            let rows = stmt.query_map([to_i64(from)], |r| {
+                Ok((from_i64(r.get(0)?), r.get(1)?, r.get(2)?))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The rollups of one hour: (node, received, completed, failed); strict reports'
+    /// counts may make them negative.
+    pub async fn hour_rows(&self, hour: u64) -> Result<Vec<(i64, i64, i64, i64)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT node, received, completed, failed FROM node_hours WHERE hour = ?1 ORDER BY node",
+            )?;
+            let rows = stmt.query_map([to_i64(hour)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The inputs of the figures of the UTC day starting at `day`.
+    pub async fn day_input(&self, day: u64) -> Result<DayInput, StoreError> {
+        self.read(move |conn| {
+            let (from, to) = (to_i64(day), to_i64(day + 86_400));
+            let mut stmt = conn.prepare_cached(
+                "SELECT dim, label, node, SUM(count) FROM cell_hours
+                 WHERE hour >= ?1 AND hour < ?2 GROUP BY dim, label, node ORDER BY dim, label, node",
+            )?;
+            let cells = stmt
+                .query_map([from, to], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, from_i64(r.get(3)?)))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT h.node, n.continent, SUM(h.received) FROM node_hours h
+                 JOIN nodes n ON n.idx = h.node
+                 WHERE h.hour >= ?1 AND h.hour < ?2 GROUP BY h.node ORDER BY h.node",
+            )?;
+            let nodes = stmt
+                .query_map([from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT node FROM node_hours WHERE hour >= ?1 AND hour < ?2 ORDER BY node",
+            )?;
+            let nodes_30d = stmt
+                .query_map([to - 30 * 86_400, to], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DayInput {
+                cells,
+                nodes,
+                nodes_30d,
+            })
+        })
+        .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
@@ -222,14 +310,14 @@ impl Store {
         .map_err(|_| StoreError::Panicked)?
     }
 
-    /// The inputs of the statistics for closed window `window`: active nodes (the last
-    /// two windows), nodes in 30 days, and the rollups from `period_start_hour` on.
+    /// The inputs of the statistics: figures released for periods from `released_from`
+    /// on, and the rollups from `period_start_hour` on.
     pub async fn stats_input(
         &self,
-        window: u64,
+        released_from: u64,
         period_start_hour: u64,
     ) -> Result<StatsInput, StoreError> {
-        self.read(move |conn| stats_input(conn, window, period_start_hour))
+        self.read(move |conn| stats_input(conn, released_from, period_start_hour))
             .await
     }
 
@@ -307,28 +395,9 @@ impl Store {
 
 fn stats_input(
     conn: &Connection,
-    window: u64,
+    released_from: u64,
     period_start_hour: u64,
 ) -> Result<StatsInput, rusqlite::Error> {
-    let count_since = |since: u64| -> Result<u64, rusqlite::Error> {
-        conn.query_row(
-            "SELECT COUNT(*) FROM nodes WHERE last_window >= ?1",
-            [to_i64(since)],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(from_i64)
-    };
-    let window_secs = truebit_protocol::window::WINDOW_SECS;
-    let active_nodes = count_since(window.saturating_sub(window_secs))?;
-    let nodes_30d = count_since(window.saturating_sub(30 * 86_400 - window_secs))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT idx, first_window, continent FROM nodes WHERE last_window >= ?1 ORDER BY idx",
-    )?;
-    let period_nodes = stmt
-        .query_map([to_i64(period_start_hour)], |r| {
-            Ok((r.get(0)?, from_i64(r.get(1)?), r.get(2)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare_cached(
         "SELECT hour, node, received, completed, failed FROM node_hours WHERE hour >= ?1",
     )?;
@@ -343,36 +412,17 @@ fn stats_input(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    // Summed here, per (cell, node), while reading: a GROUP BY sorts all rows in
-    // SQLite (slower), and keeping the rows would hold every node-hour in memory.
-    let mut stmt =
-        conn.prepare_cached("SELECT dim, label, node, count FROM cell_hours WHERE hour >= ?1")?;
-    let mut labels: Vec<(u8, String)> = Vec::new();
-    let mut sums: std::collections::HashMap<(usize, i64), u64> = std::collections::HashMap::new();
-    let mut rows = stmt.query([to_i64(period_start_hour)])?;
-    while let Some(row) = rows.next()? {
-        let dim: u8 = row.get(0)?;
-        let label = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        let cell = match labels.iter().position(|(d, l)| *d == dim && l == label) {
-            Some(i) => i,
-            None => {
-                labels.push((dim, label.to_owned()));
-                labels.len() - 1
-            }
-        };
-        *sums.entry((cell, row.get(2)?)).or_default() += from_i64(row.get(3)?);
-    }
-    let mut cells: Vec<(u8, String, i64, u64)> = sums
-        .into_iter()
-        .map(|((cell, node), count)| (labels[cell].0, labels[cell].1.clone(), node, count))
-        .collect();
-    cells.sort_unstable();
+    let mut stmt = conn.prepare_cached(
+        "SELECT period, figure, value FROM released WHERE period >= ?1 ORDER BY period, figure",
+    )?;
+    let released = stmt
+        .query_map([to_i64(released_from)], |r| {
+            Ok((from_i64(r.get(0)?), r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(StatsInput {
-        active_nodes,
-        nodes_30d,
-        period_nodes,
         node_hours,
-        cells,
+        released,
     })
 }
 

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Schema version in `PRAGMA user_version`.
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (
@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE TABLE IF NOT EXISTS task_items (
     window   INTEGER NOT NULL,
     node     INTEGER NOT NULL,
-    id       BLOB NOT NULL,
     chain    INTEGER,
     outcome  TEXT NOT NULL,
     duration TEXT NOT NULL,
@@ -48,7 +47,6 @@ CREATE INDEX IF NOT EXISTS task_items_window ON task_items(window);
 CREATE TABLE IF NOT EXISTS invoice_items (
     window INTEGER NOT NULL,
     node   INTEGER NOT NULL,
-    id     BLOB NOT NULL,
     op     TEXT NOT NULL,
     steps  TEXT NOT NULL
 );
@@ -75,6 +73,15 @@ CREATE TABLE IF NOT EXISTS cell_hours (
     PRIMARY KEY (hour, dim, label, node)
 ) WITHOUT ROWID;
 
+-- Figures released once per period (hour or UTC day) with their noise: later
+-- publications reuse them, so a period's figure never changes (docs/PRIVACY.md).
+CREATE TABLE IF NOT EXISTS released (
+    period INTEGER NOT NULL,
+    figure TEXT NOT NULL,
+    value  INTEGER NOT NULL,
+    PRIMARY KEY (period, figure)
+) WITHOUT ROWID;
+
 -- Published statistics (wire bytes), the newest per window.
 CREATE TABLE IF NOT EXISTS stats (
     window INTEGER PRIMARY KEY,
@@ -99,6 +106,18 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             found: version,
             known: VERSION,
         });
+    }
+    if version == 1 {
+        // Version 1 reports carried a hashed id per item; reports no longer do, and the
+        // ids already stored go too.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE task_items DROP COLUMN id;
+             ALTER TABLE invoice_items DROP COLUMN id;
+             PRAGMA user_version = 2;
+             COMMIT;
+             VACUUM;",
+        )?;
     }
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", VERSION)?;

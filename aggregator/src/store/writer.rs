@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection};
 use truebit_protocol::identity::NodeId;
-use truebit_protocol::report::Report;
+use truebit_protocol::noise::strict_estimate;
+use truebit_protocol::report::{Level, Report};
 use truebit_protocol::stats::chain_label;
 
 use super::{to_i64, StoreError, Verdicts};
@@ -83,11 +84,11 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut insert_task = tx.prepare_cached(
-                "INSERT INTO task_items (window, node, id, chain, outcome, duration, gas, memory, cached)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO task_items (window, node, chain, outcome, duration, gas, memory, cached)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut insert_invoice = tx.prepare_cached(
-                "INSERT INTO invoice_items (window, node, id, op, steps) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO invoice_items (window, node, op, steps) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut node_hour = tx.prepare_cached(
                 "INSERT INTO node_hours (hour, node, received, completed, failed) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -147,19 +148,24 @@ impl Writer {
                 }
                 update_node.execute(params![idx, w, continent])?;
                 let hour = to_i64(window - window % 3_600);
+                // A strict monitor noised its counts and shifted them by a constant; the
+                // rollups take them back by the shift (they may go below zero).
+                let count = |sent: u64| match report.level {
+                    Level::Full => to_i64(sent),
+                    Level::Strict => strict_estimate(sent),
+                };
                 node_hour.execute(params![
                     hour,
                     idx,
-                    to_i64(c.received),
-                    to_i64(c.completed),
-                    to_i64(c.failed)
+                    count(c.received),
+                    count(c.completed),
+                    count(c.failed)
                 ])?;
                 let mut cells: BTreeMap<(Dim, String), i64> = BTreeMap::new();
                 for t in &report.tasks {
                     insert_task.execute(params![
                         w,
                         idx,
-                        &t.id.as_bytes()[..],
                         t.chain.map(|c| to_i64(c.get())),
                         t.outcome.label(),
                         t.duration.label(),
@@ -180,13 +186,7 @@ impl Writer {
                     }
                 }
                 for i in &report.invoices {
-                    insert_invoice.execute(params![
-                        w,
-                        idx,
-                        &i.id.as_bytes()[..],
-                        i.op.label(),
-                        i.steps.label()
-                    ])?;
+                    insert_invoice.execute(params![w, idx, i.op.label(), i.steps.label()])?;
                     *cells
                         .entry((Dim::Steps, i.steps.label().to_owned()))
                         .or_default() += 1;
@@ -209,6 +209,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Keeps released figures; a figure already released for its period stays as it was.
+    pub(super) fn save_released(&mut self, rows: &[(u64, String, i64)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO released (period, figure, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (period, figure, value) in rows {
+                insert.execute(params![to_i64(*period), figure, value])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub(super) fn retention(&mut self, cutoff_window: u64) -> Result<u64, StoreError> {
         let cutoff = to_i64(cutoff_window);
         let cutoff_hour = to_i64(cutoff_window - cutoff_window % 3_600);
@@ -219,6 +234,11 @@ impl Writer {
         tx.execute("DELETE FROM node_hours WHERE hour < ?1", [cutoff_hour])?;
         tx.execute("DELETE FROM cell_hours WHERE hour < ?1", [cutoff_hour])?;
         tx.execute("DELETE FROM stats WHERE window < ?1", [cutoff])?;
+        // Daily figures are kept one day longer than the hours they cover.
+        tx.execute(
+            "DELETE FROM released WHERE period < ?1 - 86400",
+            [cutoff_hour],
+        )?;
         let nodes = tx.execute("DELETE FROM nodes WHERE last_window < ?1", [cutoff])?;
         tx.commit()?;
         if nodes > 0 {

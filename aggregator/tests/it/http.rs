@@ -12,13 +12,20 @@ use truebit_aggregator::publisher::Publisher;
 use truebit_aggregator::store::Store;
 use truebit_protocol::report::Report;
 
+use truebit_aggregator::stats::{node_scale, reporting_scale, task_scale};
+use truebit_protocol::stats::basis_points;
+
 use crate::support::*;
+
+/// 2024-06-02 00:00 UTC, the day after NOON's.
+const NEXT_DAY: u64 = NOON + 12 * 3_600;
 
 fn publisher(store: &Store, now: u64) -> Publisher {
     Publisher {
         store: store.clone(),
         nats: None,
         key: test_key(),
+        noise: test_noise(),
         k: 5,
         interval: std::time::Duration::from_secs(30),
         retention_days: 30,
@@ -62,7 +69,9 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
 async fn the_api_serves_the_latest_statistics_history_availability_and_metrics() {
     let dir = tempdir();
     let store = Store::open(&dir.path().join("a.db"), Limits::default()).expect("store");
-    let now = NOON + 3 * 300 + 10;
+    // 00:15:10 the next day: that day (and so the NOON hour) is released.
+    let now = NEXT_DAY + 900 + 10;
+    let window = NEXT_DAY + 600;
     let p = publisher(&store, now);
     let state = AppState {
         store: store.clone(),
@@ -92,28 +101,35 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["key"], test_key().public().to_string());
-    assert_eq!(v["stats"]["window"], NOON + 600);
-    assert_eq!(v["stats"]["nodes_24h"], 8);
-    assert_eq!(v["stats"]["active_nodes"], 8);
-    assert_eq!(v["stats"]["tasks_24h"]["received"], 24);
+    assert_eq!(v["stats"]["window"], window);
+    // 24 tasks received in the NOON hour; every hour of the day carries its noise.
+    let noise = test_noise();
+    let day = NEXT_DAY - 86_400;
+    let received: i64 = (0..24)
+        .map(|i| day + i * 3_600)
+        .map(|h| {
+            let true_count = if h == NOON { 24 } else { 0 };
+            true_count + noise.draw("tasks.received", h, task_scale())
+        })
+        .sum();
+    assert_eq!(v["stats"]["tasks_24h"]["received"], received.max(0));
+    let nodes = 8 + noise.draw("nodes.day", day, node_scale());
+    assert_eq!(v["stats"]["nodes_24h"], nodes);
+    // Active: nodes reporting in the latest released hour (23:00): none, so fewer than k.
+    assert_eq!(v["stats"]["active_nodes"], serde_json::Value::Null);
     assert_eq!(v["sig"].as_str().map(str::len), Some(128));
 
-    let (status, body) = get(
-        &app,
-        &format!("/api/stats/history?from={NOON}&to={}", NOON + 600),
-    )
-    .await;
+    let (status, body) = get(&app, &format!("/api/stats/history?from={NOON}&to={window}")).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
     let (_, body) = get(&app, "/api/stats/history").await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(
-        v["items"][0]["window"],
-        NOON + 600,
+        v["items"][0]["window"], window,
         "default: the last 24 hours"
     );
-    let (_, body) = get(&app, &format!("/api/stats/history?to={}", NOON + 300)).await;
+    let (_, body) = get(&app, &format!("/api/stats/history?to={}", window - 300)).await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(0));
     let (status, _) = get(&app, "/api/stats/history?from=9&to=1").await;
@@ -125,7 +141,13 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["availability"].as_array().map(Vec::len), Some(24));
-    assert_eq!(v["availability"][23]["rate_bp"], 10_000);
+    let reporting = 8 + noise.draw("nodes.reporting", NOON, reporting_scale());
+    assert_eq!(v["availability"][12]["hour"], NOON);
+    assert_eq!(
+        v["availability"][12]["rate_bp"],
+        basis_points(reporting.max(0) as u64, nodes as u64).expect("a rate")
+    );
+    assert_eq!(v["availability"][13]["rate_bp"], serde_json::Value::Null);
 
     let (status, body) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
@@ -137,8 +159,15 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
 
     let (status, page) = get(&app, "/").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("data-figure=\"active_nodes\">8<"), "{page}");
-    assert!(page.contains("data-figure=\"received_24h\">24<"));
+    let shown = |n: i64| truebit_web::format::opt_thousands(Some(n));
+    assert!(
+        page.contains(&format!("data-figure=\"nodes_24h\">{}<", shown(nodes))),
+        "{page}"
+    );
+    assert!(page.contains(&format!(
+        "data-figure=\"received_24h\">{}<",
+        shown(received.max(0))
+    )));
     assert!(page.contains("<svg"), "server-rendered charts");
     assert!(!page.contains("<script"), "no script on the public page");
     let css = truebit_web::asset::url("app.css");
@@ -174,7 +203,7 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
 #[tokio::test]
 async fn two_aggregators_that_stored_the_same_reports_publish_the_same_figures() {
     let dir = tempdir();
-    let now = NOON + 4 * 300 + 10;
+    let now = NEXT_DAY + 900 + 10;
     let all = reports(1..=12, &[NOON, NOON + 300, NOON + 600]);
     let a = Store::open(&dir.path().join("a.db"), Limits::default()).expect("a");
     let b = Store::open(&dir.path().join("b.db"), Limits::default()).expect("b");
@@ -197,5 +226,18 @@ async fn two_aggregators_that_stored_the_same_reports_publish_the_same_figures()
     let sa = publisher(&a, now).publish_once(now).await.expect("a");
     let sb = publisher(&b, now).publish_once(now).await.expect("b");
     assert_eq!(sa.stats_bytes(), sb.stats_bytes());
-    assert_eq!(sa.stats().nodes_24h, Some(12));
+    let day = NEXT_DAY - 86_400;
+    let nodes = 12 + test_noise().draw("nodes.day", day, node_scale());
+    assert_eq!(sa.stats().nodes_24h, Some(nodes as u64));
+    // Published again later (30 s on, and after a late report of a released hour): the
+    // released figures are the same.
+    let late = reports(13..=13, &[NOON + 900]);
+    assert!(a.ingest(Arc::new(late), now + 30).await.expect("late")[0].is_ok());
+    let again = publisher(&a, now + 30)
+        .publish_once(now + 30)
+        .await
+        .expect("again");
+    assert_eq!(again.stats().tasks_24h, sa.stats().tasks_24h);
+    assert_eq!(again.stats().nodes_24h, sa.stats().nodes_24h);
+    assert_eq!(again.stats().distributions, sa.stats().distributions);
 }

@@ -139,7 +139,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     let dir = tempdir();
     let hub = start_hub(dir.path());
     let url = format!("tls://127.0.0.1:{}", hub.port);
-    let now = NOON + 2 * 300 + 30;
+    let (clock, now) = movable_clock(NOON + 2 * 300 + 30);
     let mut cfg = config(dir.path(), &url);
     cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
         user: "aggregator".into(),
@@ -147,7 +147,8 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     };
     cfg.nats.ca_file = Some(hub.ca.clone());
     cfg.create_stream = true;
-    let app = spawn_app(cfg, fixed_clock(now)).await;
+    let noise = noise_of(&cfg);
+    let app = spawn_app(cfg, clock).await;
     wait_until(20, "the stream and the consumer", async || {
         app.state.metrics.snapshot().delivery == Some("jetstream")
     })
@@ -182,6 +183,8 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
         app.state.metrics.accepted() == 5
     })
     .await;
+    // The NOON hour is released at 13:10.
+    now.store(NOON + 3_600 + 600, std::sync::atomic::Ordering::SeqCst);
     let figures = loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), stats.next())
             .await
@@ -193,8 +196,23 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
             break signed.into_stats();
         }
     };
-    assert_eq!(figures.active_nodes, Some(5));
-    assert_eq!(figures.tasks_24h.received, Some(10));
+    let scale = truebit_aggregator::stats::reporting_scale();
+    let active = 5 + noise.draw("nodes.reporting", NOON, scale);
+    assert_eq!(
+        figures.active_nodes,
+        Some(u64::try_from(active).unwrap_or(0))
+    );
+    let received: i64 = (0..24)
+        .map(|i| NOON - i * 3_600)
+        .map(|h| {
+            let scale = truebit_aggregator::stats::task_scale();
+            i64::from(h == NOON) * 10 + noise.draw("tasks.received", h, scale)
+        })
+        .sum();
+    assert_eq!(
+        figures.tasks_24h.received,
+        Some(u64::try_from(received).unwrap_or(0))
+    );
     let s = app.state.metrics.snapshot();
     assert_eq!((s.received, s.rejected, s.stats_errors), (5, 0, 0));
     app.shutdown().await;

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::Signer as _;
 use futures_util::StreamExt as _;
+use truebit_aggregator::stats::{item_scale, node_scale, reporting_scale, task_scale};
 use truebit_protocol::report::Continent;
 use truebit_protocol::sign::open_stats;
 use truebit_protocol::stats::{
-    Distributions, HourAvailability, NetworkStats, TaskTotals, AVAILABILITY_HOURS,
+    basis_points, Distributions, HourAvailability, NetworkStats, TaskTotals,
 };
 use truebit_protocol::window::WindowStart;
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
@@ -16,15 +17,21 @@ use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 use crate::support::*;
 
 fn cells(spec: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    // Published cells are never below zero: a cell's noise may take it to 0.
     spec.iter().map(|(l, c)| ((*l).to_owned(), *c)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn published_statistics_are_exact_signed_and_k_anonymous() {
+async fn published_statistics_are_released_noised_signed_and_k_anonymous() {
     let dir = tempdir();
     let nats = NatsServer::start(dir.path());
-    let now = NOON + 3 * 300 + 60; // windows NOON, +300, +600 have closed
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(now)).await;
+    // The reports arrive while their hour is open (windows NOON, +300, +600 have
+    // closed); the statistics are read at 00:16 the next day, when that day is released.
+    let day = NOON - 12 * 3_600;
+    let cfg = config(dir.path(), &nats.url());
+    let (clock, now) = movable_clock(NOON + 3 * 300 + 60);
+    let app = spawn_app(cfg.clone(), clock).await;
+    let noise = noise_of(&cfg);
     let client = nats.client().await;
     wait_until(10, "core delivery", async || {
         app.state.metrics.snapshot().delivery == Some("core")
@@ -63,6 +70,7 @@ async fn published_statistics_are_exact_signed_and_k_anonymous() {
         app.state.metrics.accepted() == 18
     })
     .await;
+    now.store(day + 86_400 + 960, std::sync::atomic::Ordering::SeqCst);
 
     // The second statistics message from now was computed after every report was stored
     // (the first may have been computed before).
@@ -78,38 +86,63 @@ async fn published_statistics_are_exact_signed_and_k_anonymous() {
     next().await;
     let published = next().await.into_stats();
 
-    let window = WindowStart::new(NOON + 600).expect("aligned");
-    let mut availability: Vec<HourAvailability> = (0..AVAILABILITY_HOURS as u64)
-        .map(|i| HourAvailability {
-            hour: NOON - (23 - i) * 3_600,
+    // What each figure is: its true value (clamped: no node exceeds the clamps here)
+    // plus the noise the aggregator's secret gives that figure and period.
+    let hours: Vec<u64> = (0..24).map(|i| day + i * 3_600).collect();
+    let hourly = |name: &str, at_noon: i64| -> i64 {
+        hours
+            .iter()
+            .map(|&h| i64::from(h == NOON) * at_noon + noise.draw(name, h, task_scale()))
+            .sum()
+    };
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let daily = |name: &str, value: i64, scale| n(value + noise.draw(name, day, scale));
+    let (completed, failed) = (
+        n(hourly("tasks.completed", 30)),
+        n(hourly("tasks.failed", 3)),
+    );
+    let nodes = daily("nodes.day", 6, node_scale());
+    let (hits, misses) = (
+        daily("dist.cached.true", 3, item_scale()),
+        daily("dist.cached.false", 30, item_scale()),
+    );
+    let window = WindowStart::new(day + 86_400 + 600).expect("aligned");
+    let mut availability: Vec<HourAvailability> = hours
+        .iter()
+        .map(|&hour| HourAvailability {
+            hour,
             rate_bp: None,
         })
         .collect();
-    availability[23].rate_bp = Some(10_000);
+    availability[12].rate_bp = basis_points(
+        n(6 + noise.draw("nodes.reporting", NOON, reporting_scale())),
+        nodes,
+    );
+    let items = |name: &str, value| daily(name, value, item_scale());
     let expected = NetworkStats {
-        active_nodes: Some(6),
-        nodes_24h: Some(6),
-        nodes_30d: Some(6),
+        // Nobody reported in the latest released hour (23:00).
+        active_nodes: None,
+        nodes_24h: Some(nodes),
+        nodes_30d: Some(daily("nodes.30d", 6, node_scale())),
         tasks_24h: TaskTotals {
-            received: Some(45),
-            completed: Some(30),
+            received: Some(n(hourly("tasks.received", 45))),
+            completed: Some(completed),
             // Only node 1 failed tasks: one contributor < k.
             failed: None,
         },
-        // 30 / 33, and 3 cached of 33 with a known flag.
-        success_rate_bp: Some(9_091),
-        cache_hit_rate_bp: Some(909),
+        success_rate_bp: basis_points(completed, completed + failed),
+        cache_hit_rate_bp: basis_points(hits, hits + misses),
         distributions: Distributions {
-            duration: cells(&[("1-5s", 33)]),
-            gas: cells(&[("1M-10M", 33)]),
-            memory: cells(&[("64-256", 33)]),
-            steps: cells(&[("1M-10M", 33)]),
+            duration: cells(&[("1-5s", items("dist.duration.1-5s", 33))]),
+            gas: cells(&[("1M-10M", items("dist.gas.1M-10M", 33))]),
+            memory: cells(&[("64-256", items("dist.memory.64-256", 33))]),
+            steps: cells(&[("1M-10M", items("dist.steps.1M-10M", 33))]),
             // Chain 137 has one node: folded into "other", which then takes chain 1
             // with it (complementary suppression), so 137's count cannot be derived.
-            chain: cells(&[("other", 33)]),
-            continent: cells(&[("EU", 6)]),
+            chain: cells(&[("other", items("dist.chain.other", 33))]),
+            continent: cells(&[("EU", daily("continent.EU", 6, node_scale()))]),
             // Node 6 alone received nothing: "0" is folded the same way.
-            activity: cells(&[("other", 6)]),
+            activity: cells(&[("other", daily("activity.other", 6, node_scale()))]),
         },
         availability,
         ..NetworkStats::empty(window, 5)

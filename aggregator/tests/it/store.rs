@@ -143,3 +143,67 @@ fn the_key_command_prints_the_same_public_key_every_time() {
         truebit_aggregator::config::EXAMPLE_CONFIG
     );
 }
+
+#[tokio::test]
+async fn a_version_1_database_loses_its_item_ids_and_keeps_its_rows() {
+    let dir = tempdir();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE task_items (window INTEGER NOT NULL, node INTEGER NOT NULL,
+                id BLOB NOT NULL, chain INTEGER, outcome TEXT NOT NULL, duration TEXT NOT NULL,
+                gas TEXT NOT NULL, memory TEXT NOT NULL, cached INTEGER);
+             CREATE INDEX task_items_window ON task_items(window);
+             CREATE TABLE invoice_items (window INTEGER NOT NULL, node INTEGER NOT NULL,
+                id BLOB NOT NULL, op TEXT NOT NULL, steps TEXT NOT NULL);
+             INSERT INTO task_items VALUES (1717243200, 1, x'abcdef', 1, 'completed', '1-5s', '1M-10M', '64-256', 0);
+             INSERT INTO invoice_items VALUES (1717243200, 1, x'abcdef', 'charge', '1M-10M');
+             PRAGMA user_version = 1;",
+        )
+        .expect("a version 1 database");
+    }
+    let store = Store::open(&path, Limits::default()).expect("migrated");
+    let totals = store.totals().await.expect("totals");
+    assert_eq!((totals.task_items, totals.invoice_items), (1, 1));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("db");
+    for table in ["task_items", "invoice_items"] {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("columns");
+        assert!(!columns.contains(&"id".to_owned()), "{table}: {columns:?}");
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 3, "and then the current schema");
+}
+
+#[tokio::test]
+async fn a_strict_reports_counts_are_taken_back_by_the_shift_in_the_rollups() {
+    let dir = tempdir();
+    let store = Store::open(&dir.path().join("s.db"), Limits::default()).expect("store");
+    let node = SimNode::new(1);
+    let mut report = node.report(NOON, 0, &[]);
+    report.level = truebit_protocol::report::Level::Strict;
+    report.tasks.clear();
+    report.invoices.clear();
+    // What a strict monitor sent for (5, 1, 0) with noise (+2, 0, -3) and the shift.
+    let shift = truebit_protocol::noise::STRICT_SHIFT;
+    report.counts.received = 5 + 2 + shift;
+    report.counts.completed = 1 + shift;
+    report.counts.failed = shift - 3;
+    let verdicts = store
+        .ingest(Arc::new(vec![report]), NOON + 400)
+        .await
+        .expect("stored");
+    assert_eq!(verdicts, vec![Ok(())]);
+    let rows = store.hour_rows(NOON).await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].1, rows[0].2, rows[0].3), (7, 1, -3));
+}

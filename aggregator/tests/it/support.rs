@@ -12,7 +12,6 @@ use truebit_aggregator::config::{Config, Settings};
 use truebit_aggregator::key::AggregatorKey;
 use truebit_aggregator::Clock;
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket};
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem,
@@ -23,7 +22,7 @@ use truebit_protocol::window::WindowStart;
 /// 2024-06-01T12:00:00Z, a window start.
 pub const NOON: u64 = 1_717_243_200;
 
-/// A nats-server of its own (JetStream on), stopped by pid on drop.
+/// A nats-server of its own (JetStream on unless asked otherwise), stopped by pid on drop.
 pub struct NatsServer {
     child: Child,
     pub port: u16,
@@ -48,15 +47,27 @@ fn nats_bin() -> String {
 }
 
 impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        Self::start_with(dir, true)
+    }
+
+    /// A server without JetStream (no `-js`).
+    pub fn start_without_jetstream(dir: &Path) -> NatsServer {
+        Self::start_with(dir, false)
+    }
+
     // The child is killed and waited for by `Drop`.
     #[allow(clippy::zombie_processes)]
-    pub fn start(dir: &Path) -> NatsServer {
+    fn start_with(dir: &Path, jetstream: bool) -> NatsServer {
         let dir = dir.join("nats");
         std::fs::create_dir_all(&dir).expect("nats dir");
         let log = dir.join("nats.log");
-        let mut child = Command::new(nats_bin())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(dir.join("js"))
+        let mut command = Command::new(nats_bin());
+        command.args(["-a", "127.0.0.1", "-p", "-1"]);
+        if jetstream {
+            command.arg("-js").arg("-sd").arg(dir.join("js"));
+        }
+        let mut child = command
             .arg("-l")
             .arg(&log)
             .stdout(Stdio::null())
@@ -111,10 +122,9 @@ impl Drop for NatsServer {
     }
 }
 
-/// One simulated monitor: a node key and salt, reports signed the monitor's way.
+/// One simulated monitor: a node key, reports signed the monitor's way.
 pub struct SimNode {
     pub key: SigningKey,
-    salt: Salt,
     pub continent: Option<Continent>,
 }
 
@@ -146,11 +156,8 @@ impl SimNode {
     pub fn new(seed: u32) -> SimNode {
         let mut bytes = [7u8; 32];
         bytes[..4].copy_from_slice(&seed.to_le_bytes());
-        let mut salt = [9u8; 32];
-        salt[..4].copy_from_slice(&seed.to_le_bytes());
         SimNode {
             key: SigningKey::from_bytes(&bytes),
-            salt: Salt::from_bytes(salt),
             continent: None,
         }
     }
@@ -165,9 +172,7 @@ impl SimNode {
         };
         let mut items: Vec<TaskItem> = tasks
             .iter()
-            .enumerate()
-            .map(|(i, t)| TaskItem {
-                id: HashedId::derive(&self.salt, &format!("exec-{window}-{i}")),
+            .map(|t| TaskItem {
                 chain: t.chain.and_then(ChainId::new),
                 outcome: if t.ok {
                     Outcome::Completed
@@ -180,14 +185,13 @@ impl SimNode {
                 cached: t.cached,
             })
             .collect();
-        items.sort_by_key(|t| t.id);
+        items.sort();
         r.counts.received = received;
         r.counts.completed = tasks.iter().filter(|t| t.ok).count() as u64;
         r.counts.failed = tasks.iter().filter(|t| !t.ok).count() as u64;
         r.invoices = items
             .iter()
-            .map(|t| InvoiceItem {
-                id: t.id,
+            .map(|_| InvoiceItem {
                 op: Operation::Charge,
                 steps: StepsBucket::From1MTo10M,
             })
@@ -230,8 +234,28 @@ pub fn fixed_clock(now: u64) -> Clock {
     Clock::new(move || now)
 }
 
+/// A clock the test moves: set the returned value.
+pub fn movable_clock(now: u64) -> (Clock, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
+    let read = std::sync::Arc::clone(&at);
+    (
+        Clock::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+        at,
+    )
+}
+
 pub fn test_key() -> AggregatorKey {
     AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]))
+}
+
+/// A fixed noise secret (the tests compute the noise a figure gets with it).
+pub fn test_noise() -> truebit_protocol::noise::FigureNoise {
+    truebit_protocol::noise::FigureNoise::new([43; 32])
+}
+
+/// The noise of the aggregator started with `config` (its secret file, created at start).
+pub fn noise_of(config: &Config) -> truebit_protocol::noise::FigureNoise {
+    truebit_aggregator::key::load_or_create_noise(&config.noise_secret_path).expect("noise secret")
 }
 
 /// Starts the aggregator in-process (HTTP on 127.0.0.1:0).

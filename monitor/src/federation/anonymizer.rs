@@ -11,17 +11,19 @@
 //! | `status.state` | last container event before the window's end, else log activity in the window | `up` / `down` / `unknown` |
 //! | `status.active` | the node's slots in use (node status) | bucket (`0` when the container is down) |
 //! | `status.total` | tasks recorded up to the window's end | bucket |
-//! | `counts` | tasks received / completed / failed in the window | exact (protocol rule) |
-//! | `tasks[]` | tasks finished in the window (`full` only) | HMAC id, chain id, outcome, buckets, cache flag |
-//! | `invoices[]` | invoice lines recorded in the window (`full` only) | HMAC id, operation word, steps bucket |
+//! | `counts` | tasks received / completed / failed in the window | exact at `full`; at `strict` each plus its own noise and a fixed shift (`truebit_protocol::noise::strict_count`) |
+//! | `tasks[]` | tasks finished in the window (`full` only) | chain id, outcome, buckets, cache flag |
+//! | `invoices[]` | invoice lines recorded in the window (`full` only) | operation word, steps bucket |
 //!
-//! Items are sorted by their hashed id, so their order says nothing about when they
-//! happened. Everything else the store knows (wallets, task ids, block numbers and
-//! hashes, requesters, inputs, outputs, exact times, versions) is simply not read.
+//! Items carry no identifier (no published figure needs one) and are sorted by their
+//! values, so their order says nothing about when they happened. Everything else the
+//! store knows (wallets, task and execution ids, block numbers and hashes, requesters,
+//! inputs, outputs, exact times, versions) is simply not read.
 
 use truebit_protocol::bucket::{
     ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, StepsBucket, TotalTasksBucket,
 };
+use truebit_protocol::noise::strict_count;
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem, WindowCounts, MAX_WINDOW_COUNT,
@@ -53,7 +55,6 @@ pub struct WindowData {
 /// A task that finished in the window, with the figures the report may carry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FinishedTask {
-    pub execution_id: String,
     pub failed: bool,
     /// As the node printed it (decimal or 0x hex).
     pub chain_id: Option<String>,
@@ -67,8 +68,6 @@ pub struct FinishedTask {
 /// One line of an invoice recorded in the window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InvoiceLine {
-    pub execution_id: Option<String>,
-    pub invoice_id: Option<i64>,
     pub operation: String,
     /// Steps computed, when the node printed an integer.
     pub steps: Option<i64>,
@@ -102,12 +101,35 @@ pub fn node_state(data: &WindowData) -> NodeState {
 }
 
 /// Builds the window's report. Counts above the protocol's limit are capped (the
-/// validator then blocks a `full` report whose items disagree, failing closed).
+/// validator then blocks a `full` report whose items disagree, failing closed). At the
+/// `strict` level the counts are noised with a generator seeded by the operating
+/// system (see [`anonymize_with_noise`]).
 pub fn anonymize(
     data: &WindowData,
     identity: &Identity,
     window: WindowStart,
     sharing: Sharing,
+) -> Report {
+    use rand::SeedableRng as _;
+    anonymize_with_noise(
+        data,
+        identity,
+        window,
+        sharing,
+        &mut rand::rngs::StdRng::from_entropy(),
+    )
+}
+
+/// [`anonymize`] with the generator of the strict level's local noise: each window count
+/// leaves the machine as `count + noise + STRICT_SHIFT` (two-sided geometric noise at
+/// ε = `EPSILON_STRICT_WINDOW` per count and window), so not even the hub sees the exact
+/// figures; the hub subtracts the shift, and the noise averages out in its sums.
+pub fn anonymize_with_noise(
+    data: &WindowData,
+    identity: &Identity,
+    window: WindowStart,
+    sharing: Sharing,
+    rng: &mut dyn rand::RngCore,
 ) -> Report {
     let mut report = Report::new(identity.public_key(), window, sharing.level);
     let state = node_state(data);
@@ -127,6 +149,12 @@ pub fn anonymize(
         failed: failed.min(MAX_WINDOW_COUNT),
     };
     if sharing.level == Level::Strict {
+        let mut noised = |x: u64| strict_count(x, rng, MAX_WINDOW_COUNT);
+        report.counts = WindowCounts {
+            received: noised(report.counts.received),
+            completed: noised(report.counts.completed),
+            failed: noised(report.counts.failed),
+        };
         return report;
     }
     report.continent = sharing.continent;
@@ -134,7 +162,6 @@ pub fn anonymize(
         .finished
         .iter()
         .map(|t| TaskItem {
-            id: identity.hash_id(&t.execution_id),
             chain: t.chain_id.as_deref().and_then(ChainId::parse),
             outcome: if t.failed {
                 Outcome::Failed
@@ -150,26 +177,16 @@ pub fn anonymize(
             cached: t.cached,
         })
         .collect();
-    report.tasks.sort_unstable_by_key(|t| t.id);
+    report.tasks.sort_unstable();
     report.invoices = data
         .invoice_lines
         .iter()
-        .filter_map(|line| {
-            let key = match (&line.execution_id, line.invoice_id) {
-                (Some(execution), _) => execution.clone(),
-                (None, Some(invoice)) => format!("invoice:{invoice}"),
-                (None, None) => return None,
-            };
-            Some(InvoiceItem {
-                id: identity.hash_id(&key),
-                op: Operation::from_node(&line.operation),
-                steps: StepsBucket::from_value(line.steps.and_then(|s| u64::try_from(s).ok())),
-            })
+        .map(|line| InvoiceItem {
+            op: Operation::from_node(&line.operation),
+            steps: StepsBucket::from_value(line.steps.and_then(|s| u64::try_from(s).ok())),
         })
         .collect();
-    report
-        .invoices
-        .sort_unstable_by_key(|i| (i.id, i.op, i.steps));
+    report.invoices.sort_unstable();
     report
 }
 
@@ -200,7 +217,6 @@ mod tests {
             received: 4,
             finished: vec![
                 FinishedTask {
-                    execution_id: "550e8400-e29b-41d4-a716-446655440000".into(),
                     failed: false,
                     chain_id: Some("43113".into()),
                     elapsed_ns: Some(842_133_917),
@@ -210,7 +226,6 @@ mod tests {
                     cached: Some(true),
                 },
                 FinishedTask {
-                    execution_id: "alice@example.com".into(),
                     failed: true,
                     chain_id: Some("0x52908400098527886E0F7030069857D2E4169EE7".into()),
                     elapsed_ns: None,
@@ -222,20 +237,14 @@ mod tests {
             ],
             invoice_lines: vec![
                 InvoiceLine {
-                    execution_id: Some("550e8400-e29b-41d4-a716-446655440000".into()),
-                    invoice_id: Some(1234),
                     operation: "charge".into(),
                     steps: Some(19_373_422),
                 },
                 InvoiceLine {
-                    execution_id: None,
-                    invoice_id: Some(99),
                     operation: "refund to 10.0.0.1".into(),
                     steps: Some(-5),
                 },
                 InvoiceLine {
-                    execution_id: None,
-                    invoice_id: None,
                     operation: "pay".into(),
                     steps: None,
                 },
@@ -264,7 +273,6 @@ mod tests {
             .iter()
             .find(|t| t.outcome == Outcome::Completed)
             .expect("completed item");
-        assert_eq!(ok.id, id.hash_id("550e8400-e29b-41d4-a716-446655440000"));
         assert_eq!(ok.chain.map(ChainId::get), Some(43_113));
         assert_eq!(ok.duration, ExecTimeBucket::From500MsTo1S);
         assert_eq!(ok.gas, GasBucket::From10MTo100M);
@@ -283,69 +291,79 @@ mod tests {
         assert_eq!(bad.gas, GasBucket::Unknown);
         assert_eq!(bad.memory, MemoryBucket::AtLeast1024);
         assert_eq!(bad.cached, None);
-        // Two invoice lines have an id to hash; the third has none and is left out.
-        assert_eq!(r.invoices.len(), 2);
+        // Every invoice line is an item, without any id.
+        assert_eq!(r.invoices.len(), 3);
         let charge = r
             .invoices
             .iter()
             .find(|i| i.op == Operation::Charge)
             .expect("charge");
-        assert_eq!(
-            charge.id, ok.id,
-            "an invoice line joins its task by hashed id"
-        );
         assert_eq!(charge.steps, GasBucket::From10MTo100M);
         let other = r
             .invoices
             .iter()
             .find(|i| i.op == Operation::Other)
             .expect("other");
-        assert_eq!(other.id, id.hash_id("invoice:99"));
         assert_eq!(other.steps, GasBucket::Unknown);
         validate_report(&r).expect("the anonymizer's output passes the validator");
     }
 
     #[test]
-    fn items_are_ordered_by_hashed_id_not_by_time() {
+    fn items_are_ordered_by_value_not_by_time() {
         let mut data = busy();
+        // Finished in this order: slow ones first, then fast ones.
         data.finished = (0..50)
             .map(|i| FinishedTask {
-                execution_id: format!("exec-{i}"),
+                elapsed_ms: Some(if i < 25 { 90_000 } else { 50 }),
                 ..FinishedTask::default()
             })
             .collect();
         let r = anonymize(&data, &identity(), window(), FULL);
-        let ids: Vec<_> = r.tasks.iter().map(|t| t.id).collect();
-        let mut sorted = ids.clone();
+        let mut sorted = r.tasks.clone();
         sorted.sort_unstable();
-        assert_eq!(ids, sorted);
-        let in_input_order: Vec<_> = data
-            .finished
-            .iter()
-            .map(|t| identity().hash_id(&t.execution_id))
-            .collect();
-        assert_ne!(ids, in_input_order);
+        assert_eq!(r.tasks, sorted);
+        assert_eq!(r.tasks[0].duration, ExecTimeBucket::LessThan100Ms);
+        assert_eq!(r.tasks[49].duration, ExecTimeBucket::AtLeast1M);
     }
 
     #[test]
-    fn strict_level_sends_status_and_counts_only() {
-        let r = anonymize(
-            &busy(),
-            &identity(),
-            window(),
-            Sharing {
-                level: Level::Strict,
-                continent: Some(Continent::Europe),
-            },
-        );
+    fn strict_level_sends_status_and_noised_counts_only() {
+        use rand::SeedableRng as _;
+        let strict = Sharing {
+            level: Level::Strict,
+            continent: Some(Continent::Europe),
+        };
+        let seeded = || rand::rngs::StdRng::seed_from_u64(9);
+        let r = anonymize_with_noise(&busy(), &identity(), window(), strict, &mut seeded());
         assert_eq!(r.level, Level::Strict);
         assert!(r.tasks.is_empty());
         assert!(r.invoices.is_empty());
         assert_eq!(r.continent, None, "no continent at strict");
-        assert_eq!(r.counts.completed, 1);
-        assert_eq!(r.counts.failed, 1);
-        assert_eq!(r.counts.received, 4);
+        // Exactly what the protocol's strict noise gives with the same draws.
+        let mut rng = seeded();
+        assert_eq!(
+            r.counts.received,
+            strict_count(4, &mut rng, MAX_WINDOW_COUNT)
+        );
+        assert_eq!(
+            r.counts.completed,
+            strict_count(1, &mut rng, MAX_WINDOW_COUNT)
+        );
+        assert_eq!(r.counts.failed, strict_count(1, &mut rng, MAX_WINDOW_COUNT));
         validate_report(&r).expect("valid");
+        // Over many windows the hub's estimate (minus the shift) averages the true count,
+        // while single windows differ from it.
+        let mut rng = seeded();
+        let sent: Vec<i64> = (0..4_000)
+            .map(|_| {
+                let r = anonymize_with_noise(&busy(), &identity(), window(), strict, &mut rng);
+                truebit_protocol::noise::strict_estimate(r.counts.received)
+            })
+            .collect();
+        let mean = sent.iter().sum::<i64>() as f64 / sent.len() as f64;
+        assert!((mean - 4.0).abs() < 0.2, "{mean}");
+        let exact = sent.iter().filter(|&&s| s == 4).count();
+        assert!(exact < sent.len() / 2, "{exact} of {} exact", sent.len());
     }
 
     #[test]

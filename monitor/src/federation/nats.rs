@@ -5,17 +5,25 @@
 //!   (perhaps through a proxy).
 //! - The client keeps reconnecting by itself (capped backoff). Closing sets a flag the
 //!   reconnect schedule reads, so a closed connection never comes back.
+//! - The client's connection task runs on a small runtime of its own ([`IoRuntime`], one
+//!   thread). A client that lost its server keeps the dead socket while it tries to
+//!   reconnect and reads no command meanwhile; closing therefore ends that runtime,
+//!   which drops the task and every socket it holds: when [`Nats::close`] returns, the
+//!   connection is closed, whatever state it was in.
 //! - Delivery: if a JetStream stream covers [`REPORT_SUBJECT`] (asked once per
 //!   connection), a report is published with `Nats-Msg-Id` = node-window and counts as
 //!   delivered when the stream acknowledges it (a duplicate acknowledgement too);
 //!   otherwise with a core publish, delivered once flushed to the server's socket.
+//! - Replies (the stream lookup's answer, acknowledgements) come back on a fresh random
+//!   inbox per request (`_INBOX.<32 random hex digits>`), subscribed just for that
+//!   request: every monitor may read `_INBOX.>`, and a stable inbox would let another
+//!   monitor count this one's acknowledgements across reconnects and days.
 //! - Only [`Publishable`] values can be published.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +38,37 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long asking for a JetStream stream may take (a user without JetStream
 /// permissions never gets an answer).
 const STREAM_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The JetStream API call that finds the stream covering a subject.
+const STREAM_NAMES: &str = "$JS.API.STREAM.NAMES";
+
+/// The answer to [`STREAM_NAMES`] (only what is read).
+#[derive(serde::Deserialize)]
+struct StreamNames {
+    streams: Option<Vec<String>>,
+}
+
+/// A JetStream publish acknowledgement, or its error.
+#[derive(serde::Deserialize)]
+struct PubAck {
+    stream: Option<String>,
+    error: Option<ApiError>,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiError {
+    err_code: Option<u64>,
+    description: Option<String>,
+}
+
+/// A reply subject nobody else can predict or tie to earlier ones: `_INBOX.` and 128
+/// random bits from the operating system's CSPRNG.
+pub(crate) fn fresh_inbox() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("_INBOX.{}", hex::encode(bytes))
+}
 
 /// Longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
@@ -86,13 +125,69 @@ pub(crate) enum ConnectError {
     },
     #[error("invalid NATS server list: {0}")]
     Servers(String),
+    #[error("cannot start the NATS connection thread: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A one-thread runtime that owns the client's connection task (and its socket).
+/// [`IoRuntime::shut_down`] drops the runtime and returns once every task (and socket)
+/// of it is gone.
+#[derive(Debug)]
+pub(crate) struct IoRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl IoRuntime {
+    fn start() -> std::io::Result<IoRuntime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("federation-nats".into())
+            .spawn(move || {
+                // Tasks of a current-thread runtime run while it blocks on something.
+                let _ = runtime.block_on(stopped);
+                drop(runtime);
+                let _ = finished.send(());
+            })?;
+        Ok(IoRuntime {
+            handle,
+            stop: Some(stop),
+            done: Some(done),
+        })
+    }
+
+    /// Ends the runtime: its tasks are dropped, their sockets closed.
+    async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            if tokio::time::timeout(IO_TIMEOUT, done).await.is_err() {
+                tracing::warn!("federation: the NATS connection task did not stop in time");
+            }
+        }
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// A live (or reconnecting) client.
 #[derive(Debug)]
 pub(crate) struct Nats {
     client: async_nats::Client,
-    jetstream: jetstream::Context,
+    io: IoRuntime,
     link: watch::Receiver<Link>,
     closed: Arc<AtomicBool>,
     delivery: Mutex<Option<(u64, Delivery)>>,
@@ -116,23 +211,30 @@ impl Nats {
             .map_err(|e| ConnectError::Servers(e.to_string()))?;
         let closed = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(AtomicU64::new(0));
+        let mut io = IoRuntime::start().map_err(ConnectError::Runtime)?;
         let mut attempt = 0usize;
         loop {
             attempt += 1;
             let options = options(config, &closed, &link, &generation).await?;
-            // Dropping this future (on cancel) drops the socket: nothing connects later.
-            let connecting = options.connect(servers.clone());
+            // The connection task is spawned on the I/O runtime; ending that runtime (on
+            // cancel) drops the attempt and its socket: nothing connects later.
+            let connecting = io.handle.spawn(options.connect(servers.clone()));
             let result = tokio::select! {
-                () = cancel.cancelled() => return Ok(None),
-                r = connecting => r,
+                () = cancel.cancelled() => {
+                    closed.store(true, Ordering::SeqCst);
+                    io.shut_down().await;
+                    return Ok(None);
+                }
+                r = connecting => match r {
+                    Ok(r) => r,
+                    Err(e) => return Err(ConnectError::Runtime(std::io::Error::other(e.to_string()))),
+                },
             };
             match result {
                 Ok(client) => {
-                    let mut jetstream = jetstream::new(client.clone());
-                    jetstream.set_timeout(IO_TIMEOUT);
                     return Ok(Some(Nats {
                         client,
-                        jetstream,
+                        io,
                         link: link.subscribe(),
                         closed,
                         delivery: Mutex::new(None),
@@ -148,7 +250,10 @@ impl Nats {
                         l.last_error = Some(message);
                     });
                     tokio::select! {
-                        () = cancel.cancelled() => return Ok(None),
+                        () = cancel.cancelled() => {
+                            io.shut_down().await;
+                            return Ok(None);
+                        }
                         () = tokio::time::sleep(reconnect_delay(attempt + 1)) => {}
                     }
                 }
@@ -177,17 +282,24 @@ impl Nats {
             return d;
         }
         let generation = self.link.borrow().generation;
-        let found = tokio::time::timeout(
-            STREAM_LOOKUP_TIMEOUT,
-            self.jetstream.stream_by_subject(REPORT_SUBJECT),
-        )
-        .await;
+        let lookup = serde_json::json!({ "subject": REPORT_SUBJECT }).to_string();
+        let found = self
+            .request(
+                STREAM_NAMES,
+                None,
+                lookup.into_bytes(),
+                STREAM_LOOKUP_TIMEOUT,
+            )
+            .await
+            .ok()
+            .and_then(|reply| serde_json::from_slice::<StreamNames>(&reply.payload).ok())
+            .and_then(|names| names.streams.and_then(|s| s.into_iter().next()));
         let delivery = match found {
-            Ok(Ok(stream)) => {
+            Some(stream) => {
                 tracing::info!(stream = %stream, "federation: JetStream stream found; reports are acknowledged");
                 Delivery::Jetstream
             }
-            _ => {
+            None => {
                 tracing::info!(
                     "federation: no JetStream stream for the report subject; using core publish"
                 );
@@ -207,28 +319,46 @@ impl Nats {
         let payload: Vec<u8> = report.wire().to_vec();
         match delivery {
             Delivery::Jetstream => {
-                let message = jetstream::message::PublishMessage::build()
-                    .payload(payload.into())
-                    .message_id(report.message_id());
-                let ack = self
-                    .jetstream
-                    .send_publish(REPORT_SUBJECT, message)
-                    .await
-                    .map_err(|e| PublishError::Failed(e.to_string()))?;
-                match ack.await {
-                    Ok(_) => Ok(Delivery::Jetstream),
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", report.message_id());
+                let reply = self
+                    .request(REPORT_SUBJECT, Some(headers), payload, IO_TIMEOUT)
+                    .await;
+                let reply = match reply {
+                    Ok(reply) => reply,
                     Err(e) => {
-                        use jetstream::context::PublishErrorKind as K;
-                        match e.kind() {
-                            K::TimedOut => Err(PublishError::TimedOut),
-                            K::StreamNotFound => {
+                        use async_nats::RequestErrorKind as K;
+                        return Err(match e.kind() {
+                            K::TimedOut => PublishError::TimedOut,
+                            K::NoResponders => {
                                 // The stream went away: ask again next time.
                                 *lock(&self.delivery) = None;
-                                Err(PublishError::Failed(e.to_string()))
+                                PublishError::Failed("no JetStream stream answered".into())
                             }
-                            _ => Err(PublishError::Failed(e.to_string())),
-                        }
+                            K::Other => PublishError::Failed(e.to_string()),
+                        });
                     }
+                };
+                match serde_json::from_slice::<PubAck>(&reply.payload) {
+                    Ok(PubAck {
+                        stream: Some(_),
+                        error: None,
+                    }) => Ok(Delivery::Jetstream),
+                    Ok(PubAck {
+                        error: Some(error), ..
+                    }) => {
+                        // 10060: the stream is not there any more; ask again next time.
+                        if error.err_code == Some(10_060) {
+                            *lock(&self.delivery) = None;
+                        }
+                        Err(PublishError::Failed(format!(
+                            "the stream refused the report: {}",
+                            error.description.unwrap_or_default()
+                        )))
+                    }
+                    _ => Err(PublishError::Failed(
+                        "unreadable acknowledgement from the stream".into(),
+                    )),
                 }
             }
             Delivery::Core => {
@@ -246,6 +376,25 @@ impl Nats {
         }
     }
 
+    /// A request whose reply comes back on a fresh random inbox, subscribed for this
+    /// request only (unsubscribed when it returns).
+    async fn request(
+        &self,
+        subject: &'static str,
+        headers: Option<async_nats::HeaderMap>,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<async_nats::Message, async_nats::RequestError> {
+        let mut request = async_nats::Request::new()
+            .payload(payload.into())
+            .inbox(fresh_inbox())
+            .timeout(Some(timeout));
+        if let Some(headers) = headers {
+            request = request.headers(headers);
+        }
+        self.client.send_request(subject, request).await
+    }
+
     /// Subscribes to `subject` (re-subscribed by the client after a reconnect).
     pub(crate) async fn subscribe(
         &self,
@@ -257,13 +406,15 @@ impl Nats {
             .map_err(|e| e.to_string())
     }
 
-    /// Closes the connection for good: no reconnection afterwards.
-    pub(crate) async fn close(self) {
+    /// Closes the connection for good: no reconnection afterwards. A live connection
+    /// is drained first (at most 2 s); then the connection task and its socket are
+    /// ended, also when the server no longer answers or the client is reconnecting.
+    pub(crate) async fn close(mut self) {
         self.closed.store(true, Ordering::SeqCst);
         if self.is_connected() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.client.drain()).await;
         }
-        // Dropping the last client handle ends the connection task.
+        self.io.shut_down().await;
     }
 }
 
@@ -373,6 +524,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_inbox_is_new() {
+        let a = fresh_inbox();
+        let b = fresh_inbox();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "_INBOX.".len() + 32);
+        assert!(a.starts_with("_INBOX."));
+    }
 
     #[test]
     fn reconnect_delay_backs_off_to_a_cap() {

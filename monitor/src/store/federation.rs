@@ -669,8 +669,7 @@ fn window_data(conn: &rusqlite::Connection, window: WindowStart) -> rusqlite::Re
     // arriving, and the two clocks are not an hour apart.
     let mut finished = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT execution_id, status, chain_id, elapsed_ns, elapsed_ms, gas_used, memory_peak,
-           cached
+        "SELECT status, chain_id, elapsed_ns, elapsed_ms, gas_used, memory_peak, cached
          FROM tasks
          WHERE time_ms >= ?1 AND time_ms < ?2 AND status IN ('completed', 'failed')
            AND COALESCE(completed_ns, completed_ms * 1000000) >= ?3
@@ -685,14 +684,13 @@ fn window_data(conn: &rusqlite::Connection, window: WindowStart) -> rusqlite::Re
     let unsigned = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
     while let Some(row) = rows.next()? {
         finished.push(FinishedTask {
-            execution_id: row.get(0)?,
-            failed: row.get::<_, String>(1)? == "failed",
-            chain_id: row.get(2)?,
-            elapsed_ns: unsigned(row.get(3)?),
-            elapsed_ms: unsigned(row.get(4)?),
-            gas_used: unsigned(row.get(5)?),
-            memory_peak: unsigned(row.get(6)?),
-            cached: row.get(7)?,
+            failed: row.get::<_, String>(0)? == "failed",
+            chain_id: row.get(1)?,
+            elapsed_ns: unsigned(row.get(2)?),
+            elapsed_ms: unsigned(row.get(3)?),
+            gas_used: unsigned(row.get(4)?),
+            memory_peak: unsigned(row.get(5)?),
+            cached: row.get(6)?,
         });
     }
     let received: i64 = conn
@@ -708,7 +706,7 @@ fn window_data(conn: &rusqlite::Connection, window: WindowStart) -> rusqlite::Re
         )?;
     let mut invoice_lines = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT i.execution_id, i.invoice_id, it.operation, it.steps_value
+        "SELECT it.operation, it.steps_value
          FROM invoices i JOIN invoice_items it ON it.invoice_row = i.id
          WHERE i.time_ns >= ?1 AND i.time_ns < ?2
          ORDER BY i.id, it.position",
@@ -716,10 +714,8 @@ fn window_data(conn: &rusqlite::Connection, window: WindowStart) -> rusqlite::Re
     let mut rows = stmt.query(params![start_ns, end_ns])?;
     while let Some(row) = rows.next()? {
         invoice_lines.push(InvoiceLine {
-            execution_id: row.get(0)?,
-            invoice_id: row.get(1)?,
-            operation: row.get(2)?,
-            steps: row.get(3)?,
+            operation: row.get(0)?,
+            steps: row.get(1)?,
         });
     }
     let total_tasks: i64 = conn

@@ -218,6 +218,16 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server process, by pid.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Client connections the server has right now (HTTP monitoring, `/connz`).
     pub(crate) fn connections(&self) -> u64 {
         let port = self.http_port.expect("monitoring port");
@@ -286,6 +296,15 @@ impl Collector {
                     .report()
                     .clone()
             })
+            .collect()
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|m| m.subject.to_string())
             .collect()
     }
 
@@ -494,11 +513,11 @@ fn assert_only_allowed_fields(report: &Value) {
     for t in report["tasks"].as_array().expect("tasks") {
         assert_eq!(
             keys(t),
-            set(&["id", "chain", "outcome", "duration", "gas", "memory", "cached"])
+            set(&["chain", "outcome", "duration", "gas", "memory", "cached"])
         );
     }
     for i in report["invoices"].as_array().expect("invoices") {
-        assert_eq!(keys(i), set(&["id", "op", "steps"]));
+        assert_eq!(keys(i), set(&["op", "steps"]));
     }
 }
 
@@ -794,6 +813,23 @@ async fn stored_secrets(store: &Store) -> BTreeSet<String> {
     out
 }
 
+/// The range docs/FEDERATION.md gives for a quiet window's report ("A quiet window's
+/// report is MIN–MAX bytes on the wire"; the protocol's size test derives it).
+fn documented_quiet_report_sizes() -> (usize, usize) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/FEDERATION.md");
+    let text = std::fs::read_to_string(path).expect("FEDERATION.md");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (_, rest) = text
+        .split_once("A quiet window's report is ")
+        .expect("the quiet report sentence");
+    let range = rest.split_whitespace().next().expect("a range");
+    let (min, max) = range.split_once('–').expect("MIN–MAX");
+    (
+        min.parse().expect("min bytes"),
+        max.parse().expect("max bytes"),
+    )
+}
+
 fn import(store: &Store, dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write log");
@@ -890,10 +926,6 @@ async fn planted_secrets_never_reach_the_wire_and_reports_carry_only_allowed_fie
     let invoices = &planted.invoices;
     let ops: BTreeSet<Operation> = invoices.iter().map(|i| i.op).collect();
     assert_eq!(ops, BTreeSet::from([Operation::Charge, Operation::Other]));
-    assert!(
-        invoices.iter().all(|i| i.id == ok.id),
-        "joined by hashed id"
-    );
     // The quiet window before the planted lines is a cover report under 2 KB.
     let quiet = reports
         .iter()
@@ -901,7 +933,12 @@ async fn planted_secrets_never_reach_the_wire_and_reports_carry_only_allowed_fie
         .find(|(r, _)| r.window.as_secs() == WP - WINDOW_SECS)
         .expect("quiet window");
     assert!(quiet.0.is_cover());
-    assert!(quiet.1.len() <= 2048, "{} bytes", quiet.1.len());
+    let (min, max) = documented_quiet_report_sizes();
+    assert!(
+        (min..=max).contains(&quiet.1.len()),
+        "{} bytes, documented {min}–{max}",
+        quiet.1.len()
+    );
 
     // The raw bytes the monitor sent, CONNECT included: none of the planted values, none
     // of what the store extracted, and not the installation's secrets.
@@ -1018,7 +1055,6 @@ fn the_gate_blocks_every_planted_value_in_every_field() {
         received: 3,
         finished: vec![
             FinishedTask {
-                execution_id: EXEC1.into(),
                 chain_id: Some("43113".into()),
                 elapsed_ns: Some(842_133_917),
                 gas_used: Some(19_373_422),
@@ -1027,14 +1063,11 @@ fn the_gate_blocks_every_planted_value_in_every_field() {
                 ..FinishedTask::default()
             },
             FinishedTask {
-                execution_id: EXEC2.into(),
                 failed: true,
                 ..FinishedTask::default()
             },
         ],
         invoice_lines: vec![InvoiceLine {
-            execution_id: Some(EXEC1.into()),
-            invoice_id: Some(1),
             operation: "charge".into(),
             steps: Some(19_373_422),
         }],
@@ -1065,14 +1098,12 @@ fn the_gate_blocks_every_planted_value_in_every_field() {
         "/counts/received",
         "/counts/completed",
         "/counts/failed",
-        "/tasks/0/id",
         "/tasks/0/chain",
         "/tasks/0/outcome",
         "/tasks/0/duration",
         "/tasks/0/gas",
         "/tasks/0/memory",
         "/tasks/0/cached",
-        "/invoices/0/id",
         "/invoices/0/op",
         "/invoices/0/steps",
     ];
@@ -1509,6 +1540,133 @@ async fn enabling_connects_and_disabling_closes_the_connection() {
     monitor.stop().await;
 }
 
+/// TCP connections of this (test) process to `port`, from its own descriptors.
+fn connections_to(port: u16) -> Vec<String> {
+    let hex_port = format!(":{port:04X}");
+    connected_sockets(std::process::id())
+        .into_iter()
+        .filter(|s| {
+            s.split(" -> ").nth(1).is_some_and(|remote| {
+                remote
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|r| r.ends_with(&hex_port))
+            })
+        })
+        .collect()
+}
+
+/// Disabling while the server no longer answers (a dead connection: the process is
+/// stopped, or gone) closes the socket before `disable` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_on_a_dead_connection_closes_the_socket_before_returning() {
+    let dir = tempdir();
+    let mut nats = NatsServer::start_with(dir.path(), None, false);
+    let clock = ManualClock::new(ms(W0) + 1_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        settings(&nats.url()),
+        &clock,
+    )
+    .await;
+    let port = nats.port;
+
+    // Unresponsive: the server process is stopped, its socket stays open.
+    monitor.handle.enable().await.expect("enable");
+    eventually("connected", Duration::from_secs(10), || async {
+        (connections_to(port).len() == 1).then_some(())
+    })
+    .await;
+    nats.signal("STOP");
+    monitor.handle.disable().await.expect("disable");
+    let left = connections_to(port);
+    nats.signal("CONT");
+    assert!(left.is_empty(), "sockets after disable: {left:?}");
+
+    // Gone: the server exits, the client is reconnecting.
+    monitor.handle.enable().await.expect("enable again");
+    eventually("connected again", Duration::from_secs(10), || async {
+        (connections_to(port).len() == 1).then_some(())
+    })
+    .await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.handle.disable().await.expect("disable");
+    let left = connections_to(port);
+    assert!(left.is_empty(), "sockets after disable: {left:?}");
+    monitor.stop().await;
+}
+
+/// Acknowledgements and the stream lookup's answer come back on a fresh random inbox
+/// each time, also across a reconnect: someone reading `_INBOX.>` cannot tie them
+/// together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_comes_back_on_a_fresh_inbox() {
+    let dir = tempdir();
+    let mut nats = NatsServer::start(dir.path());
+    let js = async_nats::jetstream::new(admin(&nats.url()).await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "REPORTS".into(),
+        subjects: vec![REPORT_SUBJECT.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let spy = admin(&nats.url()).await;
+    let inboxes = Collector::start(&spy, "_INBOX.>").await;
+    let clock = ManualClock::new(ms(W0) + 5_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        settings(&nats.url()),
+        &clock,
+    )
+    .await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    monitor.wait_outcome(W0, ReportOutcome::Sent).await;
+    clock.set_ms(after_send_window(W0 + WINDOW_SECS));
+    monitor
+        .wait_outcome(W0 + WINDOW_SECS, ReportOutcome::Sent)
+        .await;
+    // A reconnect in between (the stream is kept on disk).
+    nats.stop();
+    nats.spawn();
+    eventually("reconnected", Duration::from_secs(20), || async {
+        let s = monitor.handle.status().await.ok()?;
+        let spy_back = spy.connection_state() == async_nats::connection::State::Connected;
+        (s.connection == LinkState::Connected && spy_back).then_some(())
+    })
+    .await;
+    clock.set_ms(after_send_window(W0 + 2 * WINDOW_SECS));
+    monitor
+        .wait_outcome(W0 + 2 * WINDOW_SECS, ReportOutcome::Sent)
+        .await;
+    let subjects = eventually(
+        "the spy saw the replies",
+        Duration::from_secs(10),
+        || async {
+            let subjects = inboxes.subjects();
+            (subjects.len() >= 4).then_some(subjects)
+        },
+    )
+    .await;
+    // Two lookups (one per connection) and three acknowledgements, each on its own inbox.
+    let tokens: BTreeSet<String> = subjects
+        .iter()
+        .map(|s| s.split('.').nth(1).expect("a second token").to_owned())
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        subjects.len(),
+        "an inbox used twice: {subjects:?}"
+    );
+    assert!(
+        subjects.iter().all(|s| s.split('.').count() == 2),
+        "{subjects:?}"
+    );
+    monitor.stop().await;
+}
+
 /// Settings changed through the handle are stored and win over the configuration's
 /// defaults after a restart; strict reports carry status and counts only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1559,14 +1717,14 @@ async fn settings_survive_restarts_and_strict_sends_counts_only() {
     assert_eq!(busy.level, Level::Strict);
     assert!(busy.tasks.is_empty() && busy.invoices.is_empty());
     assert_eq!(busy.continent, None, "no continent at strict");
-    assert_eq!(
-        (
-            busy.counts.received,
-            busy.counts.completed,
-            busy.counts.failed
-        ),
-        (2, 1, 1)
-    );
+    // The counts (2, 1, 1) left with the strict level's local noise and shift: never
+    // the raw figures (their sum would be 4), and the hub's estimates stay near them.
+    let c = busy.counts;
+    assert!(c.received + c.completed + c.failed >= 30, "{c:?}");
+    for (sent, exact) in [(c.received, 2), (c.completed, 1), (c.failed, 1)] {
+        let estimate = truebit_protocol::noise::strict_estimate(sent);
+        assert!((estimate - exact).abs() <= 40, "{c:?}");
+    }
     // Back to full with the continent.
     b.handle
         .put_settings(SettingsUpdate {

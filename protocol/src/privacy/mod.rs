@@ -69,6 +69,8 @@ pub enum PrivacyViolation {
     CountsMismatch,
     #[error("report bytes are not canonical (compact JSON, schema field order, no escapes)")]
     NonCanonical,
+    #[error("the report's version is not 2 (a monitor older than this hub: upgrade it)")]
+    UnsupportedVersion,
 }
 
 impl PrivacyViolation {
@@ -98,6 +100,7 @@ impl PrivacyViolation {
             Self::StrictLevel { .. } => "strict_level",
             Self::CountsMismatch => "counts_mismatch",
             Self::NonCanonical => "non_canonical",
+            Self::UnsupportedVersion => "version",
         }
     }
 }
@@ -138,7 +141,20 @@ pub fn validate_report_bytes(bytes: &[u8]) -> Result<ValidatedReport, PrivacyVio
         offset: e.valid_up_to(),
         detail: "invalid UTF-8",
     })?;
-    walk::walk(text, &schema::REPORT)?;
+    walk::walk(text, &schema::REPORT).map_err(|violation| {
+        // Another version (1 carried a hashed id per item) is named as such, so a hub
+        // counts the monitors that need an upgrade.
+        #[derive(serde::Deserialize)]
+        struct Version {
+            v: u64,
+        }
+        match serde_json::from_str::<Version>(text) {
+            Ok(Version { v }) if v != crate::report::V2::NUMBER && v < 100 => {
+                PrivacyViolation::UnsupportedVersion
+            }
+            _ => violation,
+        }
+    })?;
     let report: Report = serde_json::from_str(text).map_err(|e| PrivacyViolation::Schema {
         detail: e.to_string(),
     })?;

@@ -67,7 +67,7 @@ impl Rule {
     /// What the value should have been, for messages.
     pub(crate) fn expected(&self) -> &'static str {
         match *self {
-            Rule::Version => "the protocol version 1",
+            Rule::Version => "the report version 2",
             Rule::Window => "a window start (a multiple of 300 s)",
             Rule::Hex { what, .. } => what,
             Rule::Label { what, .. } => what,
@@ -118,10 +118,6 @@ const fn field(key: &'static str, rule: Rule) -> Field {
 const COUNT: Rule = Rule::Count {
     max: MAX_WINDOW_COUNT,
 };
-const HASHED_ID: Rule = Rule::Hex {
-    digits: 64,
-    what: "a hashed id (64 lowercase hex digits)",
-};
 
 pub(crate) static STATUS: ObjectSchema = ObjectSchema {
     fields: &[
@@ -147,7 +143,6 @@ pub(crate) static COUNTS: ObjectSchema = ObjectSchema {
 
 pub(crate) static TASK: ObjectSchema = ObjectSchema {
     fields: &[
-        field("id", HASHED_ID),
         field("chain", Rule::Chain),
         field(
             "outcome",
@@ -165,7 +160,6 @@ pub(crate) static TASK: ObjectSchema = ObjectSchema {
 
 pub(crate) static INVOICE: ObjectSchema = ObjectSchema {
     fields: &[
-        field("id", HASHED_ID),
         field(
             "op",
             label::<Operation>("an invoice operation (charge, pay, penalty, other)"),

@@ -400,7 +400,7 @@ impl<'a> Walker<'a> {
         }
         let ok = match rule {
             None => true,
-            Some(Rule::Version) => int == Some(1),
+            Some(Rule::Version) => int == Some(crate::report::V2::NUMBER),
             Some(Rule::Count { max }) => int.is_some_and(|n| n <= max),
             Some(Rule::Chain) => int.is_some(), // the range is the Unix-time floor above
             Some(_) => false,

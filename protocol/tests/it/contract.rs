@@ -7,7 +7,7 @@
 //! | timestamps: only the window start | `must_reject::numbers_that_look_like_times_*`, `planted_secrets_*` (Timestamp rows), `the_only_time_on_the_wire_is_the_window_start` |
 //! | send time: uniform 0–120 s after close | `window::tests::send_delay_*` (chi-square) |
 //! | empty windows: cover report, same shape | `cover_and_busy_reports_differ_only_in_length_of_items` |
-//! | identifiers: HMAC-SHA256(salt, id), salt never sent | `identity::tests::hashed_id_*`, `ids_are_salted_hmacs_and_the_salt_never_leaves` |
+//! | identifiers: none unless a published figure needs one (none does) | `no_item_carries_an_identifier`, `must_reject::fields_outside_the_allowlist_*` |
 //! | node identity: derived from the public key | `identity::tests::node_id_*`, `signing::a_node_id_not_derived_*` |
 //! | signatures: unsigned, mis-signed, replayed, stale/future rejected | `signing::*`, `replays_share_a_message_id`, `window::tests::freshness_*` |
 //! | metrics bucketed (table) | `bucket::tests::*` (every edge), `must_reject::bucket_fields_*` |
@@ -142,14 +142,23 @@ fn the_only_time_on_the_wire_is_the_window_start() {
 }
 
 #[test]
-fn ids_are_salted_hmacs_and_the_salt_never_leaves() {
+fn no_item_carries_an_identifier() {
     let wire = wire(&full_report());
-    assert!(!wire.contains("exec-1"), "raw execution id on the wire");
-    assert!(
-        !wire.contains(&hex::encode(salt().as_bytes())),
-        "salt on the wire"
-    );
-    assert!(wire.contains(&hashed("exec-1").to_string()));
+    let value: Value = serde_json::from_str(&wire).expect("json");
+    for item in value["report"]["tasks"]
+        .as_array()
+        .into_iter()
+        .chain(value["report"]["invoices"].as_array())
+        .flatten()
+    {
+        assert!(item.get("id").is_none(), "an item id: {item}");
+    }
+    // The only hex strings are the node id, its public key and the signature.
+    let hex_strings = wire
+        .split('"')
+        .filter(|s| s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .count();
+    assert_eq!(hex_strings, 3, "{wire}");
     // The node's private key is not on the wire either (only the public key).
     assert!(!wire.contains(&hex::encode(node_key().to_bytes())));
     assert!(wire.contains(&PublicKey::from(&node_key().verifying_key()).to_string()));

@@ -4,7 +4,6 @@ use rand::{Rng, SeedableRng};
 use truebit_protocol::bucket::{
     ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, TotalTasksBucket,
 };
-use truebit_protocol::identity::HashedId;
 use truebit_protocol::privacy::{validate_report, validate_report_bytes};
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
@@ -39,7 +38,6 @@ fn every_bucket_label_is_accepted_in_its_field() {
     let n = ExecTimeBucket::ALL.len();
     r.tasks = (0..n)
         .map(|i| TaskItem {
-            id: hashed(&i.to_string()),
             chain: ChainId::new(i as u64),
             outcome: Outcome::Completed,
             duration: ExecTimeBucket::ALL[i],
@@ -50,7 +48,6 @@ fn every_bucket_label_is_accepted_in_its_field() {
         .collect();
     r.invoices = (0..n)
         .map(|i| InvoiceItem {
-            id: hashed(&i.to_string()),
             op: Operation::ALL[i % Operation::ALL.len()],
             steps: GasBucket::ALL[i % GasBucket::ALL.len()],
         })
@@ -135,7 +132,6 @@ fn randomly_built_reports_are_always_accepted_and_round_trip() {
                 .then(|| Continent::ALL[rng.gen_range(0..7)]);
             for _ in 0..rng.gen_range(0..20) {
                 r.tasks.push(TaskItem {
-                    id: HashedId::from_bytes(rng.gen()),
                     chain: maybe(&mut rng, MAX_CHAIN_ID + 1).and_then(ChainId::new),
                     outcome: if rng.gen_bool(0.9) {
                         Outcome::Completed
@@ -150,7 +146,6 @@ fn randomly_built_reports_are_always_accepted_and_round_trip() {
             }
             for _ in 0..rng.gen_range(0..5) {
                 r.invoices.push(InvoiceItem {
-                    id: HashedId::from_bytes(rng.gen()),
                     op: Operation::ALL[rng.gen_range(0..4)],
                     steps: GasBucket::from_value(maybe(&mut rng, 1 << 40)),
                 });

@@ -69,7 +69,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("/counts/received", "counts.received"),
     ("/counts/completed", "counts.completed"),
     ("/counts/failed", "counts.failed"),
-    ("/tasks/0/id", "tasks[0].id"),
     ("/tasks/0/chain", "tasks[0].chain"),
     ("/tasks/2/chain", "tasks[2].chain"),
     ("/tasks/0/outcome", "tasks[0].outcome"),
@@ -78,7 +77,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("/tasks/0/memory", "tasks[0].memory"),
     ("/tasks/0/cached", "tasks[0].cached"),
     ("/tasks/2/cached", "tasks[2].cached"),
-    ("/invoices/1/id", "invoices[1].id"),
     ("/invoices/1/op", "invoices[1].op"),
     ("/invoices/1/steps", "invoices[1].steps"),
 ];
@@ -236,8 +234,7 @@ fn numbers_that_look_like_times_are_rejected_outside_the_window_field() {
 
 #[test]
 fn bare_hex_is_allowed_only_in_id_fields() {
-    // Lowercase 64 hex is the form of a hashed id and a public key; anywhere else it
-    // is key material.
+    // Lowercase 64 hex is the form of a public key; anywhere else it is key material.
     for (pointer, path) in [
         ("/level", "level"),
         ("/status/total", "status.total"),
@@ -251,8 +248,8 @@ fn bare_hex_is_allowed_only_in_id_fields() {
     // A 32-hex value is a node id in `node` and a hex blob elsewhere.
     let md5 = "d41d8cd98f00b204e9800998ecf8427e";
     assert_eq!(
-        rejected(&with("/tasks/0/id", json!(md5))),
-        pattern("tasks[0].id", Pattern::HexBlob)
+        rejected(&with("/tasks/0/duration", json!(md5))),
+        pattern("tasks[0].duration", Pattern::HexBlob)
     );
     assert_eq!(
         rejected(&with("/level", json!(md5))),
@@ -281,6 +278,25 @@ fn escaped_and_duplicated_plants_are_seen() {
 }
 
 #[test]
+fn a_version_1_report_is_refused_as_such() {
+    // Version 1: the same report with a hashed id per item.
+    let mut v = full_value();
+    v["v"] = json!(1);
+    for item in v["tasks"].as_array_mut().expect("tasks") {
+        item.as_object_mut()
+            .expect("item")
+            .insert("id".into(), json!(HEX64));
+    }
+    let bytes = serde_json::to_vec(&v).expect("json");
+    assert_eq!(rejected(&bytes), PrivacyViolation::UnsupportedVersion);
+    assert_eq!(rejected(&bytes).code(), "version");
+    assert_eq!(
+        rejected(&edit(r#"{"v":2,"#, r#"{"v":3,"#)),
+        PrivacyViolation::UnsupportedVersion
+    );
+}
+
+#[test]
 fn fields_outside_the_allowlist_are_rejected() {
     let cases = [
         (with_extra("", "hostname", json!("runner")), "<unknown key>"),
@@ -301,7 +317,23 @@ fn fields_outside_the_allowlist_are_rejected() {
             with_extra("/counts", "stderr", json!(null)),
             "counts.<unknown key>",
         ),
+        // Version 1 carried a hashed id per item; version 2 carries none, and a
+        // 64-hex-digit value there could as well be a raw identifier.
+        (
+            with_extra("/tasks/0", "id", json!("exec-1")),
+            "tasks[0].<unknown key>",
+        ),
+        (
+            with_extra("/invoices/0", "id", json!("exec-1")),
+            "invoices[0].<unknown key>",
+        ),
     ];
+    // A version 1 item id (64 hex digits, a salted hash or a raw identifier of the
+    // same shape) is refused too.
+    assert_eq!(
+        rejected(&with_extra("/tasks/0", "id", json!(HEX64))),
+        pattern("tasks[0].<unknown key>", Pattern::PrivateKey)
+    );
     for (bytes, path) in cases {
         assert_eq!(
             rejected(&bytes),
@@ -362,7 +394,7 @@ fn bucket_fields_hold_only_their_buckets() {
 #[test]
 fn other_values_must_have_their_exact_form() {
     let cases = [
-        ("/v", json!(2), "v"),
+        ("/v", json!("2"), "v"),
         ("/v", json!("1"), "v"),
         ("/level", json!("verbose"), "level"),
         ("/continent", json!("Europe"), "continent"),
@@ -373,8 +405,6 @@ fn other_values_must_have_their_exact_form() {
         ("/node", json!("node-1"), "node"),
         ("/node", json!("0011"), "node"),
         ("/key", json!(1), "key"),
-        ("/tasks/0/id", json!("not-a-hash"), "tasks[0].id"),
-        ("/tasks/0/id", json!(null), "tasks[0].id"),
         ("/tasks/0/chain", json!(-1), "tasks[0].chain"),
         ("/tasks/0/chain", json!("1"), "tasks[0].chain"),
         ("/tasks/0/chain", json!(1.5), "tasks[0].chain"),
@@ -434,7 +464,7 @@ fn malformed_input_is_rejected() {
         text.replacen("\"full\"", "\"fu\u{1}ll\"", 1).into_bytes(),
         text.replacen("\"full\"", r#""\x41""#, 1).into_bytes(),
         text.replacen("\"full\"", r#""\ud800""#, 1).into_bytes(),
-        text.replacen("\"v\":1", "\"v\":01", 1).into_bytes(),
+        text.replacen("\"v\":2", "\"v\":02", 1).into_bytes(),
         text.replacen("true", "tru", 1).into_bytes(),
         {
             let mut b = text.clone().into_bytes();
@@ -459,7 +489,7 @@ fn malformed_input_is_rejected() {
         PrivacyViolation::InvalidValue { .. }
     ));
     assert!(matches!(
-        rejected(b"{\"v\":1"),
+        rejected(b"{\"v\":2"),
         PrivacyViolation::Malformed { .. }
     ));
 }
@@ -505,7 +535,7 @@ fn full_reports_counts_agree_with_their_items() {
 #[test]
 fn only_the_canonical_encoding_is_accepted() {
     let cases = [
-        edit(r#""v":1,"#, r#""v":1, "#),
+        edit(r#""v":2,"#, r#""v":2, "#),
         edit(r#""level":"full""#, r#""level":"f\u0075ll""#),
         edit(r#""level":"full""#, r#""level":"full" "#),
         // Same fields, other order.

@@ -133,7 +133,7 @@ fn broken_envelopes_are_rejected() {
         );
     }
     // Whitespace inside the embedded report is a privacy (canonical form) rejection.
-    let spaced = replace(&wire, r#""v":1"#, r#""v": 1"#);
+    let spaced = replace(&wire, r#""v":2"#, r#""v": 2"#);
     assert_eq!(
         open_report(&spaced).map(|_| ()),
         Err(VerifyError::Privacy(

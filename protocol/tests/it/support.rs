@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use truebit_protocol::bucket::{
     ActiveTasksBucket, ExecTimeBucket, GasBucket, MemoryBucket, TotalTasksBucket,
 };
-use truebit_protocol::identity::{HashedId, Salt};
 use truebit_protocol::report::{
     ChainId, Continent, InvoiceItem, Level, NodeState, NodeStatus, Operation, Outcome, Report,
     TaskItem, WindowCounts,
@@ -36,14 +35,6 @@ pub fn aggregator_key() -> SigningKey {
     SigningKey::from_bytes(&[0xa5; 32])
 }
 
-pub fn salt() -> Salt {
-    Salt::from_bytes([0x5a; 32])
-}
-
-pub fn hashed(id: &str) -> HashedId {
-    HashedId::derive(&salt(), id)
-}
-
 /// A busy full-level report: three tasks, two invoice lines, a continent.
 pub fn full_report() -> Report {
     let mut r = Report::for_key(&node_key().verifying_key(), window(), Level::Full);
@@ -60,7 +51,6 @@ pub fn full_report() -> Report {
     };
     r.tasks = vec![
         TaskItem {
-            id: hashed("exec-1"),
             chain: ChainId::new(1),
             outcome: Outcome::Completed,
             duration: ExecTimeBucket::from_value(Some(1_234)),
@@ -69,7 +59,6 @@ pub fn full_report() -> Report {
             cached: Some(true),
         },
         TaskItem {
-            id: hashed("exec-2"),
             chain: ChainId::new(137),
             outcome: Outcome::Completed,
             duration: ExecTimeBucket::from_value(Some(60_000)),
@@ -78,7 +67,6 @@ pub fn full_report() -> Report {
             cached: Some(false),
         },
         TaskItem {
-            id: hashed("exec-3"),
             chain: None,
             outcome: Outcome::Failed,
             duration: ExecTimeBucket::from_value(None),
@@ -89,12 +77,10 @@ pub fn full_report() -> Report {
     ];
     r.invoices = vec![
         InvoiceItem {
-            id: hashed("exec-1"),
             op: Operation::Charge,
             steps: GasBucket::from_value(Some(2_500_000)),
         },
         InvoiceItem {
-            id: hashed("exec-2"),
             op: Operation::Pay,
             steps: GasBucket::from_value(None),
         },
@@ -135,7 +121,6 @@ pub fn report_with_tasks(n: u64) -> Report {
     r.invoices.clear();
     r.tasks = (0..n)
         .map(|i| TaskItem {
-            id: hashed(&format!("execution-{i}")),
             chain: ChainId::new(1 + i % 3),
             outcome: if i % 10 == 0 {
                 Outcome::Failed
