@@ -267,10 +267,21 @@ impl DockerSource {
         let until = now_ns();
         let mut stream = self.events(docker, since, Some(until));
         let mut events = Vec::new();
-        while let Some(msg) = stream.next().await {
-            if let Some(event) = container_event(&msg?, &self.config.container_name) {
-                events.push(event);
+        let replay = async {
+            while let Some(msg) = stream.next().await {
+                if let Some(event) = container_event(&msg?, &self.config.container_name) {
+                    events.push(event);
+                }
             }
+            Ok::<(), DockerError>(())
+        };
+        // The daemon ends the stream at `until` by its own clock; one behind ours would
+        // hold the session back.
+        match tokio::time::timeout(Duration::from_secs(10), replay).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!(
+                "Docker did not end the event replay within 10 s; following events live from now"
+            ),
         }
         if !events.is_empty() {
             tracing::info!(
