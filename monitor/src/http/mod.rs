@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod live;
 pub mod metrics;
@@ -373,10 +374,12 @@ impl ConnectionLimits {
 /// Serves `app` on `listener` until `shutdown`, then drains for at most [`DRAIN`].
 ///
 /// Its own accept loop rather than `axum::serve`, for the limits: at most
-/// `max_connections` connections at once (beyond, the next is accepted only when one
-/// ends, so idle connections cannot use up the file descriptors), and a connection that
-/// has not sent a request's headers within `header_timeout` of opening or of its previous
-/// answer is closed (slow or idle clients cannot hold their place).
+/// `max_connections` connections at once, so idle connections cannot use up the file
+/// descriptors; at the cap, a new connection displaces the one that has waited longest
+/// for a request (see [`conn`]: a connection being answered is never displaced; when all
+/// are, the new one waits until one ends). A connection that has not sent a request's
+/// headers within `header_timeout` of opening or of its previous answer is closed. Slow
+/// or idle clients therefore cannot hold their place or keep anyone else out.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -394,28 +397,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    let connections = conn::Connections::default();
     let mut warned: Option<tokio::time::Instant> = None;
     loop {
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                // Said at most once a minute.
-                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                    warned = Some(tokio::time::Instant::now());
-                    tracing::warn!(
-                        http.max_connections = limits.max_connections,
-                        "HTTP_MAX_CONNECTIONS connections are open; new ones wait until one ends"
-                    );
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -429,18 +413,56 @@ pub async fn serve(
                 }
             },
         };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let displaced = connections.displace_longest_waiting();
+                // Said at most once a minute.
+                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    warned = Some(tokio::time::Instant::now());
+                    tracing::warn!(
+                        http.max_connections = limits.max_connections,
+                        http.displaced = displaced,
+                        "HTTP_MAX_CONNECTIONS connections are open; the one waiting longest for a request makes room, or the new one waits until one ends"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let (registered, close) = connections.open();
+        let handle = registered.handle();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
-            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            let busy = handle.request_started();
+            let answer = tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new));
+            async move {
+                let response = answer.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| conn::GuardedBody::new(body, busy)),
+                )
+            }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP connection ended with an error");
+            tokio::select! {
+                ended = connection => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "HTTP connection ended with an error");
+                    }
+                }
+                // Displaced at the cap: dropping the connection closes it.
+                () = close.cancelled() => {}
             }
+            drop(registered);
             drop(slot);
         });
     }

@@ -1902,27 +1902,57 @@ async fn slow_clients_are_cut_off_and_health_answers_during_a_slowloris_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_wait_until_one_ends() {
+async fn at_the_cap_the_connection_waiting_longest_makes_room_and_a_busy_one_never_does() {
     let app = app_with(settings(), 0).await;
     let limits = http::ConnectionLimits {
         max_connections: 8,
-        header_timeout: Duration::from_secs(2),
+        header_timeout: Duration::from_secs(30),
     };
     let (addr, shutdown, server) = serve_real(&app, limits).await;
+    // A live stream is being answered: it is busy for as long as it is open.
+    let mut sse = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    sse.write_all(
+        format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut seen = String::new();
+    assert!(read_until("200 OK", &mut seen, &mut sse).await, "{seen}");
+    // Seven clients that never send their headers fill the other places.
     let mut idle = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..7 {
         idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The ninth is not served while the eight are open ...
-    let waiting = tokio::spawn(http_get(addr, "/health", None));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!waiting.is_finished(), "served beyond HTTP_MAX_CONNECTIONS");
-    // ... and is once the idle ones are cut off.
-    let (status, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+    // A ninth is served at once (well before the 30 s header timeout) ...
+    let (status, _) = tokio::time::timeout(Duration::from_secs(2), http_get(addr, "/health", None))
         .await
-        .expect("served once a place is free")
-        .expect("join");
+        .expect("served at once at the cap");
     assert_eq!(status, 200);
+    // ... because the client that waited longest was closed to make room.
+    closed_within(&mut idle[0], Duration::from_secs(2))
+        .await
+        .expect("the longest-waiting connection made room");
+    // 500 more slow clients: each new one displaces an older one, and /health answers.
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+            slow.push(s);
+        }
+    }
+    let (status, _) = tokio::time::timeout(Duration::from_secs(2), http_get(addr, "/health", None))
+        .await
+        .expect("/health answered with 500 slow clients beyond the cap");
+    assert_eq!(status, 200);
+    // The live stream, busy all along, was never displaced.
+    let mut buf = [0_u8; 1];
+    let still_open = tokio::time::timeout(Duration::from_millis(300), sse.read(&mut buf)).await;
+    assert!(
+        !matches!(still_open, Ok(Ok(0)) | Ok(Err(_))),
+        "the live stream was closed: {still_open:?}"
+    );
     shutdown.cancel();
     server.await.expect("join").expect("served");
 }
