@@ -521,7 +521,7 @@ struct Applied<'a> {
 }
 
 /// Recently written tasks remembered for linking entries (beyond, the map starts over).
-const RECENT_TASK_ROWS: usize = 50_000;
+const RECENT_TASK_ROWS: usize = 10_000;
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
