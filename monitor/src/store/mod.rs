@@ -402,8 +402,9 @@ fn close_last(path: &Path) -> rusqlite::Result<()> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Opens the log; a busy result (another process reads) is fine, closing is not.
-    checkpoint::checkpoint(&conn, "TRUNCATE")?;
+    // Opens the log (without waiting for anyone: when another process has the database
+    // open, it is that process's last connection that removes the files).
+    checkpoint::checkpoint(&conn, "PASSIVE")?;
     conn.close().map_err(|(_, error)| error)
 }
 

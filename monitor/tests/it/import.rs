@@ -477,3 +477,41 @@ fn imported_old_history_survives_retention_counted_from_when_it_was_stored() {
         "{text}"
     );
 }
+
+#[test]
+fn big_entries_import_in_bounded_memory() {
+    // 2,100 entries of 100 KiB each (a pretty-printed JSON blob per line): the batches
+    // waiting for the writer are bounded by their bytes, not only by their entry count.
+    let dir = support::tempdir();
+    let path = dir.path().join("big-entries.log");
+    let count = 2_100;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let blob = format!("{{\"output\":\"{}\"}}", "7".repeat(100 * 1024));
+        for i in 0..count {
+            writeln!(
+                f,
+                "2025-11-24 13:{:02}:{:02} info: result {blob}",
+                (i / 60) % 60,
+                i % 60
+            )
+            .expect("write");
+        }
+        f.flush().expect("flush");
+    }
+    let db = dir.path().join("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        std::time::Duration::from_secs(600),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(summary["imported"]["entries"], count, "{summary:#}");
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of {count} entries of 100 KiB peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+}
