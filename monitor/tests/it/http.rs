@@ -744,7 +744,7 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
         uris.push(extra.to_owned());
     }
     uris.push(format!("/api/logs?execution_id={PLANTED_ID}"));
-    uris.push(format!("/api/tasks?chain=43113"));
+    uris.push("/api/tasks?chain=43113".to_owned());
     for uri in &uris {
         let r = app.call(Method::GET, uri, Auth::Bearer(&read)).await;
         // Key management is refused to a read key (403); everything else answers.
