@@ -180,7 +180,8 @@ fn poll(
             Kind::SlotTaken | Kind::SlotReleased | Kind::NodeRegistered => node_changed = true,
             _ => {}
         }
-        let mut m = LiveMessage::new("entry", serde_json::to_string(e).unwrap_or_default());
+        let shown = Access::Visible.entry(e.clone());
+        let mut m = LiveMessage::new("entry", serde_json::to_string(&shown).unwrap_or_default());
         if carries_data(e.kind) {
             let hidden = Access::Hidden.entry(e.clone());
             m.hidden = Some(serde_json::to_string(&hidden).unwrap_or_default());

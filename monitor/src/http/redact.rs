@@ -21,6 +21,12 @@ pub const DATA_KINDS: [Kind; 3] = [
     Kind::ExecutionStderr,
 ];
 
+/// Longest message text sent to a client for one log entry (64 KiB). A line is bounded
+/// when it is read (1 MiB) and an entry's continuation lines at 4 MiB, but a page of 500
+/// such entries would still be 2 GB: what is longer is cut here, on a character boundary,
+/// and says how much was left out. A task's input and output are whole on the task.
+pub const MAX_SENT_MESSAGE_BYTES: usize = 64 << 10;
+
 /// What a hidden message becomes.
 pub const HIDDEN_MESSAGE: &str =
     "[hidden: this line carries task input or output; log in with the password or use an admin key]";
@@ -48,11 +54,13 @@ impl Access {
     }
 
     /// The entry as this caller may see it: the message of a [`DATA_KINDS`] entry is
-    /// replaced by [`HIDDEN_MESSAGE`].
+    /// replaced by [`HIDDEN_MESSAGE`], and any message is cut at
+    /// [`MAX_SENT_MESSAGE_BYTES`].
     pub fn entry(self, mut entry: StoredEntry) -> StoredEntry {
         if !self.visible() && carries_data(entry.kind) {
             entry.message = HIDDEN_MESSAGE.to_owned();
         }
+        cut_message(&mut entry.message);
         entry
     }
 
@@ -82,6 +90,21 @@ impl Access {
             DATA_KINDS.to_vec()
         }
     }
+}
+
+/// Cuts `message` at [`MAX_SENT_MESSAGE_BYTES`] (on a character boundary) and says how
+/// many bytes were left out.
+fn cut_message(message: &mut String) {
+    if message.len() <= MAX_SENT_MESSAGE_BYTES {
+        return;
+    }
+    let mut end = MAX_SENT_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = message.len() - end;
+    message.truncate(end);
+    message.push_str(&format!(" …[{left_out} more bytes not sent]"));
 }
 
 /// Whether entries of `kind` carry task input or output in their text.
@@ -124,5 +147,20 @@ mod tests {
             let v = Access::Visible.entry(entry(kind, "SECRET"));
             assert_eq!(v.message, "SECRET", "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_boundary_and_says_how_much_is_left_out() {
+        // 'é' is two bytes: the cut point falls inside one.
+        let long = format!("a{}", "é".repeat(MAX_SENT_MESSAGE_BYTES));
+        let sent = Access::Visible.entry(entry(Kind::Log, &long));
+        let kept = sent.message.split(" …[").next().unwrap_or_default();
+        assert_eq!(kept.len(), MAX_SENT_MESSAGE_BYTES - 1);
+        assert_eq!(
+            sent.message.strip_prefix(kept),
+            Some(format!(" …[{} more bytes not sent]", long.len() - kept.len()).as_str())
+        );
+        let short = Access::Visible.entry(entry(Kind::Log, "short"));
+        assert_eq!(short.message, "short");
     }
 }
