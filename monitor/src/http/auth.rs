@@ -22,7 +22,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -271,17 +271,8 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn verify_password_hash(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// As [`verify_password_hash`], with argon2's working memory in `memory` (grown once).
+/// Whether `password` matches the argon2 PHC string `phc`, with argon2's working memory
+/// in `memory` (grown once, then reused).
 fn verify_with_memory(password: &str, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
@@ -833,6 +824,10 @@ mod tests {
         assert_eq!(hash, sha256(key.as_bytes()));
         assert_eq!(key_prefix("tbm_zzzz_abc"), None);
         assert_eq!(key_prefix("some-other-token"), None);
+    }
+
+    fn verify_password_hash(password: &str, phc: &str) -> bool {
+        verify_with_memory(password, phc, &mut Vec::new())
     }
 
     #[test]
