@@ -60,7 +60,8 @@ pub struct HttpSettings {
     #[arg(long, env = "WS_MAX_PER_IP", value_name = "N", global = true)]
     pub ws_max_per_ip: Option<u32>,
 
-    /// HTTP connections open at once; beyond, new ones wait to be accepted [default: 512].
+    /// HTTP connections open at once; at the cap the one waiting longest for a request
+    /// makes room [default: 512].
     #[arg(
         long = "http-max-connections",
         env = "HTTP_MAX_CONNECTIONS",

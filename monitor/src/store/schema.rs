@@ -270,6 +270,24 @@ CREATE TABLE node_status (
 INSERT INTO node_status (id) VALUES (1);
 "#;
 
+/// The end of an upsert into a figures table keyed by `$key` and status: a row that is
+/// there already gets the new row's counts and sums added.
+macro_rules! figures_add {
+    ($key:literal) => {
+        concat!(
+            "ON CONFLICT (", $key, ", status) DO UPDATE SET n = n + excluded.n,
+               cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
+               elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
+               gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
+               e0 = e0 + excluded.e0, e1 = e1 + excluded.e1, e2 = e2 + excluded.e2,
+               e3 = e3 + excluded.e3, e4 = e4 + excluded.e4, e5 = e5 + excluded.e5,
+               e6 = e6 + excluded.e6, e7 = e7 + excluded.e7, g0 = g0 + excluded.g0,
+               g1 = g1 + excluded.g1, g2 = g2 + excluded.g2, g3 = g3 + excluded.g3,
+               g4 = g4 + excluded.g4"
+        )
+    };
+}
+
 /// Adds the task row `$row` (`NEW` or `OLD`), counted `$sign` times (`1` or `-1`), to the
 /// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`. Bucket edges
 /// are those of `truebit_protocol::bucket` (execution time in ms, gas used in steps).
@@ -291,15 +309,8 @@ macro_rules! task_figures_delta {
             $row, ".status AS st, ", $row, ".elapsed_ms AS e, ", $row, ".gas_used AS g, ",
             $row, ".cached AS c, ", $sign, " AS s)
              WHERE true
-             ON CONFLICT (", $key, ", status) DO UPDATE SET n = n + excluded.n,
-               cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
-               elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
-               gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
-               e0 = e0 + excluded.e0, e1 = e1 + excluded.e1, e2 = e2 + excluded.e2,
-               e3 = e3 + excluded.e3, e4 = e4 + excluded.e4, e5 = e5 + excluded.e5,
-               e6 = e6 + excluded.e6, e7 = e7 + excluded.e7, g0 = g0 + excluded.g0,
-               g1 = g1 + excluded.g1, g2 = g2 + excluded.g2, g3 = g3 + excluded.g3,
-               g4 = g4 + excluded.g4;"
+
+             ", figures_add!($key), ";"
         )
     };
 }
@@ -582,15 +593,8 @@ macro_rules! task_figures_of_new_rows {
                sum(IFNULL(gas_used >= 10000000 AND gas_used < 100000000, 0)),
                sum(IFNULL(gas_used >= 100000000, 0))
              FROM tasks WHERE id > ?1 GROUP BY 1, 2
-             ON CONFLICT (", $key, ", status) DO UPDATE SET n = n + excluded.n,
-               cached = cached + excluded.cached, cache_known = cache_known + excluded.cache_known,
-               elapsed_n = elapsed_n + excluded.elapsed_n, elapsed_sum = elapsed_sum + excluded.elapsed_sum,
-               gas_n = gas_n + excluded.gas_n, gas_sum = gas_sum + excluded.gas_sum,
-               e0 = e0 + excluded.e0, e1 = e1 + excluded.e1, e2 = e2 + excluded.e2,
-               e3 = e3 + excluded.e3, e4 = e4 + excluded.e4, e5 = e5 + excluded.e5,
-               e6 = e6 + excluded.e6, e7 = e7 + excluded.e7, g0 = g0 + excluded.g0,
-               g1 = g1 + excluded.g1, g2 = g2 + excluded.g2, g3 = g3 + excluded.g3,
-               g4 = g4 + excluded.g4"
+
+             ", figures_add!($key)
         )
     };
 }
