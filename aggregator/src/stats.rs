@@ -143,15 +143,6 @@ fn dim_name(dim: Dim) -> &'static str {
     }
 }
 
-const DIMS: [Dim; 6] = [
-    Dim::Duration,
-    Dim::Gas,
-    Dim::Memory,
-    Dim::Steps,
-    Dim::Chain,
-    Dim::Cached,
-];
-
 /// Noises k-anonymous cells: `<prefix>.<label>` per cell.
 fn noised_cells(
     out: &mut Vec<(u64, String, i64)>,
@@ -189,7 +180,7 @@ pub fn release_day(
             .entry(label.as_str())
             .or_default() += count;
     }
-    for dim in DIMS {
+    for dim in Dim::ALL {
         let mut cells: BTreeMap<String, Contribution<i64>> = BTreeMap::new();
         for ((d, node), labels) in &per_node {
             if *d != dim as u8 {

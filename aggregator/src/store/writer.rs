@@ -25,17 +25,18 @@ pub enum Dim {
 }
 
 impl Dim {
+    /// Every dimension, in the order of their numbers.
+    pub const ALL: [Dim; 6] = [
+        Dim::Duration,
+        Dim::Gas,
+        Dim::Memory,
+        Dim::Steps,
+        Dim::Chain,
+        Dim::Cached,
+    ];
+
     pub fn from_u8(v: u8) -> Option<Dim> {
-        [
-            Dim::Duration,
-            Dim::Gas,
-            Dim::Memory,
-            Dim::Steps,
-            Dim::Chain,
-            Dim::Cached,
-        ]
-        .into_iter()
-        .find(|d| *d as u8 == v)
+        Dim::ALL.into_iter().find(|d| *d as u8 == v)
     }
 }
 
