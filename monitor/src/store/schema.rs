@@ -288,29 +288,130 @@ macro_rules! figures_add {
     };
 }
 
+/// The values of a figures row after its key and status, from one task's `k` (key), `e`
+/// (execution time in ms), `g` (gas used), `c` (cache flag) counted `s` times, each
+/// wrapped in `$o … $c` (nothing for one row, `sum(` `)` for a group). Bucket edges are
+/// those of `truebit_protocol::bucket`.
+macro_rules! figure_values {
+    ($o:literal, $c:literal) => {
+        concat!(
+            $o,
+            "s",
+            $c,
+            ", ",
+            $o,
+            "s * (c IS 1)",
+            $c,
+            ", ",
+            $o,
+            "s * (c IS NOT NULL)",
+            $c,
+            ", ",
+            $o,
+            "s * (e IS NOT NULL)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * (g IS NOT NULL)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e < 100, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 100 AND e < 500, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 500 AND e < 1000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 1000 AND e < 5000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 5000 AND e < 10000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 10000 AND e < 30000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 30000 AND e < 60000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(e >= 60000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g < 100000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g >= 100000 AND g < 1000000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g >= 1000000 AND g < 10000000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g >= 10000000 AND g < 100000000, 0)",
+            $c,
+            ", ",
+            $o,
+            "s * IFNULL(g >= 100000000, 0)",
+            $c
+        )
+    };
+}
+
 /// Adds the task row `$row` (`NEW` or `OLD`), counted `$sign` times (`1` or `-1`), to the
-/// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`. Bucket edges
-/// are those of `truebit_protocol::bucket` (execution time in ms, gas used in steps).
+/// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`.
 macro_rules! task_figures_delta {
     ($table:literal, $key:literal, $unit_ms:literal, $row:literal, $sign:literal) => {
         concat!(
-            "INSERT INTO ", $table, " (", $key, ", status, n, cached, cache_known, elapsed_n,
+            "INSERT INTO ",
+            $table,
+            " (",
+            $key,
+            ", status, n, cached, cache_known, elapsed_n,
                elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT k, st, s, s * (c IS 1), s * (c IS NOT NULL), s * (e IS NOT NULL), s * IFNULL(e, 0),
-               s * (g IS NOT NULL), s * IFNULL(g, 0),
-               s * IFNULL(e < 100, 0), s * IFNULL(e >= 100 AND e < 500, 0),
-               s * IFNULL(e >= 500 AND e < 1000, 0), s * IFNULL(e >= 1000 AND e < 5000, 0),
-               s * IFNULL(e >= 5000 AND e < 10000, 0), s * IFNULL(e >= 10000 AND e < 30000, 0),
-               s * IFNULL(e >= 30000 AND e < 60000, 0), s * IFNULL(e >= 60000, 0),
-               s * IFNULL(g < 100000, 0), s * IFNULL(g >= 100000 AND g < 1000000, 0),
-               s * IFNULL(g >= 1000000 AND g < 10000000, 0),
-               s * IFNULL(g >= 10000000 AND g < 100000000, 0), s * IFNULL(g >= 100000000, 0)
-             FROM (SELECT COALESCE(", $row, ".time_ms, 0) / ", $unit_ms, " AS k, ",
-            $row, ".status AS st, ", $row, ".elapsed_ms AS e, ", $row, ".gas_used AS g, ",
-            $row, ".cached AS c, ", $sign, " AS s)
+             SELECT k, st, ",
+            figure_values!("", ""),
+            "
+             FROM (SELECT COALESCE(",
+            $row,
+            ".time_ms, 0) / ",
+            $unit_ms,
+            " AS k, ",
+            $row,
+            ".status AS st, ",
+            $row,
+            ".elapsed_ms AS e, ",
+            $row,
+            ".gas_used AS g, ",
+            $row,
+            ".cached AS c, ",
+            $sign,
+            " AS s)
              WHERE true
 
-             ", figures_add!($key), ";"
+             ",
+            figures_add!($key),
+            ";"
         )
     };
 }
@@ -576,25 +677,23 @@ DROP TRIGGER invoice_item_figures_insert;
 macro_rules! task_figures_of_new_rows {
     ($table:literal, $key:literal, $unit_ms:literal) => {
         concat!(
-            "INSERT INTO ", $table, " (", $key, ", status, n, cached, cache_known, elapsed_n,
+            "INSERT INTO ",
+            $table,
+            " (",
+            $key,
+            ", status, n, cached, cache_known, elapsed_n,
                elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT COALESCE(time_ms, 0) / ", $unit_ms, ", status, count(*), sum(cached IS 1),
-               sum(cached IS NOT NULL), sum(elapsed_ms IS NOT NULL), sum(IFNULL(elapsed_ms, 0)),
-               sum(gas_used IS NOT NULL), sum(IFNULL(gas_used, 0)),
-               sum(IFNULL(elapsed_ms < 100, 0)), sum(IFNULL(elapsed_ms >= 100 AND elapsed_ms < 500, 0)),
-               sum(IFNULL(elapsed_ms >= 500 AND elapsed_ms < 1000, 0)),
-               sum(IFNULL(elapsed_ms >= 1000 AND elapsed_ms < 5000, 0)),
-               sum(IFNULL(elapsed_ms >= 5000 AND elapsed_ms < 10000, 0)),
-               sum(IFNULL(elapsed_ms >= 10000 AND elapsed_ms < 30000, 0)),
-               sum(IFNULL(elapsed_ms >= 30000 AND elapsed_ms < 60000, 0)),
-               sum(IFNULL(elapsed_ms >= 60000, 0)),
-               sum(IFNULL(gas_used < 100000, 0)), sum(IFNULL(gas_used >= 100000 AND gas_used < 1000000, 0)),
-               sum(IFNULL(gas_used >= 1000000 AND gas_used < 10000000, 0)),
-               sum(IFNULL(gas_used >= 10000000 AND gas_used < 100000000, 0)),
-               sum(IFNULL(gas_used >= 100000000, 0))
-             FROM tasks WHERE id > ?1 GROUP BY 1, 2
+             SELECT k, st, ",
+            figure_values!("sum(", ")"),
+            "
+             FROM (SELECT COALESCE(time_ms, 0) / ",
+            $unit_ms,
+            " AS k, status AS st,
+               elapsed_ms AS e, gas_used AS g, cached AS c, 1 AS s FROM tasks WHERE id > ?1)
+             GROUP BY 1, 2
 
-             ", figures_add!($key)
+             ",
+            figures_add!($key)
         )
     };
 }
