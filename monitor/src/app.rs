@@ -15,7 +15,7 @@ use crate::source::demo::{DemoOptions, DemoSource};
 use crate::source::docker::{DockerConfig, DockerSource};
 use crate::source::file::FileSource;
 use crate::source::SourceStatus;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{Store, StoreConfig};
 
 /// Which source feeds the store.
 #[derive(Clone, Copy, Debug)]
@@ -169,10 +169,7 @@ pub async fn run_with_http(
     reporter.abort();
     federation_shutdown.cancel();
     federation.stopped().await;
-    let closing = store.clone();
-    let closed = tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .context("store close task panicked");
+    let closed = store.call(Store::close).await;
     if let Some(server) = http_server {
         http_shutdown.cancel();
         match server.await {
@@ -181,7 +178,7 @@ pub async fn run_with_http(
             Ok(Ok(())) => {}
         }
     }
-    closed??;
+    closed?;
     tracing::info!("store flushed; bye");
     Ok(())
 }
@@ -196,10 +193,10 @@ async fn start_http(
     stop: &CancellationToken,
     federation: FederationHandle,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let (s, c) = (store.clone(), config.http.clone());
-    let generated = tokio::task::spawn_blocking(move || http::auth::ensure_password(&s, &c))
-        .await
-        .context("password task panicked")??;
+    let http_config = config.http.clone();
+    let generated = store
+        .call(move |st| http::auth::ensure_password(st, &http_config))
+        .await?;
     if let Some(password) = generated {
         tracing::warn!("no operator password was set: one was generated and printed below, once");
         eprintln!(
@@ -234,11 +231,7 @@ async fn report_periodically(
             () = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        let s = store.clone();
-        let summary: Result<_, StoreError> = tokio::task::spawn_blocking(move || s.summary())
-            .await
-            .unwrap_or(Err(StoreError::Closed));
-        match summary {
+        match store.call(Store::summary).await {
             Ok(sum) => {
                 let st = status.borrow().clone();
                 tracing::info!(

@@ -17,7 +17,7 @@ use super::anonymizer::Sharing;
 use super::clock::Clock;
 use super::config::FederationConfig;
 use super::nats::{Delivery, Link, LinkState};
-use super::session::{self, blocking};
+use super::session;
 use super::ReportFilter;
 use crate::store::federation::{ReasonCount, ReportRecord, StoredSettings};
 use crate::store::{Store, StoreError};
@@ -213,7 +213,7 @@ impl Shared {
 
     /// The settings in effect: the stored ones, else the configuration's defaults.
     async fn effective(&self) -> Result<FederationSettingsView, FederationError> {
-        let stored = blocking(&self.store, Store::federation_settings).await?;
+        let stored = self.store.call(Store::federation_settings).await?;
         Ok(match stored {
             Some(s) => FederationSettingsView {
                 enabled: s.enabled,
@@ -243,20 +243,16 @@ impl Shared {
         let settings = self.effective().await?;
         self.set_sharing(&settings);
         let now_ms = self.clock.now_ms();
-        if blocking(&self.store, Store::federation_identity)
-            .await?
-            .is_some()
-        {
+        if self.store.call(Store::federation_identity).await?.is_some() {
             self.store
                 .federation_protect_files()
                 .map_err(FederationError::Insecure)?;
         }
         if settings.enabled && self.config.is_configured() {
             let start = window_of(now_ms / 1000).as_secs();
-            blocking(&self.store, move |s| {
-                s.federation_schedule(true, Some(start))
-            })
-            .await?;
+            self.store
+                .call(move |s| s.federation_schedule(true, Some(start)))
+                .await?;
             self.start_session(&mut control).await?;
         } else {
             if settings.enabled {
@@ -265,9 +261,11 @@ impl Shared {
                 );
                 self.runtime().last_error = Some(FederationError::NotConfigured.to_string());
             }
-            let state = blocking(&self.store, Store::federation_state).await?;
+            let state = self.store.call(Store::federation_state).await?;
             if state.next_window.is_some() || state.outbox_len > 0 {
-                blocking(&self.store, move |s| s.federation_schedule(false, None)).await?;
+                self.store
+                    .call(move |s| s.federation_schedule(false, None))
+                    .await?;
             }
         }
         Ok(())
@@ -277,7 +275,7 @@ impl Shared {
         if control.session.is_some() {
             return Ok(());
         }
-        let identity = blocking(&self.store, Store::federation_ensure_identity).await?;
+        let identity = self.store.call(Store::federation_ensure_identity).await?;
         self.store
             .federation_protect_files()
             .map_err(FederationError::Insecure)?;
@@ -324,10 +322,9 @@ impl Shared {
         }
         let now_ms = self.clock.now_ms();
         let start = window_of(now_ms / 1000).as_secs();
-        blocking(&self.store, move |s| {
-            s.federation_save_settings(next, Some(start), now_ms)
-        })
-        .await?;
+        self.store
+            .call(move |s| s.federation_save_settings(next, Some(start), now_ms))
+            .await?;
         self.set_sharing(&FederationSettingsView {
             enabled: next.enabled,
             level: next.level,
@@ -350,9 +347,9 @@ impl Shared {
 
     async fn status(&self) -> Result<FederationStatus, FederationError> {
         let settings = self.effective().await?;
-        let state = blocking(&self.store, Store::federation_state).await?;
-        let identity = blocking(&self.store, Store::federation_identity).await?;
-        let blocked_reasons = blocking(&self.store, Store::federation_blocked_reasons).await?;
+        let state = self.store.call(Store::federation_state).await?;
+        let identity = self.store.call(Store::federation_identity).await?;
+        let blocked_reasons = self.store.call(Store::federation_blocked_reasons).await?;
         let runtime = self.runtime();
         let (connection, link_error) = match &runtime.link {
             None => (LinkState::Off, None),
@@ -451,7 +448,11 @@ impl FederationHandle {
     /// The transparency log, newest first: the exact bytes of every report queued, sent,
     /// blocked or dropped in the last 7 days.
     pub async fn reports(&self, limit: usize) -> Result<Vec<ReportRecord>, FederationError> {
-        Ok(blocking(&self.shared.store, move |s| s.federation_reports(limit)).await?)
+        Ok(self
+            .shared
+            .store
+            .call(move |s| s.federation_reports(limit))
+            .await?)
     }
 
     /// The newest network statistics that verified against the pinned aggregator key.

@@ -22,7 +22,7 @@ use super::handle::{NetworkStatsSnapshot, Shared};
 use super::identity::Identity;
 use super::nats::{Link, LinkState, Nats, PublishError};
 use crate::store::federation::{QueuedReport, LOG_RETENTION_MS};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Windows that closed before the session started (the monitor was stopped) are built
 /// this long after the start, so the source can catch up with the log first.
@@ -53,19 +53,6 @@ pub fn timing_rng() -> StdRng {
 pub(crate) fn retry_delay(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
-}
-
-pub(crate) async fn blocking<T, F>(store: &Store, call: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || call(&store))
-        .await
-        .map_err(|e| StoreError::Blocking {
-            detail: e.to_string(),
-        })?
 }
 
 /// Runs one session until `cancel`.
@@ -166,10 +153,10 @@ async fn schedule(
     let store = shared.store.clone();
     while !cancel.is_cancelled() {
         let now_ms = shared.clock.now_ms();
-        if let Err(error) = blocking(&store, move |s| s.federation_prune(now_ms)).await {
+        if let Err(error) = store.call(move |s| s.federation_prune(now_ms)).await {
             tracing::warn!("federation: cannot prune the outbox: {error}");
         }
-        let state = match blocking(&store, Store::federation_state).await {
+        let state = match store.call(Store::federation_state).await {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!("federation: cannot read the schedule: {error}");
@@ -180,8 +167,9 @@ async fn schedule(
         let Some(next) = state.next_window else {
             // Enabled without a schedule (a fresh start): begin with the current window.
             let start = window_of(now_ms / 1000).as_secs();
-            if let Err(error) =
-                blocking(&store, move |s| s.federation_schedule(true, Some(start))).await
+            if let Err(error) = store
+                .call(move |s| s.federation_schedule(true, Some(start)))
+                .await
             {
                 tracing::warn!("federation: cannot start the schedule: {error}");
                 pause(&cancel, STORE_RETRY).await;
@@ -196,7 +184,7 @@ async fn schedule(
                 to,
                 "federation: skipping windows older than 7 days"
             );
-            if let Err(error) = blocking(&store, move |s| s.federation_skip_to(next, to)).await {
+            if let Err(error) = store.call(move |s| s.federation_skip_to(next, to)).await {
                 tracing::warn!("federation: cannot skip old windows: {error}");
                 pause(&cancel, STORE_RETRY).await;
             }
@@ -221,9 +209,9 @@ async fn schedule(
         // the database is failing: then it is read as it is).
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tokio::time::timeout(STORE_RETRY, store.flush_async()) => {}
+            _ = tokio::time::timeout(STORE_RETRY, store.call(|st| st.flush())) => {}
         }
-        let data = match blocking(&store, move |s| s.federation_window_data(window)).await {
+        let data = match store.call(move |s| s.federation_window_data(window)).await {
             Ok(data) => data,
             Err(error) => {
                 tracing::warn!("federation: cannot read window {window}: {error}");
@@ -249,10 +237,9 @@ async fn schedule(
                     Ok(p) => (p, Some(blocked)),
                     Err(also) => {
                         tracing::error!(reason = %also.reason, "federation: even the cover report was blocked; skipping the window");
-                        let _ = blocking(&store, move |s| {
-                            s.federation_skip_to(next, next + WINDOW_SECS)
-                        })
-                        .await;
+                        let _ = store
+                            .call(move |s| s.federation_skip_to(next, next + WINDOW_SECS))
+                            .await;
                         continue;
                     }
                 }
@@ -265,7 +252,7 @@ async fn schedule(
             send_at_ms,
             now_ms: shared.clock.now_ms(),
         };
-        match blocking(&store, move |s| s.federation_queue(queued)).await {
+        match store.call(move |s| s.federation_queue(queued)).await {
             Ok(_) => shared.wake.notify_one(),
             Err(error) => {
                 tracing::warn!("federation: cannot queue the report of window {window}: {error}");
@@ -301,7 +288,7 @@ async fn publish(
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-        let rows = match blocking(&store, |s| s.federation_outbox(OUTBOX_BATCH)).await {
+        let rows = match store.call(|s| s.federation_outbox(OUTBOX_BATCH)).await {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::warn!("federation: cannot read the outbox: {error}");
@@ -326,7 +313,8 @@ async fn publish(
                 Ok(report) => report,
                 Err(blocked) => {
                     tracing::error!(window = row.window, reason = %blocked.reason, "federation: a queued report no longer passes the validator; it is not sent");
-                    let _ = blocking(&store, move |s| s.federation_unqueue_blocked(&row, blocked))
+                    let _ = store
+                        .call(move |s| s.federation_unqueue_blocked(&row, blocked))
                         .await;
                     continue;
                 }
@@ -349,8 +337,7 @@ async fn publish(
                         runtime.delivery = Some(delivery);
                         runtime.last_error = None;
                     }
-                    if let Err(error) =
-                        blocking(&store, move |s| s.federation_sent(&row, sent_ms)).await
+                    if let Err(error) = store.call(move |s| s.federation_sent(&row, sent_ms)).await
                     {
                         // Sent but still queued: it goes again (the stream de-duplicates).
                         tracing::warn!("federation: cannot mark a report as sent: {error}");
@@ -359,7 +346,7 @@ async fn publish(
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     let window = row.window;
-                    let _ = blocking(&store, move |s| s.federation_attempted(window)).await;
+                    let _ = store.call(move |s| s.federation_attempted(window)).await;
                     if !matches!(error, PublishError::NotConnected) {
                         tracing::warn!(window, "federation: {error}; will retry");
                     }

@@ -19,7 +19,7 @@ use crate::federation::{FederationHandle, SettingsUpdate};
 use crate::model::{ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
 use crate::store::query::{EarningsDay, InvoiceFilter, LogFilter, Page, TaskFilter, TaskStats};
-use crate::store::{Store, StoreError, StoredEntry, StoredInvoice, Task, WriteHealth};
+use crate::store::{Store, StoredEntry, StoredInvoice, Task, WriteHealth};
 use truebit_protocol::report::{Continent, Level as FederationLevel};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -169,20 +169,6 @@ fn path_value(
     Ok(value)
 }
 
-/// Runs a blocking store call off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ApiError::Internal {
-            cause: format!("blocking task: {e}"),
-        })?
-        .map_err(ApiError::from)
-}
-
 #[derive(Debug, Serialize)]
 pub struct PageBody<T> {
     pub items: Vec<T>,
@@ -238,14 +224,16 @@ struct WriteHealthJson {
 /// `GET /api/status`
 pub async fn status(State(s): State<AppState>, uri: Uri) -> ApiResult {
     Params::parse(&uri, NO_PARAMS)?;
-    let (node, ingest, size) = blocking(&s.store, |store| {
-        Ok((
-            store.node_status()?,
-            store.ingest_state()?,
-            store.db_size_bytes(),
-        ))
-    })
-    .await?;
+    let (node, ingest, size) = s
+        .store
+        .call(|store| {
+            Ok((
+                store.node_status()?,
+                store.ingest_state()?,
+                store.db_size_bytes(),
+            ))
+        })
+        .await?;
     let now = s.clock.now_ns();
     let source = s.status.borrow().clone();
     let lag_ms = match (ingest.last_commit_ns, ingest.last_received_ns) {
@@ -299,7 +287,7 @@ pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let filter = task_filter(&p)?;
     let page = s
         .store
-        .tasks_page_async(filter, p.cursor(), p.limit())
+        .call(move |st| st.tasks_page(&filter, p.cursor(), p.limit()))
         .await?;
     // The hot route: written straight to text rather than through `serde_json::Value`.
     let mut out = String::with_capacity(page.items.len() * 1200 + 64);
@@ -352,22 +340,23 @@ pub(crate) struct TaskDetail {
 
 /// Reads [`TaskDetail`] off the runtime; `NotFound` for an unknown task.
 pub(crate) async fn task_detail(store: &Store, id: String) -> Result<TaskDetail, ApiError> {
-    let found = blocking(store, move |store| {
-        let Some(task) = store.task(&id)? else {
-            return Ok(None);
-        };
-        let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
-        let truncated = entries.len() > TASK_ENTRIES;
-        entries.truncate(TASK_ENTRIES);
-        let invoices = store.invoices_of(&id)?;
-        Ok(Some(TaskDetail {
-            task,
-            entries,
-            truncated,
-            invoices,
-        }))
-    })
-    .await?;
+    let found = store
+        .call(move |store| {
+            let Some(task) = store.task(&id)? else {
+                return Ok(None);
+            };
+            let mut entries = store.task_entries(&id, TASK_ENTRIES + 1)?;
+            let truncated = entries.len() > TASK_ENTRIES;
+            entries.truncate(TASK_ENTRIES);
+            let invoices = store.invoices_of(&id)?;
+            Ok(Some(TaskDetail {
+                task,
+                entries,
+                truncated,
+                invoices,
+            }))
+        })
+        .await?;
     found.ok_or(ApiError::NotFound { what: "task" })
 }
 
@@ -409,7 +398,7 @@ pub async fn invoices(State(s): State<AppState>, uri: Uri) -> ApiResult {
     };
     let page = s
         .store
-        .invoices_page_async(filter, p.cursor(), p.limit())
+        .call(move |st| st.invoices_page(&filter, p.cursor(), p.limit()))
         .await?;
     ok(page_body(page, |i| i))
 }
@@ -424,7 +413,7 @@ pub async fn invoice(
     let id: i64 = path_value(path, INVOICE_PATH)?
         .parse()
         .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
-    match blocking(&s.store, move |store| store.invoice(id)).await? {
+    match s.store.call(move |store| store.invoice(id)).await? {
         Some(invoice) => ok(invoice),
         None => Err(ApiError::NotFound { what: "invoice" }),
     }
@@ -434,7 +423,7 @@ pub async fn invoice(
 pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, RANGE_QUERY)?;
     let (from, to) = summary_range(&p, s.clock.now_ns(), 30 * NS_PER_DAY)?;
-    let days = s.store.earnings_by_day_async(from, to).await?;
+    let days = s.store.call(move |st| st.earnings_by_day(from, to)).await?;
     let days: Vec<Value> = days
         .into_iter()
         .map(|d| {
@@ -488,7 +477,7 @@ pub async fn logs(
     let filter = log_filter(&p, access)?;
     let page = s
         .store
-        .logs_page_async(filter, p.cursor(), p.limit())
+        .call(move |st| st.logs_page(&filter, p.cursor(), p.limit()))
         .await?;
     ok(page_body(page, |e| access.entry(e)))
 }
@@ -570,7 +559,7 @@ pub async fn stats(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let (first, step) = series_steps(from_hour, to_hour);
     let stats = s
         .store
-        .task_stats_async(from_hour, to_hour, first, step)
+        .call(move |st| st.task_stats(from_hour, to_hour, first, step))
         .await?;
     ok(stats_json(&stats, from_hour, to_hour))
 }
@@ -779,13 +768,15 @@ pub async fn uptime(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let now = s.clock.now_ns();
     let (from, to) = summary_range(&p, now, 24 * NS_PER_HOUR)?;
     let to = to.min(now).max(from);
-    let (before, events) = blocking(&s.store, move |store| {
-        Ok((
-            store.container_event_before(from)?,
-            store.container_events(from, to)?,
-        ))
-    })
-    .await?;
+    let (before, events) = s
+        .store
+        .call(move |store| {
+            Ok((
+                store.container_event_before(from)?,
+                store.container_events(from, to)?,
+            ))
+        })
+        .await?;
     ok(compute_uptime(before.as_ref(), &events, from, to))
 }
 
@@ -832,7 +823,7 @@ pub async fn keys(
 ) -> ApiResult {
     Params::parse(&uri, NO_PARAMS)?;
     require_admin(&principal)?;
-    let keys: Vec<ApiKeyInfo> = s.store.api_keys_async().await?;
+    let keys: Vec<ApiKeyInfo> = s.store.call(|st| st.api_keys()).await?;
     ok(json!({ "items": keys }))
 }
 
@@ -872,7 +863,7 @@ pub async fn create_key(
         secret_sha256: hash.to_vec(),
         scope,
     };
-    match store.create_api_key_async(new, now).await? {
+    match store.call(move |st| st.create_api_key(new, now)).await? {
         Some(info) => Ok((key, info)),
         None => Err(ApiError::Conflict {
             message: format!(
@@ -928,7 +919,10 @@ pub async fn delete_key(
         .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
     match s
         .store
-        .revoke_api_key_async(KeyRef::Id(id), s.clock.now_ns())
+        .call({
+            let now = s.clock.now_ns();
+            move |st| st.revoke_api_key(KeyRef::Id(id), now)
+        })
         .await?
     {
         Some(info) => ok(info),

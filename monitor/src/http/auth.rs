@@ -411,7 +411,14 @@ impl AppState {
         }
         if let Some(token) = cookie(headers, self.cookie_name()) {
             let token_sha256 = sha256(token.as_bytes()).to_vec();
-            if let Some(session) = self.store.session_async(token_sha256.clone()).await? {
+            if let Some(session) = self
+                .store
+                .call({
+                    let t = token_sha256.clone();
+                    move |st| st.session(&t)
+                })
+                .await?
+            {
                 if session.expires_ns > now {
                     return Ok(Principal::Session {
                         token_sha256,
@@ -441,7 +448,14 @@ impl AppState {
         let Some(prefix) = key_prefix(token) else {
             return Ok(None);
         };
-        let Some(key) = self.store.active_api_key_async(prefix.to_owned()).await? else {
+        let Some(key) = self
+            .store
+            .call({
+                let prefix = prefix.to_owned();
+                move |st| st.active_api_key(&prefix)
+            })
+            .await?
+        else {
             return Ok(None);
         };
         if !ct_eq(&sha256(token.as_bytes()), &key.secret_sha256) {
@@ -472,8 +486,8 @@ impl AppState {
             touched.insert(id, now);
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = store.touch_api_key(id, now) {
+        tokio::spawn(async move {
+            if let Err(error) = store.call(move |st| st.touch_api_key(id, now)).await {
                 tracing::debug!(%error, "cannot record an API key's last use");
             }
         });
@@ -484,7 +498,7 @@ impl AppState {
         if let Some(expected) = &self.auth.config_password_sha256 {
             return Ok(ct_eq(&sha256(password.as_bytes()), expected));
         }
-        let Some(phc) = self.store.password_hash_async().await? else {
+        let Some(phc) = self.store.call(|st| st.password_hash()).await? else {
             return Ok(false);
         };
         self.auth
@@ -716,16 +730,14 @@ impl AppState {
         let csrf_token = random_hex(16);
         let ttl = self.config.session_ttl;
         let expires_ns = now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
+        let token_sha256 = sha256(token.as_bytes()).to_vec();
+        let session = StoredSession {
+            csrf_token: csrf_token.clone(),
+            created_ns: now,
+            expires_ns,
+        };
         self.store
-            .create_session_async(
-                sha256(token.as_bytes()).to_vec(),
-                StoredSession {
-                    csrf_token: csrf_token.clone(),
-                    created_ns: now,
-                    expires_ns,
-                },
-                now,
-            )
+            .call(move |st| st.create_session(token_sha256, session, now))
             .await?;
         let cookie = self.session_cookie(&token, ttl.as_secs());
         Ok((cookie, csrf_token, expires_ns))
@@ -793,7 +805,10 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
             reason: "send the session's CSRF token (X-CSRF-Token header or csrf_token field)",
         });
     }
-    state.store.delete_session_async(token_sha256).await?;
+    state
+        .store
+        .call(move |st| st.delete_session(&token_sha256))
+        .await?;
     let mut response = match kind {
         Some(BodyKind::Form) => redirect("/"),
         _ => StatusCode::NO_CONTENT.into_response(),

@@ -122,22 +122,25 @@ impl Tail {
                 last = None;
                 continue;
             }
-            let store = self.store.clone();
             let from = last;
-            let polled = tokio::task::spawn_blocking(move || poll(&store, from)).await;
-            match polled {
-                Ok(Ok((messages, next))) => {
+            match self.store.call(move |st| poll(st, from)).await {
+                Ok((messages, next)) => {
                     last = Some(next);
                     for m in messages {
                         let _ = self.tx.send(Arc::new(m));
                     }
                 }
-                Ok(Err(error)) => tracing::debug!(%error, "live tail cannot read the store"),
-                Err(error) => tracing::debug!(%error, "live tail task failed"),
+                Err(error) => tracing::debug!(%error, "live tail cannot read the store"),
             }
             if status_changed {
                 let status = self.status.borrow_and_update().clone();
-                let _ = self.tx.send(Arc::new(status_message(&self.store, &status)));
+                if let Ok(m) = self
+                    .store
+                    .call(move |st| Ok(status_message(st, &status)))
+                    .await
+                {
+                    let _ = self.tx.send(Arc::new(m));
+                }
             }
         }
     }
@@ -322,9 +325,10 @@ pub async fn events(
 }
 
 async fn status_event(s: &AppState) -> Event {
-    let store = s.store.clone();
     let status = s.status.borrow().clone();
-    let m = tokio::task::spawn_blocking(move || status_message(&store, &status))
+    let m = s
+        .store
+        .call(move |st| Ok(status_message(st, &status)))
         .await
         .unwrap_or(LiveMessage::new("status", "{}".into()));
     Event::default().event(m.event).data(m.data)

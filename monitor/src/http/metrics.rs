@@ -18,14 +18,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`
 pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    let (totals, ingest) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.totals()?, store.ingest_state()?))
-    })
-    .await
-    .map_err(|e| ApiError::Internal {
-        cause: format!("metrics task: {e}"),
-    })??;
+    let (totals, ingest) = s
+        .store
+        .call(|st| Ok((st.totals()?, st.ingest_state()?)))
+        .await?;
     let status = s.status.borrow().clone();
     let now = s.clock.now_ns();
     let mut out = String::with_capacity(4096);

@@ -63,21 +63,18 @@ impl DemoSource {
     }
 
     pub async fn run(self) {
-        let store = self.store.clone();
         let parser = self.parser;
-        let mut ingest =
-            match tokio::task::spawn_blocking(move || Ingest::resume(&store, "demo", parser)).await
-            {
-                Ok(Ok(i)) => i,
-                Ok(Err(err)) => {
-                    tracing::error!("cannot read the demo cursor: {err}");
-                    return;
-                }
-                Err(err) => {
-                    tracing::error!("cursor task failed: {err}");
-                    return;
-                }
-            };
+        let mut ingest = match self
+            .store
+            .call(move |st| Ingest::resume(st, "demo", parser))
+            .await
+        {
+            Ok(i) => i,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the demo cursor");
+                return;
+            }
+        };
         let now = super::docker::now_ns();
         let start_secs = now.div_euclid(1_000_000_000) - self.options.history.as_secs() as i64;
         let started = ContainerEvent {

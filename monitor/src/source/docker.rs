@@ -289,8 +289,7 @@ impl DockerSource {
                 "container events replayed from Docker"
             );
             self.record(events).await;
-            let store = self.store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+            let _ = self.store.call(Store::flush).await;
         }
         Ok(until)
     }
@@ -329,11 +328,11 @@ impl DockerSource {
     async fn resume_events_from(&self) -> UnixNanos {
         let now = now_ns();
         let day_ago = now - 86_400 * 1_000_000_000;
-        let store = self.store.clone();
-        let last = tokio::task::spawn_blocking(move || store.container_events(day_ago, i64::MAX))
+        let last = self
+            .store
+            .call(move |st| st.container_events(day_ago, i64::MAX))
             .await
             .ok()
-            .and_then(Result::ok)
             .and_then(|events| events.iter().map(|e| e.time_ns).max());
         last.unwrap_or(now).max(day_ago)
     }
@@ -474,17 +473,11 @@ impl DockerSource {
     /// node), and a stop or start that happened while the monitor or the daemon was down
     /// (Docker forgets its events when it restarts). Such events are marked inferred.
     async fn reconcile(&self, found: &Found) {
-        let store = self.store.clone();
         let id = found.id.clone();
-        let known = match tokio::task::spawn_blocking(move || store.container_events_of(&id)).await
-        {
-            Ok(Ok(known)) => known,
-            Ok(Err(err)) => {
-                tracing::error!("cannot read the recorded container events: {err}");
-                return;
-            }
-            Err(err) => {
-                tracing::error!("container events task failed: {err}");
+        let known = match self.store.call(move |st| st.container_events_of(&id)).await {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the recorded container events");
                 return;
             }
         };
@@ -530,22 +523,20 @@ impl DockerSource {
     /// commits as it goes.
     async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<LogsEnd, DockerError> {
         let source = format!("docker:{id}");
-        let store = self.store.clone();
         let parser = self.parser;
         let src = source.clone();
-        let mut ingest =
-            match tokio::task::spawn_blocking(move || Ingest::resume(&store, &src, parser)).await {
-                Ok(Ok(ingest)) => ingest,
-                Ok(Err(err)) => {
-                    tracing::error!("cannot read the cursor of {source}: {err}");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    return Ok(LogsEnd::Ended);
-                }
-                Err(err) => {
-                    tracing::error!("cursor task failed: {err}");
-                    return Ok(LogsEnd::Ended);
-                }
-            };
+        let mut ingest = match self
+            .store
+            .call(move |st| Ingest::resume(st, &src, parser))
+            .await
+        {
+            Ok(ingest) => ingest,
+            Err(error) => {
+                tracing::error!(%error, %source, "cannot read the source's cursor");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                return Ok(LogsEnd::Ended);
+            }
+        };
         // `since` is whole seconds and inclusive; one more second back so that a long line
         // split across a second boundary is joined whole. Lines up to the cursor are skipped.
         let since = ingest

@@ -100,10 +100,6 @@ impl Store {
         })
     }
 
-    pub async fn password_hash_async(&self) -> Result<Option<String>, StoreError> {
-        self.blocking(Store::password_hash).await
-    }
-
     /// Stores `hash` unless a password is already set; returns whether it was stored.
     pub fn set_password_hash_if_absent(
         &self,
@@ -180,15 +176,6 @@ impl Store {
         })
     }
 
-    pub async fn create_api_key_async(
-        &self,
-        key: NewApiKey,
-        now_ns: UnixNanos,
-    ) -> Result<Option<ApiKeyInfo>, StoreError> {
-        self.blocking(move |store| store.create_api_key(key, now_ns))
-            .await
-    }
-
     /// Every key, revoked ones too, oldest first.
     pub fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         self.read(|conn| {
@@ -197,10 +184,6 @@ impl Store {
             let rows = stmt.query_map([], |row| key_from_row(row).map(|k| k.info))?;
             rows.collect()
         })
-    }
-
-    pub async fn api_keys_async(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.blocking(Store::api_keys).await
     }
 
     /// The active (not revoked) key with this prefix.
@@ -212,14 +195,6 @@ impl Store {
             .query_row([prefix], key_from_row)
             .optional()
         })
-    }
-
-    pub async fn active_api_key_async(
-        &self,
-        prefix: String,
-    ) -> Result<Option<StoredApiKey>, StoreError> {
-        self.blocking(move |store| store.active_api_key(&prefix))
-            .await
     }
 
     /// Revokes the active key with this id or name; returns it, or `None` if there is none.
@@ -262,15 +237,6 @@ impl Store {
         })
     }
 
-    pub async fn revoke_api_key_async(
-        &self,
-        id_or_name: KeyRef,
-        now_ns: UnixNanos,
-    ) -> Result<Option<ApiKeyInfo>, StoreError> {
-        self.blocking(move |store| store.revoke_api_key(id_or_name, now_ns))
-            .await
-    }
-
     /// Records that a key was used (callers throttle this).
     pub fn touch_api_key(&self, id: i64, now_ns: UnixNanos) -> Result<(), StoreError> {
         let path = self.path().to_owned();
@@ -285,14 +251,14 @@ impl Store {
     }
 
     /// Stores a new session and deletes expired ones.
-    pub async fn create_session_async(
+    pub fn create_session(
         &self,
         token_sha256: Vec<u8>,
         session: StoredSession,
         now_ns: UnixNanos,
     ) -> Result<(), StoreError> {
         let path = self.path().to_owned();
-        self.write_async(move |tx| {
+        self.write(move |tx| {
             let run = || -> rusqlite::Result<()> {
                 tx.execute("DELETE FROM sessions WHERE expires_ns <= ?1", [now_ns])?;
                 tx.execute(
@@ -309,7 +275,6 @@ impl Store {
             };
             run().map_err(|e| StoreError::query(&path, e))
         })
-        .await
     }
 
     /// The session with this token hash, expired or not (the caller checks the time).
@@ -329,17 +294,10 @@ impl Store {
         })
     }
 
-    pub async fn session_async(
-        &self,
-        token_sha256: Vec<u8>,
-    ) -> Result<Option<StoredSession>, StoreError> {
-        self.blocking(move |store| store.session(&token_sha256))
-            .await
-    }
-
-    pub async fn delete_session_async(&self, token_sha256: Vec<u8>) -> Result<(), StoreError> {
+    pub fn delete_session(&self, token_sha256: &[u8]) -> Result<(), StoreError> {
+        let token_sha256 = token_sha256.to_vec();
         let path = self.path().to_owned();
-        self.write_async(move |tx| {
+        self.write(move |tx| {
             tx.execute(
                 "DELETE FROM sessions WHERE token_sha256 = ?1",
                 [token_sha256],
@@ -347,7 +305,6 @@ impl Store {
             .map(drop)
             .map_err(|e| StoreError::query(&path, e))
         })
-        .await
     }
 }
 

@@ -13,8 +13,8 @@
 //!   on random execution ids; the write-ahead log is checkpointed, and committed batches
 //!   are freed, on a thread of its own (`checkpoint.rs`).
 //! - Reads run on a small pool of read-only connections (WAL: readers never wait for the
-//!   writer). The sync methods block; the `_async` variants run them on tokio's blocking
-//!   pool.
+//!   writer). The methods block; async code runs them through [`Store::call`], on
+//!   tokio's blocking pool.
 //! - Schema changes are numbered migrations (`schema.rs`), applied at open.
 //! - Old log entries are pruned in small chunks between ingest transactions, at open
 //!   and every few minutes.
@@ -282,11 +282,10 @@ impl Store {
         match sender.try_send(Command::Batch(batch)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
-            Err(TrySendError::Full(command)) => tokio::task::spawn_blocking(move || {
-                sender.send(command).map_err(|_| StoreError::Closed)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?,
+            Err(TrySendError::Full(command)) => {
+                self.call(move |_| sender.send(command).map_err(|_| StoreError::Closed))
+                    .await
+            }
         }
     }
 
@@ -297,18 +296,10 @@ impl Store {
         done.recv().map_err(|_| StoreError::Closed)
     }
 
-    pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.blocking(Store::flush).await
-    }
-
     /// Commits everything submitted so far, stops the writer and waits for it. Calling it
     /// again (from any handle) returns `Ok`. Reads keep working afterwards.
     pub fn close(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
-    }
-
-    pub async fn close_async(&self) -> Result<(), StoreError> {
-        self.blocking(Store::close).await
     }
 
     /// Whether the writer's commits currently succeed.
@@ -342,14 +333,17 @@ impl Store {
         self.sender()?.send(command).map_err(|_| StoreError::Closed)
     }
 
-    /// Runs a blocking store call on tokio's blocking pool.
-    async fn blocking<T, F>(&self, call: F) -> Result<T, StoreError>
+    /// The one way to run a store call from async code: `call` runs on tokio's blocking
+    /// pool (never on the runtime's workers), inside the caller's tracing span, and a
+    /// panicking call comes back as [`StoreError::Blocking`].
+    pub async fn call<T, F>(&self, call: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || call(&store))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| call(&store)))
             .await
             .map_err(|e| StoreError::Blocking {
                 detail: e.to_string(),
@@ -489,16 +483,5 @@ impl Store {
             let _ = reply.send(out);
         })))?;
         result.recv().map_err(|_| StoreError::Closed)?
-    }
-
-    /// [`Store::write`] off the async runtime.
-    pub(crate) async fn write_async<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write(write))
-            .await
-            .map_err(|_| StoreError::Closed)?
     }
 }

@@ -263,16 +263,6 @@ impl Store {
         })
     }
 
-    pub async fn tasks_page_async(
-        &self,
-        filter: TaskFilter,
-        after: Option<PageKey>,
-        limit: usize,
-    ) -> Result<Page<Task>, StoreError> {
-        self.blocking(move |store| store.tasks_page(&filter, after, limit))
-            .await
-    }
-
     /// Tasks by execution id (those that exist), without input and output.
     pub fn tasks_by_execution(&self, ids: &[String]) -> Result<Vec<Task>, StoreError> {
         self.read(|conn| {
@@ -409,16 +399,6 @@ impl Store {
         })
     }
 
-    pub async fn logs_page_async(
-        &self,
-        filter: LogFilter,
-        after: Option<PageKey>,
-        limit: usize,
-    ) -> Result<Page<StoredEntry>, StoreError> {
-        self.blocking(move |store| store.logs_page(&filter, after, limit))
-            .await
-    }
-
     /// Invoices matching `filter`, newest first, after `after`, with their line items.
     pub fn invoices_page(
         &self,
@@ -460,16 +440,6 @@ impl Store {
             }
             Ok(page)
         })
-    }
-
-    pub async fn invoices_page_async(
-        &self,
-        filter: InvoiceFilter,
-        after: Option<PageKey>,
-        limit: usize,
-    ) -> Result<Page<StoredInvoice>, StoreError> {
-        self.blocking(move |store| store.invoices_page(&filter, after, limit))
-            .await
     }
 
     /// One invoice by its row id, with its line items.
@@ -547,15 +517,6 @@ impl Store {
         })
     }
 
-    pub async fn earnings_by_day_async(
-        &self,
-        from_ns: UnixNanos,
-        to_ns: UnixNanos,
-    ) -> Result<Vec<EarningsDay>, StoreError> {
-        self.blocking(move |store| store.earnings_by_day(from_ns, to_ns))
-            .await
-    }
-
     /// Task figures for hours `from_hour <= hour < to_hour`: per status over the whole
     /// range, and task counts per status in steps of `step_hours` (1 or 24) counted from
     /// `first_hour` (a day start when the step is 24). Whole days are read from
@@ -608,17 +569,6 @@ impl Store {
             }
             Ok(acc.done(from_hour))
         })
-    }
-
-    pub async fn task_stats_async(
-        &self,
-        from_hour: i64,
-        to_hour: i64,
-        first_hour: i64,
-        step_hours: i64,
-    ) -> Result<TaskStats, StoreError> {
-        self.blocking(move |store| store.task_stats(from_hour, to_hour, first_hour, step_hours))
-            .await
     }
 
     /// The last container event before `ns`: the container's state when a range starts.

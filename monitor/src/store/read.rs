@@ -268,10 +268,6 @@ impl Store {
         })
     }
 
-    pub async fn cursor_async(&self, source: String) -> Result<Option<Cursor>, StoreError> {
-        self.blocking(move |store| store.cursor(&source)).await
-    }
-
     pub fn summary(&self) -> Result<Summary, StoreError> {
         let mut summary = self.read(|conn| {
             let mut by_kind = Vec::with_capacity(Kind::ALL.len());
@@ -314,10 +310,6 @@ impl Store {
         Ok(summary)
     }
 
-    pub async fn summary_async(&self) -> Result<Summary, StoreError> {
-        self.blocking(Store::summary).await
-    }
-
     /// One task with its input and output.
     pub fn task(&self, execution_id: &str) -> Result<Option<Task>, StoreError> {
         self.read(|conn| {
@@ -336,10 +328,6 @@ impl Store {
         })
     }
 
-    pub async fn task_async(&self, execution_id: String) -> Result<Option<Task>, StoreError> {
-        self.blocking(move |store| store.task(&execution_id)).await
-    }
-
     /// The newest tasks (by received, else started, else completed time), without input
     /// and output.
     pub fn tasks(&self, limit: usize) -> Result<Vec<Task>, StoreError> {
@@ -350,10 +338,6 @@ impl Store {
             let rows = stmt.query_map([to_limit(limit)], |row| task_from_row(row, 0))?;
             rows.collect()
         })
-    }
-
-    pub async fn tasks_async(&self, limit: usize) -> Result<Vec<Task>, StoreError> {
-        self.blocking(move |store| store.tasks(limit)).await
     }
 
     /// The newest invoices with their line items.
@@ -403,10 +387,6 @@ impl Store {
         })
     }
 
-    pub async fn invoices_async(&self, limit: usize) -> Result<Vec<StoredInvoice>, StoreError> {
-        self.blocking(move |store| store.invoices(limit)).await
-    }
-
     /// The newest log entries.
     pub fn entries(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
         self.read(|conn| {
@@ -438,10 +418,6 @@ impl Store {
             })?;
             rows.collect()
         })
-    }
-
-    pub async fn entries_async(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        self.blocking(move |store| store.entries(limit)).await
     }
 
     /// Container events with `from_ns <= time_ns < to_ns`, oldest first.
@@ -476,15 +452,6 @@ impl Store {
         })
     }
 
-    pub async fn container_events_async(
-        &self,
-        from_ns: UnixNanos,
-        to_ns: UnixNanos,
-    ) -> Result<Vec<ContainerEvent>, StoreError> {
-        self.blocking(move |store| store.container_events(from_ns, to_ns))
-            .await
-    }
-
     pub fn node_status(&self) -> Result<NodeStatus, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(
@@ -511,10 +478,6 @@ impl Store {
             .optional()
             .map(Option::unwrap_or_default)
         })
-    }
-
-    pub async fn node_status_async(&self) -> Result<NodeStatus, StoreError> {
-        self.blocking(Store::node_status).await
     }
 
     /// The schema version of the database (`PRAGMA user_version`).

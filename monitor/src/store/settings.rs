@@ -80,7 +80,7 @@ impl Store {
 
     /// Stores a new retention (`None` or 0: forever) and applies it with a pruning
     /// pass that starts at once.
-    pub async fn set_retention_async(
+    pub fn set_retention(
         &self,
         log_days: Option<u32>,
         task_days: Option<u32>,
@@ -98,7 +98,7 @@ impl Store {
             });
         }
         let path = self.path().to_owned();
-        self.write_async(move |tx| {
+        self.write(move |tx| {
             let run = || -> rusqlite::Result<()> {
                 for (key, value) in [(LOG_DAYS, days_text(log_days)), (TASK_DAYS, days_text(task_days))] {
                     tx.execute(
@@ -110,8 +110,7 @@ impl Store {
                 Ok(())
             };
             run().map_err(|e| StoreError::query(&path, e))
-        })
-        .await?;
+        })?;
         let retention = Retention {
             log_days,
             task_days,

@@ -425,7 +425,10 @@ impl Monitor {
         if let Some(service) = self.service.take() {
             service.stopped().await;
         }
-        self.store.close_async().await.expect("store closes");
+        self.store
+            .call(|st| st.close())
+            .await
+            .expect("store closes");
     }
 
     async fn log(&self) -> Vec<ReportRecord> {
@@ -756,7 +759,10 @@ async fn stored_secrets(store: &Store) -> BTreeSet<String> {
         }
     };
     let number = |n: Option<i64>| n.filter(|n| n.unsigned_abs() >= 100_000 && n % 300 != 0);
-    let tasks = store.tasks_async(100_000).await.expect("tasks");
+    let tasks = store
+        .call(move |st| st.tasks(100_000))
+        .await
+        .expect("tasks");
     for t in &tasks {
         add(Some(t.execution_id.clone()));
         add(t.task_id.clone());
@@ -780,7 +786,11 @@ async fn stored_secrets(store: &Store) -> BTreeSet<String> {
             add(number(n).map(|n| n.to_string()));
         }
     }
-    for i in store.invoices_async(100_000).await.expect("invoices") {
+    for i in store
+        .call(move |st| st.invoices(100_000))
+        .await
+        .expect("invoices")
+    {
         add(i.execution_id.clone());
         add(i.task_id.clone());
         add(number(i.task_created_ts).map(|n| n.to_string()));
@@ -791,10 +801,17 @@ async fn stored_secrets(store: &Store) -> BTreeSet<String> {
             add(Some(item.operation.clone()).filter(|o| o.contains(' ')));
         }
     }
-    let status = store.node_status_async().await.expect("node status");
+    let status = store
+        .call(|st| st.node_status())
+        .await
+        .expect("node status");
     add(status.address.clone());
     add(status.version.clone().map(|v| format!(":{v}")));
-    for e in store.entries_async(1_000_000).await.expect("entries") {
+    for e in store
+        .call(move |st| st.entries(1_000_000))
+        .await
+        .expect("entries")
+    {
         add(number(e.node_time).map(|n| n.to_string()));
         for token in e
             .message
@@ -863,7 +880,11 @@ async fn planted_secrets_never_reach_the_wire_and_reports_carry_only_allowed_fie
     let (demo, expected) = truebit_monitor::demo::docker_fixture(11, 5);
     import(&monitor.store, dir.path(), "demo.log", &demo);
     import(&monitor.store, dir.path(), "planted.log", &planted_log());
-    let summary = monitor.store.summary_async().await.expect("summary");
+    let summary = monitor
+        .store
+        .call(|st| st.summary())
+        .await
+        .expect("summary");
     assert_eq!(summary.invoices, expected.invoices + 1);
 
     let status = monitor.handle.enable().await.expect("enable");

@@ -1239,15 +1239,29 @@ async fn async_variants_submit_flush_and_read() {
             .await
             .expect("submit");
     }
-    store.flush_async().await.expect("flush");
-    assert_eq!(store.summary_async().await.expect("summary").entries, 10);
+    store.call(|st| st.flush()).await.expect("flush");
+    assert_eq!(
+        store
+            .call(|st| st.summary())
+            .await
+            .expect("summary")
+            .entries,
+        10
+    );
     let cursor = store
-        .cursor_async("docker:runner-node".into())
+        .call(|st| st.cursor("docker:runner-node"))
         .await
         .expect("cursor");
     assert_eq!(cursor.map(|c| c.pos), Some(Pos::new(0, 10)));
-    assert_eq!(store.entries_async(3).await.expect("entries").len(), 3);
-    store.close_async().await.expect("close");
+    assert_eq!(
+        store
+            .call(move |st| st.entries(3))
+            .await
+            .expect("entries")
+            .len(),
+        3
+    );
+    store.call(|st| st.close()).await.expect("close");
 }
 
 #[test]

@@ -27,11 +27,11 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
     let first_day = now.div_euclid(NS_PER_DAY) - (DAYS - 1);
     let days = s
         .store
-        .earnings_by_day_async(first_day * NS_PER_DAY, now)
+        .call(move |st| st.earnings_by_day(first_day * NS_PER_DAY, now))
         .await?;
     let list = s
         .store
-        .invoices_page_async(InvoiceFilter::default(), cursor, PAGE)
+        .call(move |st| st.invoices_page(&InvoiceFilter::default(), cursor, PAGE))
         .await?;
     let mut pay = vec![0.0; DAYS as usize];
     let mut charge = vec![0.0; DAYS as usize];

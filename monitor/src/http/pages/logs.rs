@@ -30,7 +30,10 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         ),
     };
     let live = cursor.is_none() && filter.from_ns.is_none() && filter.to_ns.is_none();
-    let page = s.store.logs_page_async(filter, cursor, PAGE).await?;
+    let page = s
+        .store
+        .call(move |st| st.logs_page(&filter, cursor, PAGE))
+        .await?;
     let mut layout = layout(&s, "Logs", "logs", &op);
     layout.live = live;
     let view = LogsPage {

@@ -385,7 +385,10 @@ pub(crate) fn sentence(s: &str) -> String {
 async fn logout(State(s): State<AppState>, op: Operator, req: Request) -> PageResult {
     let _: CsrfForm = form(&s, &op, req).await?;
     s.store
-        .delete_session_async(op.token_sha256.clone())
+        .call({
+            let t = op.token_sha256.clone();
+            move |st| st.delete_session(&t)
+        })
         .await?;
     let mut response = redirect("/login");
     response

@@ -8,7 +8,7 @@ use truebit_web::page::{Card, ChartView, OverviewPage, Period};
 use super::view::{gas_value, task_row};
 use super::{layout, render, Operator, PageResult};
 use crate::http::api::{
-    blocking, compute_uptime, earned, Counts, Uptime, ELAPSED_BUCKETS, NS_PER_DAY, NS_PER_HOUR,
+    compute_uptime, earned, Counts, Uptime, ELAPSED_BUCKETS, NS_PER_DAY, NS_PER_HOUR,
 };
 use crate::http::AppState;
 use crate::model::{ContainerAction, TaskStatus};
@@ -43,37 +43,39 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
     let today_hour = now.div_euclid(NS_PER_DAY) * 24;
     let week_hour = week_start_hour(now);
     let from_7d = now - 7 * NS_PER_DAY;
-    let data = blocking(&s.store, move |store| {
-        let events = store.container_events(from_7d, now)?;
-        let before = store.container_event_before(from_7d)?;
-        let last_up_ns = events
-            .iter()
-            .chain(before.iter())
-            .filter(|e| {
-                matches!(
-                    e.action,
-                    ContainerAction::Started
-                        | ContainerAction::Restarted
-                        | ContainerAction::Unpaused
-                )
+    let data = s
+        .store
+        .call(move |store| {
+            let events = store.container_events(from_7d, now)?;
+            let before = store.container_event_before(from_7d)?;
+            let last_up_ns = events
+                .iter()
+                .chain(before.iter())
+                .filter(|e| {
+                    matches!(
+                        e.action,
+                        ContainerAction::Started
+                            | ContainerAction::Restarted
+                            | ContainerAction::Unpaused
+                    )
+                })
+                .map(|e| e.time_ns)
+                .max();
+            Ok(Data {
+                node: store.node_status()?,
+                ingest: store.ingest_state()?,
+                today: store.task_stats(today_hour, now_hour + 1, today_hour, 24)?,
+                week: store.task_stats(week_hour, now_hour + 1, week_hour, 24 * 7)?,
+                hourly: store.task_stats(now_hour - 23, now_hour + 1, now_hour - 23, 1)?,
+                earnings: store.earnings_by_day(week_hour * NS_PER_HOUR, now)?,
+                uptime: compute_uptime(before.as_ref(), &events, from_7d, now),
+                last_up_ns,
+                recent: store
+                    .tasks_page(&TaskFilter::default(), None, RECENT_TASKS)?
+                    .items,
             })
-            .map(|e| e.time_ns)
-            .max();
-        Ok(Data {
-            node: store.node_status()?,
-            ingest: store.ingest_state()?,
-            today: store.task_stats(today_hour, now_hour + 1, today_hour, 24)?,
-            week: store.task_stats(week_hour, now_hour + 1, week_hour, 24 * 7)?,
-            hourly: store.task_stats(now_hour - 23, now_hour + 1, now_hour - 23, 1)?,
-            earnings: store.earnings_by_day(week_hour * NS_PER_HOUR, now)?,
-            uptime: compute_uptime(before.as_ref(), &events, from_7d, now),
-            last_up_ns,
-            recent: store
-                .tasks_page(&TaskFilter::default(), None, RECENT_TASKS)?
-                .items,
         })
-    })
-    .await?;
+        .await?;
     let status = s.status.borrow().clone();
     let today_day = now.div_euclid(NS_PER_DAY);
     let period =

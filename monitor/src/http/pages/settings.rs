@@ -44,12 +44,12 @@ async fn show(
     message: Option<Notice>,
     new_key: Option<NewKey>,
 ) -> PageResult {
-    let keys = s.store.api_keys_async().await?;
+    let keys = s.store.call(|st| st.api_keys()).await?;
     let retention = s.store.retention();
     let days = |d: Option<u32>| d.unwrap_or(0).to_string();
     let ingest = {
         let store = s.store.clone();
-        api::blocking(&store, |st| st.totals()).await?
+        store.call(|st| st.totals()).await?
     };
     let page = SettingsPage {
         layout: layout(s, "Settings", "settings", op),
@@ -183,7 +183,10 @@ pub async fn revoke_key(
         .map_err(|_| PageError::Api(ApiError::NotFound { what: "key" }))?;
     match s
         .store
-        .revoke_api_key_async(KeyRef::Id(id), s.clock.now_ns())
+        .call({
+            let now = s.clock.now_ns();
+            move |st| st.revoke_api_key(KeyRef::Id(id), now)
+        })
         .await?
     {
         Some(_) => Ok(redirect("/settings?m=revoked")),
@@ -242,7 +245,9 @@ pub async fn password(State(s): State<AppState>, op: Operator, req: Request) -> 
         })?
         .map_err(|cause| ApiError::Internal { cause })?;
     let store = s.store.clone();
-    api::blocking(&store, move |st| st.replace_password_hash(hash, now)).await?;
+    store
+        .call(move |st| st.replace_password_hash(hash, now))
+        .await?;
     tracing::info!("operator password changed from the dashboard; every session ended");
     let (cookie, _, _) = s.open_session(ip, f.new).await?;
     let mut response = redirect("/settings?m=password");
@@ -287,7 +292,10 @@ pub async fn retention(State(s): State<AppState>, op: Operator, req: Request) ->
         (Err(e), _) | (_, Err(e)) => return refuse(&s, &op, e).await,
     };
     s.store
-        .set_retention_async(Some(log), Some(task), s.clock.now_ns())
+        .call({
+            let now = s.clock.now_ns();
+            move |st| st.set_retention(Some(log), Some(task), now)
+        })
         .await?;
     tracing::info!(
         retention.log_days = log,

@@ -36,7 +36,10 @@ pub async fn list(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         ),
     };
     let filtered = filter != TaskFilter::default();
-    let page = s.store.tasks_page_async(filter, cursor, PAGE).await?;
+    let page = s
+        .store
+        .call(move |st| st.tasks_page(&filter, cursor, PAGE))
+        .await?;
     let view = TasksPage {
         layout: layout(&s, "Tasks", "tasks", &op),
         statuses: Choice::list(STATUSES, &field(&pairs, "status")),
