@@ -298,7 +298,7 @@ impl Shared {
         if let Some(session) = control.session.take() {
             session.cancel.cancel();
             if let Err(error) = session.task.await {
-                tracing::error!("federation session ended badly: {error}");
+                tracing::error!(%error, "federation session ended badly");
             }
             tracing::info!("federation: off");
         }

@@ -137,7 +137,7 @@ impl Federation {
             shared: Arc::clone(&shared),
         };
         if let Err(error) = shared.start().await {
-            tracing::error!("federation cannot start: {error}");
+            tracing::error!(%error, "federation cannot start");
             shared.runtime().last_error = Some(error.to_string());
         }
         let task = tokio::spawn(async move {
@@ -164,7 +164,7 @@ impl FederationService {
     /// the connection is closed and nothing more is written to the store.
     pub async fn stopped(self) {
         if let Err(error) = self.task.await {
-            tracing::error!("federation task ended badly: {error}");
+            tracing::error!(%error, "federation task ended badly");
         }
     }
 }

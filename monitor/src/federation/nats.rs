@@ -243,7 +243,7 @@ impl Nats {
                 Err(error) => {
                     let message = format!("cannot connect: {error}");
                     if attempt == 1 {
-                        tracing::warn!("federation: {message}; retrying");
+                        tracing::warn!(%error, "federation: cannot connect; retrying");
                     }
                     link.send_modify(|l| {
                         l.state = LinkState::Connecting;
@@ -487,12 +487,12 @@ fn on_event(link: &watch::Sender<Link>, generation: &AtomicU64, event: async_nat
         }
         E::ServerError(e) => {
             let message = format!("server: {e}");
-            tracing::warn!("federation: NATS {message}");
+            tracing::warn!(error = %e, "federation: the NATS server reported an error");
             link.send_modify(|l| l.last_error = Some(message));
         }
         E::ClientError(e) => {
             let message = format!("client: {e}");
-            tracing::debug!("federation: NATS {message}");
+            tracing::debug!(error = %e, "federation: NATS client error");
             link.send_modify(|l| l.last_error = Some(message));
         }
         E::LameDuckMode | E::Draining | E::Closed | E::SlowConsumer(_) => {}

@@ -95,7 +95,7 @@ pub(crate) async fn run(
             Ok(Some(nats)) => break Some(Arc::new(nats)),
             Ok(None) => break None,
             Err(error) => {
-                tracing::error!("federation: {error}; retrying in 30 s");
+                tracing::error!(%error, "federation: cannot connect; retrying in 30 s");
                 link_tx.send_modify(|l| l.last_error = Some(error.to_string()));
                 tokio::select! {
                     () = cancel.cancelled() => break None,
@@ -167,12 +167,12 @@ async fn schedule(
     while !cancel.is_cancelled() {
         let now_ms = shared.clock.now_ms();
         if let Err(error) = blocking(&store, move |s| s.federation_prune(now_ms)).await {
-            tracing::warn!("federation: cannot prune the outbox: {error}");
+            tracing::warn!(%error, "federation: cannot prune the outbox");
         }
         let state = match blocking(&store, Store::federation_state).await {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!("federation: cannot read the schedule: {error}");
+                tracing::warn!(%error, "federation: cannot read the schedule");
                 pause(&cancel, STORE_RETRY).await;
                 continue;
             }
@@ -183,7 +183,7 @@ async fn schedule(
             if let Err(error) =
                 blocking(&store, move |s| s.federation_schedule(true, Some(start))).await
             {
-                tracing::warn!("federation: cannot start the schedule: {error}");
+                tracing::warn!(%error, "federation: cannot start the schedule");
                 pause(&cancel, STORE_RETRY).await;
             }
             continue;
@@ -197,7 +197,7 @@ async fn schedule(
                 "federation: skipping windows older than 7 days"
             );
             if let Err(error) = blocking(&store, move |s| s.federation_skip_to(next, to)).await {
-                tracing::warn!("federation: cannot skip old windows: {error}");
+                tracing::warn!(%error, "federation: cannot skip old windows");
                 pause(&cancel, STORE_RETRY).await;
             }
             continue;
@@ -226,7 +226,7 @@ async fn schedule(
         let data = match blocking(&store, move |s| s.federation_window_data(window)).await {
             Ok(data) => data,
             Err(error) => {
-                tracing::warn!("federation: cannot read window {window}: {error}");
+                tracing::warn!(%error, window = %window, "federation: cannot read a window");
                 pause(&cancel, STORE_RETRY).await;
                 continue;
             }
@@ -268,7 +268,7 @@ async fn schedule(
         match blocking(&store, move |s| s.federation_queue(queued)).await {
             Ok(_) => shared.wake.notify_one(),
             Err(error) => {
-                tracing::warn!("federation: cannot queue the report of window {window}: {error}");
+                tracing::warn!(%error, window = %window, "federation: cannot queue a window's report");
                 pause(&cancel, STORE_RETRY).await;
             }
         }
@@ -304,7 +304,7 @@ async fn publish(
         let rows = match blocking(&store, |s| s.federation_outbox(OUTBOX_BATCH)).await {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!("federation: cannot read the outbox: {error}");
+                tracing::warn!(%error, "federation: cannot read the outbox");
                 pause(&cancel, STORE_RETRY).await;
                 if cancel.is_cancelled() {
                     return;
@@ -353,7 +353,7 @@ async fn publish(
                         blocking(&store, move |s| s.federation_sent(&row, sent_ms)).await
                     {
                         // Sent but still queued: it goes again (the stream de-duplicates).
-                        tracing::warn!("federation: cannot mark a report as sent: {error}");
+                        tracing::warn!(%error, "federation: cannot mark a report as sent");
                     }
                 }
                 Err(error) => {
@@ -361,7 +361,7 @@ async fn publish(
                     let window = row.window;
                     let _ = blocking(&store, move |s| s.federation_attempted(window)).await;
                     if !matches!(error, PublishError::NotConnected) {
-                        tracing::warn!(window, "federation: {error}; will retry");
+                        tracing::warn!(%error, window, "federation: cannot publish a report; will retry");
                     }
                     shared.runtime().last_error = Some(error.to_string());
                     tokio::select! {
@@ -390,7 +390,7 @@ async fn subscribe_stats(
         match nats.subscribe(STATS_SUBJECT).await {
             Ok(s) => break s,
             Err(error) => {
-                tracing::warn!("federation: cannot subscribe to network statistics: {error}");
+                tracing::warn!(%error, "federation: cannot subscribe to network statistics");
                 pause(&cancel, Duration::from_secs(5)).await;
                 if cancel.is_cancelled() {
                     return;
