@@ -1,5 +1,6 @@
-//! Wiring: opens the store, spawns the configured source, and shuts down in order
-//! (stop the source, drain, flush the store). Later parts (HTTP, federation) hook in here.
+//! Wiring: opens the store, starts the configured source, the HTTP server and the
+//! federation service, and shuts down in order (stop the source and federation, flush
+//! the store, then stop the HTTP server, which answered until then).
 
 use std::time::Duration;
 

@@ -68,7 +68,6 @@ where
         })?
 }
 
-/// Runs one session until `cancel`.
 /// Runs one session until `cancel`. `started_ms`: when federation was switched on (or
 /// the monitor started with it on); windows closed before it are back-filled.
 pub(crate) async fn run(
