@@ -48,18 +48,6 @@ fn other(e: impl std::fmt::Display) -> NatsError {
     NatsError::Other(e.to_string())
 }
 
-/// An error and its sources in one line (async-nats puts the cause in the source).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn js_err(e: impl std::fmt::Display) -> NatsError {
     NatsError::JetStream(e.to_string())
 }
@@ -197,7 +185,7 @@ impl Nats {
                     {
                         return Err(js_err(e));
                     }
-                    _ => format!("no JetStream on the server ({})", error_chain(&e)),
+                    _ => format!("no JetStream on the server ({})", truebit_web::format::error_chain(&e)),
                 };
                 return self.core_feed(why).await;
             }

@@ -182,6 +182,22 @@ pub fn day_label(ns: i64) -> String {
     })
 }
 
+/// An error and its causes in one line, `outer: cause: root`. A cause the text already
+/// ends with (an error that shows its source in its own message) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The first characters of a long id, for tables (the full id stays in links and titles).
 /// The escaper of every HTML template (`askama.toml`): askama's HTML escaping, and each
 /// Unicode direction control (embeddings, overrides, isolates, marks) replaced by U+FFFD,
@@ -260,6 +276,34 @@ mod tests {
         assert_eq!(percent(Some(1.0)), "100 %");
         assert_eq!(percent(None), NONE);
         assert_eq!(percent(Some(f64::NAN)), NONE);
+    }
+
+    #[derive(Debug)]
+    struct Failure(&'static str, Option<Box<Failure>>);
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Failure {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_shows_each_cause_once() {
+        let root = Failure("permission denied", None);
+        let shows_its_cause = Failure("cannot read x.toml: permission denied", Some(Box::new(root)));
+        let outer = Failure("configuration", Some(Box::new(shows_its_cause)));
+        assert_eq!(
+            error_chain(&outer),
+            "configuration: cannot read x.toml: permission denied"
+        );
+        let quiet = Failure("cannot connect", Some(Box::new(Failure("refused", None))));
+        assert_eq!(error_chain(&quiet), "cannot connect: refused");
     }
 
     #[test]
