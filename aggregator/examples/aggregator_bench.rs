@@ -129,7 +129,7 @@ async fn ingest(total: u32, nodes: u32) -> anyhow::Result<()> {
     }
     .validate()?;
     config.create_stream = true;
-    let clock = Clock::new(move || now);
+    let clock = Clock::manual(i64::try_from(now)? * 1_000_000_000);
     let key = AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]));
 
     // Create the stream, then fill it while no aggregator runs.
@@ -248,7 +248,7 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         k: 5,
         interval: Duration::from_secs(30),
         retention_days: 30,
-        clock: Clock::new(move || now),
+        clock: Clock::manual(i64::try_from(now)? * 1_000_000_000),
         metrics: Arc::new(Metrics::default()),
         latest: Arc::new(RwLock::new(None)),
         cancel: Default::default(),

@@ -185,7 +185,10 @@ impl Nats {
                     {
                         return Err(js_err(e));
                     }
-                    _ => format!("no JetStream on the server ({})", truebit_web::format::error_chain(&e)),
+                    _ => format!(
+                        "no JetStream on the server ({})",
+                        truebit_web::format::error_chain(&e)
+                    ),
                 };
                 return self.core_feed(why).await;
             }

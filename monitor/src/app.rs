@@ -212,7 +212,7 @@ async fn start_http(
         store.clone(),
         status,
         config.http.clone(),
-        http::clock::Clock::System,
+        truebit_clock::Clock::system(),
         stop.clone(),
     )
     .with_federation(federation);

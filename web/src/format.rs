@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn an_error_chain_shows_each_cause_once() {
         let root = Failure("permission denied", None);
-        let shows_its_cause = Failure("cannot read x.toml: permission denied", Some(Box::new(root)));
+        let shows_its_cause = Failure(
+            "cannot read x.toml: permission denied",
+            Some(Box::new(root)),
+        );
         let outer = Failure("configuration", Some(Box::new(shows_its_cause)));
         assert_eq!(
             error_chain(&outer),

@@ -46,7 +46,7 @@ async fn two_reports_are_stored(nats: &NatsServer, app: &truebit_aggregator::app
 async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
     let dir = tempdir();
     let nats = NatsServer::start_without_jetstream(dir.path());
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
+    let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     wait_until(10, "the core feed", async || {
         app.state.metrics.snapshot().consuming
     })
@@ -67,7 +67,7 @@ async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription
     let spy = nats.client().await;
     let mut everything = spy.subscribe(">").await.expect("subscribe >");
     spy.flush().await.expect("flush");
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
+    let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     // While the lookup waits for an answer, the feed is not read: degraded.
     wait_until(5, "connected", async || {
         app.state.metrics.snapshot().nats_connected
@@ -101,7 +101,7 @@ async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription
 async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     let dir = tempdir();
     let nats = NatsServer::start(dir.path());
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
+    let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     wait_until(10, "the core feed", async || {
         app.state.metrics.snapshot().consuming
     })
@@ -114,7 +114,7 @@ async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     let nats = NatsServer::start(dir.path());
     let mut cfg = config(dir.path(), &nats.url());
     cfg.create_stream = true;
-    let app = spawn_app(cfg, fixed_clock(NOON + 900)).await;
+    let app = spawn_app(cfg, clock_at(NOON + 900)).await;
     wait_until(10, "the JetStream feed", async || {
         app.state.metrics.snapshot().consuming
     })

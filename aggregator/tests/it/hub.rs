@@ -139,7 +139,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     let dir = tempdir();
     let hub = start_hub(dir.path());
     let url = format!("tls://127.0.0.1:{}", hub.port);
-    let (clock, now) = movable_clock(NOON + 2 * 300 + 30);
+    let clock = clock_at(NOON + 2 * 300 + 30);
     let mut cfg = config(dir.path(), &url);
     cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
         user: "aggregator".into(),
@@ -148,7 +148,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     cfg.nats.ca_file = Some(hub.ca.clone());
     cfg.create_stream = true;
     let noise = noise_of(&cfg);
-    let app = spawn_app(cfg, clock).await;
+    let app = spawn_app(cfg, clock.clone()).await;
     wait_until(20, "the stream and the consumer", async || {
         app.state.metrics.snapshot().delivery == Some("jetstream")
     })
@@ -184,7 +184,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     })
     .await;
     // The NOON hour is released at 13:10.
-    now.store(NOON + 3_600 + 600, std::sync::atomic::Ordering::SeqCst);
+    clock.set_secs(NOON + 3_600 + 600);
     let figures = loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), stats.next())
             .await

@@ -17,7 +17,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     cfg.create_stream = true;
 
     // The first start creates the stream and the durable consumer.
-    let first = spawn_app(cfg.clone(), fixed_clock(now)).await;
+    let first = spawn_app(cfg.clone(), clock_at(now)).await;
     wait_until(10, "jetstream delivery", async || {
         first.state.metrics.snapshot().delivery == Some("jetstream")
     })
@@ -55,7 +55,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     let total = u64::from(node_count) * windows;
 
     // Stop the second start as soon as it has stored something.
-    let second = spawn_app(cfg.clone(), fixed_clock(now)).await;
+    let second = spawn_app(cfg.clone(), clock_at(now)).await;
     wait_until(20, "some reports", async || {
         second.state.metrics.accepted() > 0
     })
@@ -67,7 +67,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
         "the restart must happen mid-stream (stored {second_accepted} of {total})"
     );
 
-    let third = spawn_app(cfg, fixed_clock(now)).await;
+    let third = spawn_app(cfg, clock_at(now)).await;
     wait_until(60, "every report stored", async || {
         third.state.store.totals().await.expect("totals").reports == total
     })

@@ -230,18 +230,12 @@ pub fn config(dir: &Path, nats_url: &str) -> Config {
     c
 }
 
-pub fn fixed_clock(now: u64) -> Clock {
-    Clock::new(move || now)
-}
-
-/// A clock the test moves: set the returned value.
-pub fn movable_clock(now: u64) -> (Clock, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    let at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
-    let read = std::sync::Arc::clone(&at);
-    (
-        Clock::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
-        at,
-    )
+/// A clock standing at Unix second `now`; it moves when the test sets it
+/// ([`Clock::set_secs`]: clones share the time).
+pub fn clock_at(now: u64) -> Clock {
+    let clock = Clock::manual(0);
+    clock.set_secs(now);
+    clock
 }
 
 pub fn test_key() -> AggregatorKey {

@@ -14,13 +14,13 @@ use truebit_protocol::stats::NetworkStats;
 use truebit_protocol::window::window_of;
 
 use super::anonymizer::Sharing;
-use super::clock::Clock;
 use super::config::FederationConfig;
 use super::nats::{Delivery, Link, LinkState};
 use super::session::{self, blocking};
 use super::ReportFilter;
 use crate::store::federation::{ReasonCount, ReportRecord, StoredSettings};
 use crate::store::{Store, StoreError};
+use truebit_clock::Clock;
 
 /// Why a federation call failed. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ pub(crate) struct Runtime {
 pub(crate) struct Shared {
     pub store: Store,
     pub config: FederationConfig,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Clock,
     pub filter: Option<ReportFilter>,
     pub backfill_grace: Duration,
     pub wake: Notify,
@@ -171,7 +171,7 @@ impl Shared {
     pub(crate) fn new(
         store: Store,
         config: FederationConfig,
-        clock: Arc<dyn Clock>,
+        clock: Clock,
         rng: StdRng,
         filter: Option<ReportFilter>,
         backfill_grace: Duration,

@@ -46,7 +46,6 @@
 //! ```
 
 pub mod anonymizer;
-pub mod clock;
 pub mod config;
 pub mod gate;
 mod handle;
@@ -60,8 +59,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use truebit_clock::Clock;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FederationConfig, FederationSettings};
 pub use handle::{
     FederationError, FederationHandle, FederationSettingsView, FederationStatus,
@@ -80,7 +79,7 @@ pub type ReportFilter = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 pub struct Federation {
     store: crate::store::Store,
     config: FederationConfig,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     rng: StdRng,
     filter: Option<ReportFilter>,
     backfill_grace: Duration,
@@ -100,15 +99,15 @@ impl Federation {
         Federation {
             store,
             config,
-            clock: Arc::new(SystemClock),
+            clock: Clock::system(),
             rng: timing_rng(),
             filter: None,
             backfill_grace: session::BACKFILL_GRACE,
         }
     }
 
-    /// Uses `clock` for windows, send times and the log (tests: [`ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Federation {
+    /// Uses `clock` for windows, send times and the log (tests: [`Clock::manual`]).
+    pub fn with_clock(mut self, clock: Clock) -> Federation {
         self.clock = clock;
         self
     }

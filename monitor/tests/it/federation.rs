@@ -1,5 +1,5 @@
 //! Federation against a real `nats-server` (CONTRIBUTING.md, "Running the tests"): each
-//! test starts its own server on a free port. Windows move with a [`ManualClock`]; the
+//! test starts its own server on a free port. Windows move with a manual [`Clock`]; the
 //! network, the store and the NATS server are real.
 //!
 //! What they prove (docs/PRIVACY.md, issue 5):
@@ -24,6 +24,7 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
+use truebit_clock::Clock;
 use truebit_monitor::federation::anonymizer::{
     anonymize, FinishedTask, InvoiceLine, Sharing, WindowData,
 };
@@ -31,8 +32,8 @@ use truebit_monitor::federation::config::FederationSettings;
 use truebit_monitor::federation::gate;
 use truebit_monitor::federation::identity::Identity;
 use truebit_monitor::federation::{
-    Delivery, Federation, FederationHandle, FederationService, LinkState, ManualClock,
-    ReportOutcome, ReportRecord, SettingsSource, SettingsUpdate,
+    Delivery, Federation, FederationHandle, FederationService, LinkState, ReportOutcome,
+    ReportRecord, SettingsSource, SettingsUpdate,
 };
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
@@ -56,6 +57,13 @@ fn ms(secs: u64) -> u64 {
 /// The moment every report of `window` has been built: its close plus the longest delay.
 fn after_send_window(window: u64) -> u64 {
     ms(window + WINDOW_SECS) + 120_001
+}
+
+/// A manual clock standing at Unix milliseconds `ms`.
+fn clock_at_ms(ms: u64) -> Clock {
+    let clock = Clock::manual(0);
+    clock.set_ms(ms);
+    clock
 }
 
 // --- a real nats-server ---------------------------------------------------------------------
@@ -395,21 +403,21 @@ struct Monitor {
 }
 
 impl Monitor {
-    async fn start(db: &Path, settings: FederationSettings, clock: &ManualClock) -> Monitor {
+    async fn start(db: &Path, settings: FederationSettings, clock: &Clock) -> Monitor {
         Self::start_with(db, settings, clock, |f| f).await
     }
 
     async fn start_with(
         db: &Path,
         settings: FederationSettings,
-        clock: &ManualClock,
+        clock: &Clock,
         customize: impl FnOnce(Federation) -> Federation,
     ) -> Monitor {
         init_tracing();
         let store = open_store(db);
         let config = settings.resolve().expect("valid federation settings");
         let shutdown = CancellationToken::new();
-        let federation = Federation::new(store.clone(), config).with_clock(Arc::new(clock.clone()));
+        let federation = Federation::new(store.clone(), config).with_clock(clock.clone());
         let service = customize(federation).start(shutdown.clone()).await;
         let handle = service.handle();
         Monitor {
@@ -849,7 +857,7 @@ async fn planted_secrets_never_reach_the_wire_and_reports_carry_only_allowed_fie
     let collector = Collector::start(&observer, ">").await;
 
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &db,
         FederationSettings {
@@ -1003,7 +1011,7 @@ async fn a_blocked_report_is_recorded_counted_and_replaced_by_a_cover_report() {
     let capture = Capture::start(nats.port).await;
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(WP) + 1_000);
+    let clock = clock_at_ms(ms(WP) + 1_000);
     let monitor = Monitor::start_with(
         &dir.path().join("monitor.db"),
         settings(&capture.url()),
@@ -1182,7 +1190,7 @@ async fn nats_outage_and_monitor_restart_lose_nothing_and_duplicate_nothing() {
     .await
     .expect("stream");
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(W0) + 5_000);
+    let clock = clock_at_ms(ms(W0) + 5_000);
     let a = Monitor::start(&db, settings(&nats.url()), &clock).await;
     a.handle.enable().await.expect("enable");
 
@@ -1272,7 +1280,7 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
     let collector = Collector::start(&aggregator, REPORT_SUBJECT).await;
     let aggregator_key = SigningKey::from_bytes(&[0xa5; 32]);
     let pinned = hex::encode(aggregator_key.verifying_key().to_bytes());
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1325,7 +1333,7 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
 async fn send_delays_spread_uniformly_over_the_window_delay() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1503,7 +1511,7 @@ fn connected_sockets(pid: u32) -> Vec<String> {
 async fn enabling_connects_and_disabling_closes_the_connection() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1562,7 +1570,7 @@ fn connections_to(port: u16) -> Vec<String> {
 async fn disabling_on_a_dead_connection_closes_the_socket_before_returning() {
     let dir = tempdir();
     let mut nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1614,7 +1622,7 @@ async fn every_reply_comes_back_on_a_fresh_inbox() {
     .expect("stream");
     let spy = admin(&nats.url()).await;
     let inboxes = Collector::start(&spy, "_INBOX.>").await;
-    let clock = ManualClock::new(ms(W0) + 5_000);
+    let clock = clock_at_ms(ms(W0) + 5_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1676,7 +1684,7 @@ async fn settings_survive_restarts_and_strict_sends_counts_only() {
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(WP) + 1_000);
+    let clock = clock_at_ms(ms(WP) + 1_000);
     let a = Monitor::start(&db, settings(&nats.url()), &clock).await;
     import(&a.store, dir.path(), "planted.log", &planted_log());
     let view = a
@@ -1747,7 +1755,7 @@ async fn the_configured_default_applies_until_the_operator_decides() {
     let nats = NatsServer::start_with(dir.path(), None, false);
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1785,7 +1793,7 @@ async fn reports_go_over_websocket() {
         "ws://127.0.0.1:{}",
         nats.websocket_port.expect("websocket port")
     );
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(&dir.path().join("monitor.db"), settings(&ws), &clock).await;
     monitor.handle.enable().await.expect("enable");
     clock.set_ms(after_send_window(W0));
@@ -1813,7 +1821,7 @@ async fn reports_go_over_tls_with_a_custom_ca() {
         .await
         .expect("test client connects over TLS");
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1853,7 +1861,7 @@ async fn reports_go_over_secure_websocket_with_a_token() {
         "wss://127.0.0.1:{}",
         nats.websocket_port.expect("websocket port")
     );
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1877,7 +1885,7 @@ async fn reports_go_over_secure_websocket_with_a_token() {
 async fn an_unreadable_credentials_file_is_reported_and_reports_wait() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
