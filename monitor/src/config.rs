@@ -80,7 +80,7 @@ pub struct Settings {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub db_path: PathBuf,
     pub docker_host: String,

@@ -143,7 +143,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
     let mut cfg = config(dir.path(), &url);
     cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
         user: "aggregator".into(),
-        password: truebit_aggregator::config::Secret::new(AGGREGATOR_PASSWORD),
+        password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
     };
     cfg.nats.ca_file = Some(hub.ca.clone());
     cfg.create_stream = true;

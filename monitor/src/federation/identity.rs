@@ -74,8 +74,8 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("node_id", &self.node_id().to_string())
-            .field("secret_key", &"<redacted>")
-            .field("salt", &"<redacted>")
+            .field("secret_key", &"[REDACTED]")
+            .field("salt", &"[REDACTED]")
             .finish()
     }
 }
