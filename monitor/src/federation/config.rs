@@ -19,7 +19,7 @@ use truebit_nats_auth::{check_server_url, redact_url, AuthKeys, AuthSettings, Se
 
 pub use truebit_nats_auth::NatsAuth;
 
-use crate::config::ConfigError;
+use crate::setting::InvalidSetting;
 
 /// The settings the NATS login is read from, named in errors.
 const AUTH_KEYS: AuthKeys = AuthKeys {
@@ -172,8 +172,8 @@ impl FederationSettings {
     }
 
     /// Validates the settings; an error names the environment variable.
-    pub fn resolve(self) -> Result<FederationConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+    pub fn resolve(self) -> Result<FederationConfig, InvalidSetting> {
+        let invalid = |key: &'static str, message: String| InvalidSetting::new(key, message);
         let servers = match self.nats_url.as_deref().map(str::trim) {
             None | Some("") => Vec::new(),
             Some(list) => list

@@ -9,7 +9,7 @@ use clap::Args;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::setting::InvalidSetting;
 
 #[derive(Args, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -206,8 +206,8 @@ impl HttpConfig {
     }
 }
 
-fn invalid(key: &'static str, message: String) -> ConfigError {
-    ConfigError::Invalid { key, message }
+fn invalid(key: &'static str, message: String) -> InvalidSetting {
+    InvalidSetting::new(key, message)
 }
 
 impl HttpSettings {
@@ -231,7 +231,7 @@ impl HttpSettings {
         }
     }
 
-    pub fn resolve(self) -> Result<HttpConfig, ConfigError> {
+    pub fn resolve(self) -> Result<HttpConfig, InvalidSetting> {
         let host = match self.host.as_deref().map(str::trim) {
             None | Some("") => IpAddr::from([127, 0, 0, 1]),
             Some("localhost") => IpAddr::from([127, 0, 0, 1]),
