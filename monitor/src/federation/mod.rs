@@ -52,6 +52,7 @@ mod handle;
 pub mod identity;
 mod nats;
 mod session;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,11 +64,12 @@ use truebit_clock::Clock;
 
 pub use config::{FederationConfig, FederationSettings};
 pub use handle::{
-    FederationError, FederationHandle, FederationSettingsView, FederationStatus,
-    NetworkStatsSnapshot, SettingsSource, SettingsUpdate,
+    FederationError, FederationHandle, FederationSettingsView, FederationStatus, SettingsSource,
+    SettingsUpdate,
 };
 pub use nats::{Delivery, LinkState};
 pub use session::{draw_send_delay, timing_rng};
+pub use shared::NetworkStatsSnapshot;
 
 pub use crate::store::federation::{ReasonCount, ReportOutcome, ReportRecord};
 
@@ -124,7 +126,7 @@ impl Federation {
     /// controls it. It stops when `shutdown` is cancelled. A start-up failure (database
     /// error) is logged; the handle then reports it.
     pub async fn start(self, shutdown: CancellationToken) -> FederationService {
-        let shared = Arc::new(handle::Shared::new(
+        let shared = Arc::new(shared::Shared::new(
             self.store,
             self.config,
             self.clock,

@@ -18,9 +18,9 @@ use truebit_protocol::STATS_SUBJECT;
 
 use super::anonymizer::anonymize;
 use super::gate;
-use super::handle::{NetworkStatsSnapshot, Shared};
 use super::identity::Identity;
 use super::nats::{Link, LinkState, Nats, PublishError};
+use super::shared::{NetworkStatsSnapshot, Shared};
 use crate::store::federation::{QueuedReport, LOG_RETENTION_MS};
 use crate::store::{Store, StoreError};
 
