@@ -26,7 +26,7 @@ async fn health(addr: std::net::SocketAddr) -> serde_json::Value {
 
 /// Publishes two reports of closed windows and waits until both are stored.
 async fn two_reports_are_stored(nats: &NatsServer, app: &truebit_aggregator::app::Running) {
-    let client = nats.client().await;
+    let client = client(&nats).await;
     for (seed, window) in [(1, NOON), (2, NOON + 300)] {
         let wire = SimNode::new(seed).wire(window, 1, &[Task::ok(1)]);
         client
@@ -45,7 +45,7 @@ async fn two_reports_are_stored(nats: &NatsServer, app: &truebit_aggregator::app
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
     let dir = tempdir();
-    let nats = NatsServer::start_without_jetstream(dir.path());
+    let nats = NatsServer::start(dir.path(), &[]);
     let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     wait_until(10, "the core feed", async || {
         app.state.metrics.snapshot().consuming
@@ -62,9 +62,9 @@ async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription() {
     let dir = tempdir();
-    let nats = NatsServer::start_without_jetstream(dir.path());
+    let nats = NatsServer::start(dir.path(), &[]);
     // Someone reads everything: the stream lookup is delivered to it and never answered.
-    let spy = nats.client().await;
+    let spy = client(&nats).await;
     let mut everything = spy.subscribe(">").await.expect("subscribe >");
     spy.flush().await.expect("flush");
     let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
@@ -100,7 +100,7 @@ async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     wait_until(10, "the core feed", async || {
         app.state.metrics.snapshot().consuming
@@ -111,7 +111,7 @@ async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     app.shutdown().await;
 
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let mut cfg = config(dir.path(), &nats.url());
     cfg.create_stream = true;
     let app = spawn_app(cfg, clock_at(NOON + 900)).await;

@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
+use truebit_testkit::find_program;
 
 use crate::support;
 
@@ -214,22 +215,6 @@ fn toml_keys() -> BTreeMap<String, BTreeSet<String>> {
     }
     keys.insert(String::new(), plain);
     keys
-}
-
-fn find_program(name: &str, env: &str) -> PathBuf {
-    if let Ok(path) = std::env::var(env) {
-        if !path.is_empty() {
-            return PathBuf::from(path);
-        }
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: scripts/test installs it (or set {env} to its path)")
-        })
 }
 
 /// (status, body) of `GET path` on 127.0.0.1:port.

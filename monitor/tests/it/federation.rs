@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,36 +68,21 @@ fn clock_at_ms(ms: u64) -> Clock {
 
 // --- a real nats-server ---------------------------------------------------------------------
 
-/// A nats-server of the test's own, stopped (by pid) when dropped.
-pub(crate) struct NatsServer {
-    dir: PathBuf,
-    child: Option<Child>,
-    args: Vec<String>,
-    port: u16,
-    starts: u32,
-    /// The HTTP monitoring port, when asked for.
-    http_port: Option<u16>,
-    websocket_port: Option<u16>,
+/// The shared test nats-server (truebit-testkit), with what these tests add: the HTTP
+/// monitoring port, a configuration file, `/connz`.
+pub(crate) struct NatsServer(truebit_testkit::NatsServer);
+
+impl std::ops::Deref for NatsServer {
+    type Target = truebit_testkit::NatsServer;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-fn nats_bin() -> String {
-    let candidates = match std::env::var("TRUEBIT_TEST_NATS_SERVER") {
-        Ok(bin) => vec![bin],
-        Err(_) => vec!["nats-server".into(), "/usr/sbin/nats-server".into()],
-    };
-    for bin in &candidates {
-        let found = Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if found {
-            return bin.clone();
-        }
+impl std::ops::DerefMut for NatsServer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
-    panic!(
-        "nats-server is not installed: the federation tests need a real one; run scripts/test \
-         (it installs nats-server) or `apt-get install -y nats-server`"
-    )
 }
 
 fn free_port() -> u16 {
@@ -113,30 +98,21 @@ impl NatsServer {
         Self::start_with(dir, None, true)
     }
 
-    /// `config` (nats-server syntax) in a file; `-js` unless `jetstream` is false.
+    /// `config` (nats-server syntax, `$WS_PORT` a free port) in a file; `-js` unless
+    /// `jetstream` is false.
     fn start_with(dir: &Path, config: Option<&str>, jetstream: bool) -> NatsServer {
-        let dir = dir.join("nats");
-        std::fs::create_dir_all(&dir).expect("nats dir");
-        let mut args: Vec<String> = vec!["-a".into(), "127.0.0.1".into()];
+        let nats_dir = dir.join("nats");
+        std::fs::create_dir_all(&nats_dir).expect("nats dir");
+        let mut args: Vec<String> = vec!["-m".into(), "-1".into()];
         if jetstream {
-            args.extend([
-                "-js".into(),
-                "-sd".into(),
-                dir.join("js").display().to_string(),
-            ]);
+            let js = nats_dir.join("js").display().to_string();
+            args.extend(["-js".into(), "-sd".into(), js]);
         }
-        let http_port = free_port();
-        args.extend(["-m".into(), http_port.to_string()]);
-        let mut websocket_port = None;
         if let Some(config) = config {
-            let file = dir.join("nats.conf");
-            let ws = free_port();
-            let config = config.replace("$WS_PORT", &ws.to_string());
-            if config.contains("websocket") {
-                websocket_port = Some(ws);
-            }
+            let file = nats_dir.join("nats.conf");
+            let config = config.replace("$WS_PORT", &free_port().to_string());
             std::fs::write(&file, config).expect("nats config");
-            let check = Command::new(nats_bin())
+            let check = Command::new(truebit_testkit::nats_bin())
                 .args(["-c", &file.display().to_string(), "-t"])
                 .output()
                 .expect("nats-server -t");
@@ -147,93 +123,8 @@ impl NatsServer {
             );
             args.extend(["-c".into(), file.display().to_string()]);
         }
-        let mut server = NatsServer {
-            dir,
-            child: None,
-            args,
-            port: 0,
-            starts: 0,
-            http_port: Some(http_port),
-            websocket_port,
-        };
-        server.spawn();
-        server
-    }
-
-    /// Starts the process (on the same port after the first start) and waits until it
-    /// accepts clients.
-    fn spawn(&mut self) {
-        self.starts += 1;
-        let log = self.dir.join(format!("nats-{}.log", self.starts));
-        let mut cmd = Command::new(nats_bin());
-        cmd.args(&self.args)
-            .arg("-p")
-            .arg(if self.port == 0 {
-                "-1".to_owned()
-            } else {
-                self.port.to_string()
-            })
-            .arg("-l")
-            .arg(&log)
-            .arg("-P")
-            .arg(self.dir.join("nats.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().expect("nats-server starts"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let listening = text
-                .lines()
-                .find(|l| l.contains("Listening for client connections on"));
-            if let (Some(line), true) = (listening, text.contains("Server is ready")) {
-                let port = line
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .expect("port in the log line");
-                self.port = port;
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start within 20 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the process (SIGTERM by pid, then wait).
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process, by pid.
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NatsServer(truebit_testkit::NatsServer::start(dir, &args))
     }
 
     /// Client connections the server has right now (HTTP monitoring, `/connz`).
@@ -247,12 +138,6 @@ impl NatsServer {
         let json = body.split("\r\n\r\n").nth(1).expect("body");
         let v: Value = serde_json::from_str(json).expect("connz json");
         v["num_connections"].as_u64().expect("num_connections")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -1461,18 +1346,7 @@ async fn with_federation_off_the_process_opens_no_connection() {
 }
 
 fn stop_process(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    truebit_testkit::terminate(child, Duration::from_secs(20));
 }
 
 /// TCP sockets of process `pid` that are not listening (i.e. connections), from
@@ -1806,17 +1680,15 @@ async fn reports_go_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_go_over_tls_with_a_custom_ca() {
     let dir = tempdir();
-    let pki = dir.path().join("pki");
-    std::fs::create_dir_all(&pki).expect("pki dir");
-    make_certificates(&pki);
+    let pki = truebit_testkit::certificates(dir.path());
     let config = format!(
         "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
-        pki.join("server.pem").display(),
-        pki.join("server.key").display()
+        pki.cert.display(),
+        pki.key.display()
     );
     let nats = NatsServer::start_with(dir.path(), Some(&config), false);
     let observer = async_nats::ConnectOptions::new()
-        .add_root_certificates(pki.join("ca.pem"))
+        .add_root_certificates(pki.ca.clone())
         .connect(format!("tls://127.0.0.1:{}", nats.port))
         .await
         .expect("test client connects over TLS");
@@ -1825,7 +1697,7 @@ async fn reports_go_over_tls_with_a_custom_ca() {
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
-            nats_ca: Some(pki.join("ca.pem")),
+            nats_ca: Some(pki.ca.clone()),
             ..settings(&format!("tls://127.0.0.1:{}", nats.port))
         },
         &clock,
@@ -1842,14 +1714,12 @@ async fn reports_go_over_tls_with_a_custom_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_go_over_secure_websocket_with_a_token() {
     let dir = tempdir();
-    let pki = dir.path().join("pki");
-    std::fs::create_dir_all(&pki).expect("pki dir");
-    make_certificates(&pki);
+    let pki = truebit_testkit::certificates(dir.path());
     let config = format!(
         "authorization {{ token: \"t0ken-for-tests\" }}\n\
          websocket {{\n  listen: \"127.0.0.1:$WS_PORT\"\n  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n  }}\n}}\n",
-        pki.join("server.pem").display(),
-        pki.join("server.key").display()
+        pki.cert.display(),
+        pki.key.display()
     );
     let nats = NatsServer::start_with(dir.path(), Some(&config), false);
     let observer = async_nats::ConnectOptions::with_token("t0ken-for-tests".into())
@@ -1866,7 +1736,7 @@ async fn reports_go_over_secure_websocket_with_a_token() {
         &dir.path().join("monitor.db"),
         FederationSettings {
             nats_token: Some("t0ken-for-tests".into()),
-            nats_ca: Some(pki.join("ca.pem")),
+            nats_ca: Some(pki.ca.clone()),
             ..settings(&wss)
         },
         &clock,
@@ -1917,77 +1787,4 @@ async fn an_unreadable_credentials_file_is_reported_and_reports_wait() {
     monitor.wait_outcome(W0, ReportOutcome::Queued).await;
     assert_eq!(nats.connections(), 0);
     monitor.stop().await;
-}
-
-/// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is installed (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=truebit-test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
 }
