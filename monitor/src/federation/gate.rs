@@ -8,6 +8,7 @@ use truebit_protocol::sign::open_report;
 use truebit_protocol::window::WindowStart;
 
 use super::identity::Identity;
+use crate::store::federation::{BlockedReport, QueuedReport};
 
 /// A signed report whose exact bytes passed every privacy rule: ready for NATS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,36 @@ impl Publishable {
 
     pub fn task_items(&self) -> usize {
         self.task_items
+    }
+
+    /// The outbox row of this report (and of the blocked original it replaces, if any).
+    pub(crate) fn queued(
+        self,
+        blocked: Option<Blocked>,
+        delay_ms: u64,
+        send_at_ms: u64,
+        now_ms: u64,
+    ) -> QueuedReport {
+        QueuedReport {
+            window: self.window.as_secs(),
+            wire: self.wire,
+            cover: self.cover,
+            task_items: self.task_items,
+            blocked: blocked.map(BlockedReport::from),
+            delay_ms,
+            send_at_ms,
+            now_ms,
+        }
+    }
+}
+
+impl From<Blocked> for BlockedReport {
+    fn from(b: Blocked) -> BlockedReport {
+        BlockedReport {
+            code: b.code,
+            reason: b.reason,
+            bytes: b.bytes,
+        }
     }
 }
 

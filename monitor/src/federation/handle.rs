@@ -9,6 +9,7 @@ use truebit_protocol::report::{Continent, Level};
 use truebit_protocol::window::window_of;
 
 use super::anonymizer::Sharing;
+use super::identity::Identity;
 use super::nats::{Delivery, LinkState};
 use super::session::{self, blocking};
 use super::shared::{Control, NetworkStatsSnapshot, Session, Shared};
@@ -177,7 +178,10 @@ impl Shared {
         if control.session.is_some() {
             return Ok(());
         }
-        let identity = blocking(&self.store, Store::federation_ensure_identity).await?;
+        let fresh = Identity::generate().to_row();
+        let identity = blocking(&self.store, move |s| s.federation_ensure_identity(fresh))
+            .await
+            .map(Identity::from_row)?;
         self.store
             .federation_protect_files()
             .map_err(FederationError::Insecure)?;
@@ -251,7 +255,9 @@ impl Shared {
     async fn status(&self) -> Result<FederationStatus, FederationError> {
         let settings = self.effective().await?;
         let state = blocking(&self.store, Store::federation_state).await?;
-        let identity = blocking(&self.store, Store::federation_identity).await?;
+        let identity = blocking(&self.store, Store::federation_identity)
+            .await?
+            .map(Identity::from_row);
         let blocked_reasons = blocking(&self.store, Store::federation_blocked_reasons).await?;
         let runtime = self.runtime();
         let (connection, link_error) = match &runtime.link {

@@ -21,7 +21,7 @@ use super::gate;
 use super::identity::Identity;
 use super::nats::{Link, LinkState, Nats, PublishError};
 use super::shared::{NetworkStatsSnapshot, Shared};
-use crate::store::federation::{QueuedReport, LOG_RETENTION_MS};
+use crate::store::federation::LOG_RETENTION_MS;
 use crate::store::{Store, StoreError};
 
 /// Windows that closed before the session started (the monitor was stopped) are built
@@ -257,13 +257,7 @@ async fn schedule(
                 }
             }
         };
-        let queued = QueuedReport {
-            publishable,
-            blocked,
-            delay_ms,
-            send_at_ms,
-            now_ms: shared.clock.now_ms(),
-        };
+        let queued = publishable.queued(blocked, delay_ms, send_at_ms, shared.clock.now_ms());
         match blocking(&store, move |s| s.federation_queue(queued)).await {
             Ok(_) => shared.wake.notify_one(),
             Err(error) => {
@@ -325,8 +319,10 @@ async fn publish(
                 Ok(report) => report,
                 Err(blocked) => {
                     tracing::error!(window = row.window, reason = %blocked.reason, "federation: a queued report no longer passes the validator; it is not sent");
-                    let _ = blocking(&store, move |s| s.federation_unqueue_blocked(&row, blocked))
-                        .await;
+                    let _ = blocking(&store, move |s| {
+                        s.federation_unqueue_blocked(&row, blocked.into())
+                    })
+                    .await;
                     continue;
                 }
             };
