@@ -1,6 +1,8 @@
 //! How figures read on a page: thousands separators, rates, durations, sizes, times.
 //! Missing values are an em dash, never "0" or "NaN".
 
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// Shown where a figure is not known.
@@ -136,37 +138,27 @@ fn datetime(ns: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()
 }
 
+/// `ns` in `format`, if it is a representable time.
+fn formatted(ns: i64, format: &[BorrowedFormatItem<'_>]) -> Option<String> {
+    datetime(ns)?.format(format).ok()
+}
+
 /// `2026-11-21 10:05:03` (UTC), for display.
 pub fn utc(ns: i64) -> String {
-    datetime(ns).map_or_else(
-        || NONE.to_owned(),
-        |t| {
-            format!(
-                "{}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        },
+    formatted(
+        ns,
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
     )
+    .unwrap_or_else(|| NONE.to_owned())
 }
 
 /// `2026-11-21T10:05:03Z`, for `<time datetime>` (scripts show it in local time).
 pub fn iso(ns: i64) -> String {
-    datetime(ns).map_or_else(String::new, |t| {
-        format!(
-            "{}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    })
+    formatted(
+        ns,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"),
+    )
+    .unwrap_or_default()
 }
 
 /// `10:00` (UTC hour of day), for chart axes.
