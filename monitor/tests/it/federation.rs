@@ -141,6 +141,18 @@ impl NatsServer {
     }
 }
 
+/// Starts a monitor in `dir` with `settings` and federation on, and checks that the report
+/// of window W0 reaches `collector` once the window's send delay has passed.
+async fn first_window_arrives(dir: &Path, settings: FederationSettings, collector: &Collector) {
+    let clock = clock_at_ms(ms(W0) + 1_000);
+    let monitor = Monitor::start(&dir.join("monitor.db"), settings, &clock).await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
+    assert_eq!(reports[0].window.as_secs(), W0);
+    monitor.stop().await;
+}
+
 /// An admin connection to the server (the test's view, not the monitor's).
 async fn admin(url: &str) -> async_nats::Client {
     async_nats::connect(url)
@@ -1693,21 +1705,15 @@ async fn reports_go_over_tls_with_a_custom_ca() {
         .await
         .expect("test client connects over TLS");
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = clock_at_ms(ms(W0) + 1_000);
-    let monitor = Monitor::start(
-        &dir.path().join("monitor.db"),
+    first_window_arrives(
+        dir.path(),
         FederationSettings {
             nats_ca: Some(pki.ca.clone()),
             ..settings(&format!("tls://127.0.0.1:{}", nats.port))
         },
-        &clock,
+        &collector,
     )
     .await;
-    monitor.handle.enable().await.expect("enable");
-    clock.set_ms(after_send_window(W0));
-    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
-    assert_eq!(reports[0].window.as_secs(), W0);
-    monitor.stop().await;
 }
 
 /// wss:// with a custom CA and token authentication.
@@ -1731,22 +1737,16 @@ async fn reports_go_over_secure_websocket_with_a_token() {
         "wss://127.0.0.1:{}",
         nats.websocket_port.expect("websocket port")
     );
-    let clock = clock_at_ms(ms(W0) + 1_000);
-    let monitor = Monitor::start(
-        &dir.path().join("monitor.db"),
+    first_window_arrives(
+        dir.path(),
         FederationSettings {
             nats_token: Some("t0ken-for-tests".into()),
             nats_ca: Some(pki.ca.clone()),
             ..settings(&wss)
         },
-        &clock,
+        &collector,
     )
     .await;
-    monitor.handle.enable().await.expect("enable");
-    clock.set_ms(after_send_window(W0));
-    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
-    assert_eq!(reports[0].window.as_secs(), W0);
-    monitor.stop().await;
 }
 
 /// A credentials file that cannot be read is reported in the status (and retried), not
