@@ -145,6 +145,24 @@ impl Hub {
     }
 }
 
+/// Up to `max` messages from the aggregator's durable consumer on `stream` (2 s).
+async fn aggregator_fetch(
+    stream: &async_nats::jetstream::stream::Stream,
+    max: usize,
+) -> async_nats::jetstream::consumer::pull::Batch {
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer("aggregator")
+        .await
+        .expect("the consumer");
+    consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch")
+}
+
 /// A NATS client and the events the server sent it (permission violations arrive there).
 struct NatsClient {
     client: async_nats::Client,
@@ -355,17 +373,7 @@ async fn nats_monitor_user_publishes_acknowledged_reports_and_reads_stats() {
     assert_eq!(ack.stream, STREAM);
 
     // The aggregator reads them from its consumer.
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer("aggregator")
-        .await
-        .expect("the consumer");
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
+    let mut batch = aggregator_fetch(&stream, 10).await;
     let mut sizes = Vec::new();
     while let Some(message) = batch.next().await {
         let message = message.expect("a report");
@@ -452,17 +460,7 @@ async fn nats_monitor_user_cannot_read_reports_or_publish_stats() {
     );
     // The aggregator pulls it from its consumer; the spy's _INBOX.> sees at most the
     // honest monitor's acknowledgement, never the report.
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer("aggregator")
-        .await
-        .expect("the consumer");
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
+    let mut batch = aggregator_fetch(&stream, 1).await;
     let pulled = batch.next().await.expect("a report").expect("a report");
     assert_eq!(&pulled.payload[..], b"honest report");
     pulled.ack().await.expect("ack");
