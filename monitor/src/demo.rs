@@ -473,11 +473,7 @@ impl LogGenerator {
             }
             Stage::Start => {
                 self.progress(i, Stage::Start);
-                let id = self
-                    .active
-                    .get(i)
-                    .map(|t| t.execution_id.clone())
-                    .unwrap_or_default();
+                let id = self.execution_id(i);
                 self.entry(
                     "info",
                     Kind::ExecutionStarted,
@@ -510,6 +506,14 @@ impl LogGenerator {
                 self.invoices.push(DueInvoice { due, task });
             }
         }
+    }
+
+    /// The execution id of active task `i` (empty if there is none).
+    fn execution_id(&self, i: usize) -> String {
+        self.active
+            .get(i)
+            .map(|t| t.execution_id.clone())
+            .unwrap_or_default()
     }
 
     /// With `with_short_entries`: one to three short progress lines about task `i`.
@@ -613,11 +617,7 @@ impl LogGenerator {
                 Effect::None,
             );
         }
-        let id = self
-            .active
-            .get(i)
-            .map(|t| t.execution_id.clone())
-            .unwrap_or_default();
+        let id = self.execution_id(i);
         self.entry(
             "info",
             Kind::ExecutionCompleted,
