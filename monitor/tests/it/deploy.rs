@@ -72,6 +72,16 @@ fn monitor(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("the monitor binary runs")
 }
 
+/// `api-key list` with `env` (and a database in a temporary folder instead of the
+/// env's DB_PATH): a value the monitor rejects fails with exit code 2.
+fn monitor_with_env<'a>(env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Output {
+    let dir = support::tempdir();
+    let db = dir.path().join("monitor.db").display().to_string();
+    let mut vars: Vec<(&str, &str)> = env.into_iter().filter(|(k, _)| *k != "DB_PATH").collect();
+    vars.push(("DB_PATH", &db));
+    monitor(&["api-key", "list"], &vars)
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
