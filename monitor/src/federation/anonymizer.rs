@@ -155,15 +155,8 @@ pub fn anonymize_with_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::identity::test_fixtures::{identity, window};
     use truebit_protocol::privacy::validate_report;
-
-    fn identity() -> Identity {
-        Identity::from_bytes([1; 32], [2; 32])
-    }
-
-    fn window() -> WindowStart {
-        WindowStart::new(1_763_992_500).expect("aligned")
-    }
 
     const FULL: Sharing = Sharing {
         level: Level::Full,

@@ -145,15 +145,8 @@ pub fn reopen(wire: &[u8], node_key: &PublicKey) -> Result<Publishable, Blocked>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::identity::test_fixtures::{identity, window};
     use truebit_protocol::report::{Level, Report};
-
-    fn identity() -> Identity {
-        Identity::from_bytes([1; 32], [2; 32])
-    }
-
-    fn window() -> WindowStart {
-        WindowStart::new(1_763_992_500).expect("aligned")
-    }
 
     #[test]
     fn a_valid_report_is_signed_and_verifies() {

@@ -85,6 +85,22 @@ impl fmt::Debug for Identity {
     }
 }
 
+/// The identity and window the federation unit tests build reports with.
+#[cfg(test)]
+pub(crate) mod test_fixtures {
+    use truebit_protocol::window::WindowStart;
+
+    use super::Identity;
+
+    pub(crate) fn identity() -> Identity {
+        Identity::from_bytes([1; 32], [2; 32])
+    }
+
+    pub(crate) fn window() -> WindowStart {
+        WindowStart::new(1_763_992_500).expect("aligned")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
