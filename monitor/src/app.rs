@@ -1,5 +1,6 @@
-//! Wiring: opens the store, spawns the configured source, and shuts down in order
-//! (stop the source, drain, flush the store). Later parts (HTTP, federation) hook in here.
+//! Wiring: opens the store, starts the configured source, the HTTP server and the
+//! federation service, and shuts down in order (stop the source and federation, flush
+//! the store, then stop the HTTP server, which answered until then).
 
 use std::time::Duration;
 
@@ -55,11 +56,11 @@ pub async fn open_store(config: &Config, shutdown: &CancellationToken) -> Option
             Ok(Err(err)) => {
                 let msg = err.to_string();
                 if last.as_deref() != Some(msg.as_str()) {
-                    tracing::error!("{msg}; retrying every 10 s");
+                    tracing::error!(error = %msg, "cannot open the database; retrying every 10 s");
                     last = Some(msg);
                 }
             }
-            Err(err) => tracing::error!("store open task failed: {err}"),
+            Err(error) => tracing::error!(%error, "store open task failed"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return None,
@@ -208,7 +209,7 @@ async fn start_http(
         store.clone(),
         status,
         config.http.clone(),
-        http::clock::Clock::System,
+        truebit_clock::Clock::system(),
         stop.clone(),
     )
     .with_federation(federation);
@@ -243,7 +244,7 @@ async fn report_periodically(
                     "status"
                 );
             }
-            Err(err) => tracing::warn!("cannot read the summary: {err}"),
+            Err(error) => tracing::warn!(%error, "cannot read the summary"),
         }
     }
 }

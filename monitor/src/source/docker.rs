@@ -734,9 +734,7 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-pub(crate) fn now_ns() -> UnixNanos {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
-}
+pub(crate) use truebit_clock::now_ns;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
 use truebit_monitor::store::{Batch, Summary};
 
 use crate::support::{self, InProcess, Process};
+use truebit_clock::now_ns;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -554,13 +555,6 @@ async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable
     );
     source.stop().await;
     docker.remove(&name);
-}
-
-fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_nanos()).expect("ns fit")
 }
 
 /// The monitor is stopped while the daemon restarts (Docker forgets its events then) and

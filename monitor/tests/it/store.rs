@@ -2,9 +2,10 @@
 //! the public API only.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use truebit_clock::now_ns;
 use truebit_monitor::model::{
     ContainerAction, ContainerEvent, Entry, Event, Invoice, Kind, Level, LineItem, Metrics, Pos,
     TaskCreated, TaskStatus,
@@ -225,13 +226,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn now_ns() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since_epoch.as_nanos()).expect("nanoseconds fit i64")
 }
 
 #[test]
