@@ -19,7 +19,6 @@ pub(super) fn int(value: Option<u64>) -> Option<i64> {
     value.and_then(|v| i64::try_from(v).ok())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn apply_event<'a>(
     node: &mut NodeState,
     tasks: &mut TaskDeltas<'a>,
