@@ -480,3 +480,28 @@ impl Store {
         result.recv().map_err(|_| StoreError::Closed)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The bundled SQLite is built with the options of `.cargo/config.toml`: without
+    /// memory statistics (a global mutex on every allocation of the writer) and without
+    /// the shared-cache mode.
+    #[test]
+    fn bundled_sqlite_is_built_without_memory_statistics_or_shared_cache() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let mut statement = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "OMIT_SHARED_CACHE"),
+            "{options:?}"
+        );
+    }
+}
