@@ -645,19 +645,6 @@ impl Store {
         })
     }
 
-    /// The newest entry and invoice row ids (0 when none): where the live tail starts.
-    pub fn tail_start(&self) -> Result<(i64, i64), StoreError> {
-        self.read(|conn| {
-            let entries: Option<i64> = conn
-                .prepare_cached("SELECT max(id) FROM entries")?
-                .query_row([], |row| row.get(0))?;
-            let invoices: Option<i64> = conn
-                .prepare_cached("SELECT max(id) FROM invoices")?
-                .query_row([], |row| row.get(0))?;
-            Ok((entries.unwrap_or(0), invoices.unwrap_or(0)))
-        })
-    }
-
     /// Entries with `id > after_id`, in commit order, at most `limit`.
     pub fn entries_after(
         &self,
