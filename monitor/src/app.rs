@@ -56,11 +56,11 @@ pub async fn open_store(config: &Config, shutdown: &CancellationToken) -> Option
             Ok(Err(err)) => {
                 let msg = err.to_string();
                 if last.as_deref() != Some(msg.as_str()) {
-                    tracing::error!("{msg}; retrying every 10 s");
+                    tracing::error!(error = %msg, "cannot open the database; retrying every 10 s");
                     last = Some(msg);
                 }
             }
-            Err(err) => tracing::error!("store open task failed: {err}"),
+            Err(error) => tracing::error!(%error, "store open task failed"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return None,
@@ -239,7 +239,7 @@ async fn report_periodically(
                     "status"
                 );
             }
-            Err(err) => tracing::warn!("cannot read the summary: {err}"),
+            Err(error) => tracing::warn!(%error, "cannot read the summary"),
         }
     }
 }

@@ -486,7 +486,7 @@ impl DockerSource {
             true
         });
         if changed {
-            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), "{note}");
+            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), status, error = %message, "container is dead or being removed: Docker refused its logs; waiting for a container of that name to run");
         }
     }
 
