@@ -136,11 +136,6 @@ impl Ingest {
         self.source_state = state;
     }
 
-    /// Forgets the resume position (a file source that found a new file restarts at 0).
-    pub fn clear_resume(&mut self) {
-        self.resume_after = None;
-    }
-
     pub fn counts(&self) -> IngestCounts {
         self.counts
     }
@@ -175,11 +170,6 @@ impl Ingest {
     /// Finished entries waiting for the store.
     pub fn ready(&self) -> usize {
         self.out.len()
-    }
-
-    /// True when there is anything not yet handed to the store (finished or pending).
-    pub fn has_work(&self) -> bool {
-        !self.out.is_empty() || self.parser.has_pending()
     }
 
     /// When the pending entry is to be emitted if no further line arrives: after
