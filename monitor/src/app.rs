@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
 use crate::http;
+use crate::ingest::SourceContext;
 use crate::parser::ParserConfig;
 use crate::source::demo::{DemoOptions, DemoSource};
 use crate::source::docker::{DockerConfig, DockerSource};
@@ -131,20 +132,17 @@ pub async fn run_with_http(
         ),
         None => None,
     };
-    let parser = parser_config(&config);
+    let cx = SourceContext::new(
+        store.clone(),
+        parser_config(&config),
+        status_tx,
+        shutdown.clone(),
+    );
     let source_task = match choice {
-        SourceChoice::Demo(options) => tokio::spawn(
-            DemoSource::new(options, store.clone(), parser, status_tx, shutdown.clone()).run(),
-        ),
+        SourceChoice::Demo(options) => tokio::spawn(DemoSource::new(options, cx).run()),
         SourceChoice::Configured => match &config.log_file {
             Some(path) => {
-                let src = FileSource::new(
-                    path.clone(),
-                    store.clone(),
-                    parser,
-                    status_tx,
-                    shutdown.clone(),
-                );
+                let src = FileSource::new(path.clone(), cx);
                 tokio::task::spawn_blocking(move || src.run_blocking())
             }
             None => {
@@ -152,9 +150,7 @@ pub async fn run_with_http(
                     host: config.docker_host.clone(),
                     container_name: config.container_name.clone(),
                 };
-                tokio::spawn(
-                    DockerSource::new(dc, store.clone(), parser, status_tx, shutdown.clone()).run(),
-                )
+                tokio::spawn(DockerSource::new(dc, cx).run())
             }
         },
     };

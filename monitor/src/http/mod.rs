@@ -110,6 +110,7 @@ impl AppState {
     pub fn tail(&self) -> live::Tail {
         live::Tail::new(
             self.store.clone(),
+            self.store.subscribe(),
             self.status.clone(),
             self.live.clone(),
             self.shutdown.clone(),

@@ -23,6 +23,7 @@ pub mod auth;
 mod checkpoint;
 mod error;
 pub(crate) mod federation;
+pub mod feed;
 pub mod query;
 mod read;
 mod schema;
@@ -39,6 +40,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
+pub use feed::{Change, Commit, NewRows, TaskChange};
 pub use read::{
     AppliedMigration, NodeStatus, StoredEntry, StoredInvoice, StoredLineItem, Summary, Task,
 };
@@ -198,6 +200,8 @@ pub(crate) struct Shared {
     pub retention: Mutex<settings::Retention>,
     /// Set when the retention changed: the writer starts a pruning pass.
     pub prune_soon: AtomicBool,
+    /// What the writer committed, for whoever subscribed.
+    pub feed: feed::Feed,
 }
 
 struct Inner {
@@ -240,6 +244,7 @@ impl Store {
             },
         };
 
+        let feed = feed::Feed::new(&conn).map_err(|e| StoreError::at_open(&path, e))?;
         let shared = Arc::new(Shared {
             path: path.clone(),
             health: Mutex::new(WriteHealth::Ok),
@@ -247,6 +252,7 @@ impl Store {
             page_limit: AtomicU64::new(0),
             retention: Mutex::new(retention),
             prune_soon: AtomicBool::new(false),
+            feed,
         });
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
         let writer = Writer::new(conn, receiver, Arc::clone(&shared), &config)?;
@@ -300,6 +306,11 @@ impl Store {
     /// again (from any handle) returns `Ok`. Reads keep working afterwards.
     pub fn close(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
+    }
+
+    /// The feed of what the writer commits from now on (see [`feed`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.shared.feed.subscribe()
     }
 
     /// Whether the writer's commits currently succeed.

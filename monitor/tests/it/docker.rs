@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
 use truebit_monitor::http::api::compute_uptime;
+use truebit_monitor::ingest::SourceContext;
 use truebit_monitor::model::TaskStatus;
 use truebit_monitor::model::{ContainerAction, ContainerEvent};
 use truebit_monitor::parser::ParserConfig;
@@ -380,10 +381,7 @@ impl Source {
                 host: host.to_owned(),
                 container_name: name.to_owned(),
             },
-            store.clone(),
-            ParserConfig::default(),
-            tx,
-            shutdown.clone(),
+            SourceContext::new(store.clone(), ParserConfig::default(), tx, shutdown.clone()),
         );
         let task = tokio::spawn(source.run());
         Source {

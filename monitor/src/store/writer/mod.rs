@@ -232,7 +232,10 @@ impl Writer {
                     if failing {
                         tracing::info!(db.path = %self.shared.path.display(), "database writes recovered; the kept batches are committed");
                         *lock(&self.shared.health) = WriteHealth::Ok;
+                        self.shared.feed.health(&WriteHealth::Ok);
                     }
+                    let tasks = task_rows.iter().map(|(id, row)| (*id, *row));
+                    self.shared.feed.committed(&self.conn, batches, tasks);
                     tracing::trace!(
                         batch.len = batches.len(),
                         duration_ms = started.elapsed().as_millis() as u64,
@@ -250,10 +253,12 @@ impl Writer {
                             batch.len = entries,
                             "database commit failed; keeping the entries in memory and retrying"
                         );
-                        *lock(&self.shared.health) = WriteHealth::Failing {
+                        let health = WriteHealth::Failing {
                             error: detail.clone(),
                             since: SystemTime::now(),
                         };
+                        self.shared.feed.health(&health);
+                        *lock(&self.shared.health) = health;
                     } else if let WriteHealth::Failing { error, .. } =
                         &mut *lock(&self.shared.health)
                     {
