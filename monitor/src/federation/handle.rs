@@ -177,7 +177,9 @@ impl Shared {
             return Ok(());
         }
         let fresh = Identity::generate().to_row();
-        let identity = self.store.call(move |s| s.federation_ensure_identity(fresh))
+        let identity = self
+            .store
+            .call(move |s| s.federation_ensure_identity(fresh))
             .await
             .map(Identity::from_row)?;
         self.store
@@ -252,7 +254,9 @@ impl Shared {
     async fn status(&self) -> Result<FederationStatus, FederationError> {
         let settings = self.effective().await?;
         let state = self.store.call(Store::federation_state).await?;
-        let identity = self.store.call(Store::federation_identity)
+        let identity = self
+            .store
+            .call(Store::federation_identity)
             .await?
             .map(Identity::from_row);
         let blocked_reasons = self.store.call(Store::federation_blocked_reasons).await?;

@@ -306,10 +306,9 @@ async fn publish(
                 Ok(report) => report,
                 Err(blocked) => {
                     tracing::error!(window = row.window, reason = %blocked.reason, "federation: a queued report no longer passes the validator; it is not sent");
-                    let _ = store.call(move |s| {
-                        s.federation_unqueue_blocked(&row, blocked.into())
-                    })
-                    .await;
+                    let _ = store
+                        .call(move |s| s.federation_unqueue_blocked(&row, blocked.into()))
+                        .await;
                     continue;
                 }
             };
