@@ -98,7 +98,7 @@ pub fn api_key(command: ApiKeyCommand, config: &Config) -> anyhow::Result<()> {
 fn run_api_key(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         ApiKeyCommand::Create { name, scope } => {
-            if !super::api::valid_key_name(&name) {
+            if !super::api::keys::valid_key_name(&name) {
                 bail!(
                     "invalid name {name:?}: use 1 to 64 of the characters A-Z a-z 0-9 space - _ ."
                 );

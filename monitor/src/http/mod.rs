@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod figures;
+pub mod filters;
 pub mod live;
 pub mod metrics;
 pub mod openapi;

@@ -137,7 +137,7 @@ async fn create_key_form(s: &AppState, op: &Operator, f: KeyForm) -> PageResult 
         )
         .await;
     };
-    match api::create_key(&s.store, f.name.trim().to_owned(), scope, s.clock.now_ns()).await {
+    match api::keys::create_key(&s.store, f.name.trim().to_owned(), scope, s.clock.now_ns()).await {
         Ok((key, info)) => {
             let mut response = show(
                 s,

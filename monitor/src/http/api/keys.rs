@@ -1,0 +1,146 @@
+//! `/api/keys`: list, create and revoke named API keys (admin only, enforced by the
+//! router).
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ok, path_value, require_admin, ApiResult};
+use crate::http::auth::{body_kind, decode_body, new_api_key, BodyKind, Principal};
+use crate::http::error::ApiError;
+use crate::http::filters::NO_PARAMS;
+use crate::http::params::{ParamKind, ParamSpec, Params};
+use crate::http::AppState;
+use crate::model::UnixNanos;
+use crate::store::auth::{ApiKeyInfo, ApiKeyScope, KeyRef, NewApiKey};
+use crate::store::Store;
+
+pub const KEY_PATH: &[ParamSpec] = &[ParamSpec::new(
+    "id",
+    ParamKind::Int {
+        min: 1,
+        max: i64::MAX,
+    },
+    "The key's id.",
+)];
+
+/// `GET /api/keys`
+pub async fn keys(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    require_admin(&principal)?;
+    let keys: Vec<ApiKeyInfo> = s.store.call(|st| st.api_keys()).await?;
+    ok(json!({ "items": keys }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+pub fn valid_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        && !name.trim().is_empty()
+}
+
+/// Creates a named key and returns it with the one-time secret (shared with the CLI).
+pub async fn create_key(
+    store: &Store,
+    name: String,
+    scope: ApiKeyScope,
+    now: UnixNanos,
+) -> Result<(String, ApiKeyInfo), ApiError> {
+    if !valid_key_name(&name) {
+        return Err(ApiError::bad_parameter(
+            "name",
+            "name must be 1 to 64 of the characters A-Z a-z 0-9 space - _ .",
+        ));
+    }
+    let (key, prefix, hash) = new_api_key();
+    let new = NewApiKey {
+        name: name.clone(),
+        prefix,
+        secret_sha256: hash.to_vec(),
+        scope,
+    };
+    match store.call(move |st| st.create_api_key(new, now)).await? {
+        Some(info) => Ok((key, info)),
+        None => Err(ApiError::Conflict {
+            message: format!(
+                "an active key is already named {name:?}; revoke it or choose another name"
+            ),
+        }),
+    }
+}
+
+/// `POST /api/keys` with `{"name": …, "scope": "read" | "admin"}`: the key is in the
+/// answer, once.
+pub async fn post_key(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+) -> ApiResult {
+    Params::parse(req.uri(), NO_PARAMS)?;
+    require_admin(&principal)?;
+    let kind = body_kind(req.headers()).ok_or(ApiError::UnsupportedMediaType {
+        expected: "application/json",
+    })?;
+    if kind != BodyKind::Json {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    let body = crate::http::read_body(req).await?;
+    let new: NewKeyBody = decode_body(kind, &body)?;
+    let scope = match new.scope.as_deref() {
+        None => ApiKeyScope::Read,
+        Some(s) => ApiKeyScope::parse(s)
+            .ok_or_else(|| ApiError::bad_parameter("scope", "scope must be one of read, admin"))?,
+    };
+    let (key, info) = create_key(&s.store, new.name, scope, s.clock.now_ns()).await?;
+    let mut body = serde_json::to_value(info).unwrap_or(Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("key".into(), Value::String(key));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /api/keys/{id}`
+pub async fn delete_key(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    Params::parse(&uri, NO_PARAMS)?;
+    require_admin(&principal)?;
+    let id: i64 = path_value(path, KEY_PATH)?
+        .parse()
+        .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
+    match s
+        .store
+        .call({
+            let now = s.clock.now_ns();
+            move |st| st.revoke_api_key(KeyRef::Id(id), now)
+        })
+        .await?
+    {
+        Some(info) => ok(info),
+        None => Err(ApiError::NotFound {
+            what: "active API key",
+        }),
+    }
+}
