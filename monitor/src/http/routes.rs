@@ -1,9 +1,13 @@
 //! The `/api` route table: each route once, with its handler, parameters, access and
 //! answer. The router and the OpenAPI document are both built from this table, so the
 //! document describes exactly the routes served; tests walk it to prove that every
-//! route needs authentication.
+//! route needs authentication, and that an `admin` route refuses a read-only key (the
+//! router enforces the flag; handlers do not check it again).
 
+use axum::extract::Request;
 use axum::http::Method;
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
@@ -12,6 +16,8 @@ use super::api::invoices::{INVOICES_QUERY, INVOICE_PATH};
 use super::api::keys::KEY_PATH;
 use super::api::tasks::TASK_PATH;
 use super::api::{self, RANGE_QUERY};
+use super::auth::Principal;
+use super::error::ApiError;
 use super::filters::{LOGS_QUERY, NO_PARAMS, TASKS_QUERY};
 use super::params::ParamSpec;
 use super::{live, openapi, AppState};
@@ -200,18 +206,40 @@ pub fn api_routes() -> Vec<Route> {
     .collect()
 }
 
+/// Lets a request through to an `admin` route only with the password (a session) or an
+/// admin key; runs after [`super::auth::require_auth`], which put the [`Principal`] there.
+async fn require_admin(req: Request, next: Next) -> Response {
+    if req
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(Principal::is_admin)
+    {
+        next.run(req).await
+    } else {
+        ApiError::Forbidden {
+            reason: "this route needs the password or an admin key",
+        }
+        .into_response()
+    }
+}
+
 /// The routes as an axum router to nest at `/api` (paths relative to it), the methods of
-/// one path merged.
+/// one path merged; an `admin` route's handler behind [`require_admin`].
 pub fn api_router(routes: Vec<Route>) -> Router<AppState> {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
     for route in routes {
         let path = route.path.strip_prefix("/api").unwrap_or(route.path);
+        let handler = if route.admin {
+            route.handler.route_layer(from_fn(require_admin))
+        } else {
+            route.handler
+        };
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => {
-                let merged = std::mem::take(existing).merge(route.handler);
+                let merged = std::mem::take(existing).merge(handler);
                 *existing = merged;
             }
-            None => by_path.push((path, route.handler)),
+            None => by_path.push((path, handler)),
         }
     }
     by_path

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::Principal;
 use super::error::ApiError;
 use super::figures::NS_PER_DAY;
 use super::filters::{P_FROM, P_TO};
@@ -94,14 +93,4 @@ pub(crate) fn summary_range(
         ));
     }
     Ok((from, to))
-}
-
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden {
-            reason: "API keys are managed with the password or an admin key",
-        })
-    }
 }
