@@ -23,6 +23,7 @@ pub mod pages;
 pub mod params;
 pub mod ratelimit;
 pub mod redact;
+pub mod route;
 pub mod routes;
 
 use std::sync::Arc;

@@ -1,27 +1,11 @@
-//! The OpenAPI 3.0 document, built from the route table ([`super::routes::api_routes`]):
-//! paths, parameters (from the same [`ParamSpec`]s that validate requests), security,
-//! and the schemas of the answers.
+//! The OpenAPI 3.0 document of a list of routes (the table in [`super::routes`] serves
+//! it): paths, parameters (from the same [`ParamSpec`]s that validate requests),
+//! security, and the schemas of the answers.
 
-use std::sync::OnceLock;
-
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::params::{ParamKind, ParamSpec};
-use super::routes::{api_routes, Answer, Route};
-
-/// `GET /api/openapi.json`
-pub async fn serve() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| document(&api_routes()).to_string());
-    let mut response = doc.as_str().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
+use super::route::{Answer, Route};
 
 pub fn param_schema(kind: ParamKind) -> Value {
     match kind {

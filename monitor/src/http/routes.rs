@@ -5,7 +5,9 @@
 //! router enforces the flag; handlers do not check it again).
 
 use axum::extract::Request;
-use axum::http::Method;
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
@@ -20,35 +22,8 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::filters::{LOGS_QUERY, NO_PARAMS, TASKS_QUERY};
 use super::params::ParamSpec;
+pub use super::route::{Answer, Route};
 use super::{live, openapi, AppState};
-
-/// What a route answers on success.
-#[derive(Clone, Copy, Debug)]
-pub enum Answer {
-    /// JSON with this status and component schema.
-    Json(u16, &'static str),
-    /// A `text/event-stream`.
-    EventStream,
-}
-
-#[derive(Debug)]
-pub struct Route {
-    pub method: Method,
-    /// The full path, `{name}` for path parameters (axum and OpenAPI use the same syntax).
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub description: &'static str,
-    pub query: &'static [ParamSpec],
-    pub path_params: &'static [ParamSpec],
-    /// Needs the password (a session) or an admin key; read-only keys get 403.
-    pub admin: bool,
-    /// Component schema of the JSON request body.
-    pub request: Option<&'static str>,
-    pub answer: Answer,
-    /// Error answers of this route beyond the common ones (status, description).
-    pub errors: &'static [(u16, &'static str)],
-    pub handler: MethodRouter<AppState>,
-}
 
 struct R(Route);
 
@@ -112,11 +87,23 @@ const FEDERATION_CHANGE_ERRORS: &[(u16, &str)] = &[
     (503, "The monitor is shutting down"),
 ];
 
+/// `GET /api/openapi.json`: the document of this table (built once).
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi::document(&api_routes()).to_string());
+    let mut response = doc.as_str().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Every route under `/api`.
 pub fn api_routes() -> Vec<Route> {
     use Answer::Json;
     vec![
-        R::new(Method::GET, "/api/openapi.json", "This document", get(openapi::serve))
+        R::new(Method::GET, "/api/openapi.json", "This document", get(openapi_json))
             .answer(Json(200, "Object")),
         R::new(Method::GET, "/api/session", "Who the caller is", get(api::session::session))
             .describe("How the request was authenticated, its scope, and for a login session the CSRF token to send in X-CSRF-Token with changes.")
