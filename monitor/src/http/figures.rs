@@ -2,6 +2,7 @@
 //! status, what the node earned, the container's uptime, the distributions' bucket labels.
 
 use serde::Serialize;
+use truebit_protocol::bucket::{ExecTimeBucket, GasBucket};
 
 use crate::model::{ContainerEvent, TaskStatus, UnixNanos};
 use crate::store::query::{EarningsDay, TaskStats};
@@ -10,18 +11,23 @@ const NS_PER_SEC: i64 = 1_000_000_000;
 pub(crate) const NS_PER_HOUR: i64 = 3_600 * NS_PER_SEC;
 pub(crate) const NS_PER_DAY: i64 = 24 * NS_PER_HOUR;
 
-/// Labels of the execution-time and gas buckets (those of the federation protocol).
-pub const ELAPSED_BUCKETS: [&str; 8] = [
-    "<100ms",
-    "100-500ms",
-    "500ms-1s",
-    "1-5s",
-    "5-10s",
-    "10-30s",
-    "30s-1m",
-    ">1m",
-];
-pub const GAS_BUCKETS: [&str; 5] = ["<100K", "100K-1M", "1M-10M", "10M-100M", ">100M"];
+/// The labels of a protocol bucket enum's values but the last (`unknown`), in order.
+macro_rules! known_labels {
+    ($bucket:ty) => {{
+        const N: usize = <$bucket>::ALL.len() - 1;
+        let mut labels = [""; N];
+        let mut i = 0;
+        while i < N {
+            labels[i] = <$bucket>::ALL[i].label();
+            i += 1;
+        }
+        labels
+    }};
+}
+
+/// Labels of the execution-time and gas buckets: those of the federation protocol.
+pub const ELAPSED_BUCKETS: [&str; ExecTimeBucket::ALL.len() - 1] = known_labels!(ExecTimeBucket);
+pub const GAS_BUCKETS: [&str; GasBucket::ALL.len() - 1] = known_labels!(GasBucket);
 
 /// Tasks by status; the API's `tasks` object and the dashboard's figures.
 #[derive(Default, Serialize)]

@@ -11,23 +11,10 @@ use crate::store::{Store, StoredEntry, StoredInvoice, Task};
 /// Log entries shown with one task at most.
 const TASK_ENTRIES: usize = 1000;
 
-pub(crate) const STATUSES: &[&str] = &["received", "executing", "completed", "failed"];
-pub(crate) const LEVELS: &[&str] = &["error", "warn", "info", "debug"];
-pub(crate) const KINDS: &[&str] = &[
-    "raw",
-    "log",
-    "node_registered",
-    "slot_taken",
-    "slot_released",
-    "task_received",
-    "task_downloaded",
-    "execution_started",
-    "execution_metrics",
-    "execution_stderr",
-    "execution_completed",
-    "outcome_published",
-    "invoice",
-];
+/// The words of the `status`, `level` and `kind` filters: those of the enums.
+pub(crate) const STATUSES: &[&str] = &TaskStatus::WORDS;
+pub(crate) const LEVELS: &[&str] = &Level::WORDS;
+pub(crate) const KINDS: &[&str] = &Kind::WORDS;
 
 pub(crate) const P_LIMIT: ParamSpec = ParamSpec::new(
     "limit",
@@ -105,11 +92,23 @@ pub(crate) fn optional_range(p: &Params) -> Result<(Option<i64>, Option<i64>), A
     Ok((from, to))
 }
 
+/// The value of the enum parameter `name`: `None` when it is absent, a 400 for a word the
+/// enum does not know (never "no filter").
+fn word<T>(
+    p: &Params,
+    name: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    p.str(name)
+        .map(|w| parse(w).ok_or_else(|| ApiError::bad_parameter(name, format!("unknown {name}"))))
+        .transpose()
+}
+
 /// The task list's filter from its parameters ([`TASKS_QUERY`]); the route and the page.
 pub(crate) fn task_filter(p: &Params) -> Result<TaskFilter, ApiError> {
     let (from, to) = optional_range(p)?;
     Ok(TaskFilter {
-        status: p.str("status").and_then(TaskStatus::parse),
+        status: word(p, "status", TaskStatus::parse)?,
         chain_id: p.string("chain"),
         from_ms: from.map(|ns| ns.div_euclid(1_000_000)),
         to_ms: to.map(|ns| ceil_div(ns, 1_000_000)),
@@ -147,12 +146,15 @@ pub(crate) async fn task_detail(store: &Store, id: String) -> Result<TaskDetail,
     found.ok_or(ApiError::NotFound { what: "task" })
 }
 
+/// The log list's filter from its parameters ([`LOGS_QUERY`]) for a caller with
 /// `access`; the route and the page.
 pub(crate) fn log_filter(p: &Params, access: Access) -> Result<LogFilter, ApiError> {
     let (from_ns, to_ns) = optional_range(p)?;
     Ok(LogFilter {
-        level: p.str("level").map(Level::from_word),
-        kind: p.str("kind").and_then(Kind::parse),
+        level: word(p, "level", |w| {
+            Some(Level::from_word(w)).filter(|l| !matches!(l, Level::Other(_)))
+        })?,
+        kind: word(p, "kind", Kind::parse)?,
         text: p.string("q"),
         text_skips_kinds: access.unsearchable_kinds(),
         execution_id: p.string("execution_id"),

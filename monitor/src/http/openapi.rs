@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::params::{ParamKind, ParamSpec};
 use super::route::{Answer, Route};
+use crate::model::{Kind, TaskStatus};
 
 pub fn param_schema(kind: ParamKind) -> Value {
     match kind {
@@ -169,7 +170,7 @@ fn schemas() -> Value {
     let opt_str = || nullable("string");
     let task_props = json!({
         "execution_id": { "type": "string" },
-        "status": { "type": "string", "enum": ["received", "executing", "completed", "failed"] },
+        "status": { "type": "string", "enum": TaskStatus::WORDS },
         "task_id": opt_str(), "chain_id": opt_str(), "block_number": opt_int(), "block_hash": opt_str(),
         "requester": opt_str(), "reward": opt_str(), "created_ms": opt_int(), "received_ms": opt_int(),
         "received_ns": opt_int(), "downloaded_ms": opt_int(), "started_ms": opt_int(), "started_ns": opt_int(),
@@ -188,7 +189,7 @@ fn schemas() -> Value {
             "id": int(), "source": { "type": "string" },
             "pos": { "type": "object", "properties": { "major": int(), "minor": int() } },
             "time_ns": int(), "received_ns": opt_int(), "node_time": opt_int(), "level": opt_str(),
-            "logger": opt_str(), "version": opt_str(), "kind": { "type": "string" },
+            "logger": opt_str(), "version": opt_str(), "kind": { "type": "string", "enum": Kind::WORDS },
             "execution_id": opt_str(), "message": { "type": "string" },
         },
     });

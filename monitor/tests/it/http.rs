@@ -26,7 +26,7 @@ use truebit_monitor::http::config::HttpSettings;
 use truebit_monitor::http::live::LiveMessage;
 use truebit_monitor::http::routes::api_routes;
 use truebit_monitor::http::{self, AppState};
-use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus};
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::source::SourceStatus;
@@ -944,6 +944,57 @@ pub(crate) fn url_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[tokio::test]
+async fn every_word_of_the_kind_status_and_level_enums_filters_and_is_documented() {
+    let app = app().await;
+    for kind in Kind::ALL {
+        let v = app
+            .get_json(&format!("/api/logs?kind={}&limit=500", kind.as_str()))
+            .await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|e| e["kind"] == kind.as_str()), "{kind:?}");
+        let want = app.expected.kind(kind).min(500);
+        assert_eq!(items.len() as u64, want, "{kind:?}");
+    }
+    for status in TaskStatus::ALL {
+        let v = app
+            .get_json(&format!("/api/tasks?status={}&limit=500", status.as_str()))
+            .await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|t| t["status"] == status.as_str()));
+        assert_eq!(items.len() as u64, app.expected.tasks(status).min(500));
+    }
+    for level in Level::WORDS {
+        let v = app.get_json(&format!("/api/logs?level={level}")).await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|e| e["level"] == level), "{level}");
+    }
+    let doc = app.get_json("/api/openapi.json").await;
+    let param = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"]["enum"].clone())
+    };
+    assert_eq!(param("/api/logs", "kind"), Some(json!(Kind::WORDS)));
+    assert_eq!(param("/api/logs", "level"), Some(json!(Level::WORDS)));
+    assert_eq!(
+        param("/api/tasks", "status"),
+        Some(json!(TaskStatus::WORDS))
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Task"]["properties"]["status"]["enum"],
+        json!(TaskStatus::WORDS)
+    );
+    assert_eq!(
+        schemas["LogEntry"]["properties"]["kind"]["enum"],
+        json!(Kind::WORDS)
+    );
 }
 
 #[tokio::test]
