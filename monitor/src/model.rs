@@ -408,7 +408,10 @@ mod tests {
         let doc = include_str!("../../docs/LOGFORMAT.md");
         for word in Kind::WORDS {
             let row = format!("| `{word}` |");
-            assert!(doc.contains(&row), "docs/LOGFORMAT.md has no row for {word}");
+            assert!(
+                doc.contains(&row),
+                "docs/LOGFORMAT.md has no row for {word}"
+            );
         }
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{ok, path_value, ApiResult};
@@ -39,8 +39,22 @@ pub async fn keys(State(s): State<AppState>, uri: Uri) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct NewKeyBody {
     name: String,
-    #[serde(default)]
-    scope: Option<String>,
+    /// Absent: `read`. Present, it must be one of the words (`null` is not one).
+    #[serde(default, deserialize_with = "present")]
+    scope: Option<Value>,
+}
+
+/// A field that is there, `null` included (an absent one is the `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The answer of `POST /api/keys`: the key's record and, this once, the key.
+#[derive(Serialize)]
+struct CreatedKey {
+    #[serde(flatten)]
+    info: ApiKeyInfo,
+    key: String,
 }
 
 pub fn valid_key_name(name: &str) -> bool {
@@ -95,17 +109,15 @@ pub async fn post_key(State(s): State<AppState>, req: Request) -> ApiResult {
     }
     let body = crate::http::read_body(req).await?;
     let new: NewKeyBody = decode_body(kind, &body)?;
-    let scope = match new.scope.as_deref() {
+    let scope = match &new.scope {
         None => ApiKeyScope::Read,
-        Some(s) => ApiKeyScope::parse(s)
+        Some(word) => word
+            .as_str()
+            .and_then(ApiKeyScope::parse)
             .ok_or_else(|| ApiError::bad_parameter("scope", "scope must be one of read, admin"))?,
     };
     let (key, info) = create_key(&s.store, new.name, scope, s.clock.now_ns()).await?;
-    let mut body = serde_json::to_value(info).unwrap_or(Value::Null);
-    if let Some(map) = body.as_object_mut() {
-        map.insert("key".into(), Value::String(key));
-    }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedKey { info, key })).into_response())
 }
 
 /// `DELETE /api/keys/{id}`
@@ -118,17 +130,19 @@ pub async fn delete_key(
     let id: i64 = path_value(path, KEY_PATH)?
         .parse()
         .map_err(|_| ApiError::bad_parameter("id", "id must be a positive integer"))?;
-    match s
-        .store
-        .call({
-            let now = s.clock.now_ns();
-            move |st| st.revoke_api_key(KeyRef::Id(id), now)
-        })
-        .await?
-    {
+    match revoke_key(&s, id).await? {
         Some(info) => ok(info),
         None => Err(ApiError::NotFound {
             what: "active API key",
         }),
     }
+}
+
+/// Revokes the active key `id` now (the route and the settings page); `None` when there is
+/// no such active key.
+pub(crate) async fn revoke_key(s: &AppState, id: i64) -> Result<Option<ApiKeyInfo>, ApiError> {
+    let now = s.clock.now_ns();
+    Ok(s.store
+        .call(move |st| st.revoke_api_key(KeyRef::Id(id), now))
+        .await?)
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{ok, path_value, ApiResult};
 use crate::http::auth::Principal;
-use crate::http::filters::{task_detail, task_filter, TaskDetail, NO_PARAMS, TASKS_QUERY};
+use crate::http::filters::{task_detail, task_filter, NO_PARAMS, TASKS_QUERY};
 use crate::http::params::{format_cursor, ParamKind, ParamSpec, Params};
 use crate::http::redact::Access;
 use crate::http::AppState;
@@ -68,17 +68,12 @@ pub async fn task(
     Params::parse(&uri, NO_PARAMS)?;
     let id = path_value(path, TASK_PATH)?;
     let access = Access::of(&principal);
-    let TaskDetail {
-        task,
-        entries,
-        truncated,
-        invoices,
-    } = task_detail(&s.store, id).await?;
+    let detail = task_detail(&s.store, id).await?;
     ok(json!({
-        "task": access.task_json(task),
+        "task": access.task_json(detail.task),
         "data_access": if access.visible() { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
-        "entries": access.entries(entries),
-        "entries_truncated": truncated,
-        "invoices": invoices,
+        "entries": access.entries(detail.entries),
+        "entries_truncated": detail.truncated,
+        "invoices": detail.invoices,
     }))
 }
