@@ -3,9 +3,9 @@
 use axum::extract::{Request, State};
 use axum::http::Uri;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{ok, ApiResult};
+use super::{ok, ApiResult, Items};
 use crate::federation::{FederationHandle, SettingsUpdate};
 use crate::http::auth::{body_kind, BodyKind};
 use crate::http::error::ApiError;
@@ -111,7 +111,7 @@ pub async fn federation_disable(State(s): State<AppState>, uri: Uri) -> ApiResul
 pub async fn federation_reports(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, FEDERATION_REPORTS_QUERY)?;
     let items = federation(&s)?.reports(p.limit()).await?;
-    ok(json!({ "items": items }))
+    ok(Items { items })
 }
 
 /// `GET /api/federation/network-stats`: the newest verified statistics, or `null`.

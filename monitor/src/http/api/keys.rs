@@ -7,9 +7,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{ok, path_value, ApiResult};
+use super::{ok, path_value, ApiResult, Items};
 use crate::http::auth::{body_kind, decode_body, new_api_key, BodyKind};
 use crate::http::error::ApiError;
 use crate::http::filters::NO_PARAMS;
@@ -32,7 +32,7 @@ pub const KEY_PATH: &[ParamSpec] = &[ParamSpec::new(
 pub async fn keys(State(s): State<AppState>, uri: Uri) -> ApiResult {
     Params::parse(&uri, NO_PARAMS)?;
     let keys: Vec<ApiKeyInfo> = s.store.call(|st| st.api_keys()).await?;
-    ok(json!({ "items": keys }))
+    ok(Items { items: keys })
 }
 
 #[derive(Deserialize)]

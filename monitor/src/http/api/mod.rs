@@ -58,6 +58,12 @@ fn path_value(
     Ok(value)
 }
 
+/// A whole list (`{"items": [...]}`, schemas `ApiKeyList`, `FederationReportList`).
+#[derive(Debug, Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct PageBody<T> {
     pub items: Vec<T>,

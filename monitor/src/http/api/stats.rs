@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::Uri;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{ok, summary_range, ApiResult, RANGE_QUERY};
 use crate::http::figures::{Counts, ELAPSED_BUCKETS, GAS_BUCKETS, NS_PER_HOUR};
@@ -36,7 +36,52 @@ fn series_steps(from_hour: i64, to_hour: i64) -> (i64, i64) {
     }
 }
 
-fn stats_json(stats: &TaskStats, from_hour: i64, to_hour: i64) -> Value {
+/// The answer of `GET /api/stats` (schema `Stats`).
+#[derive(Serialize)]
+struct Stats {
+    from_ns: i64,
+    to_ns: i64,
+    success_rate: Option<f64>,
+    tasks: Counts,
+    /// `hour` or `day`.
+    interval: &'static str,
+    interval_ns: i64,
+    series: Vec<Point>,
+    execution_time_ms: Distribution,
+    gas_used: Distribution,
+    cache: Cache,
+}
+
+/// Tasks that started in one interval of the series.
+#[derive(Serialize)]
+struct Point {
+    start_ns: i64,
+    total: i64,
+    completed: i64,
+    failed: i64,
+}
+
+#[derive(Serialize)]
+struct Distribution {
+    count: i64,
+    mean: Option<f64>,
+    buckets: Vec<BucketCount>,
+}
+
+#[derive(Serialize)]
+struct BucketCount {
+    bucket: &'static str,
+    count: i64,
+}
+
+#[derive(Serialize)]
+struct Cache {
+    hits: i64,
+    known: i64,
+    hit_rate: Option<f64>,
+}
+
+fn stats_json(stats: &TaskStats, from_hour: i64, to_hour: i64) -> Stats {
     let (first, step) = series_steps(from_hour, to_hour);
     let hourly = step == 1;
     let points = usize::try_from((to_hour - first + step - 1) / step).unwrap_or(0);
@@ -50,7 +95,7 @@ fn stats_json(stats: &TaskStats, from_hour: i64, to_hour: i64) -> Value {
         }
     }
     let mut counts = Counts::default();
-    let (mut elapsed, mut gas) = ([0_i64; 8], [0_i64; 5]);
+    let (mut elapsed, mut gas) = ([0_i64; ELAPSED_BUCKETS.len()], [0_i64; GAS_BUCKETS.len()]);
     let (mut elapsed_n, mut elapsed_sum, mut gas_n, mut gas_sum) = (0, 0, 0, 0);
     let (mut cached, mut cache_known) = (0, 0);
     for r in &stats.totals {
@@ -68,51 +113,44 @@ fn stats_json(stats: &TaskStats, from_hour: i64, to_hour: i64) -> Value {
         cached += r.cached;
         cache_known += r.cache_known;
     }
-    let mean = |sum: i64, n: i64| (n > 0).then(|| sum as f64 / n as f64);
-    let buckets = |labels: &[&str], counts: &[i64]| -> Vec<Value> {
-        labels
+    let distribution = |labels: &[&'static str], counts: &[i64], n: i64, sum: i64| Distribution {
+        count: n,
+        mean: (n > 0).then(|| sum as f64 / n as f64),
+        buckets: labels
             .iter()
             .zip(counts)
-            .map(|(l, n)| json!({ "bucket": l, "count": n }))
-            .collect()
+            .map(|(bucket, count)| BucketCount {
+                bucket,
+                count: *count,
+            })
+            .collect(),
     };
-    let unit_ns = step * NS_PER_HOUR;
-    let series: Vec<Value> = series
+    let series = series
         .into_iter()
         .enumerate()
-        .map(|(i, c)| {
-            json!({
-                "start_ns": (first + i as i64 * step) * NS_PER_HOUR,
-                "total": c.total,
-                "completed": c.completed,
-                "failed": c.failed,
-            })
+        .map(|(i, c)| Point {
+            start_ns: (first + i as i64 * step) * NS_PER_HOUR,
+            total: c.total,
+            completed: c.completed,
+            failed: c.failed,
         })
         .collect();
-    json!({
-        "from_ns": from_hour * NS_PER_HOUR,
-        "to_ns": to_hour * NS_PER_HOUR,
-        "success_rate": counts.success_rate(),
-        "tasks": counts,
-        "interval": if hourly { "hour" } else { "day" },
-        "interval_ns": unit_ns,
-        "series": series,
-        "execution_time_ms": {
-            "count": elapsed_n,
-            "mean": mean(elapsed_sum, elapsed_n),
-            "buckets": buckets(&ELAPSED_BUCKETS, &elapsed),
+    Stats {
+        from_ns: from_hour * NS_PER_HOUR,
+        to_ns: to_hour * NS_PER_HOUR,
+        success_rate: counts.success_rate(),
+        tasks: counts,
+        interval: if hourly { "hour" } else { "day" },
+        interval_ns: step * NS_PER_HOUR,
+        series,
+        execution_time_ms: distribution(&ELAPSED_BUCKETS, &elapsed, elapsed_n, elapsed_sum),
+        gas_used: distribution(&GAS_BUCKETS, &gas, gas_n, gas_sum),
+        cache: Cache {
+            hits: cached,
+            known: cache_known,
+            hit_rate: (cache_known > 0).then(|| cached as f64 / cache_known as f64),
         },
-        "gas_used": {
-            "count": gas_n,
-            "mean": mean(gas_sum, gas_n),
-            "buckets": buckets(&GAS_BUCKETS, &gas),
-        },
-        "cache": {
-            "hits": cached,
-            "known": cache_known,
-            "hit_rate": (cache_known > 0).then(|| cached as f64 / cache_known as f64),
-        },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +183,7 @@ mod tests {
                 (11, Some(TaskStatus::Failed), 1),
             ],
         };
-        let v = stats_json(&stats, 10, 12);
+        let v = serde_json::to_value(stats_json(&stats, 10, 12)).expect("json");
         assert_eq!(v["tasks"]["total"], 4);
         assert_eq!(v["success_rate"], 0.75);
         assert_eq!(v["series"][0]["completed"], 3);

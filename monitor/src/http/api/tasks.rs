@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, Uri};
 use axum::response::IntoResponse;
 use axum::Extension;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{ok, path_value, ApiResult};
 use crate::http::auth::Principal;
@@ -13,7 +14,7 @@ use crate::http::filters::{task_detail, task_filter, NO_PARAMS, TASKS_QUERY};
 use crate::http::params::{format_cursor, ParamKind, ParamSpec, Params};
 use crate::http::redact::Access;
 use crate::http::AppState;
-use crate::store::Task;
+use crate::store::{StoredEntry, StoredInvoice, Task};
 
 pub const TASK_PATH: &[ParamSpec] = &[ParamSpec::new(
     "execution_id",
@@ -58,6 +59,17 @@ fn list_task_json(task: Task) -> String {
     Access::Hidden.task_json(task).to_string()
 }
 
+/// The answer of `GET /api/tasks/{execution_id}` (schema `TaskDetail`).
+#[derive(Serialize)]
+struct Detail {
+    /// The task, its input and output `null` unless the caller may see them.
+    task: Value,
+    data_access: &'static str,
+    entries: Vec<StoredEntry>,
+    entries_truncated: bool,
+    invoices: Vec<StoredInvoice>,
+}
+
 /// `GET /api/tasks/{execution_id}`
 pub async fn task(
     State(s): State<AppState>,
@@ -69,11 +81,16 @@ pub async fn task(
     let id = path_value(path, TASK_PATH)?;
     let access = Access::of(&principal);
     let detail = task_detail(&s.store, id).await?;
-    ok(json!({
-        "task": access.task_json(detail.task),
-        "data_access": if access.visible() { "visible" } else { "hidden: log in with the password or use an admin key to see input and output" },
-        "entries": access.entries(detail.entries),
-        "entries_truncated": detail.truncated,
-        "invoices": detail.invoices,
-    }))
+    let data_access = if access.visible() {
+        "visible"
+    } else {
+        "hidden: log in with the password or use an admin key to see input and output"
+    };
+    ok(Detail {
+        task: access.task_json(detail.task),
+        data_access,
+        entries: access.entries(detail.entries),
+        entries_truncated: detail.truncated,
+        invoices: detail.invoices,
+    })
 }
