@@ -1052,15 +1052,20 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
 /// Ids the node may print that are not URL-safe.
 pub(crate) const ODD_IDS: [&str; 6] = ["with space", "a/b", "50%x", "ünï-✓", "q?x#y&z=1", ".."];
 
-#[tokio::test]
-async fn a_task_with_any_execution_id_opens_through_the_api() {
-    let app = app_with(settings(), 0).await;
+/// Imports a task for each of [`ODD_IDS`].
+pub(crate) fn import_odd_ids(app: &TestApp) {
     let lines: Vec<String> = ODD_IDS
         .iter()
         .zip(1..)
         .map(|(id, s)| task_created_line(id, s, ""))
         .collect();
-    import_lines(&app, "odd.log", &(lines.join("\n") + "\n"));
+    import_lines(app, "odd.log", &(lines.join("\n") + "\n"));
+}
+
+#[tokio::test]
+async fn a_task_with_any_execution_id_opens_through_the_api() {
+    let app = app_with(settings(), 0).await;
+    import_odd_ids(&app);
     let listed = app.get_json("/api/tasks").await;
     let mut ids: Vec<&str> = listed["items"]
         .as_array()
