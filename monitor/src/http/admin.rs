@@ -60,10 +60,10 @@ pub fn password(command: PasswordCommand, config: &Config) -> anyhow::Result<()>
             .read_line(&mut line)
             .context("cannot read the password from standard input")?;
         let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.chars().count() < super::auth::MIN_PASSWORD_CHARS {
+        if line.chars().count() < super::config::MIN_PASSWORD_CHARS {
             bail!(
                 "the password must be at least {} characters",
-                super::auth::MIN_PASSWORD_CHARS
+                super::config::MIN_PASSWORD_CHARS
             );
         }
         (line, false)

@@ -48,8 +48,6 @@ pub const SESSION_COOKIE: &str = "tbm_session";
 /// The cookie name behind HTTPS: the `__Host-` prefix pins it to this host and path `/`.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-tbm_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Shortest operator password accepted (configuration, `password reset`, dashboard).
-pub const MIN_PASSWORD_CHARS: usize = 8;
 const KEY_PREFIX: &str = "tbm_";
 /// `last_used` of a key is written at most this often.
 const TOUCH_EVERY_NS: i64 = 60 * 1_000_000_000;

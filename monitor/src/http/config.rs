@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::setting::InvalidSetting;
 
+/// Shortest operator password accepted (configuration, `password reset`, dashboard).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
 #[derive(Args, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct HttpSettings {
@@ -255,13 +258,10 @@ impl HttpSettings {
         };
         let task_data_password = match self.task_data_password {
             Some(p) if p.is_empty() => None,
-            Some(p) if p.chars().count() < super::auth::MIN_PASSWORD_CHARS => {
+            Some(p) if p.chars().count() < MIN_PASSWORD_CHARS => {
                 return Err(invalid(
                     "TASK_DATA_PASSWORD",
-                    format!(
-                        "must be at least {} characters",
-                        super::auth::MIN_PASSWORD_CHARS
-                    ),
+                    format!("must be at least {} characters", MIN_PASSWORD_CHARS),
                 ))
             }
             p => p.map(SecretString::from),

@@ -348,6 +348,13 @@ impl Store {
         self.sender()?.send(command).map_err(|_| StoreError::Closed)
     }
 
+    /// Wakes the writer (it may wait minutes for its next pruning pass) with an empty
+    /// job; a full queue means it is awake anyway.
+    fn wake_writer(&self) -> Result<(), StoreError> {
+        let _ = self.sender()?.try_send(Command::Exec(Box::new(|_| {})));
+        Ok(())
+    }
+
     /// The one way to run a store call from async code: `call` runs on tokio's blocking
     /// pool (never on the runtime's workers), inside the caller's tracing span, and a
     /// panicking call comes back as [`StoreError::Blocking`].

@@ -126,11 +126,7 @@ impl Store {
             .shared
             .prune_soon
             .store(true, std::sync::atomic::Ordering::Release);
-        // Wake the writer (it may wait minutes for its next pass) with an empty job; a
-        // full queue means it is awake anyway.
-        let _ = self
-            .sender()?
-            .try_send(super::writer::Command::Exec(Box::new(|_| {})));
+        self.wake_writer()?;
         Ok(retention)
     }
 }

@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::store::auth::ApiKeyScope;
 use crate::store::settings::{SettingSource, MAX_RETENTION_DAYS};
 
-use crate::http::auth::MIN_PASSWORD_CHARS as MIN_PASSWORD;
+use crate::http::config::MIN_PASSWORD_CHARS as MIN_PASSWORD;
 
 /// `GET /settings`
 pub async fn page(State(s): State<AppState>, op: Operator, uri: axum::http::Uri) -> PageResult {
