@@ -10,6 +10,7 @@ mod federation;
 mod file;
 mod http;
 mod import;
+mod layers;
 mod pages;
 mod parser;
 mod store;
