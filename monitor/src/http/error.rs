@@ -51,6 +51,9 @@ pub enum ApiError {
     #[error("request body too large: at most {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
+
     #[error("unsupported content type: send {expected}")]
     UnsupportedMediaType { expected: &'static str },
 
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::UnsupportedMediaType { .. } => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

@@ -228,10 +228,22 @@ async fn refuse_large_bodies(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Reads a request body of at most [`BODY_LIMIT`] bytes.
+/// How long a request's body may take to arrive once its headers are in: a body is at
+/// most [`BODY_LIMIT`] bytes, so only a client that stalls takes longer, and a stalled
+/// body would keep its connection (and a place under the connection cap) forever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a request body of at most [`BODY_LIMIT`] bytes, arriving within [`BODY_TIMEOUT`].
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+    read_body_within(req, BODY_TIMEOUT).await
+}
+
+async fn read_body_within(req: Request, limit: Duration) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(limit, axum::body::to_bytes(req.into_body(), BODY_LIMIT))
         .await
+        .map_err(|_| ApiError::BodyTimeout {
+            secs: limit.as_secs(),
+        })?
         .map_err(|e| {
             // axum reports the limit as "length limit exceeded".
             let too_large = e.to_string().contains("length limit");
@@ -477,4 +489,37 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_cut_off_with_408_and_a_whole_one_is_read() {
+        // Headers in, then a first chunk, then nothing more.
+        let first =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"password="))]);
+        let stalled = first.chain(futures_util::stream::pending());
+        let req = Request::new(axum::body::Body::from_stream(stalled));
+        let error = read_body_within(req, Duration::from_millis(50))
+            .await
+            .expect_err("the body never ends");
+        assert!(
+            matches!(error, ApiError::BodyTimeout { secs: 0 }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.status(),
+            (StatusCode::REQUEST_TIMEOUT, "body_timeout")
+        );
+
+        let req = Request::new(axum::body::Body::from("password=x"));
+        let body = read_body_within(req, Duration::from_millis(50))
+            .await
+            .expect("a whole body");
+        assert_eq!(&body[..], b"password=x");
+    }
 }

@@ -107,6 +107,10 @@ fn operation(route: &Route) -> Value {
         responses.insert(status.to_string(), error_response(description));
     }
     if route.request.is_some() {
+        responses.insert(
+            "408".into(),
+            error_response("The body did not arrive within 30 s of the headers"),
+        );
         responses.insert("413".into(), error_response("The body is too large"));
         responses.insert("415".into(), error_response("The body is not JSON"));
     }
