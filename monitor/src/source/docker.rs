@@ -190,6 +190,9 @@ impl DockerSource {
                 ContainerState::Running { id, name } => {
                     tracing::info!(container.name = %name, container.id = %short(id), "following container logs")
                 }
+                ContainerState::Created { id, name } => {
+                    tracing::warn!(container.name = %name, container.id = %short(id), "container was created but never started; waiting for it to start")
+                }
                 ContainerState::Stopped {
                     id,
                     name,
@@ -381,6 +384,10 @@ impl DockerSource {
                     name: self.config.container_name.clone(),
                 },
                 Some(f) if f.running => ContainerState::Running {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                },
+                Some(f) if f.started_ns.is_none() => ContainerState::Created {
                     id: f.id.clone(),
                     name: f.name.clone(),
                 },

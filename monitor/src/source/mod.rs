@@ -57,6 +57,12 @@ pub enum ContainerState {
         id: String,
         name: String,
     },
+    /// Created but never started (`docker create`, or a `docker run` that failed before
+    /// the start): there is no exit code to show.
+    Created {
+        id: String,
+        name: String,
+    },
     Stopped {
         id: String,
         name: String,

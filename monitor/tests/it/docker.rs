@@ -466,6 +466,48 @@ async fn the_container_status_follows_every_recreation() {
     docker.remove(&name);
 }
 
+/// `docker create` without a start: the status says so, with no exit code (Docker reports
+/// 0 for a container that never ran), and follows the container once it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_container_that_never_started_is_shown_as_such() {
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let name = support::unique_name("created");
+    docker.remove(&name);
+    let id = docker.cli(&[
+        "create",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        support::IMAGE,
+        "sh",
+        "-c",
+        "echo '2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 up'; sleep 3600",
+    ]);
+    let source = Source::start(&docker.host, &name, &dir.path().join("m.db"));
+    support::wait_for(
+        "the status to show a created container",
+        LONG,
+        || match source.status().container {
+            ContainerState::Created { id: shown, .. } if shown == id => Ok(()),
+            other => Err(Box::new(other)),
+        },
+    )
+    .await;
+    docker.cli(&["start", &name]);
+    support::wait_for("the status to show it running", LONG, || {
+        match source.status().container {
+            ContainerState::Running { id: shown, .. } if shown == id => Ok(()),
+            other => Err(Box::new(other)),
+        }
+    })
+    .await;
+    support::wait_summary(&source.store, "its line", LONG, |s| s.entries == 1).await;
+    source.stop().await;
+    docker.remove(&name);
+}
+
 /// A container that takes seconds to remove (many files on the vfs driver): while Docker
 /// removes it, it refuses its logs (409, "dead or marked for removal"). The source says
 /// so and waits; it does not report Docker unreachable nor reconnect, and the container

@@ -204,6 +204,10 @@ fn notices(s: &AppState) -> Vec<Notice> {
                     "No container named \"{name}\" exists. Start the node, or set CONTAINER_NAME to its name."
                 ),
             )),
+            ContainerState::Created { name, .. } => out.push(Notice::new(
+                "error",
+                format!("The node container \"{name}\" exists but has never been started."),
+            )),
             ContainerState::Stopped { name, exit_code, .. } => out.push(Notice::new(
                 "error",
                 match exit_code {

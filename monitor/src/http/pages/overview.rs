@@ -174,6 +174,11 @@ fn health(status: &SourceStatus, d: &Data, now: i64, started_ns: i64) -> Vec<Car
             },
             "bad",
         ),
+        ContainerState::Created { name, .. } => (
+            "Not started".to_owned(),
+            format!("{name}, created but never started"),
+            "bad",
+        ),
         ContainerState::Missing { name } => (
             "Not found".to_owned(),
             format!("no container named {name}"),
