@@ -1215,6 +1215,69 @@ impl Browser {
     }
 }
 
+/// Node-controlled text cannot distort the pages: a task whose chain id is 5,000
+/// characters and whose task id carries a right-to-left override fits a 390 px phone on
+/// the tasks list and the task's page; the list shows the chain id cut, with the whole
+/// value on hover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_node_values_fit_a_phone() {
+    let dir = support::tempdir();
+    let node_log = dir.path().join("node.log");
+    let chain = "7".repeat(5000);
+    let exec = "0b5e551e-0000-4000-8000-000000005000";
+    std::fs::write(
+        &node_log,
+        format!(
+            "{} info: @truebit/worker-runner-node:2.4.1 Message received from task_created: \
+             {{\"type\":\"task_created\",\"executionId\":\"{exec}\",\"message\":{{\"taskId\":\"rs_\u{202E}cod.exe\",\
+             \"executionId\":\"{exec}\",\"chainId\":\"{chain}\"}}}}\n",
+            node_stamp(now_secs() - 60)
+        ),
+    )
+    .expect("log");
+    let monitor = Monitor::start(
+        dir.path(),
+        &["run"],
+        &[
+            ("LOG_FILE", node_log.display().to_string()),
+            ("LOG_RETENTION_DAYS", "0".into()),
+        ],
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let b = Browser::open(monitor.base(), shots, dir.path()).await;
+    log_in(&b).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = b.api("/api/tasks").await;
+        if tasks["items"][0]["chain_id"].as_str().map(str::len) == Some(5000) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task was not ingested: {tasks}\n{}",
+            monitor.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.phone(true).await;
+    for page in ["/tasks".to_owned(), format!("/tasks/{exec}")] {
+        b.goto(&page).await;
+        b.assert_page_ok(&page).await;
+        assert_eq!(b.phone_overflow().await, None, "{page} fits the phone");
+    }
+    b.goto("/tasks").await;
+    let titles = b.attrs("td.node[title]", "title").await;
+    assert_eq!(titles, vec![chain.clone()], "the whole chain id on hover");
+    let shown = b.text("td.node[title]").await;
+    assert!(
+        shown.chars().count() <= 25 && chain.starts_with(shown.trim_end_matches('…')),
+        "the cell shows the chain id cut: {shown:?}"
+    );
+    b.phone(false).await;
+    b.close().await;
+    drop(monitor);
+}
+
 /// The README's pictures: the same pages on `truebit-monitor demo` (24 h of simulated
 /// history). Saved under target/screenshots/demo/; `UPDATE_SCREENSHOTS=1` also copies
 /// them into docs/screenshots/.
