@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use truebit_web::format;
 
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
@@ -16,8 +17,8 @@ use crate::parser::ParserConfig;
 use crate::source::demo::{DemoOptions, DemoSource};
 use crate::source::docker::{DockerConfig, DockerSource};
 use crate::source::file::FileSource;
-use crate::source::SourceStatus;
-use crate::store::{Store, StoreConfig};
+use crate::source::{Connection, ContainerState, SourceStatus};
+use crate::store::{Store, StoreConfig, Summary};
 
 /// Which source feeds the store.
 #[derive(Clone, Copy, Debug)]
@@ -231,18 +232,56 @@ async fn report_periodically(
         match store.call(Store::summary).await {
             Ok(sum) => {
                 let st = status.borrow().clone();
-                tracing::info!(
-                    entries = sum.entries,
-                    tasks = ?sum.tasks_by_status,
-                    invoices = sum.invoices,
-                    source = ?st.connection,
-                    container = ?st.container,
-                    "status"
-                );
+                tracing::info!("{}", status_line(&sum, &st));
             }
             Err(error) => tracing::warn!(%error, "cannot read the summary"),
         }
     }
+}
+
+/// The periodic status in the operator's words: what is stored, and what the monitor
+/// follows, e.g. `status: 12,040 log entries; tasks: 310 completed, 4 failed, 2 running;
+/// 298 invoices; Docker 27.3.1 connected, container runner-node running`.
+pub fn status_line(sum: &Summary, st: &SourceStatus) -> String {
+    let thousands = |n: u64| format::thousands(i64::try_from(n).unwrap_or(i64::MAX));
+    let tasks: Vec<String> = sum
+        .tasks_by_status
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(status, n)| format!("{} {}", thousands(*n), status.as_str()))
+        .collect();
+    let tasks = if tasks.is_empty() {
+        "none".to_owned()
+    } else {
+        tasks.join(", ")
+    };
+    let source = match (st.kind, &st.connection) {
+        ("docker", Connection::Connecting) => "connecting to Docker".to_owned(),
+        ("docker", Connection::Connected { version }) => format!("Docker {version} connected"),
+        ("docker", Connection::Unreachable { reason }) => format!("Docker unreachable ({reason})"),
+        ("file", _) => "following the log file".to_owned(),
+        ("demo", _) => "simulated node (demo)".to_owned(),
+        (kind, _) => kind.to_owned(),
+    };
+    let container = match &st.container {
+        ContainerState::Unknown => String::new(),
+        ContainerState::Missing { name } => format!(", no container named {name}"),
+        ContainerState::Running { name, .. } => format!(", container {name} running"),
+        ContainerState::Created { name, .. } => {
+            format!(", container {name} created but never started")
+        }
+        ContainerState::Stopped {
+            name,
+            exit_code: Some(code),
+            ..
+        } => format!(", container {name} stopped (exit code {code})"),
+        ContainerState::Stopped { name, .. } => format!(", container {name} stopped"),
+    };
+    format!(
+        "status: {} log entries; tasks: {tasks}; {} invoices; {source}{container}",
+        thousands(sum.entries),
+        thousands(sum.invoices),
+    )
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -266,4 +305,43 @@ pub fn cancel_on_signal(token: CancellationToken) {
         }
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskStatus;
+
+    #[test]
+    fn the_status_line_is_in_the_operators_words() {
+        let sum = Summary {
+            entries: 12_040,
+            tasks_by_status: vec![
+                (TaskStatus::Received, 0),
+                (TaskStatus::Completed, 1_310),
+                (TaskStatus::Failed, 4),
+            ],
+            invoices: 298,
+            ..Summary::default()
+        };
+        let mut st = SourceStatus::new("docker");
+        st.connection = Connection::Connected {
+            version: "27.3.1".into(),
+        };
+        st.container = ContainerState::Stopped {
+            id: "abc".into(),
+            name: "runner-node".into(),
+            exit_code: Some(137),
+        };
+        assert_eq!(
+            status_line(&sum, &st),
+            "status: 12,040 log entries; tasks: 1,310 completed, 4 failed; 298 invoices; \
+             Docker 27.3.1 connected, container runner-node stopped (exit code 137)"
+        );
+        let empty = status_line(&Summary::default(), &SourceStatus::new("file"));
+        assert_eq!(
+            empty,
+            "status: 0 log entries; tasks: none; 0 invoices; following the log file"
+        );
+    }
 }

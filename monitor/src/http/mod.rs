@@ -25,6 +25,7 @@ pub mod redact;
 pub mod route;
 pub mod routes;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,6 +234,17 @@ async fn refuse_large_bodies(req: Request, next: Next) -> Response {
 /// body would keep its connection (and a place under the connection cap) forever.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the dashboard is reached from this machine: the bound address, with a loopback
+/// one in place of "every address" (`0.0.0.0`, `::`), which a browser cannot open.
+fn dashboard_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, addr.port()))
+}
+
 /// Reads a request body of at most [`BODY_LIMIT`] bytes, arriving within [`BODY_TIMEOUT`].
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
     read_body_within(req, BODY_TIMEOUT).await
@@ -345,6 +357,8 @@ impl HttpServer {
         let shutdown = self.state.shutdown.clone();
         if let Ok(addr) = self.listeners.main.local_addr() {
             tracing::info!(http.addr = %addr, "HTTP API listening");
+            // One plain line for the operator, whatever the log format and level.
+            eprintln!("Dashboard: {}", dashboard_url(addr));
             if !addr.ip().is_loopback() {
                 tracing::warn!(http.addr = %addr, "the HTTP API is reachable from the network (HOST); protect it with a firewall or a reverse proxy with TLS");
             }
@@ -496,6 +510,15 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::*;
+
+    #[test]
+    fn the_dashboard_url_can_be_opened_from_this_machine() {
+        let url = |a: &str| dashboard_url(a.parse().expect("address"));
+        assert_eq!(url("127.0.0.1:8090"), "http://127.0.0.1:8090/");
+        assert_eq!(url("0.0.0.0:8090"), "http://127.0.0.1:8090/");
+        assert_eq!(url("[::]:8090"), "http://[::1]:8090/");
+        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80/");
+    }
 
     #[tokio::test]
     async fn a_body_that_stalls_is_cut_off_with_408_and_a_whole_one_is_read() {

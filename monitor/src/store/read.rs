@@ -91,7 +91,7 @@ impl Drop for Lease<'_> {
 
 /// Counts for the dashboard. Entry counts come from counters the writer maintains, so
 /// this never scans the entries table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub entries: u64,
     pub raw_entries: u64,

@@ -141,7 +141,6 @@ impl Monitor {
             .env("PORT", "0")
             .env("TASK_DATA_PASSWORD", PASSWORD)
             .env("LOG_LEVEL", "info")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(file);
         for (k, v) in env {
@@ -150,12 +149,14 @@ impl Monitor {
         let mut group = Group::spawn(&mut cmd).expect("monitor binary starts");
         let deadline = Instant::now() + WAIT;
         let addr = loop {
-            let text = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Its log goes to a file: plain text, with the dashboard's address on a line
+            // of its own.
+            assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
             let found = text
                 .lines()
-                .filter(|l| l.contains("HTTP API listening"))
-                .find_map(|l| l.split("http.addr=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
+                .find_map(|l| l.strip_prefix("Dashboard: http://"))
+                .and_then(|a| a.strip_suffix('/'))
                 .and_then(|a| a.parse().ok());
             if let Some(addr) = found {
                 break addr;
@@ -179,25 +180,8 @@ impl Monitor {
     }
 
     fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// One HTTP/1.1 request on a fresh connection, outside the browser: status and body. Reads
