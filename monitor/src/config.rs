@@ -210,7 +210,8 @@ pub fn parse_utc_offset(s: &str) -> Option<i32> {
 
 /// A commented example of the TOML config file.
 pub const EXAMPLE_CONFIG: &str = r#"# truebit-monitor configuration (TOML). Every key is optional; environment
-# variables (in brackets) and command-line flags override what is set here.
+# variables (in brackets; also as TBM_NAME, which wins) and command-line flags
+# override what is set here. The systemd unit sets DOCKER_HOST: edit it there.
 
 # SQLite database file [DB_PATH]
 db_path = "/var/lib/truebit-monitor/monitor.db"

@@ -81,6 +81,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let notes = prefixed_environment(std::env::args_os().any(|a| a == "--container-name"));
     let cli = Cli::parse();
     if cli.print_example_config {
         print!("{EXAMPLE_CONFIG}{}", http::config::EXAMPLE_SECTION);
@@ -103,6 +104,12 @@ fn main() -> ExitCode {
     } else {
         &config.log_level
     });
+    let follows_docker = matches!(cli.command, None | Some(Command::Run));
+    for (note, about_the_container) in notes {
+        if follows_docker || !about_the_container {
+            tracing::warn!("{note}");
+        }
+    }
     match run(cli.command.unwrap_or(Command::Run), config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -110,6 +117,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every setting's environment variable may also be given as `TBM_<NAME>`, which wins
+/// over `<NAME>`: shells and platforms set some bare names for their own use (zsh sets
+/// `HOST` to the machine's name, container platforms set `CONTAINER_NAME`). A bare `HOST`
+/// that is not an address is set aside, and a bare `CONTAINER_NAME` is said out loud, so
+/// that neither silently changes what the monitor binds to or follows. Returns the notes
+/// to log once logging is up (and whether each is about the followed container). Runs
+/// first in `main`, before any other thread exists.
+fn prefixed_environment(container_name_argument: bool) -> Vec<(String, bool)> {
+    let mut notes = Vec::new();
+    let prefixed: Vec<_> = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let bare = name.to_str()?.strip_prefix("TBM_")?.to_owned();
+            (!bare.is_empty()).then_some((bare, value))
+        })
+        .collect();
+    let given = |bare: &str| prefixed.iter().any(|(name, _)| name == bare);
+    if !given("HOST") {
+        if let Some(host) = std::env::var_os("HOST") {
+            let text = host.to_string_lossy().trim().to_owned();
+            let address = text.is_empty()
+                || text == "localhost"
+                || text
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok();
+            if !address {
+                std::env::remove_var("HOST");
+                notes.push((format!(
+                    "HOST={text:?} in the environment is not an address (zsh sets HOST to the machine's name): ignored; set TBM_HOST or --host to choose where the monitor listens"
+                ), false));
+            }
+        }
+    }
+    if !given("CONTAINER_NAME") && !container_name_argument {
+        if let Some(name) = std::env::var_os("CONTAINER_NAME") {
+            notes.push((format!(
+                "following the container named by the environment variable CONTAINER_NAME ({:?}); if something else set it, set TBM_CONTAINER_NAME (which wins) or --container-name",
+                name.to_string_lossy()
+            ), true));
+        }
+    }
+    for (bare, value) in prefixed {
+        std::env::set_var(bare, value);
+    }
+    notes
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

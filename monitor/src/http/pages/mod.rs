@@ -201,7 +201,7 @@ fn notices(s: &AppState) -> Vec<Notice> {
             ContainerState::Missing { name } => out.push(Notice::new(
                 "warn",
                 format!(
-                    "No container named \"{name}\" exists. Start the node, or set CONTAINER_NAME to its name."
+                    "No container named \"{name}\" exists. Start the node, or set TBM_CONTAINER_NAME (or CONTAINER_NAME) to its name."
                 ),
             )),
             ContainerState::Created { name, .. } => out.push(Notice::new(

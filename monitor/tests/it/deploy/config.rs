@@ -233,3 +233,54 @@ fn markdown_links(text: &str) -> Vec<String> {
     }
     links
 }
+
+/// Variables set by shells and platforms for their own use cannot silently change what the
+/// monitor binds to or follows: `TBM_<NAME>` wins over `<NAME>` for every setting, a
+/// bare `HOST` that is not an address (zsh's machine name) is set aside with a warning,
+/// and the prefixed one is validated as any setting is.
+#[test]
+fn prefixed_variables_win_and_a_shells_host_is_set_aside() {
+    let dir = support::tempdir();
+    let wanted = dir.path().join("wanted.db");
+    let other = dir.path().join("other.db");
+    let (wanted_s, other_s) = (wanted.display().to_string(), other.display().to_string());
+
+    let out = monitor(
+        &["api-key", "create", "ci"],
+        &[("TBM_DB_PATH", &wanted_s), ("DB_PATH", &other_s)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wanted.exists(), "TBM_DB_PATH is used");
+    assert!(!other.exists(), "DB_PATH is not");
+
+    let out = monitor(
+        &["api-key", "list"],
+        &[("DB_PATH", &wanted_s), ("HOST", "my-laptop.local")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("HOST=\"my-laptop.local\" in the environment is not an address")
+            && err.contains("ignored; set TBM_HOST"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "no colour codes in a pipe: {err:?}");
+    assert!(stdout(&out).contains("ci"), "{}", stdout(&out));
+
+    let out = monitor(
+        &["api-key", "list"],
+        &[("DB_PATH", &wanted_s), ("TBM_HOST", "my-laptop.local")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid HOST"), "{}", stderr(&out));
+
+    // A CONTAINER_NAME from the platform is named where it matters (`run`), not for a
+    // command that does not follow the container.
+    let out = monitor(
+        &["api-key", "list"],
+        &[("DB_PATH", &wanted_s), ("CONTAINER_NAME", "uid-abc")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
