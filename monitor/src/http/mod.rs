@@ -70,6 +70,8 @@ pub struct AppState {
     pub started_ns: i64,
     /// The federation controls (`/api/federation/...`); `None` answers 503 there.
     pub federation: Option<FederationHandle>,
+    /// API keys created on the settings page, waiting to be shown once.
+    pub key_stash: Arc<pages::KeyStash>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -101,6 +103,7 @@ impl AppState {
             clock,
             shutdown,
             federation: None,
+            key_stash: Arc::default(),
         }
     }
 

@@ -480,9 +480,16 @@ async fn an_api_key_is_shown_once_works_and_can_be_revoked() {
         ("name", "grafana"),
         ("scope", "read"),
     ];
+    // POST/redirect/GET: the key is shown on the page the creation redirects to, once.
     let r = post_form(&app, "/settings/keys", &cookie, &create).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.html());
-    let html = r.html();
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html());
+    assert_eq!(r.header("location"), Some("/settings?m=key"));
+    let shown = app
+        .call(Method::GET, "/settings?m=key", Auth::Cookie(&cookie))
+        .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.header("cache-control"), Some("no-store"));
+    let html = shown.html();
     let key = html
         .split(r#"id="new-key">"#)
         .nth(1)
@@ -499,6 +506,16 @@ async fn an_api_key_is_shown_once_works_and_can_be_revoked() {
     // Read-only: it cannot change anything.
     let settings = page(&app, &cookie, "/settings").await;
     assert!(!settings.contains(&key), "shown only once");
+    // A reload of the page that showed it: not shown again, and no second key.
+    let reload = page(&app, &cookie, "/settings?m=key").await;
+    assert!(!reload.contains(&key), "shown only once");
+    assert!(reload.contains("shown once and not kept"), "{reload}");
+    assert_eq!(
+        app.get_json("/api/keys").await["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     assert!(settings.contains(">grafana</td>"));
     let id = app.get_json("/api/keys").await["items"][0]["id"]
         .as_i64()

@@ -11,6 +11,7 @@ mod invoices;
 mod logs;
 mod overview;
 mod settings;
+pub use settings::KeyStash;
 mod tasks;
 mod view;
 

@@ -1,5 +1,9 @@
 //! `/settings`: API keys (create, shown once; revoke), the password, retention.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -18,8 +22,52 @@ use crate::store::settings::{SettingSource, MAX_RETENTION_DAYS};
 
 use crate::http::config::MIN_PASSWORD_CHARS as MIN_PASSWORD;
 
+/// How long a created key waits to be shown on the page its creation redirects to.
+const SHOWN_WITHIN: Duration = Duration::from_secs(300);
+
+/// Keys just created, each waiting to be shown once, to the session that created it, on
+/// the page the creation redirects to (POST/redirect/GET: a reload neither creates a
+/// second key nor shows this one again). Kept in memory for [`SHOWN_WITHIN`] at most.
+#[derive(Debug, Default)]
+pub struct KeyStash(Mutex<HashMap<Vec<u8>, (NewKey, Instant)>>);
+
+impl KeyStash {
+    fn put(&self, session: &[u8], key: NewKey) {
+        let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|_, (_, at)| at.elapsed() < SHOWN_WITHIN);
+        keys.insert(session.to_vec(), (key, Instant::now()));
+    }
+
+    fn take(&self, session: &[u8]) -> Option<NewKey> {
+        let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.remove(session)
+            .filter(|(_, at)| at.elapsed() < SHOWN_WITHIN)
+            .map(|(key, _)| key)
+    }
+}
+
 /// `GET /settings`
 pub async fn page(State(s): State<AppState>, op: Operator, uri: axum::http::Uri) -> PageResult {
+    if uri.query() == Some("m=key") {
+        return match s.key_stash.take(&op.token_sha256) {
+            Some(key) => {
+                let mut response = show(&s, &op, StatusCode::OK, None, Some(key)).await?;
+                // The page holds a secret: never cached (the default header says so too).
+                response.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
+                );
+                Ok(response)
+            }
+            None => {
+                let gone = Notice::new(
+                    "warn",
+                    "A new key is shown once and not kept. If it is lost, revoke it and create another.",
+                );
+                show(&s, &op, StatusCode::OK, Some(gone), None).await
+            }
+        };
+    }
     let message = uri.query().and_then(|q| match q {
         "m=revoked" => Some(Notice::new(
             "ok",
@@ -128,7 +176,7 @@ impl HasCsrf for KeyForm {
     }
 }
 
-/// `POST /settings/keys`: the new key is shown on the answer page, once.
+/// `POST /settings/keys`: the new key is shown once, on the page this redirects to.
 async fn create_key_form(s: &AppState, op: &Operator, f: KeyForm) -> PageResult {
     let Some(scope) = ApiKeyScope::parse(&f.scope) else {
         return refuse(
@@ -140,24 +188,15 @@ async fn create_key_form(s: &AppState, op: &Operator, f: KeyForm) -> PageResult 
     };
     match api::keys::create_key(&s.store, f.name.trim().to_owned(), scope, s.clock.now_ns()).await {
         Ok((key, info)) => {
-            let mut response = show(
-                s,
-                op,
-                StatusCode::CREATED,
-                None,
-                Some(NewKey {
+            s.key_stash.put(
+                &op.token_sha256,
+                NewKey {
                     name: info.name,
                     scope: info.scope.as_str().to_owned(),
                     key,
-                }),
-            )
-            .await?;
-            // The page holds a secret: never cached (the default header says so too).
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
+                },
             );
-            Ok(response)
+            Ok(redirect("/settings?m=key"))
         }
         Err(e @ (ApiError::BadParameter { .. } | ApiError::Conflict { .. })) => {
             refuse(s, op, e).await

@@ -265,7 +265,10 @@ fn prefixed_variables_win_and_a_shells_host_is_set_aside() {
             && err.contains("ignored; set TBM_HOST"),
         "{err}"
     );
-    assert!(!err.contains('\u{1b}'), "no colour codes in a pipe: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes in a pipe: {err:?}"
+    );
     assert!(stdout(&out).contains("ci"), "{}", stdout(&out));
 
     let out = monitor(
