@@ -59,7 +59,7 @@ pub fn compact(v: f64) -> String {
         (1.0, "")
     };
     let x = v / div;
-    if suffix.is_empty() {
+    let text = if suffix.is_empty() {
         if (x - x.round()).abs() < 1e-9 {
             format!("{x:.0}")
         } else {
@@ -69,6 +69,11 @@ pub fn compact(v: f64) -> String {
         format!("{x:.0}{suffix}")
     } else {
         format!("{x:.1}{suffix}")
+    };
+    // An empty sum (or one that rounds to nothing) is 0, never "-0".
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_owned(),
+        _ => text,
     }
 }
 
@@ -326,6 +331,9 @@ mod tests {
         assert_eq!(compact(250_000_000.0), "250M");
         assert_eq!(compact(2.5), "2.5");
         assert_eq!(compact(12_266_629_224_967.0), "12.3T");
+        assert_eq!(compact(-0.0), "0");
+        assert_eq!(compact(-0.04), "0.0");
+        assert_eq!(compact(-2.5), "-2.5");
     }
 
     #[test]

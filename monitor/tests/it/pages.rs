@@ -371,7 +371,7 @@ async fn the_invoices_page_lists_invoices_and_the_api_totals() {
     assert!(earned > 0.0);
     assert_eq!(
         figure(&html, "cards", "earned_30d"),
-        truebit_web::format::compact(earned)
+        format!("{} gas", truebit_web::format::compact(earned))
     );
     let exact = truebit_web::format::thousands(earned.round() as i64);
     assert!(

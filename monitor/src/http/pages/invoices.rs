@@ -81,7 +81,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         card(
             key,
             label,
-            format::compact(v),
+            format!("{} gas", format::compact(v)),
             &format!("{} gas units {what}", gas_value(v)),
         )
     };

@@ -92,7 +92,8 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
                 executing: format::thousands(c.executing),
                 received: format::thousands(c.received),
                 success_rate: format::percent(c.success_rate()),
-                earned: format::compact(earned_total),
+                // Gas units, not tokens: the unit is part of the figure.
+                earned: format!("{} gas", format::compact(earned_total)),
                 earned_exact: gas_value(earned_total),
                 invoices: format::thousands(i64::try_from(invoices).unwrap_or(i64::MAX)),
             }
