@@ -222,6 +222,37 @@ impl askama::filters::Escaper for NodeHtml {
     }
 }
 
+/// The network a chain id names, for the chains TrueBit nodes are known to serve and
+/// their usual neighbours; `None` for any other id (shown as the bare id).
+pub fn chain_name(id: &str) -> Option<&'static str> {
+    Some(match id {
+        "1" => "Ethereum",
+        "10" => "Optimism",
+        "56" => "BNB Chain",
+        "97" => "BNB testnet",
+        "100" => "Gnosis",
+        "137" => "Polygon",
+        "8453" => "Base",
+        "17000" => "Holesky",
+        "42161" => "Arbitrum",
+        "43113" => "Avalanche Fuji",
+        "43114" => "Avalanche",
+        "80002" => "Polygon Amoy",
+        "84532" => "Base Sepolia",
+        "421614" => "Arbitrum Sepolia",
+        "11155111" => "Sepolia",
+        _ => return None,
+    })
+}
+
+/// A chain id with its network's name where known: `43113 (Avalanche Fuji)`, else the id.
+pub fn chain(id: &str) -> String {
+    match chain_name(id) {
+        Some(name) => format!("{id} ({name})"),
+        None => id.to_owned(),
+    }
+}
+
 /// `s` cut to `max` characters, with `…` when something was left out (the full value goes
 /// in a `title` or the detail page).
 pub fn clip(s: &str, max: usize) -> String {
@@ -332,6 +363,9 @@ mod tests {
         assert_eq!(compact(2.5), "2.5");
         assert_eq!(compact(12_266_629_224_967.0), "12.3T");
         assert_eq!(compact(-0.0), "0");
+        assert_eq!(chain("43113"), "43113 (Avalanche Fuji)");
+        assert_eq!(chain("1"), "1 (Ethereum)");
+        assert_eq!(chain("999999"), "999999");
         assert_eq!(compact(-0.04), "0.0");
         assert_eq!(compact(-2.5), "-2.5");
     }

@@ -134,7 +134,13 @@ fn facts(t: &Task) -> Vec<Metric> {
     vec![
         m("Execution id", t.execution_id.clone(), ""),
         m("Task id", text(&t.task_id), ""),
-        m("Chain id", text(&t.chain_id), ""),
+        m(
+            "Chain id",
+            t.chain_id
+                .as_deref()
+                .map_or_else(|| NONE.to_owned(), format::chain),
+            "",
+        ),
         m(
             "Block",
             t.block_number

@@ -57,7 +57,10 @@ pub fn task_row(task: &Task) -> TaskRow {
         status: task.status.as_str().to_owned(),
         status_class: status_class(task.status),
         chain: format::clip(
-            task.chain_id.as_deref().unwrap_or(NONE),
+            &task
+                .chain_id
+                .as_deref()
+                .map_or_else(|| NONE.to_owned(), format::chain),
             TaskRow::CHAIN_CHARS,
         ),
         chain_full: task.chain_id.clone().unwrap_or_else(|| NONE.to_owned()),
