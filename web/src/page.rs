@@ -179,8 +179,8 @@ pub struct OverviewPage {
     pub exec_time: ChartView,
     pub availability: ChartView,
     pub recent: Vec<TaskRow>,
-    /// Nothing ingested yet: say how data arrives.
-    pub no_data: bool,
+    /// Nothing ingested yet: how data arrives, naming the followed container or file.
+    pub no_data: Option<String>,
     /// The server's time and the newest log line's (0: none), for the live health cards.
     pub now_ns: i64,
     pub last_line_ns: i64,

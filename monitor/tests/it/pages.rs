@@ -704,6 +704,24 @@ async fn every_page_says_what_to_expect_when_there_is_no_data_yet() {
     }
     let html = page(&app, &cookie, "/").await;
     assert!(html.contains("No tasks in the last 24 hours"));
+    // The empty overview names what it follows.
+    app.status.send_replace(SourceStatus {
+        kind: "docker",
+        connection: Connection::Connecting,
+        container: ContainerState::Missing {
+            name: "my-node-7".into(),
+        },
+        last_error: None,
+    });
+    let html = page(&app, &cookie, "/").await;
+    assert!(
+        html.contains("the container &#34;my-node-7&#34; (CONTAINER_NAME)"),
+        "{html}"
+    );
+    // The login page says where the printed password is.
+    let login = page_without_session(&app, "/login").await;
+    assert!(login.contains("docker compose logs monitor"), "{login}");
+    assert!(login.contains("journalctl -u truebit-monitor"), "{login}");
 }
 
 #[tokio::test]

@@ -129,7 +129,11 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
         exec_time: exec_time_chart(&data.hourly),
         availability: availability_chart(&data.uptime),
         recent: data.recent.iter().map(task_row).collect(),
-        no_data: data.ingest.last_entry_ns.is_none(),
+        no_data: data
+            .ingest
+            .last_entry_ns
+            .is_none()
+            .then(|| no_data_note(&status)),
         now_ns: now,
         last_line_ns: data.ingest.last_entry_ns.unwrap_or(0),
     };
@@ -157,6 +161,24 @@ fn card(
         detail,
         state,
         key,
+    }
+}
+
+/// What an empty overview says: where the lines come from, by name.
+fn no_data_note(status: &SourceStatus) -> String {
+    let container = match &status.container {
+        ContainerState::Missing { name }
+        | ContainerState::Running { name, .. }
+        | ContainerState::Created { name, .. }
+        | ContainerState::Stopped { name, .. } => Some(name.as_str()),
+        ContainerState::Unknown => None,
+    };
+    match (status.kind, container) {
+        ("docker", Some(name)) => format!(
+            "No log lines from the node yet. The monitor reads the output of the container \"{name}\" (CONTAINER_NAME) as soon as Docker shows it; figures appear here with the first task. Check the Docker and container cards below if nothing arrives."
+        ),
+        ("file", _) => "No log lines from the node yet. The monitor reads the log file (LOG_FILE) as it grows; figures appear here with the first task.".to_owned(),
+        _ => "No log lines from the node yet. Figures appear here with the first task; check the Docker card below if nothing arrives.".to_owned(),
     }
 }
 
