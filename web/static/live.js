@@ -3,7 +3,9 @@
 // - Logs page: new entries go on top of the table when they match the page's filters.
 //   Pause keeps them aside; Resume shows them.
 // - Overview: the health cards (container, Docker, slots, last log line) follow the
-//   node's status and the age of its last line.
+//   node's status and the age of its last line; the counts, charts and latest tasks
+//   (the page's [data-refresh] blocks) are fetched again when a task or invoice is
+//   stored, at most every 5 s, and every minute (hours and days roll over).
 // Text is set with textContent only (no HTML from the server's data).
 (function () {
   "use strict";
@@ -174,9 +176,46 @@
     return Math.floor(secs / 86400) + " days ago";
   }
 
+  // Re-renders the page's [data-refresh] blocks from a fresh copy of the page (the
+  // server renders them; nothing is built here from the server's data). Returns the
+  // function that asks for a refresh: at most one every MIN_GAP ms.
+  function refresher() {
+    var MIN_GAP = 5000;
+    if (!document.querySelector("[data-refresh]") || !window.fetch || !window.DOMParser) {
+      return function () {};
+    }
+    var timer = null;
+    var last = 0;
+    function refresh() {
+      timer = null;
+      last = Date.now();
+      fetch(location.pathname + location.search, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) { return; }
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var blocks = document.querySelectorAll("[data-refresh]");
+          for (var i = 0; i < blocks.length; i++) {
+            var fresh = doc.getElementById(blocks[i].id);
+            if (!fresh) { continue; }
+            var node = document.importNode(fresh, true);
+            blocks[i].parentNode.replaceChild(node, blocks[i]);
+            if (window.tbmLocalTimes) { window.tbmLocalTimes(node); }
+          }
+        })
+        .catch(function () { /* the next event or minute tries again */ });
+    }
+    return function soon() {
+      if (timer) { return; }
+      timer = setTimeout(refresh, Math.max(500, MIN_GAP - (Date.now() - last)));
+    };
+  }
+
   function overview() {
     var section = document.querySelector("[data-live-overview]");
     if (!section || !window.EventSource) { return; }
+    var soon = refresher();
+    setInterval(soon, 60000);
     // The server's clock, so ages are right even if this computer's clock is not.
     var skewMs = Number(section.getAttribute("data-now-ns")) / 1e6 - Date.now();
     var lastNs = Number(section.getAttribute("data-last-ns")) || 0;
@@ -196,6 +235,8 @@
     }
     setInterval(tick, 1000);
     var source = new EventSource("/api/events");
+    source.addEventListener("task", soon);
+    source.addEventListener("invoice", soon);
     source.addEventListener("entry", function (m) {
       try {
         var e = JSON.parse(m.data);
@@ -218,6 +259,7 @@
         card("container", "Stopped", c.name + (c.exit_code === null || c.exit_code === undefined ? "" : ", exit code " + c.exit_code), "bad");
       }
       if (c.state === "missing") { card("container", "Not found", "no container named " + c.name, "bad"); }
+      if (c.state === "created") { card("container", "Not started", c.name + ", created but never started", "bad"); }
       var conn = src.connection || {};
       if (conn.state === "connected") { card("docker", "Connected", "Docker " + conn.version, "ok"); }
       if (conn.state === "connecting") { card("docker", "Connecting", "", "warn"); }

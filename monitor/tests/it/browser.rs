@@ -1199,6 +1199,65 @@ impl Browser {
     }
 }
 
+/// The overview follows the node without a reload: tasks finished after the page was
+/// loaded reach today's counts and the latest-tasks table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_follow_new_tasks_without_a_reload() {
+    let dir = support::tempdir();
+    let node_log = dir.path().join("node.log");
+    let (first, before, _, _) = todays_fixture(11, 2);
+    // Two more tasks of another node run, printed once the page is open.
+    let (more, after, _, _) = todays_fixture(12, 2);
+    std::fs::write(&node_log, &first).expect("fixture");
+    let monitor = Monitor::start(
+        dir.path(),
+        &["run"],
+        &[
+            ("LOG_FILE", node_log.display().to_string()),
+            ("LOG_RETENTION_DAYS", "0".into()),
+        ],
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let b = Browser::open(monitor.base(), shots, dir.path()).await;
+    log_in(&b).await;
+    let today = "[data-period=today] [data-figure=completed]";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.goto("/").await;
+        if b.text(today).await == before.tasks_completed.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first tasks were not shown: {}\n{}",
+            b.text(today).await,
+            monitor.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let rows = b.texts("#recent tbody tr").await.len();
+    assert_eq!(rows as u64, before.tasks_created);
+
+    append(&node_log, &more);
+    let want = (before.tasks_completed + after.tasks_completed).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.text(today).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "today's count did not follow: {} (want {want})",
+            b.text(today).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.texts("#recent tbody tr").await.len() as u64,
+        before.tasks_created + after.tasks_created,
+        "the latest tasks follow too"
+    );
+    b.close().await;
+    drop(monitor);
+}
+
 /// Node-controlled text cannot distort the pages: a task whose chain id is 5,000
 /// characters and whose task id carries a right-to-left override fits a 390 px phone on
 /// the tasks list and the task's page; the list shows the chain id cut, with the whole
