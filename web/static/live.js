@@ -201,6 +201,7 @@
             var node = document.importNode(fresh, true);
             blocks[i].parentNode.replaceChild(node, blocks[i]);
             if (window.tbmLocalTimes) { window.tbmLocalTimes(node); }
+            if (window.tbmNewestInView) { window.tbmNewestInView(node); }
           }
         })
         .catch(function () { /* the next event or minute tries again */ });

@@ -31,8 +31,19 @@
   }
   window.tbmLocalTimes = localTimes;
 
+  // Charts wider than the screen (a phone) scroll sideways: start at the right end,
+  // where the newest hours and days are.
+  function newestInView(scope) {
+    var boxes = (scope || document).querySelectorAll(".chart-box");
+    for (var i = 0; i < boxes.length; i++) {
+      boxes[i].scrollLeft = boxes[i].scrollWidth;
+    }
+  }
+  window.tbmNewestInView = newestInView;
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    newestInView(document);
     var button = document.getElementById("theme-toggle");
     if (!button) { return; }
     function label() {

@@ -1308,6 +1308,17 @@ async fn hostile_node_values_fit_a_phone() {
         b.assert_page_ok(&page).await;
         assert_eq!(b.phone_overflow().await, None, "{page} fits the phone");
     }
+    // A chart wider than the phone starts at its right end, where the newest hours are.
+    b.goto("/").await;
+    let at_the_end = b
+        .js("var c = document.querySelector('#chart-hourly .chart-box'); \
+             return [c.scrollWidth > c.clientWidth, c.scrollLeft + c.clientWidth >= c.scrollWidth - 1];")
+        .await;
+    assert_eq!(
+        at_the_end,
+        json!([true, true]),
+        "the hourly chart on a phone"
+    );
     b.goto("/tasks").await;
     let titles = b.attrs("td.node[title]", "title").await;
     assert_eq!(titles, vec![chain.clone()], "the whole chain id on hover");
