@@ -1199,6 +1199,23 @@ impl Browser {
     }
 }
 
+/// The monitor following `node_log` (history kept whatever its age), and a browser
+/// logged in to it.
+async fn follow_file(dir: &Path, node_log: &Path) -> (Monitor, Browser) {
+    let monitor = Monitor::start(
+        dir,
+        &["run"],
+        &[
+            ("LOG_FILE", node_log.display().to_string()),
+            ("LOG_RETENTION_DAYS", "0".into()),
+        ],
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let b = Browser::open(monitor.base(), shots, dir).await;
+    log_in(&b).await;
+    (monitor, b)
+}
+
 /// The overview follows the node without a reload: tasks finished after the page was
 /// loaded reach today's counts and the latest-tasks table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1209,17 +1226,7 @@ async fn the_overview_counts_follow_new_tasks_without_a_reload() {
     // Two more tasks of another node run, printed once the page is open.
     let (more, after, _, _) = todays_fixture(12, 2);
     std::fs::write(&node_log, &first).expect("fixture");
-    let monitor = Monitor::start(
-        dir.path(),
-        &["run"],
-        &[
-            ("LOG_FILE", node_log.display().to_string()),
-            ("LOG_RETENTION_DAYS", "0".into()),
-        ],
-    );
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    let b = Browser::open(monitor.base(), shots, dir.path()).await;
-    log_in(&b).await;
+    let (monitor, b) = follow_file(dir.path(), &node_log).await;
     let today = "[data-period=today] [data-figure=completed]";
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -1278,17 +1285,7 @@ async fn hostile_node_values_fit_a_phone() {
         ),
     )
     .expect("log");
-    let monitor = Monitor::start(
-        dir.path(),
-        &["run"],
-        &[
-            ("LOG_FILE", node_log.display().to_string()),
-            ("LOG_RETENTION_DAYS", "0".into()),
-        ],
-    );
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    let b = Browser::open(monitor.base(), shots, dir.path()).await;
-    log_in(&b).await;
+    let (monitor, b) = follow_file(dir.path(), &node_log).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let tasks = b.api("/api/tasks").await;
