@@ -47,6 +47,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "figures of new tasks and invoices added once per transaction by the writer",
         sql: V8,
     },
+    Migration {
+        name: "alerts: outbox and delivery results",
+        sql: super::alerts::MIGRATION,
+    },
 ];
 
 /// The schema version this build writes.
