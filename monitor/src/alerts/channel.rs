@@ -187,6 +187,9 @@ impl Sender {
             .user_agent(concat!("truebit-monitor/", env!("CARGO_PKG_VERSION")))
             // A redirect would carry the body (and a signature) somewhere else.
             .redirect(reqwest::redirect::Policy::none())
+            // Alerts are rare: a fresh connection each time, never one the receiver
+            // closed while it idled.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| SendError::Build(e.without_url().to_string()))?;
         Ok(Sender { http, timeout })

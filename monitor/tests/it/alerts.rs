@@ -1,0 +1,912 @@
+//! Alert delivery (issue 13, the channels and the outbox), against real receivers: local
+//! HTTP servers on 127.0.0.1 stand in for the webhook, Telegram, Discord, Slack and ntfy
+//! (through the base-URL settings) and check the exact request each service documents;
+//! a real SMTP server (aiosmtpd, which scripts/test installs) receives the e-mail. The
+//! outbox is a real SQLite file. Delivery settings are shortened so that each test takes
+//! about a second.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+use truebit_monitor::alerts::{
+    AlertConfig, AlertSettings, AlertState, Alerts, ChannelSpec, ChannelStats, Delivery,
+    Notification, Rule,
+};
+use truebit_monitor::store::Store;
+
+use crate::support;
+
+// ------------------------------------------------------------------------------------------
+// A receiver: records every request, answers 200 (or as told), can hang
+// ------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Seen {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .expect("ASCII header")
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    /// Requests answered.
+    seen: Mutex<Vec<Seen>>,
+    /// Requests received (answered or not).
+    hits: AtomicUsize,
+    /// The next this many requests are never answered.
+    hang: AtomicUsize,
+    /// Status of the answers (0: 200).
+    status: AtomicU16,
+}
+
+async fn record(
+    State(r): State<Arc<Recorder>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    r.hits.fetch_add(1, Ordering::SeqCst);
+    let hang = r
+        .hang
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    r.seen.lock().expect("lock").push(Seen {
+        method,
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    });
+    match r.status.load(Ordering::SeqCst) {
+        0 => StatusCode::OK,
+        s => StatusCode::from_u16(s).expect("status"),
+    }
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    recorder: Arc<Recorder>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().expect("addr"), Arc::default()).await
+    }
+
+    async fn start_on(addr: SocketAddr, recorder: Arc<Recorder>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(Arc::clone(&recorder));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            addr,
+            recorder,
+            task,
+        }
+    }
+
+    /// Stops listening: connections to the port are refused from now on.
+    async fn stop(self) -> (SocketAddr, Arc<Recorder>) {
+        self.task.abort();
+        let _ = self.task.await;
+        (self.addr, self.recorder)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.recorder.seen.lock().expect("lock").clone()
+    }
+
+    fn hits(&self) -> usize {
+        self.recorder.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` requests were answered.
+    async fn wait_seen(&self, n: usize, timeout: Duration) -> Vec<Seen> {
+        support::wait_for(&format!("{n} requests at {}", self.addr), timeout, || {
+            let seen = self.seen();
+            if seen.len() >= n {
+                Ok(seen)
+            } else {
+                Err(seen.len())
+            }
+        })
+        .await
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Alerts on a real store
+// ------------------------------------------------------------------------------------------
+
+const DASHBOARD: &str = "https://monitor.example.org";
+
+/// Short delivery settings: the tests wait for a few hundred milliseconds, not minutes.
+fn quick() -> Delivery {
+    Delivery {
+        timeout: Duration::from_millis(500),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_millis(300),
+        group_window: Duration::from_millis(200),
+        summary_after: 20,
+    }
+}
+
+fn config(settings: AlertSettings, delivery: Delivery) -> AlertConfig {
+    let mut config = settings.resolve().expect("valid alert settings");
+    config.delivery = delivery;
+    config
+}
+
+fn spec(name: &str, kind: &str, url: &str) -> ChannelSpec {
+    ChannelSpec {
+        name: name.into(),
+        kind: kind.into(),
+        url: Some(url.into()),
+        ..ChannelSpec::default()
+    }
+}
+
+fn channels(specs: &[ChannelSpec], delivery: Delivery) -> AlertConfig {
+    AlertConfig {
+        channels: specs
+            .iter()
+            .map(|s| s.validate().expect("valid channel"))
+            .collect(),
+        delivery,
+        heartbeat_url: None,
+    }
+}
+
+struct Running {
+    alerts: Alerts,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    fn start(store: &Store, config: &AlertConfig) -> Running {
+        support::init_tracing();
+        let shutdown = CancellationToken::new();
+        let alerts = Alerts::start(
+            store.clone(),
+            config,
+            Some(DASHBOARD.into()),
+            shutdown.clone(),
+        )
+        .expect("alerts start");
+        Running { alerts, shutdown }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.alerts.stopped().await;
+    }
+
+    async fn stats(&self, channel: &str) -> ChannelStats {
+        self.alerts
+            .stats()
+            .await
+            .expect("stats")
+            .into_iter()
+            .find(|s| s.channel == channel)
+            .expect("the channel's stats")
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn note(rule: Rule, state: AlertState, details: &str) -> Notification {
+    Notification {
+        rule,
+        state,
+        since_ns: now_ns(),
+        details: details.into(),
+    }
+}
+
+fn rules_and_states(body: &Value) -> Vec<(String, String)> {
+    body["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| {
+            (
+                a["rule"].as_str().expect("rule").to_owned(),
+                a["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------------------------------
+// Channels
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_http_channel_sends_the_request_its_service_documents() {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let rx = Receiver::start().await;
+    let secret = "0123456789abcdef-webhook";
+    let token = "123456789:AAbc-DEF_ghi";
+    let settings = AlertSettings {
+        webhook_url: Some(rx.url("/hook")),
+        webhook_secret: Some(secret.into()),
+        telegram_bot_token: Some(token.into()),
+        telegram_chat_id: Some("-100123".into()),
+        telegram_api_url: Some(rx.url("/tg")),
+        discord_webhook_url: Some(rx.url("/discord/api/webhooks/1/discord-token")),
+        slack_webhook_url: Some(rx.url("/slack/services/T0/B0/slack-token")),
+        ntfy_url: Some(rx.url("/node-alerts")),
+        ntfy_token: Some("tk_ntfy".into()),
+        ..AlertSettings::default()
+    };
+    let running = Running::start(&store, &config(settings, quick()));
+    let n = note(
+        Rule::ContainerDown,
+        AlertState::Firing,
+        "exited with code 137 (OOM-killed)",
+    );
+    let since = n.since_ns;
+    running.alerts.notify(n).await.expect("notify");
+    let seen = rx.wait_seen(5, WAIT).await;
+    let by_path = |prefix: &str| -> &Seen {
+        let matching: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with(prefix)).collect();
+        assert_eq!(matching.len(), 1, "one request to {prefix}: {seen:?}");
+        matching[0]
+    };
+    let text = format!(
+        "[truebit-monitor] FIRING: Node container not running\n\n\
+         Since {} UTC. exited with code 137 (OOM-killed)\n\
+         Check `docker ps -a` and the container's last log lines.\n\n\
+         Dashboard: {DASHBOARD}",
+        truebit_web::format::utc(since)
+    );
+
+    // Webhook: JSON, signed over "timestamp.body".
+    let hook = by_path("/hook");
+    assert_eq!((&hook.method, hook.path.as_str()), (&Method::POST, "/hook"));
+    assert_eq!(hook.header("content-type"), "application/json");
+    let body = hook.json();
+    assert_eq!(body["rule"], "container_down");
+    assert_eq!(body["state"], "firing");
+    assert_eq!(body["since"], truebit_web::format::iso(since).as_str());
+    assert_eq!(body["message"], text.as_str());
+    assert_eq!(body["dashboard_url"], DASHBOARD);
+    assert_eq!(
+        body["alerts"][0]["details"],
+        "exited with code 137 (OOM-killed)"
+    );
+    let timestamp: u64 = hook.header("x-timestamp").parse().expect("timestamp");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(now.abs_diff(timestamp) < 60, "{timestamp} vs {now}");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&hook.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(hook.header("x-signature"), expected);
+    // A different secret does not verify.
+    let mut wrong = <Hmac<Sha256> as Mac>::new_from_slice(b"another secret!!").expect("key");
+    wrong.update(format!("{timestamp}.").as_bytes());
+    wrong.update(&hook.body);
+    assert_ne!(
+        hook.header("x-signature"),
+        format!("sha256={}", hex::encode(wrong.finalize().into_bytes()))
+    );
+
+    // Telegram: POST {api}/bot{token}/sendMessage with chat_id and text.
+    let tg = by_path("/tg/");
+    assert_eq!(tg.method, Method::POST);
+    assert_eq!(tg.path, format!("/tg/bot{token}/sendMessage"));
+    assert_eq!(tg.header("content-type"), "application/json");
+    let body = tg.json();
+    assert_eq!(body["chat_id"], "-100123");
+    assert_eq!(body["text"], text.as_str());
+    assert_eq!(body["disable_web_page_preview"], true);
+
+    // Discord: the webhook's `content`, with mentions switched off.
+    let discord = by_path("/discord/");
+    assert_eq!(discord.path, "/discord/api/webhooks/1/discord-token");
+    let body = discord.json();
+    assert_eq!(body["content"], text.as_str());
+    assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
+
+    // Slack-compatible: `text`.
+    let slack = by_path("/slack/");
+    assert_eq!(slack.json(), serde_json::json!({ "text": text }));
+
+    // ntfy: the text as the body, the rest in headers.
+    let ntfy = by_path("/node-alerts");
+    assert_eq!(ntfy.method, Method::POST);
+    assert_eq!(std::str::from_utf8(&ntfy.body).expect("utf-8"), text);
+    assert_eq!(
+        ntfy.header("title"),
+        "[truebit-monitor] FIRING: Node container not running"
+    );
+    assert_eq!(ntfy.header("priority"), "high");
+    assert_eq!(ntfy.header("tags"), "warning");
+    assert_eq!(ntfy.header("click"), DASHBOARD);
+    assert_eq!(ntfy.header("authorization"), "Bearer tk_ntfy");
+
+    // No secret travels in a message body.
+    for s in &seen {
+        let body = String::from_utf8_lossy(&s.body);
+        for secret in [secret, token, "discord-token", "slack-token", "tk_ntfy"] {
+            assert!(!body.contains(secret), "{secret} in a body to {}", s.path);
+        }
+    }
+    for channel in ["webhook", "telegram", "discord", "slack", "ntfy"] {
+        let stats = running.stats(channel).await;
+        assert_eq!(
+            (
+                stats.queued,
+                stats.messages_total,
+                stats.delivered_total,
+                stats.failures_total
+            ),
+            (0, 1, 1, 0),
+            "{channel}: {stats:?}"
+        );
+        assert!(stats.last_success_ns.is_some());
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_within_the_window_go_out_as_one_message() {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let rx = Receiver::start().await;
+    let mut delivery = quick();
+    delivery.group_window = Duration::from_millis(600);
+    let running = Running::start(
+        &store,
+        &channels(&[spec("hook", "webhook", &rx.url("/"))], delivery),
+    );
+    running
+        .alerts
+        .notify(note(Rule::ContainerDown, AlertState::Firing, "exit code 1"))
+        .await
+        .expect("notify");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    running
+        .alerts
+        .notify(note(Rule::DockerUnreachable, AlertState::Firing, ""))
+        .await
+        .expect("notify");
+    let seen = rx.wait_seen(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(rx.seen().len(), 1, "one message for both");
+    let body = seen[0].json();
+    assert_eq!(
+        rules_and_states(&body),
+        vec![
+            ("container_down".into(), "firing".into()),
+            ("docker_unreachable".into(), "firing".into())
+        ]
+    );
+    assert_eq!(
+        body["subject"],
+        "[truebit-monitor] 2 alerts: 2 firing, 0 resolved"
+    );
+    assert_eq!(body["queued"], 2);
+    running.stop().await;
+}
+
+/// aiosmtpd from PyPI: scripts/test installs it and names its directory in
+/// TRUEBIT_TEST_AIOSMTPD (for PYTHONPATH); without it the test fails and says so.
+fn aiosmtpd(port: u16) -> Child {
+    let path = std::env::var("TRUEBIT_TEST_AIOSMTPD").unwrap_or_default();
+    let found = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .env("PYTHONPATH", &path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "aiosmtpd (a real SMTP server for the e-mail test) is not installed: run scripts/test, \
+         or `python3 -m pip install --target DIR aiosmtpd==1.4.6` and set TRUEBIT_TEST_AIOSMTPD=DIR"
+    );
+    Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("PYTHONPATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs")
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reaches_a_real_smtp_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = KillOnDrop(aiosmtpd(port));
+    let stdout = server.0.stdout.take().expect("stdout");
+    let printed = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&printed);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut s = sink.lock().expect("lock");
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    support::wait_for("aiosmtpd to listen", WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map(drop)
+    })
+    .await;
+
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let settings = AlertSettings {
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}?tls=none")),
+        email_to: Some("operator@example.org, second@example.org".into()),
+        email_from: Some("Node monitor <monitor@example.org>".into()),
+        ..AlertSettings::default()
+    };
+    let mut delivery = quick();
+    delivery.timeout = Duration::from_secs(5);
+    let running = Running::start(&store, &config(settings, delivery));
+    running
+        .alerts
+        .notify(note(Rule::DbWrite, AlertState::Firing, "disk full"))
+        .await
+        .expect("notify");
+    let mail = support::wait_for("the e-mail at the SMTP server", WAIT, || {
+        let s = printed.lock().expect("lock").clone();
+        if s.contains("END MESSAGE") {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+    for expected in [
+        "Subject: [truebit-monitor] FIRING: Database writes failing",
+        "From: \"Node monitor\" <monitor@example.org>",
+        "To: operator@example.org, second@example.org",
+        "Content-Type: text/plain; charset=utf-8",
+        "disk full",
+        "Check free disk space and the database file's permissions.",
+        "Dashboard: https://monitor.example.org",
+    ] {
+        assert!(mail.contains(expected), "{expected:?} not in:\n{mail}");
+    }
+    let stats = running.stats("email").await;
+    assert_eq!((stats.queued, stats.delivered_total), (0, 1), "{stats:?}");
+
+    // The test action, on the same server.
+    running
+        .alerts
+        .send_test("email")
+        .await
+        .expect("test message");
+    support::wait_for("the test e-mail", WAIT, || {
+        let s = printed.lock().expect("lock").clone();
+        if s.contains("Subject: [truebit-monitor] Test message") {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+    running.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// The outbox
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_was_down_gets_everything_once_in_order_even_across_a_restart() {
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let store = support::open_store(&db);
+    let (addr, recorder) = Receiver::start().await.stop().await;
+    let url = format!("http://{addr}/hook");
+    let config = channels(&[spec("hook", "webhook", &url)], quick());
+    let running = Running::start(&store, &config);
+    for (rule, state) in [
+        (Rule::ContainerDown, AlertState::Firing),
+        (Rule::Silence, AlertState::Firing),
+        (Rule::ContainerDown, AlertState::Resolved),
+    ] {
+        running
+            .alerts
+            .notify(note(rule, state, ""))
+            .await
+            .expect("notify");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut failures = 0;
+    for _ in 0..100 {
+        let stats = running.stats("hook").await;
+        failures = stats.failures_total;
+        if failures >= 3 {
+            assert_eq!(stats.queued, 3);
+            assert_eq!(stats.last_error.as_deref(), Some("cannot connect"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failures >= 3, "the channel was retried: {failures}");
+    // The monitor stops and starts again while the receiver is still down.
+    running.stop().await;
+    store.close().expect("close");
+    drop(store);
+    let store = support::open_store(&db);
+    let running = Running::start(&store, &config);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let rx = Receiver::start_on(addr, recorder).await;
+    let seen = rx.wait_seen(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rx.seen().len(), 1, "delivered once");
+    let body = seen[0].json();
+    assert_eq!(
+        rules_and_states(&body),
+        vec![
+            ("container_down".into(), "firing".into()),
+            ("silence".into(), "firing".into()),
+            ("container_down".into(), "resolved".into()),
+        ]
+    );
+    let stats = running.stats("hook").await;
+    assert_eq!(
+        (stats.queued, stats.messages_total, stats.delivered_total),
+        (0, 1, 3),
+        "{stats:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_n_queued_go_out_as_one_summary() {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let (addr, recorder) = Receiver::start().await.stop().await;
+    let mut delivery = quick();
+    delivery.summary_after = 3;
+    let running = Running::start(
+        &store,
+        &channels(
+            &[spec("hook", "webhook", &format!("http://{addr}/"))],
+            delivery,
+        ),
+    );
+    for state in [
+        AlertState::Firing,
+        AlertState::Resolved,
+        AlertState::Firing,
+        AlertState::Resolved,
+        AlertState::Firing,
+    ] {
+        running
+            .alerts
+            .notify(note(Rule::RestartLoop, state, ""))
+            .await
+            .expect("notify");
+    }
+    running
+        .alerts
+        .notify(note(
+            Rule::FailureRate,
+            AlertState::Firing,
+            "7 of 10 failed",
+        ))
+        .await
+        .expect("notify");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rx = Receiver::start_on(addr, recorder).await;
+    let seen = rx.wait_seen(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rx.seen().len(), 1);
+    let body = seen[0].json();
+    assert_eq!(body["queued"], 6);
+    assert_eq!(
+        body["subject"],
+        "[truebit-monitor] 6 alerts while this channel was unreachable: 2 firing now"
+    );
+    assert_eq!(
+        rules_and_states(&body),
+        vec![
+            ("restart_loop".into(), "firing".into()),
+            ("failure_rate".into(), "firing".into()),
+        ]
+    );
+    assert_eq!(running.stats("hook").await.delivered_total, 6);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_is_cut_by_the_timeout_and_retried() {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let rx = Receiver::start().await;
+    rx.recorder.hang.store(1, Ordering::SeqCst);
+    let running = Running::start(
+        &store,
+        &channels(&[spec("hook", "webhook", &rx.url("/"))], quick()),
+    );
+    running
+        .alerts
+        .notify(note(Rule::NoTasks, AlertState::Firing, ""))
+        .await
+        .expect("notify");
+    let seen = rx.wait_seen(1, WAIT).await;
+    assert_eq!(
+        rx.hits(),
+        2,
+        "the first attempt hung, the second was answered"
+    );
+    assert_eq!(
+        rules_and_states(&seen[0].json()),
+        vec![("no_tasks".into(), "firing".into())]
+    );
+    let stats = running.stats("hook").await;
+    assert_eq!(
+        (stats.failures_total, stats.delivered_total, stats.queued),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.last_error.as_deref(), Some("no answer within 0.5 s"));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_channel_holds_up_neither_the_others_nor_the_caller() {
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let good = Receiver::start().await;
+    let hanging = Receiver::start().await;
+    hanging.recorder.hang.store(usize::MAX, Ordering::SeqCst);
+    let failing = Receiver::start().await;
+    failing.recorder.status.store(500, Ordering::SeqCst);
+    let (closed, _) = Receiver::start().await.stop().await;
+    let mut delivery = quick();
+    delivery.timeout = Duration::from_secs(5);
+    let running = Running::start(
+        &store,
+        &channels(
+            &[
+                spec("hanging", "webhook", &hanging.url("/")),
+                spec("failing", "slack", &failing.url("/")),
+                spec("closed", "discord", &format!("http://{closed}/")),
+                spec("good", "ntfy", &good.url("/topic")),
+            ],
+            delivery,
+        ),
+    );
+    let started = Instant::now();
+    running
+        .alerts
+        .notify(note(
+            Rule::Federation,
+            AlertState::Firing,
+            "3 windows not delivered",
+        ))
+        .await
+        .expect("notify");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "notify waits for no channel: {:?}",
+        started.elapsed()
+    );
+    good.wait_seen(1, WAIT).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the good channel did not wait for the hanging one's 5 s timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(hanging.hits(), 1);
+    support::wait_for("the failing channels' errors", WAIT, || {
+        let failing = stats_now(&running, "failing");
+        let closed = stats_now(&running, "closed");
+        match (failing.last_error.as_deref(), closed.last_error.as_deref()) {
+            (Some("the receiver answered HTTP 500"), Some("cannot connect")) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let stats = running.alerts.stats().await.expect("stats");
+    let queued: Vec<(String, u64)> = stats
+        .iter()
+        .map(|s| (s.channel.clone(), s.queued))
+        .collect();
+    assert_eq!(
+        queued,
+        vec![
+            ("hanging".into(), 1),
+            ("failing".into(), 1),
+            ("closed".into(), 1),
+            ("good".into(), 0)
+        ]
+    );
+    running.stop().await;
+}
+
+/// A channel's stats from sync code (inside `wait_for`).
+fn stats_now(running: &Running, channel: &str) -> ChannelStats {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(running.stats(channel))
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// Configuration and the command line
+// ------------------------------------------------------------------------------------------
+
+fn monitor(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .expect("the monitor binary runs")
+}
+
+#[test]
+fn bad_configuration_is_one_line_naming_the_setting() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[("ALERT_TELEGRAM_BOT_TOKEN", "123:abc")],
+            "truebit-monitor: invalid ALERT_TELEGRAM_CHAT_ID: missing: a telegram channel needs it\n",
+        ),
+        (
+            &[("ALERT_WEBHOOK_URL", "hooks.example.org/secret-path")],
+            "truebit-monitor: invalid ALERT_WEBHOOK_URL: not an http:// or https:// URL\n",
+        ),
+        (
+            &[("ALERT_RETRY_MAX", "10 minutes")],
+            "truebit-monitor: invalid ALERT_RETRY_MAX: \"10 minutes\" is not a duration from 1s to 24h like 90s, 10m or 6h\n",
+        ),
+        (
+            &[("ALERT_SMTP_URL", "smtps://mail.example.org"), ("ALERT_EMAIL_TO", "not an address")],
+            "truebit-monitor: invalid ALERT_EMAIL_TO: \"not an address\" is not an e-mail address\n",
+        ),
+        (
+            &[("ALERT_NTFY_URL", "https://ntfy.sh/")],
+            "truebit-monitor: invalid ALERT_NTFY_URL: needs the topic in its path, like https://ntfy.sh/my-node-alerts\n",
+        ),
+    ];
+    for (env, expected) in cases {
+        let out = monitor(&["alert", "test", "webhook"], env);
+        assert_eq!(out.status.code(), Some(2), "{env:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    }
+    // A channel defined by kind (as the API will): the unknown kind is named.
+    let err = ChannelSpec {
+        name: "ops".into(),
+        kind: "pagerduty".into(),
+        ..ChannelSpec::default()
+    }
+    .validate()
+    .expect_err("unknown kind");
+    assert_eq!(
+        err.to_string(),
+        "alert channel \"ops\": invalid kind: unknown kind \"pagerduty\" \
+         (one of webhook, telegram, discord, slack, ntfy, email)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_test_on_the_command_line_reaches_the_channel_or_says_why_not() {
+    let rx = Receiver::start().await;
+    let url = rx.url("/cli");
+    let env = [
+        ("ALERT_WEBHOOK_URL", url.as_str()),
+        ("PUBLIC_URL", DASHBOARD),
+    ];
+    let out = tokio::task::block_in_place(|| monitor(&["alert", "test", "webhook"], &env));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "test message sent to webhook (webhook)\n"
+    );
+    let seen = rx.wait_seen(1, WAIT).await;
+    let body = seen[0].json();
+    assert_eq!(
+        (body["rule"].as_str(), body["state"].as_str()),
+        (Some("test"), Some("firing"))
+    );
+    assert_eq!(body["subject"], "[truebit-monitor] Test message");
+    assert_eq!(body["dashboard_url"], DASHBOARD);
+
+    // A channel that is not configured, and one that refuses.
+    rx.recorder.status.store(401, Ordering::SeqCst);
+    let url = rx.url("/cli");
+    let out = tokio::task::block_in_place(|| {
+        (
+            monitor(
+                &["alert", "test", "telegram"],
+                &[("ALERT_WEBHOOK_URL", url.as_str())],
+            ),
+            monitor(
+                &["alert", "test", "webhook"],
+                &[("ALERT_WEBHOOK_URL", url.as_str())],
+            ),
+        )
+    });
+    assert_eq!(out.0.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.0.stderr),
+        "truebit-monitor: no alert channel \"telegram\" (configured: webhook)\n"
+    );
+    assert_eq!(out.1.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.1.stderr),
+        "truebit-monitor: alert channel \"webhook\": the receiver answered HTTP 401\n"
+    );
+}
