@@ -135,7 +135,7 @@ pub struct AlertSettings {
     )]
     pub email_to: Option<String>,
 
-    /// Sender of alert e-mail [default: truebit-monitor@ the SMTP host].
+    /// Sender of alert e-mail; unset: truebit-monitor@ and the SMTP server's host name.
     #[arg(
         long = "alert-email-from",
         env = "ALERT_EMAIL_FROM",
@@ -390,7 +390,7 @@ impl ChannelSpec {
                 let channel_name = chat_id.strip_prefix('@').is_some_and(|n| {
                     !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 });
-                if !(numeric && chat_id != "-" || channel_name) {
+                if !((numeric && chat_id != "-") || channel_name) {
                     return Err(fail(
                         Field::ChatId,
                         &format!("{chat_id:?} is not a chat id (a number) or @channelname"),

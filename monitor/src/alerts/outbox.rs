@@ -133,22 +133,15 @@ impl Alerts {
         .await;
         let name = channel.name.clone();
         let now = now_ns();
-        match &result {
-            Ok(()) => {
-                self.inner
-                    .store
-                    .call(move |s| s.alert_delivered(name, None, 1, now))
-                    .await?
-            }
-            Err(AlertError::Send { error, .. }) => {
-                let error = error.to_string();
-                self.inner
-                    .store
-                    .call(move |s| s.alert_failed(name, None, error, now))
-                    .await?
-            }
-            Err(_) => {}
-        }
+        let outcome = match &result {
+            Ok(()) => Ok(1),
+            Err(AlertError::Send { error, .. }) => Err(error.to_string()),
+            Err(_) => return result,
+        };
+        self.inner
+            .store
+            .call(move |s| s.alert_attempted(name, None, outcome, now))
+            .await?;
         result
     }
 
@@ -281,38 +274,33 @@ async fn run_lane(inner: Arc<Inner>, index: usize, shutdown: CancellationToken) 
             r = inner.sender.send(&lane.channel, &message) => r,
             () = shutdown.cancelled() => return,
         };
-        let now = now_ns();
-        let recorded = match result {
+        let outcome = match result {
             Ok(()) => {
                 failures = 0;
                 let delivered = notes.len() as u64;
                 tracing::info!(alert.channel = %name, notifications = delivered, summary = (message.alerts.len() < notes.len()), "alert delivered");
-                let name = name.clone();
-                inner
-                    .store
-                    .call(move |s| s.alert_delivered(name, up_to, delivered, now))
-                    .await
+                Ok(delivered)
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                let wait = delivery.backoff(failures);
                 if failures == 1 {
-                    tracing::warn!(alert.channel = %name, %error, retry_in_ms = wait.as_millis() as u64, "alert delivery failed; retrying with backoff");
+                    tracing::warn!(alert.channel = %name, %error, "alert delivery failed; retrying with backoff");
                 } else {
-                    tracing::debug!(alert.channel = %name, %error, failures, retry_in_ms = wait.as_millis() as u64, "alert delivery failed again");
+                    tracing::debug!(alert.channel = %name, %error, failures, "alert delivery failed again");
                 }
-                let name = name.clone();
-                let error = error.to_string();
-                let recorded = inner
-                    .store
-                    .call(move |s| s.alert_failed(name, up_to, error, now))
-                    .await;
-                if !pause(&shutdown, wait).await {
-                    return;
-                }
-                recorded
+                Err(error.to_string())
             }
         };
+        let recorded = {
+            let (name, now) = (name.clone(), now_ns());
+            inner
+                .store
+                .call(move |s| s.alert_attempted(name, up_to, outcome, now))
+                .await
+        };
+        if failures > 0 && !pause(&shutdown, delivery.backoff(failures)).await {
+            return;
+        }
         if let Err(error) = recorded {
             tracing::warn!(alert.channel = %name, %error, "cannot record an alert delivery");
             if !pause(&shutdown, delivery.retry_min).await {

@@ -170,60 +170,43 @@ impl Store {
         })
     }
 
-    /// `channel` accepted a message carrying `delivered` notifications: the rows up to
-    /// `up_to_id` leave the outbox (`None`: a test message, nothing to remove).
-    pub(crate) fn alert_delivered(
+    /// The outcome of one attempt at `channel`: accepted, carrying `Ok(n)` notifications
+    /// (the rows up to `up_to_id` leave the outbox), or failed with `Err(reason)` (they
+    /// stay, counting the attempt). `None`: a test message, no rows. The reason is shown
+    /// on the dashboard: it never holds a secret.
+    pub(crate) fn alert_attempted(
         &self,
         channel: String,
         up_to_id: Option<i64>,
-        delivered: u64,
+        outcome: Result<u64, String>,
         now_ns: UnixNanos,
     ) -> Result<(), StoreError> {
         self.write(move |tx| {
             ensure_channel(tx, &channel).map_err(query_err)?;
             if let Some(id) = up_to_id {
-                tx.execute(
-                    "DELETE FROM alert_outbox WHERE channel = ?1 AND id <= ?2",
-                    params![channel, id],
-                )
-                .map_err(query_err)?;
+                let rows = match outcome {
+                    Ok(_) => "DELETE FROM alert_outbox WHERE channel = ?1 AND id <= ?2",
+                    Err(_) => {
+                        "UPDATE alert_outbox SET attempts = attempts + 1
+                         WHERE channel = ?1 AND id <= ?2"
+                    }
+                };
+                tx.execute(rows, params![channel, id]).map_err(query_err)?;
             }
-            tx.execute(
-                "UPDATE alert_channels SET messages_total = messages_total + 1,
-                   delivered_total = delivered_total + ?2, last_success_ns = ?3
-                 WHERE channel = ?1",
-                params![channel, delivered as i64, now_ns],
-            )
-            .map_err(query_err)?;
-            Ok(())
-        })
-    }
-
-    /// An attempt at `channel` failed; the rows up to `up_to_id` stay queued and count
-    /// the attempt. `error` is shown on the dashboard: it never holds a secret.
-    pub(crate) fn alert_failed(
-        &self,
-        channel: String,
-        up_to_id: Option<i64>,
-        error: String,
-        now_ns: UnixNanos,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            ensure_channel(tx, &channel).map_err(query_err)?;
-            if let Some(id) = up_to_id {
-                tx.execute(
-                    "UPDATE alert_outbox SET attempts = attempts + 1
-                     WHERE channel = ?1 AND id <= ?2",
-                    params![channel, id],
-                )
-                .map_err(query_err)?;
+            match outcome {
+                Ok(delivered) => tx.execute(
+                    "UPDATE alert_channels SET messages_total = messages_total + 1,
+                       delivered_total = delivered_total + ?2, last_success_ns = ?3
+                     WHERE channel = ?1",
+                    params![channel, delivered as i64, now_ns],
+                ),
+                Err(error) => tx.execute(
+                    "UPDATE alert_channels SET failures_total = failures_total + 1,
+                       last_failure_ns = ?2, last_error = ?3
+                     WHERE channel = ?1",
+                    params![channel, now_ns, error],
+                ),
             }
-            tx.execute(
-                "UPDATE alert_channels SET failures_total = failures_total + 1,
-                   last_failure_ns = ?2, last_error = ?3
-                 WHERE channel = ?1",
-                params![channel, now_ns, error],
-            )
             .map_err(query_err)?;
             Ok(())
         })
@@ -294,10 +277,10 @@ mod tests {
             vec![(Rule::Silence, 10), (Rule::DbWrite, 20)]
         );
         store
-            .alert_failed("a".into(), Some(a[1].id), "cannot connect".into(), 30)
+            .alert_attempted("a".into(), Some(a[1].id), Err("cannot connect".into()), 30)
             .expect("failed");
         store
-            .alert_delivered("a".into(), Some(a[0].id), 1, 40)
+            .alert_attempted("a".into(), Some(a[0].id), Ok(1), 40)
             .expect("delivered");
         let left = store.alert_pending("a").expect("pending");
         assert_eq!(left.len(), 1);
