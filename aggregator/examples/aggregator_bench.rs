@@ -15,8 +15,6 @@
 //! 24 hours, and one report per node per day for the 29 days before) and times the
 //! statistics computation (read the rollups, compute, k-anonymity, sign).
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -81,42 +79,10 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-// The caller kills and waits for the child.
-#[allow(clippy::zombie_processes)]
-fn start_nats(dir: &std::path::Path) -> (std::process::Child, u16) {
-    let log = dir.join("nats.log");
-    let mut child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-        .arg(dir.join("js"))
-        .arg("-l")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (apt-get install nats-server)");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(f) = std::fs::File::open(&log) {
-            for line in BufReader::new(f).lines().map_while(Result::ok) {
-                if let Some((_, a)) = line.split_once("Listening for client connections on ") {
-                    let port = a.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-                    return (child, port.expect("port"));
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("nats-server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 async fn ingest(total: u32, nodes: u32) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (mut nats, port) = start_nats(dir.path());
-    let url = format!("nats://127.0.0.1:{port}");
+    let mut nats = truebit_testkit::NatsServer::jetstream(dir.path());
+    let url = nats.url();
     let windows = total.div_ceil(nodes);
     let now = 1_717_243_200 + u64::from(windows + 1) * 300;
     let mut config = Settings {
@@ -129,7 +95,7 @@ async fn ingest(total: u32, nodes: u32) -> anyhow::Result<()> {
     }
     .validate()?;
     config.create_stream = true;
-    let clock = Clock::new(move || now);
+    let clock = Clock::manual(i64::try_from(now)? * 1_000_000_000);
     let key = AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]));
 
     // Create the stream, then fill it while no aggregator runs.
@@ -197,8 +163,7 @@ async fn ingest(total: u32, nodes: u32) -> anyhow::Result<()> {
         f64::from(total) / cpu
     );
     running.shutdown().await;
-    let _ = nats.kill();
-    let _ = nats.wait();
+    nats.stop();
     Ok(())
 }
 
@@ -248,7 +213,7 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         k: 5,
         interval: Duration::from_secs(30),
         retention_days: 30,
-        clock: Clock::new(move || now),
+        clock: Clock::manual(i64::try_from(now)? * 1_000_000_000),
         metrics: Arc::new(Metrics::default()),
         latest: Arc::new(RwLock::new(None)),
         cancel: Default::default(),

@@ -5,12 +5,13 @@
 //! a typed [`Config`], and a validation error names the key. Secrets are redacted in
 //! `Debug` and never logged.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use truebit_nats_auth::{AuthKeys, AuthSettings};
+pub use truebit_nats_auth::{NatsAuth, SecretString};
 
 use crate::gate::Limits;
 
@@ -20,33 +21,13 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_CONSUMER: &str = "truebit-aggregator";
 
-/// A secret string: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+/// The settings the NATS login is read from, named in errors.
+const AUTH_KEYS: AuthKeys = AuthKeys {
+    user: "AGGREGATOR_NATS_USER",
+    password: "AGGREGATOR_NATS_PASSWORD",
+    token: "AGGREGATOR_NATS_TOKEN",
+    creds: "AGGREGATOR_NATS_CREDS",
+};
 
 /// The raw settings of one layer. Field names are the TOML keys; `env` names the
 /// environment variable.
@@ -66,7 +47,7 @@ pub struct Settings {
         env = "AGGREGATOR_NATS_PASSWORD",
         hide_env_values = true
     )]
-    pub nats_password: Option<Secret>,
+    pub nats_password: Option<SecretString>,
     /// NATS token (instead of user and password)
     #[arg(
         long,
@@ -74,7 +55,7 @@ pub struct Settings {
         env = "AGGREGATOR_NATS_TOKEN",
         hide_env_values = true
     )]
-    pub nats_token: Option<Secret>,
+    pub nats_token: Option<SecretString>,
     /// NATS credentials file (instead of user and password)
     #[arg(long, global = true, env = "AGGREGATOR_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
@@ -195,43 +176,24 @@ impl Settings {
             ));
         }
         for url in &urls {
-            let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("nats");
-            if !["nats", "tls", "ws", "wss"].contains(&scheme) {
+            if truebit_nats_auth::check_server_url(url).is_err() {
                 return Err(invalid(
                     "AGGREGATOR_NATS_URL",
                     "must use nats://, tls://, ws:// or wss://",
                 ));
             }
         }
-        let auth = match (
-            self.nats_user,
-            self.nats_password,
-            self.nats_token,
-            self.nats_creds,
-        ) {
-            (None, None, None, None) => NatsAuth::None,
-            (Some(user), Some(password), None, None) => NatsAuth::UserPassword { user, password },
-            (None, None, Some(token), None) => NatsAuth::Token(token),
-            (None, None, None, Some(path)) => NatsAuth::CredentialsFile(path),
-            (Some(_), None, None, None) => {
-                return Err(invalid(
-                    "AGGREGATOR_NATS_PASSWORD",
-                    "is required with AGGREGATOR_NATS_USER",
-                ))
-            }
-            (None, Some(_), None, None) => {
-                return Err(invalid(
-                    "AGGREGATOR_NATS_USER",
-                    "is required with AGGREGATOR_NATS_PASSWORD",
-                ))
-            }
-            _ => {
-                return Err(invalid(
-                    "AGGREGATOR_NATS_TOKEN",
-                    "set one of user and password, a token, or a credentials file (AGGREGATOR_NATS_CREDS)",
-                ))
-            }
-        };
+        let auth = AuthSettings {
+            user: self.nats_user,
+            password: self.nats_password,
+            token: self.nats_token,
+            creds: self.nats_creds,
+        }
+        .resolve(&AUTH_KEYS)
+        .map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            problem: e.message,
+        })?;
         let db_path = self
             .db_path
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
@@ -355,16 +317,7 @@ pub enum ConfigError {
     File { path: String, problem: String },
 }
 
-/// How to log in to NATS.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NatsAuth {
-    None,
-    UserPassword { user: String, password: Secret },
-    Token(Secret),
-    CredentialsFile(PathBuf),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct NatsConfig {
     pub urls: Vec<String>,
     pub auth: NatsAuth,
@@ -372,7 +325,7 @@ pub struct NatsConfig {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub nats: NatsConfig,
     pub db_path: PathBuf,
@@ -472,7 +425,7 @@ mod tests {
         assert_eq!(c.k, 5);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.stats_interval, Duration::from_secs(30));
-        assert_eq!(c.nats.auth, NatsAuth::None);
+        assert!(matches!(c.nats.auth, NatsAuth::None));
     }
 
     #[test]
@@ -515,21 +468,21 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let c = Settings {
             nats_user: Some("aggregator".into()),
-            nats_password: Some(Secret::new("hunter2-secret")),
+            nats_password: Some(SecretString::from("hunter2-secret")),
             ..base()
         }
         .validate()
         .expect("valid");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("<redacted>"));
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 
     #[test]
     fn the_example_config_parses_and_validates() {
         let s: Settings = toml::from_str(EXAMPLE_CONFIG).expect("example parses");
         let s = Settings {
-            nats_password: Some(Secret::new("x")),
+            nats_password: Some(SecretString::from("x")),
             ..s
         };
         let c = s.validate().expect("example validates");

@@ -101,7 +101,10 @@ impl Ingest {
         while let Some(batch) = rx.recv().await {
             let mut backoff = Duration::from_millis(100);
             let verdicts = loop {
-                match store.ingest(Arc::clone(&batch.reports), clock.now()).await {
+                match store
+                    .ingest(Arc::clone(&batch.reports), clock.now_secs())
+                    .await
+                {
                     Ok(v) => break Some(v),
                     Err(e) => {
                         metrics.store_error();

@@ -1,6 +1,7 @@
 //! `truebit-aggregator`: thin: CLI, configuration, tracing, then `app::run`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -38,8 +39,20 @@ enum Command {
     Key,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!(
+                "truebit-aggregator: {}",
+                truebit_web::format::error_chain(err.as_ref())
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.print_example_config {
         print!("{EXAMPLE_CONFIG}");
         return Ok(());

@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use futures_util::{Stream, StreamExt};
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
-use crate::config::{NatsAuth, NatsConfig};
+use crate::config::NatsConfig;
 use crate::metrics::Metrics;
 
 /// The aggregator's reply subject prefix (deploy/nats-server.conf lets only it read there).
@@ -31,11 +31,8 @@ pub const MAX_BATCH: usize = 2_048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
-    #[error("cannot read the NATS credentials file {path}: {source}")]
-    Credentials {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Credentials(#[from] truebit_nats_auth::CredentialsError),
     #[error("cannot connect to NATS at {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("JetStream: {0}")]
@@ -46,18 +43,6 @@ pub enum NatsError {
 
 fn other(e: impl std::fmt::Display) -> NatsError {
     NatsError::Other(e.to_string())
-}
-
-/// An error and its sources in one line (async-nats puts the cause in the source).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn js_err(e: impl std::fmt::Display) -> NatsError {
@@ -75,29 +60,8 @@ impl Nats {
     /// changes and slow-consumer drops (a core subscription that fell behind) are
     /// counted in `metrics`.
     pub async fn connect(config: &NatsConfig, metrics: Arc<Metrics>) -> Result<Nats, NatsError> {
-        let mut options = match &config.auth {
-            NatsAuth::None => async_nats::ConnectOptions::new(),
-            NatsAuth::UserPassword { user, password } => {
-                async_nats::ConnectOptions::with_user_and_password(
-                    user.clone(),
-                    password.expose().to_owned(),
-                )
-            }
-            NatsAuth::Token(token) => {
-                async_nats::ConnectOptions::with_token(token.expose().to_owned())
-            }
-            NatsAuth::CredentialsFile(path) => {
-                async_nats::ConnectOptions::with_credentials_file(path.clone())
-                    .await
-                    .map_err(|source| NatsError::Credentials {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-            }
-        };
-        if let Some(ca) = &config.ca_file {
-            options = options.add_root_certificates(ca.clone());
-        }
+        let options =
+            truebit_nats_auth::connect_options(&config.auth, config.ca_file.as_deref()).await?;
         let options = options
             .custom_inbox_prefix(INBOX_PREFIX)
             .name("truebit-aggregator")
@@ -197,7 +161,10 @@ impl Nats {
                     {
                         return Err(js_err(e));
                     }
-                    _ => format!("no JetStream on the server ({})", error_chain(&e)),
+                    _ => format!(
+                        "no JetStream on the server ({})",
+                        truebit_web::format::error_chain(&e)
+                    ),
                 };
                 return self.core_feed(why).await;
             }

@@ -57,7 +57,7 @@ impl Publisher {
                 _ = self.cancel.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            let now = self.clock.now();
+            let now = self.clock.now_secs();
             if let Err(e) = self.publish_once(now).await {
                 self.metrics.stats_error();
                 tracing::warn!(error = %e, "cannot publish statistics");

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use truebit_monitor::model::{
     Entry, Event, Invoice, Kind, Level, LineItem, Metrics, Pos, TaskCreated,
 };
@@ -56,44 +58,27 @@ const WORDS: &[&str] = &[
     "ack",
 ];
 
-/// A small deterministic generator (no `rand` needed for the shape of a log).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn message(rng: &mut Lcg) -> String {
-    let len = 200 + rng.below(201) as usize;
+fn message(rng: &mut StdRng) -> String {
+    let len = 200 + rng.gen_range(0..201) as usize;
     let mut m = String::with_capacity(len + 16);
     while m.len() < len {
-        m.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+        m.push_str(WORDS[rng.gen_range(0..WORDS.len() as u64) as usize]);
         m.push(' ');
     }
     m.truncate(len);
     m
 }
 
-fn hex(rng: &mut Lcg, chars: usize) -> String {
+fn hex(rng: &mut StdRng, chars: usize) -> String {
     (0..chars)
-        .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
+        .map(|_| char::from_digit(rng.gen_range(0..16) as u32, 16).unwrap_or('0'))
         .collect()
 }
 
 /// The log as the store receives it: entries at increasing positions and times, with
 /// execution ids unique to this `run`.
 struct Workload {
-    rng: Lcg,
+    rng: StdRng,
     line: i64,
     time_ns: i64,
     run: i64,
@@ -124,7 +109,7 @@ const MIXES: [Mix; 2] = [
 impl Workload {
     fn entry(&mut self, kind: Kind, level: Level, message: String, event: Option<Event>) -> Entry {
         self.line += 1;
-        self.time_ns += 1_000_000 + self.rng.below(3_000_000) as i64;
+        self.time_ns += 1_000_000 + self.rng.gen_range(0..3_000_000) as i64;
         let execution_id = match &event {
             Some(Event::TaskReceived(c)) => Some(c.execution_id.clone()),
             Some(
@@ -286,7 +271,7 @@ impl Workload {
             if out.len() % period == self.mix.plain_per_task {
                 self.task(&mut out);
             } else {
-                let level = match self.rng.below(100) {
+                let level = match self.rng.gen_range(0..100) {
                     0 => Level::Warn,
                     1 => Level::Error,
                     2..=20 => Level::Debug,
@@ -344,7 +329,7 @@ fn bench_store(c: &mut Criterion) {
         let workload = |rng_seed: u64| {
             let r = run.fetch_add(1, Ordering::SeqCst);
             let mut w = Workload {
-                rng: Lcg(rng_seed),
+                rng: StdRng::seed_from_u64(rng_seed),
                 line: 0,
                 time_ns: next_time.load(Ordering::SeqCst),
                 run: r,

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use truebit_clock::now_ns;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::config::Settings;
 use truebit_monitor::demo::LogGenerator;
@@ -29,13 +30,6 @@ fn docker(host: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 #[tokio::main]

@@ -8,6 +8,8 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use truebit_monitor::model::{
     Entry, Event, Invoice, Kind, Level, LineItem, Metrics, Pos, TaskCreated,
 };
@@ -24,22 +26,6 @@ const CHATTER: [&str; 6] = [
     "TaskSubscriber subscription renewed",
     "warn: slow block propagation from upstream node",
 ];
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn entry(
     t: i64,
@@ -82,7 +68,7 @@ fn main() {
     let span_ns: i64 = 365 * 86_400 * 1_000_000_000;
     let step = span_ns / tasks.max(1) as i64;
     let mut t = now_ns - span_ns;
-    let mut rng = Lcg(7);
+    let mut rng = StdRng::seed_from_u64(7);
     let mut batch = Vec::with_capacity(BATCH);
     let started = Instant::now();
     let mut written: u64 = 0;
@@ -99,9 +85,9 @@ fn main() {
     };
     for i in 0..tasks {
         let exec = format!("{:08x}-7f1e-4c55-9a43-{:012x}", i >> 32, i);
-        let chain = CHAINS[(rng.below(10) as usize).min(2)];
-        let tick = |t: &mut i64, rng: &mut Lcg| {
-            *t += 1_000_000 + rng.below(step.max(2_000_000) as u64 / 16) as i64;
+        let chain = CHAINS[(rng.gen_range(0..10) as usize).min(2)];
+        let tick = |t: &mut i64, rng: &mut StdRng| {
+            *t += 1_000_000 + rng.gen_range(0..step.max(2_000_000) as u64 / 16) as i64;
             *t
         };
         let created = TaskCreated {
@@ -109,7 +95,7 @@ fn main() {
             task_id: Some(format!("rs_{i:064x}")),
             chain_id: Some(chain.into()),
             block_number: Some(70_000_000 + i),
-            requester: Some(format!("0x{:040x}", rng.next())),
+            requester: Some(format!("0x{:040x}", rng.gen::<u64>())),
             created_ms: Some(t / 1_000_000),
             gas_limit: Some(1_099_511_627_776),
             memory_limit: Some(1024),
@@ -117,7 +103,7 @@ fn main() {
             execution_timeout_ms: Some(30_000),
             input: Some(format!(
                 "{{\"args\":[{i}],\"data\":\"{:016x}\"}}",
-                rng.next()
+                rng.gen::<u64>()
             )),
             ..TaskCreated::default()
         };
@@ -141,20 +127,20 @@ fn main() {
                 execution_id: exec.clone(),
             }),
         ));
-        let failed = rng.below(20) == 0;
-        let elapsed_ms = 50 + rng.below(30_000);
+        let failed = rng.gen_range(0..20) == 0;
+        let elapsed_ms = 50 + rng.gen_range(0..30_000);
         let metrics = Metrics {
             elapsed_ns: Some(elapsed_ms * 1_000_000),
             exit_code: Some(i64::from(failed)),
-            steps: Some(10_000 + rng.below(2_000_000_000)),
-            memory_peak: Some(16 + rng.below(512)),
-            cached: Some(rng.below(10) < 7),
-            output: Some(format!("{{\"result\":{}}}", rng.below(1000))),
+            steps: Some(10_000 + rng.gen_range(0..2_000_000_000)),
+            memory_peak: Some(16 + rng.gen_range(0..512)),
+            cached: Some(rng.gen_range(0..10) < 7),
+            output: Some(format!("{{\"result\":{}}}", rng.gen_range(0..1000))),
             ..Metrics::default()
         };
         for _ in 0..chatter_per_task {
             let tc = tick(&mut t, &mut rng);
-            let msg = CHATTER[rng.below(CHATTER.len() as u64) as usize];
+            let msg = CHATTER[rng.gen_range(0..CHATTER.len() as u64) as usize];
             let level = if msg.starts_with("warn") {
                 Level::Warn
             } else {

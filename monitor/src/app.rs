@@ -1,5 +1,6 @@
-//! Wiring: opens the store, spawns the configured source, and shuts down in order
-//! (stop the source, drain, flush the store). Later parts (HTTP, federation) hook in here.
+//! Wiring: opens the store, starts the configured source, the HTTP server and the
+//! federation service, and shuts down in order (stop the source and federation, flush
+//! the store, then stop the HTTP server, which answered until then).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
 use crate::http;
+use crate::ingest::SourceContext;
 use crate::parser::ParserConfig;
 use crate::source::demo::{DemoOptions, DemoSource};
 use crate::source::docker::{DockerConfig, DockerSource};
@@ -55,11 +57,11 @@ pub async fn open_store(config: &Config, shutdown: &CancellationToken) -> Option
             Ok(Err(err)) => {
                 let msg = err.to_string();
                 if last.as_deref() != Some(msg.as_str()) {
-                    tracing::error!("{msg}; retrying every 10 s");
+                    tracing::error!(error = %msg, "cannot open the database; retrying every 10 s");
                     last = Some(msg);
                 }
             }
-            Err(err) => tracing::error!("store open task failed: {err}"),
+            Err(error) => tracing::error!(%error, "store open task failed"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return None,
@@ -130,20 +132,17 @@ pub async fn run_with_http(
         ),
         None => None,
     };
-    let parser = parser_config(&config);
+    let cx = SourceContext::new(
+        store.clone(),
+        parser_config(&config),
+        status_tx,
+        shutdown.clone(),
+    );
     let source_task = match choice {
-        SourceChoice::Demo(options) => tokio::spawn(
-            DemoSource::new(options, store.clone(), parser, status_tx, shutdown.clone()).run(),
-        ),
+        SourceChoice::Demo(options) => tokio::spawn(DemoSource::new(options, cx).run()),
         SourceChoice::Configured => match &config.log_file {
             Some(path) => {
-                let src = FileSource::new(
-                    path.clone(),
-                    store.clone(),
-                    parser,
-                    status_tx,
-                    shutdown.clone(),
-                );
+                let src = FileSource::new(path.clone(), cx);
                 tokio::task::spawn_blocking(move || src.run_blocking())
             }
             None => {
@@ -151,9 +150,7 @@ pub async fn run_with_http(
                     host: config.docker_host.clone(),
                     container_name: config.container_name.clone(),
                 };
-                tokio::spawn(
-                    DockerSource::new(dc, store.clone(), parser, status_tx, shutdown.clone()).run(),
-                )
+                tokio::spawn(DockerSource::new(dc, cx).run())
             }
         },
     };
@@ -208,7 +205,7 @@ async fn start_http(
         store.clone(),
         status,
         config.http.clone(),
-        http::clock::Clock::System,
+        truebit_clock::Clock::system(),
         stop.clone(),
     )
     .with_federation(federation);
@@ -243,7 +240,7 @@ async fn report_periodically(
                     "status"
                 );
             }
-            Err(err) => tracing::warn!("cannot read the summary: {err}"),
+            Err(error) => tracing::warn!(%error, "cannot read the summary"),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::alerts::config::{AlertConfig, AlertSettings};
 use crate::federation::config::{FederationConfig, FederationSettings};
 use crate::http::config::{HttpConfig, HttpSettings};
+use crate::setting::InvalidSetting;
 use crate::source::docker::DEFAULT_DOCKER_HOST;
 
 /// Every setting of the monitor. Each one can be given in the TOML file (`--config`),
@@ -86,7 +87,7 @@ pub struct Settings {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub db_path: PathBuf,
     pub docker_host: String,
@@ -110,8 +111,8 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid {key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
 }
 
 impl Settings {
@@ -157,18 +158,21 @@ impl Settings {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
-            return Err(ConfigError::Invalid {
-                key: "CONTAINER_NAME",
-                message: format!(
+            return Err(InvalidSetting::new(
+                "CONTAINER_NAME",
+                format!(
                     "{container_name:?} is not a Docker container name (letters, digits, _ . -)"
                 ),
-            });
+            )
+            .into());
         }
         let node_utc_offset_secs = match self.node_utc_offset.as_deref() {
             None => 0,
-            Some(s) => parse_utc_offset(s).ok_or_else(|| ConfigError::Invalid {
-                key: "NODE_UTC_OFFSET",
-                message: format!("{s:?} is not an offset like +02:00, -05:30 or Z"),
+            Some(s) => parse_utc_offset(s).ok_or_else(|| {
+                InvalidSetting::new(
+                    "NODE_UTC_OFFSET",
+                    format!("{s:?} is not an offset like +02:00, -05:30 or Z"),
+                )
             })?,
         };
         let days = |v: Option<u32>, default: u32| match v.unwrap_or(default) {

@@ -46,7 +46,7 @@ pub struct GeneratedLine {
 impl GeneratedLine {
     /// The line as `docker logs --timestamps` prints it (without `\n`).
     pub fn docker_text(&self) -> String {
-        let mut s = rfc3339_nanos(self.received_ns);
+        let mut s = truebit_clock::rfc3339_ns(self.received_ns);
         s.push(' ');
         s.push_str(&self.text);
         s
@@ -473,11 +473,7 @@ impl LogGenerator {
             }
             Stage::Start => {
                 self.progress(i, Stage::Start);
-                let id = self
-                    .active
-                    .get(i)
-                    .map(|t| t.execution_id.clone())
-                    .unwrap_or_default();
+                let id = self.execution_id(i);
                 self.entry(
                     "info",
                     Kind::ExecutionStarted,
@@ -510,6 +506,14 @@ impl LogGenerator {
                 self.invoices.push(DueInvoice { due, task });
             }
         }
+    }
+
+    /// The execution id of active task `i` (empty if there is none).
+    fn execution_id(&self, i: usize) -> String {
+        self.active
+            .get(i)
+            .map(|t| t.execution_id.clone())
+            .unwrap_or_default()
     }
 
     /// With `with_short_entries`: one to three short progress lines about task `i`.
@@ -613,11 +617,7 @@ impl LogGenerator {
                 Effect::None,
             );
         }
-        let id = self
-            .active
-            .get(i)
-            .map(|t| t.execution_id.clone())
-            .unwrap_or_default();
+        let id = self.execution_id(i);
         self.entry(
             "info",
             Kind::ExecutionCompleted,
@@ -755,7 +755,7 @@ impl LogGenerator {
         let millis = self.rng.gen_range(0..1000);
         let timestamp = format!(
             "{}.{millis:03}Z",
-            rfc3339_nanos(self.now * 1_000_000_000)
+            truebit_clock::rfc3339_ns(self.now * 1_000_000_000)
                 .get(..19)
                 .unwrap_or_default()
         );
@@ -885,7 +885,7 @@ impl LogGenerator {
         } else {
             level.to_owned()
         };
-        let date = rfc3339_nanos(self.now * 1_000_000_000);
+        let date = truebit_clock::rfc3339_ns(self.now * 1_000_000_000);
         let (day, time) = (
             date.get(..10).unwrap_or_default(),
             date.get(11..19).unwrap_or_default(),
@@ -1054,24 +1054,6 @@ fn uuid_v4(rng: &mut StdRng) -> String {
         .into_uuid()
         .hyphenated()
         .to_string()
-}
-
-/// `2025-11-24T13:55:34.123456789Z` for Unix nanoseconds.
-fn rfc3339_nanos(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("1970-01-01T00:00:00.{nanos:09}Z"),
-    }
 }
 
 #[cfg(test)]

@@ -10,5 +10,6 @@ pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod parser;
+pub mod setting;
 pub mod source;
 pub mod store;

@@ -16,6 +16,7 @@ use truebit_monitor::http;
 use truebit_monitor::source::demo::DemoOptions;
 use truebit_monitor::source::import::{import_files, ImportCounts};
 use truebit_monitor::store::{settings, Store, Summary};
+use truebit_web::format::error_chain;
 
 /// Monitor for a TrueBit runner-node: follows the node container's logs through the
 /// Docker Engine API (read-only), parses tasks, executions and invoices, and keeps them in
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(err) => {
-            eprintln!("truebit-monitor: {err:#}");
+            eprintln!("truebit-monitor: {}", error_chain(err.as_ref()));
             return ExitCode::from(2);
         }
     };
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
     match run(cli.command.unwrap_or(Command::Run), config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("truebit-monitor: {err:#}");
+            eprintln!("truebit-monitor: {}", error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

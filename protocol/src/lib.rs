@@ -68,6 +68,7 @@
 //! ```
 
 pub mod bucket;
+mod envelope;
 mod hexbytes;
 pub mod identity;
 pub mod noise;

@@ -31,15 +31,8 @@ pub const REPORT_CONTEXT: &[u8] = b"truebit.report.v1\n";
 /// Prefix of every signed statistics message.
 pub const STATS_CONTEXT: &[u8] = b"truebit.stats.v1\n";
 
-const REPORT_OPEN: &[u8] = br#"{"report":"#;
-const STATS_OPEN: &[u8] = br#"{"stats":"#;
-const SIG_OPEN: &[u8] = br#","sig":""#;
-const CLOSE: &[u8] = br#""}"#;
-const SIG_HEX: usize = 128;
-const TAIL: usize = SIG_OPEN.len() + SIG_HEX + CLOSE.len();
-
-/// Bytes a report envelope adds around the canonical report.
-pub const REPORT_ENVELOPE_BYTES: usize = REPORT_OPEN.len() + TAIL;
+pub use crate::envelope::REPORT_ENVELOPE_BYTES;
+use crate::envelope::{CLOSE, REPORT_OPEN, SIG_HEX, SIG_OPEN, STATS_OPEN, TAIL};
 
 /// Largest report on the wire (envelope included).
 pub const MAX_REPORT_WIRE_BYTES: usize = crate::privacy::MAX_REPORT_BYTES + REPORT_ENVELOPE_BYTES;

@@ -1,6 +1,8 @@
 //! How figures read on a page: thousands separators, rates, durations, sizes, times.
 //! Missing values are an em dash, never "0" or "NaN".
 
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// Shown where a figure is not known.
@@ -136,37 +138,27 @@ fn datetime(ns: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()
 }
 
+/// `ns` in `format`, if it is a representable time.
+fn formatted(ns: i64, format: &[BorrowedFormatItem<'_>]) -> Option<String> {
+    datetime(ns)?.format(format).ok()
+}
+
 /// `2026-11-21 10:05:03` (UTC), for display.
 pub fn utc(ns: i64) -> String {
-    datetime(ns).map_or_else(
-        || NONE.to_owned(),
-        |t| {
-            format!(
-                "{}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        },
+    formatted(
+        ns,
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
     )
+    .unwrap_or_else(|| NONE.to_owned())
 }
 
 /// `2026-11-21T10:05:03Z`, for `<time datetime>` (scripts show it in local time).
 pub fn iso(ns: i64) -> String {
-    datetime(ns).map_or_else(String::new, |t| {
-        format!(
-            "{}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    })
+    formatted(
+        ns,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"),
+    )
+    .unwrap_or_default()
 }
 
 /// `10:00` (UTC hour of day), for chart axes.
@@ -180,6 +172,22 @@ pub fn day_label(ns: i64) -> String {
         let m = t.month().to_string();
         format!("{} {}", &m[..3.min(m.len())], t.day())
     })
+}
+
+/// An error and its causes in one line, `outer: cause: root`. A cause the text already
+/// ends with (an error that shows its source in its own message) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The first characters of a long id, for tables (the full id stays in links and titles).
@@ -260,6 +268,37 @@ mod tests {
         assert_eq!(percent(Some(1.0)), "100 %");
         assert_eq!(percent(None), NONE);
         assert_eq!(percent(Some(f64::NAN)), NONE);
+    }
+
+    #[derive(Debug)]
+    struct Failure(&'static str, Option<Box<Failure>>);
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Failure {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_shows_each_cause_once() {
+        let root = Failure("permission denied", None);
+        let shows_its_cause = Failure(
+            "cannot read x.toml: permission denied",
+            Some(Box::new(root)),
+        );
+        let outer = Failure("configuration", Some(Box::new(shows_its_cause)));
+        assert_eq!(
+            error_chain(&outer),
+            "configuration: cannot read x.toml: permission denied"
+        );
+        let quiet = Failure("cannot connect", Some(Box::new(Failure("refused", None))));
+        assert_eq!(error_chain(&quiet), "cannot connect: refused");
     }
 
     #[test]

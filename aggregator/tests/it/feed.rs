@@ -3,6 +3,7 @@
 //! (a client subscribed to `>`): reports are received in each, the log names the mode,
 //! and `/health` is `degraded` while no feed is being read.
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -26,7 +27,7 @@ async fn health(addr: std::net::SocketAddr) -> serde_json::Value {
 
 /// Publishes two reports of closed windows and waits until both are stored.
 async fn two_reports_are_stored(nats: &NatsServer, app: &truebit_aggregator::app::Running) {
-    let client = nats.client().await;
+    let client = client(nats).await;
     for (seed, window) in [(1, NOON), (2, NOON + 300)] {
         let wire = SimNode::new(seed).wire(window, 1, &[Task::ok(1)]);
         client
@@ -42,17 +43,27 @@ async fn two_reports_are_stored(nats: &NatsServer, app: &truebit_aggregator::app
     assert_eq!(app.state.store.totals().await.expect("totals").reports, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
-    let dir = tempdir();
-    let nats = NatsServer::start_without_jetstream(dir.path());
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
+/// Starts the aggregator on `nats`, checks that it reads reports by a core
+/// subscription and that two published reports are stored.
+async fn core_feed_stores_reports(
+    dir: &Path,
+    nats: &NatsServer,
+) -> truebit_aggregator::app::Running {
+    let app = spawn_app(config(dir, &nats.url()), clock_at(NOON + 900)).await;
     wait_until(10, "the core feed", async || {
         app.state.metrics.snapshot().consuming
     })
     .await;
     assert_eq!(app.state.metrics.snapshot().delivery, Some("core"));
-    two_reports_are_stored(&nats, &app).await;
+    two_reports_are_stored(nats, &app).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
+    let dir = tempdir();
+    let nats = NatsServer::start(dir.path(), &[]);
+    let app = core_feed_stores_reports(dir.path(), &nats).await;
     let h = health(app.addr).await;
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["feed"], "core", "{h}");
@@ -62,12 +73,12 @@ async fn a_server_without_jetstream_is_read_by_a_core_subscription() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription() {
     let dir = tempdir();
-    let nats = NatsServer::start_without_jetstream(dir.path());
+    let nats = NatsServer::start(dir.path(), &[]);
     // Someone reads everything: the stream lookup is delivered to it and never answered.
-    let spy = nats.client().await;
+    let spy = client(&nats).await;
     let mut everything = spy.subscribe(">").await.expect("subscribe >");
     spy.flush().await.expect("flush");
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
+    let app = spawn_app(config(dir.path(), &nats.url()), clock_at(NOON + 900)).await;
     // While the lookup waits for an answer, the feed is not read: degraded.
     wait_until(5, "connected", async || {
         app.state.metrics.snapshot().nats_connected
@@ -100,21 +111,15 @@ async fn a_server_that_swallows_the_jetstream_api_is_read_by_a_core_subscription
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(NOON + 900)).await;
-    wait_until(10, "the core feed", async || {
-        app.state.metrics.snapshot().consuming
-    })
-    .await;
-    assert_eq!(app.state.metrics.snapshot().delivery, Some("core"));
-    two_reports_are_stored(&nats, &app).await;
+    let nats = NatsServer::jetstream(dir.path());
+    let app = core_feed_stores_reports(dir.path(), &nats).await;
     app.shutdown().await;
 
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let mut cfg = config(dir.path(), &nats.url());
     cfg.create_stream = true;
-    let app = spawn_app(cfg, fixed_clock(NOON + 900)).await;
+    let app = spawn_app(cfg, clock_at(NOON + 900)).await;
     wait_until(10, "the JetStream feed", async || {
         app.state.metrics.snapshot().consuming
     })

@@ -29,7 +29,7 @@ fn publisher(store: &Store, now: u64) -> Publisher {
         k: 5,
         interval: std::time::Duration::from_secs(30),
         retention_days: 30,
-        clock: fixed_clock(now),
+        clock: clock_at(now),
         metrics: Arc::new(Metrics::default()),
         latest: Arc::new(RwLock::new(None)),
         cancel: Default::default(),

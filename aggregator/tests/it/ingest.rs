@@ -24,15 +24,15 @@ fn cells(spec: &[(&str, u64)]) -> BTreeMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_statistics_are_released_noised_signed_and_k_anonymous() {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     // The reports arrive while their hour is open (windows NOON, +300, +600 have
     // closed); the statistics are read at 00:16 the next day, when that day is released.
     let day = NOON - 12 * 3_600;
     let cfg = config(dir.path(), &nats.url());
-    let (clock, now) = movable_clock(NOON + 3 * 300 + 60);
-    let app = spawn_app(cfg.clone(), clock).await;
+    let clock = clock_at(NOON + 3 * 300 + 60);
+    let app = spawn_app(cfg.clone(), clock.clone()).await;
     let noise = noise_of(&cfg);
-    let client = nats.client().await;
+    let client = client(&nats).await;
     wait_until(10, "core delivery", async || {
         app.state.metrics.snapshot().delivery == Some("core")
     })
@@ -70,7 +70,7 @@ async fn published_statistics_are_released_noised_signed_and_k_anonymous() {
         app.state.metrics.accepted() == 18
     })
     .await;
-    now.store(day + 86_400 + 960, std::sync::atomic::Ordering::SeqCst);
+    clock.set_secs(day + 86_400 + 960);
 
     // The second statistics message from now was computed after every report was stored
     // (the first may have been computed before).
@@ -168,10 +168,10 @@ fn signed_bytes(node: &SimNode, report_bytes: &[u8]) -> Vec<u8> {
 async fn forged_replayed_oversized_malformed_stale_future_and_private_reports_are_rejected_and_counted(
 ) {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let now = NOON + 3 * 300 + 60;
-    let app = spawn_app(config(dir.path(), &nats.url()), fixed_clock(now)).await;
-    let client = nats.client().await;
+    let app = spawn_app(config(dir.path(), &nats.url()), clock_at(now)).await;
+    let client = client(&nats).await;
     wait_until(10, "core delivery", async || {
         app.state.metrics.snapshot().delivery == Some("core")
     })

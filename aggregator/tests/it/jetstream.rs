@@ -9,7 +9,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let windows = 20u64;
     let node_count = 150u32;
     let now = NOON + (windows + 1) * 300;
@@ -17,7 +17,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     cfg.create_stream = true;
 
     // The first start creates the stream and the durable consumer.
-    let first = spawn_app(cfg.clone(), fixed_clock(now)).await;
+    let first = spawn_app(cfg.clone(), clock_at(now)).await;
     wait_until(10, "jetstream delivery", async || {
         first.state.metrics.snapshot().delivery == Some("jetstream")
     })
@@ -25,7 +25,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     first.shutdown().await;
 
     // 3,000 reports wait in the stream (acknowledged by it, de-duplicated by id).
-    let js = jetstream::new(nats.client().await);
+    let js = jetstream::new(client(&nats).await);
     let mut acks = Vec::new();
     let mut expected_received = 0;
     for w in 0..windows {
@@ -55,7 +55,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
     let total = u64::from(node_count) * windows;
 
     // Stop the second start as soon as it has stored something.
-    let second = spawn_app(cfg.clone(), fixed_clock(now)).await;
+    let second = spawn_app(cfg.clone(), clock_at(now)).await;
     wait_until(20, "some reports", async || {
         second.state.metrics.accepted() > 0
     })
@@ -67,7 +67,7 @@ async fn a_restart_mid_stream_loses_and_double_counts_nothing() {
         "the restart must happen mid-stream (stored {second_accepted} of {total})"
     );
 
-    let third = spawn_app(cfg, fixed_clock(now)).await;
+    let third = spawn_app(cfg, clock_at(now)).await;
     wait_until(60, "every report stored", async || {
         third.state.store.totals().await.expect("totals").reports == total
     })
@@ -105,7 +105,7 @@ async fn second_accepted(dir: &tempfile::TempDir) -> u64 {
 #[tokio::test]
 async fn a_stream_the_server_has_no_room_for_is_a_clear_error() {
     let dir = tempdir();
-    let nats = NatsServer::start(dir.path());
+    let nats = NatsServer::jetstream(dir.path());
     let cfg = config(dir.path(), &nats.url());
     let metrics = std::sync::Arc::new(truebit_aggregator::metrics::Metrics::default());
     let client = truebit_aggregator::nats::Nats::connect(&cfg.nats, metrics)

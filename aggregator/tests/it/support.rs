@@ -1,9 +1,7 @@
-//! Test support: a real nats-server per test, simulated monitors built on the protocol
+//! Test support: a real nats-server per test (truebit-testkit), simulated monitors built on the protocol
 //! crate, and `spawn_app()` starting the aggregator in-process with an injected clock.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -22,104 +20,13 @@ use truebit_protocol::window::WindowStart;
 /// 2024-06-01T12:00:00Z, a window start.
 pub const NOON: u64 = 1_717_243_200;
 
-/// A nats-server of its own (JetStream on unless asked otherwise), stopped by pid on drop.
-pub struct NatsServer {
-    child: Child,
-    pub port: u16,
-    _dir: PathBuf,
-}
+pub use truebit_testkit::NatsServer;
 
-fn nats_bin() -> String {
-    let candidates = match std::env::var("TRUEBIT_TEST_NATS_SERVER") {
-        Ok(bin) => vec![bin],
-        Err(_) => vec!["nats-server".into(), "/usr/sbin/nats-server".into()],
-    };
-    for bin in &candidates {
-        if Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return bin.clone();
-        }
-    }
-    panic!("nats-server is not installed: run scripts/test or `apt-get install -y nats-server`")
-}
-
-impl NatsServer {
-    pub fn start(dir: &Path) -> NatsServer {
-        Self::start_with(dir, true)
-    }
-
-    /// A server without JetStream (no `-js`).
-    pub fn start_without_jetstream(dir: &Path) -> NatsServer {
-        Self::start_with(dir, false)
-    }
-
-    // The child is killed and waited for by `Drop`.
-    #[allow(clippy::zombie_processes)]
-    fn start_with(dir: &Path, jetstream: bool) -> NatsServer {
-        let dir = dir.join("nats");
-        std::fs::create_dir_all(&dir).expect("nats dir");
-        let log = dir.join("nats.log");
-        let mut command = Command::new(nats_bin());
-        command.args(["-a", "127.0.0.1", "-p", "-1"]);
-        if jetstream {
-            command.arg("-js").arg("-sd").arg(dir.join("js"));
-        }
-        let mut child = command
-            .arg("-l")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(file) = std::fs::File::open(&log) {
-                for line in BufReader::new(file).lines().map_while(Result::ok) {
-                    if let Some((_, addr)) = line.split_once("Listening for client connections on ")
-                    {
-                        let port = addr
-                            .trim()
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse().ok())
-                            .expect("a port in the log line");
-                        return NatsServer {
-                            child,
-                            port,
-                            _dir: dir,
-                        };
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nats-server did not start: see {}", log.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
-            .await
-            .expect("test client connects")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        // By pid: this child only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A client of the test's own on `nats`.
+pub async fn client(nats: &NatsServer) -> async_nats::Client {
+    async_nats::connect(nats.url())
+        .await
+        .expect("test client connects")
 }
 
 /// One simulated monitor: a node key, reports signed the monitor's way.
@@ -230,18 +137,12 @@ pub fn config(dir: &Path, nats_url: &str) -> Config {
     c
 }
 
-pub fn fixed_clock(now: u64) -> Clock {
-    Clock::new(move || now)
-}
-
-/// A clock the test moves: set the returned value.
-pub fn movable_clock(now: u64) -> (Clock, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    let at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
-    let read = std::sync::Arc::clone(&at);
-    (
-        Clock::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
-        at,
-    )
+/// A clock standing at Unix second `now`; it moves when the test sets it
+/// ([`Clock::set_secs`]: clones share the time).
+pub fn clock_at(now: u64) -> Clock {
+    let clock = Clock::manual(0);
+    clock.set_secs(now);
+    clock
 }
 
 pub fn test_key() -> AggregatorKey {

@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::Message;
-use crate::http::config::Secret;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// The kinds of channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,7 +56,7 @@ impl Kind {
 }
 
 /// A configured destination. Its `Debug` shows the name and kind only.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Channel {
     pub name: String,
     pub(crate) target: Target,
@@ -84,17 +84,17 @@ impl Channel {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) enum Target {
     /// POST of the JSON body, signed when there is a secret.
     Webhook {
         url: Url,
-        secret: Option<Secret>,
+        secret: Option<SecretString>,
     },
     /// Bot API `sendMessage` at `{api}/bot{token}/sendMessage`.
     Telegram {
         api: Url,
-        token: Secret,
+        token: SecretString,
         chat_id: String,
     },
     /// Discord's "execute webhook".
@@ -108,7 +108,7 @@ pub(crate) enum Target {
     /// POST of the text to a topic URL.
     Ntfy {
         url: Url,
-        token: Option<Secret>,
+        token: Option<SecretString>,
     },
     Email(Smtp),
 }
@@ -124,13 +124,13 @@ pub enum SmtpSecurity {
     Plain,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct Smtp {
     pub security: SmtpSecurity,
     pub host: String,
     pub port: u16,
     pub user: Option<String>,
-    pub password: Option<Secret>,
+    pub password: Option<SecretString>,
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
 }
@@ -227,7 +227,7 @@ impl Sender {
                         .map_or(0, |d| d.as_secs());
                     request = request.header("X-Timestamp", timestamp).header(
                         "X-Signature",
-                        webhook_signature(secret.expose().as_bytes(), timestamp, &body),
+                        webhook_signature(secret.expose_secret().as_bytes(), timestamp, &body),
                     );
                 }
                 request.body(body)
@@ -240,7 +240,7 @@ impl Sender {
                 let url = format!(
                     "{}/bot{}/sendMessage",
                     api.as_str().trim_end_matches('/'),
-                    token.expose()
+                    token.expose_secret()
                 );
                 self.post_json(
                     url,
@@ -285,7 +285,7 @@ impl Sender {
                     request = request.header("Click", url);
                 }
                 if let Some(token) = token {
-                    request = request.bearer_auth(token.expose());
+                    request = request.bearer_auth(token.expose_secret());
                 }
                 request.body(message.text_within(NTFY_MAX))
             }
@@ -343,7 +343,7 @@ impl Sender {
         let mut builder = builder.port(smtp.port).timeout(Some(self.timeout));
         if let (Some(user), Some(password)) = (&smtp.user, &smtp.password) {
             builder =
-                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+                builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
         }
         let transport = builder.build();
         transport.send(email).await.map(drop).map_err(|e| {

@@ -18,7 +18,9 @@ use serde::Deserialize;
 
 use super::channel::{Channel, Kind, Smtp, SmtpSecurity, Target};
 use crate::config::ConfigError;
-use crate::http::config::{parse_duration, Secret};
+use crate::setting::InvalidSetting;
+use crate::http::config::parse_duration;
+use secrecy::SecretString;
 
 /// Telegram's Bot API.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
@@ -185,7 +187,7 @@ pub struct AlertSettings {
 
 impl std::fmt::Debug for AlertSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secret = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        let secret = |v: &Option<String>| v.as_ref().map(|_| "[REDACTED]");
         f.debug_struct("AlertSettings")
             .field("webhook_url", &secret(&self.webhook_url))
             .field("webhook_secret", &secret(&self.webhook_secret))
@@ -245,11 +247,11 @@ impl Delivery {
 }
 
 /// The validated alert configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AlertConfig {
     pub channels: Vec<Channel>,
     pub delivery: Delivery,
-    pub heartbeat_url: Option<Secret>,
+    pub heartbeat_url: Option<SecretString>,
 }
 
 /// One channel's definition before validation.
@@ -362,7 +364,7 @@ impl ChannelSpec {
                 }
                 Target::Webhook {
                     url,
-                    secret: secret.map(Secret::new),
+                    secret: secret.map(SecretString::from),
                 }
             }
             Kind::Telegram => {
@@ -399,7 +401,7 @@ impl ChannelSpec {
                 let api = given(&self.url).unwrap_or_else(|| TELEGRAM_API.to_owned());
                 Target::Telegram {
                     api: http_url(Field::Url, &api)?,
-                    token: Secret::new(token),
+                    token: SecretString::from(token),
                     chat_id,
                 }
             }
@@ -419,7 +421,7 @@ impl ChannelSpec {
                 }
                 Target::Ntfy {
                     url,
-                    token: given(&self.secret).map(Secret::new),
+                    token: given(&self.secret).map(SecretString::from),
                 }
             }
             Kind::Email => {
@@ -517,7 +519,7 @@ fn smtp(url: &str, to: &str, from: Option<&str>) -> Result<Smtp, (Field, String)
         host: host.to_owned(),
         port,
         user,
-        password: password.map(Secret::new),
+        password: password.map(SecretString::from),
         from,
         to,
     })
@@ -599,7 +601,7 @@ impl AlertSettings {
     }
 
     pub fn resolve(self) -> Result<AlertConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid(InvalidSetting::new(key, message));
         let mut channels = Vec::new();
         for spec in self.channel_specs() {
             let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Webhook);
@@ -660,7 +662,7 @@ impl AlertSettings {
                         "not an http:// or https:// URL".into(),
                     ));
                 }
-                Some(Secret::new(u))
+                Some(SecretString::from(u))
             }
         };
         let defaults = Delivery::default();
@@ -739,6 +741,7 @@ summary_after = 20
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret as _;
 
     fn resolve(s: AlertSettings) -> Result<AlertConfig, String> {
         s.resolve().map_err(|e| e.to_string())
@@ -783,7 +786,7 @@ mod tests {
         assert_eq!(smtp.security, SmtpSecurity::StartTls);
         assert_eq!(smtp.port, 587);
         assert_eq!(smtp.user.as_deref(), Some("u@x.org"));
-        assert_eq!(smtp.password.as_ref().map(Secret::expose), Some("p:ss"));
+        assert_eq!(smtp.password.as_ref().map(|s| s.expose_secret()), Some("p:ss"));
         assert_eq!(smtp.to.len(), 2);
         assert_eq!(
             smtp.from.email.to_string(),

@@ -33,45 +33,7 @@ use truebit_protocol::window::WindowStart;
 use super::identity::Identity;
 use crate::model::ContainerAction;
 
-/// What the store knows about one window (local values; never sent as such).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WindowData {
-    /// The node container's last state change before the window's end, if any was seen.
-    pub last_container_action: Option<ContainerAction>,
-    /// Whether the node printed anything during the window.
-    pub active_in_window: bool,
-    /// Slots in use, as the node last reported.
-    pub slots_used: Option<u32>,
-    /// Tasks the monitor recorded up to the window's end.
-    pub total_tasks: u64,
-    /// Tasks received during the window.
-    pub received: u64,
-    /// Tasks that completed or failed during the window.
-    pub finished: Vec<FinishedTask>,
-    /// Invoice lines recorded during the window.
-    pub invoice_lines: Vec<InvoiceLine>,
-}
-
-/// A task that finished in the window, with the figures the report may carry.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FinishedTask {
-    pub failed: bool,
-    /// As the node printed it (decimal or 0x hex).
-    pub chain_id: Option<String>,
-    pub elapsed_ns: Option<u64>,
-    pub elapsed_ms: Option<u64>,
-    pub gas_used: Option<u64>,
-    pub memory_peak: Option<u64>,
-    pub cached: Option<bool>,
-}
-
-/// One line of an invoice recorded in the window.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InvoiceLine {
-    pub operation: String,
-    /// Steps computed, when the node printed an integer.
-    pub steps: Option<i64>,
-}
+pub use crate::store::federation::{FinishedTask, InvoiceLine, WindowData};
 
 /// What the operator chose to share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,15 +155,8 @@ pub fn anonymize_with_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::identity::test_fixtures::{identity, window};
     use truebit_protocol::privacy::validate_report;
-
-    fn identity() -> Identity {
-        Identity::from_bytes([1; 32], [2; 32])
-    }
-
-    fn window() -> WindowStart {
-        WindowStart::new(1_763_992_500).expect("aligned")
-    }
 
     const FULL: Sharing = Sharing {
         level: Level::Full,

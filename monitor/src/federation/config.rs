@@ -15,7 +15,19 @@ use serde::Deserialize;
 use truebit_protocol::identity::PublicKey;
 use truebit_protocol::report::{Continent, Level};
 
-use crate::config::ConfigError;
+use truebit_nats_auth::{check_server_url, redact_url, AuthKeys, AuthSettings, SecretString};
+
+pub use truebit_nats_auth::NatsAuth;
+
+use crate::setting::InvalidSetting;
+
+/// The settings the NATS login is read from, named in errors.
+const AUTH_KEYS: AuthKeys = AuthKeys {
+    user: "FEDERATION_NATS_USER",
+    password: "FEDERATION_NATS_PASSWORD",
+    token: "FEDERATION_NATS_TOKEN",
+    creds: "FEDERATION_NATS_CREDS",
+};
 
 /// Raw federation settings (every field optional). In the TOML file they live in a
 /// `[federation]` table; in the environment they are the flat `FEDERATION_*` names.
@@ -140,7 +152,7 @@ impl fmt::Debug for FederationSettings {
     }
 }
 
-const REDACTED: &str = "<redacted>";
+const REDACTED: &str = "[REDACTED]";
 
 impl FederationSettings {
     /// `self` wins over `lower` field by field.
@@ -160,8 +172,8 @@ impl FederationSettings {
     }
 
     /// Validates the settings; an error names the environment variable.
-    pub fn resolve(self) -> Result<FederationConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+    pub fn resolve(self) -> Result<FederationConfig, InvalidSetting> {
+        let invalid = |key: &'static str, message: String| InvalidSetting::new(key, message);
         let servers = match self.nats_url.as_deref().map(str::trim) {
             None | Some("") => Vec::new(),
             Some(list) => list
@@ -174,39 +186,15 @@ impl FederationSettings {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let auth = AuthSettings {
+            user: self.nats_user,
+            password: self.nats_password.map(SecretString::from),
+            token: self.nats_token.map(SecretString::from),
+            creds: self.nats_creds,
+        }
+        .resolve(&AUTH_KEYS)
+        .map_err(|e| invalid(e.key, e.message))?;
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let auth = match (
-            nonempty(self.nats_user),
-            nonempty(self.nats_password),
-            nonempty(self.nats_token),
-            self.nats_creds,
-        ) {
-            (None, None, None, None) => NatsAuth::None,
-            (Some(user), Some(password), None, None) => NatsAuth::UserPassword {
-                user,
-                password: Secret(password),
-            },
-            (Some(_), None, _, _) => {
-                return Err(invalid(
-                    "FEDERATION_NATS_PASSWORD",
-                    "a NATS user needs a password (FEDERATION_NATS_PASSWORD)".into(),
-                ))
-            }
-            (None, Some(_), _, _) => {
-                return Err(invalid(
-                    "FEDERATION_NATS_USER",
-                    "a NATS password needs a user (FEDERATION_NATS_USER)".into(),
-                ))
-            }
-            (None, None, Some(token), None) => NatsAuth::Token(Secret(token)),
-            (None, None, None, Some(path)) => NatsAuth::CredentialsFile(path),
-            _ => {
-                return Err(invalid(
-                    "FEDERATION_NATS_TOKEN",
-                    "set only one of: user and password, token, credentials file".into(),
-                ))
-            }
-        };
         let aggregator_key = match nonempty(self.aggregator_key) {
             None => None,
             Some(hex) => {
@@ -266,7 +254,7 @@ impl FederationSettings {
 }
 
 /// The validated federation configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct FederationConfig {
     /// Servers to connect to (empty: federation cannot be enabled).
     pub servers: Vec<NatsServer>,
@@ -313,7 +301,7 @@ pub struct NatsServer {
 impl NatsServer {
     /// Parses a `nats://`, `tls://`, `ws://` or `wss://` URL (`host:port` means `nats://`).
     pub fn parse(url: &str) -> Result<NatsServer, String> {
-        super::nats::check_server_url(url).map_err(|problem| {
+        check_server_url(url).map_err(|problem| {
             format!(
                 "{:?} is not a NATS server URL ({problem}; use nats://, tls://, ws:// or wss://)",
                 redact_url(url)
@@ -347,61 +335,11 @@ impl fmt::Display for NatsServer {
     }
 }
 
-/// `scheme://user:pass@host` -> `scheme://host`.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
-    match scheme {
-        Some(s) => format!("{s}://{rest}"),
-        None => rest.to_owned(),
-    }
-}
-
 fn redact_urls(list: &str) -> String {
     list.split(',')
         .map(|u| redact_url(u.trim()))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// How the monitor authenticates to NATS.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum NatsAuth {
-    #[default]
-    None,
-    UserPassword {
-        user: String,
-        password: Secret,
-    },
-    Token(Secret),
-    CredentialsFile(PathBuf),
-}
-
-/// A secret string: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
 }
 
 #[cfg(test)]

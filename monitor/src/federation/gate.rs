@@ -8,6 +8,7 @@ use truebit_protocol::sign::open_report;
 use truebit_protocol::window::WindowStart;
 
 use super::identity::Identity;
+use crate::store::federation::{BlockedReport, QueuedReport};
 
 /// A signed report whose exact bytes passed every privacy rule: ready for NATS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,36 @@ impl Publishable {
 
     pub fn task_items(&self) -> usize {
         self.task_items
+    }
+
+    /// The outbox row of this report (and of the blocked original it replaces, if any).
+    pub(crate) fn queued(
+        self,
+        blocked: Option<Blocked>,
+        delay_ms: u64,
+        send_at_ms: u64,
+        now_ms: u64,
+    ) -> QueuedReport {
+        QueuedReport {
+            window: self.window.as_secs(),
+            wire: self.wire,
+            cover: self.cover,
+            task_items: self.task_items,
+            blocked: blocked.map(BlockedReport::from),
+            delay_ms,
+            send_at_ms,
+            now_ms,
+        }
+    }
+}
+
+impl From<Blocked> for BlockedReport {
+    fn from(b: Blocked) -> BlockedReport {
+        BlockedReport {
+            code: b.code,
+            reason: b.reason,
+            bytes: b.bytes,
+        }
     }
 }
 
@@ -114,15 +145,8 @@ pub fn reopen(wire: &[u8], node_key: &PublicKey) -> Result<Publishable, Blocked>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::identity::test_fixtures::{identity, window};
     use truebit_protocol::report::{Level, Report};
-
-    fn identity() -> Identity {
-        Identity::from_bytes([1; 32], [2; 32])
-    }
-
-    fn window() -> WindowStart {
-        WindowStart::new(1_763_992_500).expect("aligned")
-    }
 
     #[test]
     fn a_valid_report_is_signed_and_verifies() {

@@ -1,24 +1,18 @@
-//! Control: [`FederationHandle`], what the HTTP API and the dashboard call, and the
-//! state it shares with the running session.
+//! Control: [`FederationHandle`], what the HTTP API and the dashboard call: settings,
+//! status, and starting and stopping the session.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use rand::rngs::StdRng;
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use truebit_protocol::report::{Continent, Level};
-use truebit_protocol::stats::NetworkStats;
 use truebit_protocol::window::window_of;
 
 use super::anonymizer::Sharing;
-use super::clock::Clock;
-use super::config::FederationConfig;
-use super::nats::{Delivery, Link, LinkState};
+use super::identity::Identity;
+use super::nats::{Delivery, LinkState};
 use super::session;
-use super::ReportFilter;
+use super::shared::{Control, NetworkStatsSnapshot, Session, Shared};
 use crate::store::federation::{ReasonCount, ReportRecord, StoredSettings};
 use crate::store::{Store, StoreError};
 
@@ -117,100 +111,7 @@ pub struct FederationStatus {
     pub last_stats_rejection: Option<String>,
 }
 
-/// The newest verified network statistics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct NetworkStatsSnapshot {
-    pub stats: NetworkStats,
-    /// When the monitor received them (Unix ms).
-    pub received_ms: u64,
-}
-
-/// In-memory state of the running session.
-#[derive(Debug, Default)]
-pub(crate) struct Runtime {
-    pub link: Option<watch::Receiver<Link>>,
-    pub delivery: Option<Delivery>,
-    pub last_error: Option<String>,
-    pub stats_received: u64,
-    pub stats_rejected: u64,
-    pub last_stats_rejection: Option<String>,
-}
-
-/// State shared by the handles and the session.
-pub(crate) struct Shared {
-    pub store: Store,
-    pub config: FederationConfig,
-    pub clock: Arc<dyn Clock>,
-    pub filter: Option<ReportFilter>,
-    pub backfill_grace: Duration,
-    pub wake: Notify,
-    rng: Mutex<StdRng>,
-    sharing: Mutex<Sharing>,
-    runtime: Mutex<Runtime>,
-    latest_stats: Mutex<Option<NetworkStatsSnapshot>>,
-    control: tokio::sync::Mutex<Control>,
-}
-
-#[derive(Debug, Default)]
-struct Control {
-    session: Option<Session>,
-    stopped: bool,
-}
-
-#[derive(Debug)]
-struct Session {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Shared {
-    pub(crate) fn new(
-        store: Store,
-        config: FederationConfig,
-        clock: Arc<dyn Clock>,
-        rng: StdRng,
-        filter: Option<ReportFilter>,
-        backfill_grace: Duration,
-    ) -> Shared {
-        let initial = config.initial;
-        Shared {
-            store,
-            config,
-            clock,
-            filter,
-            backfill_grace,
-            wake: Notify::new(),
-            rng: Mutex::new(rng),
-            sharing: Mutex::new(Sharing {
-                level: initial.level,
-                continent: initial.continent,
-            }),
-            runtime: Mutex::new(Runtime::default()),
-            latest_stats: Mutex::new(None),
-            control: tokio::sync::Mutex::new(Control::default()),
-        }
-    }
-
-    pub(crate) fn rng(&self) -> MutexGuard<'_, StdRng> {
-        lock(&self.rng)
-    }
-
-    pub(crate) fn sharing(&self) -> Sharing {
-        *lock(&self.sharing)
-    }
-
-    pub(crate) fn runtime(&self) -> MutexGuard<'_, Runtime> {
-        lock(&self.runtime)
-    }
-
-    pub(crate) fn latest_stats(&self) -> MutexGuard<'_, Option<NetworkStatsSnapshot>> {
-        lock(&self.latest_stats)
-    }
-
     /// The settings in effect: the stored ones, else the configuration's defaults.
     async fn effective(&self) -> Result<FederationSettingsView, FederationError> {
         let stored = self.store.call(Store::federation_settings).await?;
@@ -231,10 +132,10 @@ impl Shared {
     }
 
     fn set_sharing(&self, s: &FederationSettingsView) {
-        *lock(&self.sharing) = Sharing {
+        self.share(Sharing {
             level: s.level,
             continent: s.continent,
-        };
+        });
     }
 
     /// Applies the settings in effect at start-up.
@@ -275,7 +176,12 @@ impl Shared {
         if control.session.is_some() {
             return Ok(());
         }
-        let identity = self.store.call(Store::federation_ensure_identity).await?;
+        let fresh = Identity::generate().to_row();
+        let identity = self
+            .store
+            .call(move |s| s.federation_ensure_identity(fresh))
+            .await
+            .map(Identity::from_row)?;
         self.store
             .federation_protect_files()
             .map_err(FederationError::Insecure)?;
@@ -296,7 +202,7 @@ impl Shared {
         if let Some(session) = control.session.take() {
             session.cancel.cancel();
             if let Err(error) = session.task.await {
-                tracing::error!("federation session ended badly: {error}");
+                tracing::error!(%error, "federation session ended badly");
             }
             tracing::info!("federation: off");
         }
@@ -348,7 +254,11 @@ impl Shared {
     async fn status(&self) -> Result<FederationStatus, FederationError> {
         let settings = self.effective().await?;
         let state = self.store.call(Store::federation_state).await?;
-        let identity = self.store.call(Store::federation_identity).await?;
+        let identity = self
+            .store
+            .call(Store::federation_identity)
+            .await?
+            .map(Identity::from_row);
         let blocked_reasons = self.store.call(Store::federation_blocked_reasons).await?;
         let runtime = self.runtime();
         let (connection, link_error) = match &runtime.link {

@@ -11,6 +11,8 @@ use rand::RngCore;
 use truebit_protocol::identity::{HashedId, NodeId, PublicKey, Salt};
 use truebit_protocol::sign::SigningKey;
 
+use crate::store::federation::IdentityRow;
+
 /// The node key and the salt. Cloning copies the secrets; keep it inside the federation
 /// module.
 #[derive(Clone)]
@@ -42,14 +44,17 @@ impl Identity {
         }
     }
 
-    /// The secret key bytes, for the store only.
-    pub(crate) fn secret_key_bytes(&self) -> [u8; 32] {
-        self.key.to_bytes()
+    /// The identity as the store keeps it.
+    pub(crate) fn to_row(&self) -> IdentityRow {
+        IdentityRow {
+            secret_key: self.key.to_bytes(),
+            salt: *self.salt.as_bytes(),
+        }
     }
 
-    /// The salt bytes, for the store only.
-    pub(crate) fn salt_bytes(&self) -> [u8; 32] {
-        *self.salt.as_bytes()
+    /// The identity the store kept.
+    pub(crate) fn from_row(row: IdentityRow) -> Identity {
+        Identity::from_bytes(row.secret_key, row.salt)
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
@@ -74,9 +79,25 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("node_id", &self.node_id().to_string())
-            .field("secret_key", &"<redacted>")
-            .field("salt", &"<redacted>")
+            .field("secret_key", &"[REDACTED]")
+            .field("salt", &"[REDACTED]")
             .finish()
+    }
+}
+
+/// The identity and window the federation unit tests build reports with.
+#[cfg(test)]
+pub(crate) mod test_fixtures {
+    use truebit_protocol::window::WindowStart;
+
+    use super::Identity;
+
+    pub(crate) fn identity() -> Identity {
+        Identity::from_bytes([1; 32], [2; 32])
+    }
+
+    pub(crate) fn window() -> WindowStart {
+        WindowStart::new(1_763_992_500).expect("aligned")
     }
 }
 
@@ -91,7 +112,7 @@ mod tests {
         assert!(shown.contains(&id.node_id().to_string()), "{shown}");
         assert!(!shown.contains("1111"), "{shown}");
         assert!(!shown.contains("2222"), "{shown}");
-        assert!(!shown.contains(&hex::encode(id.secret_key_bytes())));
+        assert!(!shown.contains(&hex::encode(id.to_row().secret_key)));
     }
 
     #[test]
@@ -99,8 +120,8 @@ mod tests {
         let a = Identity::generate();
         let b = Identity::generate();
         assert_ne!(a.public_key(), b.public_key());
-        assert_ne!(a.salt_bytes(), b.salt_bytes());
-        let again = Identity::from_bytes(a.secret_key_bytes(), a.salt_bytes());
+        assert_ne!(a.to_row().salt, b.to_row().salt);
+        let again = Identity::from_row(a.to_row());
         assert_eq!(again.public_key(), a.public_key());
         assert_eq!(again.hash_id("x"), a.hash_id("x"));
         assert_ne!(a.hash_id("x"), b.hash_id("x"));

@@ -46,13 +46,13 @@
 //! ```
 
 pub mod anonymizer;
-pub mod clock;
 pub mod config;
 pub mod gate;
 mod handle;
 pub mod identity;
 mod nats;
 mod session;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,15 +60,16 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use truebit_clock::Clock;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FederationConfig, FederationSettings};
 pub use handle::{
-    FederationError, FederationHandle, FederationSettingsView, FederationStatus,
-    NetworkStatsSnapshot, SettingsSource, SettingsUpdate,
+    FederationError, FederationHandle, FederationSettingsView, FederationStatus, SettingsSource,
+    SettingsUpdate,
 };
 pub use nats::{Delivery, LinkState};
 pub use session::{draw_send_delay, timing_rng};
+pub use shared::NetworkStatsSnapshot;
 
 pub use crate::store::federation::{ReasonCount, ReportOutcome, ReportRecord};
 
@@ -80,7 +81,7 @@ pub type ReportFilter = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 pub struct Federation {
     store: crate::store::Store,
     config: FederationConfig,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     rng: StdRng,
     filter: Option<ReportFilter>,
     backfill_grace: Duration,
@@ -100,15 +101,15 @@ impl Federation {
         Federation {
             store,
             config,
-            clock: Arc::new(SystemClock),
+            clock: Clock::system(),
             rng: timing_rng(),
             filter: None,
             backfill_grace: session::BACKFILL_GRACE,
         }
     }
 
-    /// Uses `clock` for windows, send times and the log (tests: [`ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Federation {
+    /// Uses `clock` for windows, send times and the log (tests: [`Clock::manual`]).
+    pub fn with_clock(mut self, clock: Clock) -> Federation {
         self.clock = clock;
         self
     }
@@ -125,7 +126,7 @@ impl Federation {
     /// controls it. It stops when `shutdown` is cancelled. A start-up failure (database
     /// error) is logged; the handle then reports it.
     pub async fn start(self, shutdown: CancellationToken) -> FederationService {
-        let shared = Arc::new(handle::Shared::new(
+        let shared = Arc::new(shared::Shared::new(
             self.store,
             self.config,
             self.clock,
@@ -137,7 +138,7 @@ impl Federation {
             shared: Arc::clone(&shared),
         };
         if let Err(error) = shared.start().await {
-            tracing::error!("federation cannot start: {error}");
+            tracing::error!(%error, "federation cannot start");
             shared.runtime().last_error = Some(error.to_string());
         }
         let task = tokio::spawn(async move {
@@ -164,7 +165,7 @@ impl FederationService {
     /// the connection is closed and nothing more is written to the store.
     pub async fn stopped(self) {
         if let Err(error) = self.task.await {
-            tracing::error!("federation task ended badly: {error}");
+            tracing::error!(%error, "federation task ended badly");
         }
     }
 }

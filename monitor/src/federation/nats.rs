@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use truebit_protocol::REPORT_SUBJECT;
 
-use super::config::{FederationConfig, NatsAuth};
+use super::config::FederationConfig;
 use super::gate::Publishable;
 
 /// How long a connection attempt, a flush or an acknowledgement may take.
@@ -118,11 +118,8 @@ pub(crate) enum PublishError {
 /// Why the connection could not be set up (configuration the operator must fix).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    #[error("cannot read the NATS credentials file {path}: {source}")]
-    Credentials {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Credentials(#[from] truebit_nats_auth::CredentialsError),
     #[error("invalid NATS server list: {0}")]
     Servers(String),
     #[error("cannot start the NATS connection thread: {0}")]
@@ -243,7 +240,7 @@ impl Nats {
                 Err(error) => {
                     let message = format!("cannot connect: {error}");
                     if attempt == 1 {
-                        tracing::warn!("federation: {message}; retrying");
+                        tracing::warn!(%error, "federation: cannot connect; retrying");
                     }
                     link.send_modify(|l| {
                         l.state = LinkState::Connecting;
@@ -426,27 +423,8 @@ async fn options(
     link: &Arc<watch::Sender<Link>>,
     generation: &Arc<AtomicU64>,
 ) -> Result<async_nats::ConnectOptions, ConnectError> {
-    let mut options = match &config.auth {
-        NatsAuth::None => async_nats::ConnectOptions::new(),
-        NatsAuth::UserPassword { user, password } => {
-            async_nats::ConnectOptions::with_user_and_password(
-                user.clone(),
-                password.expose().to_owned(),
-            )
-        }
-        NatsAuth::Token(token) => async_nats::ConnectOptions::with_token(token.expose().to_owned()),
-        NatsAuth::CredentialsFile(path) => {
-            async_nats::ConnectOptions::with_credentials_file(path.clone())
-                .await
-                .map_err(|source| ConnectError::Credentials {
-                    path: path.display().to_string(),
-                    source,
-                })?
-        }
-    };
-    if let Some(ca) = &config.ca_file {
-        options = options.add_root_certificates(ca.clone());
-    }
+    let options =
+        truebit_nats_auth::connect_options(&config.auth, config.ca_file.as_deref()).await?;
     let reconnect_closed = Arc::clone(closed);
     let events = Arc::clone(link);
     let generation = Arc::clone(generation);
@@ -487,25 +465,16 @@ fn on_event(link: &watch::Sender<Link>, generation: &AtomicU64, event: async_nat
         }
         E::ServerError(e) => {
             let message = format!("server: {e}");
-            tracing::warn!("federation: NATS {message}");
+            tracing::warn!(error = %e, "federation: the NATS server reported an error");
             link.send_modify(|l| l.last_error = Some(message));
         }
         E::ClientError(e) => {
             let message = format!("client: {e}");
-            tracing::debug!("federation: NATS {message}");
+            tracing::debug!(error = %e, "federation: NATS client error");
             link.send_modify(|l| l.last_error = Some(message));
         }
         E::LameDuckMode | E::Draining | E::Closed | E::SlowConsumer(_) => {}
     }
-}
-
-/// Whether `url` is a server address the client accepts (scheme and host).
-pub(crate) fn check_server_url(url: &str) -> Result<(), String> {
-    let addr: async_nats::ServerAddr = url.parse().map_err(|_| "unreadable".to_owned())?;
-    if addr.host().is_empty() {
-        return Err("no host".into());
-    }
-    Ok(())
 }
 
 /// 0 ms, then 200 ms doubling up to [`MAX_RECONNECT_DELAY`].

@@ -18,10 +18,10 @@ use truebit_protocol::STATS_SUBJECT;
 
 use super::anonymizer::anonymize;
 use super::gate;
-use super::handle::{NetworkStatsSnapshot, Shared};
 use super::identity::Identity;
 use super::nats::{Link, LinkState, Nats, PublishError};
-use crate::store::federation::{QueuedReport, LOG_RETENTION_MS};
+use super::shared::{NetworkStatsSnapshot, Shared};
+use crate::store::federation::LOG_RETENTION_MS;
 use crate::store::Store;
 
 /// Windows that closed before the session started (the monitor was stopped) are built
@@ -55,7 +55,6 @@ pub(crate) fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
 }
 
-/// Runs one session until `cancel`.
 /// Runs one session until `cancel`. `started_ms`: when federation was switched on (or
 /// the monitor started with it on); windows closed before it are back-filled.
 pub(crate) async fn run(
@@ -82,7 +81,7 @@ pub(crate) async fn run(
             Ok(Some(nats)) => break Some(Arc::new(nats)),
             Ok(None) => break None,
             Err(error) => {
-                tracing::error!("federation: {error}; retrying in 30 s");
+                tracing::error!(%error, "federation: cannot connect; retrying in 30 s");
                 link_tx.send_modify(|l| l.last_error = Some(error.to_string()));
                 tokio::select! {
                     () = cancel.cancelled() => break None,
@@ -154,12 +153,12 @@ async fn schedule(
     while !cancel.is_cancelled() {
         let now_ms = shared.clock.now_ms();
         if let Err(error) = store.call(move |s| s.federation_prune(now_ms)).await {
-            tracing::warn!("federation: cannot prune the outbox: {error}");
+            tracing::warn!(%error, "federation: cannot prune the outbox");
         }
         let state = match store.call(Store::federation_state).await {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!("federation: cannot read the schedule: {error}");
+                tracing::warn!(%error, "federation: cannot read the schedule");
                 pause(&cancel, STORE_RETRY).await;
                 continue;
             }
@@ -171,7 +170,7 @@ async fn schedule(
                 .call(move |s| s.federation_schedule(true, Some(start)))
                 .await
             {
-                tracing::warn!("federation: cannot start the schedule: {error}");
+                tracing::warn!(%error, "federation: cannot start the schedule");
                 pause(&cancel, STORE_RETRY).await;
             }
             continue;
@@ -185,7 +184,7 @@ async fn schedule(
                 "federation: skipping windows older than 7 days"
             );
             if let Err(error) = store.call(move |s| s.federation_skip_to(next, to)).await {
-                tracing::warn!("federation: cannot skip old windows: {error}");
+                tracing::warn!(%error, "federation: cannot skip old windows");
                 pause(&cancel, STORE_RETRY).await;
             }
             continue;
@@ -214,7 +213,7 @@ async fn schedule(
         let data = match store.call(move |s| s.federation_window_data(window)).await {
             Ok(data) => data,
             Err(error) => {
-                tracing::warn!("federation: cannot read window {window}: {error}");
+                tracing::warn!(%error, window = %window, "federation: cannot read a window");
                 pause(&cancel, STORE_RETRY).await;
                 continue;
             }
@@ -245,17 +244,11 @@ async fn schedule(
                 }
             }
         };
-        let queued = QueuedReport {
-            publishable,
-            blocked,
-            delay_ms,
-            send_at_ms,
-            now_ms: shared.clock.now_ms(),
-        };
+        let queued = publishable.queued(blocked, delay_ms, send_at_ms, shared.clock.now_ms());
         match store.call(move |s| s.federation_queue(queued)).await {
             Ok(_) => shared.wake.notify_one(),
             Err(error) => {
-                tracing::warn!("federation: cannot queue the report of window {window}: {error}");
+                tracing::warn!(%error, window = %window, "federation: cannot queue a window's report");
                 pause(&cancel, STORE_RETRY).await;
             }
         }
@@ -291,7 +284,7 @@ async fn publish(
         let rows = match store.call(|s| s.federation_outbox(OUTBOX_BATCH)).await {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!("federation: cannot read the outbox: {error}");
+                tracing::warn!(%error, "federation: cannot read the outbox");
                 pause(&cancel, STORE_RETRY).await;
                 if cancel.is_cancelled() {
                     return;
@@ -314,7 +307,7 @@ async fn publish(
                 Err(blocked) => {
                     tracing::error!(window = row.window, reason = %blocked.reason, "federation: a queued report no longer passes the validator; it is not sent");
                     let _ = store
-                        .call(move |s| s.federation_unqueue_blocked(&row, blocked))
+                        .call(move |s| s.federation_unqueue_blocked(&row, blocked.into()))
                         .await;
                     continue;
                 }
@@ -340,7 +333,7 @@ async fn publish(
                     if let Err(error) = store.call(move |s| s.federation_sent(&row, sent_ms)).await
                     {
                         // Sent but still queued: it goes again (the stream de-duplicates).
-                        tracing::warn!("federation: cannot mark a report as sent: {error}");
+                        tracing::warn!(%error, "federation: cannot mark a report as sent");
                     }
                 }
                 Err(error) => {
@@ -348,7 +341,7 @@ async fn publish(
                     let window = row.window;
                     let _ = store.call(move |s| s.federation_attempted(window)).await;
                     if !matches!(error, PublishError::NotConnected) {
-                        tracing::warn!(window, "federation: {error}; will retry");
+                        tracing::warn!(%error, window, "federation: cannot publish a report; will retry");
                     }
                     shared.runtime().last_error = Some(error.to_string());
                     tokio::select! {
@@ -377,7 +370,7 @@ async fn subscribe_stats(
         match nats.subscribe(STATS_SUBJECT).await {
             Ok(s) => break s,
             Err(error) => {
-                tracing::warn!("federation: cannot subscribe to network statistics: {error}");
+                tracing::warn!(%error, "federation: cannot subscribe to network statistics");
                 pause(&cancel, Duration::from_secs(5)).await;
                 if cancel.is_cancelled() {
                     return;

@@ -5,11 +5,12 @@ use std::io::BufRead as _;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
+use truebit_web::format::iso;
 
-use super::auth::{generate_password, hash_password, new_api_key};
+use super::auth::{generate_password, hash_password};
 use crate::app;
 use crate::config::Config;
-use crate::store::auth::{ApiKeyScope, KeyRef, NewApiKey};
+use crate::store::auth::{ApiKeyScope, KeyRef};
 use crate::store::{now_ns, Store};
 
 #[derive(Subcommand, Debug)]
@@ -98,21 +99,10 @@ pub fn api_key(command: ApiKeyCommand, config: &Config) -> anyhow::Result<()> {
 fn run_api_key(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         ApiKeyCommand::Create { name, scope } => {
-            if !super::api::valid_key_name(&name) {
-                bail!(
-                    "invalid name {name:?}: use 1 to 64 of the characters A-Z a-z 0-9 space - _ ."
-                );
-            }
             let scope = ApiKeyScope::parse(&scope).unwrap_or(ApiKeyScope::Read);
-            let (key, prefix, hash) = new_api_key();
-            let new = NewApiKey {
-                name: name.clone(),
-                prefix,
-                secret_sha256: hash.to_vec(),
-                scope,
-            };
+            let (key, new) = super::api::new_named_key(name.clone(), scope)?;
             let Some(info) = store.create_api_key(new, now_ns())? else {
-                bail!("an active key is already named {name:?}; revoke it or choose another name");
+                return Err(super::api::key_name_taken(&name).into());
             };
             println!("{key}");
             eprintln!(
@@ -140,9 +130,9 @@ fn run_api_key(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
                         k.name,
                         k.scope.as_str(),
                         k.prefix,
-                        k.last_used_ns.map_or("never".into(), rfc3339),
+                        k.last_used_ns.map_or("never".into(), iso),
                         k.revoked_ns
-                            .map_or("active".into(), |t| format!("revoked {}", rfc3339(t)))
+                            .map_or("active".into(), |t| format!("revoked {}", iso(t)))
                     );
                 }
             }
@@ -159,14 +149,4 @@ fn run_api_key(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn rfc3339(ns: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ns.to_string())
 }

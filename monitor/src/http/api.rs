@@ -843,13 +843,9 @@ pub fn valid_key_name(name: &str) -> bool {
         && !name.trim().is_empty()
 }
 
-/// Creates a named key and returns it with the one-time secret (shared with the CLI).
-pub async fn create_key(
-    store: &Store,
-    name: String,
-    scope: ApiKeyScope,
-    now: UnixNanos,
-) -> Result<(String, ApiKeyInfo), ApiError> {
+/// A new named key: the secret (shown once) and the row that keeps its hash; for the
+/// API, the dashboard and the CLI alike.
+pub fn new_named_key(name: String, scope: ApiKeyScope) -> Result<(String, NewApiKey), ApiError> {
     if !valid_key_name(&name) {
         return Err(ApiError::bad_parameter(
             "name",
@@ -858,18 +854,34 @@ pub async fn create_key(
     }
     let (key, prefix, hash) = new_api_key();
     let new = NewApiKey {
-        name: name.clone(),
+        name,
         prefix,
         secret_sha256: hash.to_vec(),
         scope,
     };
+    Ok((key, new))
+}
+
+/// What a second active key of the same name gets.
+pub fn key_name_taken(name: &str) -> ApiError {
+    ApiError::Conflict {
+        message: format!(
+            "an active key is already named {name:?}; revoke it or choose another name"
+        ),
+    }
+}
+
+/// Creates a named key and returns it with the one-time secret.
+pub async fn create_key(
+    store: &Store,
+    name: String,
+    scope: ApiKeyScope,
+    now: UnixNanos,
+) -> Result<(String, ApiKeyInfo), ApiError> {
+    let (key, new) = new_named_key(name.clone(), scope)?;
     match store.call(move |st| st.create_api_key(new, now)).await? {
         Some(info) => Ok((key, info)),
-        None => Err(ApiError::Conflict {
-            message: format!(
-                "an active key is already named {name:?}; revoke it or choose another name"
-            ),
-        }),
+        None => Err(key_name_taken(&name)),
     }
 }
 

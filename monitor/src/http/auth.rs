@@ -30,6 +30,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand::RngCore as _;
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -108,11 +109,11 @@ impl AuthState {
             config_key_sha256: config
                 .api_key
                 .as_ref()
-                .map(|k| sha256(k.expose().as_bytes())),
+                .map(|k| sha256(k.expose_secret().as_bytes())),
             config_password_sha256: config
                 .task_data_password
                 .as_ref()
-                .map(|p| sha256(p.expose().as_bytes())),
+                .map(|p| sha256(p.expose_secret().as_bytes())),
             limiter: FailureLimiter::default(),
             argon2: OnceLock::new(),
             checking: Arc::new(Mutex::new(HashSet::new())),

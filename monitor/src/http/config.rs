@@ -6,9 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::setting::InvalidSetting;
 
 #[derive(Args, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -103,10 +104,10 @@ impl std::fmt::Debug for HttpSettings {
         f.debug_struct("HttpSettings")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .field(
                 "task_data_password",
-                &self.task_data_password.as_ref().map(|_| "<redacted>"),
+                &self.task_data_password.as_ref().map(|_| "[REDACTED]"),
             )
             .field("allowed_origins", &self.allowed_origins)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -119,26 +120,6 @@ impl std::fmt::Debug for HttpSettings {
             .field("public_url", &self.public_url)
             .field("cookie_secure", &self.cookie_secure)
             .finish()
-    }
-}
-
-/// A secret that never shows in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -189,12 +170,12 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The validated HTTP settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub host: IpAddr,
     pub port: u16,
-    pub api_key: Option<Secret>,
-    pub task_data_password: Option<Secret>,
+    pub api_key: Option<SecretString>,
+    pub task_data_password: Option<SecretString>,
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub ws_max_connections: u32,
@@ -225,8 +206,8 @@ impl HttpConfig {
     }
 }
 
-fn invalid(key: &'static str, message: String) -> ConfigError {
-    ConfigError::Invalid { key, message }
+fn invalid(key: &'static str, message: String) -> InvalidSetting {
+    InvalidSetting::new(key, message)
 }
 
 impl HttpSettings {
@@ -250,7 +231,7 @@ impl HttpSettings {
         }
     }
 
-    pub fn resolve(self) -> Result<HttpConfig, ConfigError> {
+    pub fn resolve(self) -> Result<HttpConfig, InvalidSetting> {
         let host = match self.host.as_deref().map(str::trim) {
             None | Some("") => IpAddr::from([127, 0, 0, 1]),
             Some("localhost") => IpAddr::from([127, 0, 0, 1]),
@@ -270,7 +251,7 @@ impl HttpSettings {
                         .into(),
                 ))
             }
-            k => k.map(Secret),
+            k => k.map(SecretString::from),
         };
         let task_data_password = match self.task_data_password {
             Some(p) if p.is_empty() => None,
@@ -283,7 +264,7 @@ impl HttpSettings {
                     ),
                 ))
             }
-            p => p.map(Secret),
+            p => p.map(SecretString::from),
         };
         let allowed_origins = list(self.allowed_origins.as_deref())
             .map(|o| {
@@ -463,7 +444,7 @@ mod tests {
     fn defaults_bind_loopback_on_8090_without_secrets() {
         let c = HttpSettings::default().resolve().expect("valid");
         assert_eq!(c.bind_addr(), "127.0.0.1:8090".parse().expect("addr"));
-        assert_eq!(c.api_key, None);
+        assert!(c.api_key.is_none());
         assert_eq!(c.session_ttl, Duration::from_secs(12 * 3600));
         assert!(!c.https);
     }
@@ -481,7 +462,7 @@ mod tests {
                 !text.contains("secret") && !text.contains("hunter2"),
                 "{text}"
             );
-            assert!(text.contains("<redacted>"), "{text}");
+            assert!(text.contains("[REDACTED]"), "{text}");
         }
     }
 

@@ -1,11 +1,14 @@
 //! The live stream: server-sent events of new log entries, task changes, invoices and
 //! status.
 //!
-//! One [`Tail`] task follows the database (new rows by id, in commit order, a few times a
-//! second, and only while someone listens) and publishes each event once, already
-//! serialized, on a `broadcast` channel. Ingest never waits for it: the tail is just
-//! another reader. A client that falls behind by more than the channel holds is told so
-//! (`event: lagged`) and disconnected; it may reconnect.
+//! One [`Tail`] task reads the store's feed of committed changes ([`crate::store::feed`]):
+//! for each commit, and only while someone listens, it reads the rows the commit added
+//! (entries and invoices by id, in commit order, and the tasks they name) and publishes
+//! each event once, already serialized, on a `broadcast` channel. Ingest never waits for
+//! it: the feed never waits for its readers, and the tail is just another reader. A tail
+//! that fell behind the feed says which entries it skipped (`event: skipped`); a client
+//! that falls behind by more than the channel holds is told so (`event: lagged`) and
+//! disconnected; it may reconnect.
 //!
 //! Limits: `WS_MAX_CONNECTIONS` streams in all and `WS_MAX_PER_IP` per client. A stream
 //! is authenticated when it opens and re-checked every [`RECHECK`]: it ends when its
@@ -34,16 +37,15 @@ use super::redact::{carries_data, Access};
 use super::AppState;
 use crate::model::Kind;
 use crate::source::SourceStatus;
-use crate::store::Store;
+use crate::store::{Change, Commit, Store, StoreError};
 
-/// How often the tail looks for new rows.
-pub const POLL: Duration = Duration::from_millis(200);
 /// Events a client may be behind before it is dropped.
 pub const CHANNEL: usize = 4096;
 /// How often an open stream re-checks its credentials.
 pub const RECHECK: Duration = Duration::from_secs(30);
-/// Rows read per poll; beyond, the tail skips ahead and says so.
-const MAX_PER_POLL: usize = 2000;
+/// Entries of one commit the tail sends; beyond (an import, a back-fill), it skips
+/// ahead and says so.
+const MAX_PER_COMMIT: u64 = 2000;
 
 /// One event, serialized once for every client.
 #[derive(Clone, Debug)]
@@ -76,24 +78,28 @@ impl LiveMessage {
 
 pub type LiveSender = broadcast::Sender<Arc<LiveMessage>>;
 
-/// Follows the database and publishes new rows.
+/// Follows the feed of committed changes and publishes the new rows.
 #[derive(Debug)]
 pub struct Tail {
     store: Store,
+    feed: broadcast::Receiver<Change>,
     status: watch::Receiver<SourceStatus>,
     tx: LiveSender,
     shutdown: CancellationToken,
 }
 
 impl Tail {
+    /// A tail of the commits `feed` reports (from `store`'s [`Store::subscribe`]).
     pub fn new(
         store: Store,
+        feed: broadcast::Receiver<Change>,
         status: watch::Receiver<SourceStatus>,
         tx: LiveSender,
         shutdown: CancellationToken,
     ) -> Tail {
         Tail {
             store,
+            feed,
             status,
             tx,
             shutdown,
@@ -101,74 +107,92 @@ impl Tail {
     }
 
     pub async fn run(mut self) {
-        let mut last: Option<(i64, i64)> = None;
-        let mut tick = tokio::time::interval(POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The newest entry id of the commits seen, and where a gap of lost commits begins.
+        let mut seen: i64 = 0;
+        let mut lost_after: Option<i64> = None;
         loop {
-            let status_changed = tokio::select! {
+            tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                _ = tick.tick() => false,
+                change = self.feed.recv() => match change {
+                    Ok(Change::Committed(commit)) => {
+                        let lost = lost_after.take();
+                        seen = commit.entries.last;
+                        if self.tx.receiver_count() == 0 {
+                            // Nobody listens: nothing to read.
+                            continue;
+                        }
+                        match self.store.call(move |st| messages(st, &commit, lost)).await {
+                            Ok(messages) => self.publish(messages),
+                            Err(error) => tracing::debug!(%error, "live tail cannot read the store"),
+                        }
+                    }
+                    Ok(Change::WriteHealth(_)) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        lost_after.get_or_insert(seen);
+                    }
+                    Err(RecvError::Closed) => {
+                        self.shutdown.cancelled().await;
+                        return;
+                    }
+                },
                 changed = self.status.changed() => {
                     if changed.is_err() {
                         // The source is gone (shutdown); keep serving rows until cancelled.
                         self.shutdown.cancelled().await;
                         return;
                     }
-                    true
-                }
-            };
-            if self.tx.receiver_count() == 0 {
-                // Nobody listens: start from the newest rows when someone does.
-                last = None;
-                continue;
-            }
-            let from = last;
-            match self.store.call(move |st| poll(st, from)).await {
-                Ok((messages, next)) => {
-                    last = Some(next);
-                    for m in messages {
-                        let _ = self.tx.send(Arc::new(m));
+                    if self.tx.receiver_count() == 0 {
+                        continue;
                     }
-                }
-                Err(error) => tracing::debug!(%error, "live tail cannot read the store"),
-            }
-            if status_changed {
-                let status = self.status.borrow_and_update().clone();
-                if let Ok(m) = self
-                    .store
-                    .call(move |st| Ok(status_message(st, &status)))
-                    .await
-                {
-                    let _ = self.tx.send(Arc::new(m));
+                    let status = self.status.borrow_and_update().clone();
+                    if let Ok(m) = self
+                        .store
+                        .call(move |st| Ok(status_message(st, &status)))
+                        .await
+                    {
+                        self.publish(vec![m]);
+                    }
                 }
             }
         }
     }
+
+    fn publish(&self, messages: Vec<LiveMessage>) {
+        for m in messages {
+            let _ = self.tx.send(Arc::new(m));
+        }
+    }
 }
 
-/// New rows after `last` (entry id, invoice id) as messages, and where to go on from.
-fn poll(
+/// The `skipped` message: entries after `after_id` up to `resume_at_id` are not sent.
+fn skipped(after_id: i64, resume_at_id: i64) -> LiveMessage {
+    LiveMessage::new(
+        "skipped",
+        json!({ "entries_after_id": after_id, "resume_at_id": resume_at_id }).to_string(),
+    )
+}
+
+/// The messages of one commit: its entries, the tasks they name, its invoices and, when
+/// its entries changed the node, the node status; first, when the tail lost the commits
+/// before it, which entries it skipped (those after `lost_after`).
+fn messages(
     store: &Store,
-    last: Option<(i64, i64)>,
-) -> Result<(Vec<LiveMessage>, (i64, i64)), crate::store::StoreError> {
-    let Some((mut entry_id, mut invoice_id)) = last else {
-        return Ok((Vec::new(), store.tail_start()?));
-    };
+    commit: &Commit,
+    lost_after: Option<i64>,
+) -> Result<Vec<LiveMessage>, StoreError> {
     let mut out = Vec::new();
-    let entries = store.entries_after(entry_id, MAX_PER_POLL + 1)?;
-    if entries.len() > MAX_PER_POLL {
-        // A burst (an import, a back-fill): skip to the newest rows and say so.
-        let (newest_entry, newest_invoice) = store.tail_start()?;
-        out.push(LiveMessage::new(
-            "skipped",
-            json!({ "entries_after_id": entry_id, "resume_at_id": newest_entry }).to_string(),
-        ));
-        return Ok((out, (newest_entry, newest_invoice)));
+    if let Some(after) = lost_after {
+        out.push(skipped(after, commit.entries.after));
     }
+    if commit.entries.count() > MAX_PER_COMMIT {
+        // A burst (an import, a back-fill): skip to its newest rows and say so.
+        out.push(skipped(commit.entries.after, commit.entries.last));
+        return Ok(out);
+    }
+    let entries = store.entries_after(commit.entries.after, commit.entries.count() as usize)?;
     let mut executions: Vec<String> = Vec::new();
     let mut node_changed = false;
     for e in &entries {
-        entry_id = entry_id.max(e.id);
         match e.kind {
             Kind::TaskReceived
             | Kind::TaskDownloaded
@@ -198,8 +222,8 @@ fn poll(
             Access::Hidden.task_json(task).to_string(),
         ));
     }
-    for invoice in store.invoices_after(invoice_id, MAX_PER_POLL)? {
-        invoice_id = invoice_id.max(invoice.id);
+    let invoices = commit.invoices;
+    for invoice in store.invoices_after(invoices.after, invoices.count() as usize)? {
         out.push(LiveMessage::new(
             "invoice",
             serde_json::to_string(&invoice).unwrap_or_default(),
@@ -213,7 +237,7 @@ fn poll(
             ));
         }
     }
-    Ok((out, (entry_id, invoice_id)))
+    Ok(out)
 }
 
 fn status_message(store: &Store, status: &SourceStatus) -> LiveMessage {

@@ -10,7 +10,6 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
-pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -39,13 +38,13 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use self::auth::AuthState;
-use self::clock::Clock;
 use self::config::HttpConfig;
 use self::error::ApiError;
 use self::live::{LiveSender, StreamLimits};
 use crate::federation::FederationHandle;
 use crate::source::SourceStatus;
 use crate::store::Store;
+use truebit_clock::Clock;
 
 /// Largest request body accepted (bodies are small JSON or form posts).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -111,6 +110,7 @@ impl AppState {
     pub fn tail(&self) -> live::Tail {
         live::Tail::new(
             self.store.clone(),
+            self.store.subscribe(),
             self.status.clone(),
             self.live.clone(),
             self.shutdown.clone(),

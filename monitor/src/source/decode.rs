@@ -4,35 +4,10 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::model::{LineMeta, Pos, UnixNanos};
 
-/// Parses an RFC 3339 timestamp (Docker writes nanoseconds) into Unix nanoseconds.
-pub fn parse_rfc3339_ns(s: &str) -> Option<UnixNanos> {
-    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos()).ok()
-}
-
-/// Formats Unix nanoseconds the way Docker does (`2025-11-24T13:55:34.123456789Z`).
-pub fn format_rfc3339_ns(ns: UnixNanos) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    match OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            nanos
-        ),
-        Err(_) => String::from("invalid-time"),
-    }
-}
+pub use truebit_clock::{parse_rfc3339_ns, rfc3339_ns as format_rfc3339_ns};
 
 /// Splits a leading `TIMESTAMP ` off a Docker log frame.
 fn split_timestamp(frame: &[u8]) -> (Option<UnixNanos>, &[u8]) {

@@ -4,15 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-use super::{Connection, ContainerState, SourceStatus};
+use super::{Connection, ContainerState};
 use crate::demo::LogGenerator;
-use crate::ingest::Ingest;
+use crate::ingest::{Handoff, SourceContext};
 use crate::model::{ContainerAction, ContainerEvent, LineMeta, Pos};
-use crate::parser::ParserConfig;
-use crate::store::{Batch, Store};
 
 /// Container id and name the demo node pretends to have.
 pub const DEMO_CONTAINER: &str = "demo-runner-node";
@@ -39,41 +34,17 @@ impl Default for DemoOptions {
 #[derive(Debug)]
 pub struct DemoSource {
     options: DemoOptions,
-    store: Store,
-    parser: ParserConfig,
-    status: watch::Sender<SourceStatus>,
-    shutdown: CancellationToken,
+    cx: SourceContext,
 }
 
 impl DemoSource {
-    pub fn new(
-        options: DemoOptions,
-        store: Store,
-        parser: ParserConfig,
-        status: watch::Sender<SourceStatus>,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            options,
-            store,
-            parser,
-            status,
-            shutdown,
-        }
+    pub fn new(options: DemoOptions, cx: SourceContext) -> Self {
+        Self { options, cx }
     }
 
     pub async fn run(self) {
-        let parser = self.parser;
-        let mut ingest = match self
-            .store
-            .call(move |st| Ingest::resume(st, "demo", parser))
-            .await
-        {
-            Ok(i) => i,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the demo cursor");
-                return;
-            }
+        let Ok(mut ingest) = self.cx.ingest("demo").await else {
+            return;
         };
         let now = super::docker::now_ns();
         let start_secs = now.div_euclid(1_000_000_000) - self.options.history.as_secs() as i64;
@@ -85,16 +56,8 @@ impl DemoSource {
             exit_code: None,
             inferred: false,
         };
-        let event_batch = Batch {
-            source: "docker-events".into(),
-            entries: Vec::new(),
-            cursor: None,
-            container_events: vec![started],
-        };
-        if let Err(err) = self.store.submit_async(event_batch).await {
-            tracing::error!("cannot record the demo container start: {err}");
-        }
-        self.status.send_modify(|s| {
+        self.cx.record_events(vec![started]).await;
+        self.cx.status.send_modify(|s| {
             s.connection = Connection::Connected {
                 version: "demo".into(),
             };
@@ -114,7 +77,7 @@ impl DemoSource {
         let mut last_ns = 0i64;
         let mut seq = 0i64;
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.cx.shutdown.is_cancelled() {
                 break;
             }
             let line = generator.next_line();
@@ -125,11 +88,11 @@ impl DemoSource {
                     + Duration::from_secs_f64(ahead as f64 / self.options.speed.max(0.001));
                 while Instant::now() < due {
                     let now = Instant::now();
-                    self.commit(ingest.idle(now)).await;
+                    ingest.commit(Handoff::Idle(now)).await;
                     let wake = ingest.deadline().map_or(due, |d| d.min(due));
                     let wait = wake.saturating_duration_since(now);
                     tokio::select! {
-                        () = self.shutdown.cancelled() => break,
+                        () = self.cx.shutdown.cancelled() => break,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -162,18 +125,8 @@ impl DemoSource {
                 seq += 1;
                 text = rest;
             }
-            if ingest.batch_due() {
-                self.commit(ingest.take_batch()).await;
-            }
+            ingest.commit(Handoff::Due).await;
         }
-        self.commit(ingest.finish()).await;
-    }
-
-    async fn commit(&self, batch: Option<Batch>) {
-        if let Some(batch) = batch {
-            if let Err(err) = self.store.submit_async(batch).await {
-                tracing::error!("cannot hand log entries to the store: {err}");
-            }
-        }
+        ingest.commit(Handoff::Finish).await;
     }
 }

@@ -15,15 +15,12 @@ use bollard::container::{InspectContainerOptions, ListContainersOptions, LogOutp
 use bollard::system::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
-use tokio::sync::{watch, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use super::decode::{LineAssembler, Stream};
-use super::{Backoff, Connection, ContainerState, SourceStatus};
-use crate::ingest::Ingest;
+use super::{Backoff, Connection, ContainerState};
+use crate::ingest::{Handoff, SourceContext};
 use crate::model::{ContainerAction, ContainerEvent, UnixNanos};
-use crate::parser::ParserConfig;
-use crate::store::{Batch, Store};
 
 /// The default Docker endpoint.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -97,10 +94,7 @@ struct Found {
 #[derive(Debug)]
 pub struct DockerSource {
     config: DockerConfig,
-    store: Store,
-    parser: ParserConfig,
-    status: watch::Sender<SourceStatus>,
-    shutdown: CancellationToken,
+    cx: SourceContext,
     /// Numbers the container look-ups; the status shows the latest one started.
     lookups: AtomicU64,
     /// Number of the look-up the container status was last set from.
@@ -108,19 +102,10 @@ pub struct DockerSource {
 }
 
 impl DockerSource {
-    pub fn new(
-        config: DockerConfig,
-        store: Store,
-        parser: ParserConfig,
-        status: watch::Sender<SourceStatus>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(config: DockerConfig, cx: SourceContext) -> Self {
         Self {
             config,
-            store,
-            parser,
-            status,
-            shutdown,
+            cx,
             lookups: AtomicU64::new(0),
             shown_lookup: Mutex::new(0),
         }
@@ -131,7 +116,7 @@ impl DockerSource {
     pub async fn run(self) {
         let mut backoff = Backoff::default();
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.cx.shutdown.is_cancelled() {
                 break;
             }
             let result = match self.connect().await {
@@ -147,7 +132,7 @@ impl DockerSource {
             }
             let delay = backoff.next_delay();
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.cx.shutdown.cancelled() => break,
                 () = tokio::time::sleep(delay) => {}
             }
         }
@@ -160,7 +145,7 @@ impl DockerSource {
         let version = docker.version().await?;
         let version = version.version.unwrap_or_else(|| "unknown".into());
         tracing::info!(docker.host = %self.config.host, docker.version = %version, "connected to Docker");
-        self.status.send_modify(|s| {
+        self.cx.status.send_modify(|s| {
             s.connection = Connection::Connected { version };
             s.last_error = None;
         });
@@ -169,7 +154,7 @@ impl DockerSource {
 
     fn set_unreachable(&self, err: &DockerError) {
         let reason = err.to_string();
-        let changed = self.status.send_if_modified(|s| {
+        let changed = self.cx.status.send_if_modified(|s| {
             let new = Connection::Unreachable {
                 reason: reason.clone(),
             };
@@ -181,12 +166,12 @@ impl DockerSource {
             true
         });
         if changed {
-            tracing::warn!(docker.host = %self.config.host, "Docker unreachable: {reason}; retrying with backoff");
+            tracing::warn!(docker.host = %self.config.host, error = %reason, "Docker unreachable; retrying with backoff");
         }
     }
 
     fn set_container(&self, state: ContainerState) {
-        let changed = self.status.send_if_modified(|s| {
+        let changed = self.cx.status.send_if_modified(|s| {
             if s.container == state {
                 return false;
             }
@@ -288,8 +273,8 @@ impl DockerSource {
                 events = events.len(),
                 "container events replayed from Docker"
             );
-            self.record(events).await;
-            let _ = self.store.call(Store::flush).await;
+            self.cx.record_events(events).await;
+            let _ = self.cx.settled().await;
         }
         Ok(until)
     }
@@ -304,7 +289,7 @@ impl DockerSource {
         let mut stream = self.events(docker, since_ns, None);
         loop {
             let msg = tokio::select! {
-                () = self.shutdown.cancelled() => return Ok(()),
+                () = self.cx.shutdown.cancelled() => return Ok(()),
                 msg = stream.next() => msg,
             };
             let Some(msg) = msg else {
@@ -315,7 +300,7 @@ impl DockerSource {
                 continue;
             };
             tracing::info!(container.id = %short(&event.container_id), action = event.action.as_str(), exit_code = ?event.exit_code, "container event");
-            self.record(vec![event]).await;
+            self.cx.record_events(vec![event]).await;
             // The status follows the container even while the follower is busy streaming
             // (a `docker run` racing with the follower's look-up left it "missing").
             self.look_up(docker).await?;
@@ -329,24 +314,12 @@ impl DockerSource {
         let now = now_ns();
         let day_ago = now - 86_400 * 1_000_000_000;
         let last = self
-            .store
-            .call(move |st| st.container_events(day_ago, i64::MAX))
+            .cx
+            .events_since(day_ago)
             .await
             .ok()
             .and_then(|events| events.iter().map(|e| e.time_ns).max());
         last.unwrap_or(now).max(day_ago)
-    }
-
-    async fn record(&self, events: Vec<ContainerEvent>) {
-        let batch = Batch {
-            source: "docker-events".into(),
-            entries: Vec::new(),
-            cursor: None,
-            container_events: events,
-        };
-        if let Err(err) = self.store.submit_async(batch).await {
-            tracing::error!("cannot record container event: {err}");
-        }
     }
 
     /// Finds the container, follows its logs while it runs, waits while it does not.
@@ -354,7 +327,7 @@ impl DockerSource {
         // Containers reconciled in this session (each once, right after the replay).
         let mut reconciled: Vec<String> = Vec::new();
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.cx.shutdown.is_cancelled() {
                 return Ok(());
             }
             if let Some(found) = self.look_up(docker).await? {
@@ -373,7 +346,7 @@ impl DockerSource {
                     // The stream ended at once although the container runs: do not spin.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                if self.shutdown.is_cancelled() {
+                if self.cx.shutdown.is_cancelled() {
                     return Ok(());
                 }
                 match self.look_up(docker).await? {
@@ -384,7 +357,7 @@ impl DockerSource {
             }
             // Wait for an event about the container, with a slow poll as a safety net.
             tokio::select! {
-                () = self.shutdown.cancelled() => return Ok(()),
+                () = self.cx.shutdown.cancelled() => return Ok(()),
                 () = wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
@@ -473,8 +446,7 @@ impl DockerSource {
     /// node), and a stop or start that happened while the monitor or the daemon was down
     /// (Docker forgets its events when it restarts). Such events are marked inferred.
     async fn reconcile(&self, found: &Found) {
-        let id = found.id.clone();
-        let known = match self.store.call(move |st| st.container_events_of(&id)).await {
+        let known = match self.cx.events_of(&found.id).await {
             Ok(known) => known,
             Err(error) => {
                 tracing::error!(%error, "cannot read the recorded container events");
@@ -495,7 +467,7 @@ impl DockerSource {
                 gap.join(", ")
             );
         }
-        self.record(events).await;
+        self.cx.record_events(events).await;
     }
 
     /// Docker refused the container's logs: said once, in the status and the log.
@@ -506,7 +478,7 @@ impl DockerSource {
             short(&found.id),
             found.name
         );
-        let changed = self.status.send_if_modified(|s| {
+        let changed = self.cx.status.send_if_modified(|s| {
             if s.last_error.as_deref() == Some(note.as_str()) {
                 return false;
             }
@@ -514,7 +486,7 @@ impl DockerSource {
             true
         });
         if changed {
-            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), "{note}");
+            tracing::warn!(container.name = %found.name, container.id = %short(&found.id), status, error = %message, "container is dead or being removed: Docker refused its logs; waiting for a container of that name to run");
         }
     }
 
@@ -522,20 +494,9 @@ impl DockerSource {
     /// stopped), Docker refuses them (container dead or being removed) or shutdown;
     /// commits as it goes.
     async fn follow_logs(&self, docker: &Docker, id: &str) -> Result<LogsEnd, DockerError> {
-        let source = format!("docker:{id}");
-        let parser = self.parser;
-        let src = source.clone();
-        let mut ingest = match self
-            .store
-            .call(move |st| Ingest::resume(st, &src, parser))
-            .await
-        {
-            Ok(ingest) => ingest,
-            Err(error) => {
-                tracing::error!(%error, %source, "cannot read the source's cursor");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                return Ok(LogsEnd::Ended);
-            }
+        let Ok(mut ingest) = self.cx.ingest(&format!("docker:{id}")).await else {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return Ok(LogsEnd::Ended);
         };
         // `since` is whole seconds and inclusive; one more second back so that a long line
         // split across a second boundary is joined whole. Lines up to the cursor are skipped.
@@ -561,8 +522,8 @@ impl DockerSource {
             let deadline = ingest.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => {
-                    self.commit(ingest.finish()).await;
+                () = self.cx.shutdown.cancelled() => {
+                    ingest.commit(Handoff::Finish).await;
                     return Ok(LogsEnd::Ended);
                 }
                 item = stream.next() => match item {
@@ -574,13 +535,11 @@ impl DockerSource {
                         asm.push_frame(stream_kind, &bytes, |line, meta| {
                             ingest.push(line, meta);
                         });
-                        if ingest.batch_due() {
-                            self.commit(ingest.take_batch()).await;
-                        }
+                        ingest.commit(Handoff::Due).await;
                     }
                     Some(Err(err)) => {
                         // Keep what is complete; the pending entry is re-read later.
-                        self.commit(ingest.take_batch()).await;
+                        ingest.commit(Handoff::Ready).await;
                         return match refusal(&err) {
                             Some((status, message)) => Ok(LogsEnd::Refused { status, message }),
                             None => Err(err.into()),
@@ -590,21 +549,13 @@ impl DockerSource {
                         asm.finish(|line, meta| {
                             ingest.push(line, meta);
                         });
-                        self.commit(ingest.finish()).await;
+                        ingest.commit(Handoff::Finish).await;
                         return Ok(LogsEnd::Ended);
                     }
                 },
                 () = sleep_until_opt(deadline) => {
-                    self.commit(ingest.idle(Instant::now())).await;
+                    ingest.commit(Handoff::Idle(Instant::now())).await;
                 }
-            }
-        }
-    }
-
-    async fn commit(&self, batch: Option<Batch>) {
-        if let Some(batch) = batch {
-            if let Err(err) = self.store.submit_async(batch).await {
-                tracing::error!("cannot hand log entries to the store: {err}");
             }
         }
     }
@@ -734,9 +685,7 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-pub(crate) fn now_ns() -> UnixNanos {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
-}
+pub(crate) use truebit_clock::now_ns;
 
 #[cfg(test)]
 mod tests {

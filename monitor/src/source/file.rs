@@ -11,15 +11,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::decode::{JsonFileRecord, LineAssembler, LineBuf};
-use super::{Connection, SourceStatus};
-use crate::ingest::Ingest;
+use super::Connection;
+use crate::ingest::{Handoff, Ingest, SourceContext};
 use crate::model::{LineMeta, Pos};
-use crate::parser::ParserConfig;
-use crate::store::{Batch, Store};
 
 /// How often the file is checked for new bytes, rotation and truncation.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -35,10 +31,7 @@ struct FileIdentity {
 #[derive(Debug)]
 pub struct FileSource {
     path: PathBuf,
-    store: Store,
-    parser: ParserConfig,
-    status: watch::Sender<SourceStatus>,
-    shutdown: CancellationToken,
+    cx: SourceContext,
 }
 
 /// An open file being read, with what has been read of it.
@@ -54,20 +47,8 @@ struct Open {
 }
 
 impl FileSource {
-    pub fn new(
-        path: PathBuf,
-        store: Store,
-        parser: ParserConfig,
-        status: watch::Sender<SourceStatus>,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            path,
-            store,
-            parser,
-            status,
-            shutdown,
-        }
+    pub fn new(path: PathBuf, cx: SourceContext) -> Self {
+        Self { path, cx }
     }
 
     pub fn source_key(&self) -> String {
@@ -77,13 +58,8 @@ impl FileSource {
     /// Runs until shutdown on the calling thread (file reads block: spawn it with
     /// `tokio::task::spawn_blocking` or on a thread of its own).
     pub fn run_blocking(self) {
-        let source = self.source_key();
-        let mut ingest = match Ingest::resume(&self.store, &source, self.parser) {
-            Ok(i) => i,
-            Err(err) => {
-                tracing::error!("cannot read the cursor of {source}: {err}");
-                return;
-            }
+        let Ok(mut ingest) = self.cx.ingest_blocking(&self.source_key()) else {
+            return;
         };
         let mut saved: Option<FileIdentity> =
             serde_json::from_value(ingest.source_state().clone()).ok();
@@ -91,7 +67,7 @@ impl FileSource {
         let mut open: Option<Open> = None;
         let mut warned_missing = false;
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.cx.shutdown.is_cancelled() {
                 break;
             }
             // (Re)open when needed.
@@ -99,7 +75,7 @@ impl FileSource {
                 match self.open(saved, resume_offset) {
                     Ok(o) => {
                         tracing::info!(file = %self.path.display(), offset = o.offset, "tailing log file");
-                        self.status.send_modify(|s| {
+                        self.cx.status.send_modify(|s| {
                             s.connection = Connection::Connected {
                                 version: "file".into(),
                             };
@@ -110,13 +86,13 @@ impl FileSource {
                         ingest.set_source_state(serde_json::to_value(o.id).unwrap_or_default());
                         open = Some(o);
                     }
-                    Err(err) => {
+                    Err(error) => {
                         if !warned_missing {
-                            tracing::warn!(file = %self.path.display(), "cannot open log file: {err}; waiting for it");
+                            tracing::warn!(file = %self.path.display(), %error, "cannot open log file; waiting for it");
                             warned_missing = true;
                         }
-                        let reason = format!("cannot open {}: {err}", self.path.display());
-                        self.status.send_modify(|s| {
+                        let reason = format!("cannot open {}: {error}", self.path.display());
+                        self.cx.status.send_modify(|s| {
                             s.connection = Connection::Unreachable {
                                 reason: reason.clone(),
                             };
@@ -129,26 +105,24 @@ impl FileSource {
             if let Some(o) = open.as_mut() {
                 match read_available(o, &mut ingest) {
                     Ok(n) => read_any = n > 0,
-                    Err(err) => {
-                        tracing::warn!(file = %self.path.display(), "read failed: {err}; reopening");
+                    Err(error) => {
+                        tracing::warn!(file = %self.path.display(), %error, "read failed; reopening");
                         open = None;
                     }
                 }
-                if ingest.batch_due() {
-                    self.commit(ingest.take_batch());
-                }
+                commit(&mut ingest, Handoff::Due);
             }
             if read_any {
                 continue;
             }
             // Quiet: flush what waits, then look for rotation or truncation.
-            self.commit(ingest.idle(Instant::now()));
+            commit(&mut ingest, Handoff::Idle(Instant::now()));
             if let Some(o) = open.as_mut() {
                 match std::fs::metadata(&self.path) {
                     Ok(m) if m.ino() != o.id.ino || m.dev() != o.id.dev => {
                         // Rotated: the old file was read to its end above.
                         finish_file(o, &mut ingest);
-                        self.commit(ingest.take_batch());
+                        commit(&mut ingest, Handoff::Ready);
                         tracing::info!(file = %self.path.display(), "log file rotated");
                         saved = Some(FileIdentity {
                             generation: o.id.generation + 1,
@@ -178,7 +152,7 @@ impl FileSource {
         if let Some(o) = open.as_mut() {
             finish_file(o, &mut ingest);
         }
-        self.commit(ingest.finish());
+        commit(&mut ingest, Handoff::Finish);
     }
 
     /// Opens the file, resuming inside it when it is the one the cursor was saved for.
@@ -221,14 +195,12 @@ impl FileSource {
             asm: LineAssembler::default(),
         })
     }
+}
 
-    fn commit(&self, batch: Option<Batch>) {
-        if let Some(batch) = batch {
-            if let Err(err) = self.store.submit(batch) {
-                tracing::error!("cannot hand log entries to the store: {err}");
-            }
-        }
-    }
+/// Commits on this thread; a failure (the store is closed) was logged by ingest, and the
+/// source stops at the next shutdown check.
+fn commit(ingest: &mut Ingest, handoff: Handoff) {
+    let _ = ingest.commit_blocking(handoff);
 }
 
 /// Reads what is there now and feeds complete lines; returns the bytes read.

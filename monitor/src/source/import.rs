@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::decode::{LineAssembler, LineBuf};
 use super::file::feed_line;
-use crate::ingest::Ingest;
-use crate::model::{Event, Kind, Pos};
+use crate::ingest::{Handoff, Ingest};
+use crate::model::{Entry, Event, Kind, Pos};
 use crate::parser::ParserConfig;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -52,8 +52,8 @@ pub struct ImportCounts {
 }
 
 impl ImportCounts {
-    fn count(&mut self, batch: &Batch) {
-        for e in &batch.entries {
+    fn count(&mut self, entries: &[Entry]) {
+        for e in entries {
             self.entries += 1;
             *self.entries_by_kind.entry(e.kind.as_str()).or_default() += 1;
             if e.kind == Kind::Raw {
@@ -190,7 +190,7 @@ fn import_one(
             if ready >= crate::ingest::BATCH_MAX_ENTRIES
                 || (ready > 0 && offset - submitted >= BATCH_MAX_BYTES)
             {
-                submit(store, &mut ingest, counts)?;
+                submit(&mut ingest, counts)?;
                 submitted = offset;
             }
         }
@@ -208,7 +208,7 @@ fn import_one(
         );
     });
     ingest.flush_parser();
-    submit(store, &mut ingest, counts)?;
+    submit(&mut ingest, counts)?;
     let c = ingest.counts();
     counts.bytes += offset;
     counts.lines += c.lines;
@@ -216,10 +216,7 @@ fn import_one(
     Ok(())
 }
 
-fn submit(store: &Store, ingest: &mut Ingest, counts: &mut ImportCounts) -> Result<(), StoreError> {
-    if let Some(batch) = ingest.take_batch() {
-        counts.count(&batch);
-        store.submit(batch)?;
-    }
-    Ok(())
+fn submit(ingest: &mut Ingest, counts: &mut ImportCounts) -> Result<(), StoreError> {
+    counts.count(ingest.ready_entries());
+    ingest.commit_blocking(Handoff::Ready)
 }

@@ -20,9 +20,6 @@ use truebit_protocol::report::{Continent, Level};
 use truebit_protocol::window::{WindowStart, WINDOW_SECS};
 
 use super::{Store, StoreError};
-use crate::federation::anonymizer::{FinishedTask, InvoiceLine, WindowData};
-use crate::federation::gate::{Blocked, Publishable};
-use crate::federation::identity::Identity;
 use crate::model::ContainerAction;
 
 /// Reports (queued or logged) are kept this long: 7 days.
@@ -105,11 +102,78 @@ pub(crate) struct FederationState {
     pub outbox_len: u64,
 }
 
-/// A report for the outbox, with the blocked original if the gate stopped it.
+/// What the store knows about one window (local values; never sent as such).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowData {
+    /// The node container's last state change before the window's end, if any was seen.
+    pub last_container_action: Option<ContainerAction>,
+    /// Whether the node printed anything during the window.
+    pub active_in_window: bool,
+    /// Slots in use, as the node last reported.
+    pub slots_used: Option<u32>,
+    /// Tasks the monitor recorded up to the window's end.
+    pub total_tasks: u64,
+    /// Tasks received during the window.
+    pub received: u64,
+    /// Tasks that completed or failed during the window.
+    pub finished: Vec<FinishedTask>,
+    /// Invoice lines recorded during the window.
+    pub invoice_lines: Vec<InvoiceLine>,
+}
+
+/// A task that finished in the window, with the figures the report may carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FinishedTask {
+    pub failed: bool,
+    /// As the node printed it (decimal or 0x hex).
+    pub chain_id: Option<String>,
+    pub elapsed_ns: Option<u64>,
+    pub elapsed_ms: Option<u64>,
+    pub gas_used: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub cached: Option<bool>,
+}
+
+/// One line of an invoice recorded in the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvoiceLine {
+    pub operation: String,
+    /// Steps computed, when the node printed an integer.
+    pub steps: Option<i64>,
+}
+
+/// The node's federation key and HMAC salt as stored (federation makes its `Identity`
+/// of them). `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct IdentityRow {
+    pub secret_key: [u8; 32],
+    pub salt: [u8; 32],
+}
+
+impl std::fmt::Debug for IdentityRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityRow([REDACTED])")
+    }
+}
+
+/// A report the privacy validator stopped: what the log keeps of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BlockedReport {
+    /// Stable reason code (`pattern.ipv4`, `unknown_field`, ...).
+    pub code: &'static str,
+    pub reason: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A report for the outbox (the signed wire bytes the gate made publishable), with the
+/// blocked original if the gate stopped it.
 #[derive(Debug)]
 pub(crate) struct QueuedReport {
-    pub publishable: Publishable,
-    pub blocked: Option<Blocked>,
+    pub window: u64,
+    pub wire: Vec<u8>,
+    pub cover: bool,
+    pub task_items: usize,
+    pub blocked: Option<BlockedReport>,
     pub delay_ms: u64,
     pub send_at_ms: u64,
     pub now_ms: u64,
@@ -213,24 +277,26 @@ fn to_u64(v: i64) -> u64 {
 
 impl Store {
     /// The stored identity, if federation was ever enabled.
-    pub(crate) fn federation_identity(&self) -> Result<Option<Identity>, StoreError> {
+    pub(crate) fn federation_identity(&self) -> Result<Option<IdentityRow>, StoreError> {
         self.read(read_identity)
     }
 
-    /// The stored identity, created (from the OS's CSPRNG) if there is none yet. The
+    /// The stored identity; `fresh` is stored and returned if there is none yet. The
     /// caller makes the files private ([`Store::federation_protect_files`]).
-    pub(crate) fn federation_ensure_identity(&self) -> Result<Identity, StoreError> {
+    pub(crate) fn federation_ensure_identity(
+        &self,
+        fresh: IdentityRow,
+    ) -> Result<IdentityRow, StoreError> {
         self.write(|tx| {
             if let Some(existing) = read_identity(tx).map_err(query_err)? {
                 return Ok(existing);
             }
-            let fresh = Identity::generate();
             tx.execute(
                 "INSERT INTO federation_identity (id, secret_key, salt, created_ns)
                  VALUES (1, ?1, ?2, ?3)",
                 params![
-                    fresh.secret_key_bytes().as_slice(),
-                    fresh.salt_bytes().as_slice(),
+                    fresh.secret_key.as_slice(),
+                    fresh.salt.as_slice(),
                     super::now_ns()
                 ],
             )
@@ -425,7 +491,7 @@ impl Store {
     pub(crate) fn federation_unqueue_blocked(
         &self,
         row: &OutboxRow,
-        blocked: Blocked,
+        blocked: BlockedReport,
     ) -> Result<(), StoreError> {
         let (window, report_id) = (row.window, row.report_id);
         self.write(move |tx| {
@@ -503,7 +569,7 @@ impl Store {
     }
 }
 
-fn read_identity(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Identity>> {
+fn read_identity(conn: &rusqlite::Connection) -> rusqlite::Result<Option<IdentityRow>> {
     conn.query_row(
         "SELECT secret_key, salt FROM federation_identity WHERE id = 1",
         [],
@@ -516,10 +582,10 @@ fn read_identity(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Identit
     .optional()
     .map(|found| {
         found.and_then(|(key, salt)| {
-            Some(Identity::from_bytes(
-                key.try_into().ok()?,
-                salt.try_into().ok()?,
-            ))
+            Some(IdentityRow {
+                secret_key: key.try_into().ok()?,
+                salt: salt.try_into().ok()?,
+            })
         })
     })
 }
@@ -577,7 +643,7 @@ fn drop_outbox(
 }
 
 fn queue(tx: &Transaction<'_>, q: &QueuedReport) -> rusqlite::Result<bool> {
-    let window = q.publishable.window().as_secs();
+    let window = q.window;
     let scheduled: Option<i64> = tx.query_row(
         "SELECT next_window FROM federation_state WHERE id = 1",
         [],
@@ -612,9 +678,9 @@ fn queue(tx: &Transaction<'_>, q: &QueuedReport) -> rusqlite::Result<bool> {
          VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             to_i64(window),
-            q.publishable.is_cover(),
-            to_i64(q.publishable.task_items() as u64),
-            q.publishable.wire(),
+            q.cover,
+            to_i64(q.task_items as u64),
+            q.wire,
             to_i64(q.delay_ms),
             now_ns
         ],
@@ -627,7 +693,7 @@ fn queue(tx: &Transaction<'_>, q: &QueuedReport) -> rusqlite::Result<bool> {
         params![
             to_i64(window),
             report_id,
-            q.publishable.wire(),
+            q.wire,
             to_i64(q.send_at_ms),
             now_ns
         ],
@@ -775,9 +841,7 @@ fn protect_files(_path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::federation::gate;
     use crate::store::StoreConfig;
-    use truebit_protocol::report::Report;
 
     const W0: u64 = 1_763_992_500;
 
@@ -785,19 +849,20 @@ mod tests {
         Store::open(StoreConfig::new(dir.path().join("fed.db"))).expect("opens")
     }
 
-    fn publishable(identity: &Identity, window: u64) -> Publishable {
-        let w = WindowStart::new(window).expect("aligned");
-        gate::check(
-            Report::new(identity.public_key(), w, Level::Full).to_canonical_bytes(),
-            identity,
-        )
-        .expect("valid")
+    fn identity(n: u8) -> IdentityRow {
+        IdentityRow {
+            secret_key: [n; 32],
+            salt: [n + 1; 32],
+        }
     }
 
-    fn queue_at(store: &Store, identity: &Identity, window: u64, now_ms: u64) -> bool {
+    fn queue_at(store: &Store, window: u64, now_ms: u64) -> bool {
         store
             .federation_queue(QueuedReport {
-                publishable: publishable(identity, window),
+                window,
+                wire: format!("the signed report of {window}").into_bytes(),
+                cover: true,
+                task_items: 0,
                 blocked: None,
                 delay_ms: 5,
                 send_at_ms: (window + WINDOW_SECS) * 1000 + 5,
@@ -812,9 +877,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
         assert!(store.federation_identity().expect("read").is_none());
-        let a = store.federation_ensure_identity().expect("created");
-        let b = store.federation_ensure_identity().expect("kept");
-        assert_eq!(a.public_key(), b.public_key());
+        let a = store
+            .federation_ensure_identity(identity(1))
+            .expect("created");
+        let b = store.federation_ensure_identity(identity(7)).expect("kept");
+        assert_eq!((&a, &b), (&identity(1), &identity(1)));
         store.federation_protect_files().expect("chmod");
         let mode = std::fs::metadata(store.path())
             .expect("meta")
@@ -824,19 +891,17 @@ mod tests {
         store.close().expect("close");
         let store = open(&dir);
         let c = store.federation_identity().expect("read").expect("stored");
-        assert_eq!(c.public_key(), a.public_key());
-        assert_eq!(c.hash_id("x"), a.hash_id("x"));
+        assert_eq!(c, a);
     }
 
     #[test]
     fn queueing_advances_the_schedule_once_per_window() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
-        let id = store.federation_ensure_identity().expect("identity");
         store.federation_schedule(true, Some(W0)).expect("schedule");
-        assert!(queue_at(&store, &id, W0, W0 * 1000 + 400_000));
+        assert!(queue_at(&store, W0, W0 * 1000 + 400_000));
         assert!(
-            !queue_at(&store, &id, W0, W0 * 1000 + 400_000),
+            !queue_at(&store, W0, W0 * 1000 + 400_000),
             "the same window is not queued twice"
         );
         let state = store.federation_state().expect("state");
@@ -861,12 +926,11 @@ mod tests {
     fn outbox_keeps_seven_days_and_counts_what_it_drops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
-        let id = store.federation_ensure_identity().expect("identity");
         store.federation_schedule(true, Some(W0)).expect("schedule");
         // Built late (say after an outage): all logged after the third window closed.
         let built_ms = (W0 + 4 * WINDOW_SECS) * 1000;
         for i in 0..10 {
-            assert!(queue_at(&store, &id, W0 + i * WINDOW_SECS, built_ms));
+            assert!(queue_at(&store, W0 + i * WINDOW_SECS, built_ms));
         }
         // 7 days after the third window closed: the first three have expired.
         let now_ms = (W0 + 3 * WINDOW_SECS) * 1000 + LOG_RETENTION_MS;
@@ -898,7 +962,6 @@ mod tests {
     fn disabling_clears_the_schedule_and_drops_the_outbox() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
-        let id = store.federation_ensure_identity().expect("identity");
         let on = StoredSettings {
             enabled: true,
             level: Level::Strict,
@@ -907,7 +970,7 @@ mod tests {
         store
             .federation_save_settings(on, Some(W0), W0 * 1000)
             .expect("save");
-        assert!(queue_at(&store, &id, W0, (W0 + 400) * 1000));
+        assert!(queue_at(&store, W0, (W0 + 400) * 1000));
         assert_eq!(store.federation_settings().expect("read"), Some(on));
         let off = StoredSettings {
             enabled: false,

@@ -24,6 +24,7 @@ pub mod auth;
 mod checkpoint;
 mod error;
 pub(crate) mod federation;
+pub mod feed;
 pub mod query;
 mod read;
 mod schema;
@@ -35,11 +36,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
+pub use feed::{Change, Commit, NewRows, TaskChange};
 pub use read::{
     AppliedMigration, NodeStatus, StoredEntry, StoredInvoice, StoredLineItem, Summary, Task,
 };
@@ -199,6 +201,8 @@ pub(crate) struct Shared {
     pub retention: Mutex<settings::Retention>,
     /// Set when the retention changed: the writer starts a pruning pass.
     pub prune_soon: AtomicBool,
+    /// What the writer committed, for whoever subscribed.
+    pub feed: feed::Feed,
 }
 
 struct Inner {
@@ -241,6 +245,7 @@ impl Store {
             },
         };
 
+        let feed = feed::Feed::new(&conn).map_err(|e| StoreError::at_open(&path, e))?;
         let shared = Arc::new(Shared {
             path: path.clone(),
             health: Mutex::new(WriteHealth::Ok),
@@ -248,6 +253,7 @@ impl Store {
             page_limit: AtomicU64::new(0),
             retention: Mutex::new(retention),
             prune_soon: AtomicBool::new(false),
+            feed,
         });
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
         let writer = Writer::new(conn, receiver, Arc::clone(&shared), &config)?;
@@ -301,6 +307,11 @@ impl Store {
     /// again (from any handle) returns `Ok`. Reads keep working afterwards.
     pub fn close(&self) -> Result<(), StoreError> {
         self.inner.shutdown()
+    }
+
+    /// The feed of what the writer commits from now on (see [`feed`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.shared.feed.subscribe()
     }
 
     /// Whether the writer's commits currently succeed.
@@ -454,12 +465,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Current time in Unix nanoseconds.
-pub(crate) fn now_ns() -> UnixNanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub(crate) use truebit_clock::now_ns;
 
 impl Store {
     /// Runs `write` on the writer thread in an immediate transaction, committed when it
@@ -484,5 +490,30 @@ impl Store {
             let _ = reply.send(out);
         })))?;
         result.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The bundled SQLite is built with the options of `.cargo/config.toml`: without
+    /// memory statistics (a global mutex on every allocation of the writer) and without
+    /// the shared-cache mode.
+    #[test]
+    fn bundled_sqlite_is_built_without_memory_statistics_or_shared_cache() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let mut statement = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "OMIT_SHARED_CACHE"),
+            "{options:?}"
+        );
     }
 }

@@ -6,9 +6,12 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension as _, Row};
 
-use super::read::{task_from_row, StoredEntry, StoredInvoice, StoredLineItem, Task, TASK_COLUMNS};
+use super::read::{
+    entry_from_row, invoice_from_row, line_items, task_from_row, to_limit, StoredEntry,
+    StoredInvoice, Task, ENTRY_COLUMNS, ENTRY_FROM, INVOICE_COLUMNS, TASK_COLUMNS,
+};
 use super::{Store, StoreError};
-use crate::model::{ContainerEvent, Kind, Level, Pos, TaskStatus, UnixNanos};
+use crate::model::{ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 
 /// Where a page ends: the `(time, id)` of its last row. The next page holds the rows
 /// strictly before it in `time DESC, id DESC` order.
@@ -295,7 +298,7 @@ impl Store {
                    AND e.execution_id = ?1
                  ORDER BY e.time_ns, e.id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map((execution_id, to_i64(limit)), entry_from_row)?;
+            let rows = stmt.query_map((execution_id, to_limit(limit)), entry_from_row)?;
             rows.collect()
         })
     }
@@ -645,19 +648,6 @@ impl Store {
         })
     }
 
-    /// The newest entry and invoice row ids (0 when none): where the live tail starts.
-    pub fn tail_start(&self) -> Result<(i64, i64), StoreError> {
-        self.read(|conn| {
-            let entries: Option<i64> = conn
-                .prepare_cached("SELECT max(id) FROM entries")?
-                .query_row([], |row| row.get(0))?;
-            let invoices: Option<i64> = conn
-                .prepare_cached("SELECT max(id) FROM invoices")?
-                .query_row([], |row| row.get(0))?;
-            Ok((entries.unwrap_or(0), invoices.unwrap_or(0)))
-        })
-    }
-
     /// Entries with `id > after_id`, in commit order, at most `limit`.
     pub fn entries_after(
         &self,
@@ -668,7 +658,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} {ENTRY_FROM} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map((after_id, to_i64(limit)), entry_from_row)?;
+            let rows = stmt.query_map((after_id, to_limit(limit)), entry_from_row)?;
             rows.collect()
         })
     }
@@ -684,7 +674,7 @@ impl Store {
                 .prepare_cached(&format!(
                     "SELECT {INVOICE_COLUMNS} FROM invoices i WHERE i.id > ?1 ORDER BY i.id LIMIT ?2"
                 ))?
-                .query_map((after_id, to_i64(limit)), invoice_from_row)?
+                .query_map((after_id, to_limit(limit)), invoice_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             for invoice in &mut invoices {
                 invoice.line_items = line_items(conn, invoice.id)?;
@@ -754,7 +744,7 @@ impl Where {
         map: impl FnMut(&Row<'_>) -> rusqlite::Result<(PageKey, T)>,
     ) -> rusqlite::Result<Vec<(PageKey, T)>> {
         let mut params = self.params.clone();
-        params.push(to_i64(limit.saturating_add(1)).into());
+        params.push(to_limit(limit.saturating_add(1)).into());
         let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(params), map)?;
         rows.collect()
@@ -790,74 +780,8 @@ fn like_pattern(text: &str) -> String {
     p
 }
 
-fn line_items(conn: &Connection, invoice_row: i64) -> rusqlite::Result<Vec<StoredLineItem>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT operation, account, steps, steps_value, memory, memory_value
-         FROM invoice_items WHERE invoice_row = ?1 ORDER BY position",
-    )?;
-    let rows = stmt.query_map([invoice_row], |row| {
-        Ok(StoredLineItem {
-            operation: row.get(0)?,
-            account: row.get(1)?,
-            steps: row.get(2)?,
-            steps_value: row.get(3)?,
-            memory: row.get(4)?,
-            memory_value: row.get(5)?,
-        })
-    })?;
-    rows.collect()
-}
-
-const INVOICE_COLUMNS: &str = "i.id, i.invoice_id, i.execution_id, i.task_id, i.task_created_ts,
-    i.step_gas_price, i.byte_gas_price, i.time_ns, i.node_time, i.received_ns";
-
-fn invoice_from_row(row: &Row<'_>) -> rusqlite::Result<StoredInvoice> {
-    Ok(StoredInvoice {
-        id: row.get(0)?,
-        invoice_id: row.get(1)?,
-        execution_id: row.get(2)?,
-        task_id: row.get(3)?,
-        task_created_ts: row.get(4)?,
-        step_gas_price: row.get(5)?,
-        byte_gas_price: row.get(6)?,
-        time_ns: row.get(7)?,
-        node_time: row.get(8)?,
-        received_ns: row.get(9)?,
-        line_items: Vec::new(),
-    })
-}
-
-const ENTRY_COLUMNS: &str = "e.id, s.name, e.pos_major, e.pos_minor, e.time_ns, e.received_ns,
-    e.node_time, e.level, l.name, e.version, e.kind, e.execution_id, e.message";
-const ENTRY_FROM: &str = "FROM entries e
-    JOIN sources s ON s.id = e.source_id
-    LEFT JOIN loggers l ON l.id = e.logger_id";
-
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
-    Ok(StoredEntry {
-        id: row.get(0)?,
-        source: row.get(1)?,
-        pos: Pos::new(row.get(2)?, row.get(3)?),
-        time_ns: row.get(4)?,
-        received_ns: row.get(5)?,
-        node_time: row.get(6)?,
-        level: row
-            .get::<_, Option<String>>(7)?
-            .map(|l| Level::from_word(&l)),
-        logger: row.get(8)?,
-        version: row.get(9)?,
-        kind: Kind::parse(&row.get::<_, String>(10)?).unwrap_or(Kind::Raw),
-        execution_id: row.get(11)?,
-        message: row.get(12)?,
-    })
-}
-
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
-}
-
-fn to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -344,44 +344,13 @@ impl Store {
     pub fn invoices(&self, limit: usize) -> Result<Vec<StoredInvoice>, StoreError> {
         self.read(|conn| {
             let mut invoices: Vec<StoredInvoice> = conn
-                .prepare_cached(
-                    "SELECT id, invoice_id, execution_id, task_id, task_created_ts, step_gas_price,
-                       byte_gas_price, time_ns, node_time, received_ns
-                     FROM invoices ORDER BY time_ns DESC, id DESC LIMIT ?1",
-                )?
-                .query_map([to_limit(limit)], |row| {
-                    Ok(StoredInvoice {
-                        id: row.get(0)?,
-                        invoice_id: row.get(1)?,
-                        execution_id: row.get(2)?,
-                        task_id: row.get(3)?,
-                        task_created_ts: row.get(4)?,
-                        step_gas_price: row.get(5)?,
-                        byte_gas_price: row.get(6)?,
-                        time_ns: row.get(7)?,
-                        node_time: row.get(8)?,
-                        received_ns: row.get(9)?,
-                        line_items: Vec::new(),
-                    })
-                })?
+                .prepare_cached(&format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices i ORDER BY i.time_ns DESC, i.id DESC LIMIT ?1"
+                ))?
+                .query_map([to_limit(limit)], invoice_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut items = conn.prepare_cached(
-                "SELECT operation, account, steps, steps_value, memory, memory_value
-                 FROM invoice_items WHERE invoice_row = ?1 ORDER BY position",
-            )?;
             for invoice in &mut invoices {
-                invoice.line_items = items
-                    .query_map([invoice.id], |row| {
-                        Ok(StoredLineItem {
-                            operation: row.get(0)?,
-                            account: row.get(1)?,
-                            steps: row.get(2)?,
-                            steps_value: row.get(3)?,
-                            memory: row.get(4)?,
-                            memory_value: row.get(5)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
+                invoice.line_items = line_items(conn, invoice.id)?;
             }
             Ok(invoices)
         })
@@ -390,32 +359,10 @@ impl Store {
     /// The newest log entries.
     pub fn entries(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.id, s.name, e.pos_major, e.pos_minor, e.time_ns, e.received_ns,
-                   e.node_time, e.level, l.name, e.version, e.kind, e.execution_id, e.message
-                 FROM entries e
-                   JOIN sources s ON s.id = e.source_id
-                   LEFT JOIN loggers l ON l.id = e.logger_id
-                 ORDER BY e.time_ns DESC, e.id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([to_limit(limit)], |row| {
-                Ok(StoredEntry {
-                    id: row.get(0)?,
-                    source: row.get(1)?,
-                    pos: Pos::new(row.get(2)?, row.get(3)?),
-                    time_ns: row.get(4)?,
-                    received_ns: row.get(5)?,
-                    node_time: row.get(6)?,
-                    level: row
-                        .get::<_, Option<String>>(7)?
-                        .map(|l| Level::from_word(&l)),
-                    logger: row.get(8)?,
-                    version: row.get(9)?,
-                    kind: Kind::parse(&row.get::<_, String>(10)?).unwrap_or(Kind::Raw),
-                    execution_id: row.get(11)?,
-                    message: row.get(12)?,
-                })
-            })?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} {ENTRY_FROM} ORDER BY e.time_ns DESC, e.id DESC LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([to_limit(limit)], entry_from_row)?;
             rows.collect()
         })
     }
@@ -581,8 +528,75 @@ fn to_u64(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-fn to_limit(limit: usize) -> i64 {
+pub(super) fn to_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(super) fn line_items(
+    conn: &Connection,
+    invoice_row: i64,
+) -> rusqlite::Result<Vec<StoredLineItem>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT operation, account, steps, steps_value, memory, memory_value
+         FROM invoice_items WHERE invoice_row = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([invoice_row], |row| {
+        Ok(StoredLineItem {
+            operation: row.get(0)?,
+            account: row.get(1)?,
+            steps: row.get(2)?,
+            steps_value: row.get(3)?,
+            memory: row.get(4)?,
+            memory_value: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(super) const INVOICE_COLUMNS: &str =
+    "i.id, i.invoice_id, i.execution_id, i.task_id, i.task_created_ts,
+    i.step_gas_price, i.byte_gas_price, i.time_ns, i.node_time, i.received_ns";
+
+pub(super) fn invoice_from_row(row: &Row<'_>) -> rusqlite::Result<StoredInvoice> {
+    Ok(StoredInvoice {
+        id: row.get(0)?,
+        invoice_id: row.get(1)?,
+        execution_id: row.get(2)?,
+        task_id: row.get(3)?,
+        task_created_ts: row.get(4)?,
+        step_gas_price: row.get(5)?,
+        byte_gas_price: row.get(6)?,
+        time_ns: row.get(7)?,
+        node_time: row.get(8)?,
+        received_ns: row.get(9)?,
+        line_items: Vec::new(),
+    })
+}
+
+pub(super) const ENTRY_COLUMNS: &str =
+    "e.id, s.name, e.pos_major, e.pos_minor, e.time_ns, e.received_ns,
+    e.node_time, e.level, l.name, e.version, e.kind, e.execution_id, e.message";
+pub(super) const ENTRY_FROM: &str = "FROM entries e
+    JOIN sources s ON s.id = e.source_id
+    LEFT JOIN loggers l ON l.id = e.logger_id";
+
+pub(super) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        id: row.get(0)?,
+        source: row.get(1)?,
+        pos: Pos::new(row.get(2)?, row.get(3)?),
+        time_ns: row.get(4)?,
+        received_ns: row.get(5)?,
+        node_time: row.get(6)?,
+        level: row
+            .get::<_, Option<String>>(7)?
+            .map(|l| Level::from_word(&l)),
+        logger: row.get(8)?,
+        version: row.get(9)?,
+        kind: Kind::parse(&row.get::<_, String>(10)?).unwrap_or(Kind::Raw),
+        execution_id: row.get(11)?,
+        message: row.get(12)?,
+    })
 }
 
 fn db_size_bytes(path: &Path) -> u64 {

@@ -382,10 +382,10 @@ macro_rules! figure_values {
     };
 }
 
-/// Adds the task row `$row` (`NEW` or `OLD`), counted `$sign` times (`1` or `-1`), to the
-/// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`.
-macro_rules! task_figures_delta {
-    ($table:literal, $key:literal, $unit_ms:literal, $row:literal, $sign:literal) => {
+/// The head of an upsert into the figures table `$table` keyed by `$key`: its columns, then
+/// `SELECT k, st, ` (key and status), followed by `figure_values!` and `figures_add!`.
+macro_rules! figures_insert {
+    ($table:literal, $key:literal) => {
         concat!(
             "INSERT INTO ",
             $table,
@@ -393,7 +393,17 @@ macro_rules! task_figures_delta {
             $key,
             ", status, n, cached, cache_known, elapsed_n,
                elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT k, st, ",
+             SELECT k, st, "
+        )
+    };
+}
+
+/// Adds the task row `$row` (`NEW` or `OLD`), counted `$sign` times (`1` or `-1`), to the
+/// figures table `$table`, whose key column `$key` is `time_ms / $unit_ms`.
+macro_rules! task_figures_delta {
+    ($table:literal, $key:literal, $unit_ms:literal, $row:literal, $sign:literal) => {
+        concat!(
+            figures_insert!($table, $key),
             figure_values!("", ""),
             "
              FROM (SELECT COALESCE(",
@@ -681,13 +691,7 @@ DROP TRIGGER invoice_item_figures_insert;
 macro_rules! task_figures_of_new_rows {
     ($table:literal, $key:literal, $unit_ms:literal) => {
         concat!(
-            "INSERT INTO ",
-            $table,
-            " (",
-            $key,
-            ", status, n, cached, cache_known, elapsed_n,
-               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT k, st, ",
+            figures_insert!($table, $key),
             figure_values!("sum(", ")"),
             "
              FROM (SELECT COALESCE(time_ms, 0) / ",

@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
+use truebit_testkit::find_program;
 
 use crate::support;
 
@@ -69,6 +70,16 @@ fn monitor(args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(root())
         .output()
         .expect("the monitor binary runs")
+}
+
+/// `api-key list` with `env` (and a database in a temporary folder instead of the
+/// env's DB_PATH): a value the monitor rejects fails with exit code 2.
+fn monitor_with_env<'a>(env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Output {
+    let dir = support::tempdir();
+    let db = dir.path().join("monitor.db").display().to_string();
+    let mut vars: Vec<(&str, &str)> = env.into_iter().filter(|(k, _)| *k != "DB_PATH").collect();
+    vars.push(("DB_PATH", &db));
+    monitor(&["api-key", "list"], &vars)
 }
 
 fn stdout(out: &Output) -> String {
@@ -214,22 +225,6 @@ fn toml_keys() -> BTreeMap<String, BTreeSet<String>> {
     }
     keys.insert(String::new(), plain);
     keys
-}
-
-fn find_program(name: &str, env: &str) -> PathBuf {
-    if let Ok(path) = std::env::var(env) {
-        if !path.is_empty() {
-            return PathBuf::from(path);
-        }
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: scripts/test installs it (or set {env} to its path)")
-        })
 }
 
 /// (status, body) of `GET path` on 127.0.0.1:port.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
 use truebit_monitor::http::api::compute_uptime;
+use truebit_monitor::ingest::SourceContext;
 use truebit_monitor::model::TaskStatus;
 use truebit_monitor::model::{ContainerAction, ContainerEvent};
 use truebit_monitor::parser::ParserConfig;
@@ -15,6 +16,7 @@ use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
 use truebit_monitor::store::{Batch, Summary};
 
 use crate::support::{self, InProcess, Process};
+use truebit_clock::now_ns;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -379,10 +381,7 @@ impl Source {
                 host: host.to_owned(),
                 container_name: name.to_owned(),
             },
-            store.clone(),
-            ParserConfig::default(),
-            tx,
-            shutdown.clone(),
+            SourceContext::new(store.clone(), ParserConfig::default(), tx, shutdown.clone()),
         );
         let task = tokio::spawn(source.run());
         Source {
@@ -554,13 +553,6 @@ async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable
     );
     source.stop().await;
     docker.remove(&name);
-}
-
-fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_nanos()).expect("ns fit")
 }
 
 /// The monitor is stopped while the daemon restarts (Docker forgets its events then) and

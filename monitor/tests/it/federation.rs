@@ -1,5 +1,5 @@
 //! Federation against a real `nats-server` (CONTRIBUTING.md, "Running the tests"): each
-//! test starts its own server on a free port. Windows move with a [`ManualClock`]; the
+//! test starts its own server on a free port. Windows move with a manual [`Clock`]; the
 //! network, the store and the NATS server are real.
 //!
 //! What they prove (docs/PRIVACY.md, issue 5):
@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
+use truebit_clock::Clock;
 use truebit_monitor::federation::anonymizer::{
     anonymize, FinishedTask, InvoiceLine, Sharing, WindowData,
 };
@@ -31,8 +32,8 @@ use truebit_monitor::federation::config::FederationSettings;
 use truebit_monitor::federation::gate;
 use truebit_monitor::federation::identity::Identity;
 use truebit_monitor::federation::{
-    Delivery, Federation, FederationHandle, FederationService, LinkState, ManualClock,
-    ReportOutcome, ReportRecord, SettingsSource, SettingsUpdate,
+    Delivery, Federation, FederationHandle, FederationService, LinkState, ReportOutcome,
+    ReportRecord, SettingsSource, SettingsUpdate,
 };
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
@@ -58,38 +59,30 @@ fn after_send_window(window: u64) -> u64 {
     ms(window + WINDOW_SECS) + 120_001
 }
 
-// --- a real nats-server ---------------------------------------------------------------------
-
-/// A nats-server of the test's own, stopped (by pid) when dropped.
-pub(crate) struct NatsServer {
-    dir: PathBuf,
-    child: Option<Child>,
-    args: Vec<String>,
-    port: u16,
-    starts: u32,
-    /// The HTTP monitoring port, when asked for.
-    http_port: Option<u16>,
-    websocket_port: Option<u16>,
+/// A manual clock standing at Unix milliseconds `ms`.
+fn clock_at_ms(ms: u64) -> Clock {
+    let clock = Clock::manual(0);
+    clock.set_ms(ms);
+    clock
 }
 
-fn nats_bin() -> String {
-    let candidates = match std::env::var("TRUEBIT_TEST_NATS_SERVER") {
-        Ok(bin) => vec![bin],
-        Err(_) => vec!["nats-server".into(), "/usr/sbin/nats-server".into()],
-    };
-    for bin in &candidates {
-        let found = Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if found {
-            return bin.clone();
-        }
+// --- a real nats-server ---------------------------------------------------------------------
+
+/// The shared test nats-server (truebit-testkit), with what these tests add: the HTTP
+/// monitoring port, a configuration file, `/connz`.
+pub(crate) struct NatsServer(truebit_testkit::NatsServer);
+
+impl std::ops::Deref for NatsServer {
+    type Target = truebit_testkit::NatsServer;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-    panic!(
-        "nats-server is not installed: the federation tests need a real one; run scripts/test \
-         (it installs nats-server) or `apt-get install -y nats-server`"
-    )
+}
+
+impl std::ops::DerefMut for NatsServer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 fn free_port() -> u16 {
@@ -105,30 +98,21 @@ impl NatsServer {
         Self::start_with(dir, None, true)
     }
 
-    /// `config` (nats-server syntax) in a file; `-js` unless `jetstream` is false.
+    /// `config` (nats-server syntax, `$WS_PORT` a free port) in a file; `-js` unless
+    /// `jetstream` is false.
     fn start_with(dir: &Path, config: Option<&str>, jetstream: bool) -> NatsServer {
-        let dir = dir.join("nats");
-        std::fs::create_dir_all(&dir).expect("nats dir");
-        let mut args: Vec<String> = vec!["-a".into(), "127.0.0.1".into()];
+        let nats_dir = dir.join("nats");
+        std::fs::create_dir_all(&nats_dir).expect("nats dir");
+        let mut args: Vec<String> = vec!["-m".into(), "-1".into()];
         if jetstream {
-            args.extend([
-                "-js".into(),
-                "-sd".into(),
-                dir.join("js").display().to_string(),
-            ]);
+            let js = nats_dir.join("js").display().to_string();
+            args.extend(["-js".into(), "-sd".into(), js]);
         }
-        let http_port = free_port();
-        args.extend(["-m".into(), http_port.to_string()]);
-        let mut websocket_port = None;
         if let Some(config) = config {
-            let file = dir.join("nats.conf");
-            let ws = free_port();
-            let config = config.replace("$WS_PORT", &ws.to_string());
-            if config.contains("websocket") {
-                websocket_port = Some(ws);
-            }
+            let file = nats_dir.join("nats.conf");
+            let config = config.replace("$WS_PORT", &free_port().to_string());
             std::fs::write(&file, config).expect("nats config");
-            let check = Command::new(nats_bin())
+            let check = Command::new(truebit_testkit::nats_bin())
                 .args(["-c", &file.display().to_string(), "-t"])
                 .output()
                 .expect("nats-server -t");
@@ -139,93 +123,8 @@ impl NatsServer {
             );
             args.extend(["-c".into(), file.display().to_string()]);
         }
-        let mut server = NatsServer {
-            dir,
-            child: None,
-            args,
-            port: 0,
-            starts: 0,
-            http_port: Some(http_port),
-            websocket_port,
-        };
-        server.spawn();
-        server
-    }
-
-    /// Starts the process (on the same port after the first start) and waits until it
-    /// accepts clients.
-    fn spawn(&mut self) {
-        self.starts += 1;
-        let log = self.dir.join(format!("nats-{}.log", self.starts));
-        let mut cmd = Command::new(nats_bin());
-        cmd.args(&self.args)
-            .arg("-p")
-            .arg(if self.port == 0 {
-                "-1".to_owned()
-            } else {
-                self.port.to_string()
-            })
-            .arg("-l")
-            .arg(&log)
-            .arg("-P")
-            .arg(self.dir.join("nats.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().expect("nats-server starts"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let listening = text
-                .lines()
-                .find(|l| l.contains("Listening for client connections on"));
-            if let (Some(line), true) = (listening, text.contains("Server is ready")) {
-                let port = line
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .expect("port in the log line");
-                self.port = port;
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start within 20 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the process (SIGTERM by pid, then wait).
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process, by pid.
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NatsServer(truebit_testkit::NatsServer::start(dir, &args))
     }
 
     /// Client connections the server has right now (HTTP monitoring, `/connz`).
@@ -242,10 +141,16 @@ impl NatsServer {
     }
 }
 
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts a monitor in `dir` with `settings` and federation on, and checks that the report
+/// of window W0 reaches `collector` once the window's send delay has passed.
+async fn first_window_arrives(dir: &Path, settings: FederationSettings, collector: &Collector) {
+    let clock = clock_at_ms(ms(W0) + 1_000);
+    let monitor = Monitor::start(&dir.join("monitor.db"), settings, &clock).await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
+    assert_eq!(reports[0].window.as_secs(), W0);
+    monitor.stop().await;
 }
 
 /// An admin connection to the server (the test's view, not the monitor's).
@@ -395,21 +300,21 @@ struct Monitor {
 }
 
 impl Monitor {
-    async fn start(db: &Path, settings: FederationSettings, clock: &ManualClock) -> Monitor {
+    async fn start(db: &Path, settings: FederationSettings, clock: &Clock) -> Monitor {
         Self::start_with(db, settings, clock, |f| f).await
     }
 
     async fn start_with(
         db: &Path,
         settings: FederationSettings,
-        clock: &ManualClock,
+        clock: &Clock,
         customize: impl FnOnce(Federation) -> Federation,
     ) -> Monitor {
         init_tracing();
         let store = open_store(db);
         let config = settings.resolve().expect("valid federation settings");
         let shutdown = CancellationToken::new();
-        let federation = Federation::new(store.clone(), config).with_clock(Arc::new(clock.clone()));
+        let federation = Federation::new(store.clone(), config).with_clock(clock.clone());
         let service = customize(federation).start(shutdown.clone()).await;
         let handle = service.handle();
         Monitor {
@@ -866,7 +771,7 @@ async fn planted_secrets_never_reach_the_wire_and_reports_carry_only_allowed_fie
     let collector = Collector::start(&observer, ">").await;
 
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &db,
         FederationSettings {
@@ -1024,7 +929,7 @@ async fn a_blocked_report_is_recorded_counted_and_replaced_by_a_cover_report() {
     let capture = Capture::start(nats.port).await;
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(WP) + 1_000);
+    let clock = clock_at_ms(ms(WP) + 1_000);
     let monitor = Monitor::start_with(
         &dir.path().join("monitor.db"),
         settings(&capture.url()),
@@ -1203,7 +1108,7 @@ async fn nats_outage_and_monitor_restart_lose_nothing_and_duplicate_nothing() {
     .await
     .expect("stream");
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(W0) + 5_000);
+    let clock = clock_at_ms(ms(W0) + 5_000);
     let a = Monitor::start(&db, settings(&nats.url()), &clock).await;
     a.handle.enable().await.expect("enable");
 
@@ -1293,7 +1198,7 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
     let collector = Collector::start(&aggregator, REPORT_SUBJECT).await;
     let aggregator_key = SigningKey::from_bytes(&[0xa5; 32]);
     let pinned = hex::encode(aggregator_key.verifying_key().to_bytes());
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1346,7 +1251,7 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
 async fn send_delays_spread_uniformly_over_the_window_delay() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1474,18 +1379,7 @@ async fn with_federation_off_the_process_opens_no_connection() {
 }
 
 fn stop_process(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    truebit_testkit::terminate(child, Duration::from_secs(20));
 }
 
 /// TCP sockets of process `pid` that are not listening (i.e. connections), from
@@ -1524,7 +1418,7 @@ fn connected_sockets(pid: u32) -> Vec<String> {
 async fn enabling_connects_and_disabling_closes_the_connection() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1583,7 +1477,7 @@ fn connections_to(port: u16) -> Vec<String> {
 async fn disabling_on_a_dead_connection_closes_the_socket_before_returning() {
     let dir = tempdir();
     let mut nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1635,7 +1529,7 @@ async fn every_reply_comes_back_on_a_fresh_inbox() {
     .expect("stream");
     let spy = admin(&nats.url()).await;
     let inboxes = Collector::start(&spy, "_INBOX.>").await;
-    let clock = ManualClock::new(ms(W0) + 5_000);
+    let clock = clock_at_ms(ms(W0) + 5_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         settings(&nats.url()),
@@ -1697,7 +1591,7 @@ async fn settings_survive_restarts_and_strict_sends_counts_only() {
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
     let db = dir.path().join("monitor.db");
-    let clock = ManualClock::new(ms(WP) + 1_000);
+    let clock = clock_at_ms(ms(WP) + 1_000);
     let a = Monitor::start(&db, settings(&nats.url()), &clock).await;
     import(&a.store, dir.path(), "planted.log", &planted_log());
     let view = a
@@ -1768,7 +1662,7 @@ async fn the_configured_default_applies_until_the_operator_decides() {
     let nats = NatsServer::start_with(dir.path(), None, false);
     let observer = admin(&nats.url()).await;
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1806,7 +1700,7 @@ async fn reports_go_over_websocket() {
         "ws://127.0.0.1:{}",
         nats.websocket_port.expect("websocket port")
     );
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(&dir.path().join("monitor.db"), settings(&ws), &clock).await;
     monitor.handle.enable().await.expect("enable");
     clock.set_ms(after_send_window(W0));
@@ -1819,50 +1713,40 @@ async fn reports_go_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_go_over_tls_with_a_custom_ca() {
     let dir = tempdir();
-    let pki = dir.path().join("pki");
-    std::fs::create_dir_all(&pki).expect("pki dir");
-    make_certificates(&pki);
+    let pki = truebit_testkit::certificates(dir.path());
     let config = format!(
         "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
-        pki.join("server.pem").display(),
-        pki.join("server.key").display()
+        pki.cert.display(),
+        pki.key.display()
     );
     let nats = NatsServer::start_with(dir.path(), Some(&config), false);
     let observer = async_nats::ConnectOptions::new()
-        .add_root_certificates(pki.join("ca.pem"))
+        .add_root_certificates(pki.ca.clone())
         .connect(format!("tls://127.0.0.1:{}", nats.port))
         .await
         .expect("test client connects over TLS");
     let collector = Collector::start(&observer, REPORT_SUBJECT).await;
-    let clock = ManualClock::new(ms(W0) + 1_000);
-    let monitor = Monitor::start(
-        &dir.path().join("monitor.db"),
+    first_window_arrives(
+        dir.path(),
         FederationSettings {
-            nats_ca: Some(pki.join("ca.pem")),
+            nats_ca: Some(pki.ca.clone()),
             ..settings(&format!("tls://127.0.0.1:{}", nats.port))
         },
-        &clock,
+        &collector,
     )
     .await;
-    monitor.handle.enable().await.expect("enable");
-    clock.set_ms(after_send_window(W0));
-    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
-    assert_eq!(reports[0].window.as_secs(), W0);
-    monitor.stop().await;
 }
 
 /// wss:// with a custom CA and token authentication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_go_over_secure_websocket_with_a_token() {
     let dir = tempdir();
-    let pki = dir.path().join("pki");
-    std::fs::create_dir_all(&pki).expect("pki dir");
-    make_certificates(&pki);
+    let pki = truebit_testkit::certificates(dir.path());
     let config = format!(
         "authorization {{ token: \"t0ken-for-tests\" }}\n\
          websocket {{\n  listen: \"127.0.0.1:$WS_PORT\"\n  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n  }}\n}}\n",
-        pki.join("server.pem").display(),
-        pki.join("server.key").display()
+        pki.cert.display(),
+        pki.key.display()
     );
     let nats = NatsServer::start_with(dir.path(), Some(&config), false);
     let observer = async_nats::ConnectOptions::with_token("t0ken-for-tests".into())
@@ -1874,22 +1758,16 @@ async fn reports_go_over_secure_websocket_with_a_token() {
         "wss://127.0.0.1:{}",
         nats.websocket_port.expect("websocket port")
     );
-    let clock = ManualClock::new(ms(W0) + 1_000);
-    let monitor = Monitor::start(
-        &dir.path().join("monitor.db"),
+    first_window_arrives(
+        dir.path(),
         FederationSettings {
             nats_token: Some("t0ken-for-tests".into()),
-            nats_ca: Some(pki.join("ca.pem")),
+            nats_ca: Some(pki.ca.clone()),
             ..settings(&wss)
         },
-        &clock,
+        &collector,
     )
     .await;
-    monitor.handle.enable().await.expect("enable");
-    clock.set_ms(after_send_window(W0));
-    let reports = collector.wait_reports(1, Duration::from_secs(30)).await;
-    assert_eq!(reports[0].window.as_secs(), W0);
-    monitor.stop().await;
 }
 
 /// A credentials file that cannot be read is reported in the status (and retried), not
@@ -1898,7 +1776,7 @@ async fn reports_go_over_secure_websocket_with_a_token() {
 async fn an_unreadable_credentials_file_is_reported_and_reports_wait() {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), None, false);
-    let clock = ManualClock::new(ms(W0) + 1_000);
+    let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
@@ -1930,77 +1808,4 @@ async fn an_unreadable_credentials_file_is_reported_and_reports_wait() {
     monitor.wait_outcome(W0, ReportOutcome::Queued).await;
     assert_eq!(nats.connections(), 0);
     monitor.stop().await;
-}
-
-/// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is installed (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=truebit-test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
 }

@@ -17,11 +17,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use truebit_clock::Clock;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::demo::{fixture, Expected, FIXTURE_START_SECS};
 use truebit_monitor::federation::config::FederationSettings;
 use truebit_monitor::federation::{Federation, FederationConfig};
-use truebit_monitor::http::clock::Clock;
 use truebit_monitor::http::config::HttpSettings;
 use truebit_monitor::http::live::LiveMessage;
 use truebit_monitor::http::routes::api_routes;
@@ -30,7 +30,7 @@ use truebit_monitor::model::{ContainerAction, ContainerEvent};
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::source::SourceStatus;
-use truebit_monitor::store::{Batch, Store};
+use truebit_monitor::store::{Batch, Change, Store};
 
 use crate::support;
 
@@ -834,8 +834,7 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
         assert_eq!(event, "status");
         streams.push((body, buf));
     }
-    // Let the tail take its starting point, then write the lines.
-    tokio::time::sleep(http::live::POLL * 3).await;
+    // The tail follows the feed from its creation on: write the lines.
     plant(&app, "planted.log");
     let mut seen = Vec::new();
     for (body, buf) in &mut streams {
@@ -862,6 +861,65 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
     ] {
         assert!(seen[1].contains(secret), "admin key, {secret}: {}", seen[1]);
     }
+    app.state.shutdown.cancel();
+    let _ = tail.await;
+}
+
+/// The live stream is fed by the store's feed of commits, not by polling the store: a
+/// committed entry goes out when its commit reaches the tail, and not before.
+#[tokio::test]
+async fn a_committed_entry_reaches_the_live_stream_from_the_feed() {
+    let app = app_with(settings(), 0).await;
+    // The tail reads a feed the test holds: the store's own, relayed by hand.
+    let mut store_feed = app.store.subscribe();
+    let (relay, feed) = tokio::sync::broadcast::channel(16);
+    let tail = tokio::spawn(
+        http::live::Tail::new(
+            app.store.clone(),
+            feed,
+            app.state.status.clone(),
+            app.state.live.clone(),
+            app.state.shutdown.clone(),
+        )
+        .run(),
+    );
+    let req = request(Method::GET, "/api/events", Auth::Bearer(KEY), ip(1))
+        .body(Body::empty())
+        .expect("req");
+    let response = app.router.clone().oneshot(req).await.expect("ok");
+    let mut body = response.into_body().into_data_stream();
+    let mut buf = String::new();
+    let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("first event");
+    assert_eq!(event, "status");
+
+    let line = "2025-11-24 23:00:01 info: @truebit/worker-runner-node:2.4.0 feed-marker-5e1";
+    import_lines(&app, "one.log", &format!("{line}\n"));
+    let change = store_feed.recv().await.expect("the commit on the feed");
+    let Change::Committed(commit) = &change else {
+        panic!("not a commit: {change:?}");
+    };
+    assert_eq!(commit.entries.count(), 1);
+    // Committed, not yet relayed: nothing goes out.
+    assert_eq!(
+        next_event(&mut body, &mut buf, Duration::from_secs(1)).await,
+        None
+    );
+    let entry_id = commit.entries.last;
+    relay.send(change).expect("the tail listens");
+    let (event, data) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("the entry");
+    assert_eq!(event, "entry", "{data}");
+    let v: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(v["id"], entry_id, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("feed-marker-5e1")),
+        "{v}"
+    );
     app.state.shutdown.cancel();
     let _ = tail.await;
 }

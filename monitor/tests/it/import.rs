@@ -1,8 +1,8 @@
 //! `truebit-monitor import` as a user runs it: plain, gzipped, Docker json-file and
 //! compose-prefixed logs, exact counts, and a second import that adds nothing.
 
-use std::io::Write as _;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use truebit_monitor::demo::fixture;
@@ -247,6 +247,38 @@ fn run_import_as(
     }
 }
 
+/// Writes a (big) file through a buffer.
+fn write_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    write(&mut f).expect("write");
+    f.flush().expect("flush");
+}
+
+/// Imports `path` into `m.db` next to it with `--json` (no log retention: the test lines
+/// are dated 2025) within `deadline`; asserts that it succeeded with its peak memory under
+/// [`IMPORT_PEAK_MIB`] (`what` names the input in the message) and returns its JSON
+/// summary and the database.
+fn import_in_bounded_memory(
+    path: &Path,
+    deadline: std::time::Duration,
+    what: &str,
+) -> (serde_json::Value, PathBuf) {
+    let db = path.with_file_name("m.db");
+    let run = run_import(
+        &db,
+        &["--json".as_ref(), path.as_os_str()],
+        &[("LOG_RETENTION_DAYS", "0")],
+        deadline,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.peak_kib < IMPORT_PEAK_MIB * 1024,
+        "import of {what} peaked at {} MiB",
+        run.peak_kib / 1024
+    );
+    (serde_json::from_str(&run.stdout).expect("JSON"), db)
+}
+
 /// The bound on an import's peak memory these tests hold it to (the unoptimized binary).
 const IMPORT_PEAK_MIB: u64 = 128;
 
@@ -256,35 +288,19 @@ fn a_200_mb_line_is_cut_at_the_line_bound_and_memory_stays_bounded() {
     let dir = support::tempdir();
     let path = dir.path().join("long-line.log");
     let long = 200 * 1024 * 1024;
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-        f.write_all(b"2025-11-24 13:55:34 info: before\n")
-            .expect("write");
-        f.write_all(b"2025-11-24 13:55:35 info: ").expect("write");
+    write_file(&path, |f| {
+        f.write_all(b"2025-11-24 13:55:34 info: before\n")?;
+        f.write_all(b"2025-11-24 13:55:35 info: ")?;
         let chunk = vec![b'x'; 1024 * 1024];
         for _ in 0..long / chunk.len() {
-            f.write_all(&chunk).expect("write");
+            f.write_all(&chunk)?;
         }
         f.write_all(b"\n2025-11-24 13:55:36 info: after\n")
-            .expect("write");
-        f.flush().expect("flush");
-    }
-    let db = dir.path().join("m.db");
-    let run = run_import(
-        &db,
-        &["--json".as_ref(), path.as_os_str()],
-        &[("LOG_RETENTION_DAYS", "0")],
-        std::time::Duration::from_secs(300),
-    );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    });
+    let (summary, db) =
+        import_in_bounded_memory(&path, std::time::Duration::from_secs(300), "a 200 MiB line");
     assert_eq!(summary["imported"]["entries"], 3, "{summary:#}");
     assert_eq!(summary["imported"]["lines"], 3, "{summary:#}");
-    assert!(
-        run.peak_kib < IMPORT_PEAK_MIB * 1024,
-        "import of a 200 MiB line peaked at {} MiB",
-        run.peak_kib / 1024
-    );
 
     let store = support::open_store(&db);
     let entries = store.entries(10).expect("entries");
@@ -325,22 +341,13 @@ fn a_gzip_bomb_imports_in_bounded_memory() {
     let expanded = members * 64 * 1024 * 1024;
     assert!(std::fs::metadata(&path).expect("size").len() < 2 * 1024 * 1024);
 
-    let db = dir.path().join("m.db");
-    let run = run_import(
-        &db,
-        &["--json".as_ref(), path.as_os_str()],
-        &[("LOG_RETENTION_DAYS", "0")],
+    let (summary, db) = import_in_bounded_memory(
+        &path,
         std::time::Duration::from_secs(600),
+        "a 1 GiB gzip bomb",
     );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(summary["imported"]["bytes"], expanded, "{summary:#}");
     assert_eq!(summary["imported"]["entries"], 1, "{summary:#}");
-    assert!(
-        run.peak_kib < IMPORT_PEAK_MIB * 1024,
-        "import of a 1 GiB gzip bomb peaked at {} MiB",
-        run.peak_kib / 1024
-    );
     let store = support::open_store(&db);
     let entries = store.entries(2).expect("entries");
     assert_eq!(entries.len(), 1);
@@ -485,33 +492,18 @@ fn big_entries_import_in_bounded_memory() {
     let dir = support::tempdir();
     let path = dir.path().join("big-entries.log");
     let count = 2_100;
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    write_file(&path, |f| {
         let blob = format!("{{\"output\":\"{}\"}}", "7".repeat(100 * 1024));
         for i in 0..count {
-            writeln!(
-                f,
-                "2025-11-24 13:{:02}:{:02} info: result {blob}",
-                (i / 60) % 60,
-                i % 60
-            )
-            .expect("write");
+            let (m, s) = ((i / 60) % 60, i % 60);
+            writeln!(f, "2025-11-24 13:{m:02}:{s:02} info: result {blob}")?;
         }
-        f.flush().expect("flush");
-    }
-    let db = dir.path().join("m.db");
-    let run = run_import(
-        &db,
-        &["--json".as_ref(), path.as_os_str()],
-        &[("LOG_RETENTION_DAYS", "0")],
+        Ok(())
+    });
+    let (summary, _) = import_in_bounded_memory(
+        &path,
         std::time::Duration::from_secs(600),
+        &format!("{count} entries of 100 KiB"),
     );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(summary["imported"]["entries"], count, "{summary:#}");
-    assert!(
-        run.peak_kib < IMPORT_PEAK_MIB * 1024,
-        "import of {count} entries of 100 KiB peaked at {} MiB",
-        run.peak_kib / 1024
-    );
 }

@@ -2,16 +2,17 @@
 //! the public API only.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use truebit_clock::now_ns;
 use truebit_monitor::model::{
     ContainerAction, ContainerEvent, Entry, Event, Invoice, Kind, Level, LineItem, Metrics, Pos,
     TaskCreated, TaskStatus,
 };
 use truebit_monitor::store::{
-    Batch, Cursor, NodeStatus, PruneReport, Store, StoreConfig, StoreError, StoredLineItem,
-    Summary, Task, WriteHealth, SCHEMA_VERSION,
+    Batch, Change, Commit, Cursor, NewRows, NodeStatus, PruneReport, Store, StoreConfig,
+    StoreError, StoredLineItem, Summary, Task, TaskChange, WriteHealth, SCHEMA_VERSION,
 };
 
 /// 2025-11-24 13:55:34 UTC, the node's clock for line 0.
@@ -225,13 +226,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn now_ns() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since_epoch.as_nanos()).expect("nanoseconds fit i64")
 }
 
 #[test]
@@ -1477,4 +1471,128 @@ fn sigterm_of_run_leaves_one_database_file_without_wal_or_shm() {
     })
     .expect("reopen");
     assert_eq!(store.summary().expect("summary").entries, 500);
+}
+
+/// The next change on the feed, waiting up to ten seconds for it.
+fn next_change(feed: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match feed.try_recv() {
+            Ok(change) => return change,
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("no change on the feed: {error}"),
+        }
+    }
+}
+
+fn committed(change: Change) -> Commit {
+    match change {
+        Change::Committed(commit) => (*commit).clone(),
+        other => panic!("not a commit: {other:?}"),
+    }
+}
+
+#[test]
+fn the_feed_tells_what_each_commit_stored_once_it_committed() {
+    let db = temp_db();
+    let store = open(&db);
+    let source = "docker:runner-node";
+    submit(&store, batch(source, vec![log(1, "one"), log(2, "two")]));
+    let mut feed = store.subscribe();
+    let died = ContainerEvent {
+        container_id: "c0ffee".into(),
+        container_name: "runner-node".into(),
+        time_ns: 500,
+        action: ContainerAction::Died,
+        exit_code: Some(137),
+        inferred: false,
+    };
+    let mut second = batch(
+        source,
+        vec![
+            received(3, EXEC_A),
+            started(4, EXEC_A),
+            completed(5, EXEC_A, Some(metrics(1))),
+        ],
+    );
+    second.container_events = vec![died.clone()];
+    submit(&store, second);
+
+    let commit = committed(next_change(&mut feed));
+    assert_eq!(commit.entries, NewRows { after: 2, last: 5 });
+    assert!(commit.invoices.is_empty());
+    assert_eq!(
+        commit.tasks,
+        vec![TaskChange {
+            execution_id: EXEC_A.into(),
+            status: TaskStatus::Failed,
+        }]
+    );
+    assert_eq!(commit.container_events, vec![died.clone()]);
+    let rows = store
+        .entries_after(commit.entries.after, commit.entries.count() as usize)
+        .expect("entries");
+    assert_eq!(
+        rows.iter().map(|e| (e.id, e.pos.minor)).collect::<Vec<_>>(),
+        vec![(3, 3), (4, 4), (5, 5)]
+    );
+
+    // A replay (lines at or before the cursor, an event recorded before) stores nothing new.
+    let mut replay = batch(source, vec![log(2, "two"), completed(5, EXEC_A, None)]);
+    replay.container_events = vec![died];
+    submit(&store, replay);
+    let commit = committed(next_change(&mut feed));
+    assert_eq!(
+        commit,
+        Commit {
+            entries: NewRows { after: 5, last: 5 },
+            invoices: NewRows { after: 0, last: 0 },
+            tasks: Vec::new(),
+            container_events: Vec::new(),
+        }
+    );
+    assert!(feed.try_recv().is_err(), "one change per commit");
+}
+
+#[test]
+fn a_failing_commit_reaches_the_feed_only_once_it_succeeds() {
+    let db = temp_db();
+    let mut config = config(&db);
+    config.max_page_count = Some(1);
+    let store = Store::open(config).expect("open");
+    let mut feed = store.subscribe();
+    let message = "x".repeat(300);
+    store
+        .submit(batch(
+            "docker:runner-node",
+            (1..=500).map(|i| log(i, &message)).collect(),
+        ))
+        .expect("submit");
+    match next_change(&mut feed) {
+        Change::WriteHealth(WriteHealth::Failing { error, .. }) => {
+            assert!(error.starts_with("disk full while writing"), "{error}");
+        }
+        other => panic!("not the failure: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        feed.try_recv().is_err(),
+        "nothing committed, nothing published"
+    );
+
+    store.set_max_page_count(1_000_000);
+    store.flush().expect("flush");
+    assert_eq!(next_change(&mut feed), Change::WriteHealth(WriteHealth::Ok));
+    let commit = committed(next_change(&mut feed));
+    assert_eq!(
+        commit.entries,
+        NewRows {
+            after: 0,
+            last: 500
+        }
+    );
 }

@@ -35,7 +35,7 @@ use crate::report::{Level, Outcome, Report};
 
 /// Largest canonical report, in bytes. With the signature envelope a report stays
 /// under 1 000 000 bytes, below NATS's default 1 MiB payload limit.
-pub const MAX_REPORT_BYTES: usize = 1_000_000 - crate::sign::REPORT_ENVELOPE_BYTES;
+pub const MAX_REPORT_BYTES: usize = 1_000_000 - crate::envelope::REPORT_ENVELOPE_BYTES;
 
 /// Why a report was blocked (monitor) or rejected (aggregator).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

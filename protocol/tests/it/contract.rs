@@ -76,46 +76,28 @@ fn cover_and_busy_reports_differ_only_in_length_of_items() {
     // Same fields, same order: only the item arrays (and bucket labels) differ.
     let cover = wire(&cover_report());
     let busy = wire(&full_report());
+    const TOP: [&str; 11] = [
+        "v",
+        "node",
+        "key",
+        "window",
+        "level",
+        "continent",
+        "status",
+        "counts",
+        "tasks",
+        "invoices",
+        "sig",
+    ];
     let keys = |s: &str| -> Vec<String> {
         s.split('"')
             .skip(1)
             .step_by(2)
-            .filter(|t| {
-                [
-                    "v",
-                    "node",
-                    "key",
-                    "window",
-                    "level",
-                    "continent",
-                    "status",
-                    "counts",
-                    "tasks",
-                    "invoices",
-                    "sig",
-                ]
-                .contains(t)
-            })
+            .filter(|t| TOP.contains(t))
             .map(str::to_owned)
             .collect()
     };
-    assert_eq!(
-        keys(&cover),
-        [
-            "v",
-            "node",
-            "key",
-            "window",
-            "level",
-            "continent",
-            "status",
-            "counts",
-            "tasks",
-            "invoices",
-            "sig"
-        ]
-        .map(String::from)
-    );
+    assert_eq!(keys(&cover), TOP.map(String::from));
     assert_eq!(keys(&busy)[..8], keys(&cover)[..8]);
 }
 

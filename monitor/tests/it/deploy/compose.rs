@@ -735,15 +735,7 @@ fn check_monitor_service(compose: &Compose, name: &str, known_env: &BTreeSet<Str
         "{at}: drop every capability"
     );
     // The binary accepts this environment (a bad value fails with exit code 2).
-    let dir = support::tempdir();
-    let db = dir.path().join("monitor.db").display().to_string();
-    let mut vars: Vec<(&str, &str)> = env
-        .iter()
-        .filter(|(k, _)| k.as_str() != "DB_PATH")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    vars.push(("DB_PATH", &db));
-    let out = monitor(&["api-key", "list"], &vars);
+    let out = monitor_with_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     assert!(
         out.status.success(),
         "{at}: the monitor rejects this environment: {}",

@@ -274,15 +274,7 @@ fn dockerfiles_follow_the_project_rules() {
             "monitor.Dockerfile sets {k}, which the monitor does not read"
         );
     }
-    let dir = support::tempdir();
-    let db = dir.path().join("m.db").display().to_string();
-    let mut vars: Vec<(&str, &str)> = env
-        .iter()
-        .filter(|(k, _)| k != "DB_PATH")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    vars.push(("DB_PATH", &db));
-    let out = monitor(&["api-key", "list"], &vars);
+    let out = monitor_with_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     assert!(
         out.status.success(),
         "the image's ENV is rejected: {}",

@@ -1,6 +1,8 @@
 //! deploy/nats-server.conf in a real nats-server: the monitor and aggregator users held
 //! to their subjects, TLS, WebSocket, passwords, limits.
 
+use truebit_testkit::NatsServer;
+
 use super::compose::Compose;
 use super::*;
 
@@ -67,78 +69,15 @@ const STREAM: &str = "TRUEBIT_REPORTS";
 /// The aggregator's own reply prefix (nats-server.conf lets only it read there).
 const AGGREGATOR_INBOX: &str = "_AGGREGATOR_INBOX";
 
-/// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI as
-/// an operator would; the server files get the names nats-server.conf expects.
+/// A test CA and a server certificate for localhost / 127.0.0.1 (openssl, as an
+/// operator would); the folder has the file names nats-server.conf expects.
 fn test_certificates(dir: &Path) -> PathBuf {
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).expect("certs dir");
-    std::fs::write(
-        certs.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext.cnf");
-    let openssl = find_program("openssl", "TRUEBIT_TEST_OPENSSL");
-    let steps = [
-        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-         -out ca.pem -days 2 -subj /CN=truebit-test-CA",
-        "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout privkey.pem \
-         -out server.csr -subj /CN=localhost",
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-         -out fullchain.pem -days 2 -extfile ext.cnf",
-    ];
-    for step in steps {
-        let args: Vec<&str> = step.split_whitespace().collect();
-        let out = Command::new(&openssl)
-            .args(&args)
-            .current_dir(&certs)
-            .output()
-            .expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    }
-    certs
-}
-
-/// deploy/nats-server.conf with the certificate folder and the JetStream store moved into
-/// `dir`, and the WebSocket listener on loopback with a free port. Every replaced text
-/// must be there: when the shipped file changes shape, this fails instead of testing
-/// something else.
-fn test_nats_conf(dir: &Path, certs: &Path) -> PathBuf {
-    let shipped = read("deploy/nats-server.conf");
-    let replace = |text: String, from: &str, to: &str, count: usize| {
-        assert_eq!(
-            text.matches(from).count(),
-            count,
-            "deploy/nats-server.conf: expected {count} × {from:?}"
-        );
-        text.replace(from, to)
-    };
-    let conf = replace(
-        shipped,
-        "/etc/nats/certs/",
-        &format!("{}/", certs.display()),
-        4,
-    );
-    let conf = replace(
-        conf,
-        "store_dir: \"/data\"",
-        &format!("store_dir: \"{}\"", dir.join("js").display()),
-        1,
-    );
-    let conf = replace(
-        conf,
-        "  port: 8443\n",
-        "  host: \"127.0.0.1\"\n  port: -1\n",
-        1,
-    );
-    let path = dir.join("nats-server.conf");
-    std::fs::write(&path, conf).expect("write the test config");
-    path
+    truebit_testkit::certificates(dir).dir
 }
 
 /// A nats-server running deploy/nats-server.conf, stopped (by its pid) on drop.
 struct Hub {
-    child: Child,
+    _server: NatsServer,
     _dir: tempfile::TempDir,
     ca: PathBuf,
     client: u16,
@@ -167,52 +106,27 @@ impl Hub {
     /// `monitor_password` is what MONITOR_PASSWORD holds: a password or a bcrypt hash.
     fn start_with_monitor_password(monitor_password: &str) -> Hub {
         let dir = support::tempdir();
-        let certs = test_certificates(dir.path());
-        let conf = test_nats_conf(dir.path(), &certs);
-        let log = dir.path().join("nats.log");
-        let child = Command::new(find_program("nats-server", "TRUEBIT_TEST_NATS_SERVER"))
-            .arg("-c")
-            .arg(&conf)
-            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-l"])
-            .arg(&log)
-            .env_clear()
-            .envs(nats_env(monitor_password, AGGREGATOR_PASSWORD))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let mut hub = Hub {
-            child,
-            ca: certs.join("ca.pem"),
+        let certs = truebit_testkit::certificates(dir.path());
+        let conf = truebit_testkit::shipped_nats_conf(
+            &read("deploy/nats-server.conf"),
+            dir.path(),
+            &certs.dir,
+        );
+        let env: Vec<(String, String)> = nats_env(monitor_password, AGGREGATOR_PASSWORD)
+            .into_iter()
+            .collect();
+        let server = NatsServer::start_with_env(
+            dir.path(),
+            &["-c", &conf.display().to_string(), "-m", "-1"],
+            &env,
+        );
+        Hub {
+            client: server.port,
+            websocket: server.websocket_port.expect("a websocket listener"),
+            http: server.http_port.expect("the monitoring port"),
+            ca: certs.ca,
+            _server: server,
             _dir: dir,
-            client: 0,
-            websocket: 0,
-            http: 0,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Server is ready") {
-                let port = |marker: &str| -> u16 {
-                    text.lines()
-                        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest))
-                        .and_then(|rest| rest.trim().rsplit(':').next())
-                        .and_then(|p| p.trim().parse().ok())
-                        .unwrap_or_else(|| panic!("no {marker:?} in the log:\n{text}"))
-                };
-                hub.client = port("Listening for client connections on ");
-                hub.websocket = port("Listening for websocket clients on ");
-                hub.http = port("Starting http monitor on ");
-                return hub;
-            }
-            if let Ok(Some(status)) = hub.child.try_wait() {
-                panic!("nats-server exited ({status}):\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -231,11 +145,22 @@ impl Hub {
     }
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Up to `max` messages from the aggregator's durable consumer on `stream` (2 s).
+async fn aggregator_fetch(
+    stream: &async_nats::jetstream::stream::Stream,
+    max: usize,
+) -> async_nats::jetstream::consumer::pull::Batch {
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer("aggregator")
+        .await
+        .expect("the consumer");
+    consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch")
 }
 
 /// A NATS client and the events the server sent it (permission violations arrive there).
@@ -448,17 +373,7 @@ async fn nats_monitor_user_publishes_acknowledged_reports_and_reads_stats() {
     assert_eq!(ack.stream, STREAM);
 
     // The aggregator reads them from its consumer.
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer("aggregator")
-        .await
-        .expect("the consumer");
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
+    let mut batch = aggregator_fetch(&stream, 10).await;
     let mut sizes = Vec::new();
     while let Some(message) = batch.next().await {
         let message = message.expect("a report");
@@ -545,17 +460,7 @@ async fn nats_monitor_user_cannot_read_reports_or_publish_stats() {
     );
     // The aggregator pulls it from its consumer; the spy's _INBOX.> sees at most the
     // honest monitor's acknowledgement, never the report.
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer("aggregator")
-        .await
-        .expect("the consumer");
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
+    let mut batch = aggregator_fetch(&stream, 1).await;
     let pulled = batch.next().await.expect("a report").expect("a report");
     assert_eq!(&pulled.payload[..], b"honest report");
     pulled.ack().await.expect("ack");

@@ -1,15 +1,22 @@
-//! The ingest path shared by every source: lines -> parser -> batches for the store.
+//! The ingest path shared by every source, and the one door to the store: lines ->
+//! parser -> batches -> store.
 //!
-//! An [`Ingest`] owns one parser per source. It skips lines at or before the source's
+//! Sources only produce positioned lines (and the docker source its container events);
+//! they get a [`SourceContext`] and never hand anything to the store themselves.
+//! An [`Ingest`] owns one parser per source and commits what it parsed. It skips lines at or before the source's
 //! committed cursor (Docker's `since` is second-granular and inclusive, files are re-read
 //! after a restart), groups finished entries into batches, and attaches to each batch the
 //! cursor that covers it: the position of the batch's last entry plus the parser's state
 //! (pending metrics blocks). The store commits entries and cursor in one transaction, so a
 //! restart resumes at exactly the next line: nothing lost, nothing duplicated.
 
+mod context;
+
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+pub use context::SourceContext;
 
 use crate::model::{Entry, LineMeta, Pos};
 use crate::parser::{Completion, Parser, ParserConfig, ParserState};
@@ -49,8 +56,23 @@ pub struct IngestCounts {
     pub entries: u64,
 }
 
+/// What to hand to the store now (see [`Ingest::commit`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Handoff {
+    /// The finished entries, if a batch is due (full, or its first entry waited long enough).
+    Due,
+    /// A live source with no new line at this moment: the pending entry too when its wait
+    /// is over ([`Ingest::deadline`]).
+    Idle(Instant),
+    /// Every finished entry, due or not (the stream broke; the pending entry is re-read).
+    Ready,
+    /// Everything, the pending entry included (end of the stream, shutdown).
+    Finish,
+}
+
 #[derive(Debug)]
 pub struct Ingest {
+    store: Store,
     source: String,
     parser: Parser,
     out: Vec<Entry>,
@@ -64,7 +86,7 @@ pub struct Ingest {
 impl Ingest {
     /// Starts ingesting `source`, resuming after its committed cursor if there is one.
     pub fn resume(store: &Store, source: &str, config: ParserConfig) -> Result<Self, StoreError> {
-        let mut ingest = Self::new(source, config);
+        let mut ingest = Self::new(store.clone(), source, config);
         if let Some(cursor) = store.cursor(source)? {
             ingest.resume_after = Some(cursor.pos);
             match serde_json::from_str::<CursorState>(&cursor.parser_state) {
@@ -72,8 +94,8 @@ impl Ingest {
                     ingest.parser.restore(state.parser);
                     ingest.source_state = state.source;
                 }
-                Err(err) => {
-                    tracing::warn!(source, error = %err, "saved parser state unreadable; resuming without pending metrics");
+                Err(error) => {
+                    tracing::warn!(source, %error, "saved parser state unreadable; resuming without pending metrics");
                 }
             }
         }
@@ -81,8 +103,9 @@ impl Ingest {
     }
 
     /// Starts ingesting `source` from its beginning.
-    fn new(source: &str, config: ParserConfig) -> Self {
+    fn new(store: Store, source: &str, config: ParserConfig) -> Self {
         Self {
+            store,
             source: source.to_owned(),
             parser: Parser::new(config),
             out: Vec::with_capacity(BATCH_MAX_ENTRIES),
@@ -111,11 +134,6 @@ impl Ingest {
     /// Sets the source-specific state saved with the next cursor.
     pub fn set_source_state(&mut self, state: serde_json::Value) {
         self.source_state = state;
-    }
-
-    /// Forgets the resume position (a file source that found a new file restarts at 0).
-    pub fn clear_resume(&mut self) {
-        self.resume_after = None;
     }
 
     pub fn counts(&self) -> IngestCounts {
@@ -154,11 +172,6 @@ impl Ingest {
         self.out.len()
     }
 
-    /// True when there is anything not yet handed to the store (finished or pending).
-    pub fn has_work(&self) -> bool {
-        !self.out.is_empty() || self.parser.has_pending()
-    }
-
     /// When the pending entry is to be emitted if no further line arrives: after
     /// [`IDLE_FLUSH`] when it looks finished, after [`OPEN_ENTRY_WAIT`] when it clearly
     /// goes on. The one rule every live source follows (through [`Ingest::deadline`] and
@@ -186,7 +199,7 @@ impl Ingest {
 
     /// A live source with no new line at `now`: emits the pending entry when its wait is
     /// over and returns the finished entries as a batch, if any.
-    pub fn idle(&mut self, now: Instant) -> Option<Batch> {
+    fn idle(&mut self, now: Instant) -> Option<Batch> {
         if self.flush_at().is_some_and(|at| at <= now) {
             self.flush_parser();
         }
@@ -194,7 +207,7 @@ impl Ingest {
     }
 
     /// True when the finished entries should be committed now.
-    pub fn batch_due(&self) -> bool {
+    fn batch_due(&self) -> bool {
         self.out.len() >= BATCH_MAX_ENTRIES
             || (!self.out.is_empty()
                 && self
@@ -233,9 +246,50 @@ impl Ingest {
     }
 
     /// Flushes the parser and returns everything left as a batch (end of a stream).
-    pub fn finish(&mut self) -> Option<Batch> {
+    fn finish(&mut self) -> Option<Batch> {
         self.flush_parser();
         self.take_batch()
+    }
+
+    /// The finished entries not yet handed to the store.
+    pub fn ready_entries(&self) -> &[Entry] {
+        &self.out
+    }
+
+    /// The batch `handoff` asks for, if there is one.
+    fn batch_for(&mut self, handoff: Handoff) -> Option<Batch> {
+        match handoff {
+            Handoff::Due => self.batch_due().then(|| self.take_batch()).flatten(),
+            Handoff::Idle(now) => self.idle(now),
+            Handoff::Ready => self.take_batch(),
+            Handoff::Finish => self.finish(),
+        }
+    }
+
+    /// Hands what `handoff` asks for to the store, with the cursor that covers it; while
+    /// the store's queue is full, waits on the blocking pool, not on the runtime. A failure
+    /// (the store is closed: shutdown) is logged here, once for every source.
+    pub async fn commit(&mut self, handoff: Handoff) {
+        if let Some(batch) = self.batch_for(handoff) {
+            if let Err(error) = self.store.submit_async(batch).await {
+                self.log_commit_error(&error);
+            }
+        }
+    }
+
+    /// As [`Ingest::commit`], for sources that run on a thread of their own (a file being
+    /// tailed, an import): waits for room in the store's queue on the calling thread.
+    pub fn commit_blocking(&mut self, handoff: Handoff) -> Result<(), StoreError> {
+        match self.batch_for(handoff) {
+            Some(batch) => self.store.submit(batch).inspect_err(|error| {
+                self.log_commit_error(error);
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn log_commit_error(&self, error: &StoreError) {
+        tracing::error!(%error, source = %self.source, "cannot hand log entries to the store");
     }
 }
 
@@ -266,6 +320,14 @@ mod tests {
         assert!(ingest.push_at(line.as_bytes(), meta, at));
     }
 
+    /// An ingest of source `test` into a fresh store (kept open while the ingest lives).
+    fn ingest() -> (tempfile::TempDir, Ingest) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(crate::store::StoreConfig::new(dir.path().join("t.db"))).expect("store");
+        (dir, Ingest::new(store, "test", ParserConfig::default()))
+    }
+
     fn kinds(batch: Option<Batch>) -> Vec<Kind> {
         batch.map_or_else(Vec::new, |b| b.entries.iter().map(|e| e.kind).collect())
     }
@@ -273,7 +335,7 @@ mod tests {
     #[test]
     fn a_one_line_entry_is_emitted_after_the_short_idle_time() {
         let t0 = Instant::now();
-        let mut ingest = Ingest::new("test", ParserConfig::default());
+        let (_dir, mut ingest) = ingest();
         assert_eq!(ingest.deadline(), None);
         push(&mut ingest, &format!("{HEADER} Listening for tasks"), t0, 1);
         assert_eq!(ingest.deadline(), Some(t0 + IDLE_FLUSH));
@@ -287,7 +349,7 @@ mod tests {
     #[test]
     fn pauses_inside_an_open_json_block_never_split_the_entry() {
         let t0 = Instant::now();
-        let mut ingest = Ingest::new("test", ParserConfig::default());
+        let (_dir, mut ingest) = ingest();
         let lines = [
             format!("{HEADER} Command execution stdout: {{"),
             r#"  "elapsed": "1000","#.to_owned(),
@@ -326,7 +388,7 @@ mod tests {
     #[test]
     fn an_open_entry_is_emitted_after_the_long_wait() {
         let t0 = Instant::now();
-        let mut ingest = Ingest::new("test", ParserConfig::default());
+        let (_dir, mut ingest) = ingest();
         push(
             &mut ingest,
             &format!("{HEADER} Command execution stdout: {{"),
@@ -345,7 +407,7 @@ mod tests {
     #[test]
     fn finished_entries_wait_at_most_the_batch_age() {
         let t0 = Instant::now();
-        let mut ingest = Ingest::new("test", ParserConfig::default());
+        let (_dir, mut ingest) = ingest();
         push(&mut ingest, &format!("{HEADER} one"), t0, 1);
         push(
             &mut ingest,

@@ -1,0 +1,128 @@
+//! Entry rows: linked to their task's row, inserted many rows per statement.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use rusqlite::{OptionalExtension, Statement, Transaction};
+
+use crate::model::{Entry, Level};
+
+/// Finds the task row an entry's execution id belongs to: written in this transaction,
+/// written recently, or looked up (and remembered for the transaction).
+pub(super) struct TaskRows<'t, 'a> {
+    pub(super) flushed: &'t HashMap<&'a str, i64>,
+    pub(super) recent: &'t HashMap<String, i64>,
+    pub(super) probed: HashMap<&'a str, Option<i64>>,
+}
+
+impl<'a> TaskRows<'_, 'a> {
+    pub(super) fn get(
+        &mut self,
+        tx: &Transaction<'_>,
+        execution_id: &'a str,
+    ) -> rusqlite::Result<Option<i64>> {
+        if let Some(id) = self
+            .flushed
+            .get(execution_id)
+            .or_else(|| self.recent.get(execution_id))
+        {
+            return Ok(Some(*id));
+        }
+        if let Some(id) = self.probed.get(execution_id) {
+            return Ok(*id);
+        }
+        let id = tx
+            .prepare_cached("SELECT id FROM tasks WHERE execution_id = ?1")?
+            .query_row([execution_id], |row| row.get(0))
+            .optional()?;
+        self.probed.insert(execution_id, id);
+        Ok(id)
+    }
+}
+
+/// Columns of an entry row, in insert order.
+const ENTRY_COLUMNS: usize = 13;
+/// Entries per multi-row insert: one statement execution per this many rows saves most of
+/// SQLite's per-statement work (cursor set-up on the table and its indexes, reset).
+const ROWS_PER_INSERT: usize = 64;
+
+fn insert_entries_sql(rows: usize) -> String {
+    let one = format!("({})", ["?"; ENTRY_COLUMNS].join(", "));
+    format!(
+        "INSERT OR FAIL INTO entries (source_id, pos_major, pos_minor, time_ns, received_ns, node_time, level, logger_id, version, kind, execution_id, task_row, message) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_entries_sql(1));
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_entries_sql(ROWS_PER_INSERT));
+
+pub(super) struct EntryRow<'a> {
+    pub(super) source_id: i64,
+    pub(super) time_ns: i64,
+    pub(super) logger_id: Option<i64>,
+    pub(super) task_row: Option<i64>,
+    pub(super) entry: &'a Entry,
+}
+
+/// The entry rows of a transaction, inserted once its tasks are written.
+#[derive(Default)]
+pub(super) struct EntryRows<'a> {
+    rows: Vec<EntryRow<'a>>,
+}
+
+impl<'a> EntryRows<'a> {
+    pub(super) fn push(&mut self, row: EntryRow<'a>) {
+        self.rows.push(row);
+    }
+
+    /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time.
+    pub(super) fn finish(
+        &mut self,
+        tx: &Transaction<'_>,
+        tasks: &mut TaskRows<'_, 'a>,
+    ) -> rusqlite::Result<()> {
+        for row in &mut self.rows {
+            if let Some(execution_id) = row.entry.execution_id.as_deref() {
+                row.task_row = tasks.get(tx, execution_id)?;
+            }
+        }
+        let mut chunks = self.rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut insert = tx.prepare_cached(&INSERT_MANY)?;
+            for chunk in chunks.by_ref() {
+                bind_and_insert(&mut insert, chunk)?;
+            }
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut insert = tx.prepare_cached(&INSERT_ONE)?;
+            for row in rest {
+                bind_and_insert(&mut insert, std::slice::from_ref(row))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bind_and_insert(insert: &mut Statement<'_>, rows: &[EntryRow<'_>]) -> rusqlite::Result<()> {
+    for (n, row) in rows.iter().enumerate() {
+        let e = row.entry;
+        let at = n * ENTRY_COLUMNS;
+        insert.raw_bind_parameter(at + 1, row.source_id)?;
+        insert.raw_bind_parameter(at + 2, e.pos.major)?;
+        insert.raw_bind_parameter(at + 3, e.pos.minor)?;
+        insert.raw_bind_parameter(at + 4, row.time_ns)?;
+        insert.raw_bind_parameter(at + 5, e.received_ns)?;
+        insert.raw_bind_parameter(at + 6, e.node_time)?;
+        insert.raw_bind_parameter(at + 7, e.level.as_ref().map(Level::as_str))?;
+        insert.raw_bind_parameter(at + 8, row.logger_id)?;
+        insert.raw_bind_parameter(at + 9, &e.version)?;
+        insert.raw_bind_parameter(at + 10, e.kind.as_str())?;
+        insert.raw_bind_parameter(at + 11, &e.execution_id)?;
+        insert.raw_bind_parameter(at + 12, row.task_row)?;
+        insert.raw_bind_parameter(at + 13, &e.message)?;
+    }
+    insert.raw_execute()?;
+    Ok(())
+}
