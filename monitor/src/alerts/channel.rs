@@ -342,8 +342,10 @@ impl Sender {
         .map_err(|_| SendError::SmtpTls)?;
         let mut builder = builder.port(smtp.port).timeout(Some(self.timeout));
         if let (Some(user), Some(password)) = (&smtp.user, &smtp.password) {
-            builder =
-                builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
         let transport = builder.build();
         transport.send(email).await.map(drop).map_err(|e| {

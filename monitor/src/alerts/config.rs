@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use super::channel::{Channel, Kind, Smtp, SmtpSecurity, Target};
 use crate::config::ConfigError;
-use crate::setting::InvalidSetting;
 use crate::http::config::parse_duration;
+use crate::setting::InvalidSetting;
 use secrecy::SecretString;
 
 /// Telegram's Bot API.
@@ -601,7 +601,9 @@ impl AlertSettings {
     }
 
     pub fn resolve(self) -> Result<AlertConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid(InvalidSetting::new(key, message));
+        let invalid = |key: &'static str, message: String| {
+            ConfigError::Invalid(InvalidSetting::new(key, message))
+        };
         let mut channels = Vec::new();
         for spec in self.channel_specs() {
             let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Webhook);
@@ -786,7 +788,10 @@ mod tests {
         assert_eq!(smtp.security, SmtpSecurity::StartTls);
         assert_eq!(smtp.port, 587);
         assert_eq!(smtp.user.as_deref(), Some("u@x.org"));
-        assert_eq!(smtp.password.as_ref().map(|s| s.expose_secret()), Some("p:ss"));
+        assert_eq!(
+            smtp.password.as_ref().map(|s| s.expose_secret()),
+            Some("p:ss")
+        );
         assert_eq!(smtp.to.len(), 2);
         assert_eq!(
             smtp.from.email.to_string(),
