@@ -1,6 +1,7 @@
-//! Wiring: opens the store, starts the configured source, the HTTP server and the
-//! federation service, and shuts down in order (stop the source and federation, flush
-//! the store, then stop the HTTP server, which answered until then).
+//! Wiring: opens the store, starts the configured source, the HTTP server, the
+//! federation service and the alerts, and shuts down in order (stop the source,
+//! federation and the alerts, flush the store, then stop the HTTP server, which answered
+//! until then).
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::engine::{Engine, EngineConfig};
+use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
 use crate::http;
@@ -132,6 +135,10 @@ pub async fn run_with_http(
         ),
         None => None,
     };
+    // The rules are always evaluated (their states and incidents are kept); messages go
+    // out only to the configured channels, if any. Stopped after the source.
+    let alerts_shutdown = CancellationToken::new();
+    let (alerts, engine) = start_alerts(&store, &config, status_rx.clone(), &alerts_shutdown)?;
     let cx = SourceContext::new(
         store.clone(),
         parser_config(&config),
@@ -166,6 +173,9 @@ pub async fn run_with_http(
     reporter.abort();
     federation_shutdown.cancel();
     federation.stopped().await;
+    alerts_shutdown.cancel();
+    engine.stopped().await;
+    alerts.stopped().await;
     let closed = store.call(Store::close).await;
     if let Some(server) = http_server {
         http_shutdown.cancel();
@@ -178,6 +188,35 @@ pub async fn run_with_http(
     closed?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Starts the alert channels' delivery tasks and the rules engine (with the heartbeat).
+fn start_alerts(
+    store: &Store,
+    config: &Config,
+    status: watch::Receiver<SourceStatus>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Alerts, Engine)> {
+    let alerts = Alerts::start(
+        store.clone(),
+        &config.alert,
+        config.http.public_url.clone(),
+        stop.clone(),
+    )
+    .context("cannot start the alert channels")?;
+    let engine = Engine::start(
+        alerts.clone(),
+        status,
+        EngineConfig {
+            rules: config.alert.rules.clone(),
+            federation_enabled: config.federation.initial.enabled,
+            heartbeat: config.alert.heartbeat.clone(),
+            tick: Duration::from_secs(1),
+        },
+        truebit_clock::Clock::system(),
+        stop.clone(),
+    );
+    Ok((alerts, engine))
 }
 
 /// Makes sure the operator password exists (printing a generated one once), then spawns

@@ -291,6 +291,11 @@ impl Sender {
             }
             Target::Email(_) => unreachable!("e-mail is sent over SMTP"),
         };
+        self.answer(request).await
+    }
+
+    /// Sends `request`; any 2xx answer is a success.
+    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<(), SendError> {
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 SendError::Connect
@@ -306,6 +311,14 @@ impl Sender {
         } else {
             Err(SendError::Status(status.as_u16()))
         }
+    }
+
+    /// One `GET` of `url` (the dead-man heartbeat), cut after the timeout.
+    pub async fn ping(&self, url: &str) -> Result<(), SendError> {
+        let request = self.http.get(url).timeout(self.timeout);
+        tokio::time::timeout(self.timeout, self.answer(request))
+            .await
+            .map_err(|_| SendError::Timeout(self.timeout))?
     }
 
     fn post_json(

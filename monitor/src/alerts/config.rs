@@ -17,6 +17,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::channel::{Channel, Kind, Smtp, SmtpSecurity, Target};
+use super::engine::Heartbeat;
+use super::rules::{RuleConfig, RuleSet};
+use super::Rule;
 use crate::config::ConfigError;
 use crate::http::config::parse_duration;
 use crate::setting::InvalidSetting;
@@ -183,6 +186,213 @@ pub struct AlertSettings {
         global = true
     )]
     pub heartbeat_url: Option<String>,
+
+    /// Rule container_down on or off [default: on].
+    #[arg(
+        long = "alert-container-down-enabled",
+        env = "ALERT_CONTAINER_DOWN_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub container_down_enabled: Option<bool>,
+
+    /// container_down fires after the container is down this long [default: 60s].
+    #[arg(
+        long = "alert-container-down-after",
+        env = "ALERT_CONTAINER_DOWN_AFTER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub container_down_after: Option<String>,
+
+    /// Rule restart_loop on or off [default: on].
+    #[arg(
+        long = "alert-restart-loop-enabled",
+        env = "ALERT_RESTART_LOOP_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub restart_loop_enabled: Option<bool>,
+
+    /// restart_loop fires at this many container starts within its window [default: 3].
+    #[arg(
+        long = "alert-restart-loop-starts",
+        env = "ALERT_RESTART_LOOP_STARTS",
+        value_name = "N",
+        global = true
+    )]
+    pub restart_loop_starts: Option<u32>,
+
+    /// The window restart_loop counts starts over [default: 10m].
+    #[arg(
+        long = "alert-restart-loop-window",
+        env = "ALERT_RESTART_LOOP_WINDOW",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub restart_loop_window: Option<String>,
+
+    /// Rule silence on or off [default: on].
+    #[arg(
+        long = "alert-silence-enabled",
+        env = "ALERT_SILENCE_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub silence_enabled: Option<bool>,
+
+    /// silence fires after no log line for this long [default: 10m].
+    #[arg(
+        long = "alert-silence-after",
+        env = "ALERT_SILENCE_AFTER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub silence_after: Option<String>,
+
+    /// Rule no_tasks on or off [default: off].
+    #[arg(
+        long = "alert-no-tasks-enabled",
+        env = "ALERT_NO_TASKS_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub no_tasks_enabled: Option<bool>,
+
+    /// no_tasks fires after no task for this long [default: 6h].
+    #[arg(
+        long = "alert-no-tasks-after",
+        env = "ALERT_NO_TASKS_AFTER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub no_tasks_after: Option<String>,
+
+    /// Rule failure_rate on or off [default: on].
+    #[arg(
+        long = "alert-failure-rate-enabled",
+        env = "ALERT_FAILURE_RATE_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub failure_rate_enabled: Option<bool>,
+
+    /// failure_rate fires when at least this share of finished tasks failed, in percent [default: 50].
+    #[arg(
+        long = "alert-failure-rate",
+        env = "ALERT_FAILURE_RATE",
+        value_name = "PERCENT",
+        global = true
+    )]
+    pub failure_rate: Option<u32>,
+
+    /// failure_rate needs at least this many finished tasks in its window [default: 10].
+    #[arg(
+        long = "alert-failure-rate-min-tasks",
+        env = "ALERT_FAILURE_RATE_MIN_TASKS",
+        value_name = "N",
+        global = true
+    )]
+    pub failure_rate_min_tasks: Option<u32>,
+
+    /// The window failure_rate counts finished tasks over [default: 1h].
+    #[arg(
+        long = "alert-failure-rate-window",
+        env = "ALERT_FAILURE_RATE_WINDOW",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub failure_rate_window: Option<String>,
+
+    /// Rule docker_unreachable on or off [default: on].
+    #[arg(
+        long = "alert-docker-unreachable-enabled",
+        env = "ALERT_DOCKER_UNREACHABLE_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub docker_unreachable_enabled: Option<bool>,
+
+    /// docker_unreachable fires after the Docker API is unreachable this long [default: 2m].
+    #[arg(
+        long = "alert-docker-unreachable-after",
+        env = "ALERT_DOCKER_UNREACHABLE_AFTER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub docker_unreachable_after: Option<String>,
+
+    /// Rule db_write on or off [default: on].
+    #[arg(
+        long = "alert-db-write-enabled",
+        env = "ALERT_DB_WRITE_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub db_write_enabled: Option<bool>,
+
+    /// db_write fires after database writes fail this long [default: 1m].
+    #[arg(
+        long = "alert-db-write-after",
+        env = "ALERT_DB_WRITE_AFTER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub db_write_after: Option<String>,
+
+    /// Rule federation on or off [default: on; only evaluated while federation is on].
+    #[arg(
+        long = "alert-federation-enabled",
+        env = "ALERT_FEDERATION_ENABLED",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub federation_enabled: Option<bool>,
+
+    /// federation fires when this many reports are due and not delivered [default: 3].
+    #[arg(
+        long = "alert-federation-missed",
+        env = "ALERT_FEDERATION_MISSED",
+        value_name = "N",
+        global = true
+    )]
+    pub federation_missed: Option<u32>,
+
+    /// While a rule fires, repeat its notification this often; off when unset [default: off].
+    #[arg(
+        long = "alert-reminder",
+        env = "ALERT_REMINDER",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub reminder: Option<String>,
+
+    /// Called instead of HEARTBEAT_URL while a rule fires (healthchecks.io: the /fail URL).
+    #[arg(
+        long = "heartbeat-fail-url",
+        env = "HEARTBEAT_FAIL_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub heartbeat_fail_url: Option<String>,
+
+    /// How often the heartbeat is called [default: 60s].
+    #[arg(
+        long = "heartbeat-interval",
+        env = "HEARTBEAT_INTERVAL",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub heartbeat_interval: Option<String>,
 }
 
 impl std::fmt::Debug for AlertSettings {
@@ -205,6 +415,31 @@ impl std::fmt::Debug for AlertSettings {
             .field("retry_max", &self.retry_max)
             .field("summary_after", &self.summary_after)
             .field("heartbeat_url", &secret(&self.heartbeat_url))
+            .field("container_down_enabled", &self.container_down_enabled)
+            .field("container_down_after", &self.container_down_after)
+            .field("restart_loop_enabled", &self.restart_loop_enabled)
+            .field("restart_loop_starts", &self.restart_loop_starts)
+            .field("restart_loop_window", &self.restart_loop_window)
+            .field("silence_enabled", &self.silence_enabled)
+            .field("silence_after", &self.silence_after)
+            .field("no_tasks_enabled", &self.no_tasks_enabled)
+            .field("no_tasks_after", &self.no_tasks_after)
+            .field("failure_rate_enabled", &self.failure_rate_enabled)
+            .field("failure_rate", &self.failure_rate)
+            .field("failure_rate_min_tasks", &self.failure_rate_min_tasks)
+            .field("failure_rate_window", &self.failure_rate_window)
+            .field(
+                "docker_unreachable_enabled",
+                &self.docker_unreachable_enabled,
+            )
+            .field("docker_unreachable_after", &self.docker_unreachable_after)
+            .field("db_write_enabled", &self.db_write_enabled)
+            .field("db_write_after", &self.db_write_after)
+            .field("federation_enabled", &self.federation_enabled)
+            .field("federation_missed", &self.federation_missed)
+            .field("reminder", &self.reminder)
+            .field("heartbeat_fail_url", &secret(&self.heartbeat_fail_url))
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .finish()
     }
 }
@@ -230,7 +465,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(10),
             retry_min: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
-            group_window: Duration::from_secs(5),
+            group_window: Duration::from_secs(2),
             summary_after: 20,
         }
     }
@@ -251,7 +486,10 @@ impl Delivery {
 pub struct AlertConfig {
     pub channels: Vec<Channel>,
     pub delivery: Delivery,
-    pub heartbeat_url: Option<SecretString>,
+    /// The dead-man heartbeat, when HEARTBEAT_URL is set.
+    pub heartbeat: Option<Heartbeat>,
+    /// The rules' settings.
+    pub rules: RuleSet,
 }
 
 /// One channel's definition before validation.
@@ -545,6 +783,32 @@ impl AlertSettings {
             retry_max: self.retry_max.or(lower.retry_max),
             summary_after: self.summary_after.or(lower.summary_after),
             heartbeat_url: self.heartbeat_url.or(lower.heartbeat_url),
+            container_down_enabled: self.container_down_enabled.or(lower.container_down_enabled),
+            container_down_after: self.container_down_after.or(lower.container_down_after),
+            restart_loop_enabled: self.restart_loop_enabled.or(lower.restart_loop_enabled),
+            restart_loop_starts: self.restart_loop_starts.or(lower.restart_loop_starts),
+            restart_loop_window: self.restart_loop_window.or(lower.restart_loop_window),
+            silence_enabled: self.silence_enabled.or(lower.silence_enabled),
+            silence_after: self.silence_after.or(lower.silence_after),
+            no_tasks_enabled: self.no_tasks_enabled.or(lower.no_tasks_enabled),
+            no_tasks_after: self.no_tasks_after.or(lower.no_tasks_after),
+            failure_rate_enabled: self.failure_rate_enabled.or(lower.failure_rate_enabled),
+            failure_rate: self.failure_rate.or(lower.failure_rate),
+            failure_rate_min_tasks: self.failure_rate_min_tasks.or(lower.failure_rate_min_tasks),
+            failure_rate_window: self.failure_rate_window.or(lower.failure_rate_window),
+            docker_unreachable_enabled: self
+                .docker_unreachable_enabled
+                .or(lower.docker_unreachable_enabled),
+            docker_unreachable_after: self
+                .docker_unreachable_after
+                .or(lower.docker_unreachable_after),
+            db_write_enabled: self.db_write_enabled.or(lower.db_write_enabled),
+            db_write_after: self.db_write_after.or(lower.db_write_after),
+            federation_enabled: self.federation_enabled.or(lower.federation_enabled),
+            federation_missed: self.federation_missed.or(lower.federation_missed),
+            reminder: self.reminder.or(lower.reminder),
+            heartbeat_fail_url: self.heartbeat_fail_url.or(lower.heartbeat_fail_url),
+            heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
         }
     }
 
@@ -653,20 +917,42 @@ impl AlertSettings {
                 format!("{summary_after} is not from 1 to 1000"),
             ));
         }
-        let heartbeat_url = match self.heartbeat_url.as_deref().map(str::trim) {
-            None | Some("") => None,
+        let url = |key: &'static str, value: Option<&str>| match value.map(str::trim) {
+            None | Some("") => Ok(None),
             Some(u) => {
                 let ok = Url::parse(u)
                     .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-                if !ok {
-                    return Err(invalid(
-                        "HEARTBEAT_URL",
-                        "not an http:// or https:// URL".into(),
-                    ));
+                if ok {
+                    Ok(Some(SecretString::from(u)))
+                } else {
+                    Err(invalid(key, "not an http:// or https:// URL".into()))
                 }
-                Some(SecretString::from(u))
             }
         };
+        let heartbeat_url = url("HEARTBEAT_URL", self.heartbeat_url.as_deref())?;
+        let heartbeat_fail_url = url("HEARTBEAT_FAIL_URL", self.heartbeat_fail_url.as_deref())?;
+        let every = duration(
+            "HEARTBEAT_INTERVAL",
+            self.heartbeat_interval.as_deref(),
+            60,
+            3600,
+            "30s or 5m",
+        )?;
+        let heartbeat = match (heartbeat_url, heartbeat_fail_url) {
+            (Some(url), fail_url) => Some(Heartbeat {
+                url,
+                fail_url,
+                every,
+            }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "HEARTBEAT_FAIL_URL",
+                    "needs HEARTBEAT_URL too (the URL called while no rule fires)".into(),
+                ))
+            }
+        };
+        let rules = self.rules(&invalid)?;
         let defaults = Delivery::default();
         Ok(AlertConfig {
             channels,
@@ -677,13 +963,153 @@ impl AlertSettings {
                 summary_after: summary_after as usize,
                 ..defaults
             },
-            heartbeat_url,
+            heartbeat,
+            rules,
         })
+    }
+
+    /// The rules' settings: the defaults, with what is set here.
+    fn rules(
+        &self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<RuleSet, ConfigError> {
+        const WEEK: u64 = 7 * 86_400;
+        let duration = |key: &'static str, value: &Option<String>, default: Duration| match value
+            .as_deref()
+            .map(str::trim)
+        {
+            None => Ok(default),
+            Some(s) => parse_duration(s)
+                .filter(|d| *d >= Duration::from_secs(1) && d.as_secs() <= WEEK)
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        format!("{s:?} is not a duration from 1s to 7d like 90s, 10m or 6h"),
+                    )
+                }),
+        };
+        let count =
+            |key: &'static str, value: Option<u32>, default: u32, min: u32, max: u32| match value {
+                None => Ok(default),
+                Some(n) if (min..=max).contains(&n) => Ok(n),
+                Some(n) => Err(invalid(key, format!("{n} is not from {min} to {max}"))),
+            };
+        let mut set = RuleSet::default();
+        let mut rule = |rule: Rule,
+                        enabled: Option<bool>,
+                        edit: &dyn Fn(RuleConfig) -> Result<RuleConfig, ConfigError>|
+         -> Result<(), ConfigError> {
+            let mut config = edit(RuleConfig::default_for(rule))?;
+            config.enabled = enabled.unwrap_or(config.enabled);
+            set.set(rule, config);
+            Ok(())
+        };
+        rule(Rule::ContainerDown, self.container_down_enabled, &|c| {
+            Ok(RuleConfig {
+                after: duration(
+                    "ALERT_CONTAINER_DOWN_AFTER",
+                    &self.container_down_after,
+                    c.after,
+                )?,
+                ..c
+            })
+        })?;
+        rule(Rule::RestartLoop, self.restart_loop_enabled, &|c| {
+            Ok(RuleConfig {
+                count: count(
+                    "ALERT_RESTART_LOOP_STARTS",
+                    self.restart_loop_starts,
+                    c.count,
+                    2,
+                    1000,
+                )?,
+                window: duration(
+                    "ALERT_RESTART_LOOP_WINDOW",
+                    &self.restart_loop_window,
+                    c.window,
+                )?,
+                ..c
+            })
+        })?;
+        rule(Rule::Silence, self.silence_enabled, &|c| {
+            Ok(RuleConfig {
+                after: duration("ALERT_SILENCE_AFTER", &self.silence_after, c.after)?,
+                ..c
+            })
+        })?;
+        rule(Rule::NoTasks, self.no_tasks_enabled, &|c| {
+            Ok(RuleConfig {
+                after: duration("ALERT_NO_TASKS_AFTER", &self.no_tasks_after, c.after)?,
+                ..c
+            })
+        })?;
+        rule(Rule::FailureRate, self.failure_rate_enabled, &|c| {
+            let percent = count(
+                "ALERT_FAILURE_RATE",
+                self.failure_rate,
+                c.percent.into(),
+                1,
+                100,
+            )?;
+            Ok(RuleConfig {
+                percent: u8::try_from(percent).unwrap_or(100),
+                count: count(
+                    "ALERT_FAILURE_RATE_MIN_TASKS",
+                    self.failure_rate_min_tasks,
+                    c.count,
+                    1,
+                    100_000,
+                )?,
+                window: duration(
+                    "ALERT_FAILURE_RATE_WINDOW",
+                    &self.failure_rate_window,
+                    c.window,
+                )?,
+                ..c
+            })
+        })?;
+        rule(
+            Rule::DockerUnreachable,
+            self.docker_unreachable_enabled,
+            &|c| {
+                Ok(RuleConfig {
+                    after: duration(
+                        "ALERT_DOCKER_UNREACHABLE_AFTER",
+                        &self.docker_unreachable_after,
+                        c.after,
+                    )?,
+                    ..c
+                })
+            },
+        )?;
+        rule(Rule::DbWrite, self.db_write_enabled, &|c| {
+            Ok(RuleConfig {
+                after: duration("ALERT_DB_WRITE_AFTER", &self.db_write_after, c.after)?,
+                ..c
+            })
+        })?;
+        rule(Rule::Federation, self.federation_enabled, &|c| {
+            Ok(RuleConfig {
+                count: count(
+                    "ALERT_FEDERATION_MISSED",
+                    self.federation_missed,
+                    c.count,
+                    1,
+                    1000,
+                )?,
+                ..c
+            })
+        })?;
+        set.reminder = match &self.reminder {
+            None => None,
+            Some(_) => Some(duration("ALERT_REMINDER", &self.reminder, Duration::ZERO)?),
+        };
+        Ok(set)
     }
 }
 
 /// `300` -> `5m`, `86400` -> `24h`.
-fn human(secs: u64) -> String {
+pub(crate) fn human(secs: u64) -> String {
     match secs {
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),
@@ -736,8 +1162,37 @@ pub const EXAMPLE_SECTION: &str = r#"
 timeout = "10s"
 retry_max = "5m"
 summary_after = 20
-# Dead-man heartbeat push URL [HEARTBEAT_URL]
+# Dead-man heartbeat: called every interval while no rule fires; the fail URL instead
+# while one does [HEARTBEAT_URL, HEARTBEAT_FAIL_URL, HEARTBEAT_INTERVAL]
 # heartbeat_url = "https://hc-ping.com/your-check-uuid"
+# heartbeat_fail_url = "https://hc-ping.com/your-check-uuid/fail"
+heartbeat_interval = "60s"
+# The rules, each on or off with its thresholds (docs/ALERTS.md)
+# [ALERT_<RULE>_ENABLED, ALERT_CONTAINER_DOWN_AFTER, ALERT_RESTART_LOOP_STARTS,
+#  ALERT_RESTART_LOOP_WINDOW, ALERT_SILENCE_AFTER, ALERT_NO_TASKS_AFTER, ALERT_FAILURE_RATE,
+#  ALERT_FAILURE_RATE_MIN_TASKS, ALERT_FAILURE_RATE_WINDOW, ALERT_DOCKER_UNREACHABLE_AFTER,
+#  ALERT_DB_WRITE_AFTER, ALERT_FEDERATION_MISSED, ALERT_REMINDER]
+container_down_enabled = true
+container_down_after = "60s"
+restart_loop_enabled = true
+restart_loop_starts = 3
+restart_loop_window = "10m"
+silence_enabled = true
+silence_after = "10m"
+no_tasks_enabled = false
+no_tasks_after = "6h"
+failure_rate_enabled = true
+failure_rate = 50
+failure_rate_min_tasks = 10
+failure_rate_window = "1h"
+docker_unreachable_enabled = true
+docker_unreachable_after = "2m"
+db_write_enabled = true
+db_write_after = "1m"
+federation_enabled = true
+federation_missed = 3
+# Repeat a firing rule's notification this often (off when unset)
+# reminder = "6h"
 "#;
 
 #[cfg(test)]
@@ -747,6 +1202,59 @@ mod tests {
 
     fn resolve(s: AlertSettings) -> Result<AlertConfig, String> {
         s.resolve().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rule_settings_override_the_defaults_and_bad_ones_name_the_variable() {
+        let c = resolve(AlertSettings {
+            container_down_after: Some("90s".into()),
+            silence_after: Some("10m".into()),
+            no_tasks_enabled: Some(true),
+            no_tasks_after: Some("6h".into()),
+            failure_rate: Some(40),
+            restart_loop_enabled: Some(false),
+            reminder: Some("6h".into()),
+            ..AlertSettings::default()
+        })
+        .expect("valid");
+        let r = &c.rules;
+        assert_eq!(r.get(Rule::ContainerDown).after, Duration::from_secs(90));
+        assert_eq!(r.get(Rule::Silence).after, Duration::from_secs(600));
+        assert!(r.get(Rule::NoTasks).enabled);
+        assert_eq!(r.get(Rule::NoTasks).after, Duration::from_secs(6 * 3600));
+        assert_eq!(r.get(Rule::FailureRate).percent, 40);
+        assert_eq!(r.get(Rule::FailureRate).count, 10);
+        assert!(!r.get(Rule::RestartLoop).enabled);
+        assert_eq!(r.reminder, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            resolve(AlertSettings::default()).expect("valid").rules,
+            RuleSet::default()
+        );
+        for (settings, line) in [
+            (
+                AlertSettings {
+                    silence_after: Some("soon".into()),
+                    ..AlertSettings::default()
+                },
+                "invalid ALERT_SILENCE_AFTER: \"soon\" is not a duration from 1s to 7d like 90s, 10m or 6h",
+            ),
+            (
+                AlertSettings {
+                    failure_rate: Some(150),
+                    ..AlertSettings::default()
+                },
+                "invalid ALERT_FAILURE_RATE: 150 is not from 1 to 100",
+            ),
+            (
+                AlertSettings {
+                    heartbeat_fail_url: Some("https://hc-ping.com/x/fail".into()),
+                    ..AlertSettings::default()
+                },
+                "invalid HEARTBEAT_FAIL_URL: needs HEARTBEAT_URL too (the URL called while no rule fires)",
+            ),
+        ] {
+            assert_eq!(resolve(settings).err().as_deref(), Some(line));
+        }
     }
 
     #[test]

@@ -19,13 +19,16 @@
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod message;
 pub mod outbox;
+pub mod rules;
 
 use serde::Serialize;
 
 use crate::model::UnixNanos;
 
+pub use crate::store::alerts::Incident;
 pub use channel::{Channel, Kind, SendError, Sender};
 pub use config::{AlertConfig, AlertSettings, ChannelSpec, Delivery};
 pub use message::Message;
@@ -58,6 +61,18 @@ impl Rule {
         Rule::DbWrite,
         Rule::Federation,
         Rule::Test,
+    ];
+
+    /// The rules the engine evaluates (all but `test`).
+    pub const RULES: [Rule; 8] = [
+        Rule::ContainerDown,
+        Rule::RestartLoop,
+        Rule::Silence,
+        Rule::NoTasks,
+        Rule::FailureRate,
+        Rule::DockerUnreachable,
+        Rule::DbWrite,
+        Rule::Federation,
     ];
 
     pub fn id(self) -> &'static str {

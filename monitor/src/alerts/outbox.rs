@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{Channel, SendError, Sender};
 use super::config::{AlertConfig, Delivery};
+use super::rules::RuleStatus;
 use super::{AlertState, Message, Notification, Rule};
+use crate::model::UnixNanos;
+use crate::store::alerts::{Incident, Step};
 use crate::store::{now_ns, Store, StoreError};
 
 pub use crate::store::alerts::ChannelStats;
@@ -119,6 +122,47 @@ impl Alerts {
             lane.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Writes a rule's state change and queues what it sends for every channel, in one
+    /// transaction, then wakes the channels' tasks (see [`Store::alert_step`]).
+    pub(crate) async fn step(
+        &self,
+        rule: Rule,
+        status: RuleStatus,
+        step: Step,
+        now_ns: UnixNanos,
+    ) -> Result<(), StoreError> {
+        let names: Vec<String> = self.channels().map(|c| c.name.clone()).collect();
+        let sends = !matches!(step, Step::Quiet);
+        self.inner
+            .store
+            .call(move |s| s.alert_step(rule, status, step, names, now_ns))
+            .await?;
+        if sends {
+            for lane in &self.inner.lanes {
+                lane.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest incidents first, at most `limit`.
+    pub async fn incidents(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
+        self.inner
+            .store
+            .call(move |s| s.alert_incidents(limit))
+            .await
+    }
+
+    /// The HTTP client the channels use (the heartbeat's too).
+    pub(crate) fn sender(&self) -> &Sender {
+        &self.inner.sender
+    }
+
+    /// The store the alerts live in.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// Sends a test message to `channel` now (not through the outbox), records the result

@@ -51,6 +51,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "alerts: outbox and delivery results",
         sql: super::alerts::MIGRATION,
     },
+    Migration {
+        name: "alerts: rule states and incidents",
+        sql: super::alerts::MIGRATION_RULES,
+    },
 ];
 
 /// The schema version this build writes.

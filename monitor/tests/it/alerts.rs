@@ -190,7 +190,7 @@ fn channels(specs: &[ChannelSpec], delivery: Delivery) -> AlertConfig {
             .map(|s| s.validate().expect("valid channel"))
             .collect(),
         delivery,
-        heartbeat_url: None,
+        ..AlertConfig::default()
     }
 }
 
