@@ -910,3 +910,321 @@ async fn alert_test_on_the_command_line_reaches_the_channel_or_says_why_not() {
         "truebit-monitor: alert channel \"webhook\": the receiver answered HTTP 401\n"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// The rules, end to end: the monitor binary, a real dockerd or a followed file, a webhook
+// ------------------------------------------------------------------------------------------
+
+/// The monitor binary as a process, with `env` on top of a database and a free port.
+struct Monitor(Child);
+
+impl Monitor {
+    fn start(db: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> Monitor {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_PATH", db)
+            .env("PORT", "0")
+            .env("LOG_LEVEL", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the monitor binary starts");
+        Monitor(child)
+    }
+
+    fn kill9(mut self) {
+        self.0.kill().expect("SIGKILL");
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One value from the monitor's database, read with the sqlite3 command-line tool while
+/// the monitor runs (WAL: readers never block it).
+fn sql(db: &std::path::Path, query: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(query)
+        .output()
+        .expect("sqlite3 runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn wait_sql(db: &std::path::Path, query: &str, want: &str, timeout: Duration) {
+    support::wait_for(&format!("{query} = {want}"), timeout, || {
+        let got = sql(db, query);
+        if got == want {
+            Ok(())
+        } else {
+            Err(got)
+        }
+    })
+    .await;
+}
+
+/// The rules and states of each webhook request, and the first alert's details.
+fn hook_log(seen: &[Seen]) -> Vec<(String, String, String)> {
+    seen.iter()
+        .flat_map(|s| {
+            let body = s.json();
+            body["alerts"]
+                .as_array()
+                .expect("alerts")
+                .iter()
+                .map(|a| {
+                    (
+                        a["rule"].as_str().expect("rule").to_owned(),
+                        a["state"].as_str().expect("state").to_owned(),
+                        a["details"].as_str().expect("details").to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The rule's duration and the most the firing may take after it (evaluation each
+/// second, the 2 s grouping window, and margin for a busy machine).
+const DOWN_AFTER: Duration = Duration::from_secs(2);
+const SLACK: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_down_fires_once_resolves_once_and_a_restart_neither_repeats_nor_forgets_it() {
+    let docker = support::docker();
+    let name = support::unique_name("alerts-down");
+    docker.remove(&name);
+    docker.run(
+        &name,
+        &[],
+        "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.5; done",
+    );
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let log = dir.path().join("monitor.log");
+    let url = hook.url("/hook");
+    let after = format!("{}s", DOWN_AFTER.as_secs());
+    let env = [
+        ("DOCKER_HOST", docker.host.as_str()),
+        ("CONTAINER_NAME", name.as_str()),
+        ("ALERT_WEBHOOK_URL", url.as_str()),
+        ("ALERT_CONTAINER_DOWN_AFTER", after.as_str()),
+        // Only container_down: the test starts the container several times and stops it.
+        ("ALERT_RESTART_LOOP_ENABLED", "false"),
+        ("ALERT_SILENCE_ENABLED", "false"),
+    ];
+    let monitor = Monitor::start(&db, &log, &env);
+    support::wait_for(
+        "entries from the container",
+        Duration::from_secs(30),
+        || {
+            let n: i64 = sql(&db, "SELECT count(*) FROM entries")
+                .parse()
+                .unwrap_or(0);
+            if n > 0 {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        },
+    )
+    .await;
+
+    // Stopped: one firing, within the rule's duration and the slack.
+    docker.cli(&["kill", &name]);
+    let killed = Instant::now();
+    let seen = hook.wait_seen(1, DOWN_AFTER + SLACK).await;
+    assert!(killed.elapsed() >= DOWN_AFTER, "fired before its duration");
+    let down = (
+        "container_down".to_owned(),
+        "firing".to_owned(),
+        format!("container {name} stopped with exit code 137"),
+    );
+    assert_eq!(hook_log(&seen), vec![down.clone()]);
+
+    // SIGKILL while firing (once the webhook's rows left the outbox), and a restart: the
+    // container is still down, and nothing is sent again.
+    wait_sql(&db, "SELECT count(*) FROM alert_outbox", "0", WAIT).await;
+    monitor.kill9();
+    let monitor = Monitor::start(&db, &log, &env);
+    tokio::time::sleep(DOWN_AFTER + SLACK).await;
+    assert_eq!(
+        hook_log(&hook.seen()),
+        vec![down.clone()],
+        "sent again after a restart"
+    );
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT state FROM alert_rules WHERE rule = 'container_down'"
+        ),
+        "firing"
+    );
+
+    // Started: one resolved.
+    docker.cli(&["start", &name]);
+    let seen = hook.wait_seen(2, SLACK).await;
+    let resolved = (
+        "container_down".to_owned(),
+        "resolved".to_owned(),
+        down.2.clone(),
+    );
+    assert_eq!(hook_log(&seen), vec![down.clone(), resolved.clone()]);
+
+    // Down again; then it is started while the monitor is down: "resolved" on start.
+    docker.cli(&["kill", &name]);
+    hook.wait_seen(3, DOWN_AFTER + SLACK).await;
+    wait_sql(&db, "SELECT count(*) FROM alert_outbox", "0", WAIT).await;
+    monitor.kill9();
+    docker.cli(&["start", &name]);
+    let monitor = Monitor::start(&db, &log, &env);
+    let seen = hook.wait_seen(4, Duration::from_secs(15)).await;
+    assert_eq!(
+        hook_log(&seen),
+        vec![down.clone(), resolved.clone(), down, resolved]
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hook.seen().len(), 4, "more than one message per change");
+
+    // The incident history: two incidents, both resolved, both told to the webhook.
+    wait_sql(&db, "SELECT count(*) FROM alert_outbox", "0", WAIT).await;
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT count(*), count(resolved_ns), group_concat(channels_told), sum(delivery_failures)
+             FROM alert_incidents WHERE rule = 'container_down'"
+        ),
+        "2|2|webhook,webhook|0"
+    );
+    drop(monitor);
+    docker.remove(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_on_a_followed_file_fires_when_lines_stop_and_resolves_when_one_comes() {
+    use std::io::Write as _;
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let file = dir.path().join("node.log");
+    let mut out = std::fs::File::create(&file).expect("log file");
+    let url = hook.url("/hook");
+    let file_arg = file.display().to_string();
+    let _monitor = Monitor::start(
+        &db,
+        &dir.path().join("monitor.log"),
+        &[
+            ("LOG_FILE", file_arg.as_str()),
+            ("ALERT_WEBHOOK_URL", url.as_str()),
+            ("ALERT_SILENCE_AFTER", "2s"),
+        ],
+    );
+    // A line every half second for 4 s: never silent for 2 s.
+    for i in 0..8 {
+        writeln!(out, "node line {i}").expect("write");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_sql(&db, "SELECT count(*) FROM entries", "8", WAIT).await;
+    assert_eq!(hook.seen().len(), 0, "silence fired while lines came");
+    // Then nothing: one firing, within 2 s and the slack of the last line.
+    let last = Instant::now();
+    let seen = hook.wait_seen(1, Duration::from_secs(2) + SLACK).await;
+    assert!(last.elapsed() >= Duration::from_millis(1500), "fired early");
+    let silent = (
+        "silence".to_owned(),
+        "firing".to_owned(),
+        "no log line for 2s".to_owned(),
+    );
+    assert_eq!(hook_log(&seen), vec![silent.clone()]);
+    // One line: resolved.
+    writeln!(out, "node line 8").expect("write");
+    let seen = hook.wait_seen(2, SLACK).await;
+    assert_eq!(
+        hook_log(&seen),
+        vec![
+            silent,
+            (
+                "silence".to_owned(),
+                "resolved".to_owned(),
+                "no log line for 2s".to_owned()
+            )
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_rate_fires_on_the_share_of_failed_tasks_of_a_followed_file() {
+    use std::io::Write as _;
+    use truebit_monitor::demo::LogGenerator;
+    // Tasks of the last half hour, as Docker's json-file records (with receive times).
+    let start = now_ns() / 1_000_000_000 - 1800;
+    let mut generator = LogGenerator::new(7, start)
+        .with_banner(false)
+        .with_task_limit(20);
+    let mut text = String::new();
+    while !generator.is_done() {
+        let line = generator.next_line();
+        let record = serde_json::json!({
+            "log": format!("{}\n", line.text),
+            "stream": "stdout",
+            "time": truebit_clock::rfc3339_ns(line.received_ns),
+        });
+        text.push_str(&record.to_string());
+        text.push('\n');
+    }
+    let expected = generator.expected();
+    let (failed, finished) = (
+        expected.tasks_failed,
+        expected.tasks_completed + expected.tasks_failed,
+    );
+    assert!(failed > 0 && finished >= 10, "{expected:?}");
+    let percent = failed * 100 / finished;
+
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let file = dir.path().join("node.log");
+    let mut out = std::fs::File::create(&file).expect("log file");
+    out.write_all(text.as_bytes()).expect("write");
+    let url = hook.url("/hook");
+    let (file_arg, rate, min) = (
+        file.display().to_string(),
+        percent.to_string(),
+        finished.to_string(),
+    );
+    let _monitor = Monitor::start(
+        &db,
+        &dir.path().join("monitor.log"),
+        &[
+            ("LOG_FILE", file_arg.as_str()),
+            ("ALERT_WEBHOOK_URL", url.as_str()),
+            ("ALERT_SILENCE_ENABLED", "false"),
+            ("ALERT_FAILURE_RATE", rate.as_str()),
+            ("ALERT_FAILURE_RATE_MIN_TASKS", min.as_str()),
+        ],
+    );
+    let seen = hook.wait_seen(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        hook_log(&seen),
+        vec![(
+            "failure_rate".to_owned(),
+            "firing".to_owned(),
+            format!("{failed} of {finished} tasks failed in the last 1h ({percent} %)"),
+        )]
+    );
+}
