@@ -176,8 +176,8 @@ pub struct AlertSettings {
     )]
     pub summary_after: Option<u32>,
 
-    /// Dead-man heartbeat push URL (healthchecks.io, Uptime Kuma push, …); validated now,
-    /// called once the alert rules are in (docs/ALERTS.md).
+    /// Dead-man heartbeat push URL (healthchecks.io, Uptime Kuma push, …), called every
+    /// HEARTBEAT_INTERVAL while no rule fires (docs/ALERTS.md).
     #[arg(
         long = "heartbeat-url",
         env = "HEARTBEAT_URL",

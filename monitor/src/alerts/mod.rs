@@ -1,8 +1,9 @@
 //! Alerts: telling the operator when the node needs them (docs/ALERTS.md).
 //!
-//! This module is the delivery side; the rules that decide *when* to alert arrive with
-//! the store's committed-event feed and hand their decisions to [`Alerts::notify`].
-//!
+//! - [`rules`]: what each rule watches and the one state machine they share (pure);
+//!   [`engine`]: the task that evaluates them (every second, on the source's status, on
+//!   the store's feed of commits) and writes each state change together with its
+//!   outbox rows, and the dead-man heartbeat.
 //! - [`Notification`]: the one thing a rule produces (rule id, firing/resolved, since
 //!   when, a short detail); [`message`] renders a group of them into one short text per
 //!   channel (what, since when, what to check, a link to the dashboard).
