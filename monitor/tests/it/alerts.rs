@@ -1228,3 +1228,67 @@ async fn failure_rate_fires_on_the_share_of_failed_tasks_of_a_followed_file() {
         )]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_beats_while_nothing_fires_and_calls_the_fail_url_while_a_rule_fires() {
+    use std::io::Write as _;
+    let beat = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let file = dir.path().join("node.log");
+    let mut out = std::fs::File::create(&file).expect("log file");
+    writeln!(out, "node line 0").expect("write");
+    let (ok, fail) = (beat.url("/ping/ok"), beat.url("/ping/fail"));
+    let file_arg = file.display().to_string();
+    // No channel: the rules are evaluated all the same.
+    let _monitor = Monitor::start(
+        &db,
+        &dir.path().join("monitor.log"),
+        &[
+            ("LOG_FILE", file_arg.as_str()),
+            ("HEARTBEAT_URL", ok.as_str()),
+            ("HEARTBEAT_FAIL_URL", fail.as_str()),
+            ("HEARTBEAT_INTERVAL", "1s"),
+            ("ALERT_SILENCE_AFTER", "3s"),
+        ],
+    );
+    let paths = |b: &Receiver| -> Vec<String> { b.seen().iter().map(|s| s.path.clone()).collect() };
+    // Beats while nothing fires; then silence fires (no line for 3 s): the fail URL.
+    let firing = support::wait_for("a call of the fail URL", Duration::from_secs(20), || {
+        let p = paths(&beat);
+        if p.iter().any(|p| p == "/ping/fail") {
+            Ok(p)
+        } else {
+            Err(p)
+        }
+    })
+    .await;
+    let first_fail = firing.iter().position(|p| p == "/ping/fail").expect("fail");
+    assert!(first_fail >= 1, "no beat before the rule fired: {firing:?}");
+    assert!(
+        firing[..first_fail].iter().all(|p| p == "/ping/ok"),
+        "{firing:?}"
+    );
+    assert_eq!(
+        sql(&db, "SELECT state FROM alert_rules WHERE rule = 'silence'"),
+        "firing"
+    );
+    assert!(beat.seen().iter().all(|s| s.method == Method::GET));
+    // A line: silence resolves, the beats come back.
+    writeln!(out, "node line 1").expect("write");
+    let calls = beat.seen().len();
+    let after = support::wait_for("beats again", Duration::from_secs(10), || {
+        let p = paths(&beat);
+        if p.len() > calls && p.last().map(String::as_str) == Some("/ping/ok") {
+            Ok(p)
+        } else {
+            Err(p)
+        }
+    })
+    .await;
+    assert_eq!(
+        sql(&db, "SELECT state FROM alert_rules WHERE rule = 'silence'"),
+        "ok",
+        "{after:?}"
+    );
+}
