@@ -176,10 +176,7 @@ fn serve(config: Config, choice: SourceChoice) -> anyhow::Result<()> {
 }
 
 fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
-    // A short queue keeps memory flat whatever the file size: the parser waits for the
-    // writer instead of piling up batches.
     let mut store_config = app::store_config(&config);
-    store_config.queue_capacity = 4;
     store_config.writer_cache_mib = 16;
     store_config.batch_max_entries = 4096;
     store_config.read_connections = 1;

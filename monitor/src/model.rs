@@ -53,6 +53,9 @@ pub enum Level {
 }
 
 impl Level {
+    /// The words of the levels the node prints (not [`Level::Other`]), most severe first.
+    pub const WORDS: [&'static str; 4] = ["error", "warn", "info", "debug"];
+
     pub fn as_str(&self) -> &str {
         match self {
             Level::Error => "error",
@@ -74,63 +77,60 @@ impl Level {
     }
 }
 
-/// What kind of message an entry is. `Raw` means the line did not have the entry shape
-/// (kept verbatim); `Log` means a well-formed entry whose message has no special meaning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Raw,
-    Log,
-    NodeRegistered,
-    SlotTaken,
-    SlotReleased,
-    TaskReceived,
-    TaskDownloaded,
-    ExecutionStarted,
-    ExecutionMetrics,
-    ExecutionStderr,
-    ExecutionCompleted,
-    OutcomePublished,
-    Invoice,
+/// Defines a `Copy` enum of unit variants from one list of `Variant => "word"`: the
+/// enum (the word is its serde form), `ALL` (every value, in order), `WORDS` (their
+/// words, in the same order), `as_str` and `parse`. What lists the values (the API's
+/// filter words, the OpenAPI enums, the dashboard's choices) derives from these, so no
+/// list can miss a value or drift from the enum.
+macro_rules! word_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $word:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: [$name; [$($word),+].len()] = [$($name::$variant),+];
+            /// The words of [`Self::ALL`], in the same order.
+            pub const WORDS: [&'static str; [$($word),+].len()] = [$($word),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+
+            /// The value whose word is exactly `s`.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($word => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
 }
 
-impl Kind {
-    pub const ALL: [Kind; 13] = [
-        Kind::Raw,
-        Kind::Log,
-        Kind::NodeRegistered,
-        Kind::SlotTaken,
-        Kind::SlotReleased,
-        Kind::TaskReceived,
-        Kind::TaskDownloaded,
-        Kind::ExecutionStarted,
-        Kind::ExecutionMetrics,
-        Kind::ExecutionStderr,
-        Kind::ExecutionCompleted,
-        Kind::OutcomePublished,
-        Kind::Invoice,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Raw => "raw",
-            Kind::Log => "log",
-            Kind::NodeRegistered => "node_registered",
-            Kind::SlotTaken => "slot_taken",
-            Kind::SlotReleased => "slot_released",
-            Kind::TaskReceived => "task_received",
-            Kind::TaskDownloaded => "task_downloaded",
-            Kind::ExecutionStarted => "execution_started",
-            Kind::ExecutionMetrics => "execution_metrics",
-            Kind::ExecutionStderr => "execution_stderr",
-            Kind::ExecutionCompleted => "execution_completed",
-            Kind::OutcomePublished => "outcome_published",
-            Kind::Invoice => "invoice",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+word_enum! {
+    /// What kind of message an entry is. `Raw` means the line did not have the entry
+    /// shape (kept verbatim); `Log` means a well-formed entry whose message has no special
+    /// meaning. Adding a kind: see ARCHITECTURE.md ("Where to add...").
+    pub enum Kind {
+        Raw => "raw",
+        Log => "log",
+        NodeRegistered => "node_registered",
+        SlotTaken => "slot_taken",
+        SlotReleased => "slot_released",
+        TaskReceived => "task_received",
+        TaskDownloaded => "task_downloaded",
+        ExecutionStarted => "execution_started",
+        ExecutionMetrics => "execution_metrics",
+        ExecutionStderr => "execution_stderr",
+        ExecutionCompleted => "execution_completed",
+        OutcomePublished => "outcome_published",
+        Invoice => "invoice",
     }
 }
 
@@ -258,37 +258,17 @@ pub struct LineItem {
     pub memory: Option<String>,
 }
 
-/// Task life-cycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Received,
-    Executing,
-    Completed,
-    Failed,
+word_enum! {
+    /// Task life-cycle state.
+    pub enum TaskStatus {
+        Received => "received",
+        Executing => "executing",
+        Completed => "completed",
+        Failed => "failed",
+    }
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 4] = [
-        TaskStatus::Received,
-        TaskStatus::Executing,
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Received => "received",
-            TaskStatus::Executing => "executing",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TaskStatus> {
-        TaskStatus::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     pub fn is_final(self) -> bool {
         matches!(self, TaskStatus::Completed | TaskStatus::Failed)
     }
@@ -385,5 +365,53 @@ impl ContainerAction {
             "destroy" => ContainerAction::Destroyed,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_words_are_exactly_the_levels_the_node_prints() {
+        for word in Level::WORDS {
+            let level = Level::from_word(word);
+            assert!(!matches!(level, Level::Other(_)), "{word}");
+            assert_eq!(level.as_str(), word);
+        }
+        for spelling in ["ERROR", "Warn", "warning", "INFO", "Debug"] {
+            let level = Level::from_word(spelling);
+            assert!(Level::WORDS.contains(&level.as_str()), "{spelling}");
+        }
+        assert_eq!(Level::from_word("trace"), Level::Other("trace".into()));
+    }
+
+    #[test]
+    fn a_word_enum_serializes_as_its_word_and_parses_back() {
+        for kind in Kind::ALL {
+            assert_eq!(serde_json::to_value(kind).ok(), Some(kind.as_str().into()));
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::WORDS.len(), Kind::ALL.len());
+        for status in TaskStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(status.as_str().into())
+            );
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Kind::parse("Raw"), None);
+    }
+
+    #[test]
+    fn the_log_format_document_lists_every_kind() {
+        let doc = include_str!("../../docs/LOGFORMAT.md");
+        for word in Kind::WORDS {
+            let row = format!("| `{word}` |");
+            assert!(
+                doc.contains(&row),
+                "docs/LOGFORMAT.md has no row for {word}"
+            );
+        }
     }
 }

@@ -100,9 +100,9 @@ fn run_api_key(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         ApiKeyCommand::Create { name, scope } => {
             let scope = ApiKeyScope::parse(&scope).unwrap_or(ApiKeyScope::Read);
-            let (key, new) = super::api::new_named_key(name.clone(), scope)?;
+            let (key, new) = super::api::keys::new_named_key(name.clone(), scope)?;
             let Some(info) = store.create_api_key(new, now_ns())? else {
-                return Err(super::api::key_name_taken(&name).into());
+                return Err(super::api::keys::key_name_taken(&name).into());
             };
             println!("{key}");
             eprintln!(

@@ -13,6 +13,8 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod figures;
+pub mod filters;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -20,6 +22,7 @@ pub mod pages;
 pub mod params;
 pub mod ratelimit;
 pub mod redact;
+pub mod route;
 pub mod routes;
 
 use std::sync::Arc;

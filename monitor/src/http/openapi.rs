@@ -1,27 +1,16 @@
-//! The OpenAPI 3.0 document, built from the route table ([`super::routes::api_routes`]):
-//! paths, parameters (from the same [`ParamSpec`]s that validate requests), security,
-//! and the schemas of the answers.
+//! The OpenAPI 3.0 document of a list of routes (the table in [`super::routes`] serves
+//! it): paths, parameters (from the same [`ParamSpec`]s that validate requests),
+//! security, and the schemas of the answers.
 
-use std::sync::OnceLock;
-
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::params::{ParamKind, ParamSpec};
-use super::routes::{api_routes, Answer, Route};
+use super::route::{Answer, Route};
+use crate::model::{Kind, TaskStatus};
+use truebit_protocol::report::{Continent, Level as FederationLevel};
 
-/// `GET /api/openapi.json`
-pub async fn serve() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| document(&api_routes()).to_string());
-    let mut response = doc.as_str().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
+/// Whole Unix seconds from 0 to 7,258,118,400 (2200-01-01T00:00:00Z), leading zeros allowed.
+const UNIX_SECONDS: &str = "^0*([0-9]{1,9}|[1-6][0-9]{9}|7[01][0-9]{8}|72[0-4][0-9]{7}|725[0-7][0-9]{6}|7258[01][0-9]{5}|72581[01][0-9]{4}|725811[0-7][0-9]{3}|7258118[0-3][0-9]{2}|7258118400)$";
 
 pub fn param_schema(kind: ParamKind) -> Value {
     match kind {
@@ -29,9 +18,15 @@ pub fn param_schema(kind: ParamKind) -> Value {
         ParamKind::Int { min, max } => {
             json!({ "type": "integer", "format": "int64", "minimum": min, "maximum": max })
         }
+        // What `params::parse_time_ns` accepts: an RFC 3339 time of the years 1970 to 2199
+        // (the instant itself from 1970-01-01T00:00:00Z), or whole Unix seconds from 0 to
+        // 7,258,118,400 (2200-01-01T00:00:00Z), leading zeros allowed.
         ParamKind::Time => json!({
-            "type": "string", "format": "date-time",
-            "description": "RFC 3339, or Unix seconds; 1970 to 2200",
+            "description": "RFC 3339 (e.g. 2025-11-24T13:55:40Z) or Unix seconds; from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z",
+            "anyOf": [
+                { "type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|2[01][0-9]{2})-" },
+                { "type": "string", "pattern": UNIX_SECONDS },
+            ],
         }),
         ParamKind::Text { max_len } => {
             json!({ "type": "string", "minLength": 1, "maxLength": max_len })
@@ -148,6 +143,12 @@ fn operation_id(route: &Route) -> String {
     )
 }
 
+/// Units of the money-like figures: every one is a JSON number (the same in every answer).
+const STEPS: &str =
+    "Computation steps (total_steps_computed), an integer; null where the node printed no integer";
+const MEMORY: &str = "Peak memory (peak_memory_used) in the unit the node reports, an integer; null where the node printed no integer";
+const VALUE: &str = "Gas units: steps × step gas price + memory × byte gas price, summed over the items whose figures and prices are numbers";
+
 /// The document for `routes`.
 pub fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
@@ -170,7 +171,7 @@ pub fn document(routes: &[Route]) -> Value {
                 "bearer": { "type": "http", "scheme": "bearer", "description": "API_KEY or a named key from `truebit-monitor api-key create`" },
                 "session": { "type": "apiKey", "in": "cookie", "name": "tbm_session", "description": "`__Host-tbm_session` behind HTTPS" },
             },
-            "schemas": schemas(),
+            "schemas": answer_schemas_strict(schemas(), routes),
         },
     })
 }
@@ -185,7 +186,7 @@ fn schemas() -> Value {
     let opt_str = || nullable("string");
     let task_props = json!({
         "execution_id": { "type": "string" },
-        "status": { "type": "string", "enum": ["received", "executing", "completed", "failed"] },
+        "status": { "type": "string", "enum": TaskStatus::WORDS },
         "task_id": opt_str(), "chain_id": opt_str(), "block_number": opt_int(), "block_hash": opt_str(),
         "requester": opt_str(), "reward": opt_str(), "created_ms": opt_int(), "received_ms": opt_int(),
         "received_ns": opt_int(), "downloaded_ms": opt_int(), "started_ms": opt_int(), "started_ns": opt_int(),
@@ -198,21 +199,34 @@ fn schemas() -> Value {
         "input": { "type": "string", "nullable": true, "description": "Only in /api/tasks/{execution_id}, for a session or an admin key" },
         "output": { "type": "string", "nullable": true, "description": "As input" },
     });
+    // Lists leave out input and output; the task route sends them (null when hidden).
+    let task_required: Vec<&String> = task_props
+        .as_object()
+        .map(|p| {
+            p.keys()
+                .filter(|k| *k != "input" && *k != "output")
+                .collect()
+        })
+        .unwrap_or_default();
     let entry = json!({
         "type": "object",
         "properties": {
             "id": int(), "source": { "type": "string" },
             "pos": { "type": "object", "properties": { "major": int(), "minor": int() } },
             "time_ns": int(), "received_ns": opt_int(), "node_time": opt_int(), "level": opt_str(),
-            "logger": opt_str(), "version": opt_str(), "kind": { "type": "string" },
+            "logger": opt_str(), "version": opt_str(), "kind": { "type": "string", "enum": Kind::WORDS },
             "execution_id": opt_str(), "message": { "type": "string" },
         },
     });
     let line_item = json!({
         "type": "object",
         "properties": {
-            "operation": { "type": "string" }, "account": opt_str(), "steps": opt_str(),
-            "steps_value": opt_int(), "memory": opt_str(), "memory_value": opt_int(),
+            "operation": { "type": "string", "description": "charge, pay, penalty or what else the node printed" },
+            "account": opt_str(),
+            "steps": { "type": "integer", "format": "int64", "nullable": true, "description": STEPS },
+            "memory": { "type": "integer", "format": "int64", "nullable": true, "description": MEMORY },
+            "steps_text": { "type": "string", "nullable": true, "description": "total_steps_computed as the node printed it" },
+            "memory_text": { "type": "string", "nullable": true, "description": "peak_memory_used as the node printed it" },
         },
     });
     let invoice = json!({
@@ -265,7 +279,9 @@ fn schemas() -> Value {
         },
         "Session": {
             "type": "object",
+            "required": ["auth", "scope", "task_data"],
             "properties": {
+                "id": { "type": "integer", "format": "int64", "description": "A named key's id" },
                 "auth": { "type": "string", "enum": ["session", "api_key"] },
                 "scope": { "type": "string", "enum": ["read", "admin"] },
                 "task_data": { "type": "boolean" }, "name": { "type": "string" },
@@ -282,11 +298,11 @@ fn schemas() -> Value {
                     "slots_used": opt_int(), "slots_total": opt_int(), "last_node_time": opt_int() } },
                 "ingest": { "type": "object", "properties": {
                     "last_log_ns": opt_int(), "last_received_ns": opt_int(), "last_commit_ns": opt_int(),
-                    "lag_ms": opt_int(), "write": { "type": "object" } } },
+                    "lag_ms": opt_int(), "write": { "type": "object", "properties": { "ok": { "type": "boolean" }, "error": opt_str() } } } },
                 "database": { "type": "object", "properties": { "path": { "type": "string" }, "size_bytes": int() } },
             },
         },
-        "Task": { "type": "object", "properties": task_props },
+        "Task": { "type": "object", "required": task_required, "properties": task_props },
         "TaskPage": page("Task"),
         "TaskDetail": {
             "type": "object",
@@ -308,8 +324,18 @@ fn schemas() -> Value {
             "properties": {
                 "from_ns": int(), "to_ns": int(),
                 "days": { "type": "array", "items": { "type": "object", "properties": {
-                    "date": { "type": "string", "format": "date" }, "invoices": int(),
-                    "earned": { "type": "number" }, "operations": { "type": "object" } } } },
+                    "date": { "type": "string", "format": "date", "description": "The UTC day" }, "invoices": int(),
+                    "earned": { "type": "number", "description": "The `value` of the day's `pay` line items, in gas units" },
+                    "operations": {
+                        "type": "object",
+                        "description": "Line-item totals per operation (charge, pay, penalty, ...)",
+                        "additionalProperties": { "type": "object", "properties": {
+                            "items": { "type": "integer", "format": "int64", "description": "Line items" },
+                            "steps": { "type": "integer", "format": "int64", "description": STEPS },
+                            "memory": { "type": "integer", "format": "int64", "description": MEMORY },
+                            "value": { "type": "number", "description": VALUE },
+                        } },
+                    } } } },
             },
         },
         "Stats": {
@@ -344,7 +370,7 @@ fn schemas() -> Value {
             "required": ["name"],
             "additionalProperties": false,
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9 ._-]+$" },
+                "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9 ._-]*[A-Za-z0-9._-][A-Za-z0-9 ._-]*$", "description": "1 to 64 of A-Z a-z 0-9 space - _ . (not only spaces)" },
                 "scope": { "type": "string", "enum": ["read", "admin"], "default": "read" },
             },
         },
@@ -357,13 +383,50 @@ fn schemas() -> Value {
     schemas
 }
 
+/// The component schemas with [`strict`] applied to all but the request bodies.
+fn answer_schemas_strict(mut schemas: Value, routes: &[Route]) -> Value {
+    if let Value::Object(all) = &mut schemas {
+        for (name, schema) in all.iter_mut() {
+            if !routes.iter().any(|r| r.request == Some(name.as_str())) {
+                strict(schema);
+            }
+        }
+    }
+    schemas
+}
+
+/// Every object schema of an answer with `properties` lists exactly the fields the server
+/// sends: all of them `required` unless the schema names its required ones, and no others
+/// (`additionalProperties: false` unless it says otherwise). Request bodies say
+/// themselves which fields they need. The tests validate the
+/// server's answers against these schemas, so a field added, renamed or dropped on one
+/// side only fails there.
+fn strict(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                let names: Vec<Value> = props.keys().map(|k| json!(k)).collect();
+                map.entry("required").or_insert(Value::Array(names));
+                map.entry("additionalProperties").or_insert(json!(false));
+            }
+            map.values_mut().for_each(strict);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strict),
+        _ => {}
+    }
+}
+
 /// The schemas of the `/api/federation` answers and bodies.
 fn federation_schemas() -> Value {
     let int = || json!({ "type": "integer", "format": "int64" });
     let opt_int = || json!({ "type": "integer", "format": "int64", "nullable": true });
     let opt_str = || nullable("string");
-    let level = json!({ "type": "string", "enum": ["full", "strict"] });
-    let continent = json!({ "type": "string", "enum": ["AF", "AN", "AS", "EU", "NA", "OC", "SA"], "nullable": true });
+    let levels: Vec<&str> = FederationLevel::ALL.iter().map(|l| l.label()).collect();
+    let level = json!({ "type": "string", "enum": levels });
+    // A nullable enum lists `null` among its values (OpenAPI 3.0).
+    let mut continents: Vec<Value> = Continent::ALL.iter().map(|c| json!(c.label())).collect();
+    continents.push(Value::Null);
+    let continent = json!({ "type": "string", "enum": continents, "nullable": true });
     let federation_settings = json!({
         "type": "object",
         "properties": {
@@ -392,7 +455,7 @@ fn federation_schemas() -> Value {
                 "servers": { "type": "array", "items": { "type": "string" }, "description": "Without credentials" },
                 "node_id": opt_str(), "public_key": opt_str(), "aggregator_key": opt_str(),
                 "connection": { "type": "string", "description": "off, connecting, connected, disconnected" },
-                "delivery": { "type": "string", "enum": ["jetstream", "core"], "nullable": true },
+                "delivery": { "type": "string", "enum": ["jetstream", "core", null], "nullable": true },
                 "last_error": opt_str(),
                 "next_window": opt_int(), "last_sent_window": opt_int(), "last_sent_ms": opt_int(),
                 "queued": int(), "sent_total": int(), "blocked_total": int(), "dropped_total": int(),

@@ -1,43 +1,29 @@
 //! The `/api` route table: each route once, with its handler, parameters, access and
 //! answer. The router and the OpenAPI document are both built from this table, so the
 //! document describes exactly the routes served; tests walk it to prove that every
-//! route needs authentication.
+//! route needs authentication, and that an `admin` route refuses a read-only key (the
+//! router enforces the flag; handlers do not check it again).
 
-use axum::http::Method;
+use axum::extract::Request;
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
-use super::api::{self, *};
+use super::api::federation::FEDERATION_REPORTS_QUERY;
+use super::api::invoices::{INVOICES_QUERY, INVOICE_PATH};
+use super::api::keys::KEY_PATH;
+use super::api::tasks::TASK_PATH;
+use super::api::{self, RANGE_QUERY};
+use super::auth::Principal;
+use super::error::ApiError;
+use super::filters::{LOGS_QUERY, NO_PARAMS, TASKS_QUERY};
 use super::params::ParamSpec;
+pub use super::route::{Answer, Route};
 use super::{live, openapi, AppState};
-
-/// What a route answers on success.
-#[derive(Clone, Copy, Debug)]
-pub enum Answer {
-    /// JSON with this status and component schema.
-    Json(u16, &'static str),
-    /// A `text/event-stream`.
-    EventStream,
-}
-
-#[derive(Debug)]
-pub struct Route {
-    pub method: Method,
-    /// The full path, `{name}` for path parameters (axum and OpenAPI use the same syntax).
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub description: &'static str,
-    pub query: &'static [ParamSpec],
-    pub path_params: &'static [ParamSpec],
-    /// Needs the password (a session) or an admin key; read-only keys get 403.
-    pub admin: bool,
-    /// Component schema of the JSON request body.
-    pub request: Option<&'static str>,
-    pub answer: Answer,
-    /// Error answers of this route beyond the common ones (status, description).
-    pub errors: &'static [(u16, &'static str)],
-    pub handler: MethodRouter<AppState>,
-}
 
 struct R(Route);
 
@@ -101,91 +87,103 @@ const FEDERATION_CHANGE_ERRORS: &[(u16, &str)] = &[
     (503, "The monitor is shutting down"),
 ];
 
+/// `GET /api/openapi.json`: the document of this table (built once).
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi::document(&api_routes()).to_string());
+    let mut response = doc.as_str().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Every route under `/api`.
 pub fn api_routes() -> Vec<Route> {
     use Answer::Json;
     vec![
-        R::new(Method::GET, "/api/openapi.json", "This document", get(openapi::serve))
+        R::new(Method::GET, "/api/openapi.json", "This document", get(openapi_json))
             .answer(Json(200, "Object")),
-        R::new(Method::GET, "/api/session", "Who the caller is", get(api::session))
+        R::new(Method::GET, "/api/session", "Who the caller is", get(api::session::session))
             .describe("How the request was authenticated, its scope, and for a login session the CSRF token to send in X-CSRF-Token with changes.")
             .answer(Json(200, "Session")),
-        R::new(Method::GET, "/api/status", "Node, container, source and database state", get(api::status))
+        R::new(Method::GET, "/api/status", "Node, container, source and database state", get(api::status::status))
             .answer(Json(200, "Status")),
-        R::new(Method::GET, "/api/tasks", "Tasks, newest first", get(api::tasks))
+        R::new(Method::GET, "/api/tasks", "Tasks, newest first", get(api::tasks::tasks))
             .describe("Filter by status, chain and time range (received, else started, else completed time); cursor pagination. Lists never include task input or output.")
             .query(TASKS_QUERY)
             .answer(Json(200, "TaskPage")),
-        R::new(Method::GET, "/api/tasks/{execution_id}", "One task with all its figures, log entries and invoices", get(api::task))
+        R::new(Method::GET, "/api/tasks/{execution_id}", "One task with all its figures, log entries and invoices", get(api::tasks::task))
             .describe("Input and output are included only for a login session or an admin key (`data_access` says which).")
             .path_params(TASK_PATH)
             .answer(Json(200, "TaskDetail")),
-        R::new(Method::GET, "/api/invoices", "Invoices with their line items, newest first", get(api::invoices))
+        R::new(Method::GET, "/api/invoices", "Invoices with their line items, newest first", get(api::invoices::invoices))
             .query(INVOICES_QUERY)
             .answer(Json(200, "InvoicePage")),
-        R::new(Method::GET, "/api/invoices/{id}", "One invoice with its line items", get(api::invoice))
+        R::new(Method::GET, "/api/invoices/{id}", "One invoice with its line items", get(api::invoices::invoice))
             .path_params(INVOICE_PATH)
             .answer(Json(200, "Invoice")),
-        R::new(Method::GET, "/api/earnings", "Invoices and line-item totals per UTC day", get(api::earnings))
+        R::new(Method::GET, "/api/earnings", "Invoices and line-item totals per UTC day", get(api::earnings::earnings))
             .describe("Default range: the last 30 days; at most 366 days. `earned` is the value of the `pay` line items: steps × step gas price + memory × byte gas price, in the units the node reports.")
             .query(RANGE_QUERY)
             .answer(Json(200, "Earnings")),
-        R::new(Method::GET, "/api/logs", "Log entries, newest first", get(api::logs))
+        R::new(Method::GET, "/api/logs", "Log entries, newest first", get(api::logs::logs))
             .query(LOGS_QUERY)
             .answer(Json(200, "LogPage")),
-        R::new(Method::GET, "/api/stats", "Task counts, success rate, tasks per hour, distributions, cache hit rate", get(api::stats))
+        R::new(Method::GET, "/api/stats", "Task counts, success rate, tasks per hour, distributions, cache hit rate", get(api::stats::stats))
             .describe("Default range: the last 24 hours; at most 366 days. Figures are per whole UTC hour: `from` is rounded down and `to` up. The series is per hour up to 7 days, per day beyond.")
             .query(RANGE_QUERY)
             .answer(Json(200, "Stats")),
-        R::new(Method::GET, "/api/uptime", "The container's downtime in a range", get(api::uptime))
+        R::new(Method::GET, "/api/uptime", "The container's downtime in a range", get(api::uptime::uptime))
             .describe("From the recorded container events. Default range: the last 24 hours; it ends at the latest now. Time before the first known event is `unknown_seconds`.")
             .query(RANGE_QUERY)
             .answer(Json(200, "Uptime")),
         R::new(Method::GET, "/api/events", "Live stream of new log entries, task changes, invoices and status", get(live::events))
             .describe("Server-sent events: `entry`, `task`, `invoice`, `status`, and `skipped` after a burst. A client that reads too slowly gets `lagged` and is disconnected; `expired` when its session or key is no longer valid. Limits: WS_MAX_CONNECTIONS, WS_MAX_PER_IP.")
             .answer(Answer::EventStream),
-        R::new(Method::GET, "/api/keys", "Named API keys (never their secrets)", get(api::keys))
+        R::new(Method::GET, "/api/keys", "Named API keys (never their secrets)", get(api::keys::keys))
             .admin()
             .answer(Json(200, "ApiKeyList")),
-        R::new(Method::POST, "/api/keys", "Create a named API key; the key is shown once", post(api::post_key))
+        R::new(Method::POST, "/api/keys", "Create a named API key; the key is shown once", post(api::keys::post_key))
             .admin()
             .body("NewApiKey")
             .errors(&[(409, "The name is taken")])
             .answer(Json(201, "CreatedApiKey")),
-        R::new(Method::DELETE, "/api/keys/{id}", "Revoke a named API key", delete(api::delete_key))
+        R::new(Method::DELETE, "/api/keys/{id}", "Revoke a named API key", delete(api::keys::delete_key))
             .admin()
             .path_params(KEY_PATH)
             .answer(Json(200, "ApiKey")),
-        R::new(Method::GET, "/api/federation/status", "Federation: settings, connection, identity (public parts), counters", get(api::federation_status))
+        R::new(Method::GET, "/api/federation/status", "Federation: settings, connection, identity (public parts), counters", get(api::federation::federation_status))
             .describe("`configured` is false without FEDERATION_NATS_URL (federation cannot be enabled then). Counters: reports sent, blocked by the privacy validator, dropped; blocked reasons of the last 7 days.")
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "FederationStatus")),
-        R::new(Method::GET, "/api/federation/settings", "Federation settings in effect", get(api::federation_settings))
+        R::new(Method::GET, "/api/federation/settings", "Federation settings in effect", get(api::federation::federation_settings))
             .describe("`source` is `config` until the operator changes a setting, then `database` (stored settings win over FEDERATION_ENABLED, _LEVEL, _CONTINENT).")
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "FederationSettings")),
-        R::new(Method::PUT, "/api/federation/settings", "Change federation settings", put(api::put_federation_settings))
+        R::new(Method::PUT, "/api/federation/settings", "Change federation settings", put(api::federation::put_federation_settings))
             .describe("Absent fields stay as they are; `\"continent\": null` removes the continent. Unknown fields are refused. Enabling needs FEDERATION_NATS_URL (409 otherwise); disabling closes the connection and discards unsent reports.")
             .admin()
             .body("FederationSettingsUpdate")
             .errors(FEDERATION_CHANGE_ERRORS)
             .answer(Json(200, "FederationSettings")),
-        R::new(Method::POST, "/api/federation/enable", "Turn federation on", post(api::federation_enable))
+        R::new(Method::POST, "/api/federation/enable", "Turn federation on", post(api::federation::federation_enable))
             .describe("Creates the node identity on first use and connects. 409 without FEDERATION_NATS_URL. Answers the status after the change.")
             .admin()
             .errors(FEDERATION_CHANGE_ERRORS)
             .answer(Json(200, "FederationStatus")),
-        R::new(Method::POST, "/api/federation/disable", "Turn federation off", post(api::federation_disable))
+        R::new(Method::POST, "/api/federation/disable", "Turn federation off", post(api::federation::federation_disable))
             .describe("The connection is closed and unsent reports are discarded (logged as dropped) before this answers. Answers the status after the change.")
             .admin()
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "FederationStatus")),
-        R::new(Method::GET, "/api/federation/reports", "The federation transparency log, newest first", get(api::federation_reports))
+        R::new(Method::GET, "/api/federation/reports", "The federation transparency log, newest first", get(api::federation::federation_reports))
             .describe("Every report queued, sent, blocked or dropped in the last 7 days, with its exact bytes (`text`).")
             .query(FEDERATION_REPORTS_QUERY)
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "FederationReportList")),
-        R::new(Method::GET, "/api/federation/network-stats", "The newest network statistics", get(api::federation_network_stats))
+        R::new(Method::GET, "/api/federation/network-stats", "The newest network statistics", get(api::federation::federation_network_stats))
             .describe("The newest statistics that verified against the pinned aggregator key (FEDERATION_AGGREGATOR_KEY), or `null`.")
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "NetworkStatsSnapshot")),
@@ -195,18 +193,40 @@ pub fn api_routes() -> Vec<Route> {
     .collect()
 }
 
+/// Lets a request through to an `admin` route only with the password (a session) or an
+/// admin key; runs after [`super::auth::require_auth`], which put the [`Principal`] there.
+async fn require_admin(req: Request, next: Next) -> Response {
+    if req
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(Principal::is_admin)
+    {
+        next.run(req).await
+    } else {
+        ApiError::Forbidden {
+            reason: "this route needs the password or an admin key",
+        }
+        .into_response()
+    }
+}
+
 /// The routes as an axum router to nest at `/api` (paths relative to it), the methods of
-/// one path merged.
+/// one path merged; an `admin` route's handler behind [`require_admin`].
 pub fn api_router(routes: Vec<Route>) -> Router<AppState> {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
     for route in routes {
         let path = route.path.strip_prefix("/api").unwrap_or(route.path);
+        let handler = if route.admin {
+            route.handler.route_layer(from_fn(require_admin))
+        } else {
+            route.handler
+        };
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => {
-                let merged = std::mem::take(existing).merge(route.handler);
+                let merged = std::mem::take(existing).merge(handler);
                 *existing = merged;
             }
-            None => by_path.push((path, route.handler)),
+            None => by_path.push((path, handler)),
         }
     }
     by_path

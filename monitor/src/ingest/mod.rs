@@ -24,6 +24,12 @@ use crate::store::{Batch, Cursor, Store, StoreError};
 
 /// Most entries in one batch.
 pub const BATCH_MAX_ENTRIES: usize = 2048;
+/// Most log text in one batch: a batch is handed to the store after this many bytes of
+/// lines or [`BATCH_MAX_ENTRIES`] entries, whichever comes first, for every source. With
+/// the store's short queue this bounds what waits for a writer that cannot keep up (a
+/// starved CPU, a full disk) to a few MiB whatever the entries' sizes; the source then
+/// waits, and Docker or the file keeps the rest.
+pub const BATCH_MAX_BYTES: usize = 512 * 1024;
 /// Longest a finished entry waits before its batch is handed to the store (live sources).
 pub const BATCH_MAX_AGE: Duration = Duration::from_millis(20);
 /// How long a source may be quiet before a pending entry that looks finished is emitted:
@@ -76,6 +82,8 @@ pub struct Ingest {
     source: String,
     parser: Parser,
     out: Vec<Entry>,
+    /// Bytes of the lines pushed since the last batch was taken.
+    out_bytes: usize,
     resume_after: Option<Pos>,
     source_state: serde_json::Value,
     first_pending_at: Option<Instant>,
@@ -109,6 +117,7 @@ impl Ingest {
             source: source.to_owned(),
             parser: Parser::new(config),
             out: Vec::with_capacity(BATCH_MAX_ENTRIES),
+            out_bytes: 0,
             resume_after: None,
             source_state: serde_json::Value::Null,
             first_pending_at: None,
@@ -153,6 +162,7 @@ impl Ingest {
             return false;
         }
         let before = self.out.len();
+        self.out_bytes += line.len() + 1;
         self.parser.push_line(line, meta, &mut self.out);
         self.last_line_at = Some(now);
         if self.first_pending_at.is_none() && (self.out.len() > before || self.parser.has_pending())
@@ -206,9 +216,17 @@ impl Ingest {
         self.take_batch_at(now)
     }
 
-    /// True when the finished entries should be committed now.
-    fn batch_due(&self) -> bool {
+    /// True when the finished entries make a full batch ([`BATCH_MAX_ENTRIES`] entries or
+    /// [`BATCH_MAX_BYTES`] of text).
+    pub fn full(&self) -> bool {
         self.out.len() >= BATCH_MAX_ENTRIES
+            || (!self.out.is_empty() && self.out_bytes >= BATCH_MAX_BYTES)
+    }
+
+    /// True when the finished entries should be committed now: a full batch, or one whose
+    /// first entry waited long enough.
+    fn batch_due(&self) -> bool {
+        self.full()
             || (!self.out.is_empty()
                 && self
                     .first_pending_at
@@ -228,6 +246,7 @@ impl Ingest {
         };
         let parser_state = serde_json::to_string(&state).unwrap_or_default();
         let entries = std::mem::replace(&mut self.out, Vec::with_capacity(BATCH_MAX_ENTRIES));
+        self.out_bytes = 0;
         self.counts.entries += entries.len() as u64;
         self.first_pending_at = if self.parser.has_pending() {
             Some(now)
@@ -419,6 +438,26 @@ mod tests {
         assert_eq!(ingest.deadline(), Some(t0 + BATCH_MAX_AGE));
         assert_eq!(kinds(ingest.idle(t0 + BATCH_MAX_AGE)), vec![Kind::Log]);
         assert_eq!(ingest.deadline(), Some(t0 + OPEN_ENTRY_WAIT));
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_byte_bound_before_its_entry_bound() {
+        let t0 = Instant::now();
+        let (_dir, mut ingest) = ingest();
+        let filler = "y".repeat(4000);
+        let mut n = 0;
+        while !ingest.full() {
+            n += 1;
+            push(&mut ingest, &format!("{HEADER} {n:03} {filler}"), t0, n);
+            assert!(n < 1000, "never full");
+        }
+        // Header, space, three digits, space, filler, and the line's end.
+        let line = HEADER.len() + filler.len() + 6;
+        // Full once the lines pushed reach BATCH_MAX_BYTES, long before 2,048 entries.
+        assert_eq!(n as usize, BATCH_MAX_BYTES.div_ceil(line));
+        let batch = ingest.batch_for(Handoff::Due).expect("a full batch is due");
+        assert_eq!(batch.entries.len(), n as usize - 1, "the last entry is pending");
+        assert!(!ingest.full(), "the count starts again with the next batch");
     }
 
     #[test]

@@ -89,12 +89,6 @@ impl Progress for indicatif::ProgressBar {
     }
 }
 
-/// A batch is handed to the store after this much log text at most (or
-/// [`crate::ingest::BATCH_MAX_ENTRIES`] entries, whichever comes first): the batches
-/// waiting for the writer, and those it has committed and not yet freed, hold about the
-/// same memory whatever the entries' sizes.
-const BATCH_MAX_BYTES: u64 = 512 * 1024;
-
 /// Imports `paths` into `store`, one after the other; returns this run's counts.
 pub fn import_files(
     store: &Store,
@@ -171,7 +165,6 @@ fn import_one(
     // line past the bound is skipped as it is read, whatever the file holds.
     let mut line = LineBuf::default();
     let mut offset: u64 = 0;
-    let mut submitted: u64 = 0;
     loop {
         let buf = reader.fill_buf().map_err(read_err)?;
         if buf.is_empty() {
@@ -186,12 +179,10 @@ fn import_one(
         offset += used as u64;
         if complete {
             line.take(|text| feed_line(&mut asm, &mut ingest, text, Pos::new(0, offset as i64)));
-            let ready = ingest.ready();
-            if ready >= crate::ingest::BATCH_MAX_ENTRIES
-                || (ready > 0 && offset - submitted >= BATCH_MAX_BYTES)
-            {
+            // Batches end where every source's do (`Ingest::full`): the few waiting
+            // for the writer hold about the same memory whatever the entries' sizes.
+            if ingest.full() {
                 submit(&mut ingest, counts)?;
-                submitted = offset;
             }
         }
     }

@@ -64,7 +64,11 @@ pub struct StoreConfig {
     /// Tasks, invoices and container events older than this are pruned. `None` (the
     /// default) keeps them forever.
     pub task_retention_days: Option<u32>,
-    /// Batches waiting for the writer; when full, `submit` waits.
+    /// Commands waiting for the writer; when full, `submit` waits. Kept short: with
+    /// batches of at most [`crate::ingest::BATCH_MAX_BYTES`] of text, a writer that cannot
+    /// keep up (a starved CPU, a full disk) holds a few MiB back, not a growing pile; the
+    /// writer merges whatever is queued into one transaction, so a short queue costs no
+    /// throughput.
     pub queue_capacity: usize,
     /// The writer merges queued batches into one transaction up to this many entries.
     pub batch_max_entries: usize,
@@ -87,7 +91,7 @@ impl StoreConfig {
             path: path.into(),
             log_retention_days: Some(30),
             task_retention_days: None,
-            queue_capacity: 64,
+            queue_capacity: 4,
             batch_max_entries: 20_000,
             read_connections: 4,
             // Writer 8 + 4 readers x 2: at most 16 MiB of SQLite page cache, so that a

@@ -206,13 +206,19 @@ pub struct StoredInvoice {
 }
 
 /// A line item: figures as printed, and parsed when they are integers (units as reported).
+/// Serialized with the figures as numbers (`steps`, `memory`, as in the API's earnings) and
+/// the printed text beside them (`steps_text`, `memory_text`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StoredLineItem {
     pub operation: String,
     pub account: Option<String>,
+    #[serde(rename = "steps_text")]
     pub steps: Option<String>,
+    #[serde(rename = "steps")]
     pub steps_value: Option<i64>,
+    #[serde(rename = "memory_text")]
     pub memory: Option<String>,
+    #[serde(rename = "memory")]
     pub memory_value: Option<i64>,
 }
 

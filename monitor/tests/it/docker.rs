@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use truebit_monitor::demo::{fixture, Expected};
-use truebit_monitor::http::api::compute_uptime;
+use truebit_monitor::http::figures::compute_uptime;
 use truebit_monitor::ingest::SourceContext;
 use truebit_monitor::model::TaskStatus;
 use truebit_monitor::model::{ContainerAction, ContainerEvent};

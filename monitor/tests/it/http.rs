@@ -26,7 +26,7 @@ use truebit_monitor::http::config::HttpSettings;
 use truebit_monitor::http::live::LiveMessage;
 use truebit_monitor::http::routes::api_routes;
 use truebit_monitor::http::{self, AppState};
-use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus};
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::source::SourceStatus;
@@ -275,6 +275,57 @@ impl TestApp {
     }
 }
 
+/// The OpenAPI document's component schemas as JSON Schema (OpenAPI 3.0's `nullable`
+/// becomes a `null` type; a nullable enum must still list `null` itself), to validate
+/// the server's answers with.
+struct Schemas(Value);
+
+impl Schemas {
+    async fn of(app: &TestApp) -> Schemas {
+        let doc = app.get_json("/api/openapi.json").await;
+        Schemas(Self::json_schema(&doc["components"]["schemas"]))
+    }
+
+    fn json_schema(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, x) in m.iter().filter(|(k, _)| *k != "nullable") {
+                    let x = match (k.as_str(), x.as_str()) {
+                        ("$ref", Some(r)) => json!(r.replace("#/components/schemas/", "#/$defs/")),
+                        _ => Self::json_schema(x),
+                    };
+                    out.insert(k.clone(), x);
+                }
+                if m.get("nullable") == Some(&Value::Bool(true)) {
+                    if let Some(t) = out.get("type").cloned() {
+                        out.insert("type".into(), json!([t, "null"]));
+                    }
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(Self::json_schema).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Every difference between `answer` and the schema `name`.
+    fn errors(&self, name: &str, answer: &Value) -> Vec<String> {
+        let schema = json!({ "$defs": self.0, "$ref": format!("#/$defs/{name}") });
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        validator
+            .iter_errors(answer)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    /// Panics with every difference between `answer` and the schema `name`.
+    fn check(&self, name: &str, answer: &Value, what: &str) {
+        let errors = self.errors(name, answer);
+        assert!(errors.is_empty(), "{what} against {name}: {errors:#?}");
+    }
+}
+
 /// A concrete path for a route path with `{…}` parameters.
 fn concrete(path: &str, execution_id: &str) -> String {
     path.replace("{execution_id}", execution_id)
@@ -341,6 +392,7 @@ async fn every_api_route_and_unknown_api_path_requires_authentication() {
 async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes() {
     let app = app().await;
     let id = app.any_execution_id();
+    let schemas = Schemas::of(&app).await;
     for route in api_routes() {
         let uri = concrete(route.path, &id);
         // A valid body for the routes that take one.
@@ -374,10 +426,14 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
             String::from_utf8_lossy(&r.body)
         );
         let v = r.json();
+        let what = format!("{} {uri}", route.method);
         if want >= 400 {
             let documented = route.errors.iter().any(|(s, _)| *s == want);
             assert!(documented, "{} {uri}: {want} is documented", route.method);
             assert_eq!(v["error"], "federation_not_configured", "{v}");
+            schemas.check("Error", &v, &what);
+        } else if let http::routes::Answer::Json(_, schema) = route.answer {
+            schemas.check(schema, &v, &what);
         }
     }
     let doc = app.get_json("/api/openapi.json").await;
@@ -418,6 +474,133 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
         tasks_params,
         ["status", "chain", "from", "to", "limit", "cursor"]
     );
+}
+
+#[tokio::test]
+async fn every_admin_route_refuses_a_read_key_and_every_other_route_lets_it_in() {
+    let app = app().await;
+    let id = app.any_execution_id();
+    let created = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "reader" }),
+            &[],
+        )
+        .await
+        .json();
+    let key = created["key"].as_str().expect("key").to_owned();
+    let ro = Auth::Bearer(&key);
+    let mut admin = 0;
+    for route in api_routes() {
+        if route.path == "/api/events" {
+            continue; // an endless stream: see the live stream tests
+        }
+        let uri = concrete(route.path, &id);
+        let r = app.call(route.method.clone(), &uri, ro).await;
+        if route.admin {
+            admin += 1;
+            r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        } else {
+            assert_ne!(r.status, StatusCode::FORBIDDEN, "{} {uri}", route.method);
+        }
+    }
+    // GET /api/keys is refused by the router alone (require_auth only guards changes).
+    assert_eq!(admin, 6, "the admin routes of the table");
+}
+
+#[tokio::test]
+async fn answers_agree_with_the_documented_schemas_for_every_caller_and_error() {
+    let app = app().await;
+    let schemas = Schemas::of(&app).await;
+    let id = app.any_execution_id();
+    // Lists with rows in them, a task with entries and invoices.
+    let earnings = format!(
+        "/api/earnings?from={}&to={}",
+        FIXTURE_START_SECS - 3600,
+        FIXTURE_START_SECS + 10 * 86_400
+    );
+    for (uri, schema) in [
+        ("/api/tasks?limit=500", "TaskPage"),
+        ("/api/logs?limit=500", "LogPage"),
+        ("/api/invoices?limit=500", "InvoicePage"),
+        (earnings.as_str(), "Earnings"),
+    ] {
+        let v = app.get_json(uri).await;
+        let rows = v.get("items").or(v.get("days")).and_then(Value::as_array);
+        assert!(rows.is_some_and(|r| !r.is_empty()), "{uri} has rows");
+        schemas.check(schema, &v, uri);
+    }
+    let detail = app.get_json(&format!("/api/tasks/{id}")).await;
+    assert!(!detail["entries"].as_array().expect("entries").is_empty());
+    assert!(!detail["invoices"].as_array().expect("invoices").is_empty());
+    schemas.check("TaskDetail", &detail, "a task, data visible");
+    // The schemas are exact: a field more, a field missing, a figure of another type, a
+    // null where the schema has none are all differences.
+    let task = &detail["task"];
+    let mut extra = task.clone();
+    extra["surprise"] = json!(1);
+    let mut missing = task.clone();
+    missing.as_object_mut().expect("task").remove("gas_used");
+    let mut retyped = task.clone();
+    retyped["gas_used"] = json!("12");
+    let mut null = task.clone();
+    null["status"] = Value::Null;
+    for wrong in [extra, missing, retyped, null] {
+        assert!(!schemas.errors("Task", &wrong).is_empty(), "{wrong}");
+    }
+    // Each kind of caller: the password's session, a named read key (data hidden).
+    let (cookie, _) = app.login().await;
+    let session = app
+        .call(Method::GET, "/api/session", Auth::Cookie(&cookie))
+        .await;
+    schemas.check("Session", &session.json(), "a login session");
+    let created = app
+        .post_json(
+            "/api/keys",
+            Auth::Bearer(KEY),
+            json!({ "name": "schema", "scope": "read" }),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let created = created.json();
+    schemas.check("CreatedApiKey", &created, "a created key");
+    let ro = Auth::Bearer(created["key"].as_str().expect("key"));
+    schemas.check(
+        "Session",
+        &app.call(Method::GET, "/api/session", ro).await.json(),
+        "a named key",
+    );
+    let hidden = app
+        .call(Method::GET, &format!("/api/tasks/{id}"), ro)
+        .await
+        .json();
+    schemas.check("TaskDetail", &hidden, "a task, data hidden");
+    // Errors of every kind have the one error shape.
+    for (method, uri, auth) in [
+        (Method::GET, "/api/tasks?limit=0", Auth::Bearer(KEY)),
+        (Method::GET, "/api/tasks/nope", Auth::Bearer(KEY)),
+        (Method::GET, "/api/tasks", Auth::None),
+        (Method::GET, "/api/keys", ro),
+        (Method::GET, "/api/nope", Auth::Bearer(KEY)),
+    ] {
+        let r = app.call(method, uri, auth).await;
+        assert!(r.status.is_client_error(), "{uri}");
+        schemas.check("Error", &r.json(), uri);
+    }
+    // `scope: null` is not a scope (the document has none); a name of spaces only is
+    // refused, as the document's pattern says.
+    for (body, param) in [
+        (json!({ "name": "n", "scope": null }), "scope"),
+        (json!({ "name": " " }), "name"),
+    ] {
+        let r = app
+            .post_json("/api/keys", Auth::Bearer(KEY), body, &[])
+            .await;
+        let v = r.assert_error(StatusCode::BAD_REQUEST, "bad_parameter");
+        assert_eq!(v["parameter"], param);
+    }
 }
 
 #[tokio::test]
@@ -927,15 +1110,20 @@ async fn a_committed_entry_reaches_the_live_stream_from_the_feed() {
 /// Ids the node may print that are not URL-safe.
 pub(crate) const ODD_IDS: [&str; 6] = ["with space", "a/b", "50%x", "ünï-✓", "q?x#y&z=1", ".."];
 
-#[tokio::test]
-async fn a_task_with_any_execution_id_opens_through_the_api() {
-    let app = app_with(settings(), 0).await;
+/// Imports a task for each of [`ODD_IDS`].
+pub(crate) fn import_odd_ids(app: &TestApp) {
     let lines: Vec<String> = ODD_IDS
         .iter()
         .zip(1..)
         .map(|(id, s)| task_created_line(id, s, ""))
         .collect();
-    import_lines(&app, "odd.log", &(lines.join("\n") + "\n"));
+    import_lines(app, "odd.log", &(lines.join("\n") + "\n"));
+}
+
+#[tokio::test]
+async fn a_task_with_any_execution_id_opens_through_the_api() {
+    let app = app_with(settings(), 0).await;
+    import_odd_ids(&app);
     let listed = app.get_json("/api/tasks").await;
     let mut ids: Vec<&str> = listed["items"]
         .as_array()
@@ -969,6 +1157,57 @@ pub(crate) fn url_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[tokio::test]
+async fn every_word_of_the_kind_status_and_level_enums_filters_and_is_documented() {
+    let app = app().await;
+    for kind in Kind::ALL {
+        let v = app
+            .get_json(&format!("/api/logs?kind={}&limit=500", kind.as_str()))
+            .await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|e| e["kind"] == kind.as_str()), "{kind:?}");
+        let want = app.expected.kind(kind).min(500);
+        assert_eq!(items.len() as u64, want, "{kind:?}");
+    }
+    for status in TaskStatus::ALL {
+        let v = app
+            .get_json(&format!("/api/tasks?status={}&limit=500", status.as_str()))
+            .await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|t| t["status"] == status.as_str()));
+        assert_eq!(items.len() as u64, app.expected.tasks(status).min(500));
+    }
+    for level in Level::WORDS {
+        let v = app.get_json(&format!("/api/logs?level={level}")).await;
+        let items = v["items"].as_array().expect("items");
+        assert!(items.iter().all(|e| e["level"] == level), "{level}");
+    }
+    let doc = app.get_json("/api/openapi.json").await;
+    let param = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"]["enum"].clone())
+    };
+    assert_eq!(param("/api/logs", "kind"), Some(json!(Kind::WORDS)));
+    assert_eq!(param("/api/logs", "level"), Some(json!(Level::WORDS)));
+    assert_eq!(
+        param("/api/tasks", "status"),
+        Some(json!(TaskStatus::WORDS))
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Task"]["properties"]["status"]["enum"],
+        json!(TaskStatus::WORDS)
+    );
+    assert_eq!(
+        schemas["LogEntry"]["properties"]["kind"]["enum"],
+        json!(Kind::WORDS)
+    );
 }
 
 #[tokio::test]

@@ -1085,6 +1085,82 @@ fn full_disk_keeps_the_batches_and_commits_them_once_space_returns() {
 }
 
 #[test]
+fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pile() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use truebit_monitor::ingest::{Handoff, Ingest, BATCH_MAX_BYTES};
+    use truebit_monitor::model::LineMeta;
+    use truebit_monitor::parser::ParserConfig;
+
+    let db = temp_db();
+    let mut config = config(&db);
+    // A full disk: the writer keeps its first transaction and retries it.
+    config.max_page_count = Some(1);
+    let store = Store::open(config).expect("open");
+
+    // 20,000 node lines of about 1 KB (20 MB), fed the way a live source feeds them.
+    const LINES: i64 = 20_000;
+    let pushed = Arc::new(AtomicU64::new(0));
+    let feeder = {
+        let store = store.clone();
+        let pushed = Arc::clone(&pushed);
+        std::thread::spawn(move || {
+            let mut ingest = Ingest::resume(&store, "file:node.log", ParserConfig::default())
+                .expect("ingest");
+            let filler = "x".repeat(960);
+            for n in 1..=LINES {
+                let line = format!("2025-11-24 13:55:34 info: line {n:05} {filler}");
+                let meta = LineMeta {
+                    received_ns: None,
+                    pos: Pos::new(0, n),
+                };
+                ingest.push(line.as_bytes(), meta);
+                pushed.fetch_add(line.len() as u64 + 1, Ordering::SeqCst);
+                ingest.commit_blocking(Handoff::Due).expect("submit");
+            }
+            ingest.commit_blocking(Handoff::Finish).expect("submit");
+        })
+    };
+    wait_for("the writer to report failure", || {
+        !store.write_health().is_ok()
+    });
+    // The source stops reading once the queue is full: what it took stays put.
+    let mut held = pushed.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = pushed.load(Ordering::SeqCst);
+        if now == held {
+            break;
+        }
+        held = now;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pushed.load(Ordering::SeqCst), held, "the source waits for the writer");
+    // The batch being retried, the queue's four, the one waiting to be queued and the one
+    // being filled: a few batches of at most BATCH_MAX_BYTES each, 20 MB offered.
+    let bound = 7 * BATCH_MAX_BYTES as u64;
+    assert!(
+        held <= bound,
+        "{held} bytes taken from the source while the writer was stuck (bound {bound})"
+    );
+    assert_eq!(store.summary().expect("summary").entries, 0);
+
+    store.set_max_page_count(1_000_000);
+    feeder.join().expect("feeder");
+    store.flush().expect("flush");
+    assert_eq!(store.write_health(), WriteHealth::Ok);
+    assert_eq!(
+        store.summary().expect("summary").entries,
+        LINES as u64,
+        "nothing lost"
+    );
+    assert_eq!(
+        store.cursor("file:node.log").expect("cursor").map(|c| c.pos),
+        Some(Pos::new(0, LINES))
+    );
+}
+
+#[test]
 fn closing_while_the_disk_is_full_reports_what_was_not_committed() {
     let db = temp_db();
     let mut config = config(&db);

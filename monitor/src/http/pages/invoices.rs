@@ -8,7 +8,7 @@ use truebit_web::page::{Card, ChartView, InvoicesPage};
 
 use super::view::{form_pairs, gas_value, invoice_view, pager, uri_of};
 use super::{layout, render, Operator, PageResult};
-use crate::http::api::{earned, NS_PER_DAY};
+use crate::http::figures::{earned, NS_PER_DAY};
 use crate::http::params::{format_cursor, ParamKind, ParamSpec, Params};
 use crate::http::AppState;
 use crate::store::query::InvoiceFilter;

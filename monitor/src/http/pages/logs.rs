@@ -7,7 +7,7 @@ use truebit_web::page::{Choice, LogsPage};
 
 use super::view::{field, form_pairs, log_row, pager, uri_of};
 use super::{layout, render, Operator, PageResult};
-use crate::http::api::{log_filter, KINDS, LEVELS, LOGS_QUERY};
+use crate::http::filters::{log_filter, KINDS, LEVELS, LOGS_QUERY};
 use crate::http::params::{format_cursor, Params};
 use crate::http::AppState;
 use crate::store::query::LogFilter;

@@ -7,7 +7,7 @@ use truebit_web::page::{Card, ChartView, OverviewPage, Period};
 
 use super::view::{gas_value, task_row};
 use super::{layout, render, Operator, PageResult};
-use crate::http::api::{
+use crate::http::figures::{
     compute_uptime, earned, Counts, Uptime, ELAPSED_BUCKETS, NS_PER_DAY, NS_PER_HOUR,
 };
 use crate::http::AppState;

@@ -9,10 +9,11 @@ use truebit_web::page::{KeyView, Metric, NewKey, Notice, SettingsPage, Stamp};
 
 use super::{form, layout, redirect, render_status, HasCsrf, Operator, PageError, PageResult};
 use crate::http::api;
+
 use crate::http::auth::hash_password;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::store::auth::{ApiKeyScope, KeyRef};
+use crate::store::auth::ApiKeyScope;
 use crate::store::settings::{SettingSource, MAX_RETENTION_DAYS};
 
 use crate::http::auth::MIN_PASSWORD_CHARS as MIN_PASSWORD;
@@ -137,7 +138,7 @@ async fn create_key_form(s: &AppState, op: &Operator, f: KeyForm) -> PageResult 
         )
         .await;
     };
-    match api::create_key(&s.store, f.name.trim().to_owned(), scope, s.clock.now_ns()).await {
+    match api::keys::create_key(&s.store, f.name.trim().to_owned(), scope, s.clock.now_ns()).await {
         Ok((key, info)) => {
             let mut response = show(
                 s,
@@ -181,14 +182,7 @@ pub async fn revoke_key(
     let id: i64 = id
         .parse()
         .map_err(|_| PageError::Api(ApiError::NotFound { what: "key" }))?;
-    match s
-        .store
-        .call({
-            let now = s.clock.now_ns();
-            move |st| st.revoke_api_key(KeyRef::Id(id), now)
-        })
-        .await?
-    {
+    match api::keys::revoke_key(&s, id).await? {
         Some(_) => Ok(redirect("/settings?m=revoked")),
         None => Err(PageError::Api(ApiError::NotFound { what: "active key" })),
     }

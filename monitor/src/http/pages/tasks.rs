@@ -10,8 +10,8 @@ use super::view::{
     task_time_ns, uri_of,
 };
 use super::{layout, render, Operator, PageError, PageResult};
-use crate::http::api::{task_detail, task_filter, TaskDetail, STATUSES, TASKS_QUERY};
 use crate::http::error::ApiError;
+use crate::http::filters::{task_detail, task_filter, TaskDetail, STATUSES, TASKS_QUERY};
 use crate::http::params::{format_cursor, is_id, Params};
 use crate::http::AppState;
 use crate::model::TaskStatus;

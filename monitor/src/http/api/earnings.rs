@@ -1,0 +1,79 @@
+//! `GET /api/earnings`: invoices and line-item totals per UTC day.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::Uri;
+use serde::Serialize;
+
+use super::{ok, summary_range, ApiResult, RANGE_QUERY};
+use crate::http::figures::{earned, NS_PER_DAY};
+use crate::http::params::Params;
+use crate::http::AppState;
+
+/// The answer of `GET /api/earnings` (schema `Earnings`).
+#[derive(Serialize)]
+struct Earnings {
+    from_ns: i64,
+    to_ns: i64,
+    days: Vec<Day>,
+}
+
+#[derive(Serialize)]
+struct Day {
+    /// The UTC day, `YYYY-MM-DD`.
+    date: String,
+    invoices: u64,
+    /// Gas units: the `value` of the `pay` line items.
+    earned: f64,
+    operations: BTreeMap<String, Operation>,
+}
+
+/// Line-item totals of one operation on one day.
+#[derive(Serialize)]
+struct Operation {
+    items: u64,
+    steps: i64,
+    memory: i64,
+    /// Gas units.
+    value: f64,
+}
+
+/// `GET /api/earnings`: invoices and line-item totals per UTC day (default: 30 days).
+pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, RANGE_QUERY)?;
+    let (from, to) = summary_range(&p, s.clock.now_ns(), 30 * NS_PER_DAY)?;
+    let days = s.store.call(move |st| st.earnings_by_day(from, to)).await?;
+    let days = days
+        .into_iter()
+        .map(|d| Day {
+            date: day_string(d.day),
+            invoices: d.invoices,
+            earned: earned(&d),
+            operations: d
+                .operations
+                .into_iter()
+                .map(|o| {
+                    let totals = Operation {
+                        items: o.items,
+                        steps: o.steps,
+                        memory: o.memory,
+                        value: o.value,
+                    };
+                    (o.operation, totals)
+                })
+                .collect(),
+        })
+        .collect();
+    ok(Earnings {
+        from_ns: from,
+        to_ns: to,
+        days,
+    })
+}
+
+fn day_string(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
