@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::engine::{Engine, EngineConfig};
-use crate::alerts::Alerts;
+use crate::alerts::handle::ServiceOptions;
+use crate::alerts::{AlertService, AlertsHandle};
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
 use crate::http;
@@ -120,6 +120,10 @@ pub async fn run_with_http(
     let federation = Federation::new(store.clone(), config.federation.clone())
         .start(federation_shutdown.clone())
         .await;
+    // The rules are always evaluated (their states and incidents are kept); messages go
+    // out only to the configured channels, if any. Stopped after the source.
+    let alerts_shutdown = CancellationToken::new();
+    let alerts = start_alerts(&store, &config, status_rx.clone(), &alerts_shutdown).await?;
     let http_shutdown = CancellationToken::new();
     let http_server = match listeners {
         Some(listeners) => Some(
@@ -130,15 +134,12 @@ pub async fn run_with_http(
                 listeners,
                 &http_shutdown,
                 federation.handle(),
+                alerts.handle(),
             )
             .await?,
         ),
         None => None,
     };
-    // The rules are always evaluated (their states and incidents are kept); messages go
-    // out only to the configured channels, if any. Stopped after the source.
-    let alerts_shutdown = CancellationToken::new();
-    let (alerts, engine) = start_alerts(&store, &config, status_rx.clone(), &alerts_shutdown)?;
     let cx = SourceContext::new(
         store.clone(),
         parser_config(&config),
@@ -174,7 +175,6 @@ pub async fn run_with_http(
     federation_shutdown.cancel();
     federation.stopped().await;
     alerts_shutdown.cancel();
-    engine.stopped().await;
     alerts.stopped().await;
     let closed = store.call(Store::close).await;
     if let Some(server) = http_server {
@@ -191,32 +191,26 @@ pub async fn run_with_http(
 }
 
 /// Starts the alert channels' delivery tasks and the rules engine (with the heartbeat).
-fn start_alerts(
+async fn start_alerts(
     store: &Store,
     config: &Config,
     status: watch::Receiver<SourceStatus>,
     stop: &CancellationToken,
-) -> anyhow::Result<(Alerts, Engine)> {
-    let alerts = Alerts::start(
+) -> anyhow::Result<AlertService> {
+    AlertService::start(
         store.clone(),
         &config.alert,
-        config.http.public_url.clone(),
-        stop.clone(),
-    )
-    .context("cannot start the alert channels")?;
-    let engine = Engine::start(
-        alerts.clone(),
         status,
-        EngineConfig {
-            rules: config.alert.rules.clone(),
+        ServiceOptions {
+            dashboard_url: config.http.public_url.clone(),
             federation_enabled: config.federation.initial.enabled,
-            heartbeat: config.alert.heartbeat.clone(),
+            clock: truebit_clock::Clock::system(),
             tick: Duration::from_secs(1),
         },
-        truebit_clock::Clock::system(),
         stop.clone(),
-    );
-    Ok((alerts, engine))
+    )
+    .await
+    .context("cannot start the alerts")
 }
 
 /// Makes sure the operator password exists (printing a generated one once), then spawns
@@ -228,6 +222,7 @@ async fn start_http(
     listeners: http::Listeners,
     stop: &CancellationToken,
     federation: FederationHandle,
+    alerts: AlertsHandle,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let http_config = config.http.clone();
     let generated = store
@@ -247,7 +242,8 @@ async fn start_http(
         truebit_clock::Clock::system(),
         stop.clone(),
     )
-    .with_federation(federation);
+    .with_federation(federation)
+    .with_alerts(alerts);
     tokio::spawn(state.tail().run());
     Ok(tokio::spawn(http::HttpServer::new(state, listeners).run()))
 }

@@ -17,10 +17,11 @@
 //! the monitor was down.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use truebit_clock::Clock;
@@ -47,6 +48,8 @@ pub struct Heartbeat {
 /// What the engine needs besides the store and the channels.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// The rules' settings at start (the configuration with the operator's stored
+    /// changes); the API changes them through [`Shared`].
     pub rules: RuleSet,
     /// Federation is on in the configuration (the operator's stored choice wins).
     pub federation_enabled: bool,
@@ -55,11 +58,39 @@ pub struct EngineConfig {
     pub tick: Duration,
 }
 
-/// The running engine: its rule states, and its tasks.
+/// The running engine: its rule states, the rules' settings in effect, and its tasks.
 #[derive(Debug)]
 pub struct Engine {
     states: watch::Receiver<RuleStates>,
+    shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the engine shares with the API: the rules' settings in effect (changed there)
+/// and the signal to evaluate now.
+#[derive(Debug)]
+pub struct Shared {
+    rules: Mutex<RuleSet>,
+    wake: Notify,
+}
+
+impl Shared {
+    /// The rules' settings in effect.
+    pub fn rules(&self) -> RuleSet {
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes one rule's settings; the engine evaluates with them at once.
+    pub fn set_rule(&self, rule: Rule, config: super::rules::RuleConfig) {
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set(rule, config);
+        self.wake.notify_one();
+    }
 }
 
 impl Engine {
@@ -73,6 +104,10 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> Engine {
         let (states_tx, states) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            rules: Mutex::new(config.rules.clone()),
+            wake: Notify::new(),
+        });
         let feed = alerts.store().subscribe();
         let mut tasks = Vec::new();
         if let Some(heartbeat) = config.heartbeat.clone() {
@@ -89,6 +124,7 @@ impl Engine {
             status,
             config,
             clock,
+            shared: Arc::clone(&shared),
             states: HashMap::new(),
             loaded: false,
             memo: Memo::default(),
@@ -97,7 +133,16 @@ impl Engine {
             figures_failed: false,
         };
         tasks.push(tokio::spawn(run.run(feed, shutdown)));
-        Engine { states, tasks }
+        Engine {
+            states,
+            shared,
+            tasks,
+        }
+    }
+
+    /// The settings in effect, shared with the API.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Every rule's state as last written.
@@ -127,6 +172,7 @@ struct Run {
     status: watch::Receiver<SourceStatus>,
     config: EngineConfig,
     clock: Clock,
+    shared: Arc<Shared>,
     states: HashMap<Rule, RuleStatus>,
     loaded: bool,
     memo: Memo,
@@ -145,6 +191,7 @@ impl Run {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                () = self.shared.wake.notified() => {}
                 changed = self.status.changed(), if status_open => {
                     status_open = changed.is_ok();
                 }
@@ -185,7 +232,7 @@ impl Run {
         }
         let now = self.clock.now_ns();
         let seen = self.observe(now).await;
-        let rules = self.config.rules.clone();
+        let rules = self.shared.rules();
         for (rule, condition) in conditions(&seen, &rules, now) {
             let config = rules.get(rule);
             let current = self.states.get(&rule).cloned().unwrap_or_default();
@@ -256,8 +303,9 @@ impl Run {
             }
         }
         let window = |d: Duration| now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(0));
-        let restart_since = window(self.config.rules.get(Rule::RestartLoop).window);
-        let failure_since = window(self.config.rules.get(Rule::FailureRate).window);
+        let rules = self.shared.rules();
+        let restart_since = window(rules.get(Rule::RestartLoop).window);
+        let failure_since = window(rules.get(Rule::FailureRate).window);
         let figures = self
             .alerts
             .store()

@@ -3,7 +3,8 @@
 //! - [`rules`]: what each rule watches and the one state machine they share (pure);
 //!   [`engine`]: the task that evaluates them (every second, on the source's status, on
 //!   the store's feed of commits) and writes each state change together with its
-//!   outbox rows, and the dead-man heartbeat.
+//!   outbox rows, and the dead-man heartbeat; [`handle`]: the service as the monitor
+//!   starts it, and the control the API, the pages and /metrics use.
 //! - [`Notification`]: the one thing a rule produces (rule id, firing/resolved, since
 //!   when, a short detail); [`message`] renders a group of them into one short text per
 //!   channel (what, since when, what to check, a link to the dashboard).
@@ -21,6 +22,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod handle;
 pub mod message;
 pub mod outbox;
 pub mod rules;
@@ -32,6 +34,7 @@ use crate::model::UnixNanos;
 pub use crate::store::alerts::Incident;
 pub use channel::{Channel, Kind, SendError, Sender};
 pub use config::{AlertConfig, AlertSettings, ChannelSpec, Delivery};
+pub use handle::{AlertService, AlertsHandle};
 pub use message::Message;
 pub use outbox::{AlertError, Alerts, ChannelStats};
 

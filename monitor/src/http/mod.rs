@@ -69,6 +69,8 @@ pub struct AppState {
     pub started_ns: i64,
     /// The federation controls (`/api/federation/...`); `None` answers 503 there.
     pub federation: Option<FederationHandle>,
+    /// The alerts (`/api/alerts/...`, the Alerts page, /metrics); `None` answers 503.
+    pub alerts: Option<crate::alerts::AlertsHandle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -100,12 +102,18 @@ impl AppState {
             clock,
             shutdown,
             federation: None,
+            alerts: None,
         }
     }
 
     /// Serves the federation routes with `handle`.
     pub fn with_federation(mut self, handle: FederationHandle) -> AppState {
         self.federation = Some(handle);
+        self
+    }
+
+    pub fn with_alerts(mut self, handle: crate::alerts::AlertsHandle) -> AppState {
+        self.alerts = Some(handle);
         self
     }
 

@@ -456,7 +456,11 @@ mod tests {
         // Full once the lines pushed reach BATCH_MAX_BYTES, long before 2,048 entries.
         assert_eq!(n as usize, BATCH_MAX_BYTES.div_ceil(line));
         let batch = ingest.batch_for(Handoff::Due).expect("a full batch is due");
-        assert_eq!(batch.entries.len(), n as usize - 1, "the last entry is pending");
+        assert_eq!(
+            batch.entries.len(),
+            n as usize - 1,
+            "the last entry is pending"
+        );
         assert!(!ingest.full(), "the count starts again with the next batch");
     }
 

@@ -10,13 +10,15 @@
 //! - `alert_rules`: each rule's state (ok, pending, firing) with since when, so that a
 //!   restart neither repeats nor forgets an alert. A state change, its incident row and
 //!   its outbox rows are written in one transaction ([`Store::alert_step`]).
+//! - `alert_rule_settings`: a rule's settings as the operator changed them; they win over
+//!   the configuration.
 //! - `alert_incidents`: one row per firing (fired, resolved, the channels that got it,
 //!   failed delivery attempts), for the dashboard and the API.
 
 use rusqlite::{params, OptionalExtension as _, Transaction};
 
 use super::{Store, StoreError};
-use crate::alerts::rules::{RuleState, RuleStatus};
+use crate::alerts::rules::{RuleConfig, RuleState, RuleStatus};
 use crate::alerts::{AlertState, Notification, Rule};
 use crate::model::{ContainerAction, UnixNanos};
 
@@ -75,6 +77,17 @@ CREATE TABLE alert_incidents (
 CREATE INDEX alert_incidents_fired ON alert_incidents (fired_ns);
 
 ALTER TABLE alert_outbox ADD COLUMN incident_id INTEGER;
+
+-- A rule's settings as the operator changed them (API); they win over the configuration.
+CREATE TABLE alert_rule_settings (
+    rule            TEXT PRIMARY KEY,
+    enabled         INTEGER NOT NULL,
+    after_seconds   INTEGER NOT NULL,
+    count           INTEGER NOT NULL,
+    window_seconds  INTEGER NOT NULL,
+    percent         INTEGER NOT NULL,
+    updated_ns      INTEGER NOT NULL
+);
 "#;
 
 /// Incidents kept (the oldest beyond this are deleted when a new one opens).
@@ -229,6 +242,72 @@ impl Store {
         now_ns: UnixNanos,
     ) -> Result<(), StoreError> {
         self.write(move |tx| enqueue(tx, &channels, &notification, None, now_ns))
+    }
+
+    /// The rule settings the operator changed.
+    pub(crate) fn alert_rule_settings(&self) -> Result<Vec<(Rule, RuleConfig)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT rule, enabled, after_seconds, count, window_seconds, percent
+                 FROM alert_rule_settings",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                let secs = |i: usize| -> rusqlite::Result<std::time::Duration> {
+                    Ok(std::time::Duration::from_secs(
+                        u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0),
+                    ))
+                };
+                Ok((
+                    row.get::<_, String>(0)?,
+                    RuleConfig {
+                        enabled: row.get(1)?,
+                        after: secs(2)?,
+                        count: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                        window: secs(4)?,
+                        percent: u8::try_from(row.get::<_, i64>(5)?).unwrap_or(100),
+                    },
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (rule, config) = row?;
+                if let Some(rule) = Rule::from_id(&rule) {
+                    out.push((rule, config));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stores `rule`'s settings as the operator changed them.
+    pub(crate) fn alert_set_rule(
+        &self,
+        rule: Rule,
+        config: RuleConfig,
+        now_ns: UnixNanos,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO alert_rule_settings
+                   (rule, enabled, after_seconds, count, window_seconds, percent, updated_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (rule) DO UPDATE SET enabled = excluded.enabled,
+                   after_seconds = excluded.after_seconds, count = excluded.count,
+                   window_seconds = excluded.window_seconds, percent = excluded.percent,
+                   updated_ns = excluded.updated_ns",
+                params![
+                    rule.id(),
+                    config.enabled,
+                    i64::try_from(config.after.as_secs()).unwrap_or(i64::MAX),
+                    config.count,
+                    i64::try_from(config.window.as_secs()).unwrap_or(i64::MAX),
+                    config.percent,
+                    now_ns
+                ],
+            )
+            .map_err(query_err)?;
+            Ok(())
+        })
     }
 
     /// Every rule's stored state.

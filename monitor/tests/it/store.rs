@@ -1105,8 +1105,8 @@ fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pi
         let store = store.clone();
         let pushed = Arc::clone(&pushed);
         std::thread::spawn(move || {
-            let mut ingest = Ingest::resume(&store, "file:node.log", ParserConfig::default())
-                .expect("ingest");
+            let mut ingest =
+                Ingest::resume(&store, "file:node.log", ParserConfig::default()).expect("ingest");
             let filler = "x".repeat(960);
             for n in 1..=LINES {
                 let line = format!("2025-11-24 13:55:34 info: line {n:05} {filler}");
@@ -1135,7 +1135,11 @@ fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pi
         held = now;
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(pushed.load(Ordering::SeqCst), held, "the source waits for the writer");
+    assert_eq!(
+        pushed.load(Ordering::SeqCst),
+        held,
+        "the source waits for the writer"
+    );
     // The batch being retried, the queue's four, the one waiting to be queued and the one
     // being filled: a few batches of at most BATCH_MAX_BYTES each, 20 MB offered.
     let bound = 7 * BATCH_MAX_BYTES as u64;
@@ -1155,7 +1159,10 @@ fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pi
         "nothing lost"
     );
     assert_eq!(
-        store.cursor("file:node.log").expect("cursor").map(|c| c.pos),
+        store
+            .cursor("file:node.log")
+            .expect("cursor")
+            .map(|c| c.pos),
         Some(Pos::new(0, LINES))
     );
 }
