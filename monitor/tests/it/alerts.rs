@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use truebit_monitor::alerts::{
@@ -1291,4 +1291,236 @@ async fn the_heartbeat_beats_while_nothing_fires_and_calls_the_fail_url_while_a_
         "ok",
         "{after:?}"
     );
+}
+
+/// A port free a moment ago on 127.0.0.1 (for a monitor binary's HTTP server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+const API_KEY: &str = "alerts-test-key-0123456789abcdef";
+
+/// One call of the monitor's HTTP API with the admin key; the status and the body.
+async fn api(port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(API_KEY);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("the monitor answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+async fn api_json(port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let (status, text) = api(port, method, path, body).await;
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+fn rule<'a>(overview: &'a Value, id: &str) -> &'a Value {
+    overview["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["id"] == id)
+        .expect("the rule")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_rules_and_channels_changes_a_rule_for_good_and_tests_a_channel() {
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let log = dir.path().join("monitor.log");
+    let file = dir.path().join("node.log");
+    std::fs::write(&file, "").expect("log file");
+    let (url, file_arg, port) = (hook.url("/hook"), file.display().to_string(), free_port());
+    let port_arg = port.to_string();
+    let env = [
+        ("LOG_FILE", file_arg.as_str()),
+        ("ALERT_WEBHOOK_URL", url.as_str()),
+        ("ALERT_SILENCE_AFTER", "2s"),
+        ("API_KEY", API_KEY),
+        ("HOST", "127.0.0.1"),
+        ("PORT", port_arg.as_str()),
+    ];
+    let monitor = Monitor::start(&db, &log, &env);
+    // No line at all: silence fires after 2 s.
+    hook.wait_seen(1, Duration::from_secs(20)).await;
+    let overview = support::wait_for("silence firing in the API", WAIT, || {
+        let got = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(api(
+                port,
+                reqwest::Method::GET,
+                "/api/alerts",
+                None,
+            ))
+        });
+        let v: Value = serde_json::from_str(&got.1).unwrap_or(Value::Null);
+        if v["rules"].is_array() && rule(&v, "silence")["state"] == "firing" {
+            Ok(v)
+        } else {
+            Err(got)
+        }
+    })
+    .await;
+    let silence = rule(&overview, "silence");
+    assert_eq!(
+        (
+            &silence["enabled"],
+            &silence["after_seconds"],
+            &silence["source"],
+            &silence["details"]
+        ),
+        (
+            &json!(true),
+            &json!(2),
+            &json!("config"),
+            &json!("no log line for 2s")
+        )
+    );
+    assert_eq!(rule(&overview, "no_tasks")["enabled"], false);
+    assert_eq!(overview["firing"], 1);
+    assert_eq!(overview["channels"][0]["name"], "webhook");
+    assert_eq!(overview["channels"][0]["kind"], "webhook");
+    assert!(
+        !overview.to_string().contains(&url),
+        "the channel's URL is shown"
+    );
+
+    // Turned off: stored, and silence resolves at once.
+    let changed = api_json(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/rules/silence",
+        Some(json!({ "enabled": false })),
+    )
+    .await;
+    assert_eq!(
+        (&changed["enabled"], &changed["source"]),
+        (&json!(false), &json!("database"))
+    );
+    let seen = hook.wait_seen(2, SLACK).await;
+    assert_eq!(
+        hook_log(&seen)[1],
+        (
+            "silence".to_owned(),
+            "resolved".to_owned(),
+            "no log line for 2s".to_owned()
+        )
+    );
+    // A field the rule does not use, and an unknown rule, are refused.
+    let (status, text) = api(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/rules/silence",
+        Some(json!({ "percent": 5 })),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("silence takes enabled, after_seconds"),
+        "{text}"
+    );
+    let (status, _) = api(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/rules/nope",
+        Some(json!({ "enabled": true })),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // After a restart the stored setting wins over ALERT_SILENCE_AFTER's rule being on.
+    wait_sql(&db, "SELECT count(*) FROM alert_outbox", "0", WAIT).await;
+    monitor.kill9();
+    let _monitor = Monitor::start(&db, &log, &env);
+    let overview = support::wait_for("the API after a restart", Duration::from_secs(20), || {
+        let got = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                reqwest::Client::new()
+                    .get(format!("http://127.0.0.1:{port}/api/alerts"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            })
+        });
+        match got {
+            Some(v) if v["evaluated"] == true => Ok(v),
+            other => Err(other),
+        }
+    })
+    .await;
+    let silence = rule(&overview, "silence");
+    assert_eq!(
+        (&silence["enabled"], &silence["source"], &silence["state"]),
+        (&json!(false), &json!("database"), &json!("ok"))
+    );
+
+    // The incident history.
+    let incidents = api_json(port, reqwest::Method::GET, "/api/alerts/incidents", None).await;
+    let items = incidents["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{incidents}");
+    assert_eq!(
+        (
+            &items[0]["rule"],
+            &items[0]["channels_told"],
+            &items[0]["delivery_failures"]
+        ),
+        (&json!("silence"), &json!(["webhook"]), &json!(0))
+    );
+    assert!(items[0]["resolved_ns"].as_i64() > items[0]["fired_ns"].as_i64());
+
+    // The test message: sent now; an unconfigured channel is 404.
+    let result = api_json(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/webhook/test",
+        None,
+    )
+    .await;
+    assert_eq!(
+        result,
+        json!({ "channel": "webhook", "kind": "webhook", "sent": true, "error": null })
+    );
+    let seen = hook.wait_seen(3, WAIT).await;
+    assert_eq!(hook_log(&seen)[2].0, "test");
+    let (status, _) = api(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/telegram/test",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // /metrics.
+    let (status, metrics) = api(port, reqwest::Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    for line in [
+        "truebit_alert_firing{rule=\"silence\"} 0",
+        "truebit_alert_firing{rule=\"container_down\"} 0",
+        "truebit_alert_messages_total{channel=\"webhook\"} 3",
+        "truebit_alert_delivery_failures_total{channel=\"webhook\"} 0",
+        "truebit_alert_notifications_queued{channel=\"webhook\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
 }
