@@ -1524,3 +1524,124 @@ async fn the_api_shows_rules_and_channels_changes_a_rule_for_good_and_tests_a_ch
         );
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The Alerts page and the banner (in-process, as the pages tests)
+// ------------------------------------------------------------------------------------------
+
+async fn html(app: &crate::http::TestApp, cookie: &str, uri: &str) -> String {
+    let r = app
+        .call(
+            axum::http::Method::GET,
+            uri,
+            crate::http::Auth::Cookie(cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{uri}");
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_firing_banner() {
+    use truebit_monitor::federation::FederationConfig;
+    use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
+    let app = crate::http::app_at(
+        crate::http::settings(),
+        0,
+        FederationConfig::default(),
+        1_800_000_000 * 1_000_000_000,
+    )
+    .await;
+    let (cookie, csrf) = app.login().await;
+    let page = html(&app, &cookie, "/alerts").await;
+    assert!(
+        page.contains(r#"<tr data-rule="container_down">"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<tr data-channel="webhook">"#), "{page}");
+    assert!(page.contains("No rule has fired yet."));
+    assert!(
+        !page.contains("127.0.0.1:9"),
+        "the channel's URL is on the page"
+    );
+    assert!(!page.contains("Alert firing"));
+
+    // The node container stops: pending, then (the clock moved past 60 s) firing.
+    let _ = app.status.send(SourceStatus {
+        kind: "docker",
+        connection: Connection::Connected {
+            version: "27.0".into(),
+        },
+        container: ContainerState::Stopped {
+            id: "c1".into(),
+            name: "runner-node".into(),
+            exit_code: Some(137),
+        },
+        last_error: None,
+    });
+    let pending = |v: &Value| rule(v, "container_down")["state"].clone();
+    support::wait_for("container_down pending", WAIT, || {
+        let v = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(app.get_json("/api/alerts"))
+        });
+        if pending(&v) == "pending" {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    })
+    .await;
+    app.clock.advance(Duration::from_secs(61));
+    support::wait_for("container_down firing", WAIT, || {
+        let v = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(app.get_json("/api/alerts"))
+        });
+        if pending(&v) == "firing" {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    })
+    .await;
+    let banner = "Alert firing: Node container not running: container runner-node stopped with exit code 137 (see Alerts).";
+    for uri in ["/", "/tasks", "/alerts"] {
+        assert!(html(&app, &cookie, uri).await.contains(banner), "{uri}");
+    }
+    let page = html(&app, &cookie, "/alerts").await;
+    assert!(
+        page.contains(r#"<span class="badge bad" data-state>firing</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td><code>container_down</code></td>"),
+        "{page}"
+    );
+
+    // The test button: the channel cannot be reached; the page says so and why.
+    let body = serde_urlencoded::to_string([("csrf_token", csrf.as_str()), ("channel", "webhook")])
+        .expect("form");
+    let r = app
+        .send(
+            crate::http::request(
+                axum::http::Method::POST,
+                "/alerts/test",
+                crate::http::Auth::Cookie(&cookie),
+                crate::http::ip(1),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/alerts?m=failed");
+    let page = html(&app, &cookie, "/alerts?m=failed").await;
+    assert!(
+        page.contains("The channel did not take the test message"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<span class="muted">cannot connect</span>"#),
+        "{page}"
+    );
+}

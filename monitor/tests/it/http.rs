@@ -49,7 +49,7 @@ pub(crate) struct TestApp {
     pub(crate) store: Store,
     state: AppState,
     router: Router,
-    clock: Clock,
+    pub(crate) clock: Clock,
     pub(crate) expected: Expected,
     pub(crate) status: watch::Sender<SourceStatus>,
 }
