@@ -187,7 +187,7 @@ pub struct AlertSettings {
     )]
     pub heartbeat_url: Option<String>,
 
-    /// Rule container_down on or off [default: on].
+    /// Rule container_down on or off [default: true].
     #[arg(
         long = "alert-container-down-enabled",
         env = "ALERT_CONTAINER_DOWN_ENABLED",
@@ -206,7 +206,7 @@ pub struct AlertSettings {
     )]
     pub container_down_after: Option<String>,
 
-    /// Rule restart_loop on or off [default: on].
+    /// Rule restart_loop on or off [default: true].
     #[arg(
         long = "alert-restart-loop-enabled",
         env = "ALERT_RESTART_LOOP_ENABLED",
@@ -234,7 +234,7 @@ pub struct AlertSettings {
     )]
     pub restart_loop_window: Option<String>,
 
-    /// Rule silence on or off [default: on].
+    /// Rule silence on or off [default: true].
     #[arg(
         long = "alert-silence-enabled",
         env = "ALERT_SILENCE_ENABLED",
@@ -253,7 +253,7 @@ pub struct AlertSettings {
     )]
     pub silence_after: Option<String>,
 
-    /// Rule no_tasks on or off [default: off].
+    /// Rule no_tasks on or off [default: false].
     #[arg(
         long = "alert-no-tasks-enabled",
         env = "ALERT_NO_TASKS_ENABLED",
@@ -272,7 +272,7 @@ pub struct AlertSettings {
     )]
     pub no_tasks_after: Option<String>,
 
-    /// Rule failure_rate on or off [default: on].
+    /// Rule failure_rate on or off [default: true].
     #[arg(
         long = "alert-failure-rate-enabled",
         env = "ALERT_FAILURE_RATE_ENABLED",
@@ -309,7 +309,7 @@ pub struct AlertSettings {
     )]
     pub failure_rate_window: Option<String>,
 
-    /// Rule docker_unreachable on or off [default: on].
+    /// Rule docker_unreachable on or off [default: true].
     #[arg(
         long = "alert-docker-unreachable-enabled",
         env = "ALERT_DOCKER_UNREACHABLE_ENABLED",
@@ -328,7 +328,7 @@ pub struct AlertSettings {
     )]
     pub docker_unreachable_after: Option<String>,
 
-    /// Rule db_write on or off [default: on].
+    /// Rule db_write on or off [default: true].
     #[arg(
         long = "alert-db-write-enabled",
         env = "ALERT_DB_WRITE_ENABLED",
@@ -347,7 +347,7 @@ pub struct AlertSettings {
     )]
     pub db_write_after: Option<String>,
 
-    /// Rule federation on or off [default: on; only evaluated while federation is on].
+    /// Rule federation on or off; evaluated only while federation is on [default: true].
     #[arg(
         long = "alert-federation-enabled",
         env = "ALERT_FEDERATION_ENABLED",
@@ -366,7 +366,7 @@ pub struct AlertSettings {
     )]
     pub federation_missed: Option<u32>,
 
-    /// While a rule fires, repeat its notification this often; off when unset [default: off].
+    /// While a rule fires, repeat its notification this often (e.g. 6h); never when unset.
     #[arg(
         long = "alert-reminder",
         env = "ALERT_REMINDER",

@@ -380,18 +380,23 @@ async fn each_http_channel_sends_the_request_its_service_documents() {
             assert!(!body.contains(secret), "{secret} in a body to {}", s.path);
         }
     }
+    // The receivers answered; each channel's task records that right after.
     for channel in ["webhook", "telegram", "discord", "slack", "ntfy"] {
-        let stats = running.stats(channel).await;
-        assert_eq!(
-            (
+        let stats = support::wait_for(&format!("{channel}'s result"), WAIT, || {
+            let stats = stats_now(&running, channel);
+            let figures = (
                 stats.queued,
                 stats.messages_total,
                 stats.delivered_total,
-                stats.failures_total
-            ),
-            (0, 1, 1, 0),
-            "{channel}: {stats:?}"
-        );
+                stats.failures_total,
+            );
+            if figures == (0, 1, 1, 0) {
+                Ok(stats)
+            } else {
+                Err(stats)
+            }
+        })
+        .await;
         assert!(stats.last_success_ns.is_some());
     }
     running.stop().await;
@@ -765,7 +770,15 @@ async fn a_failing_channel_holds_up_neither_the_others_nor_the_caller() {
         "the good channel did not wait for the hanging one's 5 s timeout: {:?}",
         started.elapsed()
     );
-    assert_eq!(hanging.hits(), 1);
+    support::wait_for(
+        "the hanging receiver's one request",
+        WAIT,
+        || match hanging.hits() {
+            1 => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
     support::wait_for("the failing channels' errors", WAIT, || {
         let failing = stats_now(&running, "failing");
         let closed = stats_now(&running, "closed");
@@ -1154,9 +1167,11 @@ async fn silence_on_a_followed_file_fires_when_lines_stop_and_resolves_when_one_
     // One line: resolved.
     writeln!(out, "node line 8").expect("write");
     let seen = hook.wait_seen(2, SLACK).await;
+    // (Two seconds later, with no further line, it fires again: on a slow machine that
+    // can share the resolved one's message.)
     assert_eq!(
-        hook_log(&seen),
-        vec![
+        hook_log(&seen)[..2],
+        [
             silent,
             (
                 "silence".to_owned(),
@@ -1286,9 +1301,10 @@ async fn the_heartbeat_beats_while_nothing_fires_and_calls_the_fail_url_while_a_
         }
     })
     .await;
-    assert_eq!(
-        sql(&db, "SELECT state FROM alert_rules WHERE rule = 'silence'"),
-        "ok",
+    // The beat after the fail calls says silence resolved (it fires again 3 s later).
+    let last_fail = after.iter().rposition(|p| p == "/ping/fail").expect("fail");
+    assert!(
+        after[last_fail + 1..].iter().any(|p| p == "/ping/ok"),
         "{after:?}"
     );
 }
