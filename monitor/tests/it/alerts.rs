@@ -1661,3 +1661,77 @@ async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_fir
         "{page}"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// The engine behind the store's feed
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_engine_that_fell_behind_the_feed_reads_the_store_and_goes_on() {
+    use truebit_monitor::alerts::handle::ServiceOptions;
+    use truebit_monitor::alerts::AlertService;
+    use truebit_monitor::model::{ContainerAction, ContainerEvent};
+    use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
+    use truebit_monitor::store::feed::FEED_CAPACITY;
+    use truebit_monitor::store::Batch;
+
+    const S: i64 = 1_000_000_000;
+    let now = 1_800_000_000 * S;
+    let dir = support::tempdir();
+    let store = support::open_store(&dir.path().join("m.db"));
+    let (_status_tx, status) = tokio::sync::watch::channel(SourceStatus {
+        kind: "docker",
+        connection: Connection::Connected {
+            version: "27.0".into(),
+        },
+        container: ContainerState::Running {
+            id: "c1".into(),
+            name: "runner-node".into(),
+        },
+        last_error: None,
+    });
+    let service = AlertService::start(
+        store.clone(),
+        &AlertSettings::default().resolve().expect("valid"),
+        status,
+        ServiceOptions {
+            dashboard_url: None,
+            federation_enabled: false,
+            clock: truebit_clock::Clock::manual(now),
+            tick: Duration::from_millis(50),
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("alerts start");
+    // More commits than the feed holds, before the engine's task first runs (this
+    // runtime has one thread and the test does not yield): its receiver lags.
+    let starts = FEED_CAPACITY + 100;
+    for i in 0..starts {
+        let mut batch = Batch::new("docker:runner-node");
+        batch.container_events.push(ContainerEvent {
+            container_id: "c1".into(),
+            container_name: "runner-node".into(),
+            time_ns: now - 500 * S + i as i64 * (S / 4),
+            action: ContainerAction::Started,
+            exit_code: None,
+            inferred: false,
+        });
+        store.submit(batch).expect("submit");
+        store.flush().expect("commit");
+    }
+    let handle = service.handle();
+    let details = support::wait_for("restart_loop firing", WAIT, || {
+        let rule = handle
+            .rules()
+            .into_iter()
+            .find(|r| r.id == "restart_loop")
+            .expect("rule");
+        match rule.state {
+            truebit_monitor::alerts::rules::RuleState::Firing => Ok(rule.details),
+            other => Err(other),
+        }
+    })
+    .await;
+    assert_eq!(details, format!("{starts} starts in the last 10m"));
+}
