@@ -32,6 +32,10 @@ use crate::model::UnixNanos;
 use crate::source::{Connection, ContainerState, SourceStatus};
 use crate::store::{Change, Store, WriteHealth};
 
+/// How long the engine waits for a state change to be written before it goes on (the
+/// write stays queued in the store's writer).
+const WRITE_WAIT: Duration = Duration::from_secs(1);
+
 /// Every rule's state, as the engine last wrote it (none until it has read them).
 pub type RuleStates = Option<Vec<(Rule, RuleStatus)>>;
 
@@ -250,13 +254,41 @@ impl Run {
                     "alert rule state changed"
                 );
             }
-            match self.alerts.step(rule, next.clone(), change, now).await {
-                Ok(()) => {
+            // The rule about the database is sent at once, straight to the channels: the
+            // outbox is in the database that fails. Its state and incident are written
+            // as for every rule.
+            let direct = rule == Rule::DbWrite;
+            if direct {
+                if let Some(note) = change.notification() {
+                    self.alerts.send_direct(note.clone());
+                }
+            }
+            let alerts = self.alerts.clone();
+            let state = next.clone();
+            let mut write =
+                tokio::spawn(async move { alerts.step(rule, state, change, now, !direct).await });
+            match tokio::time::timeout(WRITE_WAIT, &mut write).await {
+                Ok(Ok(Ok(()))) => {
                     self.states.insert(rule, next);
                 }
-                Err(error) => {
+                Ok(Ok(Err(error))) => {
                     // Unchanged in memory: the next evaluation tries again.
                     tracing::warn!(alert.rule = rule.id(), %error, "alerts: cannot record a rule's state");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(alert.rule = rule.id(), %error, "alerts: the state write failed");
+                }
+                Err(_) => {
+                    // The writer is busy retrying a failed commit: the change waits in its
+                    // queue and is written, in order, when it can be. The engine goes on
+                    // (other rules, db_write itself) as if it were written.
+                    tracing::warn!(alert.rule = rule.id(), "alerts: the database is not writable now; the rule's state is written when it is");
+                    self.states.insert(rule, next);
+                    tokio::spawn(async move {
+                        if let Ok(Err(error)) = write.await {
+                            tracing::warn!(alert.rule = rule.id(), %error, "alerts: cannot record a rule's state");
+                        }
+                    });
                 }
             }
         }

@@ -124,16 +124,22 @@ impl Alerts {
         Ok(())
     }
 
-    /// Writes a rule's state change and queues what it sends for every channel, in one
-    /// transaction, then wakes the channels' tasks (see [`Store::alert_step`]).
+    /// Writes a rule's state change and queues what it sends for every channel (none
+    /// when `outbox` is false), in one transaction, then wakes the channels' tasks (see
+    /// [`Store::alert_step`]).
     pub(crate) async fn step(
         &self,
         rule: Rule,
         status: RuleStatus,
         step: Step,
         now_ns: UnixNanos,
+        outbox: bool,
     ) -> Result<(), StoreError> {
-        let names: Vec<String> = self.channels().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = if outbox {
+            self.channels().map(|c| c.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let sends = !matches!(step, Step::Quiet);
         self.inner
             .store
@@ -153,6 +159,28 @@ impl Alerts {
             .store
             .call(move |s| s.alert_incidents(limit))
             .await
+    }
+
+    /// Sends `notification` to every channel now, one attempt each, not through the
+    /// outbox (which is in the database): for the rule about the database failing.
+    /// Returns at once; each channel's attempt runs in a task of its own.
+    pub(crate) fn send_direct(&self, notification: Notification) {
+        for index in 0..self.inner.lanes.len() {
+            let inner = Arc::clone(&self.inner);
+            let notification = notification.clone();
+            tokio::spawn(async move {
+                let channel = &inner.lanes[index].channel;
+                let message = Message::group(&[notification], inner.dashboard_url.as_deref());
+                match inner.sender.send(channel, &message).await {
+                    Ok(()) => {
+                        tracing::info!(alert.channel = %channel.name, "alert delivered directly")
+                    }
+                    Err(error) => {
+                        tracing::warn!(alert.channel = %channel.name, %error, "direct alert delivery failed")
+                    }
+                }
+            });
+        }
     }
 
     /// The HTTP client the channels use (the heartbeat's too).

@@ -106,6 +106,16 @@ pub enum Step {
     Resolve(Notification),
 }
 
+impl Step {
+    /// What the change sends, if anything.
+    pub fn notification(&self) -> Option<&Notification> {
+        match self {
+            Step::Quiet => None,
+            Step::Fire(n) | Step::Remind(n) | Step::Resolve(n) => Some(n),
+        }
+    }
+}
+
 /// One incident: a rule that fired, and when it resolved.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Incident {

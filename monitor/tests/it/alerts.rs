@@ -1735,3 +1735,116 @@ async fn an_engine_that_fell_behind_the_feed_reads_the_store_and_goes_on() {
     .await;
     assert_eq!(details, format!("{starts} starts in the last 10m"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_write_goes_straight_to_the_channels_while_the_database_cannot_be_written() {
+    use truebit_monitor::alerts::handle::ServiceOptions;
+    use truebit_monitor::alerts::AlertService;
+    use truebit_monitor::model::{Entry, Kind, Pos};
+    use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
+    use truebit_monitor::store::{Batch, StoreConfig};
+
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let mut config = StoreConfig::new(dir.path().join("m.db"));
+    // Clamped to the fresh database's size: no room for new pages.
+    config.max_page_count = Some(1);
+    let store = Store::open(config).expect("open");
+    let (_status_tx, status) = tokio::sync::watch::channel(SourceStatus {
+        kind: "docker",
+        connection: Connection::Connected {
+            version: "27.0".into(),
+        },
+        container: ContainerState::Running {
+            id: "c1".into(),
+            name: "runner-node".into(),
+        },
+        last_error: None,
+    });
+    let url = hook.url("/hook");
+    let settings = AlertSettings {
+        webhook_url: Some(url),
+        db_write_after: Some("1s".into()),
+        silence_enabled: Some(false),
+        ..AlertSettings::default()
+    };
+    let service = AlertService::start(
+        store.clone(),
+        &settings.resolve().expect("valid"),
+        status,
+        ServiceOptions {
+            dashboard_url: None,
+            federation_enabled: false,
+            clock: truebit_clock::Clock::system(),
+            tick: Duration::from_millis(100),
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("alerts start");
+    let mut batch = Batch::new("docker:runner-node");
+    batch.entries = (1..=500)
+        .map(|i| Entry {
+            pos: Pos::new(0, i),
+            received_ns: Some(now_ns()),
+            node_time: None,
+            level: None,
+            logger: None,
+            version: None,
+            message: "x".repeat(300),
+            kind: Kind::Log,
+            execution_id: None,
+            event: None,
+        })
+        .collect();
+    store.submit(batch).expect("submit");
+    let failing = Instant::now();
+    let seen = hook.wait_seen(1, Duration::from_secs(1) + SLACK).await;
+    assert!(failing.elapsed() >= Duration::from_secs(1), "fired early");
+    let firing = (
+        "db_write".to_owned(),
+        "firing".to_owned(),
+        "commits to the database fail".to_owned(),
+    );
+    assert_eq!(hook_log(&seen), vec![firing.clone()]);
+    // Space again: the kept batch and the rule's state are written; resolved.
+    store.set_max_page_count(1_000_000);
+    let seen = hook.wait_seen(2, SLACK).await;
+    assert_eq!(
+        hook_log(&seen),
+        vec![
+            firing,
+            (
+                "db_write".to_owned(),
+                "resolved".to_owned(),
+                "commits to the database fail".to_owned()
+            )
+        ]
+    );
+    store.flush().expect("flush");
+    assert_eq!(store.summary().expect("summary").entries, 500);
+    // Its incident is in the history; nothing of it waits in the outbox.
+    let incidents = service.handle().incidents(10).await.expect("incidents");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].rule, Rule::DbWrite);
+    assert!(incidents[0].resolved_ns.is_some());
+    assert_eq!(stats_of(&service, "webhook").await.queued, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hook.seen().len(), 2, "sent more than once");
+}
+
+async fn stats_of(service: &truebit_monitor::alerts::AlertService, channel: &str) -> ChannelStats {
+    let view = service
+        .handle()
+        .channels()
+        .await
+        .expect("channels")
+        .into_iter()
+        .find(|c| c.name == channel)
+        .expect("channel");
+    ChannelStats {
+        channel: view.name,
+        queued: view.queued,
+        ..ChannelStats::default()
+    }
+}
