@@ -1848,3 +1848,68 @@ async fn stats_of(service: &truebit_monitor::alerts::AlertService, channel: &str
         ..ChannelStats::default()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_loop_fires_once_while_docker_keeps_restarting_the_container_and_resolves_after_its_window(
+) {
+    let docker = support::docker();
+    let name = support::unique_name("alerts-loop");
+    docker.remove(&name);
+    let hook = Receiver::start().await;
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let url = hook.url("/hook");
+    let _monitor = Monitor::start(
+        &db,
+        &dir.path().join("monitor.log"),
+        &[
+            ("DOCKER_HOST", docker.host.as_str()),
+            ("CONTAINER_NAME", name.as_str()),
+            ("ALERT_WEBHOOK_URL", url.as_str()),
+            ("ALERT_RESTART_LOOP_STARTS", "3"),
+            ("ALERT_RESTART_LOOP_WINDOW", "15s"),
+            ("ALERT_CONTAINER_DOWN_ENABLED", "false"),
+            ("ALERT_SILENCE_ENABLED", "false"),
+        ],
+    );
+    // Exits after a moment; Docker starts it again (100 ms, 200 ms, 400 ms, … later).
+    docker.cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        support::IMAGE,
+        "sh",
+        "-c",
+        "echo starting; sleep 0.3; exit 3",
+    ]);
+    let seen = hook.wait_seen(1, Duration::from_secs(30)).await;
+    let log = hook_log(&seen);
+    assert_eq!(
+        (log[0].0.as_str(), log[0].1.as_str()),
+        ("restart_loop", "firing")
+    );
+    let starts: u32 = log[0]
+        .2
+        .strip_suffix(" starts in the last 15s")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("details: {:?}", log[0].2));
+    assert!(starts >= 3, "{starts}");
+    // No more restarts: once the window has passed the starts, resolved; once.
+    docker.cli(&["update", "--restart", "no", &name]);
+    let seen = hook
+        .wait_seen(2, Duration::from_secs(15) + Duration::from_secs(15))
+        .await;
+    let log = hook_log(&seen);
+    assert_eq!(
+        log.iter()
+            .map(|(r, s, _)| (r.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("restart_loop", "firing"), ("restart_loop", "resolved")]
+    );
+    docker.remove(&name);
+}
