@@ -1,6 +1,7 @@
-//! Wiring: opens the store, starts the configured source, the HTTP server and the
-//! federation service, and shuts down in order (stop the source and federation, flush
-//! the store, then stop the HTTP server, which answered until then).
+//! Wiring: opens the store, starts the configured source, the HTTP server, the
+//! federation service and the alerts, and shuts down in order (stop the source,
+//! federation and the alerts, flush the store, then stop the HTTP server, which answered
+//! until then).
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use truebit_web::format;
 
+use crate::alerts::handle::ServiceOptions;
+use crate::alerts::{AlertService, AlertsHandle};
 use crate::config::Config;
 use crate::federation::{Federation, FederationHandle};
 use crate::http;
@@ -118,6 +121,10 @@ pub async fn run_with_http(
     let federation = Federation::new(store.clone(), config.federation.clone())
         .start(federation_shutdown.clone())
         .await;
+    // The rules are always evaluated (their states and incidents are kept); messages go
+    // out only to the configured channels, if any. Stopped after the source.
+    let alerts_shutdown = CancellationToken::new();
+    let alerts = start_alerts(&store, &config, status_rx.clone(), &alerts_shutdown).await?;
     let http_shutdown = CancellationToken::new();
     let http_server = match listeners {
         Some(listeners) => Some(
@@ -128,6 +135,7 @@ pub async fn run_with_http(
                 listeners,
                 &http_shutdown,
                 federation.handle(),
+                alerts.handle(),
             )
             .await?,
         ),
@@ -167,6 +175,8 @@ pub async fn run_with_http(
     reporter.abort();
     federation_shutdown.cancel();
     federation.stopped().await;
+    alerts_shutdown.cancel();
+    alerts.stopped().await;
     let closed = store.call(Store::close).await;
     if let Some(server) = http_server {
         http_shutdown.cancel();
@@ -181,6 +191,29 @@ pub async fn run_with_http(
     Ok(())
 }
 
+/// Starts the alert channels' delivery tasks and the rules engine (with the heartbeat).
+async fn start_alerts(
+    store: &Store,
+    config: &Config,
+    status: watch::Receiver<SourceStatus>,
+    stop: &CancellationToken,
+) -> anyhow::Result<AlertService> {
+    AlertService::start(
+        store.clone(),
+        &config.alert,
+        status,
+        ServiceOptions {
+            dashboard_url: config.http.public_url.clone(),
+            federation_enabled: config.federation.initial.enabled,
+            clock: truebit_clock::Clock::system(),
+            tick: Duration::from_secs(1),
+        },
+        stop.clone(),
+    )
+    .await
+    .context("cannot start the alerts")
+}
+
 /// Makes sure the operator password exists (printing a generated one once), then spawns
 /// the live-stream tail and the HTTP server; both stop when `stop` is cancelled.
 async fn start_http(
@@ -190,6 +223,7 @@ async fn start_http(
     listeners: http::Listeners,
     stop: &CancellationToken,
     federation: FederationHandle,
+    alerts: AlertsHandle,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let http_config = config.http.clone();
     let generated = store
@@ -209,7 +243,8 @@ async fn start_http(
         truebit_clock::Clock::system(),
         stop.clone(),
     )
-    .with_federation(federation);
+    .with_federation(federation)
+    .with_alerts(alerts);
     tokio::spawn(state.tail().run());
     Ok(tokio::spawn(http::HttpServer::new(state, listeners).run()))
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::alerts::config::{AlertConfig, AlertSettings};
 use crate::federation::config::{FederationConfig, FederationSettings};
 use crate::http::config::{HttpConfig, HttpSettings};
 use crate::setting::InvalidSetting;
@@ -78,6 +79,11 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub federation: FederationSettings,
+
+    /// Alert channels and delivery (`[alert]` in the file; `ALERT_*` in the environment).
+    #[command(flatten)]
+    #[serde(default)]
+    pub alert: AlertSettings,
 }
 
 /// The validated configuration.
@@ -93,6 +99,7 @@ pub struct Config {
     pub log_level: String,
     pub http: HttpConfig,
     pub federation: FederationConfig,
+    pub alert: AlertConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,7 @@ impl Settings {
             log_level: self.log_level.or(lower.log_level),
             http: self.http.over(lower.http),
             federation: self.federation.over(lower.federation),
+            alert: self.alert.over(lower.alert),
         }
     }
 
@@ -184,6 +192,7 @@ impl Settings {
             log_level: self.log_level.unwrap_or_else(|| "info".into()),
             http: self.http.resolve()?,
             federation: self.federation.resolve()?,
+            alert: self.alert.resolve()?,
         })
     }
 }

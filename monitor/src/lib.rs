@@ -1,6 +1,7 @@
 //! TrueBit node monitor: tails a `runner-node` container's logs, parses them into tasks,
 //! executions and invoices, and keeps them in SQLite. See ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod demo;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use truebit_monitor::alerts;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::config::{Config, Settings, EXAMPLE_CONFIG};
 use truebit_monitor::http;
@@ -78,13 +79,22 @@ enum Command {
         #[command(subcommand)]
         action: http::admin::ApiKeyCommand,
     },
+    /// Alerts: send a test message to a channel.
+    Alert {
+        #[command(subcommand)]
+        action: alerts::cli::AlertCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let notes = prefixed_environment(std::env::args_os().any(|a| a == "--container-name"));
     let cli = Cli::parse();
     if cli.print_example_config {
-        print!("{EXAMPLE_CONFIG}{}", http::config::EXAMPLE_SECTION);
+        print!(
+            "{EXAMPLE_CONFIG}{}{}",
+            http::config::EXAMPLE_SECTION,
+            alerts::config::EXAMPLE_SECTION
+        );
         return ExitCode::SUCCESS;
     }
     let config = match load_config(&cli) {
@@ -209,6 +219,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Import { files, json } => import(config, &files, json),
         Command::Password { action } => http::admin::password(action, &config),
         Command::ApiKey { action } => http::admin::api_key(action, &config),
+        Command::Alert { action } => alerts::cli::run(action, &config),
     }
 }
 

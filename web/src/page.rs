@@ -15,6 +15,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("invoices", "/invoices", "Invoices"),
     ("logs", "/logs", "Logs"),
     ("federation", "/federation", "Federation"),
+    ("alerts", "/alerts", "Alerts"),
     ("settings", "/settings", "Settings"),
 ];
 
@@ -429,6 +430,63 @@ pub struct FederationPage {
     /// The continent choices for the settings form.
     pub continents: Vec<Choice>,
     pub levels: Vec<Choice>,
+}
+
+// ---- alerts --------------------------------------------------------------------------
+
+/// One alert rule as the Alerts page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertRuleView {
+    pub id: String,
+    pub title: String,
+    /// `ok`, `pending`, `firing`, or `off`.
+    pub state: String,
+    /// The card/badge class: `ok`, `warn`, `error` or empty.
+    pub class: &'static str,
+    pub since: Option<Stamp>,
+    pub details: String,
+    /// The thresholds in words, e.g. "after 10m".
+    pub settings: String,
+    /// `config` or `dashboard`.
+    pub source: String,
+}
+
+/// One alert channel with its last delivery results (never its address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertChannelView {
+    pub name: String,
+    pub kind: String,
+    pub delivered: String,
+    pub failures: String,
+    pub queued: String,
+    pub last_success: Option<Stamp>,
+    pub last_failure: Option<Stamp>,
+    pub last_error: String,
+}
+
+/// One incident of the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentView {
+    pub rule: String,
+    pub details: String,
+    pub fired: Stamp,
+    pub resolved: Option<Stamp>,
+    pub duration: String,
+    pub channels: String,
+    pub failures: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "alerts.html")]
+pub struct AlertsPage {
+    pub layout: Layout,
+    /// The alerts run in this process (else the page only explains).
+    pub available: bool,
+    pub rules: Vec<AlertRuleView>,
+    pub channels: Vec<AlertChannelView>,
+    pub incidents: Vec<IncidentView>,
+    pub heartbeat: bool,
+    pub message: Option<Notice>,
 }
 
 // ---- settings ------------------------------------------------------------------------

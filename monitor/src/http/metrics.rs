@@ -166,6 +166,60 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             Err(error) => tracing::warn!(%error, "metrics: federation status unavailable"),
         }
     }
+    if let Some(alerts) = &s.alerts {
+        family(
+            "truebit_alert_firing",
+            "gauge",
+            "1 while the alert rule fires.",
+            &alerts
+                .firing()
+                .iter()
+                .map(|(rule, on)| (label("rule", rule.id()), f64::from(u8::from(*on))))
+                .collect::<Vec<_>>(),
+        );
+        // A database error leaves the channels out; the rest of the page stands.
+        match alerts.channels().await {
+            Ok(channels) => {
+                let per = |f: fn(&crate::alerts::handle::ChannelView) -> u64| {
+                    channels
+                        .iter()
+                        .map(|c| (label("channel", &c.name), f(c) as f64))
+                        .collect::<Vec<_>>()
+                };
+                family(
+                    "truebit_alert_messages_total",
+                    "counter",
+                    "Alert messages a channel accepted.",
+                    &per(|c| c.messages_total),
+                );
+                family(
+                    "truebit_alert_notifications_delivered_total",
+                    "counter",
+                    "Alert notifications delivered to a channel (a message may carry several).",
+                    &per(|c| c.delivered_total),
+                );
+                family(
+                    "truebit_alert_delivery_failures_total",
+                    "counter",
+                    "Failed delivery attempts at a channel.",
+                    &per(|c| c.failures_total),
+                );
+                family(
+                    "truebit_alert_notifications_dropped_total",
+                    "counter",
+                    "Alert notifications dropped because a channel's outbox was full.",
+                    &per(|c| c.dropped_total),
+                );
+                family(
+                    "truebit_alert_notifications_queued",
+                    "gauge",
+                    "Alert notifications waiting for a channel.",
+                    &per(|c| c.queued),
+                );
+            }
+            Err(error) => tracing::warn!(%error, "metrics: alert channels unavailable"),
+        }
+    }
     let mut response = out.into_response();
     response
         .headers_mut()

@@ -72,6 +72,8 @@ pub struct AppState {
     pub federation: Option<FederationHandle>,
     /// API keys created on the settings page, waiting to be shown once.
     pub key_stash: Arc<pages::KeyStash>,
+    /// The alerts (`/api/alerts/...`, the Alerts page, /metrics); `None` answers 503.
+    pub alerts: Option<crate::alerts::AlertsHandle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,12 +106,18 @@ impl AppState {
             shutdown,
             federation: None,
             key_stash: Arc::default(),
+            alerts: None,
         }
     }
 
     /// Serves the federation routes with `handle`.
     pub fn with_federation(mut self, handle: FederationHandle) -> AppState {
         self.federation = Some(handle);
+        self
+    }
+
+    pub fn with_alerts(mut self, handle: crate::alerts::AlertsHandle) -> AppState {
+        self.alerts = Some(handle);
         self
     }
 

@@ -384,7 +384,87 @@ fn schemas() -> Value {
     {
         all.extend(federation);
     }
+    if let (Some(all), Value::Object(alerts)) = (schemas.as_object_mut(), alert_schemas()) {
+        all.extend(alerts);
+    }
     schemas
+}
+
+/// The schemas of the `/api/alerts` answers and bodies.
+fn alert_schemas() -> Value {
+    let int = || json!({ "type": "integer", "format": "int64" });
+    let opt_int = || json!({ "type": "integer", "format": "int64", "nullable": true });
+    let rules: Vec<&str> = crate::alerts::Rule::RULES.iter().map(|r| r.id()).collect();
+    let kinds: Vec<&str> = crate::alerts::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    let setting = json!({ "type": "string", "enum": ["after_seconds", "count", "window_seconds", "percent"] });
+    let rule = json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string", "enum": rules.clone() },
+            "title": { "type": "string" },
+            "enabled": { "type": "boolean" },
+            "after_seconds": { "type": "integer", "format": "int64", "description": "How long the condition must hold (rules with after_seconds in `settings`)" },
+            "count": { "type": "integer", "format": "int64", "description": "restart_loop: starts; failure_rate: fewest finished tasks; federation: reports not delivered" },
+            "window_seconds": { "type": "integer", "format": "int64", "description": "restart_loop, failure_rate: the window counted over" },
+            "percent": { "type": "integer", "format": "int64", "description": "failure_rate: the share of failed tasks" },
+            "settings": { "type": "array", "items": setting, "description": "The settings this rule uses besides enabled" },
+            "source": { "type": "string", "enum": ["config", "database"] },
+            "state": { "type": "string", "enum": ["ok", "pending", "firing"] },
+            "since_ns": opt_int(), "fired_ns": opt_int(),
+            "details": { "type": "string", "description": "The condition's one-line detail when it last changed" },
+        },
+    });
+    json!({
+        "AlertRule": rule,
+        "Alerts": {
+            "type": "object",
+            "properties": {
+                "rules": { "type": "array", "items": { "$ref": "#/components/schemas/AlertRule" } },
+                "channels": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": { "type": "string" }, "kind": { "type": "string", "enum": kinds },
+                    "queued": int(), "messages_total": int(), "delivered_total": int(),
+                    "failures_total": int(), "dropped_total": int(),
+                    "last_success_ns": opt_int(), "last_failure_ns": opt_int(), "last_error": nullable("string"),
+                } } },
+                "firing": int(),
+                "evaluated": { "type": "boolean", "description": "False until the rules were first evaluated after a start" },
+                "reminder_seconds": opt_int(),
+                "heartbeat": { "type": "boolean", "description": "Whether HEARTBEAT_URL is set" },
+            },
+        },
+        "AlertIncident": {
+            "type": "object",
+            "properties": {
+                "id": int(), "rule": { "type": "string", "enum": rules },
+                "details": { "type": "string" },
+                "since_ns": int(), "fired_ns": int(), "resolved_ns": opt_int(),
+                "channels_told": { "type": "array", "items": { "type": "string" } },
+                "delivery_failures": int(),
+            },
+        },
+        "AlertIncidentList": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/AlertIncident" } } } },
+        "AlertRuleUpdate": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "enabled": { "type": "boolean" },
+                "after_seconds": { "type": "integer", "minimum": 1, "maximum": 604_800 },
+                "count": { "type": "integer", "minimum": 1, "maximum": 100_000 },
+                "window_seconds": { "type": "integer", "minimum": 1, "maximum": 604_800 },
+                "percent": { "type": "integer", "minimum": 1, "maximum": 100 },
+            },
+        },
+        "AlertTestResult": {
+            "type": "object",
+            "properties": {
+                "channel": { "type": "string" }, "kind": { "type": "string", "enum": kinds },
+                "sent": { "type": "boolean" }, "error": nullable("string"),
+            },
+        },
+    })
 }
 
 /// The component schemas with [`strict`] applied to all but the request bodies.

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
+use super::api::alerts::{CHANNEL_PATH, INCIDENTS_QUERY, RULE_PATH};
 use super::api::federation::FEDERATION_REPORTS_QUERY;
 use super::api::invoices::{INVOICES_QUERY, INVOICE_PATH};
 use super::api::keys::KEY_PATH;
@@ -86,6 +87,8 @@ const FEDERATION_CHANGE_ERRORS: &[(u16, &str)] = &[
     ),
     (503, "The monitor is shutting down"),
 ];
+
+const ALERTS_ERRORS: &[(u16, &str)] = &[(503, "The monitor is shutting down")];
 
 /// `GET /api/openapi.json`: the document of this table (built once).
 async fn openapi_json() -> Response {
@@ -187,6 +190,28 @@ pub fn api_routes() -> Vec<Route> {
             .describe("The newest statistics that verified against the pinned aggregator key (FEDERATION_AGGREGATOR_KEY), or `null`.")
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "NetworkStatsSnapshot")),
+        R::new(Method::GET, "/api/alerts", "Alert rules with their states, channels with their delivery results", get(api::alerts::overview))
+            .describe("Each rule's settings in effect (`source`: `config`, or `database` once changed here; stored settings win over ALERT_* from then on), its state (ok, pending, firing) and since when. Channels by name and kind only: never their addresses or secrets.")
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "Alerts")),
+        R::new(Method::GET, "/api/alerts/incidents", "The alert incident history, newest first", get(api::alerts::incidents))
+            .describe("One incident per firing: the rule, its detail, since when, when it fired and resolved, the channels that accepted a message of it and the failed delivery attempts.")
+            .query(INCIDENTS_QUERY)
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "AlertIncidentList")),
+        R::new(Method::PUT, "/api/alerts/rules/{rule}", "Change an alert rule's settings", put(api::alerts::put_rule))
+            .describe("Absent fields stay as they are; a field the rule does not use is refused (`settings` in GET /api/alerts lists them). Stored: wins over the ALERT_* settings, also after a restart; in effect at once.")
+            .admin()
+            .path_params(RULE_PATH)
+            .body("AlertRuleUpdate")
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "AlertRule")),
+        R::new(Method::POST, "/api/alerts/channels/{channel}/test", "Send a test message to an alert channel now", post(api::alerts::test_channel))
+            .describe("`sent` says whether the channel took it, `error` why not (never an address or a secret). 404 when no channel of that name is configured.")
+            .admin()
+            .path_params(CHANNEL_PATH)
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "AlertTestResult")),
     ]
     .into_iter()
     .map(|r| r.0)

@@ -19,6 +19,7 @@
 //! - Old log entries are pruned in small chunks between ingest transactions, at open
 //!   and every few minutes.
 
+pub mod alerts;
 pub mod auth;
 mod checkpoint;
 mod error;

@@ -47,6 +47,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "figures of new tasks and invoices added once per transaction by the writer",
         sql: V8,
     },
+    Migration {
+        name: "alerts: outbox and delivery results",
+        sql: super::alerts::MIGRATION,
+    },
+    Migration {
+        name: "alerts: rule states and incidents",
+        sql: super::alerts::MIGRATION_RULES,
+    },
 ];
 
 /// The schema version this build writes.

@@ -18,6 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use truebit_clock::Clock;
+use truebit_monitor::alerts::handle::ServiceOptions;
+use truebit_monitor::alerts::{AlertService, AlertSettings};
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::demo::{fixture, Expected, FIXTURE_START_SECS};
 use truebit_monitor::federation::config::FederationSettings;
@@ -47,7 +49,7 @@ pub(crate) struct TestApp {
     pub(crate) store: Store,
     state: AppState,
     router: Router,
-    clock: Clock,
+    pub(crate) clock: Clock,
     pub(crate) expected: Expected,
     pub(crate) status: watch::Sender<SourceStatus>,
 }
@@ -95,7 +97,7 @@ pub(crate) async fn app_at(
     let clock = Clock::manual(now_ns);
     let state = AppState::new(
         store.clone(),
-        status_rx,
+        status_rx.clone(),
         settings.resolve().expect("valid settings"),
         clock.clone(),
         CancellationToken::new(),
@@ -104,7 +106,12 @@ pub(crate) async fn app_at(
     let federation = Federation::new(store.clone(), federation)
         .start(CancellationToken::new())
         .await;
-    let state = state.with_federation(federation.handle());
+    // Alerts with one webhook channel that cannot be reached (the test message answers
+    // `sent: false`).
+    let alerts = alert_service(&store, status_rx.clone(), clock.clone()).await;
+    let state = state
+        .with_federation(federation.handle())
+        .with_alerts(alerts.handle());
     TestApp {
         router: http::router(state.clone()),
         _dir: dir,
@@ -114,6 +121,34 @@ pub(crate) async fn app_at(
         expected,
         status: status_tx,
     }
+}
+
+/// The alerts as the monitor runs them, with a webhook channel at a closed port.
+pub(crate) async fn alert_service(
+    store: &Store,
+    status: watch::Receiver<SourceStatus>,
+    clock: Clock,
+) -> AlertService {
+    let config = AlertSettings {
+        webhook_url: Some("http://127.0.0.1:9/hook".into()),
+        ..AlertSettings::default()
+    }
+    .resolve()
+    .expect("valid alert settings");
+    AlertService::start(
+        store.clone(),
+        &config,
+        status,
+        ServiceOptions {
+            dashboard_url: None,
+            federation_enabled: false,
+            clock,
+            tick: Duration::from_secs(1),
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("alerts start")
 }
 
 async fn app() -> TestApp {
@@ -330,6 +365,8 @@ impl Schemas {
 fn concrete(path: &str, execution_id: &str) -> String {
     path.replace("{execution_id}", execution_id)
         .replace("{id}", "1")
+        .replace("{rule}", "silence")
+        .replace("{channel}", "webhook")
 }
 
 #[tokio::test]
@@ -399,6 +436,7 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
         let body = match route.request {
             Some("NewApiKey") => Some(json!({ "name": "walk" })),
             Some("FederationSettingsUpdate") => Some(json!({ "level": "strict" })),
+            Some("AlertRuleUpdate") => Some(json!({ "after_seconds": 300 })),
             Some(other) => panic!("no walk body for {other}"),
             None => None,
         };
@@ -506,7 +544,7 @@ async fn every_admin_route_refuses_a_read_key_and_every_other_route_lets_it_in()
         }
     }
     // GET /api/keys is refused by the router alone (require_auth only guards changes).
-    assert_eq!(admin, 6, "the admin routes of the table");
+    assert_eq!(admin, 8, "the admin routes of the table");
 }
 
 #[tokio::test]

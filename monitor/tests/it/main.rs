@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alerts;
 mod browser;
 mod deploy;
 mod docker;

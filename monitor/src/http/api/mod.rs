@@ -4,6 +4,7 @@
 //! shapes the answer. Whether a route needs admin rights is the route table's to say
 //! ([`super::routes`]); the router enforces it.
 
+pub mod alerts;
 pub mod earnings;
 pub mod federation;
 pub mod invoices;

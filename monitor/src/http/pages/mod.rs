@@ -6,6 +6,7 @@
 //! session's CSRF token in a hidden field and the same origin checks as the API. Pages
 //! read through the same store methods and figures as the JSON API, so the two agree.
 
+mod alerts;
 mod federation;
 mod invoices;
 mod logs;
@@ -47,6 +48,8 @@ pub fn router() -> Router<AppState> {
         .route("/federation/enable", post(federation::enable))
         .route("/federation/disable", post(federation::disable))
         .route("/federation/settings", post(federation::settings))
+        .route("/alerts", get(alerts::page))
+        .route("/alerts/test", post(alerts::test))
         .route("/settings", get(settings::page))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
@@ -217,6 +220,19 @@ fn notices(s: &AppState) -> Vec<Notice> {
                 },
             )),
             ContainerState::Unknown | ContainerState::Running { .. } => {}
+        }
+    }
+    if let Some(alerts) = &s.alerts {
+        for rule in alerts.rules() {
+            if rule.state == crate::alerts::rules::RuleState::Firing {
+                out.push(Notice::new(
+                    "error",
+                    format!(
+                        "Alert firing: {}: {} (see Alerts).",
+                        rule.title, rule.details
+                    ),
+                ));
+            }
         }
     }
     if let WriteHealth::Failing { error, .. } = s.store.write_health() {

@@ -1,0 +1,171 @@
+//! `/alerts`: the rules with their states, the channels with their last delivery results
+//! and a test button, the incident history.
+
+use axum::extract::{Request, State};
+use axum::http::Uri;
+use serde::Deserialize;
+use truebit_web::format;
+use truebit_web::page::{AlertChannelView, AlertRuleView, AlertsPage, IncidentView, Notice, Stamp};
+
+use super::view::form_pairs;
+use super::{form, layout, redirect, render, HasCsrf, Operator, PageError, PageResult};
+use crate::alerts::handle::{ChannelView, RuleView};
+use crate::alerts::rules::RuleState;
+use crate::alerts::{AlertError, Incident};
+use crate::http::error::ApiError;
+use crate::http::AppState;
+
+const INCIDENTS: u32 = 50;
+
+/// `GET /alerts`
+pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResult {
+    let message = form_pairs(&uri)
+        .into_iter()
+        .find(|(k, _)| k == "m")
+        .and_then(|(_, v)| match v.as_str() {
+            "sent" => Some(Notice::new("ok", "The test message was sent.")),
+            "failed" => Some(Notice::new(
+                "error",
+                "The channel did not take the test message; its last failure below says why.",
+            )),
+            _ => None,
+        });
+    let Some(h) = s.alerts.clone() else {
+        return render(&AlertsPage {
+            layout: layout(&s, "Alerts", "alerts", &op),
+            available: false,
+            rules: vec![],
+            channels: vec![],
+            incidents: vec![],
+            heartbeat: false,
+            message,
+        });
+    };
+    let overview = h.overview().await.map_err(ApiError::from)?;
+    let incidents = h.incidents(INCIDENTS).await.map_err(ApiError::from)?;
+    render(&AlertsPage {
+        layout: layout(&s, "Alerts", "alerts", &op),
+        available: true,
+        rules: overview.rules.iter().map(rule_view).collect(),
+        channels: overview.channels.iter().map(channel_view).collect(),
+        incidents: incidents.iter().map(incident_view).collect(),
+        heartbeat: overview.heartbeat,
+        message,
+    })
+}
+
+fn secs(s: u64) -> String {
+    format::duration_ms(s.saturating_mul(1000))
+}
+
+fn rule_view(r: &RuleView) -> AlertRuleView {
+    let (state, class) = match (r.enabled, r.state) {
+        (_, RuleState::Firing) => ("firing", "bad"),
+        (_, RuleState::Pending) => ("pending", "warn"),
+        (false, RuleState::Ok) => ("off", ""),
+        (true, RuleState::Ok) => ("ok", "ok"),
+    };
+    let settings = r
+        .settings
+        .iter()
+        .map(|name| match *name {
+            "after_seconds" => format!("after {}", secs(r.after_seconds)),
+            "window_seconds" => format!("within {}", secs(r.window_seconds)),
+            "percent" => format!("{} % failed", r.percent),
+            "count" => format!("count {}", r.count),
+            other => other.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    AlertRuleView {
+        id: r.id.to_owned(),
+        title: r.title.to_owned(),
+        state: state.to_owned(),
+        class,
+        since: r
+            .since_ns
+            .filter(|_| r.state != RuleState::Ok)
+            .map(Stamp::of_ns),
+        details: if r.state == RuleState::Ok {
+            String::new()
+        } else {
+            r.details.clone()
+        },
+        settings: if settings.is_empty() {
+            "—".to_owned()
+        } else {
+            settings
+        },
+        source: if r.source == "database" {
+            "changed on this monitor".to_owned()
+        } else {
+            "configuration".to_owned()
+        },
+    }
+}
+
+fn channel_view(c: &ChannelView) -> AlertChannelView {
+    let n = |v: u64| format::thousands(i64::try_from(v).unwrap_or(i64::MAX));
+    AlertChannelView {
+        name: c.name.clone(),
+        kind: c.kind.to_owned(),
+        delivered: n(c.delivered_total),
+        failures: n(c.failures_total),
+        queued: n(c.queued),
+        last_success: c.last_success_ns.map(Stamp::of_ns),
+        last_failure: c.last_failure_ns.map(Stamp::of_ns),
+        last_error: c.last_error.clone().unwrap_or_default(),
+    }
+}
+
+fn incident_view(i: &Incident) -> IncidentView {
+    let duration = i.resolved_ns.map_or_else(String::new, |end| {
+        format::duration_ms(u64::try_from((end - i.since_ns) / 1_000_000).unwrap_or(0))
+    });
+    IncidentView {
+        rule: i.rule.id().to_owned(),
+        details: i.details.clone(),
+        fired: Stamp::of_ns(i.fired_ns),
+        resolved: i.resolved_ns.map(Stamp::of_ns),
+        duration,
+        channels: if i.channels_told.is_empty() {
+            "—".to_owned()
+        } else {
+            i.channels_told.join(", ")
+        },
+        failures: i.delivery_failures.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestForm {
+    csrf_token: String,
+    channel: String,
+}
+
+impl HasCsrf for TestForm {
+    fn csrf(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// `POST /alerts/test`: a test message to one channel now.
+pub async fn test(State(s): State<AppState>, op: Operator, req: Request) -> PageResult {
+    let f: TestForm = form(&s, &op, req).await?;
+    let h = s
+        .alerts
+        .as_ref()
+        .ok_or(PageError::Api(ApiError::Unavailable))?;
+    match h.test_channel(&f.channel).await {
+        Ok(result) if result.sent => Ok(redirect("/alerts?m=sent")),
+        Ok(_) => Ok(redirect("/alerts?m=failed")),
+        Err(AlertError::UnknownChannel { .. }) => Err(PageError::Api(ApiError::NotFound {
+            what: "configured alert channel",
+        })),
+        Err(AlertError::Store(e)) => Err(PageError::Api(e.into())),
+        Err(AlertError::Send { error, .. }) => Err(PageError::Api(ApiError::Internal {
+            cause: error.to_string(),
+        })),
+    }
+}
