@@ -20,8 +20,8 @@ use super::channel::{Channel, Kind, Smtp, SmtpSecurity, Target};
 use super::engine::Heartbeat;
 use super::rules::{RuleConfig, RuleSet};
 use super::Rule;
-use crate::config::ConfigError;
 use crate::http::config::parse_duration;
+use crate::model::alert::human;
 use crate::setting::InvalidSetting;
 use secrecy::SecretString;
 
@@ -864,9 +864,9 @@ impl AlertSettings {
         specs
     }
 
-    pub fn resolve(self) -> Result<AlertConfig, ConfigError> {
+    pub fn resolve(self) -> Result<AlertConfig, InvalidSetting> {
         let invalid = |key: &'static str, message: String| {
-            ConfigError::Invalid(InvalidSetting::new(key, message))
+            InvalidSetting::new(key, message)
         };
         let mut channels = Vec::new();
         for spec in self.channel_specs() {
@@ -971,8 +971,8 @@ impl AlertSettings {
     /// The rules' settings: the defaults, with what is set here.
     fn rules(
         &self,
-        invalid: &dyn Fn(&'static str, String) -> ConfigError,
-    ) -> Result<RuleSet, ConfigError> {
+        invalid: &dyn Fn(&'static str, String) -> InvalidSetting,
+    ) -> Result<RuleSet, InvalidSetting> {
         const WEEK: u64 = 7 * 86_400;
         let duration = |key: &'static str, value: &Option<String>, default: Duration| match value
             .as_deref()
@@ -997,8 +997,8 @@ impl AlertSettings {
         let mut set = RuleSet::default();
         let mut rule = |rule: Rule,
                         enabled: Option<bool>,
-                        edit: &dyn Fn(RuleConfig) -> Result<RuleConfig, ConfigError>|
-         -> Result<(), ConfigError> {
+                        edit: &dyn Fn(RuleConfig) -> Result<RuleConfig, InvalidSetting>|
+         -> Result<(), InvalidSetting> {
             let mut config = edit(RuleConfig::default_for(rule))?;
             config.enabled = enabled.unwrap_or(config.enabled);
             set.set(rule, config);
@@ -1105,15 +1105,6 @@ impl AlertSettings {
             Some(_) => Some(duration("ALERT_REMINDER", &self.reminder, Duration::ZERO)?),
         };
         Ok(set)
-    }
-}
-
-/// `300` -> `5m`, `86400` -> `24h`.
-pub(crate) fn human(secs: u64) -> String {
-    match secs {
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

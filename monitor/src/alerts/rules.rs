@@ -14,57 +14,12 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::config::human;
 use super::{AlertState, Notification, Rule};
+use crate::model::alert::human;
+pub use crate::model::alert::{RuleConfig, RuleState, RuleStatus};
 use crate::model::{ContainerAction, UnixNanos};
 use crate::source::{Connection, ContainerState};
 use crate::store::alerts::{AlertFigures, Step};
-
-/// A rule's state as stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleState {
-    #[default]
-    Ok,
-    /// The condition holds, not yet for the rule's duration.
-    Pending,
-    Firing,
-}
-
-impl RuleState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleState::Ok => "ok",
-            RuleState::Pending => "pending",
-            RuleState::Firing => "firing",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RuleState> {
-        match s {
-            "ok" => Some(RuleState::Ok),
-            "pending" => Some(RuleState::Pending),
-            "firing" => Some(RuleState::Firing),
-            _ => None,
-        }
-    }
-}
-
-/// A rule's state with since when, as stored in `alert_rules`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RuleStatus {
-    pub state: RuleState,
-    /// When the condition started (pending, firing).
-    pub since_ns: Option<UnixNanos>,
-    /// When it fired.
-    pub fired_ns: Option<UnixNanos>,
-    /// When a notification of it was last queued (firing or reminder).
-    pub notified_ns: Option<UnixNanos>,
-    /// The condition's detail line when it last changed.
-    pub details: String,
-}
 
 /// Whether a rule's problem exists now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,89 +30,6 @@ pub enum Condition {
     },
     Clear,
     Unknown,
-}
-
-/// One rule's settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct RuleConfig {
-    pub enabled: bool,
-    /// How long the condition must hold (container_down, silence, no_tasks,
-    /// docker_unreachable, db_write).
-    #[serde(with = "secs")]
-    pub after: Duration,
-    /// restart_loop: starts; failure_rate: the fewest finished tasks; federation: windows
-    /// not delivered.
-    pub count: u32,
-    /// restart_loop, failure_rate: the window counted over.
-    #[serde(with = "secs")]
-    pub window: Duration,
-    /// failure_rate: the share of failed tasks, in percent.
-    pub percent: u8,
-}
-
-mod secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-}
-
-const MIN: u64 = 60;
-const HOUR: u64 = 3600;
-
-impl RuleConfig {
-    /// The built-in defaults (docs/ALERTS.md).
-    pub fn default_for(rule: Rule) -> RuleConfig {
-        let base = RuleConfig {
-            enabled: true,
-            after: Duration::ZERO,
-            count: 0,
-            window: Duration::ZERO,
-            percent: 0,
-        };
-        let secs = Duration::from_secs;
-        match rule {
-            Rule::ContainerDown => RuleConfig {
-                after: secs(MIN),
-                ..base
-            },
-            Rule::RestartLoop => RuleConfig {
-                count: 3,
-                window: secs(10 * MIN),
-                ..base
-            },
-            Rule::Silence => RuleConfig {
-                after: secs(10 * MIN),
-                ..base
-            },
-            Rule::NoTasks => RuleConfig {
-                enabled: false,
-                after: secs(6 * HOUR),
-                ..base
-            },
-            Rule::FailureRate => RuleConfig {
-                count: 10,
-                window: secs(HOUR),
-                percent: 50,
-                ..base
-            },
-            Rule::DockerUnreachable => RuleConfig {
-                after: secs(2 * MIN),
-                ..base
-            },
-            Rule::DbWrite => RuleConfig {
-                after: secs(MIN),
-                ..base
-            },
-            Rule::Federation => RuleConfig { count: 3, ..base },
-            Rule::Test => RuleConfig {
-                enabled: false,
-                ..base
-            },
-        }
-    }
 }
 
 /// Every rule's settings, and the optional reminder while firing.

@@ -18,8 +18,7 @@
 use rusqlite::{params, OptionalExtension as _, Transaction};
 
 use super::{Store, StoreError};
-use crate::alerts::rules::{RuleConfig, RuleState, RuleStatus};
-use crate::alerts::{AlertState, Notification, Rule};
+use crate::model::alert::{AlertState, Notification, Rule, RuleConfig, RuleState, RuleStatus};
 use crate::model::{ContainerAction, UnixNanos};
 
 /// Notifications kept per channel while it cannot be reached.
@@ -787,7 +786,6 @@ mod tests {
 
     #[test]
     fn a_rule_step_writes_its_state_incident_and_outbox_rows_together() {
-        use crate::alerts::rules::{RuleState, RuleStatus};
         let dir = tempfile::tempdir().expect("dir");
         let store = open(&dir);
         let firing = RuleStatus {

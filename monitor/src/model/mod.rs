@@ -3,6 +3,8 @@
 //! The parser produces [`Entry`] values; the store persists them and applies their
 //! [`Event`]s to tasks, invoices and the node status. Nothing here does I/O.
 
+pub mod alert;
+
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch (UTC).
@@ -405,7 +407,7 @@ mod tests {
 
     #[test]
     fn the_log_format_document_lists_every_kind() {
-        let doc = include_str!("../../docs/LOGFORMAT.md");
+        let doc = include_str!("../../../docs/LOGFORMAT.md");
         for word in Kind::WORDS {
             let row = format!("| `{word}` |");
             assert!(
