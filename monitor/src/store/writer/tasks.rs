@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Transaction};
 
+use super::figures::{max_id, NewTask, TaskFigures};
 use super::node::NodeState;
 use crate::model::{Entry, Event, Metrics, TaskCreated, TaskStatus};
 
@@ -134,11 +135,6 @@ pub(super) struct TaskDeltas<'a> {
 }
 
 impl<'a> TaskDeltas<'a> {
-    /// Whether the transaction changes no task.
-    pub(super) fn is_empty(&self) -> bool {
-        self.deltas.is_empty()
-    }
-
     fn delta(&mut self, execution_id: &'a str) -> (usize, &mut TaskDelta<'a>) {
         let index = *self.by_execution.entry(execution_id).or_insert_with(|| {
             self.deltas.push(TaskDelta {
@@ -204,7 +200,13 @@ impl<'a> TaskDeltas<'a> {
 
     /// Writes the changes: downloads of tasks stored earlier first (they happened before
     /// anything this transaction adds), then one upsert per task.
-    pub(super) fn flush(&self, tx: &Transaction<'_>) -> rusqlite::Result<HashMap<&'a str, i64>> {
+    /// The figures of the rows it inserts go to `figures` (those of updated rows are moved
+    /// by the update trigger).
+    pub(super) fn flush(
+        &self,
+        tx: &Transaction<'_>,
+        figures: &mut TaskFigures,
+    ) -> rusqlite::Result<HashMap<&'a str, i64>> {
         if !self.downloads.is_empty() {
             let mut download = tx.prepare_cached(
                 "UPDATE tasks SET status = CASE status WHEN 'received' THEN 'executing' ELSE status END,
@@ -220,8 +222,8 @@ impl<'a> TaskDeltas<'a> {
             return Ok(ids);
         }
         let mut upsert = tx.prepare_cached(UPSERT_TASK)?;
-        let mut stored = tx
-            .prepare_cached("SELECT id, status, completed_ms FROM tasks WHERE execution_id = ?1")?;
+        // Rows with larger ids than this are the ones this transaction inserts.
+        let last = max_id(tx, "tasks")?;
         let mut data = tx.prepare_cached(
             "INSERT INTO task_data (task_id, input, output) VALUES (?1, ?2, ?3)
              ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input),
@@ -230,59 +232,57 @@ impl<'a> TaskDeltas<'a> {
         for d in &self.deltas {
             let status = d.status();
             let completed = d.completion.map(|c| c.at);
-            let before = tx.last_insert_rowid();
-            upsert.execute(params![
-                d.execution_id,
-                status.as_str(),
-                d.created(|c| c.task_id.as_deref()),
-                d.created(|c| c.chain_id.as_deref()),
-                int(d.created(|c| c.block_number)),
-                d.created(|c| c.block_hash.as_deref()),
-                d.created(|c| c.requester.as_deref()),
-                d.created(|c| c.reward.as_deref()),
-                d.created(|c| c.created_ms),
-                d.received.map(|at| at.ms),
-                d.received.and_then(|at| at.ns),
-                int(d.created(|c| c.gas_limit)),
-                int(d.created(|c| c.memory_limit)),
-                int(d.created(|c| c.call_limit)),
-                int(d.created(|c| c.frame_limit)),
-                int(d.created(|c| c.execution_timeout_ms)),
-                int(d.created(|c| c.required_solutions)),
-                int(d.created(|c| c.total_solutions)),
-                d.downloaded_ms,
-                d.started.map(|at| at.ms),
-                d.started.and_then(|at| at.ns),
-                completed.map(|at| at.ms),
-                completed.and_then(|at| at.ns),
-                d.metric(|m| m.exit_code),
-                int(d.metric(|m| m.elapsed_ns)),
-                int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
-                int(d.metric(|m| m.steps)),
-                int(d.metric(|m| m.gas_limit)),
-                int(d.metric(|m| m.memory_peak)),
-                int(d.metric(|m| m.memory_limit)),
-                int(d.metric(|m| m.call_peak)),
-                int(d.metric(|m| m.frame_peak)),
-                int(d.metric(|m| m.wasm_size)),
-                d.metric(|m| m.wasm_hash.as_deref()),
-                d.metric(|m| m.cached),
-            ])?;
-            // A new row moves the last insert rowid (an update leaves it alone, and so do
-            // the triggers' inserts); otherwise read back what the row now holds.
-            let inserted = tx.last_insert_rowid();
-            let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
-                if inserted != before {
-                    (
-                        inserted,
-                        status.as_str().to_owned(),
+            // The row as it is after the upsert (inserted or merged).
+            let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) = upsert
+                .query_row(
+                    params![
+                        d.execution_id,
+                        status.as_str(),
+                        d.created(|c| c.task_id.as_deref()),
+                        d.created(|c| c.chain_id.as_deref()),
+                        int(d.created(|c| c.block_number)),
+                        d.created(|c| c.block_hash.as_deref()),
+                        d.created(|c| c.requester.as_deref()),
+                        d.created(|c| c.reward.as_deref()),
+                        d.created(|c| c.created_ms),
+                        d.received.map(|at| at.ms),
+                        d.received.and_then(|at| at.ns),
+                        int(d.created(|c| c.gas_limit)),
+                        int(d.created(|c| c.memory_limit)),
+                        int(d.created(|c| c.call_limit)),
+                        int(d.created(|c| c.frame_limit)),
+                        int(d.created(|c| c.execution_timeout_ms)),
+                        int(d.created(|c| c.required_solutions)),
+                        int(d.created(|c| c.total_solutions)),
+                        d.downloaded_ms,
+                        d.started.map(|at| at.ms),
+                        d.started.and_then(|at| at.ns),
                         completed.map(|at| at.ms),
-                    )
-                } else {
-                    stored.query_row([d.execution_id], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                    })?
-                };
+                        completed.and_then(|at| at.ns),
+                        d.metric(|m| m.exit_code),
+                        int(d.metric(|m| m.elapsed_ns)),
+                        int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                        int(d.metric(|m| m.steps)),
+                        int(d.metric(|m| m.gas_limit)),
+                        int(d.metric(|m| m.memory_peak)),
+                        int(d.metric(|m| m.memory_limit)),
+                        int(d.metric(|m| m.call_peak)),
+                        int(d.metric(|m| m.frame_peak)),
+                        int(d.metric(|m| m.wasm_size)),
+                        d.metric(|m| m.wasm_hash.as_deref()),
+                        d.metric(|m| m.cached),
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )?;
+            if id > last {
+                figures.add(&NewTask {
+                    time_ms: d.received.or(d.started).or(completed).map(|at| at.ms),
+                    status,
+                    elapsed_ms: int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                    gas_used: int(d.metric(|m| m.steps)),
+                    cached: d.metric(|m| m.cached),
+                });
+            }
             ids.insert(d.execution_id, id);
             let input = d.created(|c| c.input.as_deref());
             // The output belongs to the completion only if this completion is the one
@@ -347,4 +347,5 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, cha
    wasm_size = IIF(status IN ('completed', 'failed'), wasm_size, COALESCE(excluded.wasm_size, wasm_size)),
    wasm_hash = IIF(status IN ('completed', 'failed'), wasm_hash, COALESCE(excluded.wasm_hash, wasm_hash)),
    cached = IIF(status IN ('completed', 'failed'), cached, COALESCE(excluded.cached, cached))
+ RETURNING id, status, completed_ms
 ";
