@@ -1,10 +1,11 @@
-//! Task events of one transaction, merged per task and written one upsert per task.
+//! Task events of one transaction, merged per task and written one statement per task.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{params, Transaction};
 
-use super::figures::{max_id, NewTask, TaskFigures};
+use super::figures::{NewTask, TaskFigures};
 use super::node::NodeState;
 use crate::model::{Entry, Event, Metrics, TaskCreated, TaskStatus};
 
@@ -199,7 +200,7 @@ impl<'a> TaskDeltas<'a> {
     }
 
     /// Writes the changes: downloads of tasks stored earlier first (they happened before
-    /// anything this transaction adds), then one upsert per task.
+    /// anything this transaction adds), then one insert or merge per task.
     /// The figures of the rows it inserts go to `figures` (those of updated rows are moved
     /// by the update trigger).
     pub(super) fn flush(
@@ -221,9 +222,12 @@ impl<'a> TaskDeltas<'a> {
         if self.deltas.is_empty() {
             return Ok(ids);
         }
-        let mut upsert = tx.prepare_cached(UPSERT_TASK)?;
-        // Rows with larger ids than this are the ones this transaction inserts.
-        let last = max_id(tx, "tasks")?;
+        // A stored task is merged by an update, a new one inserted: one upsert statement
+        // would do both, but SQLite then copies every page it changes into a statement
+        // journal (its update half may abort halfway), for every new task.
+        let mut stored = tx.prepare_cached("SELECT 1 FROM tasks WHERE execution_id = ?1")?;
+        let mut merge = tx.prepare_cached(&MERGE_TASK)?;
+        let mut insert = tx.prepare_cached(&INSERT_TASK)?;
         let mut data = tx.prepare_cached(
             "INSERT INTO task_data (task_id, input, output) VALUES (?1, ?2, ?3)
              ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input),
@@ -232,57 +236,62 @@ impl<'a> TaskDeltas<'a> {
         for d in &self.deltas {
             let status = d.status();
             let completed = d.completion.map(|c| c.at);
-            // The row as it is after the upsert (inserted or merged).
-            let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) = upsert
-                .query_row(
-                    params![
-                        d.execution_id,
-                        status.as_str(),
-                        d.created(|c| c.task_id.as_deref()),
-                        d.created(|c| c.chain_id.as_deref()),
-                        int(d.created(|c| c.block_number)),
-                        d.created(|c| c.block_hash.as_deref()),
-                        d.created(|c| c.requester.as_deref()),
-                        d.created(|c| c.reward.as_deref()),
-                        d.created(|c| c.created_ms),
-                        d.received.map(|at| at.ms),
-                        d.received.and_then(|at| at.ns),
-                        int(d.created(|c| c.gas_limit)),
-                        int(d.created(|c| c.memory_limit)),
-                        int(d.created(|c| c.call_limit)),
-                        int(d.created(|c| c.frame_limit)),
-                        int(d.created(|c| c.execution_timeout_ms)),
-                        int(d.created(|c| c.required_solutions)),
-                        int(d.created(|c| c.total_solutions)),
-                        d.downloaded_ms,
-                        d.started.map(|at| at.ms),
-                        d.started.and_then(|at| at.ns),
+            let values = params![
+                d.execution_id,
+                status.as_str(),
+                d.created(|c| c.task_id.as_deref()),
+                d.created(|c| c.chain_id.as_deref()),
+                int(d.created(|c| c.block_number)),
+                d.created(|c| c.block_hash.as_deref()),
+                d.created(|c| c.requester.as_deref()),
+                d.created(|c| c.reward.as_deref()),
+                d.created(|c| c.created_ms),
+                d.received.map(|at| at.ms),
+                d.received.and_then(|at| at.ns),
+                int(d.created(|c| c.gas_limit)),
+                int(d.created(|c| c.memory_limit)),
+                int(d.created(|c| c.call_limit)),
+                int(d.created(|c| c.frame_limit)),
+                int(d.created(|c| c.execution_timeout_ms)),
+                int(d.created(|c| c.required_solutions)),
+                int(d.created(|c| c.total_solutions)),
+                d.downloaded_ms,
+                d.started.map(|at| at.ms),
+                d.started.and_then(|at| at.ns),
+                completed.map(|at| at.ms),
+                completed.and_then(|at| at.ns),
+                d.metric(|m| m.exit_code),
+                int(d.metric(|m| m.elapsed_ns)),
+                int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                int(d.metric(|m| m.steps)),
+                int(d.metric(|m| m.gas_limit)),
+                int(d.metric(|m| m.memory_peak)),
+                int(d.metric(|m| m.memory_limit)),
+                int(d.metric(|m| m.call_peak)),
+                int(d.metric(|m| m.frame_peak)),
+                int(d.metric(|m| m.wasm_size)),
+                d.metric(|m| m.wasm_hash.as_deref()),
+                d.metric(|m| m.cached),
+            ];
+            // The row as it is now: merged, or as inserted.
+            let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
+                if stored.exists([d.execution_id])? {
+                    merge.query_row(values, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                } else {
+                    insert.execute(values)?;
+                    figures.add(&NewTask {
+                        time_ms: d.received.or(d.started).or(completed).map(|at| at.ms),
+                        status,
+                        elapsed_ms: int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                        gas_used: int(d.metric(|m| m.steps)),
+                        cached: d.metric(|m| m.cached),
+                    });
+                    (
+                        tx.last_insert_rowid(),
+                        status.as_str().to_owned(),
                         completed.map(|at| at.ms),
-                        completed.and_then(|at| at.ns),
-                        d.metric(|m| m.exit_code),
-                        int(d.metric(|m| m.elapsed_ns)),
-                        int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
-                        int(d.metric(|m| m.steps)),
-                        int(d.metric(|m| m.gas_limit)),
-                        int(d.metric(|m| m.memory_peak)),
-                        int(d.metric(|m| m.memory_limit)),
-                        int(d.metric(|m| m.call_peak)),
-                        int(d.metric(|m| m.frame_peak)),
-                        int(d.metric(|m| m.wasm_size)),
-                        d.metric(|m| m.wasm_hash.as_deref()),
-                        d.metric(|m| m.cached),
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )?;
-            if id > last {
-                figures.add(&NewTask {
-                    time_ms: d.received.or(d.started).or(completed).map(|at| at.ms),
-                    status,
-                    elapsed_ms: int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
-                    gas_used: int(d.metric(|m| m.steps)),
-                    cached: d.metric(|m| m.cached),
-                });
-            }
+                    )
+                };
             ids.insert(d.execution_id, id);
             let input = d.created(|c| c.input.as_deref());
             // The output belongs to the completion only if this completion is the one
@@ -298,8 +307,55 @@ impl<'a> TaskDeltas<'a> {
     }
 }
 
-/// Merges a task's changes into its row. `status` on the right-hand side is the stored
-/// one: a final task only takes task_created figures it lacks; otherwise the status moves
+/// Inserts a new task: the upsert without its conflict clause.
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
+    let end = UPSERT_TASK
+        .find("\n ON CONFLICT")
+        .expect("the upsert's conflict clause");
+    UPSERT_TASK[..end].to_owned()
+});
+
+/// Merges a task's changes into its stored row: the upsert's update, with each
+/// `excluded.column` the parameter that column takes in the insert; returns what the row
+/// holds after it.
+static MERGE_TASK: LazyLock<String> = LazyLock::new(|| {
+    let columns_start = UPSERT_TASK.find('(').expect("column list") + 1;
+    let columns_end = UPSERT_TASK
+        .find(")\n VALUES")
+        .expect("end of the column list");
+    let columns: Vec<&str> = UPSERT_TASK[columns_start..columns_end]
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let set_start = UPSERT_TASK
+        .find("DO UPDATE SET")
+        .expect("the upsert's update")
+        + "DO UPDATE SET".len();
+    let set_end = UPSERT_TASK
+        .find("\n RETURNING")
+        .expect("the upsert's returning clause");
+    let mut set = String::new();
+    let mut rest = &UPSERT_TASK[set_start..set_end];
+    while let Some(at) = rest.find("excluded.") {
+        set.push_str(&rest[..at]);
+        rest = &rest[at + "excluded.".len()..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let index = columns
+            .iter()
+            .position(|c| *c == &rest[..name_len])
+            .expect("an inserted column");
+        set.push_str(&format!("?{}", index + 1));
+        rest = &rest[name_len..];
+    }
+    set.push_str(rest);
+    format!("UPDATE tasks SET{set} WHERE execution_id = ?1 RETURNING id, status, completed_ms")
+});
+
+/// A task's changes as one upsert (the text `INSERT_TASK` and `MERGE_TASK` are cut from).
+/// Its update merges them into the stored row; `status` on the right-hand side is the
+/// stored one: a final task only takes task_created figures it lacks; otherwise the status moves
 /// up, first times are kept, and a completion brings its figures.
 const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, chain_id, block_number,
    block_hash, requester, reward, created_ms, received_ms, received_ns, gas_limit, memory_limit,
