@@ -336,24 +336,35 @@ impl Store {
             indexed = true;
         }
         if let Some(level) = &filter.level {
-            q.add("e.level = ?", [level.as_str().to_owned().into()]);
+            q.add(
+                "e.level_id = (SELECT id FROM words WHERE word = ?)",
+                [level.as_str().to_owned().into()],
+            );
             if matches!(level, Level::Error | Level::Warn) {
                 // Repeats the partial index's condition so that the planner can use it.
-                q.add("e.level IN ('error', 'warn')", []);
+                // The ids of 'error' and 'warn' (schema version 11).
+                q.add("e.level_id IN (2, 3)", []);
                 indexed = true;
             }
         }
         if let Some(kind) = filter.kind {
-            q.add("e.kind = ?", [kind.as_str().to_owned().into()]);
+            q.add(
+                "e.kind_id = (SELECT id FROM words WHERE word = ?)",
+                [kind.as_str().to_owned().into()],
+            );
             if kind != Kind::Log {
-                q.add("e.kind <> 'log'", []);
+                // The id of 'log' (schema version 11).
+                q.add("e.kind_id <> 1", []);
                 indexed = true;
             }
         }
         if let Some(text) = &filter.text {
             q.add("e.message LIKE ? ESCAPE '\\'", [like_pattern(text).into()]);
             for kind in &filter.text_skips_kinds {
-                q.add("e.kind <> ?", [kind.as_str().to_owned().into()]);
+                q.add(
+                    "e.kind_id IS NOT (SELECT id FROM words WHERE word = ?)",
+                    [kind.as_str().to_owned().into()],
+                );
             }
         }
         let windowed = !indexed && (filter.text.is_some() || filter.level.is_some());

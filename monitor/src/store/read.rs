@@ -581,7 +581,9 @@ pub(super) fn invoice_from_row(row: &Row<'_>) -> rusqlite::Result<StoredInvoice>
 
 pub(super) const ENTRY_COLUMNS: &str =
     "e.id, s.name, e.pos_major, e.pos_minor, e.time_ns, e.received_ns,
-    e.node_time, e.level, l.name, e.version, e.kind, e.execution_id, e.message";
+    e.node_time, (SELECT word FROM words WHERE id = e.level_id), l.name,
+    (SELECT word FROM words WHERE id = e.version_id),
+    (SELECT word FROM words WHERE id = e.kind_id), e.execution_id, e.message";
 pub(super) const ENTRY_FROM: &str = "FROM entries e
     JOIN sources s ON s.id = e.source_id
     LEFT JOIN loggers l ON l.id = e.logger_id";

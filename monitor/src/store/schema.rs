@@ -55,6 +55,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "alerts: rule states and incidents",
         sql: super::alerts::MIGRATION_RULES,
     },
+    Migration {
+        name: "entries: kind, level and version as ids of words",
+        sql: V11,
+    },
 ];
 
 /// The schema version this build writes.
@@ -690,38 +694,86 @@ DROP TRIGGER invoice_figures_insert;
 DROP TRIGGER invoice_item_figures_insert;
 ";
 
-/// Adds the figures of the tasks with `id > ?1` to the figures table `$table`: the sums
-/// of what `task_figures_delta` adds for each row, one upsert per (key, status).
-macro_rules! task_figures_of_new_rows {
-    ($table:literal, $key:literal, $unit_ms:literal) => {
-        concat!(
-            figures_insert!($table, $key),
-            figure_values!("sum(", ")"),
-            "
-             FROM (SELECT COALESCE(time_ms, 0) / ",
-            $unit_ms,
-            " AS k, status AS st,
-               elapsed_ms AS e, gas_used AS g, cached AS c, 1 AS s FROM tasks WHERE id > ?1)
-             GROUP BY 1, 2
+/// Version 11: an entry's kind, level and version are the ids of their `words` row instead
+/// of their text on every row: the writer binds three integers instead of three strings
+/// per entry (SQLite copies every bound string), rows are smaller, and the partial indexes
+/// compare integers. `log`, `error` and `warn` have fixed ids, which the partial indexes
+/// name. The entries are copied into the new table (the ids stay).
+const V11: &str = r#"
+CREATE TABLE words (
+    id    INTEGER PRIMARY KEY,
+    word  TEXT NOT NULL UNIQUE
+);
+INSERT INTO words (id, word) VALUES (1, 'log'), (2, 'error'), (3, 'warn');
+INSERT OR IGNORE INTO words (word) SELECT DISTINCT kind FROM entries;
+INSERT OR IGNORE INTO words (word) SELECT DISTINCT level FROM entries WHERE level IS NOT NULL;
+INSERT OR IGNORE INTO words (word)
+  SELECT DISTINCT version FROM entries WHERE version IS NOT NULL;
 
+CREATE TABLE entries_v9 (
+    id            INTEGER PRIMARY KEY,
+    source_id     INTEGER NOT NULL,
+    pos_major     INTEGER NOT NULL,
+    pos_minor     INTEGER NOT NULL,
+    time_ns       INTEGER NOT NULL,
+    received_ns   INTEGER,
+    node_time     INTEGER,
+    level_id      INTEGER,
+    logger_id     INTEGER,
+    version_id    INTEGER,
+    kind_id       INTEGER NOT NULL,
+    execution_id  TEXT,
+    task_row      INTEGER,
+    message       TEXT NOT NULL
+);
+INSERT INTO entries_v9 (id, source_id, pos_major, pos_minor, time_ns, received_ns, node_time,
+    level_id, logger_id, version_id, kind_id, execution_id, task_row, message)
+  SELECT e.id, e.source_id, e.pos_major, e.pos_minor, e.time_ns, e.received_ns, e.node_time,
+    (SELECT w.id FROM words w WHERE w.word = e.level), e.logger_id,
+    (SELECT w.id FROM words w WHERE w.word = e.version),
+    (SELECT w.id FROM words w WHERE w.word = e.kind), e.execution_id, e.task_row, e.message
+  FROM entries e ORDER BY e.id;
+DROP TABLE entries;
+ALTER TABLE entries_v9 RENAME TO entries;
+CREATE INDEX entries_time ON entries (time_ns);
+CREATE INDEX entries_task ON entries (task_row, time_ns) WHERE task_row IS NOT NULL;
+-- 1 is 'log'; 2 and 3 are 'error' and 'warn'.
+CREATE INDEX entries_kind ON entries (kind_id, time_ns) WHERE kind_id <> 1;
+CREATE INDEX entries_level ON entries (level_id, time_ns) WHERE level_id IN (2, 3);
+"#;
+
+/// Adds one (key, status) group of new task rows, summed by the writer, to the figures
+/// table `$table`: the key, the status, then the sums in the order of `figure_values!`.
+macro_rules! task_figures_add {
+    ($table:literal, $key:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (",
+            $key,
+            ", status, n, cached, cache_known, elapsed_n,
+               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+               ?17, ?18, ?19, ?20, ?21, ?22)
              ",
             figures_add!($key)
         )
     };
 }
 
+/// The figures of the tasks a transaction inserted, summed by the writer per (hour,
+/// status) and per (day, status) (`writer/figures.rs`, `TaskFigures`): one upsert per
+/// group, per hour and per day, instead of a query that computes the sums over the new
+/// rows (it was a tenth of the writer's work during an import).
+pub(crate) const TASK_FIGURES_ADD: [&str; 2] = [
+    task_figures_add!("task_hours", "hour"),
+    task_figures_add!("task_days", "day"),
+];
+
 /// What the writer runs at the end of each transaction (schema version 8 on), each with
 /// the largest row id its table had when the transaction began: the figures of the new
-/// tasks (per hour and per day), of the new invoices and of their new line items.
-pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 4] = [
-    (
-        "tasks",
-        task_figures_of_new_rows!("task_hours", "hour", "3600000"),
-    ),
-    (
-        "tasks",
-        task_figures_of_new_rows!("task_days", "day", "86400000"),
-    ),
+/// invoices and of their new line items. (Those of the new tasks: `TASK_FIGURES_ADD`.)
+pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 2] = [
     (
         "invoices",
         "INSERT INTO invoice_day_counts (day, invoices)
@@ -744,3 +796,123 @@ pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 4] = [
         ),
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::MIGRATIONS;
+    use crate::model::{Kind, Level};
+    use crate::store::query::LogFilter;
+    use crate::store::{Store, StoreConfig};
+
+    /// Version 11 moves the kind, level and version of stored entries into `words`: the
+    /// entries read back with the same ids and words, and the filters by kind and level
+    /// (indexed or not) find the same rows.
+    #[test]
+    fn version_11_keeps_the_words_and_ids_of_stored_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v10.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..10] {
+                conn.execute_batch(migration.sql).expect(migration.name);
+            }
+            conn.pragma_update(None, "user_version", 10)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO sources (id, name, created_ns) VALUES (1, 'file:old.log', 0);
+                 INSERT INTO loggers (id, name) VALUES (1, '@truebit/worker-runner-node');
+                 INSERT INTO entries (id, source_id, pos_major, pos_minor, time_ns, received_ns,
+                   node_time, level, logger_id, version, kind, execution_id, task_row, message)
+                 VALUES
+                   (5, 1, 0, 1, 1000, NULL, 1, 'info', 1, '2.4.0', 'log', NULL, NULL, 'hello'),
+                   (6, 1, 0, 2, 2000, 2000, 2, 'error', 1, '2.4.0', 'task_received', 'exec-1',
+                     NULL, 'received'),
+                   (9, 1, 0, 3, 3000, NULL, 3, 'notice', 1, '2.5.0', 'log', NULL, NULL, 'odd'),
+                   (10, 1, 0, 4, 4000, NULL, NULL, NULL, NULL, NULL, 'raw', NULL, NULL, 'raw');
+                 INSERT INTO entry_counts (kind, n) VALUES ('log', 2), ('task_received', 1),
+                   ('raw', 1);",
+            )
+            .expect("rows of version 10");
+        }
+        let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
+        assert_eq!(store.schema_version().expect("version"), 11);
+        let words = |entries: Vec<crate::store::StoredEntry>| {
+            entries
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.id,
+                        e.level.map(|l| l.as_str().to_owned()),
+                        e.version,
+                        e.kind,
+                        e.logger,
+                        e.execution_id,
+                        e.message,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let logger = || Some("@truebit/worker-runner-node".to_owned());
+        assert_eq!(
+            words(store.entries(10).expect("entries")),
+            vec![
+                (10, None, None, Kind::Raw, None, None, "raw".into()),
+                (
+                    9,
+                    Some("notice".into()),
+                    Some("2.5.0".into()),
+                    Kind::Log,
+                    logger(),
+                    None,
+                    "odd".into()
+                ),
+                (
+                    6,
+                    Some("error".into()),
+                    Some("2.4.0".into()),
+                    Kind::TaskReceived,
+                    logger(),
+                    Some("exec-1".into()),
+                    "received".into()
+                ),
+                (
+                    5,
+                    Some("info".into()),
+                    Some("2.4.0".into()),
+                    Kind::Log,
+                    logger(),
+                    None,
+                    "hello".into()
+                ),
+            ]
+        );
+        let ids = |filter: LogFilter| -> Vec<i64> {
+            let page = store.logs_page(&filter, None, 10).expect("page");
+            page.items.iter().map(|e| e.id).collect()
+        };
+        let kind = |kind| LogFilter {
+            kind: Some(kind),
+            ..LogFilter::default()
+        };
+        let level = |level| LogFilter {
+            level: Some(level),
+            ..LogFilter::default()
+        };
+        assert_eq!(ids(kind(Kind::TaskReceived)), vec![6]);
+        assert_eq!(ids(kind(Kind::Log)), vec![9, 5]);
+        assert_eq!(ids(kind(Kind::Invoice)), Vec::<i64>::new());
+        assert_eq!(ids(level(Level::Error)), vec![6]);
+        assert_eq!(ids(level(Level::Info)), vec![5]);
+        assert_eq!(ids(level(Level::Other("notice".into()))), vec![9]);
+        let text = LogFilter {
+            text: Some("e".into()),
+            text_skips_kinds: vec![Kind::TaskReceived, Kind::Invoice],
+            ..LogFilter::default()
+        };
+        assert_eq!(ids(text), vec![5]);
+        assert_eq!(store.summary().expect("summary").entries_of(Kind::Log), 2);
+        store.close().expect("close");
+    }
+}

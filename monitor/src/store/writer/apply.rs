@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::entries::{EntryRow, EntryRows, TaskRows};
-use super::figures::{add_counts, mark_stored, max_id};
+use super::figures::{add_counts, mark_stored, max_id, TaskFigures};
 use super::invoices::{insert_invoice, InvoiceRow};
 use super::node::save_node;
 use super::tasks::{apply_event, event_ms, EventTime, TaskDeltas};
@@ -53,10 +53,12 @@ impl Writer {
                         Some(id)
                     }
                 };
+                let words = state.words.of(&tx, entry)?;
                 rows.push(EntryRow {
                     source_id: source.id,
                     time_ns,
                     logger_id,
+                    words,
                     task_row: None,
                     entry,
                 });
@@ -114,19 +116,18 @@ impl Writer {
                 .execute((source.id, now))?;
             state.sources.insert(batch.source.clone(), source);
         }
-        // The rows this transaction inserts are those above the largest ids now; their
-        // figures are added once, below (schema.rs, version 8).
+        // The invoices and line items this transaction inserts are those above the largest
+        // ids now; their figures are added once, below (schema.rs, version 8). Those of the
+        // new tasks are summed as the tasks are written.
         let mut last_ids = [None; FIGURES_OF_NEW_ROWS.len()];
-        for ((table, _), last) in FIGURES_OF_NEW_ROWS.iter().zip(&mut last_ids) {
-            let inserts = match *table {
-                "tasks" => !tasks.is_empty(),
-                _ => !invoices.is_empty(),
-            };
-            if inserts {
+        if !invoices.is_empty() {
+            for ((table, _), last) in FIGURES_OF_NEW_ROWS.iter().zip(&mut last_ids) {
                 *last = Some(max_id(&tx, table)?);
             }
         }
-        let task_rows = tasks.flush(&tx)?;
+        let mut task_figures = TaskFigures::default();
+        let task_rows = tasks.flush(&tx, &mut task_figures)?;
+        task_figures.write(&tx)?;
         for invoice in &invoices {
             insert_invoice(&tx, invoice)?;
         }

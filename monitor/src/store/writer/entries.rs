@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Statement, Transaction};
 
-use crate::model::{Entry, Level};
+use crate::model::{Entry, Kind, Level};
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
@@ -40,6 +40,93 @@ impl<'a> TaskRows<'_, 'a> {
     }
 }
 
+/// The `words` ids of an entry's level, version and kind (schema version 11).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EntryWords {
+    pub(super) level: Option<i64>,
+    pub(super) version: Option<i64>,
+    pub(super) kind: i64,
+}
+
+/// The ids of the `words` rows met so far: kinds and the node's levels by their index,
+/// other words (versions, other levels) by their text, the last version apart (it rarely
+/// changes from one entry to the next).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Words {
+    kinds: [Option<i64>; Kind::ALL.len()],
+    levels: [Option<i64>; Level::WORDS.len()],
+    last_version: Option<(String, i64)>,
+    ids: HashMap<String, i64>,
+}
+
+impl Words {
+    /// The ids of `entry`'s level, version and kind, added to `words` when new.
+    pub(super) fn of(
+        &mut self,
+        tx: &Transaction<'_>,
+        entry: &Entry,
+    ) -> rusqlite::Result<EntryWords> {
+        let kind = match self.kinds[entry.kind as usize] {
+            Some(id) => id,
+            None => {
+                let id = self.id(tx, entry.kind.as_str())?;
+                self.kinds[entry.kind as usize] = Some(id);
+                id
+            }
+        };
+        let level = match &entry.level {
+            None => None,
+            Some(Level::Other(word)) => Some(self.id(tx, word)?),
+            Some(level) => {
+                let slot = match level {
+                    Level::Error => 0,
+                    Level::Warn => 1,
+                    Level::Info => 2,
+                    _ => 3,
+                };
+                match self.levels[slot] {
+                    Some(id) => Some(id),
+                    None => {
+                        let id = self.id(tx, level.as_str())?;
+                        self.levels[slot] = Some(id);
+                        Some(id)
+                    }
+                }
+            }
+        };
+        let version = match entry.version.as_deref() {
+            None => None,
+            Some(version) => match &self.last_version {
+                Some((last, id)) if last == version => Some(*id),
+                _ => {
+                    let id = self.id(tx, version)?;
+                    self.last_version = Some((version.to_owned(), id));
+                    Some(id)
+                }
+            },
+        };
+        Ok(EntryWords {
+            level,
+            version,
+            kind,
+        })
+    }
+
+    fn id(&mut self, tx: &Transaction<'_>, word: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.ids.get(word) {
+            return Ok(*id);
+        }
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO words (word) VALUES (?1)
+                 ON CONFLICT (word) DO UPDATE SET word = excluded.word RETURNING id",
+            )?
+            .query_row([word], |row| row.get(0))?;
+        self.ids.insert(word.to_owned(), id);
+        Ok(id)
+    }
+}
+
 /// Columns of an entry row, in insert order.
 const ENTRY_COLUMNS: usize = 13;
 /// Entries per multi-row insert: one statement execution per this many rows saves most of
@@ -49,7 +136,7 @@ const ROWS_PER_INSERT: usize = 64;
 fn insert_entries_sql(rows: usize) -> String {
     let one = format!("({})", ["?"; ENTRY_COLUMNS].join(", "));
     format!(
-        "INSERT OR FAIL INTO entries (source_id, pos_major, pos_minor, time_ns, received_ns, node_time, level, logger_id, version, kind, execution_id, task_row, message) VALUES {}",
+        "INSERT OR FAIL INTO entries (source_id, pos_major, pos_minor, time_ns, received_ns, node_time, level_id, logger_id, version_id, kind_id, execution_id, task_row, message) VALUES {}",
         vec![one; rows].join(", ")
     )
 }
@@ -61,6 +148,7 @@ pub(super) struct EntryRow<'a> {
     pub(super) source_id: i64,
     pub(super) time_ns: i64,
     pub(super) logger_id: Option<i64>,
+    pub(super) words: EntryWords,
     pub(super) task_row: Option<i64>,
     pub(super) entry: &'a Entry,
 }
@@ -115,10 +203,10 @@ fn bind_and_insert(insert: &mut Statement<'_>, rows: &[EntryRow<'_>]) -> rusqlit
         insert.raw_bind_parameter(at + 4, row.time_ns)?;
         insert.raw_bind_parameter(at + 5, e.received_ns)?;
         insert.raw_bind_parameter(at + 6, e.node_time)?;
-        insert.raw_bind_parameter(at + 7, e.level.as_ref().map(Level::as_str))?;
+        insert.raw_bind_parameter(at + 7, row.words.level)?;
         insert.raw_bind_parameter(at + 8, row.logger_id)?;
-        insert.raw_bind_parameter(at + 9, &e.version)?;
-        insert.raw_bind_parameter(at + 10, e.kind.as_str())?;
+        insert.raw_bind_parameter(at + 9, row.words.version)?;
+        insert.raw_bind_parameter(at + 10, row.words.kind)?;
         insert.raw_bind_parameter(at + 11, &e.execution_id)?;
         insert.raw_bind_parameter(at + 12, row.task_row)?;
         insert.raw_bind_parameter(at + 13, &e.message)?;

@@ -1,9 +1,89 @@
 //! Entry counts per kind, the hours entries were stored in, and what the figures of new
 //! rows start from.
 
+use std::collections::BTreeMap;
+
 use rusqlite::Transaction;
 
-use crate::model::Kind;
+use crate::model::{Kind, TaskStatus};
+use crate::store::schema::TASK_FIGURES_ADD;
+
+/// The columns of a task row that its figures count (`tasks.time_ms` is the first time
+/// present of received, started, completed).
+pub(super) struct NewTask {
+    pub(super) time_ms: Option<i64>,
+    pub(super) status: TaskStatus,
+    pub(super) elapsed_ms: Option<i64>,
+    pub(super) gas_used: Option<i64>,
+    pub(super) cached: Option<bool>,
+}
+
+/// Lower edges of the execution-time buckets e1..e7 (ms) and of the gas buckets g1..g4, as
+/// in `figure_values!` (schema.rs) and `truebit_protocol::bucket`.
+const ELAPSED_EDGES: [i64; 7] = [100, 500, 1_000, 5_000, 10_000, 30_000, 60_000];
+const GAS_EDGES: [i64; 4] = [100_000, 1_000_000, 10_000_000, 100_000_000];
+
+/// n, cached, cache_known, elapsed_n, elapsed_sum, gas_n, gas_sum, e0..e7, g0..g4: the
+/// columns of a figures row after its key and status.
+type Sums = [i64; 20];
+
+/// The figures of the task rows a transaction inserted, summed per (hour, status) and
+/// (day, status) as the rows are written, added to `task_hours` and `task_days` at the end.
+#[derive(Default)]
+pub(super) struct TaskFigures {
+    hours: BTreeMap<(i64, &'static str), Sums>,
+    days: BTreeMap<(i64, &'static str), Sums>,
+}
+
+impl TaskFigures {
+    pub(super) fn add(&mut self, task: &NewTask) {
+        let mut row: Sums = [0; 20];
+        row[0] = 1;
+        row[1] = i64::from(task.cached == Some(true));
+        row[2] = i64::from(task.cached.is_some());
+        if let Some(e) = task.elapsed_ms {
+            row[3] = 1;
+            row[4] = e;
+            row[7 + ELAPSED_EDGES.iter().filter(|&&edge| e >= edge).count()] = 1;
+        }
+        if let Some(g) = task.gas_used {
+            row[5] = 1;
+            row[6] = g;
+            row[15 + GAS_EDGES.iter().filter(|&&edge| g >= edge).count()] = 1;
+        }
+        let time_ms = task.time_ms.unwrap_or(0);
+        for (groups, unit_ms) in [(&mut self.hours, 3_600_000), (&mut self.days, 86_400_000)] {
+            let sums = groups
+                .entry((time_ms / unit_ms, task.status.as_str()))
+                .or_default();
+            for (sum, value) in sums.iter_mut().zip(row) {
+                *sum = sum.saturating_add(value);
+            }
+        }
+    }
+
+    /// Adds the sums to the figures tables, one upsert per group.
+    pub(super) fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        for (groups, sql) in [
+            (&self.hours, TASK_FIGURES_ADD[0]),
+            (&self.days, TASK_FIGURES_ADD[1]),
+        ] {
+            if groups.is_empty() {
+                continue;
+            }
+            let mut upsert = tx.prepare_cached(sql)?;
+            for ((key, status), sums) in groups {
+                upsert.raw_bind_parameter(1, key)?;
+                upsert.raw_bind_parameter(2, *status)?;
+                for (n, sum) in sums.iter().enumerate() {
+                    upsert.raw_bind_parameter(n + 3, sum)?;
+                }
+                upsert.raw_execute()?;
+            }
+        }
+        Ok(())
+    }
+}
 
 pub(super) const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 

@@ -64,6 +64,7 @@ pub(crate) struct Writer {
 struct State {
     sources: HashMap<String, SourceState>,
     loggers: HashMap<String, i64>,
+    words: entries::Words,
     node: NodeState,
 }
 

@@ -1,8 +1,9 @@
 //! Retention: pruning passes, one table after the other, one chunk per transaction.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::figures::{add_counts, NS_PER_HOUR};
 use super::Writer;
@@ -120,7 +121,7 @@ impl PruneRun {
                 },
                 "DELETE FROM entries WHERE id IN
                    (SELECT id FROM entries WHERE id <= ?1 ORDER BY id LIMIT ?2)
-                 RETURNING kind",
+                 RETURNING kind_id",
             ),
             1 => (
                 self.task_cutoff_ns.map(|ns| ns / 1_000_000),
@@ -148,14 +149,27 @@ impl PruneRun {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut deleted = 0_u64;
         let mut counts = [0_i64; Kind::ALL.len()];
+        let mut kinds: HashMap<i64, Option<Kind>> = HashMap::new();
         {
             let mut delete = tx.prepare_cached(sql)?;
             let mut rows = delete.query((cutoff, PRUNE_CHUNK))?;
             while let Some(row) = rows.next()? {
                 deleted += 1;
                 if self.phase == 0 {
-                    let kind: String = row.get(0)?;
-                    if let Some(kind) = Kind::parse(&kind) {
+                    let id: i64 = row.get(0)?;
+                    let kind = match kinds.get(&id) {
+                        Some(kind) => *kind,
+                        None => {
+                            let word: Option<String> = tx
+                                .prepare_cached("SELECT word FROM words WHERE id = ?1")?
+                                .query_row([id], |row| row.get(0))
+                                .optional()?;
+                            let kind = word.as_deref().and_then(Kind::parse);
+                            kinds.insert(id, kind);
+                            kind
+                        }
+                    };
+                    if let Some(kind) = kind {
                         counts[kind as usize] += 1;
                     }
                 }

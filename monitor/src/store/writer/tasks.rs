@@ -1,9 +1,11 @@
-//! Task events of one transaction, merged per task and written one upsert per task.
+//! Task events of one transaction, merged per task and written one statement per task.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{params, Transaction};
 
+use super::figures::{NewTask, TaskFigures};
 use super::node::NodeState;
 use crate::model::{Entry, Event, Metrics, TaskCreated, TaskStatus};
 
@@ -134,11 +136,6 @@ pub(super) struct TaskDeltas<'a> {
 }
 
 impl<'a> TaskDeltas<'a> {
-    /// Whether the transaction changes no task.
-    pub(super) fn is_empty(&self) -> bool {
-        self.deltas.is_empty()
-    }
-
     fn delta(&mut self, execution_id: &'a str) -> (usize, &mut TaskDelta<'a>) {
         let index = *self.by_execution.entry(execution_id).or_insert_with(|| {
             self.deltas.push(TaskDelta {
@@ -203,8 +200,14 @@ impl<'a> TaskDeltas<'a> {
     }
 
     /// Writes the changes: downloads of tasks stored earlier first (they happened before
-    /// anything this transaction adds), then one upsert per task.
-    pub(super) fn flush(&self, tx: &Transaction<'_>) -> rusqlite::Result<HashMap<&'a str, i64>> {
+    /// anything this transaction adds), then one insert or merge per task.
+    /// The figures of the rows it inserts go to `figures` (those of updated rows are moved
+    /// by the update trigger).
+    pub(super) fn flush(
+        &self,
+        tx: &Transaction<'_>,
+        figures: &mut TaskFigures,
+    ) -> rusqlite::Result<HashMap<&'a str, i64>> {
         if !self.downloads.is_empty() {
             let mut download = tx.prepare_cached(
                 "UPDATE tasks SET status = CASE status WHEN 'received' THEN 'executing' ELSE status END,
@@ -219,9 +222,12 @@ impl<'a> TaskDeltas<'a> {
         if self.deltas.is_empty() {
             return Ok(ids);
         }
-        let mut upsert = tx.prepare_cached(UPSERT_TASK)?;
-        let mut stored = tx
-            .prepare_cached("SELECT id, status, completed_ms FROM tasks WHERE execution_id = ?1")?;
+        // A stored task is merged by an update, a new one inserted: one upsert statement
+        // would do both, but SQLite then copies every page it changes into a statement
+        // journal (its update half may abort halfway), for every new task.
+        let mut stored = tx.prepare_cached("SELECT 1 FROM tasks WHERE execution_id = ?1")?;
+        let mut merge = tx.prepare_cached(&MERGE_TASK)?;
+        let mut insert = tx.prepare_cached(&INSERT_TASK)?;
         let mut data = tx.prepare_cached(
             "INSERT INTO task_data (task_id, input, output) VALUES (?1, ?2, ?3)
              ON CONFLICT (task_id) DO UPDATE SET input = COALESCE(input, excluded.input),
@@ -230,8 +236,7 @@ impl<'a> TaskDeltas<'a> {
         for d in &self.deltas {
             let status = d.status();
             let completed = d.completion.map(|c| c.at);
-            let before = tx.last_insert_rowid();
-            upsert.execute(params![
+            let values = params![
                 d.execution_id,
                 status.as_str(),
                 d.created(|c| c.task_id.as_deref()),
@@ -267,21 +272,25 @@ impl<'a> TaskDeltas<'a> {
                 int(d.metric(|m| m.wasm_size)),
                 d.metric(|m| m.wasm_hash.as_deref()),
                 d.metric(|m| m.cached),
-            ])?;
-            // A new row moves the last insert rowid (an update leaves it alone, and so do
-            // the triggers' inserts); otherwise read back what the row now holds.
-            let inserted = tx.last_insert_rowid();
+            ];
+            // The row as it is now: merged, or as inserted.
             let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
-                if inserted != before {
+                if stored.exists([d.execution_id])? {
+                    merge.query_row(values, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                } else {
+                    insert.execute(values)?;
+                    figures.add(&NewTask {
+                        time_ms: d.received.or(d.started).or(completed).map(|at| at.ms),
+                        status,
+                        elapsed_ms: int(d.metric(|m| m.elapsed_ns.map(|ns| ns / 1_000_000))),
+                        gas_used: int(d.metric(|m| m.steps)),
+                        cached: d.metric(|m| m.cached),
+                    });
                     (
-                        inserted,
+                        tx.last_insert_rowid(),
                         status.as_str().to_owned(),
                         completed.map(|at| at.ms),
                     )
-                } else {
-                    stored.query_row([d.execution_id], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                    })?
                 };
             ids.insert(d.execution_id, id);
             let input = d.created(|c| c.input.as_deref());
@@ -298,8 +307,55 @@ impl<'a> TaskDeltas<'a> {
     }
 }
 
-/// Merges a task's changes into its row. `status` on the right-hand side is the stored
-/// one: a final task only takes task_created figures it lacks; otherwise the status moves
+/// Inserts a new task: the upsert without its conflict clause.
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
+    let end = UPSERT_TASK
+        .find("\n ON CONFLICT")
+        .expect("the upsert's conflict clause");
+    UPSERT_TASK[..end].to_owned()
+});
+
+/// Merges a task's changes into its stored row: the upsert's update, with each
+/// `excluded.column` the parameter that column takes in the insert; returns what the row
+/// holds after it.
+static MERGE_TASK: LazyLock<String> = LazyLock::new(|| {
+    let columns_start = UPSERT_TASK.find('(').expect("column list") + 1;
+    let columns_end = UPSERT_TASK
+        .find(")\n VALUES")
+        .expect("end of the column list");
+    let columns: Vec<&str> = UPSERT_TASK[columns_start..columns_end]
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let set_start = UPSERT_TASK
+        .find("DO UPDATE SET")
+        .expect("the upsert's update")
+        + "DO UPDATE SET".len();
+    let set_end = UPSERT_TASK
+        .find("\n RETURNING")
+        .expect("the upsert's returning clause");
+    let mut set = String::new();
+    let mut rest = &UPSERT_TASK[set_start..set_end];
+    while let Some(at) = rest.find("excluded.") {
+        set.push_str(&rest[..at]);
+        rest = &rest[at + "excluded.".len()..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let index = columns
+            .iter()
+            .position(|c| *c == &rest[..name_len])
+            .expect("an inserted column");
+        set.push_str(&format!("?{}", index + 1));
+        rest = &rest[name_len..];
+    }
+    set.push_str(rest);
+    format!("UPDATE tasks SET{set} WHERE execution_id = ?1 RETURNING id, status, completed_ms")
+});
+
+/// A task's changes as one upsert (the text `INSERT_TASK` and `MERGE_TASK` are cut from).
+/// Its update merges them into the stored row; `status` on the right-hand side is the
+/// stored one: a final task only takes task_created figures it lacks; otherwise the status moves
 /// up, first times are kept, and a completion brings its figures.
 const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, chain_id, block_number,
    block_hash, requester, reward, created_ms, received_ms, received_ns, gas_limit, memory_limit,
@@ -347,4 +403,5 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, cha
    wasm_size = IIF(status IN ('completed', 'failed'), wasm_size, COALESCE(excluded.wasm_size, wasm_size)),
    wasm_hash = IIF(status IN ('completed', 'failed'), wasm_hash, COALESCE(excluded.wasm_hash, wasm_hash)),
    cached = IIF(status IN ('completed', 'failed'), cached, COALESCE(excluded.cached, cached))
+ RETURNING id, status, completed_ms
 ";
