@@ -865,9 +865,7 @@ impl AlertSettings {
     }
 
     pub fn resolve(self) -> Result<AlertConfig, InvalidSetting> {
-        let invalid = |key: &'static str, message: String| {
-            InvalidSetting::new(key, message)
-        };
+        let invalid = |key: &'static str, message: String| InvalidSetting::new(key, message);
         let mut channels = Vec::new();
         for spec in self.channel_specs() {
             let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Webhook);

@@ -390,9 +390,9 @@ macro_rules! figure_values {
     };
 }
 
-/// The head of an upsert into the figures table `$table` keyed by `$key`: its columns, then
-/// `SELECT k, st, ` (key and status), followed by `figure_values!` and `figures_add!`.
-macro_rules! figures_insert {
+/// `INSERT INTO $table ($key, status, …sums)`: a task figures table's columns, in the
+/// order of `figure_values!`.
+macro_rules! task_figures_into {
     ($table:literal, $key:literal) => {
         concat!(
             "INSERT INTO ",
@@ -400,8 +400,18 @@ macro_rules! figures_insert {
             " (",
             $key,
             ", status, n, cached, cache_known, elapsed_n,
-               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
-             SELECT k, st, "
+               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)"
+        )
+    };
+}
+
+/// The head of an upsert into the figures table `$table` keyed by `$key`: its columns, then
+/// `SELECT k, st, ` (key and status), followed by `figure_values!` and `figures_add!`.
+macro_rules! figures_insert {
+    ($table:literal, $key:literal) => {
+        concat!(
+            task_figures_into!($table, $key),
+            "\n             SELECT k, st, "
         )
     };
 }
@@ -747,12 +757,8 @@ CREATE INDEX entries_level ON entries (level_id, time_ns) WHERE level_id IN (2, 
 macro_rules! task_figures_add {
     ($table:literal, $key:literal) => {
         concat!(
-            "INSERT INTO ",
-            $table,
-            " (",
-            $key,
-            ", status, n, cached, cache_known, elapsed_n,
-               elapsed_sum, gas_n, gas_sum, e0, e1, e2, e3, e4, e5, e6, e7, g0, g1, g2, g3, g4)
+            task_figures_into!($table, $key),
+            "
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                ?17, ?18, ?19, ?20, ?21, ?22)
              ",
