@@ -449,6 +449,18 @@ pub struct AlertRuleView {
     pub settings: String,
     /// `config` or `dashboard`.
     pub source: String,
+    /// The form that changes the rule: on/off and its settings, as they are now.
+    pub enabled: bool,
+    pub fields: Vec<RuleField>,
+}
+
+/// One editable setting of an alert rule (`after`, `window`: durations like `10m`;
+/// `count`, `percent`: whole numbers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub value: String,
 }
 
 /// One alert channel with its last delivery results (never its address).

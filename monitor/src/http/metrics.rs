@@ -11,19 +11,35 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::model::TaskStatus;
 use crate::source::{Connection, ContainerState};
 use crate::store::WriteHealth;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// Upper bounds of the execution-time buckets the store counts (`<100ms` … `>1m`).
+const EXECUTION_BUCKETS: [&str; 8] = ["0.1", "0.5", "1", "5", "10", "30", "60", "+Inf"];
+
 /// `GET /metrics`
 pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let (totals, ingest) = s
+    let now = s.clock.now_ns();
+    // Every hour up to two days ahead (a node's clock may run early): all the figures.
+    let to_hour = now.div_euclid(NS_PER_HOUR) + 48;
+    let (totals, ingest, node, tasks, earnings) = s
         .store
-        .call(|st| Ok((st.totals()?, st.ingest_state()?)))
+        .call(move |st| {
+            Ok((
+                st.totals()?,
+                st.ingest_state()?,
+                st.node_status()?,
+                st.task_stats(0, to_hour, 0, 24)?,
+                st.earnings_by_day(0, to_hour * NS_PER_HOUR)?,
+            ))
+        })
         .await?;
     let status = s.status.borrow().clone();
-    let now = s.clock.now_ns();
     let mut out = String::with_capacity(4096);
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -60,6 +76,59 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         "gauge",
         "Invoices in the database.",
         &[(String::new(), totals.invoices as f64)],
+    );
+    family(
+        "truebit_earned_gas_units_total",
+        "counter",
+        "What the node earned, in gas units (steps x step gas price + memory x byte gas price of its pay line items), over the invoices in the database.",
+        &[(
+            String::new(),
+            earnings.iter().map(super::figures::earned).sum::<f64>(),
+        )],
+    );
+    let slots = |v: Option<u32>| (String::new(), v.map_or(f64::NAN, f64::from));
+    family(
+        "truebit_slots_used",
+        "gauge",
+        "Task slots in use, as the node last printed (NaN until it has).",
+        &[slots(node.slots_used)],
+    );
+    family(
+        "truebit_slots_total",
+        "gauge",
+        "Task slots the node has, as it last printed (NaN until it has).",
+        &[slots(node.slots_total)],
+    );
+    // Execution times of finished tasks, from the figures the writer keeps per bucket.
+    let finished = tasks
+        .totals
+        .iter()
+        .filter(|t| t.status.is_some_and(TaskStatus::is_final));
+    let (mut buckets, mut count, mut sum_ms) = ([0i64; 8], 0i64, 0i64);
+    for t in finished {
+        for (b, n) in buckets.iter_mut().zip(t.elapsed) {
+            *b += n;
+        }
+        count += t.elapsed_n;
+        sum_ms += t.elapsed_ms_sum;
+    }
+    // A histogram's samples carry their suffix where the others carry labels.
+    let mut cumulative = 0i64;
+    let mut samples: Vec<(String, f64)> = EXECUTION_BUCKETS
+        .iter()
+        .zip(buckets)
+        .map(|(le, n)| {
+            cumulative += n;
+            (format!("_bucket{{le=\"{le}\"}}"), cumulative as f64)
+        })
+        .collect();
+    samples.push(("_sum".to_owned(), sum_ms as f64 / 1e3));
+    samples.push(("_count".to_owned(), count as f64));
+    family(
+        "truebit_execution_seconds",
+        "histogram",
+        "Execution time of finished tasks (start to completion line).",
+        &samples,
     );
     family(
         "truebit_ingest_entries",

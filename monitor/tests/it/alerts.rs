@@ -1662,6 +1662,59 @@ async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_fir
     );
 }
 
+/// The form under a rule on the Alerts page changes it for good: stored, in effect at once,
+/// shown with its new settings; a value that does not read is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_is_changed_from_the_alerts_page() {
+    use truebit_monitor::federation::FederationConfig;
+    let app = crate::http::app_at(
+        crate::http::settings(),
+        0,
+        FederationConfig::default(),
+        1_800_000_000 * 1_000_000_000,
+    )
+    .await;
+    let (cookie, csrf) = app.login().await;
+    let page = html(&app, &cookie, "/alerts").await;
+    assert!(page.contains(r#"data-rule-form="silence""#), "{page}");
+    assert!(page.contains(r#"<input name="after" value="10m""#), "{page}");
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![("csrf_token", csrf.clone())];
+        all.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
+        let body = serde_urlencoded::to_string(all).expect("form");
+        crate::http::request(
+            axum::http::Method::POST,
+            "/alerts/rules/silence",
+            crate::http::Auth::Cookie(&cookie),
+            crate::http::ip(1),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(body))
+        .expect("request")
+    };
+    let r = app
+        .send(post(vec![("enabled", "true"), ("after", "15m")]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/alerts?m=rule");
+    let v = app.get_json("/api/alerts").await;
+    assert_eq!(rule(&v, "silence")["after_seconds"], 900);
+    assert_eq!(rule(&v, "silence")["source"], "database");
+    let page = html(&app, &cookie, "/alerts?m=rule").await;
+    assert!(page.contains("Rule saved"), "{page}");
+    assert!(page.contains(r#"<input name="after" value="15m""#), "{page}");
+
+    let r = app.send(post(vec![("after", "soon")])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("is not a duration"), "{text}");
+    assert_eq!(
+        rule(&app.get_json("/api/alerts").await, "silence")["after_seconds"],
+        900,
+        "nothing changed"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // The engine behind the store's feed
 // ------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ mod backup;
 mod compose;
 mod config;
 mod image;
+mod metrics;
 mod nats;
 mod socket;
 mod systemd;

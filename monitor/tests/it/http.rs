@@ -239,7 +239,7 @@ impl TestApp {
         .await
     }
 
-    async fn get(&self, uri: &str) -> Resp {
+    pub(crate) async fn get(&self, uri: &str) -> Resp {
         self.call(Method::GET, uri, Auth::Bearer(KEY)).await
     }
 
@@ -1967,6 +1967,67 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
     assert!(text.contains(&completed), "{text}");
     assert!(text.contains(&format!("truebit_invoices {}", app.expected.invoices)));
     assert!(text.contains("# TYPE truebit_container_up gauge"));
+
+    // The exposition format: every sample belongs to a family typed before it, and its
+    // line is `name{labels} value`.
+    let sample = regex::Regex::new(r#"^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+-]+|NaN|\+Inf)$"#)
+        .expect("regex");
+    let mut typed: Vec<(String, String)> = Vec::new();
+    let mut values = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("name and type");
+            typed.push((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let caps = sample.captures(line).unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let name = &caps[1];
+        let (family, kind) = typed.last().expect("a TYPE line first");
+        let suffix = name.strip_prefix(family.as_str());
+        let ok = match kind.as_str() {
+            "histogram" => matches!(suffix, Some("_bucket" | "_sum" | "_count")),
+            _ => suffix == Some(""),
+        };
+        assert!(ok, "{line:?} outside its family {family} ({kind})");
+        values.insert(
+            line.rsplit_once(' ').expect("value").0.to_owned(),
+            caps[4].parse::<f64>().unwrap_or(f64::NAN),
+        );
+    }
+    let value = |key: &str| *values.get(key).unwrap_or_else(|| panic!("no {key}"));
+
+    // What a Grafana user charts first: earnings, slots, execution times.
+    let mut earned = 0.0;
+    for day in app.store.earnings_by_day(0, i64::MAX / 2).expect("earnings") {
+        for op in day.operations.iter().filter(|o| o.operation == "pay") {
+            earned += op.value;
+        }
+    }
+    assert!(earned > 0.0);
+    let served = value("truebit_earned_gas_units_total");
+    assert!((served - earned).abs() <= earned * 1e-9, "{served} vs {earned}");
+    let node = app.store.node_status().expect("node");
+    assert_eq!(
+        value("truebit_slots_total"),
+        f64::from(node.slots_total.expect("the fixture prints its slots"))
+    );
+    assert_eq!(
+        value("truebit_slots_used"),
+        f64::from(node.slots_used.expect("slots in use"))
+    );
+    let finished = (app.expected.tasks_completed + app.expected.tasks_failed) as f64;
+    assert_eq!(value("truebit_execution_seconds_count"), finished);
+    assert_eq!(value(r#"truebit_execution_seconds_bucket{le="+Inf"}"#), finished);
+    let mut last = 0.0;
+    for le in ["0.1", "0.5", "1", "5", "10", "30", "60", "+Inf"] {
+        let n = value(&format!(r#"truebit_execution_seconds_bucket{{le="{le}"}}"#));
+        assert!(n >= last, "buckets are cumulative: {le} has {n} < {last}");
+        last = n;
+    }
+    assert!(value("truebit_execution_seconds_sum") > 0.0);
     // The separate METRICS_BIND router needs no key.
     let open = http::metrics_router(app.state.clone());
     let r = open

@@ -1,15 +1,18 @@
 //! `/alerts`: the rules with their states, the channels with their last delivery results
 //! and a test button, the incident history.
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::Uri;
 use serde::Deserialize;
 use truebit_web::format;
-use truebit_web::page::{AlertChannelView, AlertRuleView, AlertsPage, IncidentView, Notice, Stamp};
+use truebit_web::page::{
+    AlertChannelView, AlertRuleView, AlertsPage, IncidentView, Notice, RuleField, Stamp,
+};
 
 use super::view::form_pairs;
 use super::{form, layout, redirect, render, HasCsrf, Operator, PageError, PageResult};
-use crate::alerts::handle::{ChannelView, RuleView};
+use crate::alerts::handle::{ChannelView, RuleUpdate, RuleView, UpdateError};
+use crate::model::alert::human;
 use crate::alerts::rules::RuleState;
 use crate::alerts::{AlertError, Incident};
 use crate::http::error::ApiError;
@@ -24,6 +27,10 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         .find(|(k, _)| k == "m")
         .and_then(|(_, v)| match v.as_str() {
             "sent" => Some(Notice::new("ok", "The test message was sent.")),
+            "rule" => Some(Notice::new(
+                "ok",
+                "Rule saved; it is in effect now and wins over the configuration.",
+            )),
             "failed" => Some(Notice::new(
                 "error",
                 "The channel did not take the test message; its last failure below says why.",
@@ -101,6 +108,21 @@ fn rule_view(r: &RuleView) -> AlertRuleView {
         } else {
             "configuration".to_owned()
         },
+        enabled: r.enabled,
+        fields: r
+            .settings
+            .iter()
+            .filter_map(|name| {
+                let (name, label, value) = match *name {
+                    "after_seconds" => ("after", "After", human(r.after_seconds)),
+                    "window_seconds" => ("window", "Within", human(r.window_seconds)),
+                    "count" => ("count", "Count", r.count.to_string()),
+                    "percent" => ("percent", "Failed %", r.percent.to_string()),
+                    _ => return None,
+                };
+                Some(RuleField { name, label, value })
+            })
+            .collect(),
     }
 }
 
@@ -167,5 +189,94 @@ pub async fn test(State(s): State<AppState>, op: Operator, req: Request) -> Page
         Err(AlertError::Send { error, .. }) => Err(PageError::Api(ApiError::Internal {
             cause: error.to_string(),
         })),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleForm {
+    csrf_token: String,
+    enabled: Option<String>,
+    after: Option<String>,
+    window: Option<String>,
+    count: Option<String>,
+    percent: Option<String>,
+}
+
+impl HasCsrf for RuleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+impl RuleForm {
+    /// The change the form asks for; a value that does not read is a 400 naming it.
+    fn update(&self) -> Result<RuleUpdate, ApiError> {
+        let duration = |field: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| {
+                    crate::http::config::parse_duration(t.trim())
+                        .map(|d| d.as_secs())
+                        .ok_or_else(|| {
+                            ApiError::bad_parameter(
+                                field,
+                                format!("{field}: {t:?} is not a duration (e.g. 90s, 10m, 6h)"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let number = |field: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| {
+                    t.trim().parse::<u64>().map_err(|_| {
+                        ApiError::bad_parameter(field, format!("{field}: {t:?} is not a whole number"))
+                    })
+                })
+                .transpose()
+        };
+        let enabled = match self.enabled.as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                return Err(ApiError::bad_parameter(
+                    "enabled",
+                    format!("enabled: {other:?} is neither true nor false"),
+                ))
+            }
+        };
+        Ok(RuleUpdate {
+            enabled,
+            after_seconds: duration("after", &self.after)?,
+            window_seconds: duration("window", &self.window)?,
+            count: number("count", &self.count)?,
+            percent: number("percent", &self.percent)?,
+        })
+    }
+}
+
+/// `POST /alerts/rules/{rule}`: the form under a rule; stored, in effect at once.
+pub async fn update_rule(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(rule): Path<String>,
+    req: Request,
+) -> PageResult {
+    let f: RuleForm = form(&s, &op, req).await?;
+    let update = f.update().map_err(PageError::Api)?;
+    let h = s
+        .alerts
+        .as_ref()
+        .ok_or(PageError::Api(ApiError::Unavailable))?;
+    match h.update_rule(&rule, update).await {
+        Ok(_) => Ok(redirect("/alerts?m=rule")),
+        Err(UpdateError::UnknownRule(_)) => {
+            Err(PageError::Api(ApiError::NotFound { what: "alert rule" }))
+        }
+        Err(UpdateError::Invalid { field, message }) => Err(PageError::Api(
+            ApiError::bad_parameter(field, format!("{field}: {message}")),
+        )),
+        Err(UpdateError::Store(e)) => Err(PageError::Api(e.into())),
     }
 }

@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/federation/settings", post(federation::settings))
         .route("/alerts", get(alerts::page))
         .route("/alerts/test", post(alerts::test))
+        .route("/alerts/rules/{rule}", post(alerts::update_rule))
         .route("/settings", get(settings::page))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
