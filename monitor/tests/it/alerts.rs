@@ -1677,7 +1677,10 @@ async fn a_rule_is_changed_from_the_alerts_page() {
     let (cookie, csrf) = app.login().await;
     let page = html(&app, &cookie, "/alerts").await;
     assert!(page.contains(r#"data-rule-form="silence""#), "{page}");
-    assert!(page.contains(r#"<input name="after" value="10m""#), "{page}");
+    assert!(
+        page.contains(r#"<input name="after" value="10m""#),
+        "{page}"
+    );
     let post = |fields: Vec<(&'static str, &'static str)>| {
         let mut all = vec![("csrf_token", csrf.clone())];
         all.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
@@ -1702,7 +1705,10 @@ async fn a_rule_is_changed_from_the_alerts_page() {
     assert_eq!(rule(&v, "silence")["source"], "database");
     let page = html(&app, &cookie, "/alerts?m=rule").await;
     assert!(page.contains("Rule saved"), "{page}");
-    assert!(page.contains(r#"<input name="after" value="15m""#), "{page}");
+    assert!(
+        page.contains(r#"<input name="after" value="15m""#),
+        "{page}"
+    );
 
     let r = app.send(post(vec![("after", "soon")])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

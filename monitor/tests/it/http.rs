@@ -1970,8 +1970,10 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
 
     // The exposition format: every sample belongs to a family typed before it, and its
     // line is `name{labels} value`.
-    let sample = regex::Regex::new(r#"^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+-]+|NaN|\+Inf)$"#)
-        .expect("regex");
+    let sample = regex::Regex::new(
+        r#"^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+-]+|NaN|\+Inf)$"#,
+    )
+    .expect("regex");
     let mut typed: Vec<(String, String)> = Vec::new();
     let mut values = std::collections::BTreeMap::new();
     for line in text.lines() {
@@ -1983,7 +1985,9 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
         if line.starts_with("# HELP ") {
             continue;
         }
-        let caps = sample.captures(line).unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let caps = sample
+            .captures(line)
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
         let name = &caps[1];
         let (family, kind) = typed.last().expect("a TYPE line first");
         let suffix = name.strip_prefix(family.as_str());
@@ -2001,14 +2005,21 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
 
     // What a Grafana user charts first: earnings, slots, execution times.
     let mut earned = 0.0;
-    for day in app.store.earnings_by_day(0, i64::MAX / 2).expect("earnings") {
+    for day in app
+        .store
+        .earnings_by_day(0, i64::MAX / 2)
+        .expect("earnings")
+    {
         for op in day.operations.iter().filter(|o| o.operation == "pay") {
             earned += op.value;
         }
     }
     assert!(earned > 0.0);
     let served = value("truebit_earned_gas_units_total");
-    assert!((served - earned).abs() <= earned * 1e-9, "{served} vs {earned}");
+    assert!(
+        (served - earned).abs() <= earned * 1e-9,
+        "{served} vs {earned}"
+    );
     let node = app.store.node_status().expect("node");
     assert_eq!(
         value("truebit_slots_total"),
@@ -2020,7 +2031,10 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
     );
     let finished = (app.expected.tasks_completed + app.expected.tasks_failed) as f64;
     assert_eq!(value("truebit_execution_seconds_count"), finished);
-    assert_eq!(value(r#"truebit_execution_seconds_bucket{le="+Inf"}"#), finished);
+    assert_eq!(
+        value(r#"truebit_execution_seconds_bucket{le="+Inf"}"#),
+        finished
+    );
     let mut last = 0.0;
     for le in ["0.1", "0.5", "1", "5", "10", "30", "60", "+Inf"] {
         let n = value(&format!(r#"truebit_execution_seconds_bucket{{le="{le}"}}"#));

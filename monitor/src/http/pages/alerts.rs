@@ -12,11 +12,11 @@ use truebit_web::page::{
 use super::view::form_pairs;
 use super::{form, layout, redirect, render, HasCsrf, Operator, PageError, PageResult};
 use crate::alerts::handle::{ChannelView, RuleUpdate, RuleView, UpdateError};
-use crate::model::alert::human;
 use crate::alerts::rules::RuleState;
 use crate::alerts::{AlertError, Incident};
 use crate::http::error::ApiError;
 use crate::http::AppState;
+use crate::model::alert::human;
 
 const INCIDENTS: u32 = 50;
 
@@ -230,7 +230,10 @@ impl RuleForm {
             v.as_deref()
                 .map(|t| {
                     t.trim().parse::<u64>().map_err(|_| {
-                        ApiError::bad_parameter(field, format!("{field}: {t:?} is not a whole number"))
+                        ApiError::bad_parameter(
+                            field,
+                            format!("{field}: {t:?} is not a whole number"),
+                        )
                     })
                 })
                 .transpose()

@@ -53,7 +53,10 @@ async fn the_grafana_dashboard_and_the_alert_rules_use_only_served_metrics() {
         "truebit_ingest_last_entry_age_seconds",
         "truebit_alert_firing",
     ] {
-        assert!(served.contains(family), "/metrics lacks {family}: {served:?}");
+        assert!(
+            served.contains(family),
+            "/metrics lacks {family}: {served:?}"
+        );
     }
 
     let dashboard: serde_json::Value =
@@ -70,13 +73,22 @@ async fn the_grafana_dashboard_and_the_alert_rules_use_only_served_metrics() {
             let names = families_in(expr, &served);
             assert!(!names.is_empty(), "{title}: {expr} uses no monitor series");
             for n in names {
-                assert!(served.contains(&n), "{title}: {n} is not served by /metrics");
+                assert!(
+                    served.contains(&n),
+                    "{title}: {n} is not served by /metrics"
+                );
                 used.insert(n);
             }
         }
     }
-    for wanted in ["truebit_earned_gas_units_total", "truebit_execution_seconds"] {
-        assert!(used.contains(wanted), "the dashboard does not chart {wanted}");
+    for wanted in [
+        "truebit_earned_gas_units_total",
+        "truebit_execution_seconds",
+    ] {
+        assert!(
+            used.contains(wanted),
+            "the dashboard does not chart {wanted}"
+        );
     }
 
     let rules: serde_yaml::Value =
@@ -86,10 +98,19 @@ async fn the_grafana_dashboard_and_the_alert_rules_use_only_served_metrics() {
     for rule in rules {
         let alert = rule["alert"].as_str().expect("alert name");
         let expr = rule["expr"].as_str().expect("expr");
-        assert!(rule["labels"]["severity"].as_str().is_some(), "{alert}: severity");
-        assert!(rule["annotations"]["summary"].as_str().is_some(), "{alert}: summary");
+        assert!(
+            rule["labels"]["severity"].as_str().is_some(),
+            "{alert}: severity"
+        );
+        assert!(
+            rule["annotations"]["summary"].as_str().is_some(),
+            "{alert}: summary"
+        );
         for n in families_in(expr, &served) {
-            assert!(served.contains(&n), "{alert}: {n} is not served by /metrics");
+            assert!(
+                served.contains(&n),
+                "{alert}: {n} is not served by /metrics"
+            );
         }
     }
     let scrape: serde_yaml::Value =
