@@ -44,6 +44,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     newestInView(document);
+    // On a phone the navigation scrolls sideways: keep the current page's link in view.
+    var here = document.querySelector(".nav [aria-current]");
+    var nav = here && here.parentNode;
+    if (nav && nav.scrollWidth > nav.clientWidth) {
+      nav.scrollLeft = here.offsetLeft - (nav.clientWidth - here.offsetWidth) / 2;
+    }
     var button = document.getElementById("theme-toggle");
     if (!button) { return; }
     function label() {

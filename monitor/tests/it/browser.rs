@@ -1227,37 +1227,53 @@ async fn the_overview_counts_follow_new_tasks_without_a_reload() {
     let (more, after, _, _) = todays_fixture(12, 2);
     std::fs::write(&node_log, &first).expect("fixture");
     let (monitor, b) = follow_file(dir.path(), &node_log).await;
-    let today = "[data-period=today] [data-figure=completed]";
+    // Read in one script: the live refresh may replace the element between a lookup and
+    // a read.
+    let today = async || {
+        b.js(
+            "var e = document.querySelector('[data-period=today] [data-figure=completed]'); \
+              return e ? e.textContent.trim() : '';",
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    };
+    let recent_rows = async || {
+        b.js("return document.querySelectorAll('#recent tbody tr').length;")
+            .await
+            .as_u64()
+            .unwrap_or(0)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         b.goto("/").await;
-        if b.text(today).await == before.tasks_completed.to_string() {
+        if today().await == before.tasks_completed.to_string() {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the first tasks were not shown: {}\n{}",
-            b.text(today).await,
+            today().await,
             monitor.log_text()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let rows = b.texts("#recent tbody tr").await.len();
-    assert_eq!(rows as u64, before.tasks_created);
+    assert_eq!(recent_rows().await, before.tasks_created);
 
     append(&node_log, &more);
     let want = (before.tasks_completed + after.tasks_completed).to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while b.text(today).await != want {
+    while today().await != want {
         assert!(
             Instant::now() < deadline,
             "today's count did not follow: {} (want {want})",
-            b.text(today).await
+            today().await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        b.texts("#recent tbody tr").await.len() as u64,
+        recent_rows().await,
         before.tasks_created + after.tasks_created,
         "the latest tasks follow too"
     );
@@ -1315,6 +1331,30 @@ async fn hostile_node_values_fit_a_phone() {
         at_the_end,
         json!([true, true]),
         "the hourly chart on a phone"
+    );
+    // The header is one row, and a log line's message is on screen without scrolling.
+    let header = b
+        .js("return document.querySelector('header.top').getBoundingClientRect().height;")
+        .await;
+    assert!(
+        header.as_f64().is_some_and(|h| h < 56.0),
+        "the header on a phone is {header} px high"
+    );
+    b.goto("/logs").await;
+    let message = b
+        .js(
+            "var cells = document.querySelectorAll('#log-table td.msg'); \
+             var right = 0, left = 1e9, narrow = 1e9; \
+             for (var i = 0; i < cells.length; i++) { var r = cells[i].getBoundingClientRect(); \
+               right = Math.max(right, r.right); left = Math.min(left, r.left); \
+               narrow = Math.min(narrow, r.width); } \
+             return [cells.length > 0 && left >= 0, right <= window.innerWidth, narrow > 200];",
+        )
+        .await;
+    assert_eq!(
+        message,
+        json!([true, true, true]),
+        "the log message on a phone"
     );
     b.goto("/tasks").await;
     let titles = b.attrs("td.node[title]", "title").await;
