@@ -1545,6 +1545,20 @@ async fn the_api_shows_rules_and_channels_changes_a_rule_for_good_and_tests_a_ch
 // The Alerts page and the banner (in-process, as the pages tests)
 // ------------------------------------------------------------------------------------------
 
+/// The in-process test app (alerts running, a webhook channel that cannot be reached)
+/// with an operator session: the app, its cookie and CSRF token.
+async fn logged_in_app() -> (crate::http::TestApp, String, String) {
+    let app = crate::http::app_at(
+        crate::http::settings(),
+        0,
+        truebit_monitor::federation::FederationConfig::default(),
+        1_800_000_000 * 1_000_000_000,
+    )
+    .await;
+    let (cookie, csrf) = app.login().await;
+    (app, cookie, csrf)
+}
+
 async fn html(app: &crate::http::TestApp, cookie: &str, uri: &str) -> String {
     let r = app
         .call(
@@ -1559,16 +1573,8 @@ async fn html(app: &crate::http::TestApp, cookie: &str, uri: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_firing_banner() {
-    use truebit_monitor::federation::FederationConfig;
     use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
-    let app = crate::http::app_at(
-        crate::http::settings(),
-        0,
-        FederationConfig::default(),
-        1_800_000_000 * 1_000_000_000,
-    )
-    .await;
-    let (cookie, csrf) = app.login().await;
+    let (app, cookie, csrf) = logged_in_app().await;
     let page = html(&app, &cookie, "/alerts").await;
     assert!(
         page.contains(r#"<tr data-rule="container_down">"#),
@@ -1634,21 +1640,13 @@ async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_fir
     );
 
     // The test button: the channel cannot be reached; the page says so and why.
-    let body = serde_urlencoded::to_string([("csrf_token", csrf.as_str()), ("channel", "webhook")])
-        .expect("form");
-    let r = app
-        .send(
-            crate::http::request(
-                axum::http::Method::POST,
-                "/alerts/test",
-                crate::http::Auth::Cookie(&cookie),
-                crate::http::ip(1),
-            )
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(axum::body::Body::from(body))
-            .expect("request"),
-        )
-        .await;
+    let r = crate::pages::post_form(
+        &app,
+        "/alerts/test",
+        &cookie,
+        &[("csrf_token", csrf.as_str()), ("channel", "webhook")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers["location"], "/alerts?m=failed");
     let page = html(&app, &cookie, "/alerts?m=failed").await;
@@ -1666,38 +1664,19 @@ async fn the_alerts_page_shows_rules_channels_and_incidents_and_every_page_a_fir
 /// shown with its new settings; a value that does not read is refused naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_is_changed_from_the_alerts_page() {
-    use truebit_monitor::federation::FederationConfig;
-    let app = crate::http::app_at(
-        crate::http::settings(),
-        0,
-        FederationConfig::default(),
-        1_800_000_000 * 1_000_000_000,
-    )
-    .await;
-    let (cookie, csrf) = app.login().await;
+    let (app, cookie, csrf) = logged_in_app().await;
     let page = html(&app, &cookie, "/alerts").await;
     assert!(page.contains(r#"data-rule-form="silence""#), "{page}");
     assert!(
         page.contains(r#"<input name="after" value="10m""#),
         "{page}"
     );
-    let post = |fields: Vec<(&'static str, &'static str)>| {
-        let mut all = vec![("csrf_token", csrf.clone())];
-        all.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
-        let body = serde_urlencoded::to_string(all).expect("form");
-        crate::http::request(
-            axum::http::Method::POST,
-            "/alerts/rules/silence",
-            crate::http::Auth::Cookie(&cookie),
-            crate::http::ip(1),
-        )
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(axum::body::Body::from(body))
-        .expect("request")
+    let post = async |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        crate::pages::post_form(&app, "/alerts/rules/silence", &cookie, &all).await
     };
-    let r = app
-        .send(post(vec![("enabled", "true"), ("after", "15m")]))
-        .await;
+    let r = post(&[("enabled", "true"), ("after", "15m")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers["location"], "/alerts?m=rule");
     let v = app.get_json("/api/alerts").await;
@@ -1710,7 +1689,7 @@ async fn a_rule_is_changed_from_the_alerts_page() {
         "{page}"
     );
 
-    let r = app.send(post(vec![("after", "soon")])).await;
+    let r = post(&[("after", "soon")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let text = String::from_utf8_lossy(&r.body);
     assert!(text.contains("is not a duration"), "{text}");

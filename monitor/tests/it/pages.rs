@@ -41,7 +41,12 @@ async fn page(app: &TestApp, cookie: &str, uri: &str) -> String {
 }
 
 /// Posts a form with these fields (and the session cookie).
-async fn post_form(app: &TestApp, uri: &str, cookie: &str, fields: &[(&str, &str)]) -> Resp {
+pub(crate) async fn post_form(
+    app: &TestApp,
+    uri: &str,
+    cookie: &str,
+    fields: &[(&str, &str)],
+) -> Resp {
     post_form_with(app, uri, cookie, fields, &[]).await
 }
 

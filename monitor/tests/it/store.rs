@@ -47,6 +47,14 @@ fn open(db: &Db) -> Store {
     Store::open(config(db)).expect("open store")
 }
 
+/// A store whose disk is full: clamped to the size of the fresh database, no room for
+/// new pages (`Store::set_max_page_count` gives it room again).
+fn full_disk(db: &Db) -> Store {
+    let mut config = config(db);
+    config.max_page_count = Some(1);
+    Store::open(config).expect("open")
+}
+
 /// An entry on line `line`, logged at `T0 + line` seconds (node clock) and received by
 /// Docker 5 ns after that second.
 fn entry(line: i64, kind: Kind, message: &str, event: Option<Event>) -> Entry {
@@ -1044,10 +1052,7 @@ fn task_retention_prunes_old_tasks_invoices_and_container_events_when_set() {
 #[test]
 fn full_disk_keeps_the_batches_and_commits_them_once_space_returns() {
     let db = temp_db();
-    let mut config = config(&db);
-    // Clamped to the size of the fresh database: no room for new pages.
-    config.max_page_count = Some(1);
-    let store = Store::open(config).expect("open");
+    let store = full_disk(&db);
 
     let message = "x".repeat(300);
     let first: Vec<Entry> = (1..=500).map(|i| log(i, &message)).collect();
@@ -1093,10 +1098,8 @@ fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pi
     use truebit_monitor::parser::ParserConfig;
 
     let db = temp_db();
-    let mut config = config(&db);
-    // A full disk: the writer keeps its first transaction and retries it.
-    config.max_page_count = Some(1);
-    let store = Store::open(config).expect("open");
+    // The writer keeps its first transaction and retries it.
+    let store = full_disk(&db);
 
     // 20,000 node lines of about 1 KB (20 MB), fed the way a live source feeds them.
     const LINES: i64 = 20_000;
@@ -1170,9 +1173,7 @@ fn a_writer_that_cannot_commit_holds_back_a_few_batches_of_text_not_a_growing_pi
 #[test]
 fn closing_while_the_disk_is_full_reports_what_was_not_committed() {
     let db = temp_db();
-    let mut config = config(&db);
-    config.max_page_count = Some(1);
-    let store = Store::open(config).expect("open");
+    let store = full_disk(&db);
     let message = "x".repeat(300);
     store
         .submit(batch(
@@ -1644,9 +1645,7 @@ fn the_feed_tells_what_each_commit_stored_once_it_committed() {
 #[test]
 fn a_failing_commit_reaches_the_feed_only_once_it_succeeds() {
     let db = temp_db();
-    let mut config = config(&db);
-    config.max_page_count = Some(1);
-    let store = Store::open(config).expect("open");
+    let store = full_disk(&db);
     let mut feed = store.subscribe();
     let message = "x".repeat(300);
     store
