@@ -104,10 +104,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A one-shot import only talks when something is wrong, unless asked otherwise.
+    // A one-shot command (import, password, api-key, alert) only talks when something is
+    // wrong, unless asked otherwise.
     let quiet_import = matches!(
         cli.command,
-        Some(Command::Import { .. } | Command::Password { .. } | Command::ApiKey { .. })
+        Some(
+            Command::Import { .. }
+                | Command::Password { .. }
+                | Command::ApiKey { .. }
+                | Command::Alert { .. }
+        )
     ) && cli.settings.log_level.is_none();
     init_tracing(if quiet_import {
         "warn"
@@ -219,7 +225,10 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Import { files, json } => import(config, &files, json),
         Command::Password { action } => http::admin::password(action, &config),
         Command::ApiKey { action } => http::admin::api_key(action, &config),
-        Command::Alert { action } => alerts::cli::run(action, &config),
+        Command::Alert { action } => {
+            let store = truebit_monitor::store::Store::open(app::store_config(&config))?;
+            alerts::cli::run(action, &config, store)
+        }
     }
 }
 

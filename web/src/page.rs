@@ -468,6 +468,10 @@ pub struct RuleField {
 pub struct AlertChannelView {
     pub name: String,
     pub kind: String,
+    /// Where its settings come from, in words.
+    pub source: String,
+    /// Which settings are set (never their values), e.g. "url, secret".
+    pub set: String,
     pub delivered: String,
     pub failures: String,
     pub queued: String,
@@ -496,6 +500,8 @@ pub struct AlertsPage {
     pub available: bool,
     pub rules: Vec<AlertRuleView>,
     pub channels: Vec<AlertChannelView>,
+    /// The kinds a channel can be, for the form that adds one.
+    pub kinds: Vec<&'static str>,
     pub incidents: Vec<IncidentView>,
     pub heartbeat: bool,
     pub message: Option<Notice>,

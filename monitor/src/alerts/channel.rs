@@ -82,6 +82,23 @@ impl Channel {
             Target::Email(_) => Kind::Email,
         }
     }
+
+    /// The settings that have a value (`url`, `secret`, `chat_id`, `to`, `from`), to show
+    /// which are set without showing them.
+    pub fn fields_set(&self) -> Vec<&'static str> {
+        match &self.target {
+            Target::Webhook { secret, .. } | Target::Ntfy { token: secret, .. } => {
+                let mut set = vec!["url"];
+                if secret.is_some() {
+                    set.push("secret");
+                }
+                set
+            }
+            Target::Telegram { .. } => vec!["url", "secret", "chat_id"],
+            Target::Discord { .. } | Target::Slack { .. } => vec!["url"],
+            Target::Email(_) => vec!["url", "to", "from"],
+        }
+    }
 }
 
 #[derive(Clone)]

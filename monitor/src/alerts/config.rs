@@ -465,7 +465,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(10),
             retry_min: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
-            group_window: Duration::from_secs(2),
+            group_window: Duration::from_secs(1),
             summary_after: 20,
         }
     }
@@ -485,6 +485,9 @@ impl Delivery {
 #[derive(Clone, Debug, Default)]
 pub struct AlertConfig {
     pub channels: Vec<Channel>,
+    /// The definitions `channels` were built from (so the dashboard can change one
+    /// field of a configured channel and keep the others).
+    pub specs: Vec<ChannelSpec>,
     pub delivery: Delivery,
     /// The dead-man heartbeat, when HEARTBEAT_URL is set.
     pub heartbeat: Option<Heartbeat>,
@@ -492,8 +495,9 @@ pub struct AlertConfig {
     pub rules: RuleSet,
 }
 
-/// One channel's definition before validation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// One channel's definition before validation. Its `Debug` shows the name and kind only
+/// (URLs and secrets may carry credentials).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ChannelSpec {
     pub name: String,
     /// `webhook`, `telegram`, `discord`, `slack`, `ntfy` or `email`.
@@ -509,6 +513,15 @@ pub struct ChannelSpec {
     pub to: Option<String>,
     /// E-mail sender.
     pub from: Option<String>,
+}
+
+impl std::fmt::Debug for ChannelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSpec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A field of [`ChannelSpec`].
@@ -867,7 +880,8 @@ impl AlertSettings {
     pub fn resolve(self) -> Result<AlertConfig, InvalidSetting> {
         let invalid = |key: &'static str, message: String| InvalidSetting::new(key, message);
         let mut channels = Vec::new();
-        for spec in self.channel_specs() {
+        let specs = self.channel_specs();
+        for spec in &specs {
             let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Webhook);
             channels.push(
                 spec.validate()
@@ -954,6 +968,7 @@ impl AlertSettings {
         let defaults = Delivery::default();
         Ok(AlertConfig {
             channels,
+            specs,
             delivery: Delivery {
                 timeout,
                 retry_min: defaults.retry_min.min(retry_max),

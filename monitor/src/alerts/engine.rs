@@ -2,7 +2,8 @@
 //! change through [`Alerts::step`] (state, incident and outbox rows in one transaction),
 //! and the optional dead-man heartbeat.
 //!
-//! It wakes up on a tick (every second), on a change of the source's status, and on the
+//! It wakes up on a tick (every second), when a pending rule is due to fire (or a firing
+//! one to be reminded), on a change of the source's status, and on the
 //! store's feed of commits when a commit carries container events or the write health
 //! changes; commits with log lines only note the time of the newest line. The feed is a
 //! broadcast that never waits: when this task falls behind it loses changes
@@ -26,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use truebit_clock::Clock;
 
-use super::rules::{conditions, step, Observation, RuleSet, RuleState, RuleStatus};
+use super::rules::{conditions, due_ns, step, Observation, RuleSet, RuleState, RuleStatus};
 use super::{Alerts, Rule};
 use crate::model::UnixNanos;
 use crate::source::{Connection, ContainerState, SourceStatus};
@@ -135,6 +136,7 @@ impl Engine {
             started_ns,
             published: states_tx,
             figures_failed: false,
+            evaluated_ns: 0,
         };
         tasks.push(tokio::spawn(run.run(feed, shutdown)));
         Engine {
@@ -183,6 +185,8 @@ struct Run {
     started_ns: UnixNanos,
     published: watch::Sender<RuleStates>,
     figures_failed: bool,
+    /// When the rules were last evaluated.
+    evaluated_ns: UnixNanos,
 }
 
 impl Run {
@@ -192,9 +196,11 @@ impl Run {
         let mut feed_open = true;
         let mut status_open = true;
         loop {
+            let due = self.next_due();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                () = sleep_until_ns(&self.clock, due.unwrap_or(0)), if due.is_some() => {}
                 () = self.shared.wake.notified() => {}
                 changed = self.status.changed(), if status_open => {
                     status_open = changed.is_ok();
@@ -220,6 +226,18 @@ impl Run {
         }
     }
 
+    /// The soonest time after the last evaluation at which a rule changes by itself (see
+    /// [`due_ns`]). One that was due at an evaluation and did not change (its condition
+    /// unknown, its write failed) is left to the tick.
+    fn next_due(&self) -> Option<UnixNanos> {
+        let rules = self.shared.rules();
+        self.states
+            .iter()
+            .filter_map(|(rule, status)| due_ns(status, rules.get(*rule).after, rules.reminder))
+            .filter(|due| *due > self.evaluated_ns)
+            .min()
+    }
+
     /// Evaluates every rule once and writes what changed.
     async fn evaluate(&mut self) {
         if !self.loaded {
@@ -235,6 +253,7 @@ impl Run {
             }
         }
         let now = self.clock.now_ns();
+        self.evaluated_ns = now;
         let seen = self.observe(now).await;
         let rules = self.shared.rules();
         for (rule, condition) in conditions(&seen, &rules, now) {
@@ -442,4 +461,13 @@ async fn run_heartbeat(
             }
         }
     }
+}
+
+/// Sleeps until the clock reads `at_ns` (at once when that has passed). With a test
+/// clock that does not move by itself, the tick still evaluates.
+async fn sleep_until_ns(clock: &Clock, at_ns: UnixNanos) {
+    let wait = at_ns.saturating_sub(clock.now_ns());
+    // A millisecond late rather than a few microseconds early: the rule must be due.
+    let wait = Duration::from_nanos(wait.max(0).unsigned_abs()) + Duration::from_millis(1);
+    tokio::time::sleep(wait).await;
 }

@@ -3,9 +3,16 @@
 //! configuration, with the operator's stored changes winning), and [`AlertsHandle`] is
 //! the control the HTTP API, the pages and /metrics use: the rules with their states,
 //! the channels (never their addresses or secrets) with their delivery results, the
-//! incident history, a rule's settings change, a channel's test message.
+//! incident history, a rule's settings change, a channel's test message, and channels
+//! defined, changed and deleted by the operator.
+//!
+//! Channels come from the configuration (`ALERT_*`, each named after its kind) and from
+//! the database (defined or changed in the dashboard or the API). A stored channel wins
+//! over the configuration's of the same name, also after a restart; deleting a configured
+//! channel stores that it was deleted. Secrets are write-only: nothing here returns a
+//! channel's URL, token, secret or addresses, only which of its settings are set.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,12 +21,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use truebit_clock::Clock;
 
-use super::config::AlertConfig;
+use super::config::{AlertConfig, ChannelError, ChannelSpec};
 use super::engine::{Engine, EngineConfig, RuleStates, Shared};
 use super::rules::{RuleConfig, RuleSet, RuleState, RuleStatus};
-use super::{AlertError, Alerts, Incident, Rule};
+use super::{AlertError, Alerts, Channel, Incident, Rule};
 use crate::model::UnixNanos;
 use crate::source::SourceStatus;
+use crate::store::alerts::ChannelRow;
 use crate::store::{Store, StoreError};
 
 /// Longest duration a rule takes (7 days), in seconds.
@@ -56,6 +64,15 @@ impl AlertService {
         shutdown: CancellationToken,
     ) -> Result<AlertService, AlertError> {
         let stored = store.call(Store::alert_rule_settings).await?;
+        let defined = channels_in_effect(&store, config).await?;
+        let sources = defined
+            .iter()
+            .map(|d| (d.channel.name.clone(), (d.spec.clone(), d.source)))
+            .collect();
+        let config = &AlertConfig {
+            channels: defined.into_iter().map(|d| d.channel).collect(),
+            ..config.clone()
+        };
         let mut rules = config.rules.clone();
         let changed: HashSet<Rule> = stored.iter().map(|(r, _)| *r).collect();
         for (rule, settings) in stored {
@@ -84,6 +101,7 @@ impl AlertService {
             states: engine.states(),
             configured: Arc::new(config.rules.clone()),
             changed: Arc::new(Mutex::new(changed)),
+            defined: Arc::new(tokio::sync::Mutex::new(sources)),
             heartbeat: config.heartbeat.is_some(),
             clock: options.clock,
         };
@@ -116,6 +134,9 @@ pub struct AlertsHandle {
     configured: Arc<RuleSet>,
     /// Rules whose settings the operator changed (stored; they win).
     changed: Arc<Mutex<HashSet<Rule>>>,
+    /// Each channel's definition and where it comes from, by name; also serializes
+    /// channel changes (store, then the running channels).
+    defined: Arc<tokio::sync::Mutex<HashMap<String, (ChannelSpec, Source)>>>,
     heartbeat: bool,
     clock: Clock,
 }
@@ -140,11 +161,174 @@ pub struct RuleView {
     pub details: String,
 }
 
+/// Where a channel's definition comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `ALERT_*` settings (file, environment).
+    Config,
+    /// Defined or changed in the dashboard or the API (wins over the configuration).
+    Database,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Database => "database",
+        }
+    }
+}
+
+/// A channel in effect: built, with the definition it was built from.
+#[derive(Clone, Debug)]
+pub struct Defined {
+    pub channel: Channel,
+    pub spec: ChannelSpec,
+    pub source: Source,
+}
+
+/// The channels in effect: the configuration's, with the operator's stored channels
+/// (and deletions) winning by name. A stored channel that no longer validates is left
+/// out with a warning that names it (its row is kept, so it can be corrected).
+pub async fn channels_in_effect(
+    store: &Store,
+    config: &AlertConfig,
+) -> Result<Vec<Defined>, StoreError> {
+    let rows = store.call(Store::alert_channel_rows).await?;
+    let mut defined: Vec<Defined> = config
+        .channels
+        .iter()
+        .map(|channel| Defined {
+            channel: channel.clone(),
+            spec: config
+                .specs
+                .iter()
+                .find(|s| s.name == channel.name)
+                .cloned()
+                .unwrap_or_else(|| ChannelSpec {
+                    name: channel.name.clone(),
+                    kind: channel.kind().as_str().to_owned(),
+                    ..ChannelSpec::default()
+                }),
+            source: Source::Config,
+        })
+        .collect();
+    for row in rows {
+        defined.retain(|d| d.channel.name != row.name);
+        if row.deleted {
+            continue;
+        }
+        let spec = spec_of(row);
+        match spec.validate() {
+            Ok(channel) => defined.push(Defined {
+                channel,
+                spec,
+                source: Source::Database,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "alerts: a channel stored in the database is not valid; not used until it is changed")
+            }
+        }
+    }
+    Ok(defined)
+}
+
+/// The definition a stored row holds.
+fn spec_of(row: ChannelRow) -> ChannelSpec {
+    ChannelSpec {
+        name: row.name,
+        kind: row.kind,
+        url: row.url,
+        secret: row.secret,
+        chat_id: row.chat_id,
+        to: row.to,
+        from: row.from,
+    }
+}
+
+/// The row that stores `spec` (fields trimmed; empty ones unset).
+fn row_of(spec: &ChannelSpec) -> ChannelRow {
+    let field = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    ChannelRow {
+        name: spec.name.trim().to_owned(),
+        kind: spec.kind.trim().to_owned(),
+        url: field(&spec.url),
+        secret: field(&spec.secret),
+        chat_id: field(&spec.chat_id),
+        to: field(&spec.to),
+        from: field(&spec.from),
+        deleted: false,
+    }
+}
+
+/// A change of a channel's settings: an absent field stays as it is, an empty one is
+/// unset.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChannelPatch {
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub chat_id: Option<String>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+}
+
+impl std::fmt::Debug for ChannelPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: only which fields are given.
+        f.debug_struct("ChannelPatch")
+            .field("kind", &self.kind)
+            .field("url", &self.url.is_some())
+            .field("secret", &self.secret.is_some())
+            .field("chat_id", &self.chat_id.is_some())
+            .field("to", &self.to.is_some())
+            .field("from", &self.from.is_some())
+            .finish()
+    }
+}
+
+impl ChannelPatch {
+    fn apply(self, spec: &ChannelSpec) -> ChannelSpec {
+        let pick = |new: Option<String>, old: &Option<String>| new.or_else(|| old.clone());
+        ChannelSpec {
+            name: spec.name.clone(),
+            kind: self.kind.unwrap_or_else(|| spec.kind.clone()),
+            url: pick(self.url, &spec.url),
+            secret: pick(self.secret, &spec.secret),
+            chat_id: pick(self.chat_id, &spec.chat_id),
+            to: pick(self.to, &spec.to),
+            from: pick(self.from, &spec.from),
+        }
+    }
+}
+
+/// Why a channel change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelChangeError {
+    #[error("no alert channel {0:?}")]
+    Unknown(String),
+    #[error("an alert channel {0:?} exists already; change it instead")]
+    Exists(String),
+    #[error(transparent)]
+    Invalid(#[from] ChannelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A channel (its kind and name: never its address or secret) and its delivery results.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChannelView {
     pub name: String,
     pub kind: &'static str,
+    /// `config` (ALERT_* settings) or `database` (defined or changed here).
+    pub source: &'static str,
+    /// Which of `url`, `secret`, `chat_id`, `to`, `from` have a value (never the values).
+    pub set: Vec<&'static str>,
     pub queued: u64,
     pub messages_total: u64,
     pub delivered_total: u64,
@@ -317,16 +501,20 @@ impl AlertsHandle {
         self.states.borrow().is_some()
     }
 
-    /// The configured channels with their delivery results.
+    /// The channels in effect with their delivery results.
     pub async fn channels(&self) -> Result<Vec<ChannelView>, StoreError> {
         let stats = self.alerts.stats().await?;
-        Ok(self
-            .alerts
-            .channels()
-            .zip(stats)
+        let defined = self.defined.lock().await;
+        Ok(stats
+            .into_iter()
             .map(|(c, s)| ChannelView {
-                name: c.name.clone(),
                 kind: c.kind().as_str(),
+                source: defined
+                    .get(&c.name)
+                    .map_or(Source::Config, |(_, source)| *source)
+                    .as_str(),
+                set: c.fields_set(),
+                name: c.name,
                 queued: s.queued,
                 messages_total: s.messages_total,
                 delivered_total: s.delivered_total,
@@ -389,10 +577,92 @@ impl AlertsHandle {
             .ok_or_else(|| UpdateError::UnknownRule(id.to_owned()))
     }
 
+    /// One channel in effect with its delivery results.
+    async fn channel(&self, name: &str) -> Result<ChannelView, ChannelChangeError> {
+        self.channels()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ChannelChangeError::Unknown(name.to_owned()))
+    }
+
+    /// Defines a new channel: validated, stored (it wins over the configuration from now
+    /// on) and in effect at once. A name in use is refused.
+    pub async fn create_channel(
+        &self,
+        spec: ChannelSpec,
+    ) -> Result<ChannelView, ChannelChangeError> {
+        self.put(spec_of(row_of(&spec)), true).await
+    }
+
+    /// Changes a channel's settings (absent fields stay, empty ones are unset): stored
+    /// and in effect at once; what was queued for it goes out through the new settings.
+    pub async fn update_channel(
+        &self,
+        name: &str,
+        patch: ChannelPatch,
+    ) -> Result<ChannelView, ChannelChangeError> {
+        let current = {
+            let defined = self.defined.lock().await;
+            defined
+                .get(name)
+                .map(|(spec, _)| spec.clone())
+                .ok_or_else(|| ChannelChangeError::Unknown(name.chars().take(64).collect()))?
+        };
+        self.put(spec_of(row_of(&patch.apply(&current))), false)
+            .await
+    }
+
+    async fn put(&self, spec: ChannelSpec, new: bool) -> Result<ChannelView, ChannelChangeError> {
+        let mut defined = self.defined.lock().await;
+        if new && defined.contains_key(spec.name.as_str()) {
+            return Err(ChannelChangeError::Exists(spec.name));
+        }
+        let channel = spec.validate()?;
+        let row = row_of(&spec);
+        let now = self.clock.now_ns();
+        self.alerts
+            .store()
+            .call(move |s| s.alert_put_channel(row, now))
+            .await?;
+        let name = channel.name.clone();
+        let kind = channel.kind().as_str();
+        self.alerts.put_channel(channel);
+        defined.insert(name.clone(), (spec, Source::Database));
+        drop(defined);
+        tracing::info!(alert.channel = %name, alert.kind = kind, "alert channel stored");
+        self.channel(&name).await
+    }
+
+    /// Deletes a channel: what was queued for it and its delivery results go with it; a
+    /// channel of the configuration stays deleted (stored) until it is defined again.
+    pub async fn delete_channel(&self, name: &str) -> Result<ChannelView, ChannelChangeError> {
+        let last = self.channel(name).await?;
+        let mut defined = self.defined.lock().await;
+        let Some((spec, _)) = defined.get(name) else {
+            return Err(ChannelChangeError::Unknown(name.chars().take(64).collect()));
+        };
+        let row = ChannelRow {
+            name: name.to_owned(),
+            kind: spec.kind.clone(),
+            deleted: true,
+            ..ChannelRow::default()
+        };
+        let now = self.clock.now_ns();
+        self.alerts
+            .store()
+            .call(move |s| s.alert_put_channel(row, now))
+            .await?;
+        self.alerts.remove_channel(name);
+        defined.remove(name);
+        tracing::info!(alert.channel = %name, "alert channel deleted");
+        Ok(last)
+    }
+
     /// Sends a test message to the channel called `name` now and says whether it took
     /// it; an unknown name is an error.
     pub async fn test_channel(&self, name: &str) -> Result<TestResult, AlertError> {
-        let kind = super::outbox::find(self.alerts.channels(), name)?
+        let kind = super::outbox::find(self.alerts.channels().iter(), name)?
             .kind()
             .as_str();
         let (sent, error) = match self.alerts.send_test(name).await {

@@ -12,7 +12,7 @@
 //! ingest never do. Delivery is at least once: if the monitor stops between a channel
 //! accepting a message and the rows leaving the outbox, the message is sent again.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -50,23 +50,43 @@ pub struct Alerts {
 impl std::fmt::Debug for Alerts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Alerts")
-            .field("channels", &self.inner.lanes.len())
+            .field("channels", &self.inner.lanes().len())
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
     store: Store,
-    lanes: Vec<Lane>,
+    /// The channels in effect, in the order they were defined; changed by
+    /// [`Alerts::put_channel`] and [`Alerts::remove_channel`].
+    lanes: RwLock<Vec<Arc<Lane>>>,
     sender: Sender,
     delivery: Delivery,
     dashboard_url: Option<String>,
+    shutdown: CancellationToken,
 }
 
-/// A channel and the signal that something was queued for it.
+impl Inner {
+    fn lanes(&self) -> Vec<Arc<Lane>> {
+        self.lanes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn wake_all(&self) {
+        for lane in self.lanes() {
+            lane.wake.notify_one();
+        }
+    }
+}
+
+/// A channel, the signal that something was queued for it, and the stop of its task
+/// (when the channel is changed or deleted, or the monitor stops).
 struct Lane {
     channel: Channel,
     wake: Notify,
+    stop: CancellationToken,
 }
 
 impl Alerts {
@@ -81,36 +101,85 @@ impl Alerts {
     ) -> Result<Alerts, SendError> {
         let inner = Arc::new(Inner {
             store,
-            lanes: config
-                .channels
-                .iter()
-                .map(|channel| Lane {
-                    channel: channel.clone(),
-                    wake: Notify::new(),
-                })
-                .collect(),
+            lanes: RwLock::new(Vec::new()),
             sender: Sender::new(config.delivery.timeout)?,
             delivery: config.delivery,
             dashboard_url,
+            shutdown,
         });
-        let tasks = (0..inner.lanes.len())
-            .map(|index| tokio::spawn(run_lane(Arc::clone(&inner), index, shutdown.clone())))
-            .collect();
-        Ok(Alerts {
+        let alerts = Alerts {
             inner,
-            tasks: Arc::new(Mutex::new(tasks)),
-        })
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        for channel in &config.channels {
+            alerts.put_channel(channel.clone());
+        }
+        Ok(alerts)
     }
 
-    /// The configured channels.
-    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
-        self.inner.lanes.iter().map(|l| &l.channel)
+    /// The channels in effect.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.inner
+            .lanes()
+            .iter()
+            .map(|l| l.channel.clone())
+            .collect()
+    }
+
+    /// Puts `channel` in effect: a new one starts its delivery task; one that replaces the
+    /// channel of its name stops the old task (an attempt in flight is cut off) and
+    /// starts anew with what is queued for that name.
+    pub fn put_channel(&self, channel: Channel) {
+        let lane = Arc::new(Lane {
+            channel,
+            wake: Notify::new(),
+            stop: self.inner.shutdown.child_token(),
+        });
+        {
+            let mut lanes = self
+                .inner
+                .lanes
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match lanes
+                .iter_mut()
+                .find(|l| l.channel.name == lane.channel.name)
+            {
+                Some(old) => {
+                    old.stop.cancel();
+                    *old = Arc::clone(&lane);
+                }
+                None => lanes.push(Arc::clone(&lane)),
+            }
+        }
+        let task = tokio::spawn(run_lane(Arc::clone(&self.inner), lane));
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Stops the channel called `name` and takes it out of effect; whether there was one.
+    pub fn remove_channel(&self, name: &str) -> bool {
+        let mut lanes = self
+            .inner
+            .lanes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = lanes.len();
+        lanes.retain(|l| {
+            let keep = l.channel.name != name;
+            if !keep {
+                l.stop.cancel();
+            }
+            keep
+        });
+        lanes.len() != before
     }
 
     /// Queues `notification` for every channel and wakes their tasks. Returns once it is
     /// committed; sending happens in the channels' own tasks.
     pub async fn notify(&self, notification: Notification) -> Result<(), StoreError> {
-        let names: Vec<String> = self.channels().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = self.channels().into_iter().map(|c| c.name).collect();
         if names.is_empty() {
             return Ok(());
         }
@@ -118,9 +187,7 @@ impl Alerts {
             .store
             .call(move |s| s.alert_enqueue(names, notification, now_ns()))
             .await?;
-        for lane in &self.inner.lanes {
-            lane.wake.notify_one();
-        }
+        self.inner.wake_all();
         Ok(())
     }
 
@@ -136,7 +203,7 @@ impl Alerts {
         outbox: bool,
     ) -> Result<(), StoreError> {
         let names: Vec<String> = if outbox {
-            self.channels().map(|c| c.name.clone()).collect()
+            self.channels().into_iter().map(|c| c.name).collect()
         } else {
             Vec::new()
         };
@@ -146,9 +213,7 @@ impl Alerts {
             .call(move |s| s.alert_step(rule, status, step, names, now_ns))
             .await?;
         if sends {
-            for lane in &self.inner.lanes {
-                lane.wake.notify_one();
-            }
+            self.inner.wake_all();
         }
         Ok(())
     }
@@ -165,11 +230,11 @@ impl Alerts {
     /// outbox (which is in the database): for the rule about the database failing.
     /// Returns at once; each channel's attempt runs in a task of its own.
     pub(crate) fn send_direct(&self, notification: Notification) {
-        for index in 0..self.inner.lanes.len() {
+        for lane in self.inner.lanes() {
             let inner = Arc::clone(&self.inner);
             let notification = notification.clone();
             tokio::spawn(async move {
-                let channel = &inner.lanes[index].channel;
+                let channel = &lane.channel;
                 let message = Message::group(&[notification], inner.dashboard_url.as_deref());
                 match inner.sender.send(channel, &message).await {
                     Ok(()) => {
@@ -196,7 +261,8 @@ impl Alerts {
     /// Sends a test message to `channel` now (not through the outbox), records the result
     /// with the channel's delivery results, and says whether it was accepted.
     pub async fn send_test(&self, channel: &str) -> Result<(), AlertError> {
-        let channel = find(self.channels(), channel)?;
+        let channels = self.channels();
+        let channel = find(channels.iter(), channel)?;
         let result = send_test(
             &self.inner.sender,
             channel,
@@ -217,20 +283,22 @@ impl Alerts {
         result
     }
 
-    /// The delivery results of every configured channel (zeros for one that never sent).
-    pub async fn stats(&self) -> Result<Vec<ChannelStats>, StoreError> {
+    /// Every channel in effect with its delivery results (zeros for one that never sent).
+    pub async fn stats(&self) -> Result<Vec<(Channel, ChannelStats)>, StoreError> {
         let stored = self.inner.store.call(|s| s.alert_channel_stats()).await?;
         Ok(self
             .channels()
+            .into_iter()
             .map(|c| {
-                stored
+                let stats = stored
                     .iter()
                     .find(|s| s.channel == c.name)
                     .cloned()
                     .unwrap_or_else(|| ChannelStats {
                         channel: c.name.clone(),
                         ..ChannelStats::default()
-                    })
+                    });
+                (c, stats)
             })
             .collect())
     }
@@ -297,9 +365,10 @@ async fn pause(shutdown: &CancellationToken, wait: Duration) -> bool {
     }
 }
 
-/// One channel's delivery loop (see the module's documentation).
-async fn run_lane(inner: Arc<Inner>, index: usize, shutdown: CancellationToken) {
-    let lane = &inner.lanes[index];
+/// One channel's delivery loop (see the module's documentation), until the lane is
+/// stopped.
+async fn run_lane(inner: Arc<Inner>, lane: Arc<Lane>) {
+    let shutdown = lane.stop.clone();
     let name = lane.channel.name.clone();
     let delivery = inner.delivery;
     let mut failures: u32 = 0;

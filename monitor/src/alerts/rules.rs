@@ -318,6 +318,24 @@ fn absence(
     }
 }
 
+/// When `status` next changes by itself if its condition keeps holding: a pending rule
+/// fires at `since + after`, a firing one is reminded at `notified + reminder`. The
+/// engine wakes up then, so a rule fires on time rather than on the next tick.
+pub fn due_ns(
+    status: &RuleStatus,
+    after: Duration,
+    reminder: Option<Duration>,
+) -> Option<UnixNanos> {
+    match status.state {
+        RuleState::Pending => status.since_ns.map(|s| s.saturating_add(nanos(after))),
+        RuleState::Firing => {
+            let last = status.notified_ns.or(status.fired_ns)?;
+            reminder.map(|every| last.saturating_add(nanos(every)))
+        }
+        RuleState::Ok => None,
+    }
+}
+
 /// The next state of a rule in `status` given its `condition` now, and what the change
 /// writes and sends; `None` when nothing changes.
 pub fn step(
@@ -390,6 +408,38 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_pending_rule_is_due_when_its_duration_has_passed_a_firing_one_at_its_reminder() {
+        let pending = RuleStatus {
+            state: RuleState::Pending,
+            since_ns: Some(100 * S),
+            ..RuleStatus::default()
+        };
+        let after = Duration::from_secs(60);
+        assert_eq!(due_ns(&pending, after, None), Some(160 * S));
+        let fired = firing(100 * S, 160 * S);
+        assert_eq!(due_ns(&fired, after, None), None);
+        assert_eq!(
+            due_ns(&fired, after, Some(Duration::from_secs(3600))),
+            Some(3760 * S)
+        );
+        assert_eq!(due_ns(&RuleStatus::default(), after, None), None);
+        // At the due time the same rule fires (step agrees with due_ns).
+        let (next, _) = step(
+            Rule::ContainerDown,
+            &pending,
+            Condition::Holds {
+                since_ns: 100 * S,
+                details: "down".into(),
+            },
+            after,
+            None,
+            160 * S,
+        )
+        .expect("fires");
+        assert_eq!(next.state, RuleState::Firing);
+    }
 
     fn firing(since: i64, fired: i64) -> RuleStatus {
         RuleStatus {

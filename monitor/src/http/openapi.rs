@@ -417,18 +417,53 @@ fn alert_schemas() -> Value {
             "details": { "type": "string", "description": "The condition's one-line detail when it last changed" },
         },
     });
+    let field = json!({ "type": "string", "enum": ["url", "secret", "chat_id", "to", "from"] });
+    let text = |what: &str| json!({ "type": "string", "maxLength": 2048, "description": what });
+    let settings = |with_name: bool| {
+        let mut props = json!({
+            "kind": { "type": "string", "enum": kinds.clone() },
+            "url": text("webhook, Discord, Slack or ntfy topic URL; Telegram's API base (optional); email: the SMTP URL (smtps://user:password@host or smtp://…:587)"),
+            "secret": text("webhook signing secret (16+ characters), Telegram bot token, ntfy access token; write-only"),
+            "chat_id": text("Telegram chat id (a number) or @channelname"),
+            "to": text("email recipients, comma separated"),
+            "from": text("email sender"),
+        });
+        if with_name {
+            props["name"] = json!({ "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$" });
+        }
+        props
+    };
     json!({
+        "AlertChannel": {
+            "type": "object",
+            "description": "A channel by name and kind, and which settings are set: never their values.",
+            "properties": {
+                "name": { "type": "string" }, "kind": { "type": "string", "enum": kinds.clone() },
+                "source": { "type": "string", "enum": ["config", "database"] },
+                "set": { "type": "array", "items": field },
+                "queued": int(), "messages_total": int(), "delivered_total": int(),
+                "failures_total": int(), "dropped_total": int(),
+                "last_success_ns": opt_int(), "last_failure_ns": opt_int(), "last_error": nullable("string"),
+            },
+        },
+        "NewAlertChannel": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "kind"],
+            "properties": settings(true),
+        },
+        "AlertChannelUpdate": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "Absent fields stay as they are; an empty string unsets one.",
+            "properties": settings(false),
+        },
         "AlertRule": rule,
         "Alerts": {
             "type": "object",
             "properties": {
                 "rules": { "type": "array", "items": { "$ref": "#/components/schemas/AlertRule" } },
-                "channels": { "type": "array", "items": { "type": "object", "properties": {
-                    "name": { "type": "string" }, "kind": { "type": "string", "enum": kinds },
-                    "queued": int(), "messages_total": int(), "delivered_total": int(),
-                    "failures_total": int(), "dropped_total": int(),
-                    "last_success_ns": opt_int(), "last_failure_ns": opt_int(), "last_error": nullable("string"),
-                } } },
+                "channels": { "type": "array", "items": { "$ref": "#/components/schemas/AlertChannel" } },
                 "firing": int(),
                 "evaluated": { "type": "boolean", "description": "False until the rules were first evaluated after a start" },
                 "reminder_seconds": opt_int(),

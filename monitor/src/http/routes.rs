@@ -206,12 +206,31 @@ pub fn api_routes() -> Vec<Route> {
             .body("AlertRuleUpdate")
             .errors(ALERTS_ERRORS)
             .answer(Json(200, "AlertRule")),
+        R::new(Method::POST, "/api/alerts/channels", "Define an alert channel", post(api::alerts::post_channel))
+            .describe("Validated like the ALERT_* settings (400 names the field). Stored: in effect at once and after a restart; a channel of the configuration with the same name must be changed (PUT) instead (409). The answer never carries the URL, secret or addresses, only which are set.")
+            .admin()
+            .body("NewAlertChannel")
+            .errors(&[(409, "A channel of that name exists"), (503, "The monitor is shutting down")])
+            .answer(Json(201, "AlertChannel")),
+        R::new(Method::PUT, "/api/alerts/channels/{channel}", "Change an alert channel's settings", put(api::alerts::put_channel))
+            .describe("Absent fields stay as they are (so a secret need not be sent again); an empty string unsets one. Also for a channel of the configuration: the stored settings win from then on. What was queued for the channel goes out with the new settings.")
+            .admin()
+            .path_params(CHANNEL_PATH)
+            .body("AlertChannelUpdate")
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "AlertChannel")),
         R::new(Method::POST, "/api/alerts/channels/{channel}/test", "Send a test message to an alert channel now", post(api::alerts::test_channel))
             .describe("`sent` says whether the channel took it, `error` why not (never an address or a secret). 404 when no channel of that name is configured.")
             .admin()
             .path_params(CHANNEL_PATH)
             .errors(ALERTS_ERRORS)
             .answer(Json(200, "AlertTestResult")),
+        R::new(Method::DELETE, "/api/alerts/channels/{channel}", "Delete an alert channel", delete(api::alerts::delete_channel))
+            .describe("The answer is the channel as it was. What was queued for it is dropped; a channel of the configuration stays deleted (stored) until it is defined again.")
+            .admin()
+            .path_params(CHANNEL_PATH)
+            .errors(ALERTS_ERRORS)
+            .answer(Json(200, "AlertChannel")),
     ]
     .into_iter()
     .map(|r| r.0)

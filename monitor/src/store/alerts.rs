@@ -14,6 +14,10 @@
 //!   the configuration.
 //! - `alert_incidents`: one row per firing (fired, resolved, the channels that got it,
 //!   failed delivery attempts), for the dashboard and the API.
+//! - `alert_channel_settings`: channels the operator defined or changed in the dashboard
+//!   or the API (secrets included: this database is the operator's alone), and channels
+//!   of the configuration they deleted (`deleted`); a row wins over the configuration's
+//!   channel of the same name.
 
 use rusqlite::{params, OptionalExtension as _, Transaction};
 
@@ -88,6 +92,46 @@ CREATE TABLE alert_rule_settings (
     updated_ns      INTEGER NOT NULL
 );
 "#;
+
+/// Migration "alerts: channels defined in the dashboard".
+pub(super) const MIGRATION_CHANNELS: &str = r#"
+CREATE TABLE alert_channel_settings (
+    name        TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    url         TEXT,
+    secret      TEXT,
+    chat_id     TEXT,
+    email_to    TEXT,
+    email_from  TEXT,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    updated_ns  INTEGER NOT NULL
+);
+"#;
+
+/// A channel as the operator stored it (the fields of `alerts::ChannelSpec`), or the
+/// mark that they deleted the channel of that name.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChannelRow {
+    pub name: String,
+    pub kind: String,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub chat_id: Option<String>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub deleted: bool,
+}
+
+impl std::fmt::Debug for ChannelRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs and secrets may carry credentials: never printed.
+        f.debug_struct("ChannelRow")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("deleted", &self.deleted)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Incidents kept (the oldest beyond this are deleted when a new one opens).
 pub const INCIDENTS_KEPT: i64 = 1000;
@@ -666,6 +710,69 @@ impl Store {
                 ),
             }
             .map_err(query_err)?;
+            Ok(())
+        })
+    }
+
+    /// The channels the operator stored (and deleted), by name.
+    pub(crate) fn alert_channel_rows(&self) -> Result<Vec<ChannelRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, kind, url, secret, chat_id, email_to, email_from, deleted
+                 FROM alert_channel_settings ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(ChannelRow {
+                    name: row.get(0)?,
+                    kind: row.get(1)?,
+                    url: row.get(2)?,
+                    secret: row.get(3)?,
+                    chat_id: row.get(4)?,
+                    to: row.get(5)?,
+                    from: row.get(6)?,
+                    deleted: row.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Stores `row` (a channel defined or changed, or deleted) in place of any row of
+    /// its name. A deleted channel's queued notifications and delivery results go with
+    /// it, in the same transaction.
+    pub(crate) fn alert_put_channel(
+        &self,
+        row: ChannelRow,
+        now_ns: UnixNanos,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO alert_channel_settings
+                   (name, kind, url, secret, chat_id, email_to, email_from, deleted, updated_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url,
+                   secret = excluded.secret, chat_id = excluded.chat_id,
+                   email_to = excluded.email_to, email_from = excluded.email_from,
+                   deleted = excluded.deleted, updated_ns = excluded.updated_ns",
+                params![
+                    row.name,
+                    row.kind,
+                    row.url,
+                    row.secret,
+                    row.chat_id,
+                    row.to,
+                    row.from,
+                    row.deleted,
+                    now_ns
+                ],
+            )
+            .map_err(query_err)?;
+            if row.deleted {
+                tx.execute("DELETE FROM alert_outbox WHERE channel = ?1", [&row.name])
+                    .map_err(query_err)?;
+                tx.execute("DELETE FROM alert_channels WHERE channel = ?1", [&row.name])
+                    .map_err(query_err)?;
+            }
             Ok(())
         })
     }

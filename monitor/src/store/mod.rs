@@ -217,6 +217,32 @@ struct Inner {
     readers: ReadPool,
 }
 
+/// Makes the database file readable and writable by its owner only (0600): it holds the
+/// password hash, API key hashes, the federation identity and alert channel secrets.
+/// SQLite gives its `-wal` and `-shm` files the same mode. A file it cannot change (not
+/// its owner, a read-only mount) gets a warning, not an error.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {
+                tracing::info!(db.path = %path.display(), from = format!("{mode:o}"), "database file made private (mode 600): it holds secrets")
+            }
+            Err(error) => {
+                tracing::warn!(db.path = %path.display(), %error, "cannot make the database file private (mode 600); other users of this machine may read it")
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database, applies pending migrations and starts the writer.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
@@ -232,6 +258,7 @@ impl Store {
 
         let mut conn = open_writer_connection(&path, config.writer_cache_mib)?;
         schema::migrate(&mut conn, &path)?;
+        make_private(&path);
         if let Some(pages) = config.max_page_count {
             set_page_limit(&conn, pages).map_err(|e| StoreError::at_open(&path, e))?;
         }
@@ -506,6 +533,28 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    /// A new database and one another user could read are both left readable by their
+    /// owner only.
+    #[cfg(unix)]
+    #[test]
+    fn the_database_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+        };
+        let new = dir.path().join("new.db");
+        let store = super::Store::open(super::StoreConfig::new(new.clone())).expect("open");
+        store.close().expect("close");
+        assert_eq!(mode(&new), 0o600);
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").expect("empty file");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let store = super::Store::open(super::StoreConfig::new(old.clone())).expect("open");
+        store.close().expect("close");
+        assert_eq!(mode(&old), 0o600);
+    }
+
     /// The bundled SQLite is built with the options of `.cargo/config.toml`: without
     /// memory statistics (a global mutex on every allocation of the writer) and without
     /// the shared-cache mode.

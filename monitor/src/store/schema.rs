@@ -59,6 +59,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "entries: kind, level and version as ids of words",
         sql: V11,
     },
+    Migration {
+        name: "alerts: channels defined in the dashboard",
+        sql: super::alerts::MIGRATION_CHANNELS,
+    },
 ];
 
 /// The schema version this build writes.
@@ -843,7 +847,7 @@ mod tests {
             .expect("rows of version 10");
         }
         let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
-        assert_eq!(store.schema_version().expect("version"), 11);
+        assert_eq!(store.schema_version().expect("version"), super::SCHEMA_VERSION);
         let words = |entries: Vec<crate::store::StoredEntry>| {
             entries
                 .into_iter()

@@ -224,6 +224,7 @@ impl Running {
             .await
             .expect("stats")
             .into_iter()
+            .map(|(_, s)| s)
             .find(|s| s.channel == channel)
             .expect("the channel's stats")
     }
@@ -791,7 +792,7 @@ async fn a_failing_channel_holds_up_neither_the_others_nor_the_caller() {
     let stats = running.alerts.stats().await.expect("stats");
     let queued: Vec<(String, u64)> = stats
         .iter()
-        .map(|s| (s.channel.clone(), s.queued))
+        .map(|(_, s)| (s.channel.clone(), s.queued))
         .collect();
     assert_eq!(
         queued,
@@ -816,11 +817,14 @@ fn stats_now(running: &Running, channel: &str) -> ChannelStats {
 // Configuration and the command line
 // ------------------------------------------------------------------------------------------
 
+/// Runs the monitor's command line once, on a database of its own.
 fn monitor(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = support::tempdir();
     Command::new(env!("CARGO_BIN_EXE_truebit-monitor"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DB_PATH", dir.path().join("cli.db"))
         .envs(env.iter().copied())
         .output()
         .expect("the monitor binary runs")
@@ -1541,6 +1545,290 @@ async fn the_api_shows_rules_and_channels_changes_a_rule_for_good_and_tests_a_ch
     }
 }
 
+/// Whether `seen`'s X-Signature is the HMAC of its timestamp and body under `secret`.
+fn signed_with(seen: &Seen, secret: &str) -> bool {
+    let timestamp = seen.header("x-timestamp");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&seen.body);
+    seen.header("x-signature") == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn channel<'a>(overview: &'a Value, name: &str) -> Option<&'a Value> {
+    overview["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// GET /api/alerts once the engine has read its states (after a start).
+async fn evaluated_overview(port: u16) -> Value {
+    support::wait_for("the API after a start", Duration::from_secs(20), || {
+        let got = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                reqwest::Client::new()
+                    .get(format!("http://127.0.0.1:{port}/api/alerts"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            })
+        });
+        match got {
+            Some(v) if v["evaluated"] == true => Ok(v),
+            other => Err(other),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_defined_changed_and_deleted_through_the_api_for_good_and_never_shown() {
+    let (config_hook, ops_hook, moved_hook) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let dir = support::tempdir();
+    let db = dir.path().join("m.db");
+    let log = dir.path().join("monitor.log");
+    let file = dir.path().join("node.log");
+    std::fs::write(&file, "").expect("log file");
+    let (config_url, file_arg, port) = (
+        config_hook.url("/config"),
+        file.display().to_string(),
+        free_port(),
+    );
+    let port_arg = port.to_string();
+    let env = [
+        ("LOG_FILE", file_arg.as_str()),
+        ("ALERT_WEBHOOK_URL", config_url.as_str()),
+        ("ALERT_SILENCE_ENABLED", "false"),
+        ("API_KEY", API_KEY),
+        ("HOST", "127.0.0.1"),
+        ("PORT", port_arg.as_str()),
+    ];
+    let monitor = Monitor::start(&db, &log, &env);
+    let overview = evaluated_overview(port).await;
+    assert_eq!(
+        channel(&overview, "webhook").map(|c| (&c["source"], &c["set"])),
+        Some((&json!("config"), &json!(["url"])))
+    );
+
+    // Defined: 201, in effect at once, shown by name, kind and which settings are set.
+    let (ops_url, secret) = (ops_hook.url("/ops"), "ops-signing-secret-0123456789");
+    let (status, text) = api(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels",
+        Some(json!({ "name": "ops", "kind": "webhook", "url": ops_url, "secret": secret })),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let created: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        (
+            &created["name"],
+            &created["kind"],
+            &created["source"],
+            &created["set"],
+            &created["delivered_total"]
+        ),
+        (
+            &json!("ops"),
+            &json!("webhook"),
+            &json!("database"),
+            &json!(["url", "secret"]),
+            &json!(0)
+        )
+    );
+    // Refused, naming what is wrong: the name in use, an unknown kind, a missing chat id,
+    // a bad URL, an unknown field.
+    for (body, want_status, want) in [
+        (
+            json!({ "name": "ops", "kind": "ntfy", "url": "http://127.0.0.1:9/t" }),
+            409,
+            "exists already",
+        ),
+        (
+            json!({ "name": "x", "kind": "pager", "url": "http://127.0.0.1:9/" }),
+            400,
+            "invalid kind",
+        ),
+        (
+            json!({ "name": "tg", "kind": "telegram", "secret": "123456:abcDEF" }),
+            400,
+            "invalid chat_id: missing",
+        ),
+        (
+            json!({ "name": "d", "kind": "discord", "url": "ftp://example.org/x" }),
+            400,
+            "invalid url: not an http:// or https:// URL",
+        ),
+        (
+            json!({ "name": "w", "kind": "webhook", "url": "http://127.0.0.1:9/", "token": "t" }),
+            400,
+            "unknown field",
+        ),
+    ] {
+        let (status, text) = api(
+            port,
+            reqwest::Method::POST,
+            "/api/alerts/channels",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, want_status, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+
+    // A rule's notification reaches both channels; the new one is signed with its secret.
+    let resolved_or_fired = |seen: &[Seen]| {
+        hook_log(seen)
+            .into_iter()
+            .map(|(r, s, _)| (r, s))
+            .collect::<Vec<_>>()
+    };
+    let test = api_json(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/ops/test",
+        None,
+    )
+    .await;
+    assert_eq!(test["sent"], true, "{test}");
+    let seen = ops_hook.wait_seen(1, WAIT).await;
+    assert_eq!(
+        resolved_or_fired(&seen),
+        vec![("test".to_owned(), "firing".to_owned())]
+    );
+    assert!(signed_with(&seen[0], secret));
+
+    // Changed: a new URL, the secret kept without being sent again.
+    let moved_url = moved_hook.url("/moved");
+    let changed = api_json(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/channels/ops",
+        Some(json!({ "url": moved_url })),
+    )
+    .await;
+    assert_eq!(changed["set"], json!(["url", "secret"]));
+    api_json(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/ops/test",
+        None,
+    )
+    .await;
+    let seen = moved_hook.wait_seen(1, WAIT).await;
+    assert!(signed_with(&seen[0], secret));
+    assert_eq!(ops_hook.seen().len(), 1, "the old URL was called again");
+    // The secret unset: no signature any more.
+    let changed = api_json(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/channels/ops",
+        Some(json!({ "secret": "" })),
+    )
+    .await;
+    assert_eq!(changed["set"], json!(["url"]));
+    // A configured channel changed here: stored, it wins from now on.
+    let changed = api_json(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/channels/webhook",
+        Some(json!({ "url": ops_url })),
+    )
+    .await;
+    assert_eq!(changed["source"], "database");
+    let (status, _) = api(
+        port,
+        reqwest::Method::PUT,
+        "/api/alerts/channels/nope",
+        Some(json!({ "url": ops_url })),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Nothing shows a URL or the secret: not the API, not the page's data, not the log.
+    let overview = api_json(port, reqwest::Method::GET, "/api/alerts", None).await;
+    let shown = overview.to_string();
+    for hidden in [
+        ops_url.as_str(),
+        moved_url.as_str(),
+        config_url.as_str(),
+        secret,
+    ] {
+        assert!(!shown.contains(hidden), "{hidden} in {shown}");
+    }
+
+    // Deleted: gone at once; the answer is the channel as it was.
+    let deleted = api_json(
+        port,
+        reqwest::Method::DELETE,
+        "/api/alerts/channels/ops",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&deleted["name"], &deleted["delivered_total"]),
+        (&json!("ops"), &json!(2))
+    );
+    let (status, _) = api(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/ops/test",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // After a restart: the configured channel keeps the stored URL, "ops" stays deleted.
+    monitor.kill9();
+    let monitor = Monitor::start(&db, &log, &env);
+    let overview = evaluated_overview(port).await;
+    let names: Vec<&str> = overview["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["webhook"]);
+    api_json(
+        port,
+        reqwest::Method::POST,
+        "/api/alerts/channels/webhook/test",
+        None,
+    )
+    .await;
+    ops_hook.wait_seen(2, WAIT).await;
+    assert!(config_hook.seen().is_empty(), "the configured URL was used");
+
+    // A configured channel deleted stays deleted after a restart, ALERT_WEBHOOK_URL or not.
+    api_json(
+        port,
+        reqwest::Method::DELETE,
+        "/api/alerts/channels/webhook",
+        None,
+    )
+    .await;
+    monitor.kill9();
+    let _monitor = Monitor::start(&db, &log, &env);
+    let overview = evaluated_overview(port).await;
+    assert_eq!(overview["channels"], json!([]));
+    let logged = std::fs::read_to_string(&log).expect("monitor log");
+    for hidden in [ops_url.as_str(), moved_url.as_str(), secret] {
+        assert!(!logged.contains(hidden), "{hidden} in the monitor's log");
+    }
+    assert!(logged.contains("alert channel stored"), "{logged}");
+}
+
 // ------------------------------------------------------------------------------------------
 // The Alerts page and the banner (in-process, as the pages tests)
 // ------------------------------------------------------------------------------------------
@@ -1698,6 +1986,84 @@ async fn a_rule_is_changed_from_the_alerts_page() {
         900,
         "nothing changed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_added_changed_and_deleted_from_the_alerts_page() {
+    let (app, cookie, csrf) = logged_in_app().await;
+    let post = async |path: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        crate::pages::post_form(&app, path, &cookie, &all).await
+    };
+    let token = "123456789:AAsecret-bot-token_xyz";
+    let r = post(
+        "/alerts/channels",
+        &[
+            ("name", "phone"),
+            ("kind", "telegram"),
+            ("url", ""),
+            ("secret", token),
+            ("chat_id", "-100123"),
+            ("to", ""),
+            ("from", ""),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["location"], "/alerts?m=channel-added");
+    let page = html(&app, &cookie, "/alerts?m=channel-added").await;
+    assert!(page.contains("Channel added"), "{page}");
+    assert!(page.contains(r#"data-channel-form="phone""#), "{page}");
+    assert!(page.contains("set: url, secret, chat_id"), "{page}");
+    assert!(!page.contains(token), "the token is shown");
+    assert!(!page.contains("-100123"), "the chat id is shown");
+
+    // A change with the other fields left empty keeps them; a bad value is a 400
+    // naming it, and changes nothing.
+    let r = post(
+        "/alerts/channels/phone",
+        &[("chat_id", "@node_alerts"), ("secret", "")],
+    )
+    .await;
+    assert_eq!(r.headers["location"], "/alerts?m=channel-saved");
+    let r = post("/alerts/channels/phone", &[("chat_id", "not a chat")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("invalid chat_id"), "{text}");
+    let v = app.get_json("/api/alerts").await;
+    let phone = channel(&v, "phone").expect("the channel");
+    assert_eq!(
+        (&phone["kind"], &phone["source"], &phone["set"]),
+        (
+            &json!("telegram"),
+            &json!("database"),
+            &json!(["url", "secret", "chat_id"])
+        )
+    );
+    // A second channel of the same name is refused.
+    let r = post(
+        "/alerts/channels",
+        &[
+            ("name", "phone"),
+            ("kind", "ntfy"),
+            ("url", "http://127.0.0.1:9/t"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    let r = post("/alerts/channels/phone/delete", &[]).await;
+    assert_eq!(r.headers["location"], "/alerts?m=channel-deleted");
+    let v = app.get_json("/api/alerts").await;
+    assert!(channel(&v, "phone").is_none(), "{v}");
+    let r = post("/alerts/channels/phone/delete", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -437,6 +437,10 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
             Some("NewApiKey") => Some(json!({ "name": "walk" })),
             Some("FederationSettingsUpdate") => Some(json!({ "level": "strict" })),
             Some("AlertRuleUpdate") => Some(json!({ "after_seconds": 300 })),
+            Some("NewAlertChannel") => {
+                Some(json!({ "name": "walk", "kind": "ntfy", "url": "http://127.0.0.1:9/walk" }))
+            }
+            Some("AlertChannelUpdate") => Some(json!({ "url": "http://127.0.0.1:9/hook" })),
             Some(other) => panic!("no walk body for {other}"),
             None => None,
         };
@@ -544,7 +548,7 @@ async fn every_admin_route_refuses_a_read_key_and_every_other_route_lets_it_in()
         }
     }
     // GET /api/keys is refused by the router alone (require_auth only guards changes).
-    assert_eq!(admin, 8, "the admin routes of the table");
+    assert_eq!(admin, 11, "the admin routes of the table");
 }
 
 #[tokio::test]

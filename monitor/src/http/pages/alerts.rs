@@ -1,5 +1,5 @@
-//! `/alerts`: the rules with their states, the channels with their last delivery results
-//! and a test button, the incident history.
+//! `/alerts`: the rules with their states, the channels with their last delivery results,
+//! a test button and the forms that add, change and delete them, the incident history.
 
 use axum::extract::{Path, Request, State};
 use axum::http::Uri;
@@ -11,9 +11,11 @@ use truebit_web::page::{
 
 use super::view::form_pairs;
 use super::{form, layout, redirect, render, HasCsrf, Operator, PageError, PageResult};
-use crate::alerts::handle::{ChannelView, RuleUpdate, RuleView, UpdateError};
+use crate::alerts::handle::{ChannelPatch, ChannelView, RuleUpdate, RuleView, UpdateError};
 use crate::alerts::rules::RuleState;
 use crate::alerts::{AlertError, Incident};
+use crate::alerts::{ChannelSpec, Kind};
+use crate::http::api::alerts::channel_change_error;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::model::alert::human;
@@ -35,6 +37,18 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
                 "error",
                 "The channel did not take the test message; its last failure below says why.",
             )),
+            "channel-added" => Some(Notice::new(
+                "ok",
+                "Channel added; it gets every alert from now on. Send it a test message below.",
+            )),
+            "channel-saved" => Some(Notice::new(
+                "ok",
+                "Channel saved; its new settings are in effect now and win over the configuration.",
+            )),
+            "channel-deleted" => Some(Notice::new(
+                "ok",
+                "Channel deleted; what was queued for it was dropped.",
+            )),
             _ => None,
         });
     let Some(h) = s.alerts.clone() else {
@@ -43,6 +57,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
             available: false,
             rules: vec![],
             channels: vec![],
+            kinds: kinds(),
             incidents: vec![],
             heartbeat: false,
             message,
@@ -55,10 +70,15 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         available: true,
         rules: overview.rules.iter().map(rule_view).collect(),
         channels: overview.channels.iter().map(channel_view).collect(),
+        kinds: kinds(),
         incidents: incidents.iter().map(incident_view).collect(),
         heartbeat: overview.heartbeat,
         message,
     })
+}
+
+fn kinds() -> Vec<&'static str> {
+    Kind::ALL.iter().map(|k| k.as_str()).collect()
 }
 
 fn secs(s: u64) -> String {
@@ -131,6 +151,12 @@ fn channel_view(c: &ChannelView) -> AlertChannelView {
     AlertChannelView {
         name: c.name.clone(),
         kind: c.kind.to_owned(),
+        source: if c.source == "database" {
+            "set on this monitor".to_owned()
+        } else {
+            "configuration".to_owned()
+        },
+        set: c.set.join(", "),
         delivered: n(c.delivered_total),
         failures: n(c.failures_total),
         queued: n(c.queued),
@@ -282,4 +308,93 @@ pub async fn update_rule(
         )),
         Err(UpdateError::Store(e)) => Err(PageError::Api(e.into())),
     }
+}
+
+/// The fields of the forms that add and change a channel. On a change, a field left
+/// empty keeps its value (secrets are never shown, so they are not sent back).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelForm {
+    csrf_token: String,
+    name: Option<String>,
+    kind: Option<String>,
+    url: Option<String>,
+    secret: Option<String>,
+    chat_id: Option<String>,
+    to: Option<String>,
+    from: Option<String>,
+}
+
+impl HasCsrf for ChannelForm {
+    fn csrf(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// The form's value, `None` when left empty.
+fn filled(v: Option<String>) -> Option<String> {
+    v.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+fn handle(s: &AppState) -> Result<&crate::alerts::AlertsHandle, PageError> {
+    s.alerts
+        .as_ref()
+        .ok_or(PageError::Api(ApiError::Unavailable))
+}
+
+/// `POST /alerts/channels`: a new channel, stored and in effect at once.
+pub async fn add_channel(State(s): State<AppState>, op: Operator, req: Request) -> PageResult {
+    let f: ChannelForm = form(&s, &op, req).await?;
+    let spec = ChannelSpec {
+        name: filled(f.name).unwrap_or_default(),
+        kind: filled(f.kind).unwrap_or_default(),
+        url: filled(f.url),
+        secret: filled(f.secret),
+        chat_id: filled(f.chat_id),
+        to: filled(f.to),
+        from: filled(f.from),
+    };
+    handle(&s)?
+        .create_channel(spec)
+        .await
+        .map_err(|e| PageError::Api(channel_change_error(e)))?;
+    Ok(redirect("/alerts?m=channel-added"))
+}
+
+/// `POST /alerts/channels/{channel}`: the fields filled in replace the channel's.
+pub async fn change_channel(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(channel): Path<String>,
+    req: Request,
+) -> PageResult {
+    let f: ChannelForm = form(&s, &op, req).await?;
+    let patch = ChannelPatch {
+        kind: filled(f.kind),
+        url: filled(f.url),
+        secret: filled(f.secret),
+        chat_id: filled(f.chat_id),
+        to: filled(f.to),
+        from: filled(f.from),
+    };
+    handle(&s)?
+        .update_channel(&channel, patch)
+        .await
+        .map_err(|e| PageError::Api(channel_change_error(e)))?;
+    Ok(redirect("/alerts?m=channel-saved"))
+}
+
+/// `POST /alerts/channels/{channel}/delete`
+pub async fn delete_channel(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(channel): Path<String>,
+    req: Request,
+) -> PageResult {
+    let _: super::CsrfForm = form(&s, &op, req).await?;
+    handle(&s)?
+        .delete_channel(&channel)
+        .await
+        .map_err(|e| PageError::Api(channel_change_error(e)))?;
+    Ok(redirect("/alerts?m=channel-deleted"))
 }

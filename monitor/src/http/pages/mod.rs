@@ -51,6 +51,12 @@ pub fn router() -> Router<AppState> {
         .route("/alerts", get(alerts::page))
         .route("/alerts/test", post(alerts::test))
         .route("/alerts/rules/{rule}", post(alerts::update_rule))
+        .route("/alerts/channels", post(alerts::add_channel))
+        .route("/alerts/channels/{channel}", post(alerts::change_channel))
+        .route(
+            "/alerts/channels/{channel}/delete",
+            post(alerts::delete_channel),
+        )
         .route("/settings", get(settings::page))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
