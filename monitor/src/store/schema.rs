@@ -847,7 +847,10 @@ mod tests {
             .expect("rows of version 10");
         }
         let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
-        assert_eq!(store.schema_version().expect("version"), super::SCHEMA_VERSION);
+        assert_eq!(
+            store.schema_version().expect("version"),
+            super::SCHEMA_VERSION
+        );
         let words = |entries: Vec<crate::store::StoredEntry>| {
             entries
                 .into_iter()

@@ -144,6 +144,9 @@ pub async fn put_rule(
     }
 }
 
+/// The longest value of a channel's field (the schema's `maxLength`).
+const MAX_FIELD_CHARS: usize = 2048;
+
 /// The settings a channel's body may carry, besides `name` (only in a creation).
 const CHANNEL_FIELDS: &[&str] = &["kind", "url", "secret", "chat_id", "to", "from"];
 
@@ -182,6 +185,15 @@ fn channel_body(
                 ))
             }
         };
+        if text.chars().count() > MAX_FIELD_CHARS {
+            return Err(ApiError::bad_parameter(
+                key.chars().take(64).collect::<String>(),
+                format!(
+                    "{} is longer than {MAX_FIELD_CHARS} characters",
+                    key.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
         let slot = match key.as_str() {
             "name" if with_name => &mut name,
             "kind" => &mut patch.kind,
