@@ -40,22 +40,17 @@ pub(crate) const P_EXECUTION: ParamSpec = ParamSpec::new(
 );
 
 pub const NO_PARAMS: &[ParamSpec] = &[];
-pub const TASKS_QUERY: &[ParamSpec] = &[
-    ParamSpec::new(
-        "status",
-        ParamKind::Enum(STATUSES),
-        "Only tasks in this state.",
-    ),
-    ParamSpec::new(
-        "chain",
-        ParamKind::Text { max_len: 80 },
-        "Only tasks of this chain id.",
-    ),
-    P_FROM,
-    P_TO,
-    P_LIMIT,
-    P_CURSOR,
-];
+pub(crate) const P_STATUS: ParamSpec = ParamSpec::new(
+    "status",
+    ParamKind::Enum(STATUSES),
+    "Only tasks in this state.",
+);
+pub(crate) const P_CHAIN: ParamSpec = ParamSpec::new(
+    "chain",
+    ParamKind::Text { max_len: 80 },
+    "Only tasks of this chain id.",
+);
+pub const TASKS_QUERY: &[ParamSpec] = &[P_STATUS, P_CHAIN, P_FROM, P_TO, P_LIMIT, P_CURSOR];
 pub const LOGS_QUERY: &[ParamSpec] = &[
     ParamSpec::new(
         "level",

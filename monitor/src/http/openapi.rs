@@ -84,6 +84,16 @@ fn operation(route: &Route) -> Value {
                 }),
             );
         }
+        Answer::Download(types) => {
+            let content: Map<String, Value> = types
+                .iter()
+                .map(|t| ((*t).to_owned(), json!({ "schema": { "type": "string" } })))
+                .collect();
+            responses.insert(
+                "200".into(),
+                json!({ "description": "A file, streamed", "content": content }),
+            );
+        }
     }
     responses.insert(
         "400".into(),

@@ -16,6 +16,8 @@ pub enum Answer {
     Json(u16, &'static str),
     /// A `text/event-stream`.
     EventStream,
+    /// A file download (`Content-Disposition: attachment`) in one of these media types.
+    Download(&'static [&'static str]),
 }
 
 #[derive(Debug)]

@@ -131,6 +131,22 @@ pub fn api_routes() -> Vec<Route> {
             .describe("Default range: the last 30 days; at most 366 days. `earned` is the value of the `pay` line items: steps × step gas price + memory × byte gas price, in the units the node reports.")
             .query(RANGE_QUERY)
             .answer(Json(200, "Earnings")),
+        R::new(Method::GET, "/api/export/tasks", "Download tasks (CSV or JSON lines)", get(api::export::tasks))
+            .describe("Every task the filters select, newest first, streamed (no page size). CSV: a header row and one row per task, the columns of a task in the lists; JSON lines: one task object per line as in GET /api/tasks. Input and output are never included.")
+            .query(api::export::TASKS_EXPORT_QUERY)
+            .answer(Answer::Download(&["text/csv", "application/x-ndjson"])),
+        R::new(Method::GET, "/api/export/invoices", "Download invoices with their line items (CSV or JSON lines)", get(api::export::invoices))
+            .describe("Newest first, streamed. CSV: one row per line item, the invoice's columns repeated (an invoice without items has one row); JSON lines: one invoice with `line_items` per line, as in GET /api/invoices.")
+            .query(api::export::INVOICES_EXPORT_QUERY)
+            .answer(Answer::Download(&["text/csv", "application/x-ndjson"])),
+        R::new(Method::GET, "/api/export/earnings", "Download daily earnings (CSV or JSON lines)", get(api::export::earnings))
+            .describe("Per UTC day, oldest first; default the last 30 days, at most 366. CSV: one row per day and operation (`earned_gas_units` is the day's, `value_gas_units` the operation's); JSON lines: one day per line as in GET /api/earnings.")
+            .query(api::export::EARNINGS_EXPORT_QUERY)
+            .answer(Answer::Download(&["text/csv", "application/x-ndjson"])),
+        R::new(Method::GET, "/api/export/logs", "Download the log of a time range (plain text)", get(api::export::logs))
+            .describe("Oldest first, one entry per line as the node printed it (`YYYY-MM-DD HH:MM:SS level: logger:version message`, rebuilt from the stored parts; entries the parser could not split are as received). Default: the last 24 hours. Entries with task input or output are hidden from read-only keys as in GET /api/logs; a message is cut at 64 KiB.")
+            .query(api::export::LOG_EXPORT_QUERY)
+            .answer(Answer::Download(&["text/plain"])),
         R::new(Method::GET, "/api/logs", "Log entries, newest first", get(api::logs::logs))
             .query(LOGS_QUERY)
             .answer(Json(200, "LogPage")),

@@ -413,6 +413,37 @@ impl Store {
         })
     }
 
+    /// Log entries with `from_ns <= time_ns < to_ns`, oldest first, after `after` (the
+    /// last entry of the previous call), at most `limit`: a log download reads the range in
+    /// such pieces, in the order the node printed it.
+    pub fn entries_in_order(
+        &self,
+        from_ns: UnixNanos,
+        to_ns: UnixNanos,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let (after_time, after_id) = after.map_or((i64::MIN, i64::MIN), |k| (k.time, k.id));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} {ENTRY_FROM}
+                 WHERE e.time_ns >= ?1 AND e.time_ns < ?2 AND (e.time_ns, e.id) > (?3, ?4)
+                 ORDER BY e.time_ns, e.id LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                rusqlite::params![
+                    from_ns,
+                    to_ns,
+                    after_time,
+                    after_id,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                entry_from_row,
+            )?;
+            rows.collect()
+        })
+    }
+
     /// Invoices matching `filter`, newest first, after `after`, with their line items.
     pub fn invoices_page(
         &self,

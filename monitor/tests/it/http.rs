@@ -65,7 +65,7 @@ pub(crate) fn settings() -> HttpSettings {
 }
 
 /// A router over a store holding a fixture of `tasks` tasks (all finished and invoiced).
-async fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
+pub(crate) async fn app_with(settings: HttpSettings, tasks: usize) -> TestApp {
     app_with_federation(settings, tasks, FederationConfig::default()).await
 }
 
@@ -457,7 +457,7 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
             // Without FEDERATION_NATS_URL enabling is refused with the documented 409.
             _ if route.path == "/api/federation/enable" => 409,
             http::routes::Answer::Json(s, _) => s,
-            http::routes::Answer::EventStream => 200,
+            http::routes::Answer::EventStream | http::routes::Answer::Download(_) => 200,
         };
         // DELETE /api/keys/1 revokes the key the POST just made (id 1).
         assert_eq!(
@@ -467,6 +467,15 @@ async fn every_api_route_answers_a_key_and_the_document_lists_exactly_the_routes
             route.method,
             String::from_utf8_lossy(&r.body)
         );
+        if let http::routes::Answer::Download(types) = route.answer {
+            let got = r.headers["content-type"].to_str().expect("content type");
+            assert!(
+                types.iter().any(|t| got.starts_with(t)),
+                "{} {uri}: {got} is one of {types:?}",
+                route.method
+            );
+            continue;
+        }
         let v = r.json();
         let what = format!("{} {uri}", route.method);
         if want >= 400 {
@@ -969,6 +978,14 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
         uris.push(extra.to_owned());
     }
     uris.push(format!("/api/logs?execution_id={PLANTED_ID}"));
+    // The downloads: the whole log, tasks in both formats.
+    for extra in [
+        "/api/export/logs?from=0",
+        "/api/export/tasks?format=jsonl",
+        "/api/export/tasks",
+    ] {
+        uris.push(extra.to_owned());
+    }
     uris.push("/api/tasks?chain=43113".to_owned());
     for uri in &uris {
         let r = app.call(Method::GET, uri, Auth::Bearer(&read)).await;

@@ -7,6 +7,7 @@ mod browser;
 mod deploy;
 mod docker;
 mod docs;
+mod export;
 mod federation;
 mod file;
 mod http;

@@ -19,24 +19,25 @@ struct Earnings {
     days: Vec<Day>,
 }
 
+/// One UTC day's earnings (also a line of the earnings export).
 #[derive(Serialize)]
-struct Day {
+pub(crate) struct Day {
     /// The UTC day, `YYYY-MM-DD`.
-    date: String,
-    invoices: u64,
+    pub date: String,
+    pub invoices: u64,
     /// Gas units: the `value` of the `pay` line items.
-    earned: f64,
-    operations: BTreeMap<String, Operation>,
+    pub earned: f64,
+    pub operations: BTreeMap<String, Operation>,
 }
 
 /// Line-item totals of one operation on one day.
 #[derive(Serialize)]
-struct Operation {
-    items: u64,
-    steps: i64,
-    memory: i64,
+pub(crate) struct Operation {
+    pub items: u64,
+    pub steps: i64,
+    pub memory: i64,
     /// Gas units.
-    value: f64,
+    pub value: f64,
 }
 
 /// `GET /api/earnings`: invoices and line-item totals per UTC day (default: 30 days).
@@ -44,32 +45,34 @@ pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, RANGE_QUERY)?;
     let (from, to) = summary_range(&p, s.clock.now_ns(), 30 * NS_PER_DAY)?;
     let days = s.store.call(move |st| st.earnings_by_day(from, to)).await?;
-    let days = days
-        .into_iter()
-        .map(|d| Day {
-            date: day_string(d.day),
-            invoices: d.invoices,
-            earned: earned(&d),
-            operations: d
-                .operations
-                .into_iter()
-                .map(|o| {
-                    let totals = Operation {
-                        items: o.items,
-                        steps: o.steps,
-                        memory: o.memory,
-                        value: o.value,
-                    };
-                    (o.operation, totals)
-                })
-                .collect(),
-        })
-        .collect();
+    let days = days.into_iter().map(day).collect();
     ok(Earnings {
         from_ns: from,
         to_ns: to,
         days,
     })
+}
+
+/// A day of the store's figures as the API shows it.
+pub(crate) fn day(d: crate::store::query::EarningsDay) -> Day {
+    Day {
+        date: day_string(d.day),
+        invoices: d.invoices,
+        earned: earned(&d),
+        operations: d
+            .operations
+            .into_iter()
+            .map(|o| {
+                let totals = Operation {
+                    items: o.items,
+                    steps: o.steps,
+                    memory: o.memory,
+                    value: o.value,
+                };
+                (o.operation, totals)
+            })
+            .collect(),
+    }
 }
 
 fn day_string(day: i64) -> String {

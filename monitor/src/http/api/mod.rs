@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod earnings;
+pub mod export;
 pub mod federation;
 pub mod invoices;
 pub mod keys;
