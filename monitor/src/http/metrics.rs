@@ -94,7 +94,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         &[slots(node.slots_used)],
     );
     family(
-        "truebit_slots_total",
+        "truebit_slots_capacity",
         "gauge",
         "Task slots the node has, as it last printed (NaN until it has).",
         &[slots(node.slots_total)],

@@ -2043,7 +2043,7 @@ async fn metrics_need_a_key_on_the_main_port_and_speak_prometheus() {
     );
     let node = app.store.node_status().expect("node");
     assert_eq!(
-        value("truebit_slots_total"),
+        value("truebit_slots_capacity"),
         f64::from(node.slots_total.expect("the fixture prints its slots"))
     );
     assert_eq!(

@@ -47,7 +47,7 @@ async fn the_grafana_dashboard_and_the_alert_rules_use_only_served_metrics() {
     for family in [
         "truebit_earned_gas_units_total",
         "truebit_slots_used",
-        "truebit_slots_total",
+        "truebit_slots_capacity",
         "truebit_execution_seconds",
         "truebit_executions",
         "truebit_ingest_last_entry_age_seconds",
@@ -123,5 +123,108 @@ async fn the_grafana_dashboard_and_the_alert_rules_use_only_served_metrics() {
     assert_eq!(
         scrape["scrape_configs"][0]["metrics_path"].as_str(),
         Some("/metrics")
+    );
+}
+
+/// promtool (from the `prometheus` package; scripts/test installs it). Without it the
+/// test fails and says so.
+fn promtool() -> std::process::Command {
+    let path = std::env::var("TRUEBIT_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let found = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "promtool not found ({path}): install the `prometheus` package (scripts/test does) or set TRUEBIT_TEST_PROMTOOL"
+    );
+    std::process::Command::new(path)
+}
+
+/// promtool accepts the shipped alert rules and the scrape example (which loads them),
+/// and its linter finds nothing in what /metrics serves.
+#[tokio::test]
+async fn promtool_accepts_the_rules_the_scrape_example_and_the_metrics() {
+    let out = promtool()
+        .args(["check", "rules"])
+        .arg(root().join("deploy/prometheus/truebit-alerts.yml"))
+        .output()
+        .expect("promtool runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/prometheus/truebit-alerts.yml")).expect("rules YAML");
+    let n = rules["groups"][0]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .len();
+    assert!(
+        text.contains(&format!("SUCCESS: {n} rules found")),
+        "{text}"
+    );
+
+    // The scrape example as shipped, beside its rules, with the key file it names made
+    // here (it lives in /etc/prometheus on a real server).
+    let dir = crate::support::tempdir();
+    let key = dir.path().join("truebit-monitor.key");
+    std::fs::write(&key, "an-api-key\n").expect("key file");
+    let config = read("deploy/prometheus/prometheus.yml");
+    assert!(
+        config.contains("/etc/prometheus/truebit-monitor.key"),
+        "{config}"
+    );
+    let config = config.replace(
+        "/etc/prometheus/truebit-monitor.key",
+        &key.display().to_string(),
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
+    std::fs::copy(
+        root().join("deploy/prometheus/truebit-alerts.yml"),
+        dir.path().join("truebit-alerts.yml"),
+    )
+    .expect("rules");
+    let out = promtool()
+        .args(["check", "config"])
+        .arg(dir.path().join("prometheus.yml"))
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let app = crate::http::app_at(
+        crate::http::settings(),
+        20,
+        FederationConfig::default(),
+        1_800_000_000 * 1_000_000_000,
+    )
+    .await;
+    let metrics = app.get("/metrics").await.body;
+    assert!(metrics.len() > 1000);
+    let mut child = promtool()
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&metrics).expect("write the metrics");
+    }
+    let out = child.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
