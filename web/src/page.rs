@@ -180,6 +180,10 @@ pub struct OverviewPage {
     pub exec_time: ChartView,
     pub availability: ChartView,
     pub recent: Vec<TaskRow>,
+    /// Failed tasks of the last 24 hours by reason, most frequent first.
+    pub failures: Vec<FailureGroup>,
+    /// All failed tasks of the last 24 hours.
+    pub failures_total: String,
     /// Nothing ingested yet: how data arrives, naming the followed container or file.
     pub no_data: Option<String>,
     /// The server's time and the newest log line's (0: none), for the live health cards.
@@ -205,11 +209,28 @@ pub struct TaskRow {
     pub gas: String,
     pub memory: String,
     pub cached: String,
+    /// Why the task failed, cut to [`TaskRow::REASON_CHARS`] (empty: none); the full
+    /// reason is `reason_full` (the cell's title, and the task's page).
+    pub reason: String,
+    pub reason_full: String,
 }
 
 impl TaskRow {
     /// Characters of a chain id shown in a list.
     pub const CHAIN_CHARS: usize = 24;
+    /// Characters of a failure reason shown in a list.
+    pub const REASON_CHARS: usize = 60;
+}
+
+/// Failed tasks with one reason, for the overview's "Recent failures".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureGroup {
+    /// The reason, cut to [`TaskRow::REASON_CHARS`]; empty for failures without one.
+    pub reason: String,
+    pub reason_full: String,
+    pub count: String,
+    /// The tasks list filtered to failed tasks.
+    pub href: String,
 }
 
 /// An `<option>` of a filter.
@@ -345,6 +366,8 @@ pub struct TaskPage {
     pub entries_truncated: bool,
     pub input: Option<String>,
     pub output: Option<String>,
+    /// Why the task failed: the first line of its stderr (failed tasks only).
+    pub error: Option<String>,
 }
 
 // ---- invoices ------------------------------------------------------------------------
@@ -620,6 +643,8 @@ mod tests {
             gas: "1".into(),
             memory: "1".into(),
             cached: "hit".into(),
+            reason: String::new(),
+            reason_full: String::new(),
         };
         let html = TasksPage {
             layout: layout(),

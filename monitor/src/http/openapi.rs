@@ -200,6 +200,7 @@ fn schemas() -> Value {
         "call_limit": opt_int(), "call_peak": opt_int(), "frame_limit": opt_int(), "frame_peak": opt_int(),
         "execution_timeout_ms": opt_int(), "required_solutions": opt_int(), "total_solutions": opt_int(),
         "wasm_size": opt_int(), "wasm_hash": opt_str(), "cached": nullable("boolean"),
+        "error": { "type": "string", "nullable": true, "description": "Why the task failed: the first line its execution printed on stderr (failed tasks only; at most 500 characters). Task data: null for a read-only key" },
         "input": { "type": "string", "nullable": true, "description": "Only in /api/tasks/{execution_id}, for a session or an admin key" },
         "output": { "type": "string", "nullable": true, "description": "As input" },
     });

@@ -59,6 +59,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "entries: kind, level and version as ids of words",
         sql: V11,
     },
+    Migration {
+        name: "tasks: failure reason",
+        sql: V12,
+    },
 ];
 
 /// The schema version this build writes.
@@ -751,6 +755,11 @@ CREATE INDEX entries_task ON entries (task_row, time_ns) WHERE task_row IS NOT N
 CREATE INDEX entries_kind ON entries (kind_id, time_ns) WHERE kind_id <> 1;
 CREATE INDEX entries_level ON entries (level_id, time_ns) WHERE level_id IN (2, 3);
 "#;
+
+/// Version 12: a failed task's reason, the first line of the stderr its completion took
+/// (docs/LOGFORMAT.md). Tasks stored before have none: their stderr entries were not
+/// attributed, and the parser state that could attribute them is gone.
+const V12: &str = "ALTER TABLE tasks ADD COLUMN error TEXT;";
 
 /// Adds one (key, status) group of new task rows, summed by the writer, to the figures
 /// table `$table`: the key, the status, then the sums in the order of `figure_values!`.

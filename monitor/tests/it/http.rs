@@ -2620,6 +2620,7 @@ async fn stats_over_days_and_edge_hours_match_the_tasks() {
             Event::ExecutionCompleted {
                 execution_id: id.clone(),
                 metrics: Some(Box::new(metrics)),
+                stderr: None,
             },
         ));
     }

@@ -158,6 +158,7 @@ fn completed(line: i64, execution_id: &str, metrics: Option<Metrics>) -> Entry {
         Some(Event::ExecutionCompleted {
             execution_id: execution_id.to_owned(),
             metrics: metrics.map(Box::new),
+            stderr: None,
         }),
     )
 }
@@ -223,6 +224,7 @@ fn finished_task(execution_id: &str, exit_code: i64) -> Task {
         wasm_size: Some(1_839_201),
         wasm_hash: Some("ab".repeat(32)),
         cached: Some(true),
+        error: None,
         input: Some(r#"{"args":[1,2,3]}"#.to_owned()),
         output: Some(r#"{"result":42}"#.to_owned()),
     }
