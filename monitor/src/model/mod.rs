@@ -414,6 +414,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failure_reason_is_the_first_line_that_is_not_blank_cut_at_500_characters() {
+        let stderr = |text: &str| Stderr {
+            text: text.to_owned(),
+            entry: EntryRef::default(),
+        };
+        assert_eq!(
+            stderr("\n   \n  Error: x  \nmore").reason().as_deref(),
+            Some("Error: x")
+        );
+        assert_eq!(stderr(" \n\t").reason(), None);
+        let long = "é".repeat(MAX_REASON_CHARS + 1);
+        let cut = stderr(&long).reason().unwrap_or_default();
+        assert_eq!(cut.chars().count(), MAX_REASON_CHARS);
+        assert_eq!(cut, format!("{}…", "é".repeat(MAX_REASON_CHARS - 1)));
+        let exact = "a".repeat(MAX_REASON_CHARS);
+        assert_eq!(stderr(&exact).reason(), Some(exact));
+    }
+
+    #[test]
     fn the_level_words_are_exactly_the_levels_the_node_prints() {
         for word in Level::WORDS {
             let level = Level::from_word(word);
