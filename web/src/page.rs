@@ -378,8 +378,22 @@ pub struct InvoicesPage {
     pub layout: Layout,
     pub chart: ChartView,
     pub totals: Vec<Card>,
+    /// Penalty line items of the 30 days per account, the node's own marked.
+    pub penalties: Vec<PenaltyRow>,
     pub rows: Vec<InvoiceView>,
     pub pager: Pager,
+}
+
+/// Penalty line items charged to one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PenaltyRow {
+    pub account: String,
+    pub account_short: String,
+    /// Charged to this node's own address.
+    pub own: bool,
+    pub items: String,
+    /// Gas units.
+    pub value: String,
 }
 
 // ---- logs ----------------------------------------------------------------------------

@@ -341,8 +341,27 @@ fn schemas() -> Value {
                             "value": { "type": "number", "description": VALUE },
                         } },
                     } } } },
+                "penalties": {
+                    "type": "object",
+                    "description": "The range's penalty line items (whole UTC days, as `days`): the node's own, charged to its address, and those charged to other accounts",
+                    "properties": {
+                        "node_address": { "type": "string", "nullable": true, "description": "The node's address, once it printed its registration (null: whose is unknown, every penalty counts as others)" },
+                        "own": { "$ref": "#/components/schemas/ItemTotals" },
+                        "others": { "$ref": "#/components/schemas/ItemTotals" },
+                        "by_account": { "type": "array", "items": { "type": "object", "properties": {
+                            "account": opt_str(),
+                            "own": { "type": "boolean", "description": "The node's own address" },
+                            "items": { "type": "integer", "format": "int64", "description": "Line items" },
+                            "value": { "type": "number", "description": VALUE },
+                        } } },
+                    },
+                },
             },
         },
+        "ItemTotals": { "type": "object", "properties": {
+            "items": { "type": "integer", "format": "int64", "description": "Line items" },
+            "value": { "type": "number", "description": VALUE },
+        } },
         "Stats": {
             "type": "object",
             "properties": {

@@ -220,6 +220,16 @@ pub struct OperationTotals {
     pub value: f64,
 }
 
+/// Line items of one operation charged to one account ([`Store::items_by_account`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountTotals {
+    /// The account as printed (`None`: the item named none).
+    pub account: Option<String>,
+    pub items: u64,
+    /// Gas units.
+    pub value: f64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EarningsDay {
     /// Days since the epoch (UTC).
@@ -561,6 +571,32 @@ impl Store {
                 }
             }
             Ok(days)
+        })
+    }
+
+    /// The line items of `operation` (e.g. `penalty`) of the invoices of the same whole
+    /// UTC days as [`Store::earnings_by_day`], per account, the largest value first.
+    pub fn items_by_account(
+        &self,
+        from_ns: UnixNanos,
+        to_ns: UnixNanos,
+        operation: &str,
+    ) -> Result<Vec<AccountTotals>, StoreError> {
+        let (from, to) = (
+            from_ns.div_euclid(NS_PER_DAY) * NS_PER_DAY,
+            (to_ns.div_euclid(NS_PER_DAY) + i64::from(to_ns.rem_euclid(NS_PER_DAY) != 0))
+                .saturating_mul(NS_PER_DAY),
+        );
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(super::schema::ITEMS_BY_ACCOUNT)?;
+            let rows = stmt.query_map((from, to, operation), |row| {
+                Ok(AccountTotals {
+                    account: row.get(0)?,
+                    items: to_u64(row.get(1)?),
+                    value: row.get(2)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 
