@@ -879,3 +879,59 @@ async fn a_failed_tasks_reason_is_on_its_page_in_the_tasks_list_and_in_recent_fa
         thousands(app.expected.tasks_failed)
     );
 }
+
+#[tokio::test]
+async fn penalties_are_split_into_the_nodes_own_and_other_accounts_on_the_page_and_the_api() {
+    let app = app(0).await;
+    let own = "0x558f4b6bd6e2a6e1b5a0c1c2d3e4f5a6b7c8c5d7";
+    let other = "0x00000000000000000000000000000000000000aa";
+    let h = |s: u32| format!("2025-11-24 15:00:{s:02} info: @truebit/worker-runner-node:2.4.1 ");
+    let invoice = |n: u32, items: &str| {
+        format!(
+            r#"{}InvoiceSubscriber invoice received: {{"invoiceId":{n},"executionId":"e{n}","taskId":"t{n}","stepGasPrice":"2","byteGasPrice":"1","lineItem":[{items}]}}"#,
+            h(n + 1)
+        )
+    };
+    let item = |op: &str, account: &str, steps: u32| {
+        format!(
+            r#"{{"operation":"{op}","account":"{account}","total_steps_computed":"{steps}","peak_memory_used":"10"}}"#
+        )
+    };
+    let text = [
+        // The node prints its address checksummed; line items may not.
+        format!("{}Node with address {} registered successfully", h(0), own.to_uppercase().replacen("0X", "0x", 1)),
+        invoice(1, &[item("pay", own, 100), item("penalty", own, 50)].join(",")),
+        invoice(2, &[item("pay", own, 100), item("penalty", other, 20)].join(",")),
+        invoice(3, &item("penalty", other, 5)),
+    ]
+    .join("\n")
+        + "\n";
+    crate::http::import_lines(&app, "penalties.log", &text);
+    // value = steps × 2 + memory (10) × 1
+    let api = app
+        .get_json(&format!(
+            "/api/earnings?from={}&to={}",
+            FIXTURE_START_SECS - 86_400,
+            NOW_NS / 1_000_000_000
+        ))
+        .await;
+    let p = &api["penalties"];
+    assert_eq!(p["own"], serde_json::json!({ "items": 1, "value": 110.0 }));
+    assert_eq!(p["others"], serde_json::json!({ "items": 2, "value": 70.0 }));
+    assert_eq!(
+        p["by_account"],
+        serde_json::json!([
+            { "account": own, "own": true, "items": 1, "value": 110.0 },
+            { "account": other, "own": false, "items": 2, "value": 70.0 },
+        ])
+    );
+    let (cookie, _) = app.login().await;
+    let html = page(&app, &cookie, "/invoices").await;
+    assert_eq!(figure(&html, "cards", "penalties_own_30d"), "110 gas");
+    assert_eq!(figure(&html, "cards", "penalties_others_30d"), "70 gas");
+    assert!(html.contains("(1 penalty items charged to this node&#39;s address)"), "{html}");
+    assert!(html.contains("(2 penalty items charged to other nodes)"));
+    assert_eq!(count(&html, r#"<tr data-own="true">"#), 1);
+    assert_eq!(count(&html, r#"<tr data-own="false">"#), 1);
+    assert!(html.contains(&format!(r#"title="{own}""#)));
+}
