@@ -989,8 +989,6 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-/// Re-indents compact JSON like `JSON.stringify(value, null, 2)` (no empty containers).
-
 /// The stderr of a failing execution with this exit code: its first line (after
 /// `Command execution stderr: `) and the continuation lines. The failure reason the
 /// monitor shows is the first line.
@@ -1015,6 +1013,8 @@ pub fn stderr_of(exit_code: i64) -> (&'static str, &'static [&'static str]) {
         ),
     }
 }
+
+/// Re-indents compact JSON like `JSON.stringify(value, null, 2)` (no empty containers).
 fn pretty_json(compact: &str) -> String {
     let mut out = String::with_capacity(compact.len() * 2);
     let mut depth = 0usize;

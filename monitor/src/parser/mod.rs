@@ -84,7 +84,9 @@ mod message;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Stderr, UnixNanos};
+use crate::model::{
+    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Stderr, UnixNanos,
+};
 
 use line::DayCache;
 
@@ -427,7 +429,6 @@ impl Parser {
             event,
         });
     }
-
 }
 
 /// Keeps a block waiting for its completion: the stale ones are dropped first, then the

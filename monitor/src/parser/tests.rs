@@ -608,8 +608,14 @@ fn completed_stderr(e: &Entry) -> Option<Option<&Stderr>> {
 #[test]
 fn a_completion_takes_the_stderr_block_before_it_with_where_its_entry_is() {
     let out = run(&[
-        (&stderr_line("13:55:34", "thread 'main' panicked at src/main.rs:42:17:"), Some(100)),
-        ("called `Result::unwrap()` on an `Err` value: InvalidInput", Some(200)),
+        (
+            &stderr_line("13:55:34", "thread 'main' panicked at src/main.rs:42:17:"),
+            Some(100),
+        ),
+        (
+            "called `Result::unwrap()` on an `Err` value: InvalidInput",
+            Some(200),
+        ),
         (&metrics_line("13:55:34", 101), Some(300)),
         (&completion_line("13:55:35", UUID), Some(400)),
     ]);
@@ -633,7 +639,9 @@ fn a_completion_takes_the_stderr_block_before_it_with_where_its_entry_is() {
         Some("thread 'main' panicked at src/main.rs:42:17:")
     );
     assert_eq!(
-        completed_metrics(&out[2]).flatten().and_then(|m| m.exit_code),
+        completed_metrics(&out[2])
+            .flatten()
+            .and_then(|m| m.exit_code),
         Some(101)
     );
 }
@@ -699,12 +707,20 @@ fn a_waiting_stderr_block_survives_a_restart_and_an_old_state_reads_as_none_wait
         received_ns: None,
         pos: Pos::new(0, n),
     };
-    first.push_line(stderr_line("13:55:34", "Error: x").as_bytes(), meta(1), &mut out);
+    first.push_line(
+        stderr_line("13:55:34", "Error: x").as_bytes(),
+        meta(1),
+        &mut out,
+    );
     first.flush(&mut out);
     let saved = serde_json::to_string(&first.state()).expect("serializes");
     let mut second = Parser::new(ParserConfig::default());
     second.restore(serde_json::from_str(&saved).expect("deserializes"));
-    second.push_line(completion_line("13:55:35", UUID).as_bytes(), meta(2), &mut out);
+    second.push_line(
+        completion_line("13:55:35", UUID).as_bytes(),
+        meta(2),
+        &mut out,
+    );
     second.flush(&mut out);
     assert_eq!(
         completed_stderr(&out[1]).flatten().map(|s| s.text.as_str()),

@@ -1021,7 +1021,11 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
     );
     // The failure reason is task data: null for the read key, in the list and the task.
     let one = app
-        .call(Method::GET, &format!("/api/tasks/{PLANTED_ID}"), Auth::Bearer(&read))
+        .call(
+            Method::GET,
+            &format!("/api/tasks/{PLANTED_ID}"),
+            Auth::Bearer(&read),
+        )
         .await
         .json();
     assert_eq!(one["task"]["status"], "failed");
@@ -1040,7 +1044,10 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
             .json();
         assert_eq!(one["task"]["error"], "SECRET-OUTPUT-stderr-9c", "{auth:?}");
         let list = app.call(Method::GET, "/api/tasks", auth).await.json();
-        assert_eq!(list["items"][0]["error"], "SECRET-OUTPUT-stderr-9c", "{auth:?}");
+        assert_eq!(
+            list["items"][0]["error"], "SECRET-OUTPUT-stderr-9c",
+            "{auth:?}"
+        );
         let logs = app.call(Method::GET, "/api/logs?q=SECRET", auth).await;
         let text = String::from_utf8_lossy(&logs.body);
         for secret in [

@@ -827,7 +827,9 @@ async fn a_failed_tasks_reason_is_on_its_page_in_the_tasks_list_and_in_recent_fa
     assert!(failed.len() >= 3, "the fixture has failed tasks");
     let mut by_reason: Vec<(String, usize)> = Vec::new();
     for t in &failed {
-        let reason = t["error"].as_str().expect("every failed demo task has a reason");
+        let reason = t["error"]
+            .as_str()
+            .expect("every failed demo task has a reason");
         match by_reason.iter_mut().find(|(r, _)| r == reason) {
             Some((_, n)) => *n += 1,
             None => by_reason.push((reason.to_owned(), 1)),
@@ -838,13 +840,19 @@ async fn a_failed_tasks_reason_is_on_its_page_in_the_tasks_list_and_in_recent_fa
     let reason = failed[0]["error"].as_str().expect("reason");
     let html = page(&app, &cookie, &format!("/tasks/{id}")).await;
     assert!(
-        html.contains(&format!(r#"<p class="mono" id="task-error">{}</p>"#, escaped(reason))),
+        html.contains(&format!(
+            r#"<p class="mono" id="task-error">{}</p>"#,
+            escaped(reason)
+        )),
         "{html}"
     );
     let completed = app.get_json("/api/tasks?status=completed&limit=1").await;
     let ok_id = completed["items"][0]["execution_id"].as_str().expect("id");
     let ok_html = page(&app, &cookie, &format!("/tasks/{ok_id}")).await;
-    assert!(!ok_html.contains("task-error"), "a completed task has no reason");
+    assert!(
+        !ok_html.contains("task-error"),
+        "a completed task has no reason"
+    );
     // The list: a column, cut, with the full reason on hover.
     let list = page(&app, &cookie, "/tasks?status=failed").await;
     assert!(list.contains("<th>Failure reason</th>"));
@@ -864,7 +872,10 @@ async fn a_failed_tasks_reason_is_on_its_page_in_the_tasks_list_and_in_recent_fa
     let overview = page(&app, &cookie, "/").await;
     let panel = &overview[overview.find(r#"id="failures""#).expect("failures panel")..];
     let panel = &panel[..panel.find("</section>").expect("panel end")];
-    assert_eq!(count(panel, "<tr><td class=\"node reason\""), by_reason.len());
+    assert_eq!(
+        count(panel, "<tr><td class=\"node reason\""),
+        by_reason.len()
+    );
     for (reason, n) in &by_reason {
         let shown = truebit_web::format::clip(reason, truebit_web::page::TaskRow::REASON_CHARS);
         let row = format!(
@@ -899,9 +910,19 @@ async fn penalties_are_split_into_the_nodes_own_and_other_accounts_on_the_page_a
     };
     let text = [
         // The node prints its address checksummed; line items may not.
-        format!("{}Node with address {} registered successfully", h(0), own.to_uppercase().replacen("0X", "0x", 1)),
-        invoice(1, &[item("pay", own, 100), item("penalty", own, 50)].join(",")),
-        invoice(2, &[item("pay", own, 100), item("penalty", other, 20)].join(",")),
+        format!(
+            "{}Node with address {} registered successfully",
+            h(0),
+            own.to_uppercase().replacen("0X", "0x", 1)
+        ),
+        invoice(
+            1,
+            &[item("pay", own, 100), item("penalty", own, 50)].join(","),
+        ),
+        invoice(
+            2,
+            &[item("pay", own, 100), item("penalty", other, 20)].join(","),
+        ),
         invoice(3, &item("penalty", other, 5)),
     ]
     .join("\n")
@@ -917,7 +938,10 @@ async fn penalties_are_split_into_the_nodes_own_and_other_accounts_on_the_page_a
         .await;
     let p = &api["penalties"];
     assert_eq!(p["own"], serde_json::json!({ "items": 1, "value": 110.0 }));
-    assert_eq!(p["others"], serde_json::json!({ "items": 2, "value": 70.0 }));
+    assert_eq!(
+        p["others"],
+        serde_json::json!({ "items": 2, "value": 70.0 })
+    );
     assert_eq!(
         p["by_account"],
         serde_json::json!([
@@ -929,7 +953,10 @@ async fn penalties_are_split_into_the_nodes_own_and_other_accounts_on_the_page_a
     let html = page(&app, &cookie, "/invoices").await;
     assert_eq!(figure(&html, "cards", "penalties_own_30d"), "110 gas");
     assert_eq!(figure(&html, "cards", "penalties_others_30d"), "70 gas");
-    assert!(html.contains("(1 penalty items charged to this node&#39;s address)"), "{html}");
+    assert!(
+        html.contains("(1 penalty items charged to this node&#39;s address)"),
+        "{html}"
+    );
     assert!(html.contains("(2 penalty items charged to other nodes)"));
     assert_eq!(count(&html, r#"<tr data-own="true">"#), 1);
     assert_eq!(count(&html, r#"<tr data-own="false">"#), 1);

@@ -1711,14 +1711,30 @@ fn a_failed_task_gets_its_stderr_first_line_and_the_stderr_entry_its_execution_i
         format!(r#"Command execution stdout: {{"elapsed":"1000","wasi":{{"exitCode":{exit}}}}}"#)
     };
     let text = [
-        h("34", "info", &format!("Starting task execution executionId: {EXEC_A}")),
-        h("34", "info", &format!("Starting task execution executionId: {EXEC_B}")),
-        h("40", "debug", "Command execution stderr: thread 'main' panicked at src/main.rs:42:17:"),
+        h(
+            "34",
+            "info",
+            &format!("Starting task execution executionId: {EXEC_A}"),
+        ),
+        h(
+            "34",
+            "info",
+            &format!("Starting task execution executionId: {EXEC_B}"),
+        ),
+        h(
+            "40",
+            "debug",
+            "Command execution stderr: thread 'main' panicked at src/main.rs:42:17:",
+        ),
         "called `Result::unwrap()` on an `Err` value: InvalidInput\n".to_owned(),
         h("40", "debug", &metrics(101)),
         h("40", "info", &format!("Execution {EXEC_A} completed")),
         h("41", "info", "Heartbeat sent"),
-        h("50", "debug", "Command execution stderr: warning: flag --fast is deprecated"),
+        h(
+            "50",
+            "debug",
+            "Command execution stderr: warning: flag --fast is deprecated",
+        ),
         h("50", "debug", &metrics(0)),
         h("50", "info", &format!("Execution {EXEC_B} completed")),
     ]
@@ -1745,11 +1761,19 @@ fn a_failed_task_gets_its_stderr_first_line_and_the_stderr_entry_its_execution_i
         };
         assert_eq!(
             kinds_of(EXEC_A),
-            [Kind::ExecutionStarted, Kind::ExecutionStderr, Kind::ExecutionCompleted]
+            [
+                Kind::ExecutionStarted,
+                Kind::ExecutionStderr,
+                Kind::ExecutionCompleted
+            ]
         );
         assert_eq!(
             kinds_of(EXEC_B),
-            [Kind::ExecutionStarted, Kind::ExecutionStderr, Kind::ExecutionCompleted]
+            [
+                Kind::ExecutionStarted,
+                Kind::ExecutionStderr,
+                Kind::ExecutionCompleted
+            ]
         );
     }
 }
@@ -1822,7 +1846,11 @@ fn ground_truth_every_failed_task_of_a_generated_log_has_exactly_its_stderr_firs
         .filter(|t| t.status == TaskStatus::Failed)
         .collect();
     assert_eq!(failed.len() as u64, expected.tasks_failed);
-    assert_eq!(truth.len() as u64, expected.tasks_failed, "every failure printed stderr");
+    assert_eq!(
+        truth.len() as u64,
+        expected.tasks_failed,
+        "every failure printed stderr"
+    );
     for t in &tasks {
         match t.status {
             TaskStatus::Failed => assert_eq!(
@@ -1846,12 +1874,19 @@ fn ground_truth_every_failed_task_of_a_generated_log_has_exactly_its_stderr_firs
     assert_eq!(stderr_entries.len(), truth.len());
     for e in stderr_entries {
         let id = e.execution_id.expect("attributed");
-        assert!(e.message.contains(truth[&id].as_str()), "{id}: {}", e.message);
+        assert!(
+            e.message.contains(truth[&id].as_str()),
+            "{id}: {}",
+            e.message
+        );
     }
     // The overview's grouping adds up.
     let groups = store
         .failure_reasons(i64::MIN, i64::MAX, 100)
         .expect("failure reasons");
-    assert_eq!(groups.iter().map(|g| g.tasks).sum::<u64>(), expected.tasks_failed);
+    assert_eq!(
+        groups.iter().map(|g| g.tasks).sum::<u64>(),
+        expected.tasks_failed
+    );
     assert!(groups.windows(2).all(|w| w[0].tasks >= w[1].tasks));
 }

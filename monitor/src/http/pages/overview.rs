@@ -485,21 +485,6 @@ fn availability_chart(u: &Uptime) -> ChartView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weeks_start_on_monday() {
-        // 2026-11-21 is a Saturday; its week began on Monday 2026-11-16.
-        let sat = 1_795_255_200_i64 * 1_000_000_000; // 2026-11-21 10:00 UTC
-        let monday = 1_794_787_200_i64; // 2026-11-16 00:00 UTC
-        assert_eq!(week_start_hour(sat) * 3_600, monday);
-        // On a Monday the week starts that day.
-        assert_eq!(week_start_hour(monday * 1_000_000_000 + 5) * 3_600, monday);
-    }
-}
-
 /// The "Recent failures" rows (reasons are task data: hidden without access to it, which
 /// folds them into one row without reason).
 fn failure_groups(
@@ -525,4 +510,19 @@ fn failure_groups(
             href: "/tasks?status=failed".to_owned(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 2026-11-21 is a Saturday; its week began on Monday 2026-11-16.
+        let sat = 1_795_255_200_i64 * 1_000_000_000; // 2026-11-21 10:00 UTC
+        let monday = 1_794_787_200_i64; // 2026-11-16 00:00 UTC
+        assert_eq!(week_start_hour(sat) * 3_600, monday);
+        // On a Monday the week starts that day.
+        assert_eq!(week_start_hour(monday * 1_000_000_000 + 5) * 3_600, monday);
+    }
 }
