@@ -643,6 +643,48 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_reason_is_cut_in_the_task_list_isolated_and_whole_on_hover() {
+        let reason = format!("\u{202e}panic: {}", "x".repeat(200));
+        let row = TaskRow {
+            execution_id: "e1".into(),
+            short_id: "e1".into(),
+            status: "failed".into(),
+            status_class: "bad",
+            chain: "43113".into(),
+            chain_full: "43113".into(),
+            received: None,
+            duration: "1 s".into(),
+            gas: "1".into(),
+            memory: "1".into(),
+            cached: "hit".into(),
+            reason: crate::format::clip(&reason, TaskRow::REASON_CHARS),
+            reason_full: reason.clone(),
+        };
+        let html = TasksPage {
+            layout: layout(),
+            statuses: Vec::new(),
+            chain: String::new(),
+            from: String::new(),
+            to: String::new(),
+            rows: vec![row],
+            pager: Pager::default(),
+            filtered: false,
+            error: None,
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"));
+        // The direction override never reaches the page; the cell is node text (its
+        // class isolates it) with the whole reason as its title.
+        assert!(!html.contains('\u{202e}'));
+        let shown = format!(
+            "<td class=\"node reason\" title=\"\u{fffd}panic: {}\">\u{fffd}panic: {}…</td>",
+            "x".repeat(200),
+            "x".repeat(TaskRow::REASON_CHARS - 9)
+        );
+        assert!(html.contains(&shown), "{html}");
+    }
+
+    #[test]
     fn a_long_chain_id_is_cut_in_the_task_list_with_the_full_value_on_hover() {
         let chain = format!("\u{202e}{}", "9".repeat(5_000));
         let row = TaskRow {
