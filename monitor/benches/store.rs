@@ -232,6 +232,7 @@ impl Workload {
                 Some(Event::ExecutionCompleted {
                     execution_id: exec.clone(),
                     metrics: Some(Box::new(metrics)),
+                    stderr: None,
                 }),
             ),
             (

@@ -158,6 +158,7 @@ fn main() {
             Some(Event::ExecutionCompleted {
                 execution_id: exec.clone(),
                 metrics: Some(Box::new(metrics)),
+                stderr: None,
             }),
         ));
         let item = |op: &str| LineItem {

@@ -571,19 +571,18 @@ impl LogGenerator {
         let steps = self.rng.gen_range(100_000..5_000_000_000u64);
         let peak_memory = self.rng.gen_range(1..=1024u64);
         if !ok {
+            // What the program printed, by exit code (no draw: the rest of the log is
+            // the same as before stderr had several reasons).
+            let (first, more) = stderr_of(exit_code);
             self.entry(
                 "debug",
                 Kind::ExecutionStderr,
-                "Command execution stderr: thread 'main' panicked at src/main.rs:42:17:".to_owned(),
+                format!("Command execution stderr: {first}"),
                 Effect::None,
             );
-            self.continuation(
-                "called `Result::unwrap()` on an `Err` value: InvalidInput".to_owned(),
-            );
-            self.continuation(
-                "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
-                    .to_owned(),
-            );
+            for line in more {
+                self.continuation((*line).to_owned());
+            }
         }
         // The run took what the start and completion lines say, less a fraction of the
         // last second (the node's clock prints whole seconds).
@@ -988,6 +987,31 @@ impl Obj {
 
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The stderr of a failing execution with this exit code: its first line (after
+/// `Command execution stderr: `) and the continuation lines. The failure reason the
+/// monitor shows is the first line.
+pub fn stderr_of(exit_code: i64) -> (&'static str, &'static [&'static str]) {
+    match exit_code {
+        1 => (
+            "Error: invalid task input: field `args` must be an array of numbers",
+            &["    at parseInput (task.js:12:11)"],
+        ),
+        2 => ("usage: task.wasm <input.json>: missing input file", &[]),
+        134 => (
+            "memory allocation of 268435456 bytes failed",
+            &["Aborted (core dumped)"],
+        ),
+        137 => ("wasm trap: out of gas: metered step limit reached", &[]),
+        _ => (
+            "thread 'main' panicked at src/main.rs:42:17:",
+            &[
+                "called `Result::unwrap()` on an `Err` value: InvalidInput",
+                "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+            ],
+        ),
+    }
 }
 
 /// Re-indents compact JSON like `JSON.stringify(value, null, 2)` (no empty containers).

@@ -180,6 +180,10 @@ pub struct OverviewPage {
     pub exec_time: ChartView,
     pub availability: ChartView,
     pub recent: Vec<TaskRow>,
+    /// Failed tasks of the last 24 hours by reason, most frequent first.
+    pub failures: Vec<FailureGroup>,
+    /// All failed tasks of the last 24 hours.
+    pub failures_total: String,
     /// Nothing ingested yet: how data arrives, naming the followed container or file.
     pub no_data: Option<String>,
     /// The server's time and the newest log line's (0: none), for the live health cards.
@@ -205,11 +209,28 @@ pub struct TaskRow {
     pub gas: String,
     pub memory: String,
     pub cached: String,
+    /// Why the task failed, cut to [`TaskRow::REASON_CHARS`] (empty: none); the full
+    /// reason is `reason_full` (the cell's title, and the task's page).
+    pub reason: String,
+    pub reason_full: String,
 }
 
 impl TaskRow {
     /// Characters of a chain id shown in a list.
     pub const CHAIN_CHARS: usize = 24;
+    /// Characters of a failure reason shown in a list.
+    pub const REASON_CHARS: usize = 60;
+}
+
+/// Failed tasks with one reason, for the overview's "Recent failures".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureGroup {
+    /// The reason, cut to [`TaskRow::REASON_CHARS`]; empty for failures without one.
+    pub reason: String,
+    pub reason_full: String,
+    pub count: String,
+    /// The tasks list filtered to failed tasks.
+    pub href: String,
 }
 
 /// An `<option>` of a filter.
@@ -345,6 +366,8 @@ pub struct TaskPage {
     pub entries_truncated: bool,
     pub input: Option<String>,
     pub output: Option<String>,
+    /// Why the task failed: the first line of its stderr (failed tasks only).
+    pub error: Option<String>,
 }
 
 // ---- invoices ------------------------------------------------------------------------
@@ -355,8 +378,22 @@ pub struct InvoicesPage {
     pub layout: Layout,
     pub chart: ChartView,
     pub totals: Vec<Card>,
+    /// Penalty line items of the 30 days per account, the node's own marked.
+    pub penalties: Vec<PenaltyRow>,
     pub rows: Vec<InvoiceView>,
     pub pager: Pager,
+}
+
+/// Penalty line items charged to one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PenaltyRow {
+    pub account: String,
+    pub account_short: String,
+    /// Charged to this node's own address.
+    pub own: bool,
+    pub items: String,
+    /// Gas units.
+    pub value: String,
 }
 
 // ---- logs ----------------------------------------------------------------------------
@@ -612,6 +649,48 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_reason_is_cut_in_the_task_list_isolated_and_whole_on_hover() {
+        let reason = format!("\u{202e}panic: {}", "x".repeat(200));
+        let row = TaskRow {
+            execution_id: "e1".into(),
+            short_id: "e1".into(),
+            status: "failed".into(),
+            status_class: "bad",
+            chain: "43113".into(),
+            chain_full: "43113".into(),
+            received: None,
+            duration: "1 s".into(),
+            gas: "1".into(),
+            memory: "1".into(),
+            cached: "hit".into(),
+            reason: crate::format::clip(&reason, TaskRow::REASON_CHARS),
+            reason_full: reason.clone(),
+        };
+        let html = TasksPage {
+            layout: layout(),
+            statuses: Vec::new(),
+            chain: String::new(),
+            from: String::new(),
+            to: String::new(),
+            rows: vec![row],
+            pager: Pager::default(),
+            filtered: false,
+            error: None,
+        }
+        .render()
+        .unwrap_or_else(|e| panic!("render: {e}"));
+        // The direction override never reaches the page; the cell is node text (its
+        // class isolates it) with the whole reason as its title.
+        assert!(!html.contains('\u{202e}'));
+        let shown = format!(
+            "<td class=\"node reason\" title=\"\u{fffd}panic: {}\">\u{fffd}panic: {}…</td>",
+            "x".repeat(200),
+            "x".repeat(TaskRow::REASON_CHARS - 9)
+        );
+        assert!(html.contains(&shown), "{html}");
+    }
+
+    #[test]
     fn a_long_chain_id_is_cut_in_the_task_list_with_the_full_value_on_hover() {
         let chain = format!("\u{202e}{}", "9".repeat(5_000));
         let row = TaskRow {
@@ -626,6 +705,8 @@ mod tests {
             gas: "1".into(),
             memory: "1".into(),
             cached: "hit".into(),
+            reason: String::new(),
+            reason_full: String::new(),
         };
         let html = TasksPage {
             layout: layout(),

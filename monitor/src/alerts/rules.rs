@@ -242,10 +242,12 @@ fn condition(rule: Rule, config: &RuleConfig, seen: &Observation, now_ns: UnixNa
             };
             let enough = f.finished >= u64::from(config.count.max(1));
             if enough && f.failed * 100 >= u64::from(config.percent) * f.finished {
+                // The reasons are task data (what the program printed on stderr), which
+                // a message never carries (docs/ALERTS.md): it points to the dashboard.
                 holds(
                     now_ns,
                     format!(
-                        "{} of {} tasks failed in the last {} ({} %)",
+                        "{} of {} tasks failed in the last {} ({} %); reasons: see Recent failures on the dashboard",
                         f.failed,
                         f.finished,
                         human(config.window.as_secs()),
@@ -753,7 +755,7 @@ mod tests {
             of(Rule::FailureRate, &s, &rules, S),
             Condition::Holds {
                 since_ns: S,
-                details: "5 of 10 tasks failed in the last 1h (50 %)".into()
+                details: "5 of 10 tasks failed in the last 1h (50 %); reasons: see Recent failures on the dashboard".into()
             }
         );
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket};
 
 use crate::model::{ContainerEvent, TaskStatus, UnixNanos};
-use crate::store::query::{EarningsDay, TaskStats};
+use crate::store::query::{AccountTotals, EarningsDay, TaskStats};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 pub(crate) const NS_PER_HOUR: i64 = 3_600 * NS_PER_SEC;
@@ -28,6 +28,64 @@ macro_rules! known_labels {
 /// Labels of the execution-time and gas buckets: those of the federation protocol.
 pub const ELAPSED_BUCKETS: [&str; ExecTimeBucket::ALL.len() - 1] = known_labels!(ExecTimeBucket);
 pub const GAS_BUCKETS: [&str; GasBucket::ALL.len() - 1] = known_labels!(GasBucket);
+
+/// Penalty line items by whose they are: the node's own (its address, from its
+/// registration line), and those charged to other accounts. The API's `penalties` object
+/// and the Invoices page's cards.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct Penalties {
+    /// The node's address, when it has printed it (`null`: whose is unknown, and every
+    /// penalty counts as `others`).
+    pub node_address: Option<String>,
+    pub own: ItemTotals,
+    pub others: ItemTotals,
+    /// Per account, the largest value first.
+    pub by_account: Vec<AccountPenalty>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct ItemTotals {
+    pub items: u64,
+    /// Gas units.
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct AccountPenalty {
+    pub account: Option<String>,
+    /// The node's own address.
+    pub own: bool,
+    pub items: u64,
+    /// Gas units.
+    pub value: f64,
+}
+
+impl Penalties {
+    /// Sorts `accounts` (penalty items per account) into the node's own and the others'
+    /// (addresses compared without regard to case: checksummed or not, the same).
+    pub fn of(accounts: Vec<AccountTotals>, node_address: Option<String>) -> Penalties {
+        let mut p = Penalties {
+            node_address,
+            ..Penalties::default()
+        };
+        for a in accounts {
+            let own = match (&p.node_address, &a.account) {
+                (Some(node), Some(account)) => node.eq_ignore_ascii_case(account),
+                _ => false,
+            };
+            let totals = if own { &mut p.own } else { &mut p.others };
+            totals.items += a.items;
+            totals.value += a.value;
+            p.by_account.push(AccountPenalty {
+                account: a.account,
+                own,
+                items: a.items,
+                value: a.value,
+            });
+        }
+        p
+    }
+}
 
 /// Tasks by status; the API's `tasks` object and the dashboard's figures.
 #[derive(Default, Serialize)]
@@ -187,6 +245,33 @@ pub fn compute_uptime(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn penalties_are_the_nodes_own_when_charged_to_its_address_in_any_case() {
+        let item = |account: Option<&str>, items: u64, value: f64| AccountTotals {
+            account: account.map(str::to_owned),
+            items,
+            value,
+        };
+        let accounts = || {
+            vec![
+                item(Some("0xAbC0000000000000000000000000000000000001"), 2, 30.0),
+                item(Some("0x00000000000000000000000000000000000000ff"), 1, 20.0),
+                item(None, 1, 5.0),
+            ]
+        };
+        let p = Penalties::of(
+            accounts(),
+            Some("0xabc0000000000000000000000000000000000001".into()),
+        );
+        assert_eq!((p.own.items, p.own.value), (2, 30.0));
+        assert_eq!((p.others.items, p.others.value), (2, 25.0));
+        let own: Vec<bool> = p.by_account.iter().map(|a| a.own).collect();
+        assert_eq!(own, [true, false, false]);
+        // Without the node's address nothing is its own.
+        let unknown = Penalties::of(accounts(), None);
+        assert_eq!((unknown.own.items, unknown.others.items), (0, 4));
+    }
     use crate::model::ContainerAction;
 
     fn ev(t: i64, action: ContainerAction) -> ContainerEvent {

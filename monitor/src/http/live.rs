@@ -216,11 +216,20 @@ fn messages(
         out.push(m);
     }
     for task in store.tasks_by_execution(&executions)? {
-        // Task events never carry input or output, for anyone.
-        out.push(LiveMessage::new(
-            "task",
-            Access::Hidden.task_json(task).to_string(),
-        ));
+        // Task events never carry input or output, for anyone; the failure reason only
+        // for those who may see task data.
+        let hidden = task
+            .error
+            .is_some()
+            .then(|| Access::Hidden.task_json(task.clone()).to_string());
+        let mut shown = Access::Visible.task_json(task);
+        if let Some(map) = shown.as_object_mut() {
+            map.remove("input");
+            map.remove("output");
+        }
+        let mut m = LiveMessage::new("task", shown.to_string());
+        m.hidden = hidden;
+        out.push(m);
     }
     let invoices = commit.invoices;
     for invoice in store.invoices_after(invoices.after, invoices.count() as usize)? {

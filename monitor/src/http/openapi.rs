@@ -210,6 +210,7 @@ fn schemas() -> Value {
         "call_limit": opt_int(), "call_peak": opt_int(), "frame_limit": opt_int(), "frame_peak": opt_int(),
         "execution_timeout_ms": opt_int(), "required_solutions": opt_int(), "total_solutions": opt_int(),
         "wasm_size": opt_int(), "wasm_hash": opt_str(), "cached": nullable("boolean"),
+        "error": { "type": "string", "nullable": true, "description": "Why the task failed: the first line its execution printed on stderr (failed tasks only; at most 500 characters). Task data: null for a read-only key" },
         "input": { "type": "string", "nullable": true, "description": "Only in /api/tasks/{execution_id}, for a session or an admin key" },
         "output": { "type": "string", "nullable": true, "description": "As input" },
     });
@@ -350,8 +351,27 @@ fn schemas() -> Value {
                             "value": { "type": "number", "description": VALUE },
                         } },
                     } } } },
+                "penalties": {
+                    "type": "object",
+                    "description": "The range's penalty line items (whole UTC days, as `days`): the node's own, charged to its address, and those charged to other accounts",
+                    "properties": {
+                        "node_address": { "type": "string", "nullable": true, "description": "The node's address, once it printed its registration (null: whose is unknown, every penalty counts as others)" },
+                        "own": { "$ref": "#/components/schemas/ItemTotals" },
+                        "others": { "$ref": "#/components/schemas/ItemTotals" },
+                        "by_account": { "type": "array", "items": { "type": "object", "properties": {
+                            "account": opt_str(),
+                            "own": { "type": "boolean", "description": "The node's own address" },
+                            "items": { "type": "integer", "format": "int64", "description": "Line items" },
+                            "value": { "type": "number", "description": VALUE },
+                        } } },
+                    },
+                },
             },
         },
+        "ItemTotals": { "type": "object", "properties": {
+            "items": { "type": "integer", "format": "int64", "description": "Line items" },
+            "value": { "type": "number", "description": VALUE },
+        } },
         "Stats": {
             "type": "object",
             "properties": {

@@ -1,6 +1,7 @@
 //! Task input and output, and who may see them: one rule for every representation.
 //!
-//! Input and output reach clients in two shapes: the task's `input`/`output` fields, and
+//! Input and output reach clients in two shapes: the task's `input`/`output` fields (and
+//! `error`, the first line of what the program printed on stderr), and
 //! the raw text of the log entries that carried them (`task_received`: the task_created
 //! JSON with the input; `execution_metrics`: the stdout block with the output;
 //! `execution_stderr`: what the program printed on stderr). Every route that sends a task
@@ -69,9 +70,10 @@ impl Access {
     }
 
     /// A task as JSON: `input` and `output` only when visible (lists and the live stream
-    /// never read them and pass [`Access::Hidden`]).
+    /// never read them and remove them); `error` (the failure reason, a line of stderr)
+    /// is `null` when hidden.
     pub fn task_json(self, task: Task) -> Value {
-        let mut v = serde_json::to_value(task).unwrap_or(Value::Null);
+        let mut v = serde_json::to_value(self.task(task)).unwrap_or(Value::Null);
         if !self.visible() {
             if let Some(map) = v.as_object_mut() {
                 map.remove("input");
@@ -79,6 +81,17 @@ impl Access {
             }
         }
         v
+    }
+
+    /// The task as this caller may see it: without input, output and failure reason
+    /// when hidden (the pages and [`Access::task_json`] go through here).
+    pub fn task(self, mut task: Task) -> Task {
+        if !self.visible() {
+            task.input = None;
+            task.output = None;
+            task.error = None;
+        }
+        task
     }
 
     /// The kinds whose message a text search must not look into for this caller

@@ -186,13 +186,52 @@ pub enum Event {
         text: String,
     },
     /// `metrics` is the pending metrics block attributed to this completion, or `None`
-    /// when there was none or the attribution was ambiguous.
+    /// when there was none or the attribution was ambiguous; `stderr` the same for the
+    /// pending stderr block (same rule, docs/LOGFORMAT.md).
     ExecutionCompleted {
         execution_id: String,
         metrics: Option<Box<Metrics>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stderr: Option<Box<Stderr>>,
     },
     OutcomePublished,
     Invoice(Box<Invoice>),
+}
+
+/// A `Command execution stderr:` block that a completion took (the attribution rule is
+/// the metrics blocks' one: docs/LOGFORMAT.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stderr {
+    /// What the execution printed: the message after `Command execution stderr: `.
+    pub text: String,
+    /// The stderr entry, which takes the completion's execution id.
+    pub entry: EntryRef,
+}
+
+/// The longest failure reason kept, in characters (a longer first line is cut, with `…`).
+pub const MAX_REASON_CHARS: usize = 500;
+
+impl Stderr {
+    /// The failure reason: the first line that is not blank, trimmed, at most
+    /// [`MAX_REASON_CHARS`] characters (a longer one is cut and ends with `…`).
+    pub fn reason(&self) -> Option<String> {
+        let line = self.text.lines().map(str::trim).find(|l| !l.is_empty())?;
+        match line.char_indices().nth(MAX_REASON_CHARS - 1) {
+            Some((cut, _)) if line.chars().count() > MAX_REASON_CHARS => {
+                Some(format!("{}…", line.get(..cut).unwrap_or(line)))
+            }
+            _ => Some(line.to_owned()),
+        }
+    }
+}
+
+/// Where an entry emitted earlier is stored: its source position and its stored time
+/// (Docker receive time of its first line, else the node's clock), which the store's
+/// time index finds it by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntryRef {
+    pub pos: Pos,
+    pub time_ns: UnixNanos,
 }
 
 /// The figures of a `task_created` message that the monitor keeps.
@@ -373,6 +412,25 @@ impl ContainerAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_reason_is_the_first_line_that_is_not_blank_cut_at_500_characters() {
+        let stderr = |text: &str| Stderr {
+            text: text.to_owned(),
+            entry: EntryRef::default(),
+        };
+        assert_eq!(
+            stderr("\n   \n  Error: x  \nmore").reason().as_deref(),
+            Some("Error: x")
+        );
+        assert_eq!(stderr(" \n\t").reason(), None);
+        let long = "é".repeat(MAX_REASON_CHARS + 1);
+        let cut = stderr(&long).reason().unwrap_or_default();
+        assert_eq!(cut.chars().count(), MAX_REASON_CHARS);
+        assert_eq!(cut, format!("{}…", "é".repeat(MAX_REASON_CHARS - 1)));
+        let exact = "a".repeat(MAX_REASON_CHARS);
+        assert_eq!(stderr(&exact).reason(), Some(exact));
+    }
 
     #[test]
     fn the_level_words_are_exactly_the_levels_the_node_prints() {

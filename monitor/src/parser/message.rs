@@ -191,6 +191,7 @@ fn execution_completed(line: &str) -> Classified {
                 event: Some(Event::ExecutionCompleted {
                     execution_id: id,
                     metrics: None,
+                    stderr: None,
                 }),
             }
         }
@@ -334,7 +335,8 @@ mod tests {
             c.event,
             Some(Event::ExecutionCompleted {
                 execution_id: UUID.into(),
-                metrics: None
+                metrics: None,
+                stderr: None
             })
         );
         assert_eq!(classify("Execution failed badly").kind, Kind::Log);

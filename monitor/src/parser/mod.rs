@@ -67,6 +67,12 @@
 //!   backwards). More than one waiting
 //!   block is ambiguous: the completion gets `None` and all of them are dropped. Blocks
 //!   older than the window are dropped. The metrics entry itself is always emitted.
+//! - Stderr attribution (`ExecutionCompleted { stderr }`): a `Command execution stderr:`
+//!   block waits beside the metrics blocks and a completion takes it by the same rule
+//!   (the single block waiting, within the window; otherwise none, and the waiting ones
+//!   are dropped), whatever the order of the two blocks. It carries where its entry is
+//!   stored ([`EntryRef`]), so that the store gives that entry the completion's execution
+//!   id; the entry itself was emitted without one.
 //! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far:
 //!   persist it with the cursor of the last emitted entry and [`Parser::restore`] it on
 //!   restart. The pending (unemitted) entry is not part of it: its lines are after the
@@ -78,7 +84,9 @@ mod message;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Entry, Event, Kind, Level, LineMeta, Metrics, Pos, UnixNanos};
+use crate::model::{
+    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Stderr, UnixNanos,
+};
 
 use line::DayCache;
 
@@ -88,7 +96,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 pub const METRICS_WINDOW_NS: i64 = 5_000_000_000;
 /// How far a completion may appear to precede its metrics block (clock jitter).
 const METRICS_SKEW_NS: i64 = 1_000_000_000;
-/// At most this many metrics blocks wait for a completion (oldest dropped first).
+/// At most this many metrics blocks (and as many stderr blocks) wait for a completion
+/// (oldest dropped first).
 const MAX_PENDING_METRICS: usize = 16;
 /// The line scratch buffer is shrunk back when a huge line made it grow past this.
 const SCRATCH_KEEP_BYTES: usize = 1 << 20;
@@ -121,10 +130,23 @@ pub struct PendingMetrics {
     pub node_time: Option<i64>,
 }
 
-/// What must survive a restart: the metrics blocks still waiting for a completion.
+/// A stderr block waiting for its completion line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingStderr {
+    pub stderr: Stderr,
+    /// Receive time of the stderr entry's last line, if known.
+    pub received_ns: Option<UnixNanos>,
+    /// Node time of the stderr entry (Unix seconds).
+    pub node_time: Option<i64>,
+}
+
+/// What must survive a restart: the metrics and stderr blocks still waiting for a
+/// completion. (A state saved before stderr blocks waited reads as none waiting.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParserState {
     pub pending_metrics: Vec<PendingMetrics>,
+    #[serde(default)]
+    pub pending_stderr: Vec<PendingStderr>,
 }
 
 /// Turns physical lines into [`Entry`] values. See the module documentation.
@@ -133,6 +155,7 @@ pub struct Parser {
     config: ParserConfig,
     pending: Option<Pending>,
     metrics: Vec<PendingMetrics>,
+    stderr: Vec<PendingStderr>,
     /// Reused buffer for lines that contain escape sequences.
     scratch: Vec<u8>,
     docker_days: DayCache,
@@ -218,6 +241,7 @@ impl Parser {
             config,
             pending: None,
             metrics: Vec::new(),
+            stderr: Vec::new(),
             scratch: Vec::new(),
             docker_days: DayCache::default(),
             node_days: DayCache::default(),
@@ -263,12 +287,14 @@ impl Parser {
     pub fn state(&self) -> ParserState {
         ParserState {
             pending_metrics: self.metrics.clone(),
+            pending_stderr: self.stderr.clone(),
         }
     }
 
-    /// Resumes from a persisted state (replaces the waiting metrics blocks).
+    /// Resumes from a persisted state (replaces the waiting metrics and stderr blocks).
     pub fn restore(&mut self, state: ParserState) {
         self.metrics = state.pending_metrics;
+        self.stderr = state.pending_stderr;
     }
 
     fn push_clean(&mut self, line: &[u8], meta: LineMeta, out: &mut Vec<Entry>) {
@@ -329,14 +355,63 @@ impl Parser {
             Some(Event::ExecutionMetrics(m)) => {
                 // Counted from the block's end: a node that pauses inside the block does
                 // not push it out of its completion's window.
-                self.remember_metrics(&m, p.last_received_ns, p.node_time);
+                remember(
+                    &mut self.metrics,
+                    PendingMetrics {
+                        metrics: (*m).clone(),
+                        received_ns: p.last_received_ns,
+                        node_time: Some(p.node_time),
+                    },
+                    |m| (m.received_ns, m.node_time),
+                    p.last_received_ns,
+                    p.node_time,
+                );
                 Some(Event::ExecutionMetrics(m))
             }
+            Some(Event::ExecutionStderr { text }) => {
+                let entry = EntryRef {
+                    pos: p.pos,
+                    // The time the store gives the entry (store/writer/apply.rs).
+                    time_ns: p
+                        .received_ns
+                        .unwrap_or_else(|| p.node_time.saturating_mul(1_000_000_000)),
+                };
+                let stderr = Stderr {
+                    text: text.clone(),
+                    entry,
+                };
+                remember(
+                    &mut self.stderr,
+                    PendingStderr {
+                        stderr,
+                        received_ns: p.last_received_ns,
+                        node_time: Some(p.node_time),
+                    },
+                    |s| (s.received_ns, s.node_time),
+                    p.last_received_ns,
+                    p.node_time,
+                );
+                Some(Event::ExecutionStderr { text })
+            }
             Some(Event::ExecutionCompleted { execution_id, .. }) => {
-                let metrics = self.attribute_metrics(p.received_ns, p.node_time);
+                let metrics = take_single(
+                    &mut self.metrics,
+                    |m| (m.received_ns, m.node_time),
+                    p.received_ns,
+                    p.node_time,
+                )
+                .map(|m| Box::new(m.metrics));
+                let stderr = take_single(
+                    &mut self.stderr,
+                    |s| (s.received_ns, s.node_time),
+                    p.received_ns,
+                    p.node_time,
+                )
+                .map(|s| Box::new(s.stderr));
                 Some(Event::ExecutionCompleted {
                     execution_id,
                     metrics,
+                    stderr,
                 })
             }
             other => other,
@@ -354,44 +429,51 @@ impl Parser {
             event,
         });
     }
+}
 
-    fn remember_metrics(&mut self, m: &Metrics, received_ns: Option<UnixNanos>, node_time: i64) {
-        self.drop_stale_metrics(received_ns, node_time);
-        if self.metrics.len() >= MAX_PENDING_METRICS {
-            self.metrics.remove(0);
-        }
-        self.metrics.push(PendingMetrics {
-            metrics: m.clone(),
-            received_ns,
-            node_time: Some(node_time),
-        });
+/// Keeps a block waiting for its completion: the stale ones are dropped first, then the
+/// oldest while [`MAX_PENDING_METRICS`] are waiting.
+fn remember<T>(
+    waiting: &mut Vec<T>,
+    block: T,
+    stamp: impl Fn(&T) -> (Option<UnixNanos>, Option<i64>),
+    received_ns: Option<UnixNanos>,
+    node_time: i64,
+) {
+    waiting.retain(|w| is_recent(stamp(w), received_ns, node_time));
+    if waiting.len() >= MAX_PENDING_METRICS {
+        waiting.remove(0);
     }
+    waiting.push(block);
+}
 
-    /// The metrics block for a completion printed at the given time, if unambiguous.
-    fn attribute_metrics(
-        &mut self,
-        received_ns: Option<UnixNanos>,
-        node_time: i64,
-    ) -> Option<Box<Metrics>> {
-        self.drop_stale_metrics(received_ns, node_time);
-        if self.metrics.len() == 1 {
-            self.metrics.pop().map(|p| Box::new(p.metrics))
-        } else {
-            self.metrics.clear();
-            None
-        }
-    }
-
-    fn drop_stale_metrics(&mut self, received_ns: Option<UnixNanos>, node_time: i64) {
-        self.metrics
-            .retain(|m| is_recent(m, received_ns, node_time));
+/// The block for a completion printed at the given time, if unambiguous: the stale ones
+/// are dropped; then the single one left is taken, or, with more than one, none and all
+/// of them are dropped.
+fn take_single<T>(
+    waiting: &mut Vec<T>,
+    stamp: impl Fn(&T) -> (Option<UnixNanos>, Option<i64>),
+    received_ns: Option<UnixNanos>,
+    node_time: i64,
+) -> Option<T> {
+    waiting.retain(|w| is_recent(stamp(w), received_ns, node_time));
+    if waiting.len() == 1 {
+        waiting.pop()
+    } else {
+        waiting.clear();
+        None
     }
 }
 
-/// Whether a waiting block printed at `m`'s time may belong to a line printed now.
-fn is_recent(m: &PendingMetrics, received_ns: Option<UnixNanos>, node_time: i64) -> bool {
+/// Whether a waiting block printed at `then` (receive time, node time) may belong to a
+/// line printed now.
+fn is_recent(
+    then: (Option<UnixNanos>, Option<i64>),
+    received_ns: Option<UnixNanos>,
+    node_time: i64,
+) -> bool {
     let within = |elapsed: i64, window: i64, skew: i64| (-skew..=window).contains(&elapsed);
-    match (m.received_ns, received_ns, m.node_time) {
+    match (then.0, received_ns, then.1) {
         (Some(then), Some(now), _) => {
             within(now.saturating_sub(then), METRICS_WINDOW_NS, METRICS_SKEW_NS)
         }

@@ -593,3 +593,140 @@ proptest! {
         check_no_line_is_lost(&[line.clone(), line])?;
     }
 }
+
+fn stderr_line(time: &str, first: &str) -> String {
+    header(time, "debug", &format!("Command execution stderr: {first}"))
+}
+
+fn completed_stderr(e: &Entry) -> Option<Option<&Stderr>> {
+    match &e.event {
+        Some(Event::ExecutionCompleted { stderr, .. }) => Some(stderr.as_deref()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_completion_takes_the_stderr_block_before_it_with_where_its_entry_is() {
+    let out = run(&[
+        (
+            &stderr_line("13:55:34", "thread 'main' panicked at src/main.rs:42:17:"),
+            Some(100),
+        ),
+        (
+            "called `Result::unwrap()` on an `Err` value: InvalidInput",
+            Some(200),
+        ),
+        (&metrics_line("13:55:34", 101), Some(300)),
+        (&completion_line("13:55:35", UUID), Some(400)),
+    ]);
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].kind, Kind::ExecutionStderr);
+    assert_eq!(out[0].execution_id, None, "emitted before its completion");
+    let stderr = completed_stderr(&out[2]).flatten().expect("attributed");
+    assert_eq!(
+        stderr,
+        &Stderr {
+            text: "thread 'main' panicked at src/main.rs:42:17:\ncalled `Result::unwrap()` on an `Err` value: InvalidInput".into(),
+            // The entry's position (its last line) and its stored time (its first line's).
+            entry: EntryRef {
+                pos: Pos::new(0, 2),
+                time_ns: 100
+            },
+        }
+    );
+    assert_eq!(
+        stderr.reason().as_deref(),
+        Some("thread 'main' panicked at src/main.rs:42:17:")
+    );
+    assert_eq!(
+        completed_metrics(&out[2])
+            .flatten()
+            .and_then(|m| m.exit_code),
+        Some(101)
+    );
+}
+
+#[test]
+fn stderr_after_the_metrics_block_is_taken_too_and_without_receive_times_node_time_counts() {
+    let out = run_plain(&[
+        &metrics_line("13:55:34", 1),
+        &stderr_line("13:55:34", "Error: bad input"),
+        &completion_line("13:55:35", UUID),
+    ]);
+    let stderr = completed_stderr(&out[2]).flatten().expect("attributed");
+    assert_eq!(stderr.text, "Error: bad input");
+    assert_eq!(
+        stderr.entry,
+        EntryRef {
+            pos: Pos::new(0, 2),
+            time_ns: 1_763_992_534 * 1_000_000_000
+        }
+    );
+}
+
+#[test]
+fn two_stderr_blocks_waiting_are_ambiguous_and_neither_is_attributed() {
+    // Two executions fail at once; their stderr blocks interleave before either
+    // completion: no guess, and the second completion finds nothing left either.
+    let out = run_plain(&[
+        &stderr_line("13:55:34", "Error: first"),
+        &stderr_line("13:55:34", "Error: second"),
+        &metrics_line("13:55:34", 1),
+        &completion_line("13:55:34", UUID),
+        &metrics_line("13:55:35", 1),
+        &completion_line("13:55:35", UUID2),
+    ]);
+    assert_eq!(completed_stderr(&out[3]), Some(None));
+    assert_eq!(completed_stderr(&out[5]), Some(None));
+    // The metrics blocks were each alone: attributed as before.
+    assert!(completed_metrics(&out[3]).flatten().is_some());
+    assert!(completed_metrics(&out[5]).flatten().is_some());
+}
+
+#[test]
+fn stderr_without_a_completion_in_the_window_is_never_attributed() {
+    let out = run(&[
+        (&stderr_line("13:55:00", "Error: long ago"), Some(0)),
+        (&metrics_line("13:55:34", 1), Some(34 * SECOND_NS)),
+        (&completion_line("13:55:34", UUID), Some(34 * SECOND_NS + 1)),
+    ]);
+    assert_eq!(completed_stderr(&out[2]), Some(None));
+    // And a stderr block with no completion after it at all stays unattributed.
+    let out = run_plain(&[&stderr_line("13:55:34", "Error: orphan")]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].execution_id, None);
+}
+
+const SECOND_NS: i64 = 1_000_000_000;
+
+#[test]
+fn a_waiting_stderr_block_survives_a_restart_and_an_old_state_reads_as_none_waiting() {
+    let mut first = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let meta = |n: i64| LineMeta {
+        received_ns: None,
+        pos: Pos::new(0, n),
+    };
+    first.push_line(
+        stderr_line("13:55:34", "Error: x").as_bytes(),
+        meta(1),
+        &mut out,
+    );
+    first.flush(&mut out);
+    let saved = serde_json::to_string(&first.state()).expect("serializes");
+    let mut second = Parser::new(ParserConfig::default());
+    second.restore(serde_json::from_str(&saved).expect("deserializes"));
+    second.push_line(
+        completion_line("13:55:35", UUID).as_bytes(),
+        meta(2),
+        &mut out,
+    );
+    second.flush(&mut out);
+    assert_eq!(
+        completed_stderr(&out[1]).flatten().map(|s| s.text.as_str()),
+        Some("Error: x")
+    );
+    let old: ParserState =
+        serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
+    assert!(old.pending_stderr.is_empty());
+}

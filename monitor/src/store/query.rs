@@ -38,6 +38,14 @@ pub struct TaskFilter {
     pub to_ms: Option<i64>,
 }
 
+/// Failed tasks that share a failure reason ([`Store::failure_reasons`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureReason {
+    /// The reason; `None` for failures without one (no stderr attributed).
+    pub reason: Option<String>,
+    pub tasks: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogFilter {
     pub level: Option<Level>,
@@ -212,6 +220,16 @@ pub struct OperationTotals {
     pub value: f64,
 }
 
+/// Line items of one operation charged to one account ([`Store::items_by_account`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountTotals {
+    /// The account as printed (`None`: the item named none).
+    pub account: Option<String>,
+    pub items: u64,
+    /// Gas units.
+    pub value: f64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EarningsDay {
     /// Days since the epoch (UTC).
@@ -267,6 +285,31 @@ impl Store {
     }
 
     /// Tasks by execution id (those that exist), without input and output.
+    /// Failed tasks with `from_ms <= time_ms < to_ms` grouped by failure reason (`None`:
+    /// failures without one), most frequent first (then by reason), at most `limit`
+    /// groups. Reads the `(status, time_ms)` index.
+    pub fn failure_reasons(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<FailureReason>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT error, count(*) FROM tasks
+                 WHERE status = 'failed' AND time_ms >= ?1 AND time_ms < ?2
+                 GROUP BY error ORDER BY count(*) DESC, error LIMIT ?3",
+            )?;
+            let rows = stmt.query_map((from_ms, to_ms, to_limit(limit)), |row| {
+                Ok(FailureReason {
+                    reason: row.get(0)?,
+                    tasks: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     pub fn tasks_by_execution(&self, ids: &[String]) -> Result<Vec<Task>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
@@ -559,6 +602,32 @@ impl Store {
                 }
             }
             Ok(days)
+        })
+    }
+
+    /// The line items of `operation` (e.g. `penalty`) of the invoices of the same whole
+    /// UTC days as [`Store::earnings_by_day`], per account, the largest value first.
+    pub fn items_by_account(
+        &self,
+        from_ns: UnixNanos,
+        to_ns: UnixNanos,
+        operation: &str,
+    ) -> Result<Vec<AccountTotals>, StoreError> {
+        let (from, to) = (
+            from_ns.div_euclid(NS_PER_DAY) * NS_PER_DAY,
+            (to_ns.div_euclid(NS_PER_DAY) + i64::from(to_ns.rem_euclid(NS_PER_DAY) != 0))
+                .saturating_mul(NS_PER_DAY),
+        );
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(super::schema::ITEMS_BY_ACCOUNT)?;
+            let rows = stmt.query_map((from, to, operation), |row| {
+                Ok(AccountTotals {
+                    account: row.get(0)?,
+                    items: to_u64(row.get(1)?),
+                    value: row.get(2)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

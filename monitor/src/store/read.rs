@@ -165,6 +165,9 @@ pub struct Task {
     pub wasm_size: Option<u64>,
     pub wasm_hash: Option<String>,
     pub cached: Option<bool>,
+    /// Why the task failed: the first line of its execution's stderr (failed tasks only;
+    /// task data, hidden from read-only keys like input and output).
+    pub error: Option<String>,
     /// Only filled by [`Store::task`].
     pub input: Option<String>,
     /// Only filled by [`Store::task`].
@@ -463,8 +466,8 @@ pub(super) const TASK_COLUMNS: &str =
     t.elapsed_ns, t.elapsed_ms, t.gas_used, t.gas_limit, t.metered_gas_limit, t.memory_peak,
     t.memory_limit, t.metered_memory_limit, t.call_limit, t.call_peak, t.frame_limit,
     t.frame_peak, t.execution_timeout_ms, t.required_solutions, t.total_solutions, t.wasm_size,
-    t.wasm_hash, t.cached";
-const TASK_COLUMN_COUNT: usize = 35;
+    t.wasm_hash, t.cached, t.error";
+const TASK_COLUMN_COUNT: usize = 36;
 
 /// Reads the columns of a row in order.
 struct Columns<'r, 's> {
@@ -525,6 +528,7 @@ pub(super) fn task_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Tas
         wasm_size: c.unsigned()?,
         wasm_hash: c.get()?,
         cached: c.get()?,
+        error: c.get()?,
         input: None,
         output: None,
     })

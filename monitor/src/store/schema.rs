@@ -60,6 +60,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: V11,
     },
     Migration {
+        name: "tasks: failure reason",
+        sql: V12,
+    },
+    Migration {
         name: "alerts: channels defined in the dashboard",
         sql: super::alerts::MIGRATION_CHANNELS,
     },
@@ -756,6 +760,21 @@ CREATE INDEX entries_kind ON entries (kind_id, time_ns) WHERE kind_id <> 1;
 CREATE INDEX entries_level ON entries (level_id, time_ns) WHERE level_id IN (2, 3);
 "#;
 
+/// The line items of one operation (?3) of the invoices with `?1 <= time_ns < ?2`, per
+/// account (as printed): account, items, value in gas units (the day figures' value).
+pub(crate) const ITEMS_BY_ACCOUNT: &str = concat!(
+    "SELECT li.account, count(*), total(",
+    item_value!("li", "i"),
+    ") FROM invoices i JOIN invoice_items li ON li.invoice_row = i.id
+     WHERE i.time_ns >= ?1 AND i.time_ns < ?2 AND li.operation = ?3
+     GROUP BY li.account ORDER BY 3 DESC, 1"
+);
+
+/// Version 12: a failed task's reason, the first line of the stderr its completion took
+/// (docs/LOGFORMAT.md). Tasks stored before have none: their stderr entries were not
+/// attributed, and the parser state that could attribute them is gone.
+const V12: &str = "ALTER TABLE tasks ADD COLUMN error TEXT;";
+
 /// Adds one (key, status) group of new task rows, summed by the writer, to the figures
 /// table `$table`: the key, the status, then the sums in the order of `figure_values!`.
 macro_rules! task_figures_add {
@@ -811,10 +830,38 @@ pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 2] = [
 mod tests {
     use rusqlite::Connection;
 
-    use super::MIGRATIONS;
+    use super::{MIGRATIONS, SCHEMA_VERSION};
     use crate::model::{Kind, Level};
     use crate::store::query::LogFilter;
     use crate::store::{Store, StoreConfig};
+
+    /// Version 12 adds the failure reason: a task stored before reads back without one,
+    /// and a new failed task's reason is kept.
+    #[test]
+    fn version_12_gives_stored_tasks_no_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v11.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..11] {
+                conn.execute_batch(migration.sql).expect(migration.name);
+            }
+            conn.pragma_update(None, "user_version", 11)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO tasks (execution_id, status, received_ms, exit_code)
+                 VALUES ('exec-1', 'failed', 1000, 101);",
+            )
+            .expect("a task of version 11");
+        }
+        let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let task = store.task("exec-1").expect("read").expect("task");
+        assert_eq!(
+            (task.status.as_str(), task.exit_code, task.error),
+            ("failed", Some(101), None)
+        );
+    }
 
     /// Version 11 moves the kind, level and version of stored entries into `words`: the
     /// entries read back with the same ids and words, and the filters by kind and level
@@ -847,10 +894,7 @@ mod tests {
             .expect("rows of version 10");
         }
         let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
-        assert_eq!(
-            store.schema_version().expect("version"),
-            super::SCHEMA_VERSION
-        );
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
         let words = |entries: Vec<crate::store::StoredEntry>| {
             entries
                 .into_iter()

@@ -1243,7 +1243,7 @@ async fn failure_rate_fires_on_the_share_of_failed_tasks_of_a_followed_file() {
         vec![(
             "failure_rate".to_owned(),
             "firing".to_owned(),
-            format!("{failed} of {finished} tasks failed in the last 1h ({percent} %)"),
+            format!("{failed} of {finished} tasks failed in the last 1h ({percent} %); reasons: see Recent failures on the dashboard"),
         )]
     );
 }

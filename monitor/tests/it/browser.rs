@@ -925,6 +925,23 @@ async fn tour_on_a_fixture() {
         !badges.is_empty() && badges.iter().all(|s| s == "failed"),
         "only failed tasks: {badges:?}"
     );
+    // The failure reason column: the full reason on hover, as the API has it.
+    let reasons: Vec<String> = failed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| {
+            t["error"]
+                .as_str()
+                .expect("a demo failure has a reason")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        b.attrs("#task-table tbody td.reason", "title").await,
+        reasons,
+        "the reasons' titles = /api/tasks?status=failed errors"
+    );
 
     // -- one task ------------------------------------------------------------------------
     let id = ids(&failed, "execution_id").remove(0);
@@ -938,6 +955,11 @@ async fn tour_on_a_fixture() {
         b.text("#task-status").await,
         task["task"]["status"].as_str().expect("status"),
         "#task-status = /api/tasks/{{id}}"
+    );
+    assert_eq!(
+        b.text("#task-error").await,
+        task["task"]["error"].as_str().expect("reason"),
+        "#task-error = /api/tasks/{{id}} error"
     );
     b.shot("task").await;
 

@@ -80,6 +80,19 @@ async fn container_output_is_ingested_with_exact_counts() {
     assert_eq!(counts(&monitor.store.summary().expect("summary")), want);
     let node = monitor.store.node_status().expect("node status");
     assert_eq!(node.version.as_deref(), Some(expected.version.as_str()));
+    // Through Docker's own timestamps too, every failed task has its stderr's first line
+    // (the demo prints one per failure) and no other task has a reason.
+    let tasks = monitor.store.tasks(10_000).expect("tasks");
+    let reasons: Vec<(bool, bool)> = tasks
+        .iter()
+        .map(|t| (t.status == TaskStatus::Failed, t.error.is_some()))
+        .filter(|(failed, reason)| failed != reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [],
+        "failed tasks without a reason, or others with one"
+    );
     monitor.stop().await;
     docker.remove(&name);
 }

@@ -597,7 +597,11 @@ async fn answers_agree_with_the_documented_schemas_for_every_caller_and_error() 
     retyped["gas_used"] = json!("12");
     let mut null = task.clone();
     null["status"] = Value::Null;
-    for wrong in [extra, missing, retyped, null] {
+    let mut no_error = task.clone();
+    no_error.as_object_mut().expect("task").remove("error");
+    let mut error_number = task.clone();
+    error_number["error"] = json!(1);
+    for wrong in [extra, missing, retyped, null, no_error, error_number] {
         assert!(!schemas.errors("Task", &wrong).is_empty(), "{wrong}");
     }
     // Each kind of caller: the password's session, a named read key (data hidden).
@@ -901,7 +905,8 @@ async fn task_input_and_output_need_the_password_or_an_admin_key() {
 /// An execution whose log lines carry planted input and output.
 const PLANTED_ID: &str = "5ec2e7a0-0000-4000-8000-000000000001";
 
-/// Lines of one task whose input, stderr and output are `SECRET-…` markers.
+/// Lines of one task whose input, stderr and output are `SECRET-…` markers. It fails, so
+/// its stderr is also its failure reason (`error`).
 fn planted_lines() -> String {
     let h = |t: &str, level: &str| {
         format!("2025-11-24 23:00:{t} {level}: @truebit/worker-runner-node:2.4.0 ")
@@ -920,7 +925,7 @@ fn planted_lines() -> String {
             h("03", "error")
         ),
         format!(
-            r#"{}Command execution stdout: {{"elapsed":"1000000","wasi":{{"exitCode":0}},"metering":{{"last":{{"steps":5}}}},"output":"SECRET-OUTPUT-77ab"}}"#,
+            r#"{}Command execution stdout: {{"elapsed":"1000000","wasi":{{"exitCode":1}},"metering":{{"last":{{"steps":5}}}},"output":"SECRET-OUTPUT-77ab"}}"#,
             h("04", "debug")
         ),
         format!("{}Execution {PLANTED_ID} completed", h("05", "info")),
@@ -955,6 +960,7 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
     let full = app.store.task(PLANTED_ID).expect("task").expect("planted");
     assert_eq!(full.input.as_deref(), Some("SECRET-INPUT-41d2"));
     assert_eq!(full.output.as_deref(), Some("SECRET-OUTPUT-77ab"));
+    assert_eq!(full.error.as_deref(), Some("SECRET-OUTPUT-stderr-9c"));
     let read = app
         .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
         .await
@@ -1034,9 +1040,35 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
         json!([]),
         "the search does not probe hidden text"
     );
+    // The failure reason is task data: null for the read key, in the list and the task.
+    let one = app
+        .call(
+            Method::GET,
+            &format!("/api/tasks/{PLANTED_ID}"),
+            Auth::Bearer(&read),
+        )
+        .await
+        .json();
+    assert_eq!(one["task"]["status"], "failed");
+    assert_eq!(one["task"]["error"], Value::Null);
+    let list = app
+        .call(Method::GET, "/api/tasks", Auth::Bearer(&read))
+        .await
+        .json();
+    assert_eq!(list["items"][0]["error"], Value::Null);
     // The password and admin keys see all of it, on the same routes.
     let (cookie, _) = app.login().await;
     for auth in [Auth::Bearer(KEY), Auth::Cookie(&cookie)] {
+        let one = app
+            .call(Method::GET, &format!("/api/tasks/{PLANTED_ID}"), auth)
+            .await
+            .json();
+        assert_eq!(one["task"]["error"], "SECRET-OUTPUT-stderr-9c", "{auth:?}");
+        let list = app.call(Method::GET, "/api/tasks", auth).await.json();
+        assert_eq!(
+            list["items"][0]["error"], "SECRET-OUTPUT-stderr-9c",
+            "{auth:?}"
+        );
         let logs = app.call(Method::GET, "/api/logs?q=SECRET", auth).await;
         let text = String::from_utf8_lossy(&logs.body);
         for secret in [
@@ -1081,7 +1113,8 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
     let mut seen = Vec::new();
     for (body, buf) in &mut streams {
         let mut text = String::new();
-        while !text.contains(&format!("Execution {PLANTED_ID} completed")) {
+        // Up to the task event that follows the planted entries.
+        while !text.contains(r#""status":"failed""#) {
             let Some((event, data)) = next_event(body, buf, Duration::from_secs(10)).await else {
                 panic!("the planted lines never arrived: {text}");
             };
@@ -1100,6 +1133,8 @@ async fn the_live_stream_hides_task_input_and_output_from_a_read_key() {
         "SECRET-INPUT-41d2",
         "SECRET-OUTPUT-77ab",
         "SECRET-OUTPUT-stderr-9c",
+        // The task event's failure reason.
+        r#""error":"SECRET-OUTPUT-stderr-9c""#,
     ] {
         assert!(seen[1].contains(secret), "admin key, {secret}: {}", seen[1]);
     }
@@ -2641,6 +2676,7 @@ async fn stats_over_days_and_edge_hours_match_the_tasks() {
             Event::ExecutionCompleted {
                 execution_id: id.clone(),
                 metrics: Some(Box::new(metrics)),
+                stderr: None,
             },
         ));
     }

@@ -802,3 +802,163 @@ async fn static_files_are_versioned_and_unknown_pages_get_an_html_answer() {
     assert_eq!(json.status, StatusCode::NOT_FOUND);
     assert_eq!(json.json()["error"], "no_route");
 }
+
+/// `text` as askama escapes it in HTML.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&#60;".to_owned(),
+            '>' => "&#62;".to_owned(),
+            '"' => "&#34;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_tasks_reason_is_on_its_page_in_the_tasks_list_and_in_recent_failures() {
+    let app = app(60).await;
+    let (cookie, _) = app.login().await;
+    let failed = app.get_json("/api/tasks?status=failed&limit=200").await;
+    let failed = failed["items"].as_array().expect("items").clone();
+    assert_eq!(failed.len() as u64, app.expected.tasks_failed);
+    assert!(failed.len() >= 3, "the fixture has failed tasks");
+    let mut by_reason: Vec<(String, usize)> = Vec::new();
+    for t in &failed {
+        let reason = t["error"]
+            .as_str()
+            .expect("every failed demo task has a reason");
+        match by_reason.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => by_reason.push((reason.to_owned(), 1)),
+        }
+    }
+    // The task's page.
+    let id = failed[0]["execution_id"].as_str().expect("id");
+    let reason = failed[0]["error"].as_str().expect("reason");
+    let html = page(&app, &cookie, &format!("/tasks/{id}")).await;
+    assert!(
+        html.contains(&format!(
+            r#"<p class="mono" id="task-error">{}</p>"#,
+            escaped(reason)
+        )),
+        "{html}"
+    );
+    let completed = app.get_json("/api/tasks?status=completed&limit=1").await;
+    let ok_id = completed["items"][0]["execution_id"].as_str().expect("id");
+    let ok_html = page(&app, &cookie, &format!("/tasks/{ok_id}")).await;
+    assert!(
+        !ok_html.contains("task-error"),
+        "a completed task has no reason"
+    );
+    // The list: a column, cut, with the full reason on hover.
+    let list = page(&app, &cookie, "/tasks?status=failed").await;
+    assert!(list.contains("<th>Failure reason</th>"));
+    for t in &failed {
+        let full = t["error"].as_str().expect("reason");
+        let shown = truebit_web::format::clip(full, truebit_web::page::TaskRow::REASON_CHARS);
+        assert!(
+            list.contains(&format!(
+                r#"<td class="node reason" title="{}">{}</td>"#,
+                escaped(full),
+                escaped(&shown)
+            )),
+            "{full}"
+        );
+    }
+    // The overview: failures of the last 24 hours by reason, with counts.
+    let overview = page(&app, &cookie, "/").await;
+    let panel = &overview[overview.find(r#"id="failures""#).expect("failures panel")..];
+    let panel = &panel[..panel.find("</section>").expect("panel end")];
+    assert_eq!(
+        count(panel, "<tr><td class=\"node reason\""),
+        by_reason.len()
+    );
+    for (reason, n) in &by_reason {
+        let shown = truebit_web::format::clip(reason, truebit_web::page::TaskRow::REASON_CHARS);
+        let row = format!(
+            r#"<tr><td class="node reason" title="{}">{}</td><td class="num"><a href="/tasks?status=failed">{n}</a></td></tr>"#,
+            escaped(reason),
+            escaped(&shown)
+        );
+        assert!(panel.contains(&row), "{row}\n{panel}");
+    }
+    assert_eq!(
+        figure(panel, "failure-table", "failures_total"),
+        thousands(app.expected.tasks_failed)
+    );
+}
+
+#[tokio::test]
+async fn penalties_are_split_into_the_nodes_own_and_other_accounts_on_the_page_and_the_api() {
+    let app = app(0).await;
+    let own = "0x558f4b6bd6e2a6e1b5a0c1c2d3e4f5a6b7c8c5d7";
+    let other = "0x00000000000000000000000000000000000000aa";
+    let h = |s: u32| format!("2025-11-24 15:00:{s:02} info: @truebit/worker-runner-node:2.4.1 ");
+    let invoice = |n: u32, items: &str| {
+        format!(
+            r#"{}InvoiceSubscriber invoice received: {{"invoiceId":{n},"executionId":"e{n}","taskId":"t{n}","stepGasPrice":"2","byteGasPrice":"1","lineItem":[{items}]}}"#,
+            h(n + 1)
+        )
+    };
+    let item = |op: &str, account: &str, steps: u32| {
+        format!(
+            r#"{{"operation":"{op}","account":"{account}","total_steps_computed":"{steps}","peak_memory_used":"10"}}"#
+        )
+    };
+    let text = [
+        // The node prints its address checksummed; line items may not.
+        format!(
+            "{}Node with address {} registered successfully",
+            h(0),
+            own.to_uppercase().replacen("0X", "0x", 1)
+        ),
+        invoice(
+            1,
+            &[item("pay", own, 100), item("penalty", own, 50)].join(","),
+        ),
+        invoice(
+            2,
+            &[item("pay", own, 100), item("penalty", other, 20)].join(","),
+        ),
+        invoice(3, &item("penalty", other, 5)),
+    ]
+    .join("\n")
+        + "\n";
+    crate::http::import_lines(&app, "penalties.log", &text);
+    // value = steps × 2 + memory (10) × 1
+    let api = app
+        .get_json(&format!(
+            "/api/earnings?from={}&to={}",
+            FIXTURE_START_SECS - 86_400,
+            NOW_NS / 1_000_000_000
+        ))
+        .await;
+    let p = &api["penalties"];
+    assert_eq!(p["own"], serde_json::json!({ "items": 1, "value": 110.0 }));
+    assert_eq!(
+        p["others"],
+        serde_json::json!({ "items": 2, "value": 70.0 })
+    );
+    assert_eq!(
+        p["by_account"],
+        serde_json::json!([
+            { "account": own, "own": true, "items": 1, "value": 110.0 },
+            { "account": other, "own": false, "items": 2, "value": 70.0 },
+        ])
+    );
+    let (cookie, _) = app.login().await;
+    let html = page(&app, &cookie, "/invoices").await;
+    assert_eq!(figure(&html, "cards", "penalties_own_30d"), "110 gas");
+    assert_eq!(figure(&html, "cards", "penalties_others_30d"), "70 gas");
+    assert!(
+        html.contains("(1 penalty items charged to this node&#39;s address)"),
+        "{html}"
+    );
+    assert!(html.contains("(2 penalty items charged to other nodes)"));
+    assert_eq!(count(&html, r#"<tr data-own="true">"#), 1);
+    assert_eq!(count(&html, r#"<tr data-own="false">"#), 1);
+    assert!(html.contains(&format!(r#"title="{own}""#)));
+}

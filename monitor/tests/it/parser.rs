@@ -120,6 +120,7 @@ fn concurrent_fixture_never_guesses_metrics() {
             Some(Event::ExecutionCompleted {
                 execution_id,
                 metrics,
+                ..
             }) => Some((execution_id.clone(), metrics.as_ref().and_then(|m| m.steps))),
             _ => None,
         })
@@ -152,6 +153,7 @@ fn task_statuses(entries: &[Entry]) -> [u64; 4] {
             Some(Event::ExecutionCompleted {
                 execution_id,
                 metrics,
+                ..
             }) => {
                 assert!(
                     open.remove(execution_id),

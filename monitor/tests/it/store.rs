@@ -158,6 +158,7 @@ fn completed(line: i64, execution_id: &str, metrics: Option<Metrics>) -> Entry {
         Some(Event::ExecutionCompleted {
             execution_id: execution_id.to_owned(),
             metrics: metrics.map(Box::new),
+            stderr: None,
         }),
     )
 }
@@ -223,6 +224,7 @@ fn finished_task(execution_id: &str, exit_code: i64) -> Task {
         wasm_size: Some(1_839_201),
         wasm_hash: Some("ab".repeat(32)),
         cached: Some(true),
+        error: None,
         input: Some(r#"{"args":[1,2,3]}"#.to_owned()),
         output: Some(r#"{"result":42}"#.to_owned()),
     }
@@ -1677,4 +1679,214 @@ fn a_failing_commit_reaches_the_feed_only_once_it_succeeds() {
             last: 500
         }
     );
+}
+
+/// Stores `entries` once in one transaction and once one transaction per entry.
+fn stored_whole_and_cut(entries: &[Entry]) -> [(Db, Store); 2] {
+    let whole = temp_db();
+    let store = open(&whole);
+    submit(&store, batch("docker:runner-node", entries.to_vec()));
+    let cut = temp_db();
+    let mut config = config(&cut);
+    config.batch_max_entries = 1;
+    let cut_store = Store::open(config).expect("open");
+    for e in entries {
+        cut_store
+            .submit(batch("docker:runner-node", vec![e.clone()]))
+            .expect("submit");
+    }
+    cut_store.flush().expect("flush");
+    [(whole, store), (cut, cut_store)]
+}
+
+#[test]
+fn a_failed_task_gets_its_stderr_first_line_and_the_stderr_entry_its_execution_id() {
+    // Two executions interleaved: A fails (stderr, metrics, completion), B succeeds but
+    // printed on stderr too. Parsed by the real parser, stored whole and cut into one
+    // transaction per entry (the stderr entry is then stored before its completion).
+    let h = |t: &str, level: &str, msg: &str| {
+        format!("2025-11-24 13:55:{t} {level}: @truebit/worker-runner-node:2.4.1 {msg}\n")
+    };
+    let metrics = |exit: i64| {
+        format!(r#"Command execution stdout: {{"elapsed":"1000","wasi":{{"exitCode":{exit}}}}}"#)
+    };
+    let text = [
+        h(
+            "34",
+            "info",
+            &format!("Starting task execution executionId: {EXEC_A}"),
+        ),
+        h(
+            "34",
+            "info",
+            &format!("Starting task execution executionId: {EXEC_B}"),
+        ),
+        h(
+            "40",
+            "debug",
+            "Command execution stderr: thread 'main' panicked at src/main.rs:42:17:",
+        ),
+        "called `Result::unwrap()` on an `Err` value: InvalidInput\n".to_owned(),
+        h("40", "debug", &metrics(101)),
+        h("40", "info", &format!("Execution {EXEC_A} completed")),
+        h("41", "info", "Heartbeat sent"),
+        h(
+            "50",
+            "debug",
+            "Command execution stderr: warning: flag --fast is deprecated",
+        ),
+        h("50", "debug", &metrics(0)),
+        h("50", "info", &format!("Execution {EXEC_B} completed")),
+    ]
+    .concat();
+    let entries = truebit_monitor::parser::parse_all(text.as_bytes());
+    assert_eq!(entries.len(), 9);
+    for (_db, store) in stored_whole_and_cut(&entries) {
+        let a = store.task(EXEC_A).expect("read").expect("task A");
+        assert_eq!(a.status, TaskStatus::Failed);
+        assert_eq!(
+            a.error.as_deref(),
+            Some("thread 'main' panicked at src/main.rs:42:17:")
+        );
+        let b = store.task(EXEC_B).expect("read").expect("task B");
+        assert_eq!(b.status, TaskStatus::Completed);
+        assert_eq!(b.error, None, "a task that succeeded has no failure reason");
+        let kinds_of = |id: &str| -> Vec<Kind> {
+            store
+                .task_entries(id, 100)
+                .expect("entries")
+                .iter()
+                .map(|e| e.kind)
+                .collect()
+        };
+        assert_eq!(
+            kinds_of(EXEC_A),
+            [
+                Kind::ExecutionStarted,
+                Kind::ExecutionStderr,
+                Kind::ExecutionCompleted
+            ]
+        );
+        assert_eq!(
+            kinds_of(EXEC_B),
+            [
+                Kind::ExecutionStarted,
+                Kind::ExecutionStderr,
+                Kind::ExecutionCompleted
+            ]
+        );
+    }
+}
+
+#[test]
+fn stderr_that_no_completion_can_take_unambiguously_stays_without_execution() {
+    // Both executions print stderr before either completes: two blocks waiting, no guess.
+    let h = |t: &str, msg: &str| {
+        format!("2025-11-24 13:55:{t} info: @truebit/worker-runner-node:2.4.1 {msg}\n")
+    };
+    let fail = r#"Command execution stdout: {"elapsed":"1000","wasi":{"exitCode":1}}"#;
+    let text = [
+        h("40", "Command execution stderr: Error: first"),
+        h("40", "Command execution stderr: Error: second"),
+        h("40", fail),
+        h("40", &format!("Execution {EXEC_A} completed")),
+        h("41", fail),
+        h("41", &format!("Execution {EXEC_B} completed")),
+    ]
+    .concat();
+    let entries = truebit_monitor::parser::parse_all(text.as_bytes());
+    for (_db, store) in stored_whole_and_cut(&entries) {
+        for id in [EXEC_A, EXEC_B] {
+            let task = store.task(id).expect("read").expect("task");
+            assert_eq!((task.status, task.error), (TaskStatus::Failed, None));
+        }
+        let stderr: Vec<Option<String>> = store
+            .entries(100)
+            .expect("entries")
+            .into_iter()
+            .filter(|e| e.kind == Kind::ExecutionStderr)
+            .map(|e| e.execution_id)
+            .collect();
+        assert_eq!(stderr, [None, None]);
+    }
+}
+
+#[test]
+fn ground_truth_every_failed_task_of_a_generated_log_has_exactly_its_stderr_first_line() {
+    // The generator prints a failing run's stderr, metrics and completion one after the
+    // other, so the reason of each completion can be read off the text itself.
+    let (text, expected) = truebit_monitor::demo::docker_fixture(7, 400);
+    let mut truth = std::collections::HashMap::new();
+    let mut waiting: Option<String> = None;
+    for line in text.lines() {
+        if let Some((_, first)) = line.split_once("Command execution stderr: ") {
+            waiting = Some(first.trim().to_owned());
+        } else if let Some((_, rest)) = line.split_once(" Execution ") {
+            if let Some((id, _)) = rest.split_once(" completed") {
+                if let Some(reason) = waiting.take() {
+                    truth.insert(id.to_owned(), reason);
+                }
+            }
+        }
+    }
+    assert!(expected.tasks_failed > 20, "{expected:?}");
+    let entries = truebit_monitor::parser::parse_all(text.as_bytes());
+    let db = temp_db();
+    let store = open(&db);
+    // Many transactions, cut wherever 97 entries end.
+    for chunk in entries.chunks(97) {
+        store
+            .submit(batch("docker:runner-node", chunk.to_vec()))
+            .expect("submit");
+    }
+    store.flush().expect("flush");
+    let tasks = store.tasks(10_000).expect("tasks");
+    let failed: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed)
+        .collect();
+    assert_eq!(failed.len() as u64, expected.tasks_failed);
+    assert_eq!(
+        truth.len() as u64,
+        expected.tasks_failed,
+        "every failure printed stderr"
+    );
+    for t in &tasks {
+        match t.status {
+            TaskStatus::Failed => assert_eq!(
+                t.error.as_deref(),
+                Some(truth[&t.execution_id].as_str()),
+                "{}",
+                t.execution_id
+            ),
+            _ => assert_eq!(t.error, None, "{}", t.execution_id),
+        }
+    }
+    let reasons: std::collections::HashSet<&str> = truth.values().map(String::as_str).collect();
+    assert!(reasons.len() >= 4, "several distinct reasons: {reasons:?}");
+    // Every stderr entry belongs to its task.
+    let stderr_entries: Vec<_> = store
+        .entries(1_000_000)
+        .expect("entries")
+        .into_iter()
+        .filter(|e| e.kind == Kind::ExecutionStderr)
+        .collect();
+    assert_eq!(stderr_entries.len(), truth.len());
+    for e in stderr_entries {
+        let id = e.execution_id.expect("attributed");
+        assert!(
+            e.message.contains(truth[&id].as_str()),
+            "{id}: {}",
+            e.message
+        );
+    }
+    // The overview's grouping adds up.
+    let groups = store
+        .failure_reasons(i64::MIN, i64::MAX, 100)
+        .expect("failure reasons");
+    assert_eq!(
+        groups.iter().map(|g| g.tasks).sum::<u64>(),
+        expected.tasks_failed
+    );
+    assert!(groups.windows(2).all(|w| w[0].tasks >= w[1].tasks));
 }

@@ -7,7 +7,7 @@ use axum::http::Uri;
 use serde::Serialize;
 
 use super::{ok, summary_range, ApiResult, RANGE_QUERY};
-use crate::http::figures::{earned, NS_PER_DAY};
+use crate::http::figures::{earned, Penalties, NS_PER_DAY};
 use crate::http::params::Params;
 use crate::http::AppState;
 
@@ -17,6 +17,8 @@ struct Earnings {
     from_ns: i64,
     to_ns: i64,
     days: Vec<Day>,
+    /// The range's penalty line items: the node's own and other accounts'.
+    penalties: Penalties,
 }
 
 /// One UTC day's earnings (also a line of the earnings export).
@@ -44,12 +46,22 @@ pub(crate) struct Operation {
 pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
     let p = Params::parse(&uri, RANGE_QUERY)?;
     let (from, to) = summary_range(&p, s.clock.now_ns(), 30 * NS_PER_DAY)?;
-    let days = s.store.call(move |st| st.earnings_by_day(from, to)).await?;
+    let (days, penalties) = s
+        .store
+        .call(move |st| {
+            let penalties = Penalties::of(
+                st.items_by_account(from, to, "penalty")?,
+                st.node_status()?.address,
+            );
+            Ok((st.earnings_by_day(from, to)?, penalties))
+        })
+        .await?;
     let days = days.into_iter().map(day).collect();
     ok(Earnings {
         from_ns: from,
         to_ns: to,
         days,
+        penalties,
     })
 }
 

@@ -78,6 +78,7 @@ pub const TASK_CSV_COLUMNS: &[&str] = &[
     "completed_ms",
     "completed_ns",
     "exit_code",
+    "error",
     "elapsed_ns",
     "elapsed_ms",
     "gas_used",

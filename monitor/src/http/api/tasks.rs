@@ -23,7 +23,12 @@ pub const TASK_PATH: &[ParamSpec] = &[ParamSpec::new(
 )];
 
 /// `GET /api/tasks`
-pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
+pub async fn tasks(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+) -> ApiResult {
+    let access = Access::of(&principal);
     let p = Params::parse(&uri, TASKS_QUERY)?;
     let filter = task_filter(&p)?;
     let page = s
@@ -37,7 +42,7 @@ pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&list_task_json(task));
+        out.push_str(&list_task_json(access.task(task)));
     }
     out.push_str("],\"next_cursor\":");
     out.push_str(&serde_json::to_string(&page.next.map(format_cursor)).unwrap_or_default());
@@ -46,7 +51,7 @@ pub async fn tasks(State(s): State<AppState>, uri: Uri) -> ApiResult {
 }
 
 /// A task of a list as JSON text, without the `input` and `output` keys (lists never
-/// read them).
+/// read them); the caller has applied its access to the task (`error`).
 fn list_task_json(task: Task) -> String {
     const NO_DATA: &str = ",\"input\":null,\"output\":null}";
     if task.input.is_none() && task.output.is_none() {

@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::http::Uri;
 use truebit_web::chart::{BarChart, Series};
 use truebit_web::format;
-use truebit_web::page::{Card, ChartView, InvoicesPage};
+use truebit_web::format::NONE;
+use truebit_web::page::{Card, ChartView, InvoicesPage, PenaltyRow};
 
 use super::view::{form_pairs, gas_value, invoice_view, pager, uri_of};
 use super::{layout, render, Operator, PageResult};
-use crate::http::figures::{earned, NS_PER_DAY};
+use crate::http::figures::{earned, Penalties, NS_PER_DAY};
 use crate::http::params::{format_cursor, ParamKind, ParamSpec, Params};
 use crate::http::AppState;
 use crate::store::query::InvoiceFilter;
@@ -25,9 +26,16 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         .and_then(|p| p.cursor());
     let now = s.clock.now_ns();
     let first_day = now.div_euclid(NS_PER_DAY) - (DAYS - 1);
-    let days = s
+    let (days, penalties) = s
         .store
-        .call(move |st| st.earnings_by_day(first_day * NS_PER_DAY, now))
+        .call(move |st| {
+            let from = first_day * NS_PER_DAY;
+            let penalties = Penalties::of(
+                st.items_by_account(from, now, "penalty")?,
+                st.node_status()?.address,
+            );
+            Ok((st.earnings_by_day(from, now)?, penalties))
+        })
         .await?;
     let list = s
         .store
@@ -35,7 +43,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         .await?;
     let mut pay = vec![0.0; DAYS as usize];
     let mut charge = vec![0.0; DAYS as usize];
-    let (mut total_earned, mut total_invoices, mut total_penalty) = (0.0, 0_u64, 0.0);
+    let (mut total_earned, mut total_invoices) = (0.0, 0_u64);
     for d in &days {
         let Some(i) = usize::try_from(d.day - first_day)
             .ok()
@@ -47,10 +55,8 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         total_earned += pay[i];
         total_invoices += d.invoices;
         for o in &d.operations {
-            match o.operation.as_str() {
-                "charge" => charge[i] += o.value,
-                "penalty" => total_penalty += o.value,
-                _ => {}
+            if o.operation == "charge" {
+                charge[i] += o.value;
             }
         }
     }
@@ -100,7 +106,23 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
                 format::thousands(i64::try_from(total_invoices).unwrap_or(i64::MAX)),
                 "",
             ),
-            gas_card("penalties_30d", "Penalties, 30 days", total_penalty, "(penalty items)"),
+            // Whose penalties: the node's own (charged to its address) apart from those
+            // charged to other accounts (other nodes of the same task).
+            gas_card(
+                "penalties_own_30d",
+                "Penalties on this node, 30 days",
+                penalties.own.value,
+                &match &penalties.node_address {
+                    Some(_) => format!("({} penalty items charged to this node's address)", penalties.own.items),
+                    None => "(the node has not printed its address yet)".to_owned(),
+                },
+            ),
+            gas_card(
+                "penalties_others_30d",
+                "Penalties on other accounts, 30 days",
+                penalties.others.value,
+                &format!("({} penalty items charged to other nodes)", penalties.others.items),
+            ),
             gas_card(
                 "charged_30d",
                 "Charged to requesters, 30 days",
@@ -108,6 +130,20 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
                 "(charge items)",
             ),
         ],
+        penalties: penalties
+            .by_account
+            .iter()
+            .map(|p| PenaltyRow {
+                account: p.account.clone().unwrap_or_default(),
+                account_short: p
+                    .account
+                    .as_deref()
+                    .map_or_else(|| NONE.to_owned(), format::short_address),
+                own: p.own,
+                items: format::thousands(i64::try_from(p.items).unwrap_or(i64::MAX)),
+                value: gas_value(p.value),
+            })
+            .collect(),
         rows: list.items.iter().map(invoice_view).collect(),
         pager: pager("/invoices", &pairs, list.next.map(format_cursor)),
     };

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use truebit_web::chart::{BarChart, Segment, Series, Timeline};
 use truebit_web::format::{self, NONE};
-use truebit_web::page::{Card, ChartView, OverviewPage, Period};
+use truebit_web::page::{Card, ChartView, FailureGroup, OverviewPage, Period, TaskRow};
 
 use super::view::{gas_value, task_row};
 use super::{layout, render, Operator, PageResult};
@@ -13,12 +13,15 @@ use crate::http::figures::{
 use crate::http::AppState;
 use crate::model::{ContainerAction, TaskStatus};
 use crate::source::{Connection, ContainerState, SourceStatus};
-use crate::store::query::{EarningsDay, IngestState, TaskFilter, TaskStats};
+use crate::store::query::{EarningsDay, FailureReason, IngestState, TaskFilter, TaskStats};
 use crate::store::{NodeStatus, Task};
 
 /// A log line older than this makes the "last log line" card a warning.
 const QUIET_NS: i64 = 10 * 60 * 1_000_000_000;
 const RECENT_TASKS: usize = 10;
+/// The "Recent failures" panel: failed tasks of the last 24 hours, this many reasons.
+const FAILURE_WINDOW_MS: i64 = 24 * 3_600_000;
+const FAILURE_REASONS: usize = 8;
 /// The execution-time buckets' labels, short enough for a half-width chart.
 const SHORT_ELAPSED: [&str; 8] = [
     "<0.1s", "0.1-0.5s", "0.5-1s", "1-5s", "5-10s", "10-30s", "30s-1m", ">1m",
@@ -34,6 +37,7 @@ struct Data {
     uptime: Uptime,
     last_up_ns: Option<i64>,
     recent: Vec<Task>,
+    failures: Vec<FailureReason>,
 }
 
 /// `GET /`
@@ -73,6 +77,11 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
                 recent: store
                     .tasks_page(&TaskFilter::default(), None, RECENT_TASKS)?
                     .items,
+                failures: store.failure_reasons(
+                    now / 1_000_000 - FAILURE_WINDOW_MS,
+                    i64::MAX,
+                    FAILURE_REASONS,
+                )?,
             })
         })
         .await?;
@@ -128,7 +137,15 @@ pub async fn page(State(s): State<AppState>, op: Operator) -> PageResult {
         hourly: hourly_chart(&data.hourly, now_hour - 23),
         exec_time: exec_time_chart(&data.hourly),
         availability: availability_chart(&data.uptime),
-        recent: data.recent.iter().map(task_row).collect(),
+        recent: data
+            .recent
+            .into_iter()
+            .map(|t| task_row(&op.access().task(t)))
+            .collect(),
+        failures_total: format::thousands(
+            i64::try_from(data.failures.iter().map(|f| f.tasks).sum::<u64>()).unwrap_or(0),
+        ),
+        failures: failure_groups(data.failures, op.access()),
         no_data: data
             .ingest
             .last_entry_ns
@@ -466,6 +483,33 @@ fn availability_chart(u: &Uptime) -> ChartView {
         ],
         caption,
     }
+}
+
+/// The "Recent failures" rows (reasons are task data: hidden without access to it, which
+/// folds them into one row without reason).
+fn failure_groups(
+    failures: Vec<FailureReason>,
+    access: crate::http::redact::Access,
+) -> Vec<FailureGroup> {
+    let mut groups: Vec<(Option<String>, u64)> = Vec::new();
+    for f in failures {
+        let reason = f.reason.filter(|_| access.visible());
+        match groups.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += f.tasks,
+            None => groups.push((reason, f.tasks)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(reason, n)| FailureGroup {
+            reason: reason
+                .as_deref()
+                .map_or_else(String::new, |r| format::clip(r, TaskRow::REASON_CHARS)),
+            reason_full: reason.unwrap_or_default(),
+            count: format::thousands(i64::try_from(n).unwrap_or(i64::MAX)),
+            href: "/tasks?status=failed".to_owned(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

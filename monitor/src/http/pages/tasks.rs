@@ -80,6 +80,7 @@ pub async fn one(State(s): State<AppState>, op: Operator, Path(id): Path<String>
         entries_truncated: truncated,
         input: task.input.clone().filter(|_| access.visible()),
         output: task.output.clone().filter(|_| access.visible()),
+        error: task.error.clone().filter(|_| access.visible()),
     };
     render(&view)
 }

@@ -73,6 +73,11 @@ pub fn task_row(task: &Task) -> TaskRow {
             Some(false) => "miss".to_owned(),
             None => NONE.to_owned(),
         },
+        reason: task
+            .error
+            .as_deref()
+            .map_or_else(String::new, |e| format::clip(e, TaskRow::REASON_CHARS)),
+        reason_full: task.error.clone().unwrap_or_default(),
     }
 }
 

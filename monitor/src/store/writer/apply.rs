@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::entries::{EntryRow, EntryRows, TaskRows};
+use super::entries::{Attribution, EntryRow, EntryRows, TaskRows};
 use super::figures::{add_counts, mark_stored, max_id, TaskFigures};
 use super::invoices::{insert_invoice, InvoiceRow};
 use super::node::save_node;
@@ -61,6 +61,7 @@ impl Writer {
                     words,
                     task_row: None,
                     entry,
+                    execution_id: entry.execution_id.as_deref(),
                 });
                 counts[entry.kind as usize] += 1;
                 let newer = state.node.observe(entry, time_ns);
@@ -69,6 +70,18 @@ impl Writer {
                         ms: event_ms(entry, time_ns),
                         ns: entry.received_ns,
                     };
+                    if let Event::ExecutionCompleted {
+                        execution_id,
+                        stderr: Some(stderr),
+                        ..
+                    } = event
+                    {
+                        rows.attribute(Attribution {
+                            source_id: source.id,
+                            entry: stderr.entry,
+                            execution_id,
+                        });
+                    }
                     match event {
                         Event::Invoice(invoice) => invoices.push(InvoiceRow {
                             entry,

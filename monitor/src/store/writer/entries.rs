@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Statement, Transaction};
 
-use crate::model::{Entry, Kind, Level};
+use crate::model::{Entry, EntryRef, Kind, Level};
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
@@ -151,12 +151,25 @@ pub(super) struct EntryRow<'a> {
     pub(super) words: EntryWords,
     pub(super) task_row: Option<i64>,
     pub(super) entry: &'a Entry,
+    /// The entry's execution id: the one it names, or the one of the completion that
+    /// took it (a stderr block).
+    pub(super) execution_id: Option<&'a str>,
+}
+
+/// An entry emitted earlier that a completion took (its stderr block): it gets the
+/// completion's execution id.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Attribution<'a> {
+    pub(super) source_id: i64,
+    pub(super) entry: EntryRef,
+    pub(super) execution_id: &'a str,
 }
 
 /// The entry rows of a transaction, inserted once its tasks are written.
 #[derive(Default)]
 pub(super) struct EntryRows<'a> {
     rows: Vec<EntryRow<'a>>,
+    attributions: Vec<Attribution<'a>>,
 }
 
 impl<'a> EntryRows<'a> {
@@ -164,14 +177,39 @@ impl<'a> EntryRows<'a> {
         self.rows.push(row);
     }
 
-    /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time.
+    pub(super) fn attribute(&mut self, attribution: Attribution<'a>) {
+        self.attributions.push(attribution);
+    }
+
+    /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time; then gives
+    /// the attributed entries stored by an earlier transaction their execution id (those
+    /// of this transaction get it before they are inserted).
     pub(super) fn finish(
         &mut self,
         tx: &Transaction<'_>,
         tasks: &mut TaskRows<'_, 'a>,
     ) -> rusqlite::Result<()> {
+        let mut earlier = Vec::new();
+        if !self.attributions.is_empty() {
+            let mut here: HashMap<(i64, EntryRef), usize> = HashMap::new();
+            for (index, row) in self.rows.iter().enumerate() {
+                if row.entry.execution_id.is_none() && row.entry.kind == Kind::ExecutionStderr {
+                    let at = EntryRef {
+                        pos: row.entry.pos,
+                        time_ns: row.time_ns,
+                    };
+                    here.insert((row.source_id, at), index);
+                }
+            }
+            for a in &self.attributions {
+                match here.get(&(a.source_id, a.entry)) {
+                    Some(&index) => self.rows[index].execution_id = Some(a.execution_id),
+                    None => earlier.push(*a),
+                }
+            }
+        }
         for row in &mut self.rows {
-            if let Some(execution_id) = row.entry.execution_id.as_deref() {
+            if let Some(execution_id) = row.execution_id {
                 row.task_row = tasks.get(tx, execution_id)?;
             }
         }
@@ -188,6 +226,23 @@ impl<'a> EntryRows<'a> {
             for row in rest {
                 bind_and_insert(&mut insert, std::slice::from_ref(row))?;
             }
+        }
+        for a in earlier {
+            let task_row = tasks.get(tx, a.execution_id)?;
+            // Found through the time index; an entry already pruned is simply not there.
+            tx.prepare_cached(
+                "UPDATE entries SET execution_id = ?1, task_row = ?2
+                 WHERE time_ns = ?3 AND source_id = ?4 AND pos_major = ?5 AND pos_minor = ?6
+                   AND execution_id IS NULL",
+            )?
+            .execute(rusqlite::params![
+                a.execution_id,
+                task_row,
+                a.entry.time_ns,
+                a.source_id,
+                a.entry.pos.major,
+                a.entry.pos.minor,
+            ])?;
         }
         Ok(())
     }
@@ -207,7 +262,7 @@ fn bind_and_insert(insert: &mut Statement<'_>, rows: &[EntryRow<'_>]) -> rusqlit
         insert.raw_bind_parameter(at + 8, row.logger_id)?;
         insert.raw_bind_parameter(at + 9, row.words.version)?;
         insert.raw_bind_parameter(at + 10, row.words.kind)?;
-        insert.raw_bind_parameter(at + 11, &e.execution_id)?;
+        insert.raw_bind_parameter(at + 11, row.execution_id)?;
         insert.raw_bind_parameter(at + 12, row.task_row)?;
         insert.raw_bind_parameter(at + 13, &e.message)?;
     }

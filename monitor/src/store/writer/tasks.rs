@@ -7,7 +7,7 @@ use rusqlite::{params, Transaction};
 
 use super::figures::{NewTask, TaskFigures};
 use super::node::NodeState;
-use crate::model::{Entry, Event, Metrics, TaskCreated, TaskStatus};
+use crate::model::{Entry, Event, Metrics, Stderr, TaskCreated, TaskStatus};
 
 /// Unix ms of an event: the node's clock, else the entry time.
 pub(super) fn event_ms(entry: &Entry, time_ns: i64) -> i64 {
@@ -63,8 +63,9 @@ pub(super) fn apply_event<'a>(
         Event::ExecutionCompleted {
             execution_id,
             metrics,
+            stderr,
         } => {
-            tasks.completed(execution_id, metrics.as_deref(), at);
+            tasks.completed(execution_id, metrics.as_deref(), stderr.as_deref(), at);
         }
         Event::Invoice(_)
         | Event::ExecutionMetrics(_)
@@ -100,11 +101,14 @@ struct TaskDelta<'a> {
     completion: Option<Completion<'a>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Completion<'a> {
     status: TaskStatus,
     at: EventTime,
     metrics: Option<&'a Metrics>,
+    /// The failure reason: the first line of the attributed stderr, for a failed task
+    /// only (a task that succeeded has none, even if its run printed on stderr).
+    error: Option<String>,
 }
 
 impl<'a> TaskDelta<'a> {
@@ -121,7 +125,10 @@ impl<'a> TaskDelta<'a> {
     }
 
     fn metric<T>(&self, figure: impl Fn(&'a Metrics) -> Option<T>) -> Option<T> {
-        self.completion.and_then(|c| c.metrics).and_then(figure)
+        self.completion
+            .as_ref()
+            .and_then(|c| c.metrics)
+            .and_then(figure)
     }
 }
 
@@ -183,7 +190,13 @@ impl<'a> TaskDeltas<'a> {
         }
     }
 
-    fn completed(&mut self, execution_id: &'a str, metrics: Option<&'a Metrics>, at: EventTime) {
+    fn completed(
+        &mut self,
+        execution_id: &'a str,
+        metrics: Option<&'a Metrics>,
+        stderr: Option<&'a Stderr>,
+        at: EventTime,
+    ) {
         let (_, delta) = self.delta(execution_id);
         if delta.rank < FINAL {
             delta.rank = FINAL;
@@ -191,10 +204,14 @@ impl<'a> TaskDeltas<'a> {
                 Some(code) if code != 0 => TaskStatus::Failed,
                 _ => TaskStatus::Completed,
             };
+            let error = stderr
+                .filter(|_| status == TaskStatus::Failed)
+                .and_then(Stderr::reason);
             delta.completion = Some(Completion {
                 status,
                 at,
                 metrics,
+                error,
             });
         }
     }
@@ -235,7 +252,7 @@ impl<'a> TaskDeltas<'a> {
         )?;
         for d in &self.deltas {
             let status = d.status();
-            let completed = d.completion.map(|c| c.at);
+            let completed = d.completion.as_ref().map(|c| c.at);
             let values = params![
                 d.execution_id,
                 status.as_str(),
@@ -272,6 +289,7 @@ impl<'a> TaskDeltas<'a> {
                 int(d.metric(|m| m.wasm_size)),
                 d.metric(|m| m.wasm_hash.as_deref()),
                 d.metric(|m| m.cached),
+                d.completion.as_ref().and_then(|c| c.error.as_deref()),
             ];
             // The row as it is now: merged, or as inserted.
             let (id, stored_status, stored_completed_ms): (i64, String, Option<i64>) =
@@ -362,9 +380,9 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, cha
    call_limit, frame_limit, execution_timeout_ms, required_solutions, total_solutions,
    downloaded_ms, started_ms, started_ns, completed_ms, completed_ns, exit_code, elapsed_ns,
    elapsed_ms, gas_used, metered_gas_limit, memory_peak, metered_memory_limit, call_peak,
-   frame_peak, wasm_size, wasm_hash, cached)
+   frame_peak, wasm_size, wasm_hash, cached, error)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-   ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)
+   ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)
  ON CONFLICT (execution_id) DO UPDATE SET
    task_id = COALESCE(task_id, excluded.task_id),
    chain_id = COALESCE(chain_id, excluded.chain_id),
@@ -402,6 +420,7 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (execution_id, status, task_id, cha
    frame_peak = IIF(status IN ('completed', 'failed'), frame_peak, COALESCE(excluded.frame_peak, frame_peak)),
    wasm_size = IIF(status IN ('completed', 'failed'), wasm_size, COALESCE(excluded.wasm_size, wasm_size)),
    wasm_hash = IIF(status IN ('completed', 'failed'), wasm_hash, COALESCE(excluded.wasm_hash, wasm_hash)),
-   cached = IIF(status IN ('completed', 'failed'), cached, COALESCE(excluded.cached, cached))
+   cached = IIF(status IN ('completed', 'failed'), cached, COALESCE(excluded.cached, cached)),
+   error = IIF(status IN ('completed', 'failed'), error, COALESCE(excluded.error, error))
  RETURNING id, status, completed_ms
 ";
