@@ -281,6 +281,8 @@ pub struct TasksPage {
     pub filtered: bool,
     /// A filter value that was not valid, in one line.
     pub error: Option<String>,
+    /// The filters as the query of the download links (`/api/export/tasks?…`).
+    pub export: String,
 }
 
 /// One step of a task's life.
@@ -676,6 +678,7 @@ mod tests {
             pager: Pager::default(),
             filtered: false,
             error: None,
+            export: String::new(),
         }
         .render()
         .unwrap_or_else(|e| panic!("render: {e}"));
@@ -718,6 +721,7 @@ mod tests {
             pager: Pager::default(),
             filtered: false,
             error: None,
+            export: String::new(),
         }
         .render()
         .unwrap_or_else(|e| panic!("render: {e}"));

@@ -282,3 +282,48 @@ async fn the_log_downloads_oldest_first_as_printed_and_bad_parameters_are_named(
     let r = app.call(Method::GET, "/api/export/tasks", Auth::None).await;
     assert_eq!(r.status, 401);
 }
+
+/// The list pages link their downloads, with the page's filters, and the operator's
+/// session is enough to follow them.
+#[tokio::test]
+async fn the_pages_link_their_downloads_with_their_filters() {
+    let app = app_with(settings(), 40).await;
+    let (cookie, _) = app.login().await;
+    let page = app
+        .call(
+            Method::GET,
+            "/tasks?status=failed&chain=43113",
+            Auth::Cookie(&cookie),
+        )
+        .await;
+    let html = String::from_utf8(page.body).expect("UTF-8");
+    // Askama writes `&` in an attribute as `&#38;`.
+    let href = "/api/export/tasks?status=failed&#38;chain=43113";
+    assert!(html.contains(&format!("href=\"{href}\"")), "{html}");
+    assert!(
+        html.contains("href=\"/api/export/tasks?format=jsonl&status=failed&#38;chain=43113\""),
+        "{html}"
+    );
+    let r = app
+        .call(
+            Method::GET,
+            &href.replace("&#38;", "&"),
+            Auth::Cookie(&cookie),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let (_, rows) = csv_records(&r.body);
+    let listed = all_items(&app, "/api/tasks?status=failed&chain=43113").await;
+    assert_eq!(rows.len(), listed.len());
+    for (path, link) in [
+        ("/invoices", "/api/export/invoices"),
+        ("/invoices", "/api/export/earnings"),
+        ("/logs", "/api/export/logs"),
+    ] {
+        let page = app.call(Method::GET, path, Auth::Cookie(&cookie)).await;
+        let html = String::from_utf8(page.body).expect("UTF-8");
+        assert!(html.contains(&format!("href=\"{link}\"")), "{path}: {link}");
+        let r = app.call(Method::GET, link, Auth::Cookie(&cookie)).await;
+        assert_eq!(r.status, 200, "{link}");
+    }
+}

@@ -6,8 +6,8 @@ use truebit_web::format::{self, NONE};
 use truebit_web::page::{Choice, Metric, Stamp, Step, TaskPage, TasksPage};
 
 use super::view::{
-    elapsed_ms, field, form_pairs, invoice_view, log_row, pager, status_class, task_row,
-    task_time_ns, uri_of,
+    elapsed_ms, export_query, field, form_pairs, invoice_view, log_row, pager, status_class,
+    task_row, task_time_ns, uri_of,
 };
 use super::{layout, render, Operator, PageError, PageResult};
 use crate::http::error::ApiError;
@@ -50,6 +50,7 @@ pub async fn list(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         pager: pager("/tasks", &pairs, page.next.map(format_cursor)),
         filtered,
         error,
+        export: export_query(&pairs, &["status", "chain", "from", "to"]),
     };
     render(&view)
 }

@@ -228,6 +228,16 @@ pub fn uri_of(path: &str, pairs: &[(String, String)]) -> Uri {
     s.parse().unwrap_or_else(|_| Uri::from_static("/"))
 }
 
+/// The query of a download link with the page's filters `keep` (no cursor): the same
+/// words the list took, which the export routes take too.
+pub fn export_query(pairs: &[(String, String)], keep: &[&str]) -> String {
+    let kept: Vec<&(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .collect();
+    serde_urlencoded::to_string(kept).unwrap_or_default()
+}
+
 /// The value of `name` for a form field (`from`/`to` back in `datetime-local` form).
 pub fn field(pairs: &[(String, String)], name: &str) -> String {
     let v = pairs
