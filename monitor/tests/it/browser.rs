@@ -1490,3 +1490,111 @@ async fn tour_of_the_demo() {
         shots.display()
     );
 }
+
+/// The Alerts page in a real browser: a configured channel's test button answers (a
+/// receiver that cannot be reached: the page says the channel did not take it), a channel
+/// is added with the form, tested and deleted; nothing on the page shows its URL, and the
+/// console stays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_tested_added_and_deleted_on_the_alerts_page() {
+    let dir = support::tempdir();
+    let node_log = dir.path().join("node.log");
+    std::fs::write(&node_log, "").expect("node log");
+    let monitor = Monitor::start(
+        dir.path(),
+        &["run"],
+        &[
+            ("LOG_FILE", node_log.display().to_string()),
+            (
+                "ALERT_WEBHOOK_URL",
+                "http://127.0.0.1:9/configured-hook".into(),
+            ),
+            ("ALERT_TIMEOUT", "2s".into()),
+        ],
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let b = Browser::open(monitor.base(), shots, dir.path()).await;
+    log_in(&b).await;
+
+    b.goto("/alerts").await;
+    b.assert_page_ok("alerts").await;
+    assert_eq!(b.attrs("[data-channel]", "data-channel").await, ["webhook"]);
+    b.click("[data-test-channel=webhook]").await;
+    b.wait_until(
+        "the test's answer",
+        "document.getElementById('alerts-message')",
+    )
+    .await;
+    assert!(
+        b.text("#alerts-message")
+            .await
+            .contains("did not take the test message"),
+        "{}",
+        b.text("#alerts-message").await
+    );
+
+    // Add a channel with the form.
+    b.click("#add-channel summary").await;
+    b.find("#add-channel input[name=name]")
+        .await
+        .send_keys("phone")
+        .await
+        .expect("type");
+    select(&b, "#add-channel select[name=kind]", "ntfy").await;
+    b.find("#add-channel input[name=url]")
+        .await
+        .send_keys("http://127.0.0.1:9/secret-topic")
+        .await
+        .expect("type");
+    b.click("#add-channel button[type=submit]").await;
+    b.wait_until(
+        "the channel added",
+        "document.querySelector('[data-channel=phone]')",
+    )
+    .await;
+    assert!(b.text("#alerts-message").await.contains("Channel added"));
+    assert_eq!(
+        b.attrs("[data-channel]", "data-channel").await,
+        ["webhook", "phone"]
+    );
+    assert_eq!(b.text("[data-channel=phone] [data-set]").await, "set: url");
+    let html = b.js("return document.documentElement.outerHTML").await;
+    let html = html.as_str().unwrap_or_default();
+    assert!(
+        !html.contains("secret-topic") && !html.contains("configured-hook"),
+        "a URL is shown"
+    );
+    let api = b.api("/api/alerts").await;
+    let phone = api["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["name"] == "phone")
+        .cloned()
+        .expect("phone in the API");
+    assert_eq!(
+        (&phone["kind"], &phone["source"]),
+        (&json!("ntfy"), &json!("database"))
+    );
+
+    // Test it, then delete it.
+    b.click("[data-test-channel=phone]").await;
+    b.wait_until(
+        "the test's answer",
+        "document.getElementById('alerts-message') && location.search.includes('m=failed')",
+    )
+    .await;
+    b.click("[data-channel=phone] details summary").await;
+    b.click("[data-delete-channel=phone]").await;
+    b.wait_until(
+        "the channel deleted",
+        "!document.querySelector('[data-channel=phone]') && location.search.includes('m=channel-deleted')",
+    )
+    .await;
+    assert_eq!(b.attrs("[data-channel]", "data-channel").await, ["webhook"]);
+    b.shot("alerts").await;
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "alerts: console errors {errors:#?}");
+    b.close().await;
+    drop(monitor);
+}
