@@ -200,7 +200,10 @@ async fn receive_votes(
                 Ok(v) => v,
                 Err(e) => {
                     metrics.vote_rejected();
-                    tracing::warn!(reason = e.code(), "a replica's signature message was rejected");
+                    tracing::warn!(
+                        reason = e.code(),
+                        "a replica's signature message was rejected"
+                    );
                     continue;
                 }
             };

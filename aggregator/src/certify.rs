@@ -292,6 +292,9 @@ mod tests {
         c.peer(vote(2, W + 300, Some(9)));
         assert!(c.status().certified);
         c.peer(vote(2, W, Some(9)));
-        assert!(c.status().certified, "an older vote does not replace a newer one");
+        assert!(
+            c.status().certified,
+            "an older vote does not replace a newer one"
+        );
     }
 }

@@ -553,7 +553,10 @@ mod tests {
             keys: Some(format!("{},{}", key(1), key(1))),
             ..base()
         });
-        assert!(e.starts_with("AGGREGATOR_KEYS:") && e.contains("twice"), "{e}");
+        assert!(
+            e.starts_with("AGGREGATOR_KEYS:") && e.contains("twice"),
+            "{e}"
+        );
         let e = err(Settings {
             keys: Some("abc".into()),
             ..base()

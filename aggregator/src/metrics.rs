@@ -116,10 +116,7 @@ impl Metrics {
 
     /// Where the current window's co-signing stands.
     pub fn set_certification(&self, c: &Certification) {
-        *self
-            .certification
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = c.clone();
+        *self.certification.lock().unwrap_or_else(|p| p.into_inner()) = c.clone();
     }
 
     pub fn certification(&self) -> Certification {

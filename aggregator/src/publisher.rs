@@ -76,23 +76,21 @@ impl Publisher {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut last_retention_hour = None;
         let mut first = true;
+        // When the window that was open at the last computation closes (+250 ms): its
+        // statistics are computed as soon as it closes, also when the clock passed that
+        // point during the computation.
+        let mut next_close_ms = 0;
         loop {
-            // The next interval, or the next window close (+250 ms) when that is sooner:
-            // a new window's statistics are computed as soon as it closes.
-            let now_ms = self.clock.now_ms();
-            let next_close_ms = now_ms - now_ms % 300_000 + 300_000 + 250;
-            let interval = if first {
-                Duration::ZERO
-            } else {
-                self.interval
-            };
+            let interval = if first { Duration::ZERO } else { self.interval };
             first = false;
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.clock.sleep_until_ms(next_close_ms) => {}
             }
-            let now = self.clock.now_secs();
+            let now_ms = self.clock.now_ms();
+            next_close_ms = now_ms - now_ms % 300_000 + 300_000 + 250;
+            let now = now_ms / 1_000;
             if self.caught_up().await {
                 if let Err(e) = self.publish_once(now).await {
                     self.metrics.stats_error();
@@ -182,7 +180,8 @@ impl Publisher {
             };
             (certificate, c.has_peers())
         };
-        self.metrics.set_certification(&lock(&self.certifier).status());
+        self.metrics
+            .set_certification(&lock(&self.certifier).status());
         if let Some(nats) = &self.nats {
             if peers {
                 nats.publish_vote(vote.to_wire()).await?;
@@ -192,7 +191,8 @@ impl Publisher {
                 self.metrics.stats_certified();
             }
         }
-        self.metrics.stats_published(signed.stats().window.as_secs());
+        self.metrics
+            .stats_published(signed.stats().window.as_secs());
         Ok(signed)
     }
 
@@ -214,9 +214,7 @@ impl Publisher {
         .await?;
         let signed = stats.sign(self.key.signing_key())?;
         let wire = signed.to_wire();
-        self.store
-            .save_stats(window.as_secs(), wire)
-            .await?;
+        self.store.save_stats(window.as_secs(), wire).await?;
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Published {
             signed: signed.clone(),
             hourly,

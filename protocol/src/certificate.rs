@@ -164,11 +164,7 @@ impl KeySet {
     pub fn valid_signers(&self, bytes: &[u8], signatures: &[StatsSignature]) -> Vec<PublicKey> {
         self.keys
             .iter()
-            .filter(|k| {
-                signatures
-                    .iter()
-                    .any(|s| s.key == **k && s.verifies(bytes))
-            })
+            .filter(|k| signatures.iter().any(|s| s.key == **k && s.verifies(bytes)))
             .copied()
             .collect()
     }
@@ -481,8 +477,8 @@ mod tests {
         ));
         // Two signatures over other figures, the figures then changed (forged).
         let honest = certificate(stats(Some(9)), &[1, 2]);
-        let forged = CertifiedStats::new(stats(Some(90)), honest.signatures().to_vec())
-            .expect("shape");
+        let forged =
+            CertifiedStats::new(stats(Some(90)), honest.signatures().to_vec()).expect("shape");
         assert!(matches!(
             open_certified(&forged.to_wire(), &pinned(2)),
             Err(VerifyError::UnderThreshold { signers: 0, .. })

@@ -69,7 +69,9 @@ pub enum VerifyError {
     BadKey,
     #[error("the signature does not verify")]
     BadSignature,
-    #[error("certified by {signers} of the pinned aggregator keys, fewer than the {threshold} required")]
+    #[error(
+        "certified by {signers} of the pinned aggregator keys, fewer than the {threshold} required"
+    )]
     UnderThreshold { signers: usize, threshold: usize },
 }
 

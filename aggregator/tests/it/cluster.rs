@@ -90,7 +90,12 @@ fn cluster_conf(i: usize, dir: &Path, certs: &Path, route_ports: &[u16; 3]) -> P
             1,
         );
     }
-    conf = replace(conf, "  port: 8443\n", "  host: \"127.0.0.1\"\n  port: -1\n", 1);
+    conf = replace(
+        conf,
+        "  port: 8443\n",
+        "  host: \"127.0.0.1\"\n  port: -1\n",
+        1,
+    );
     conf = replace(conf, "http: \"127.0.0.1:8222\"", "", 1);
     std::fs::create_dir_all(dir).expect("server dir");
     std::fs::copy(
@@ -142,7 +147,12 @@ fn each_shipped_cluster_conf_passes_nats_server_t() {
     let (_, certs) = certificates(dir.path());
     let ports = [free_port(), free_port(), free_port()];
     for i in 1..=3 {
-        let conf = cluster_conf(i, &dir.path().join(format!("hub-{i}")), &certs[i - 1], &ports);
+        let conf = cluster_conf(
+            i,
+            &dir.path().join(format!("hub-{i}")),
+            &certs[i - 1],
+            &ports,
+        );
         let out = Command::new(truebit_testkit::nats_bin())
             .args(["-c", &conf.display().to_string(), "-t"])
             .env_clear()
@@ -173,7 +183,11 @@ impl Cluster {
             .map(|i| {
                 let sdir = dir.join(format!("hub-{i}"));
                 let conf = cluster_conf(i, &sdir, &certs[i - 1], &ports);
-                NatsServer::start_with_env(&sdir, &["-c", &conf.display().to_string()], &server_env())
+                NatsServer::start_with_env(
+                    &sdir,
+                    &["-c", &conf.display().to_string()],
+                    &server_env(),
+                )
             })
             .collect();
         Cluster { servers, ca }
@@ -307,14 +321,17 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
         let r = start_replica(replica_config(dir.path(), &cluster, i), i, &clock).await;
         replicas.push(Some(r));
     }
-    let r = |replicas: &Vec<Option<Running>>, i: usize| -> Arc<truebit_aggregator::metrics::Metrics> {
-        Arc::clone(&replicas[i - 1].as_ref().expect("running").state.metrics)
-    };
+    let r =
+        |replicas: &Vec<Option<Running>>, i: usize| -> Arc<truebit_aggregator::metrics::Metrics> {
+            Arc::clone(&replicas[i - 1].as_ref().expect("running").state.metrics)
+        };
     for i in 1..=3 {
         let m = r(&replicas, i);
-        wait_until(30, "every replica reads the replicated stream", async || {
-            m.snapshot().delivery == Some("jetstream")
-        })
+        wait_until(
+            30,
+            "every replica reads the replicated stream",
+            async || m.snapshot().delivery == Some("jetstream"),
+        )
         .await;
     }
     let monitor = cluster.client("monitor", MONITOR_PASSWORD).await;
@@ -333,7 +350,12 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     }
     publish(&js, wires).await;
     for i in 1..=3 {
-        let store = replicas[i - 1].as_ref().expect("running").state.store.clone();
+        let store = replicas[i - 1]
+            .as_ref()
+            .expect("running")
+            .state
+            .store
+            .clone();
         wait_until(30, "12 reports stored by every replica", async || {
             store.totals().await.map(|t| t.reports).unwrap_or(0) == 12
         })
@@ -341,7 +363,9 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     }
     clock.set_secs(NOON + 3_600 + 600 + 30);
     let figures = certified(&mut stats, NOON + 3_600 + 300, &[1, 2, 3]).await;
-    let active = |n: i64, hour: u64| Some(u64::try_from(n + noise.draw("nodes.reporting", hour, scale)).unwrap_or(0));
+    let active = |n: i64, hour: u64| {
+        Some(u64::try_from(n + noise.draw("nodes.reporting", hour, scale)).unwrap_or(0))
+    };
     assert_eq!(figures.active_nodes, active(6, NOON));
 
     // Phase 2: one nats-server and one replica die; 7 nodes report the 13:00 hour.
@@ -356,7 +380,12 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     }
     publish(&js, wires).await;
     for i in 1..=2 {
-        let store = replicas[i - 1].as_ref().expect("running").state.store.clone();
+        let store = replicas[i - 1]
+            .as_ref()
+            .expect("running")
+            .state
+            .store
+            .clone();
         wait_until(30, "26 reports stored by the live replicas", async || {
             store.totals().await.map(|t| t.reports).unwrap_or(0) == 26
         })
@@ -384,10 +413,17 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     .await;
     replicas[2] = Some(back);
     let caught_up = certified(&mut stats, window, &[1, 2, 3]).await;
-    assert_eq!(caught_up, figures, "the same figures, now signed by all three");
+    assert_eq!(
+        caught_up, figures,
+        "the same figures, now signed by all three"
+    );
     for i in 1..=3 {
         let s = replicas[i - 1].as_ref().expect("running");
-        assert_eq!(stored(s).await, (26, 64), "replica {i}: nothing lost or counted twice");
+        assert_eq!(
+            stored(s).await,
+            (26, 64),
+            "replica {i}: nothing lost or counted twice"
+        );
         let rejected = s.state.metrics.snapshot().rejected_by_reason;
         assert!(
             rejected.keys().all(|r| *r == "duplicate"),
@@ -414,7 +450,10 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     certified(&mut stats, window, &[1, 2]).await;
     let m1 = r(&replicas, 1);
     wait_until(30, "replica 1 names replica 3", async || {
-        m1.certification().disagreeing.iter().any(|d| d.name == "r3")
+        m1.certification()
+            .disagreeing
+            .iter()
+            .any(|d| d.name == "r3")
     })
     .await;
     let text = m1.render(0);
@@ -498,10 +537,20 @@ async fn measure_window_close_to_certified_statistics() {
         clock.set_ms(close * 1_000 + 250);
         let mut got_first = None;
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(30), stats.next())
-                .await
-                .expect("a certificate within 30 s")
-                .expect("a message");
+            let Ok(msg) = tokio::time::timeout(Duration::from_secs(30), stats.next()).await else {
+                for r in &replicas {
+                    eprintln!(
+                        "{:?}\n{}",
+                        r.state.metrics.certification(),
+                        r.state.metrics.render(0)
+                    );
+                }
+                panic!(
+                    "no certificate within 30 s of the close of window {}",
+                    close - 300
+                );
+            };
+            let msg = msg.expect("a message");
             let (c, by) = open_certified(&msg.payload, &pinned()).expect("certified");
             if c.stats().window.as_secs() != close - 300 {
                 continue;
@@ -529,7 +578,10 @@ async fn measure_window_close_to_certified_statistics() {
         p(&mut all, 0.5),
         p(&mut all, 0.99),
     );
-    println!("load average before: {before}load average after: {}", loadavg());
+    println!(
+        "load average before: {before}load average after: {}",
+        loadavg()
+    );
     for r in replicas {
         r.shutdown().await;
     }
@@ -561,7 +613,10 @@ fn the_hub_compose_file_sets_only_settings_the_aggregator_knows() {
         .expect("truebit-aggregator run --help");
     let help = String::from_utf8_lossy(&help.stdout);
     for key in keys {
-        assert!(help.contains(&format!("[env: {key}")), "{key} is not a setting:\n{help}");
+        assert!(
+            help.contains(&format!("[env: {key}")),
+            "{key} is not a setting:\n{help}"
+        );
     }
     assert!(compose.contains("command: [\"run\", \"--create-stream\"]"));
 }

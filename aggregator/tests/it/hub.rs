@@ -102,8 +102,8 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
             .await
             .expect("statistics within 10 s")
             .expect("a message");
-        let (certified, _) = open_certified(&msg.payload, &single_key_set())
-            .expect("certified by the pinned key");
+        let (certified, _) =
+            open_certified(&msg.payload, &single_key_set()).expect("certified by the pinned key");
         if certified.stats().active_nodes.is_some() {
             break certified.into_stats();
         }

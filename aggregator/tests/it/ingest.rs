@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use ed25519_dalek::Signer as _;
 use futures_util::StreamExt as _;
 use truebit_aggregator::stats::{item_scale, node_scale, reporting_scale, task_scale};
-use truebit_protocol::report::Continent;
 use truebit_protocol::certificate::open_certified;
+use truebit_protocol::report::Continent;
 use truebit_protocol::stats::{
     basis_points, Distributions, HourAvailability, NetworkStats, TaskTotals,
 };

@@ -121,5 +121,8 @@ async fn a_stream_the_server_has_no_room_for_is_a_clear_error() {
     assert!(err.contains("STREAM_MAX_MIB"), "{err}");
     // A size it can hold works, and again (it exists).
     client.create_stream(64 << 20, 1).await.expect("64 MiB");
-    client.create_stream(64 << 20, 1).await.expect("already there");
+    client
+        .create_stream(64 << 20, 1)
+        .await
+        .expect("already there");
 }

@@ -264,7 +264,10 @@ impl FederationSettings {
                         "a single FEDERATION_AGGREGATOR_KEY signs alone (1); list the replicas' keys in FEDERATION_AGGREGATOR_KEYS".into(),
                     ));
                 }
-                Some(KeySet::single(key).map_err(|e| invalid("FEDERATION_AGGREGATOR_KEY", e.to_string()))?)
+                Some(
+                    KeySet::single(key)
+                        .map_err(|e| invalid("FEDERATION_AGGREGATOR_KEY", e.to_string()))?,
+                )
             }
             (None, Some(keys)) => {
                 let threshold = self
@@ -580,7 +583,10 @@ mod tests {
             aggregator_threshold: Some(4),
             ..settings()
         });
-        assert!(e.starts_with("invalid FEDERATION_AGGREGATOR_THRESHOLD"), "{e}");
+        assert!(
+            e.starts_with("invalid FEDERATION_AGGREGATOR_THRESHOLD"),
+            "{e}"
+        );
         let e = err(FederationSettings {
             aggregator_keys: Some(list),
             aggregator_key: Some(key(1).to_string()),

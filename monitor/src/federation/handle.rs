@@ -275,11 +275,13 @@ impl Shared {
             servers: self.config.servers.iter().map(|s| s.redacted()).collect(),
             node_id: identity.as_ref().map(|i| i.node_id().to_string()),
             public_key: identity.as_ref().map(|i| i.public_key().to_string()),
-            aggregator_key: self
-                .config
-                .aggregator_keys
-                .as_ref()
-                .map(|k| k.keys().iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            aggregator_key: self.config.aggregator_keys.as_ref().map(|k| {
+                k.keys()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
             connection,
             delivery: runtime.delivery,
             last_error: runtime.last_error.clone().or(link_error),

@@ -10,8 +10,8 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use truebit_protocol::report::Report;
 use truebit_protocol::certificate::{open_certified, KeySet};
+use truebit_protocol::report::Report;
 use truebit_protocol::window::{self, window_of, WindowStart, WINDOW_SECS};
 use truebit_protocol::STATS_SUBJECT;
 

@@ -38,8 +38,8 @@ use truebit_monitor::federation::{
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::store::Store;
-use truebit_protocol::certificate::{CertifiedStats, StatsSignature};
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket};
+use truebit_protocol::certificate::{CertifiedStats, StatsSignature};
 use truebit_protocol::report::{Continent, Level, NodeState, Operation, Outcome, Report};
 use truebit_protocol::sign::{open_report, SigningKey};
 use truebit_protocol::stats::NetworkStats;

@@ -79,14 +79,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
     let status = h.status().await.map_err(ApiError::from)?;
     let reports = h.reports(REPORTS).await.map_err(ApiError::from)?;
     let network = h.network_stats().await;
-    render(&view(
-        &s,
-        &op,
-        &status,
-        &reports,
-        network,
-        message,
-    ))
+    render(&view(&s, &op, &status, &reports, network, message))
 }
 
 fn view(
