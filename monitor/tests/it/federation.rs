@@ -1269,6 +1269,62 @@ async fn a_publish_only_user_works_and_only_statistics_certified_by_the_pinned_r
     monitor.stop().await;
 }
 
+/// Several servers in FEDERATION_NATS_URL (a clustered hub): when the one the monitor
+/// is connected to stops, the monitor connects to another listed server and its next
+/// report arrives there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_fails_over_to_another_listed_server() {
+    let dir = tempdir();
+    let mut a = NatsServer::start_with(&dir.path().join("a"), None, false);
+    let mut b = NatsServer::start_with(&dir.path().join("b"), None, false);
+    let (observe_a, observe_b) = (admin(&a.url()).await, admin(&b.url()).await);
+    let on_a = Collector::start(&observe_a, REPORT_SUBJECT).await;
+    let on_b = Collector::start(&observe_b, REPORT_SUBJECT).await;
+    let clock = clock_at_ms(ms(W0) + 1_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        settings(&format!("{}, {}", a.url(), b.url())),
+        &clock,
+    )
+    .await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    let went_to_a = eventually(
+        "the first report on one of the servers",
+        Duration::from_secs(30),
+        || async {
+            let (n_a, n_b) = (on_a.reports().len(), on_b.reports().len());
+            (n_a + n_b >= 1).then_some(n_a >= 1)
+        },
+    )
+    .await;
+    // The server that took it stops; the other must get the next window's report.
+    let survivor = if went_to_a {
+        a.stop();
+        &on_b
+    } else {
+        b.stop();
+        &on_a
+    };
+    clock.set_ms(after_send_window(W0 + WINDOW_SECS));
+    let reports = survivor.wait_reports(1, Duration::from_secs(60)).await;
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.window.as_secs() == W0 + WINDOW_SECS),
+        "{:?}",
+        reports
+            .iter()
+            .map(|r| r.window.as_secs())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        monitor.handle.status().await.expect("status").connection,
+        LinkState::Connected
+    );
+    monitor.stop().await;
+}
+
 /// The drawn delays of 200 windows are spread uniformly over 0–120 s, and no report is
 /// built before its window closed plus its delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
