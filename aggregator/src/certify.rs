@@ -54,7 +54,7 @@ pub struct Certifier {
 #[derive(Debug)]
 pub enum Outcome {
     /// A certificate with more signers than the last one for its window: publish it.
-    Certified(CertifiedStats),
+    Certified(Box<CertifiedStats>),
     /// Nothing new to publish.
     Unchanged,
 }
@@ -136,7 +136,7 @@ impl Certifier {
             return Outcome::Unchanged;
         }
         self.issued = Some((window, signers));
-        Outcome::Certified(certificate)
+        Outcome::Certified(Box::new(certificate))
     }
 
     fn replica_of(&self, vote: &StatsVote) -> Replica {

@@ -175,7 +175,7 @@ impl Publisher {
         let (certificate, peers) = {
             let mut c = lock(&self.certifier);
             let certificate = match c.own(vote.clone()) {
-                Outcome::Certified(certificate) => Some(certificate),
+                Outcome::Certified(certificate) => Some(*certificate),
                 Outcome::Unchanged => c.certificate(),
             };
             (certificate, c.has_peers())
