@@ -36,6 +36,9 @@ pub struct Certification {
     /// Replicas whose figures for the window differ from those a threshold agreed on
     /// (this replica included, when the others agree without it).
     pub disagreeing: Vec<Replica>,
+    /// Pinned keys that sent no signature for the window yet (down, or still catching
+    /// up with the stream): the replica's name when it sent one before, else empty.
+    pub silent: Vec<Replica>,
 }
 
 #[derive(Debug)]
@@ -204,6 +207,20 @@ impl Certifier {
             }
         }
         status.disagreeing.sort_by(|a, b| a.name.cmp(&b.name));
+        status.silent = self
+            .keys
+            .keys()
+            .iter()
+            .filter(|k| **k != self.key && !same_window.iter().any(|v| v.signature().key == **k))
+            .map(|k| Replica {
+                name: self
+                    .votes
+                    .get(k)
+                    .map(|v| v.replica().to_owned())
+                    .unwrap_or_default(),
+                key: k.to_string(),
+            })
+            .collect();
         status
     }
 
@@ -256,6 +273,12 @@ mod tests {
             panic!("2 of 3 certify");
         };
         assert_eq!(cert.signatures().len(), 2);
+        let silent = c.status().silent;
+        assert_eq!(silent.len(), 1, "replica 3 has not signed yet");
+        assert_eq!(
+            silent[0].key,
+            PublicKey::from(&key(3).verifying_key()).to_string()
+        );
         assert!(matches!(c.peer(vote(3, W, Some(10))), Outcome::Unchanged));
         let s = c.status();
         assert!(s.certified);
@@ -268,6 +291,7 @@ mod tests {
         };
         assert_eq!(cert.signatures().len(), 3);
         assert!(c.status().disagreeing.is_empty());
+        assert!(c.status().silent.is_empty());
     }
 
     #[test]

@@ -268,6 +268,18 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP truebit_aggregator_replica_silent Pinned replicas that sent no signature for the latest window (down, or catching up) (1).\n\
+             # TYPE truebit_aggregator_replica_silent gauge"
+        );
+        for r in &c.silent {
+            let _ = writeln!(
+                out,
+                "truebit_aggregator_replica_silent{{replica=\"{}\",key=\"{}\"}} 1",
+                r.name, r.key
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP truebit_aggregator_database_bytes Size of the SQLite database and its WAL.\n\
              # TYPE truebit_aggregator_database_bytes gauge\n\
              truebit_aggregator_database_bytes {db_bytes}"

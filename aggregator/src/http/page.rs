@@ -99,7 +99,18 @@ async fn network_html(state: &AppState) -> Result<String, ApiError> {
                         .map(|r| r.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )
+                ) + &if c.silent.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " No signature yet from: {}.",
+                        c.silent
+                            .iter()
+                            .map(|r| if r.name.is_empty() { r.key.as_str() } else { r.name.as_str() })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
             } else {
                 String::new()
             };

@@ -399,7 +399,10 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
         let live = replicas[i - 1].as_ref().expect("running");
         // The hand count: 12 + 14 reports, 12 × 3 + 14 × 2 tasks received.
         assert_eq!(stored(live).await, (26, 64), "replica {i}");
-        assert!(live.state.metrics.certification().certified);
+        let c = live.state.metrics.certification();
+        assert!(c.certified);
+        let silent: Vec<&str> = c.silent.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(silent, ["r3"], "replica {i} says who is missing");
     }
 
     // Phase 3: both come back; the replica catches up from its durable consumer before
