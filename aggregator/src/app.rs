@@ -207,6 +207,11 @@ async fn receive_votes(
                     continue;
                 }
             };
+            tracing::debug!(
+                replica = vote.replica(),
+                window = vote.stats().window.as_secs(),
+                "a replica's signature"
+            );
             let (outcome, status) = {
                 let mut c = lock(&certifier);
                 let outcome = c.peer(vote);

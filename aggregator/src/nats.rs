@@ -293,6 +293,13 @@ impl Nats {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    stream.last = last,
+                    consumer.ack_floor = info.ack_floor.stream_sequence,
+                    consumer.pending = info.num_pending,
+                    consumer.ack_pending = info.num_ack_pending,
+                    "the consumer is behind the stream"
+                );
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -258,13 +258,27 @@ async fn certified(
 ) -> NetworkStats {
     let want: Vec<PublicKey> = signers.iter().map(|i| replica_key(*i).public()).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeMap::new();
     loop {
         let msg = tokio::time::timeout_at(deadline, sub.next())
             .await
-            .unwrap_or_else(|_| panic!("no certificate for {window} by {signers:?} within 60 s"))
+            .unwrap_or_else(|_| {
+                panic!("no certificate for {window} by {signers:?} within 60 s; seen: {seen:?}")
+            })
             .expect("a message");
         let (certificate, by) =
             open_certified(&msg.payload, &pinned()).expect("every published message is certified");
+        let names: Vec<usize> = by
+            .iter()
+            .map(|k| {
+                (1..=3)
+                    .find(|i| replica_key(*i).public() == *k)
+                    .unwrap_or(0)
+            })
+            .collect();
+        *seen
+            .entry((certificate.stats().window.as_secs(), names))
+            .or_insert(0) += 1;
         if certificate.stats().window.as_secs() == window && by == want {
             return certificate.into_stats();
         }
@@ -312,6 +326,10 @@ fn message_id(wire: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names_a_tampered_replica(
 ) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("truebit_aggregator=debug")
+        .with_test_writer()
+        .try_init();
     let dir = tempdir();
     let mut cluster = Cluster::start(dir.path());
     // 13:05: the NOON hour is not released before 13:10.
@@ -434,10 +452,28 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
         );
     }
 
-    // Phase 4: replica 3's store gets a report the stream never carried (tampered);
-    // its figures for the next hour differ, its signature is not counted, and the
-    // others name it.
+    // Phase 4: 60 nodes report the 14:00 hour through the stream, and replica 3's
+    // store also gets a report the stream never carried (tampered): its count of the
+    // hour's reporting nodes is one more (the same noise on every replica, and with
+    // 60 nodes no noise draw takes a count to zero), its signature is not counted,
+    // and the others name it.
     clock.set_secs(NOON + 3 * 3_600 + 300);
+    let wires = (1..=60)
+        .map(|n| SimNode::new(n).wire(NOON + 2 * 3_600, 1, &[Task::ok(1)]))
+        .collect();
+    publish(&js, wires).await;
+    for i in 1..=3 {
+        let store = replicas[i - 1]
+            .as_ref()
+            .expect("running")
+            .state
+            .store
+            .clone();
+        wait_until(30, "86 reports stored by every replica", async || {
+            store.totals().await.map(|t| t.reports).unwrap_or(0) == 86
+        })
+        .await;
+    }
     let forged = SimNode::new(99).report(NOON + 2 * 3_600, 40, &[]);
     let verdicts = replicas[2]
         .as_ref()
@@ -451,6 +487,31 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
     clock.set_secs(NOON + 3 * 3_600 + 600 + 30);
     let window = NOON + 3 * 3_600 + 300;
     certified(&mut stats, window, &[1, 2]).await;
+    let latest = |i: usize| {
+        replicas[i - 1]
+            .as_ref()
+            .expect("running")
+            .state
+            .latest
+            .read()
+            .expect("lock")
+            .as_ref()
+            .map(|p| p.signed.stats().clone())
+    };
+    let r3_latest = replicas[2].as_ref().expect("running").state.latest.clone();
+    wait_until(30, "replica 3 computed the window", async || {
+        r3_latest
+            .read()
+            .expect("lock")
+            .as_ref()
+            .is_some_and(|p| p.signed.stats().window.as_secs() == window)
+    })
+    .await;
+    let hour = NOON + 2 * 3_600;
+    assert_eq!(latest(1).expect("r1").active_nodes, active(60, hour));
+    assert_eq!(latest(2).expect("r2").active_nodes, active(60, hour));
+    assert_eq!(latest(3).expect("r3").active_nodes, active(61, hour));
+    assert_ne!(active(60, hour), active(61, hour));
     let m1 = r(&replicas, 1);
     wait_until(30, "replica 1 names replica 3", async || {
         m1.certification()
