@@ -324,7 +324,8 @@ impl SignedStats {
         self.stats
     }
 
-    /// The bytes published on [`crate::STATS_SUBJECT`].
+    /// The envelope the aggregator keeps in its history (what it publishes is a
+    /// [`crate::certificate::CertifiedStats`] of these bytes).
     pub fn to_wire(&self) -> Vec<u8> {
         envelope(STATS_OPEN, &self.bytes, &self.signature)
     }
