@@ -294,11 +294,33 @@ impl CertifiedStats {
 
 /// Parses a certificate and checks it against the pinned key set: the statistics and
 /// the pinned keys that signed them.
+///
+/// A single aggregator's signed envelope of earlier versions,
+/// `{"stats":…,"sig":"<128 hex>"}` ([`crate::sign::SignedStats`]), is the same
+/// signature without its key: it is accepted as a certificate of the pinned key that
+/// verifies it, so it passes a threshold of 1 (a monitor pinning
+/// `FEDERATION_AGGREGATOR_KEY`) and nothing higher.
 pub fn open_certified(
     wire: &[u8],
     pinned: &KeySet,
 ) -> Result<(CertifiedStats, Vec<PublicKey>), VerifyError> {
-    let certificate = CertifiedStats::from_wire(wire)?;
+    let certificate = match CertifiedStats::from_wire(wire) {
+        Ok(c) => c,
+        Err(VerifyError::Envelope) if wire.ends_with(b"\"}") => {
+            let single = crate::sign::SignedStats::from_wire(wire)?;
+            let signatures: Vec<StatsSignature> = pinned
+                .keys()
+                .iter()
+                .map(|key| StatsSignature {
+                    key: *key,
+                    sig: *single.signature(),
+                })
+                .filter(|s| s.verifies(single.stats_bytes()))
+                .collect();
+            CertifiedStats::new(single.into_stats(), signatures)?
+        }
+        Err(e) => return Err(e),
+    };
     let signers = certificate.verify(pinned)?;
     Ok((certificate, signers))
 }
@@ -494,6 +516,25 @@ mod tests {
         assert!(matches!(
             open_certified(twice.as_bytes(), &pinned(2)),
             Err(VerifyError::UnderThreshold { signers: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_single_aggregators_envelope_certifies_one_of_one_only() {
+        let wire = stats(Some(9)).sign(&key(1)).expect("signs").to_wire();
+        let (opened, signers) =
+            open_certified(&wire, &KeySet::single(public(1)).expect("1 of 1")).expect("1 of 1");
+        assert_eq!(
+            (opened.stats().active_nodes, signers),
+            (Some(9), vec![public(1)])
+        );
+        assert!(matches!(
+            open_certified(&wire, &pinned(2)),
+            Err(VerifyError::UnderThreshold { signers: 1, .. })
+        ));
+        assert!(matches!(
+            open_certified(&wire, &KeySet::single(public(2)).expect("1 of 1")),
+            Err(VerifyError::UnderThreshold { signers: 0, .. })
         ));
     }
 
