@@ -205,10 +205,19 @@ async fn stats(nodes: u32) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64(),
         store.size_bytes() / 1_000_000
     );
+    let key = AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]));
     let p = Publisher {
+        certifier: Arc::new(std::sync::Mutex::new(
+            truebit_aggregator::certify::Certifier::new(
+                "bench".into(),
+                key.public(),
+                truebit_protocol::certificate::KeySet::single(key.public())?,
+            ),
+        )),
+        consumer: "bench".into(),
         store: store.clone(),
         nats: None,
-        key: AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32])),
+        key,
         noise: truebit_protocol::noise::FigureNoise::new([9; 32]),
         k: 5,
         interval: Duration::from_secs(30),

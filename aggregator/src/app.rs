@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,13 +13,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use futures_util::StreamExt as _;
+use truebit_protocol::certificate::{KeySet, StatsVote};
+
+use crate::certify::{Certifier, Outcome};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::ingest::Ingest;
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::{Delivery, Nats};
-use crate::publisher::{Latest, Published, Publisher};
+use crate::publisher::{lock, Latest, Published, Publisher, SharedCertifier};
 use crate::store::Store;
 use crate::Clock;
 
@@ -31,6 +35,7 @@ pub struct Running {
     cancel: CancellationToken,
     ingest: JoinHandle<()>,
     publisher: JoinHandle<()>,
+    votes: JoinHandle<()>,
     http: JoinHandle<()>,
     nats: Nats,
 }
@@ -41,6 +46,7 @@ impl Running {
         self.cancel.cancel();
         let _ = self.ingest.await;
         let _ = self.publisher.await;
+        let _ = self.votes.await;
         let _ = self.http.await;
         self.nats.close().await;
     }
@@ -64,6 +70,23 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let nats = Nats::connect(&config.nats, Arc::clone(&metrics)).await?;
     let latest: Latest = Arc::new(RwLock::new(None));
+    let keys = if config.keys.is_empty() {
+        KeySet::single(key.public())?
+    } else {
+        if !config.keys.contains(&key.public()) {
+            anyhow::bail!(
+                "AGGREGATOR_KEYS: the list does not include this replica's own key {} (KEY_PATH {})",
+                key.public(),
+                config.key_path.display()
+            );
+        }
+        KeySet::new(config.keys.clone(), config.threshold)?
+    };
+    let certifier: SharedCertifier = Arc::new(Mutex::new(Certifier::new(
+        config.replica.clone(),
+        key.public(),
+        keys,
+    )));
     let cancel = CancellationToken::new();
     if let Some(wire) = store.latest_stats().await? {
         if let Ok(signed) = truebit_protocol::sign::SignedStats::from_wire(&wire) {
@@ -82,7 +105,15 @@ pub async fn start(
         clock.clone(),
         cancel.clone(),
     ));
+    let votes = tokio::spawn(receive_votes(
+        nats.clone(),
+        Arc::clone(&certifier),
+        Arc::clone(&metrics),
+        cancel.clone(),
+    ));
     let publisher = Publisher {
+        certifier: Arc::clone(&certifier),
+        consumer: config.consumer.clone(),
         store: store.clone(),
         nats: Some(nats.clone()),
         key: key.clone(),
@@ -101,6 +132,7 @@ pub async fn start(
         }
     });
     let state = AppState {
+        certifier,
         store,
         metrics,
         latest,
@@ -124,9 +156,76 @@ pub async fn start(
         cancel,
         ingest,
         publisher,
+        votes,
         http,
         nats,
     })
+}
+
+/// Receives the other replicas' signed statistics; publishes the certificate when one
+/// completes the threshold (without waiting for this replica's next interval).
+async fn receive_votes(
+    nats: Nats,
+    certifier: SharedCertifier,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    if !lock(&certifier).has_peers() {
+        return;
+    }
+    loop {
+        let votes = tokio::select! {
+            _ = cancel.cancelled() => return,
+            v = nats.votes() => v,
+        };
+        let mut votes = match votes {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the replicas' signatures; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let wire = tokio::select! {
+                _ = cancel.cancelled() => return,
+                w = votes.next() => match w {
+                    Some(w) => w,
+                    None => break,
+                },
+            };
+            let vote = match StatsVote::open(&wire) {
+                Ok(v) => v,
+                Err(e) => {
+                    metrics.vote_rejected();
+                    tracing::warn!(
+                        reason = e.code(),
+                        "a replica's signature message was rejected"
+                    );
+                    continue;
+                }
+            };
+            tracing::debug!(
+                replica = vote.replica(),
+                window = vote.stats().window.as_secs(),
+                "a replica's signature"
+            );
+            let (outcome, status) = {
+                let mut c = lock(&certifier);
+                let outcome = c.peer(vote);
+                (outcome, c.status())
+            };
+            metrics.set_certification(&status);
+            if let Outcome::Certified(certificate) = outcome {
+                match nats.publish_stats(certificate.to_wire()).await {
+                    Ok(()) => metrics.stats_certified(),
+                    Err(e) => tracing::warn!(error = %e, "cannot publish certified statistics"),
+                }
+            }
+        }
+    }
 }
 
 /// Runs until `shutdown` resolves.
@@ -159,7 +258,8 @@ async fn supervise_ingest(
     while !cancel.is_cancelled() {
         let opened = async {
             if config.create_stream {
-                nats.create_stream(config.stream_max_bytes).await?;
+                nats.create_stream(config.stream_max_bytes, config.stream_replicas)
+                    .await?;
             }
             nats.reports(&config.consumer, config.ack_wait).await
         };

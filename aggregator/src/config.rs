@@ -13,6 +13,9 @@ use serde::Deserialize;
 use truebit_nats_auth::{AuthKeys, AuthSettings};
 pub use truebit_nats_auth::{NatsAuth, SecretString};
 
+use truebit_protocol::certificate::{KeySet, KeySetError};
+use truebit_protocol::identity::PublicKey;
+
 use crate::gate::Limits;
 
 pub const DEFAULT_PORT: u16 = 8091;
@@ -111,6 +114,22 @@ pub struct Settings {
     /// JetStream storage must have room for it) [default: 4096]
     #[arg(long, global = true, env = "STREAM_MAX_MIB")]
     pub stream_max_mib: Option<u64>,
+    /// Copies of the report stream --create-stream makes: 3 on a 3-server NATS cluster,
+    /// 1 on a single server [default: 1]
+    #[arg(long, global = true, env = "STREAM_REPLICAS")]
+    pub stream_replicas: Option<usize>,
+    /// This replica's name, shown with its signature and in disagreements; also the
+    /// default durable consumer name [default: truebit-aggregator]
+    #[arg(long, global = true, env = "AGGREGATOR_REPLICA")]
+    pub replica: Option<String>,
+    /// Public keys of every replica of the hub (this one's included), comma separated:
+    /// statistics are certified when AGGREGATOR_THRESHOLD of them signed the same bytes
+    /// [default: this replica's key alone]
+    #[arg(long, global = true, env = "AGGREGATOR_KEYS")]
+    pub keys: Option<String>,
+    /// How many of AGGREGATOR_KEYS must sign [default: a majority]
+    #[arg(long, global = true, env = "AGGREGATOR_THRESHOLD")]
+    pub threshold: Option<usize>,
 }
 
 impl Settings {
@@ -139,6 +158,10 @@ impl Settings {
             consumer: self.consumer.or(lower.consumer),
             ack_wait_secs: self.ack_wait_secs.or(lower.ack_wait_secs),
             stream_max_mib: self.stream_max_mib.or(lower.stream_max_mib),
+            stream_replicas: self.stream_replicas.or(lower.stream_replicas),
+            replica: self.replica.or(lower.replica),
+            keys: self.keys.or(lower.keys),
+            threshold: self.threshold.or(lower.threshold),
         }
     }
 
@@ -262,7 +285,14 @@ impl Settings {
         if !(1..=300).contains(&stats_interval) {
             return Err(invalid("STATS_INTERVAL_SECS", "must be between 1 and 300"));
         }
-        let consumer = self.consumer.unwrap_or_else(|| DEFAULT_CONSUMER.to_owned());
+        let replica = self.replica.unwrap_or_else(|| DEFAULT_CONSUMER.to_owned());
+        if !truebit_protocol::certificate::is_replica_name(&replica) {
+            return Err(invalid(
+                "AGGREGATOR_REPLICA",
+                "must be 1 to 64 letters, digits, - and _",
+            ));
+        }
+        let consumer = self.consumer.unwrap_or_else(|| replica.clone());
         if consumer.is_empty()
             || !consumer
                 .chars()
@@ -284,7 +314,50 @@ impl Settings {
                 "must be between 16 and 1048576 (1 TiB)",
             ));
         }
+        let stream_replicas = self.stream_replicas.unwrap_or(1);
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(invalid(
+                "STREAM_REPLICAS",
+                "must be between 1 and 5 (3 on a 3-server cluster)",
+            ));
+        }
+        let keys = match self.keys.as_deref().map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    k.parse::<PublicKey>().map_err(|_| {
+                        invalid(
+                            "AGGREGATOR_KEYS",
+                            "expected Ed25519 public keys as 64 lowercase hex digits, comma separated (`truebit-aggregator key` prints one)",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if keys.is_empty() && self.threshold.is_some_and(|t| t != 1) {
+            return Err(invalid(
+                "AGGREGATOR_THRESHOLD",
+                "needs AGGREGATOR_KEYS (a single aggregator signs alone: 1)",
+            ));
+        }
+        if !keys.is_empty() {
+            let threshold = self.threshold.unwrap_or(KeySet::majority(keys.len()));
+            KeySet::new(keys.clone(), threshold).map_err(|e| match e {
+                KeySetError::Threshold { .. } => invalid("AGGREGATOR_THRESHOLD", &e.to_string()),
+                _ => invalid("AGGREGATOR_KEYS", &e.to_string()),
+            })?;
+        }
+        let threshold = self
+            .threshold
+            .unwrap_or(KeySet::majority(keys.len().max(1)));
         Ok(Config {
+            replica,
+            keys,
+            threshold,
+            stream_replicas,
             nats: NatsConfig {
                 urls,
                 auth,
@@ -327,6 +400,14 @@ pub struct NatsConfig {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// This replica's name (`AGGREGATOR_REPLICA`).
+    pub replica: String,
+    /// Every replica's public key (`AGGREGATOR_KEYS`); empty: this replica's alone.
+    pub keys: Vec<PublicKey>,
+    /// How many of `keys` must sign (`AGGREGATOR_THRESHOLD`).
+    pub threshold: usize,
+    /// Copies of the stream `--create-stream` makes (`STREAM_REPLICAS`).
+    pub stream_replicas: usize,
     pub nats: NatsConfig,
     pub db_path: PathBuf,
     pub listen: SocketAddr,
@@ -401,6 +482,16 @@ ack_wait_secs = 30
 # MiB the stream made by --create-stream keeps at most; the NATS server's JetStream
 # storage must have room for it [STREAM_MAX_MIB]
 stream_max_mib = 4096
+# Copies of that stream: 3 on a 3-server NATS cluster (deploy/nats/) [STREAM_REPLICAS]
+stream_replicas = 1
+
+# A replicated hub (docs/FEDERATION.md, "A replicated hub"): this replica's name (also
+# the default consumer name) [AGGREGATOR_REPLICA], every replica's public key, this
+# one's included [AGGREGATOR_KEYS], and how many must sign the same statistics before
+# they are published as certified [AGGREGATOR_THRESHOLD, default: a majority].
+# replica = "aggregator-1"
+# keys = "<key of aggregator-1>,<key of aggregator-2>,<key of aggregator-3>"
+# threshold = 2
 "#;
 
 #[cfg(test)]
@@ -426,6 +517,61 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.stats_interval, Duration::from_secs(30));
         assert!(matches!(c.nats.auth, NatsAuth::None));
+        assert_eq!(c.replica, "truebit-aggregator");
+        assert_eq!(c.consumer, "truebit-aggregator");
+        assert_eq!((c.keys.len(), c.threshold, c.stream_replicas), (0, 1, 1));
+    }
+
+    #[test]
+    fn replica_keys_and_threshold_are_checked_and_the_threshold_defaults_to_a_majority() {
+        let key = |seed: u8| {
+            PublicKey::from(
+                &truebit_protocol::sign::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            )
+        };
+        let keys = format!("{}, {},{}", key(1), key(2), key(3));
+        let c = Settings {
+            replica: Some("aggregator-2".into()),
+            keys: Some(keys.clone()),
+            stream_replicas: Some(3),
+            ..base()
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(c.keys, vec![key(1), key(2), key(3)]);
+        assert_eq!(c.threshold, 2);
+        assert_eq!(c.consumer, "aggregator-2");
+        assert_eq!(c.stream_replicas, 3);
+        let err = |s: Settings| s.validate().expect_err("invalid").to_string();
+        let e = err(Settings {
+            keys: Some(keys.clone()),
+            threshold: Some(4),
+            ..base()
+        });
+        assert!(e.starts_with("AGGREGATOR_THRESHOLD:"), "{e}");
+        let e = err(Settings {
+            keys: Some(format!("{},{}", key(1), key(1))),
+            ..base()
+        });
+        assert!(
+            e.starts_with("AGGREGATOR_KEYS:") && e.contains("twice"),
+            "{e}"
+        );
+        let e = err(Settings {
+            keys: Some("abc".into()),
+            ..base()
+        });
+        assert!(e.starts_with("AGGREGATOR_KEYS:"), "{e}");
+        let e = err(Settings {
+            replica: Some("a b".into()),
+            ..base()
+        });
+        assert!(e.starts_with("AGGREGATOR_REPLICA:"), "{e}");
+        let e = err(Settings {
+            stream_replicas: Some(0),
+            ..base()
+        });
+        assert!(e.starts_with("STREAM_REPLICAS:"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`stats`] -> [`publisher`] (sign, publish) and [`http`].
 
 pub mod app;
+pub mod certify;
 pub mod config;
 pub mod gate;
 pub mod http;

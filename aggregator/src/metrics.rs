@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::certify::Certification;
 use crate::gate::Reason;
 
 #[derive(Debug, Default)]
@@ -24,6 +25,10 @@ pub struct Metrics {
     consuming: std::sync::atomic::AtomicBool,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     delivery: Mutex<Option<&'static str>>,
+    caught_up: std::sync::atomic::AtomicBool,
+    stats_certified: AtomicU64,
+    votes_rejected: AtomicU64,
+    certification: Mutex<Certification>,
 }
 
 /// A snapshot for the API.
@@ -92,6 +97,33 @@ impl Metrics {
     /// ended and is being opened again).
     pub fn set_consuming(&self, consuming: bool) {
         self.consuming.store(consuming, Ordering::Relaxed);
+    }
+
+    /// Whether the durable consumer had caught up with the stream at the last check.
+    pub fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.store(caught_up, Ordering::Relaxed);
+    }
+
+    /// A certified statistics message was published.
+    pub fn stats_certified(&self) {
+        self.stats_certified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Another replica's signature message did not open (malformed or mis-signed).
+    pub fn vote_rejected(&self) {
+        self.votes_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Where the current window's co-signing stands.
+    pub fn set_certification(&self, c: &Certification) {
+        *self.certification.lock().unwrap_or_else(|p| p.into_inner()) = c.clone();
+    }
+
+    pub fn certification(&self) -> Certification {
+        self.certification
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn accepted(&self) -> u64 {
@@ -201,6 +233,51 @@ impl Metrics {
              truebit_aggregator_last_stats_window {}",
             self.last_stats_window.load(Ordering::Relaxed)
         );
+        let c = self.certification();
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_stats_certified_total Certified statistics published.\n\
+             # TYPE truebit_aggregator_stats_certified_total counter\n\
+             truebit_aggregator_stats_certified_total {}\n\
+             # HELP truebit_aggregator_votes_rejected_total Other replicas' signature messages that did not verify.\n\
+             # TYPE truebit_aggregator_votes_rejected_total counter\n\
+             truebit_aggregator_votes_rejected_total {}\n\
+             # HELP truebit_aggregator_feed_caught_up Whether the consumer had stored every report of the stream at the last check (1) or not (0).\n\
+             # TYPE truebit_aggregator_feed_caught_up gauge\n\
+             truebit_aggregator_feed_caught_up {}\n\
+             # HELP truebit_aggregator_stats_certified Whether this replica's latest statistics are signed by the threshold of pinned replicas (1) or not (0).\n\
+             # TYPE truebit_aggregator_stats_certified gauge\n\
+             truebit_aggregator_stats_certified {}\n\
+             # HELP truebit_aggregator_stats_signers Replicas whose signatures over this replica's latest statistics count.\n\
+             # TYPE truebit_aggregator_stats_signers gauge\n\
+             truebit_aggregator_stats_signers {}\n\
+             # HELP truebit_aggregator_replica_disagrees Replicas whose figures for the latest window differ from those a threshold agreed on (1).\n\
+             # TYPE truebit_aggregator_replica_disagrees gauge",
+            self.stats_certified.load(Ordering::Relaxed),
+            self.votes_rejected.load(Ordering::Relaxed),
+            u8::from(self.caught_up.load(Ordering::Relaxed)),
+            u8::from(c.certified),
+            c.signers.len(),
+        );
+        for r in &c.disagreeing {
+            let _ = writeln!(
+                out,
+                "truebit_aggregator_replica_disagrees{{replica=\"{}\",key=\"{}\"}} 1",
+                r.name, r.key
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP truebit_aggregator_replica_silent Pinned replicas that sent no signature for the latest window (down, or catching up) (1).\n\
+             # TYPE truebit_aggregator_replica_silent gauge"
+        );
+        for r in &c.silent {
+            let _ = writeln!(
+                out,
+                "truebit_aggregator_replica_silent{{replica=\"{}\",key=\"{}\"}} 1",
+                r.name, r.key
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP truebit_aggregator_database_bytes Size of the SQLite database and its WAL.\n\

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use futures_util::{Stream, StreamExt};
+use truebit_protocol::certificate::STATS_SIGNATURE_SUBJECT;
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::config::NatsConfig;
@@ -100,11 +101,13 @@ impl Nats {
     }
 
     /// Creates the report stream if it does not exist (`--create-stream`), keeping at
-    /// most `max_bytes` of reports.
-    pub async fn create_stream(&self, max_bytes: u64) -> Result<(), NatsError> {
+    /// most `max_bytes` of reports, in `replicas` copies (3 on a 3-server cluster: the
+    /// stream and every consumer on it survive the loss of one server).
+    pub async fn create_stream(&self, max_bytes: u64, replicas: usize) -> Result<(), NatsError> {
         let js = jetstream::new(self.client.clone());
         js.get_or_create_stream(jetstream::stream::Config {
             name: STREAM_NAME.into(),
+            num_replicas: replicas,
             subjects: vec![REPORT_SUBJECT.into()],
             storage: jetstream::stream::StorageType::File,
             max_age: Duration::from_secs(7 * 86_400),
@@ -244,13 +247,82 @@ impl Nats {
         })
     }
 
-    /// Publishes signed statistics and waits until the server has them.
+    /// Publishes certified statistics and waits until the server has them.
     pub async fn publish_stats(&self, wire: Vec<u8>) -> Result<(), NatsError> {
         self.client
             .publish(STATS_SUBJECT, wire.into())
             .await
             .map_err(other)?;
         self.client.flush().await.map_err(other)
+    }
+
+    /// Whether the durable consumer `consumer` has stored every report the stream held
+    /// at the time of the call: the stream's last sequence is read once, then the
+    /// consumer's acknowledgement floor (every report up to it handed out, stored and
+    /// acknowledged) must reach it within `within`. Reports published after the call
+    /// do not hold it back, so a busy stream does not either. With no stream on the
+    /// report subject (a core subscription) there is nothing to catch up with: `true`.
+    pub async fn caught_up(&self, consumer: &str, within: Duration) -> Result<bool, NatsError> {
+        let context = jetstream::new(self.client.clone());
+        let lookup = tokio::time::timeout(
+            STREAM_LOOKUP_TIMEOUT,
+            context.stream_by_subject(REPORT_SUBJECT),
+        )
+        .await
+        .map_err(|_| js_err("the stream lookup got no answer"))?;
+        let name = match lookup {
+            Ok(name) => name,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamByNameErrorKind::NotFound
+                ) =>
+            {
+                return Ok(true)
+            }
+            Err(e) => return Err(js_err(e)),
+        };
+        let mut stream = context.get_stream(&name).await.map_err(js_err)?;
+        let last = stream.info().await.map_err(js_err)?.state.last_sequence;
+        let mut consumer: jetstream::consumer::Consumer<pull::Config> =
+            stream.get_consumer(consumer).await.map_err(js_err)?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let info = consumer.info().await.map_err(js_err)?;
+            if info.ack_floor.stream_sequence >= last {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    stream.last = last,
+                    consumer.ack_floor = info.ack_floor.stream_sequence,
+                    consumer.pending = info.num_pending,
+                    consumer.ack_pending = info.num_ack_pending,
+                    "the consumer is behind the stream"
+                );
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Publishes this replica's signed statistics to the other replicas.
+    pub async fn publish_vote(&self, wire: Vec<u8>) -> Result<(), NatsError> {
+        self.client
+            .publish(STATS_SIGNATURE_SUBJECT, wire.into())
+            .await
+            .map_err(other)?;
+        self.client.flush().await.map_err(other)
+    }
+
+    /// The other replicas' signed statistics (this connection's own are not echoed).
+    pub async fn votes(&self) -> Result<impl Stream<Item = Vec<u8>> + Send + Unpin, NatsError> {
+        let sub = self
+            .client
+            .subscribe(STATS_SIGNATURE_SUBJECT)
+            .await
+            .map_err(other)?;
+        Ok(sub.map(|m| m.payload.to_vec()))
     }
 
     /// Flushes and closes the connection.

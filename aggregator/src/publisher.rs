@@ -1,13 +1,26 @@
-//! Every interval: compute the statistics of the latest closed window from the store,
-//! sign them with the aggregator key, keep them (history) and publish them on
-//! `truebit.stats.v1`. Also applies the retention once an hour.
+//! Every interval, and right after each window closes: compute the statistics of the
+//! latest closed window from the store, sign them with this replica's key, keep them
+//! (history), send the signature to the other replicas (`truebit.stats.sig.v1`) and,
+//! once a threshold of the pinned replica keys signed the same bytes ([`Certifier`]),
+//! publish the certified statistics on `truebit.stats.v1`. Also applies the retention
+//! once an hour.
+//!
+//! Replicas must compute from the same reports. So a replica computes (and releases
+//! figures, which are then frozen) only when its durable consumer has caught up with
+//! the report stream ([`Nats::caught_up`]: every report the stream held when the
+//! check began is stored): a replica that was down, or is behind, signs nothing
+//! until then. The figures
+//! of a window come from hours that ended at least [`crate::stats::RELEASE_DELAY_SECS`]
+//! before it closed (the settle delay: a report reaches the stream within 2 minutes of
+//! its window's close).
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use truebit_protocol::sign::SignedStats;
 
+use crate::certify::{Certifier, Outcome};
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
@@ -44,23 +57,45 @@ pub struct Publisher {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub latest: Latest,
+    /// The co-signing state, shared with the vote subscriber and the HTTP handlers.
+    pub certifier: SharedCertifier,
+    /// The durable consumer whose progress gates the computation.
+    pub consumer: String,
     pub cancel: CancellationToken,
+}
+
+/// The certifier, shared (locked only for short sections, never across an `.await`).
+pub type SharedCertifier = Arc<Mutex<Certifier>>;
+
+/// Locks the certifier (a poisoned lock still holds valid state).
+pub fn lock(c: &SharedCertifier) -> std::sync::MutexGuard<'_, Certifier> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Publisher {
     pub async fn run(self) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_retention_hour = None;
+        let mut first = true;
+        // When the window that was open at the last computation closes (+250 ms): its
+        // statistics are computed as soon as it closes, also when the clock passed that
+        // point during the computation.
+        let mut next_close_ms = 0;
         loop {
+            let interval = if first { Duration::ZERO } else { self.interval };
+            first = false;
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.clock.sleep_until_ms(next_close_ms) => {}
             }
-            let now = self.clock.now_secs();
-            if let Err(e) = self.publish_once(now).await {
-                self.metrics.stats_error();
-                tracing::warn!(error = %e, "cannot publish statistics");
+            let now_ms = self.clock.now_ms();
+            next_close_ms = now_ms - now_ms % 300_000 + 300_000 + 250;
+            let now = now_ms / 1_000;
+            if self.caught_up().await {
+                if let Err(e) = self.publish_once(now).await {
+                    self.metrics.stats_error();
+                    tracing::warn!(error = %e, "cannot publish statistics");
+                }
             }
             let hour = now / 3_600;
             if last_retention_hour != Some(hour) {
@@ -106,9 +141,63 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether this replica has stored every report of the stream (see the module
+    /// documentation); without NATS, or with a core subscription, always.
+    async fn caught_up(&self) -> bool {
+        let Some(nats) = &self.nats else {
+            return true;
+        };
+        let within = self.interval.min(Duration::from_secs(10));
+        let caught_up = match nats.caught_up(&self.consumer, within).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the consumer's progress");
+                false
+            }
+        };
+        self.metrics.set_caught_up(caught_up);
+        if !caught_up {
+            tracing::info!("catching up with the report stream: no statistics signed yet");
+        }
+        caught_up
+    }
+
     /// Releases what is due, then computes, signs, keeps and publishes the statistics
-    /// at `now`.
+    /// at `now`: this replica's signature to the others, the certified statistics when
+    /// a threshold signed them.
     pub async fn publish_once(&self, now: u64) -> anyhow::Result<SignedStats> {
+        let signed = self.compute_once(now).await?;
+        let vote = truebit_protocol::certificate::StatsVote::sign(
+            lock(&self.certifier).replica(),
+            signed.stats().clone(),
+            self.key.signing_key(),
+        )?;
+        let (certificate, peers) = {
+            let mut c = lock(&self.certifier);
+            let certificate = match c.own(vote.clone()) {
+                Outcome::Certified(certificate) => Some(*certificate),
+                Outcome::Unchanged => c.certificate(),
+            };
+            (certificate, c.has_peers())
+        };
+        self.metrics
+            .set_certification(&lock(&self.certifier).status());
+        if let Some(nats) = &self.nats {
+            if peers {
+                nats.publish_vote(vote.to_wire()).await?;
+            }
+            if let Some(certificate) = certificate {
+                nats.publish_stats(certificate.to_wire()).await?;
+                self.metrics.stats_certified();
+            }
+        }
+        self.metrics
+            .stats_published(signed.stats().window.as_secs());
+        Ok(signed)
+    }
+
+    /// Computes, signs and keeps this replica's statistics at `now`.
+    async fn compute_once(&self, now: u64) -> anyhow::Result<SignedStats> {
         let window = latest_closed_window(now);
         self.release_due(window).await?;
         let input = self
@@ -125,17 +214,11 @@ impl Publisher {
         .await?;
         let signed = stats.sign(self.key.signing_key())?;
         let wire = signed.to_wire();
-        self.store
-            .save_stats(window.as_secs(), wire.clone())
-            .await?;
+        self.store.save_stats(window.as_secs(), wire).await?;
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Published {
             signed: signed.clone(),
             hourly,
         });
-        if let Some(nats) = &self.nats {
-            nats.publish_stats(wire).await?;
-        }
-        self.metrics.stats_published(window.as_secs());
         Ok(signed)
     }
 }

@@ -259,6 +259,10 @@ log_level = "info"
 # nats_ca = "/etc/truebit-monitor/federation-ca.pem"
 # The aggregator's Ed25519 public key, 64 hex digits [FEDERATION_AGGREGATOR_KEY]
 # aggregator_key = "..."
+# Or, for a replicated hub, its replicas' keys, comma separated, and how many must
+# sign the statistics [FEDERATION_AGGREGATOR_KEYS, FEDERATION_AGGREGATOR_THRESHOLD]
+# aggregator_keys = "...,...,..."
+# aggregator_threshold = 2
 # Initial defaults, until changed in the dashboard or the API (the stored choice then
 # wins) [FEDERATION_ENABLED, FEDERATION_LEVEL, FEDERATION_CONTINENT]
 enabled = false

@@ -7,7 +7,8 @@
 //! | subject | message | signed by |
 //! |---|---|---|
 //! | [`REPORT_SUBJECT`] `truebit.report.v1` | [`report::Report`] in a [`sign::SignedReport`] envelope | the node's Ed25519 key |
-//! | [`STATS_SUBJECT`] `truebit.stats.v1` | [`stats::NetworkStats`] in a [`sign::SignedStats`] envelope | the aggregator's Ed25519 key |
+//! | [`STATS_SUBJECT`] `truebit.stats.v1` | [`stats::NetworkStats`] in a [`certificate::CertifiedStats`] | M of the N pinned aggregator replicas' Ed25519 keys (1 of 1 for a single aggregator) |
+//! | [`certificate::STATS_SIGNATURE_SUBJECT`] `truebit.stats.sig.v1` | a [`certificate::StatsVote`] (replica to replica) | that replica's key |
 //!
 //! A node sends exactly one report per 5-minute UTC window ([`window`]), after the
 //! window closes, at a uniformly random delay of 0–120 s ([`window::send_delay`]). A
@@ -68,6 +69,7 @@
 //! ```
 
 pub mod bucket;
+pub mod certificate;
 mod envelope;
 mod hexbytes;
 pub mod identity;

@@ -28,7 +28,8 @@ use crate::stats::{NetworkStats, StatsError, MAX_STATS_BYTES};
 /// Prefix of every signed report message.
 pub const REPORT_CONTEXT: &[u8] = b"truebit.report.v1\n";
 
-/// Prefix of every signed statistics message.
+/// Prefix of every signed statistics message (also of each replica's signature in a
+/// [`crate::certificate::CertifiedStats`]).
 pub const STATS_CONTEXT: &[u8] = b"truebit.stats.v1\n";
 
 pub use crate::envelope::REPORT_ENVELOPE_BYTES;
@@ -68,6 +69,10 @@ pub enum VerifyError {
     BadKey,
     #[error("the signature does not verify")]
     BadSignature,
+    #[error(
+        "certified by {signers} of the pinned aggregator keys, fewer than the {threshold} required"
+    )]
+    UnderThreshold { signers: usize, threshold: usize },
 }
 
 impl VerifyError {
@@ -81,6 +86,7 @@ impl VerifyError {
             Self::NodeIdMismatch => "node_id_mismatch",
             Self::BadKey => "bad_key",
             Self::BadSignature => "bad_signature",
+            Self::UnderThreshold { .. } => "under_threshold",
         }
     }
 }
@@ -318,7 +324,8 @@ impl SignedStats {
         self.stats
     }
 
-    /// The bytes published on [`crate::STATS_SUBJECT`].
+    /// The envelope the aggregator keeps in its history (what it publishes is a
+    /// [`crate::certificate::CertifiedStats`] of these bytes).
     pub fn to_wire(&self) -> Vec<u8> {
         envelope(STATS_OPEN, &self.bytes, &self.signature)
     }

@@ -1,5 +1,6 @@
 //! Network statistics (`v: 1`), aggregator -> everyone on [`crate::STATS_SUBJECT`],
-//! signed with the aggregator's key ([`crate::sign::SignedStats`]).
+//! signed by M of the N pinned aggregator keys ([`crate::certificate::CertifiedStats`];
+//! each replica's own signature is a [`crate::sign::SignedStats`]).
 //!
 //! Every figure and distribution cell is k-anonymous: a figure that fewer than `k`
 //! distinct nodes contributed to is `null`; a cell with fewer than `k` nodes is folded

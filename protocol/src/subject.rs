@@ -3,5 +3,6 @@
 /// Node window reports ([`crate::sign::SignedReport`] wire bytes), monitor -> aggregator.
 pub const REPORT_SUBJECT: &str = "truebit.report.v1";
 
-/// Network statistics ([`crate::sign::SignedStats`] wire bytes), aggregator -> everyone.
+/// Certified network statistics ([`crate::certificate::CertifiedStats`] wire bytes),
+/// aggregator replicas -> everyone.
 pub const STATS_SUBJECT: &str = "truebit.stats.v1";

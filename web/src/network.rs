@@ -18,6 +18,10 @@ pub struct NetworkFigures {
     pub k: u32,
     /// The aggregator's public key (what monitors pin), 64 hex digits.
     pub public_key: String,
+    /// Who co-signed the figures, in one sentence (a replicated hub), or empty.
+    pub certification: String,
+    /// Replicas whose figures for the window differ (name and key), or empty.
+    pub disagreeing: Vec<String>,
     pub active_nodes: Option<u64>,
     pub nodes_24h: Option<u64>,
     pub nodes_30d: Option<u64>,
@@ -51,6 +55,8 @@ pub struct NetworkPage {
     pub updated: String,
     pub k: String,
     pub public_key: String,
+    pub certification: String,
+    pub disagreeing: Vec<String>,
     pub cards: Vec<Card>,
     pub active: ChartView,
     pub tasks: ChartView,
@@ -97,6 +103,8 @@ impl NetworkPage {
                 updated: String::new(),
                 k: String::new(),
                 public_key: String::new(),
+                certification: String::new(),
+                disagreeing: Vec::new(),
                 cards: Vec::new(),
                 active: ChartView::default(),
                 tasks: ChartView::default(),
@@ -300,6 +308,8 @@ impl NetworkPage {
             updated: format!("{} UTC", format::utc(ns(f.window + 300))),
             k: f.k.to_string(),
             public_key: f.public_key.clone(),
+            certification: f.certification.clone(),
+            disagreeing: f.disagreeing.clone(),
             cards,
             active: ChartView {
                 svg: active_chart.render(),
@@ -335,6 +345,8 @@ mod tests {
             window: 1_717_243_200,
             k: 5,
             public_key: "ab".repeat(32),
+            certification: String::new(),
+            disagreeing: Vec::new(),
             active_nodes: Some(1_234),
             nodes_24h: Some(1_300),
             nodes_30d: None,

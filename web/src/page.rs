@@ -441,6 +441,9 @@ pub struct Distribution {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkView {
+    /// Who certified the figures: how many pinned aggregator keys signed, of how many
+    /// required, and which (shortened).
+    pub signed_by: String,
     pub received: Option<Stamp>,
     pub window: Option<Stamp>,
     pub figures: Vec<Metric>,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub latest: Latest,
+    /// Co-signing: who signed the latest statistics, who disagrees.
+    pub certifier: crate::publisher::SharedCertifier,
     pub public_key: PublicKey,
     pub k: u32,
 }
@@ -143,10 +145,12 @@ fn latest(state: &AppState) -> Option<SignedStats> {
 
 async fn latest_stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     let signed = latest(&state).ok_or(ApiError::NoStats)?;
+    let certification = crate::publisher::lock(&state.certifier).status();
     Ok(Json(json!({
         "stats": signed.stats(),
         "sig": hex::encode(signed.signature().to_bytes()),
         "key": state.public_key.to_string(),
+        "certification": certification,
     }))
     .into_response())
 }

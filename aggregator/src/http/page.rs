@@ -85,7 +85,42 @@ async fn network_html(state: &AppState) -> Result<String, ApiError> {
                 })
                 .collect();
             let d = &s.distributions;
+            let c = crate::publisher::lock(&state.certifier).status();
+            let certification = if c.replicas > 1 {
+                format!(
+                    "Replica of a hub of {}: these figures are {} by {} of the {} replica keys monitors pin ({} required): {}.",
+                    c.replicas,
+                    if c.certified { "certified" } else { "not yet certified, signed" },
+                    c.signers.len(),
+                    c.replicas,
+                    c.threshold,
+                    c.signers
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ) + &if c.silent.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " No signature yet from: {}.",
+                        c.silent
+                            .iter()
+                            .map(|r| if r.name.is_empty() { r.key.as_str() } else { r.name.as_str() })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            } else {
+                String::new()
+            };
             Some(NetworkFigures {
+                certification,
+                disagreeing: c
+                    .disagreeing
+                    .iter()
+                    .map(|r| format!("{} ({})", r.name, r.key))
+                    .collect(),
                 window: to,
                 k: s.k,
                 public_key: state.public_key.to_string(),

@@ -32,6 +32,8 @@ fn publisher(store: &Store, now: u64) -> Publisher {
         clock: clock_at(now),
         metrics: Arc::new(Metrics::default()),
         latest: Arc::new(RwLock::new(None)),
+        certifier: single_certifier(),
+        consumer: "test".into(),
         cancel: Default::default(),
     }
 }
@@ -77,6 +79,7 @@ async fn the_api_serves_the_latest_statistics_history_availability_and_metrics()
         store: store.clone(),
         metrics: Arc::clone(&p.metrics),
         latest: Arc::clone(&p.latest),
+        certifier: Arc::clone(&p.certifier),
         public_key: test_key().public(),
         k: 5,
     };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use truebit_protocol::sign::open_stats;
+use truebit_protocol::certificate::open_certified;
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::support::*;
@@ -102,10 +102,10 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
             .await
             .expect("statistics within 10 s")
             .expect("a message");
-        let signed = open_stats(&msg.payload, &test_key().signing_key().verifying_key())
-            .expect("signed by the pinned key");
-        if signed.stats().active_nodes.is_some() {
-            break signed.into_stats();
+        let (certified, _) =
+            open_certified(&msg.payload, &single_key_set()).expect("certified by the pinned key");
+        if certified.stats().active_nodes.is_some() {
+            break certified.into_stats();
         }
     };
     let scale = truebit_aggregator::stats::reporting_scale();

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use ed25519_dalek::Signer as _;
 use futures_util::StreamExt as _;
 use truebit_aggregator::stats::{item_scale, node_scale, reporting_scale, task_scale};
+use truebit_protocol::certificate::open_certified;
 use truebit_protocol::report::Continent;
-use truebit_protocol::sign::open_stats;
 use truebit_protocol::stats::{
     basis_points, Distributions, HourAvailability, NetworkStats, TaskTotals,
 };
@@ -80,8 +80,9 @@ async fn published_statistics_are_released_noised_signed_and_k_anonymous() {
             .await
             .expect("statistics within 10 s")
             .expect("a message");
-        open_stats(&msg.payload, &test_key().signing_key().verifying_key())
-            .expect("signed by the aggregator key")
+        open_certified(&msg.payload, &single_key_set())
+            .expect("certified by the aggregator key")
+            .0
     };
     next().await;
     let published = next().await.into_stats();

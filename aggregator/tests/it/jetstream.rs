@@ -113,13 +113,16 @@ async fn a_stream_the_server_has_no_room_for_is_a_clear_error() {
         .expect("connect");
     // 1 TiB: more than this machine's JetStream storage can reserve.
     let err = client
-        .create_stream(1 << 40)
+        .create_stream(1 << 40, 1)
         .await
         .expect_err("no room for 1 TiB")
         .to_string();
     assert!(err.contains("no room for 1048576 MiB"), "{err}");
     assert!(err.contains("STREAM_MAX_MIB"), "{err}");
     // A size it can hold works, and again (it exists).
-    client.create_stream(64 << 20).await.expect("64 MiB");
-    client.create_stream(64 << 20).await.expect("already there");
+    client.create_stream(64 << 20, 1).await.expect("64 MiB");
+    client
+        .create_stream(64 << 20, 1)
+        .await
+        .expect("already there");
 }

@@ -1,6 +1,7 @@
 //! The aggregator's one integration test binary: real nats-server (core and
 //! JetStream), real SQLite, the HTTP router in-process.
 
+mod cluster;
 mod feed;
 mod http;
 mod hub;

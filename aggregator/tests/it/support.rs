@@ -145,6 +145,23 @@ pub fn clock_at(now: u64) -> Clock {
     clock
 }
 
+/// The co-signing state of a single aggregator with [`test_key`] (1 of 1).
+pub fn single_certifier() -> truebit_aggregator::publisher::SharedCertifier {
+    let key = test_key().public();
+    std::sync::Arc::new(std::sync::Mutex::new(
+        truebit_aggregator::certify::Certifier::new(
+            "test".into(),
+            key,
+            truebit_protocol::certificate::KeySet::single(key).expect("1 of 1"),
+        ),
+    ))
+}
+
+/// [`test_key`] alone, 1 of 1: what a monitor pins for a single aggregator.
+pub fn single_key_set() -> truebit_protocol::certificate::KeySet {
+    truebit_protocol::certificate::KeySet::single(test_key().public()).expect("1 of 1")
+}
+
 pub fn test_key() -> AggregatorKey {
     AggregatorKey::from_signing_key(SigningKey::from_bytes(&[42; 32]))
 }

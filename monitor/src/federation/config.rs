@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+use truebit_protocol::certificate::{KeySet, KeySetError};
 use truebit_protocol::identity::PublicKey;
 use truebit_protocol::report::{Continent, Level};
 
@@ -102,6 +103,27 @@ pub struct FederationSettings {
     )]
     pub aggregator_key: Option<String>,
 
+    /// A replicated hub's aggregator keys (64 hex digits each), comma separated: network
+    /// statistics count only when FEDERATION_AGGREGATOR_THRESHOLD of them signed them
+    /// (instead of FEDERATION_AGGREGATOR_KEY).
+    #[arg(
+        long = "federation-aggregator-keys",
+        env = "FEDERATION_AGGREGATOR_KEYS",
+        value_name = "HEX,HEX,...",
+        global = true
+    )]
+    pub aggregator_keys: Option<String>,
+
+    /// How many of FEDERATION_AGGREGATOR_KEYS must sign the statistics [default: a
+    /// majority].
+    #[arg(
+        long = "federation-aggregator-threshold",
+        env = "FEDERATION_AGGREGATOR_THRESHOLD",
+        value_name = "N",
+        global = true
+    )]
+    pub aggregator_threshold: Option<usize>,
+
     /// Initial default for federation on/off, until it is changed through the API or
     /// the dashboard [default: false].
     #[arg(
@@ -145,6 +167,8 @@ impl fmt::Debug for FederationSettings {
             .field("nats_creds", &self.nats_creds)
             .field("nats_ca", &self.nats_ca)
             .field("aggregator_key", &self.aggregator_key)
+            .field("aggregator_keys", &self.aggregator_keys)
+            .field("aggregator_threshold", &self.aggregator_threshold)
             .field("enabled", &self.enabled)
             .field("level", &self.level)
             .field("continent", &self.continent)
@@ -165,6 +189,8 @@ impl FederationSettings {
             nats_creds: self.nats_creds.or(lower.nats_creds),
             nats_ca: self.nats_ca.or(lower.nats_ca),
             aggregator_key: self.aggregator_key.or(lower.aggregator_key),
+            aggregator_keys: self.aggregator_keys.or(lower.aggregator_keys),
+            aggregator_threshold: self.aggregator_threshold.or(lower.aggregator_threshold),
             enabled: self.enabled.or(lower.enabled),
             level: self.level.or(lower.level),
             continent: self.continent.or(lower.continent),
@@ -195,24 +221,66 @@ impl FederationSettings {
         .resolve(&AUTH_KEYS)
         .map_err(|e| invalid(e.key, e.message))?;
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let aggregator_key = match nonempty(self.aggregator_key) {
+        let parse_key = |key: &'static str, hex: &str| -> Result<PublicKey, InvalidSetting> {
+            let parsed: PublicKey = hex.trim().parse().map_err(|_| {
+                invalid(
+                    key,
+                    "expected the aggregator's Ed25519 public key as 64 lowercase hex digits"
+                        .into(),
+                )
+            })?;
+            if parsed.to_verifying_key().is_err() {
+                return Err(invalid(
+                    key,
+                    "this is not a valid Ed25519 public key".into(),
+                ));
+            }
+            Ok(parsed)
+        };
+        let single = nonempty(self.aggregator_key)
+            .map(|hex| parse_key("FEDERATION_AGGREGATOR_KEY", &hex))
+            .transpose()?;
+        let several = match nonempty(self.aggregator_keys) {
             None => None,
-            Some(hex) => {
-                let key: PublicKey = hex.trim().parse().map_err(|_| {
-                    invalid(
-                        "FEDERATION_AGGREGATOR_KEY",
-                        "expected the aggregator's Ed25519 public key as 64 lowercase hex digits"
-                            .into(),
-                    )
-                })?;
-                if key.to_verifying_key().is_err() {
+            Some(list) => Some(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|hex| parse_key("FEDERATION_AGGREGATOR_KEYS", hex))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let aggregator_keys = match (single, several) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "FEDERATION_AGGREGATOR_KEYS",
+                    "set FEDERATION_AGGREGATOR_KEYS or FEDERATION_AGGREGATOR_KEY, not both".into(),
+                ))
+            }
+            (Some(key), None) => {
+                if self.aggregator_threshold.is_some_and(|t| t != 1) {
                     return Err(invalid(
-                        "FEDERATION_AGGREGATOR_KEY",
-                        "this is not a valid Ed25519 public key".into(),
+                        "FEDERATION_AGGREGATOR_THRESHOLD",
+                        "a single FEDERATION_AGGREGATOR_KEY signs alone (1); list the replicas' keys in FEDERATION_AGGREGATOR_KEYS".into(),
                     ));
                 }
-                Some(key)
+                Some(
+                    KeySet::single(key)
+                        .map_err(|e| invalid("FEDERATION_AGGREGATOR_KEY", e.to_string()))?,
+                )
             }
+            (None, Some(keys)) => {
+                let threshold = self
+                    .aggregator_threshold
+                    .unwrap_or(KeySet::majority(keys.len()));
+                Some(KeySet::new(keys, threshold).map_err(|e| match e {
+                    KeySetError::Threshold { .. } => {
+                        invalid("FEDERATION_AGGREGATOR_THRESHOLD", e.to_string())
+                    }
+                    _ => invalid("FEDERATION_AGGREGATOR_KEYS", e.to_string()),
+                })?)
+            }
+            (None, None) => None,
         };
         let level = match self.level.as_deref().map(str::trim) {
             None | Some("") => Level::Full,
@@ -243,7 +311,7 @@ impl FederationSettings {
             servers,
             auth,
             ca_file: self.nats_ca,
-            aggregator_key,
+            aggregator_keys,
             initial: InitialSettings {
                 enabled,
                 level,
@@ -261,8 +329,9 @@ pub struct FederationConfig {
     pub auth: NatsAuth,
     /// Extra root certificate(s) for TLS (PEM).
     pub ca_file: Option<PathBuf>,
-    /// The pinned aggregator key; without one, network statistics are not subscribed.
-    pub aggregator_key: Option<PublicKey>,
+    /// The pinned aggregator keys and threshold (one key, 1 of 1, for a single
+    /// aggregator); without them, network statistics are not subscribed.
+    pub aggregator_keys: Option<KeySet>,
     /// Defaults until the operator changes the settings (stored in the database).
     pub initial: InitialSettings,
 }
@@ -360,7 +429,7 @@ mod tests {
         assert!(!c.initial.enabled);
         assert_eq!(c.initial.level, Level::Full);
         assert_eq!(c.initial.continent, None);
-        assert_eq!(c.aggregator_key, None);
+        assert_eq!(c.aggregator_keys, None);
     }
 
     #[test]
@@ -474,7 +543,10 @@ mod tests {
         }
         .resolve()
         .expect("valid");
-        assert_eq!(c.aggregator_key, Some(PublicKey::from(&key)));
+        assert_eq!(
+            c.aggregator_keys,
+            Some(KeySet::single(PublicKey::from(&key)).expect("1 of 1"))
+        );
         let err = FederationSettings {
             aggregator_key: Some("abcd".into()),
             ..settings()
@@ -486,6 +558,46 @@ mod tests {
                 .starts_with("invalid FEDERATION_AGGREGATOR_KEY"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_replicated_hub_pins_its_keys_and_threshold() {
+        let key = |seed: u8| {
+            PublicKey::from(
+                &truebit_protocol::sign::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            )
+        };
+        let list = format!("{},{}, {}", key(1), key(2), key(3));
+        let c = FederationSettings {
+            aggregator_keys: Some(list.clone()),
+            ..settings()
+        }
+        .resolve()
+        .expect("valid");
+        let keys = c.aggregator_keys.expect("pinned");
+        assert_eq!(keys.keys(), &[key(1), key(2), key(3)]);
+        assert_eq!(keys.threshold(), 2, "a majority by default");
+        let err = |s: FederationSettings| s.resolve().expect_err("invalid").to_string();
+        let e = err(FederationSettings {
+            aggregator_keys: Some(list.clone()),
+            aggregator_threshold: Some(4),
+            ..settings()
+        });
+        assert!(
+            e.starts_with("invalid FEDERATION_AGGREGATOR_THRESHOLD"),
+            "{e}"
+        );
+        let e = err(FederationSettings {
+            aggregator_keys: Some(list),
+            aggregator_key: Some(key(1).to_string()),
+            ..settings()
+        });
+        assert!(e.contains("not both"), "{e}");
+        let e = err(FederationSettings {
+            aggregator_keys: Some(format!("{},{}", key(1), key(1))),
+            ..settings()
+        });
+        assert!(e.starts_with("invalid FEDERATION_AGGREGATOR_KEYS"), "{e}");
     }
 
     #[test]

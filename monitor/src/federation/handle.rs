@@ -87,7 +87,8 @@ pub struct FederationStatus {
     /// The node id on the wire (hex of the first 16 bytes of SHA-256(public key)).
     pub node_id: Option<String>,
     pub public_key: Option<String>,
-    /// The pinned aggregator key (FEDERATION_AGGREGATOR_KEY).
+    /// The pinned aggregator key(s), comma separated (FEDERATION_AGGREGATOR_KEY, or
+    /// FEDERATION_AGGREGATOR_KEYS).
     pub aggregator_key: Option<String>,
     pub connection: LinkState,
     /// `jetstream` or `core` once the first report went out on this connection.
@@ -274,7 +275,13 @@ impl Shared {
             servers: self.config.servers.iter().map(|s| s.redacted()).collect(),
             node_id: identity.as_ref().map(|i| i.node_id().to_string()),
             public_key: identity.as_ref().map(|i| i.public_key().to_string()),
-            aggregator_key: self.config.aggregator_key.map(|k| k.to_string()),
+            aggregator_key: self.config.aggregator_keys.as_ref().map(|k| {
+                k.keys()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
             connection,
             delivery: runtime.delivery,
             last_error: runtime.last_error.clone().or(link_error),

@@ -10,9 +10,8 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use truebit_protocol::identity::PublicKey;
+use truebit_protocol::certificate::{open_certified, KeySet};
 use truebit_protocol::report::Report;
-use truebit_protocol::sign::open_stats;
 use truebit_protocol::window::{self, window_of, WindowStart, WINDOW_SECS};
 use truebit_protocol::STATS_SUBJECT;
 
@@ -97,7 +96,7 @@ pub(crate) async fn run(
             identity.clone(),
             cancel.clone(),
         ));
-        let stats = shared.config.aggregator_key.map(|key| {
+        let stats = shared.config.aggregator_keys.clone().map(|key| {
             tokio::spawn(subscribe_stats(
                 Arc::clone(&shared),
                 Arc::clone(&nats),
@@ -356,16 +355,14 @@ async fn publish(
     }
 }
 
-/// Keeps the newest network statistics that verify against the pinned aggregator key.
+/// Keeps the newest network statistics certified by the pinned aggregator keys (at
+/// least their threshold signed the same bytes).
 async fn subscribe_stats(
     shared: Arc<Shared>,
     nats: Arc<Nats>,
-    key: PublicKey,
+    pinned: KeySet,
     cancel: CancellationToken,
 ) {
-    let Ok(aggregator) = key.to_verifying_key() else {
-        return;
-    };
     let mut subscriber = loop {
         match nats.subscribe(STATS_SUBJECT).await {
             Ok(s) => break s,
@@ -384,8 +381,8 @@ async fn subscribe_stats(
             m = subscriber.next() => m,
         };
         let Some(message) = message else { return };
-        match open_stats(&message.payload, &aggregator) {
-            Ok(signed) => {
+        match open_certified(&message.payload, &pinned) {
+            Ok((signed, signers)) => {
                 let received_ms = shared.clock.now_ms();
                 let mut latest = shared.latest_stats();
                 let newer = latest
@@ -394,6 +391,8 @@ async fn subscribe_stats(
                 if newer {
                     *latest = Some(NetworkStatsSnapshot {
                         stats: signed.into_stats(),
+                        signers: signers.iter().map(ToString::to_string).collect(),
+                        threshold: pinned.threshold(),
                         received_ms,
                     });
                 }

@@ -18,10 +18,14 @@ use super::nats::{Delivery, Link};
 use super::ReportFilter;
 use crate::store::Store;
 
-/// The newest verified network statistics.
+/// The newest certified network statistics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NetworkStatsSnapshot {
     pub stats: NetworkStats,
+    /// The pinned aggregator keys (hex) whose signatures over these figures verified.
+    pub signers: Vec<String>,
+    /// How many signatures the pinned key set requires.
+    pub threshold: usize,
     /// When the monitor received them (Unix ms).
     pub received_ms: u64,
 }

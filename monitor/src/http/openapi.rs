@@ -627,7 +627,9 @@ fn federation_schemas() -> Value {
             "type": "object",
             "nullable": true,
             "properties": {
-                "stats": { "type": "object", "description": "The aggregator's signed statistics (truebit-protocol `NetworkStats`)" },
+                "stats": { "type": "object", "description": "The hub's certified statistics (truebit-protocol `NetworkStats`)" },
+                "signers": { "type": "array", "items": { "type": "string" }, "description": "The pinned aggregator keys (hex) whose signatures over these figures verified" },
+                "threshold": int(),
                 "received_ms": int(),
             },
         },

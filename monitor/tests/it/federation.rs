@@ -39,6 +39,7 @@ use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::store::Store;
 use truebit_protocol::bucket::{ExecTimeBucket, GasBucket, MemoryBucket};
+use truebit_protocol::certificate::{CertifiedStats, StatsSignature};
 use truebit_protocol::report::{Continent, Level, NodeState, Operation, Outcome, Report};
 use truebit_protocol::sign::{open_report, SigningKey};
 use truebit_protocol::stats::NetworkStats;
@@ -1189,22 +1190,26 @@ authorization {
 "#;
 
 /// A user that may only publish reports and read statistics is enough; statistics
-/// verify against the pinned aggregator key and nothing else.
+/// count only when certified by the threshold (2) of the pinned replica keys (3):
+/// certificates signed by other keys, by one pinned key only, or for other figures than
+/// the ones signed, are rejected, and the accepted one names its signers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() {
+async fn a_publish_only_user_works_and_only_statistics_certified_by_the_pinned_replicas_are_believed(
+) {
     let dir = tempdir();
     let nats = NatsServer::start_with(dir.path(), Some(PERMISSIONS_CONFIG), true);
     let aggregator = admin_as(&nats.url(), "aggregator", "aggregator-pw").await;
     let collector = Collector::start(&aggregator, REPORT_SUBJECT).await;
-    let aggregator_key = SigningKey::from_bytes(&[0xa5; 32]);
-    let pinned = hex::encode(aggregator_key.verifying_key().to_bytes());
+    let replica = |seed: u8| SigningKey::from_bytes(&[seed; 32]);
+    let hex_of = |seed: u8| hex::encode(replica(seed).verifying_key().to_bytes());
+    let pinned = format!("{},{},{}", hex_of(0xa1), hex_of(0xa2), hex_of(0xa3));
     let clock = clock_at_ms(ms(W0) + 1_000);
     let monitor = Monitor::start(
         &dir.path().join("monitor.db"),
         FederationSettings {
             nats_user: Some("monitor".into()),
             nats_password: Some("monitor-pw".into()),
-            aggregator_key: Some(pinned),
+            aggregator_keys: Some(pinned),
             ..settings(&nats.url())
         },
         &clock,
@@ -1219,14 +1224,30 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
     assert_eq!(status.sent_total, 2);
     assert_eq!(status.connection, LinkState::Connected);
 
-    // Statistics: a forged one (another key), then the real one, then garbage.
+    // Statistics: certificates signed by two unpinned keys, by one pinned key, for
+    // figures other than the signed ones, then a genuine 2 of 3, then garbage.
     let stats = |k: u32| NetworkStats::empty(WindowStart::new(W0).expect("aligned"), k);
-    let forged = stats(3)
-        .sign(&SigningKey::from_bytes(&[0x11; 32]))
-        .expect("signs")
-        .to_wire();
-    let genuine = stats(5).sign(&aggregator_key).expect("signs").to_wire();
-    for wire in [forged, genuine, b"{\"stats\":{}}".to_vec()] {
+    let certify = |figures: NetworkStats, signed: &NetworkStats, seeds: &[u8]| {
+        let bytes = signed.to_canonical_bytes();
+        let sigs = seeds
+            .iter()
+            .map(|s| StatsSignature::sign(&bytes, &replica(*s)))
+            .collect();
+        CertifiedStats::new(figures, sigs)
+            .expect("a certificate")
+            .to_wire()
+    };
+    let unpinned = certify(stats(3), &stats(3), &[0x11, 0x12]);
+    let under_threshold = certify(stats(4), &stats(4), &[0xa1]);
+    let other_figures = certify(stats(6), &stats(5), &[0xa1, 0xa2]);
+    let genuine = certify(stats(5), &stats(5), &[0xa3, 0xa1]);
+    for wire in [
+        unpinned,
+        under_threshold,
+        other_figures,
+        genuine,
+        b"{\"stats\":{}}".to_vec(),
+    ] {
         aggregator
             .publish(STATS_SUBJECT, wire.into())
             .await
@@ -1235,13 +1256,72 @@ async fn a_publish_only_user_works_and_only_the_pinned_aggregator_is_believed() 
     aggregator.flush().await.expect("flush");
     let latest = eventually("verified statistics", Duration::from_secs(10), || async {
         let s = monitor.handle.status().await.ok()?;
-        (s.stats_received + s.stats_rejected >= 3).then_some(())?;
+        (s.stats_received + s.stats_rejected >= 5).then_some(())?;
         monitor.handle.network_stats().await
     })
     .await;
     assert_eq!(latest.stats.k, 5, "the genuine statistics, not the forged");
+    assert_eq!(latest.signers, vec![hex_of(0xa1), hex_of(0xa3)]);
+    assert_eq!(latest.threshold, 2);
     let status = monitor.handle.status().await.expect("status");
-    assert_eq!((status.stats_received, status.stats_rejected), (1, 2));
+    assert_eq!((status.stats_received, status.stats_rejected), (1, 4));
+    assert_eq!(status.last_stats_rejection.as_deref(), Some("envelope"));
+    monitor.stop().await;
+}
+
+/// Several servers in FEDERATION_NATS_URL (a clustered hub): when the one the monitor
+/// is connected to stops, the monitor connects to another listed server and its next
+/// report arrives there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_fails_over_to_another_listed_server() {
+    let dir = tempdir();
+    let mut a = NatsServer::start_with(&dir.path().join("a"), None, false);
+    let mut b = NatsServer::start_with(&dir.path().join("b"), None, false);
+    let (observe_a, observe_b) = (admin(&a.url()).await, admin(&b.url()).await);
+    let on_a = Collector::start(&observe_a, REPORT_SUBJECT).await;
+    let on_b = Collector::start(&observe_b, REPORT_SUBJECT).await;
+    let clock = clock_at_ms(ms(W0) + 1_000);
+    let monitor = Monitor::start(
+        &dir.path().join("monitor.db"),
+        settings(&format!("{}, {}", a.url(), b.url())),
+        &clock,
+    )
+    .await;
+    monitor.handle.enable().await.expect("enable");
+    clock.set_ms(after_send_window(W0));
+    let went_to_a = eventually(
+        "the first report on one of the servers",
+        Duration::from_secs(30),
+        || async {
+            let (n_a, n_b) = (on_a.reports().len(), on_b.reports().len());
+            (n_a + n_b >= 1).then_some(n_a >= 1)
+        },
+    )
+    .await;
+    // The server that took it stops; the other must get the next window's report.
+    let survivor = if went_to_a {
+        a.stop();
+        &on_b
+    } else {
+        b.stop();
+        &on_a
+    };
+    clock.set_ms(after_send_window(W0 + WINDOW_SECS));
+    let reports = survivor.wait_reports(1, Duration::from_secs(60)).await;
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.window.as_secs() == W0 + WINDOW_SECS),
+        "{:?}",
+        reports
+            .iter()
+            .map(|r| r.window.as_secs())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        monitor.handle.status().await.expect("status").connection,
+        LinkState::Connected
+    );
     monitor.stop().await;
 }
 

@@ -79,14 +79,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
     let status = h.status().await.map_err(ApiError::from)?;
     let reports = h.reports(REPORTS).await.map_err(ApiError::from)?;
     let network = h.network_stats().await;
-    render(&view(
-        &s,
-        &op,
-        &status,
-        &reports,
-        network.map(|n| (n.stats, n.received_ms)),
-        message,
-    ))
+    render(&view(&s, &op, &status, &reports, network, message))
 }
 
 fn view(
@@ -94,7 +87,7 @@ fn view(
     op: &Operator,
     st: &FederationStatus,
     reports: &[ReportRecord],
-    network: Option<(NetworkStats, u64)>,
+    network: Option<crate::federation::NetworkStatsSnapshot>,
     message: Option<Notice>,
 ) -> FederationPage {
     let level = st.settings.level.label();
@@ -191,7 +184,20 @@ fn view(
             .map(|r| (r.code.clone(), n(r.count)))
             .collect(),
         reports: reports.iter().map(report_view).collect(),
-        network: network.map(|(stats, received_ms)| network_view(&stats, received_ms)),
+        network: network.map(|n| {
+            let mut view = network_view(&n.stats, n.received_ms);
+            view.signed_by = format!(
+                "{} of the pinned aggregator keys ({} required): {}",
+                n.signers.len(),
+                n.threshold,
+                n.signers
+                    .iter()
+                    .map(|k| format!("{}…", &k[..k.len().min(12)]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            view
+        }),
         message,
         levels: Choice::list(&["full", "strict"], level)
             .into_iter()
@@ -271,6 +277,7 @@ fn network_view(st: &NetworkStats, received_ms: u64) -> NetworkView {
     };
     let d = &st.distributions;
     NetworkView {
+        signed_by: String::new(),
         received: Some(Stamp::of_ms(i64::try_from(received_ms).unwrap_or(0))),
         window: Some(Stamp::of_ns(
             i64::try_from(st.window.as_secs())
