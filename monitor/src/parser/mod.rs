@@ -23,12 +23,17 @@
 //!    finishes the pending one. Logger and version are `None` when not printed.
 //! 3. Any other line continues the pending entry (appended after `\n`, blank lines
 //!    included, since they can be part of pretty-printed JSON). With no pending entry it
-//!    becomes a one-line [`Kind::Raw`] entry, emitted at once; only a line that is empty
-//!    after step 1 is skipped then (it carries nothing).
+//!    is a *stray continuation*, emitted at once as a one-line entry of its own: it still
+//!    continues the last entry emitted (which a live source had to hand over when the
+//!    node paused, see below), so it takes that entry's kind, without level, execution id
+//!    or event. Before the source's first entry it is a [`Kind::Raw`] entry. Only a line
+//!    that is empty after step 1 is skipped then (it carries nothing). Keeping the kind
+//!    keeps what the entry carries: the tail of a task's input or output is hidden
+//!    wherever its entry is (`http::redact`).
 //! 4. A message never grows past [`MAX_MESSAGE_BYTES`] through continuation lines: the
-//!    line that would cross it finishes the entry and becomes a raw entry itself (as do
-//!    the following continuation lines). A single line is never cut; the source bounds
-//!    line length.
+//!    line that would cross it finishes the entry and becomes a stray continuation itself
+//!    (as do the following continuation lines). A single line is never cut; the source
+//!    bounds line length.
 //! 5. Invalid UTF-8 is replaced with U+FFFD.
 //!
 //! An entry's `pos` is that of its last line, its `received_ns` that of its first line.
@@ -73,7 +78,8 @@
 //!   are dropped), whatever the order of the two blocks. It carries where its entry is
 //!   stored ([`EntryRef`]), so that the store gives that entry the completion's execution
 //!   id; the entry itself was emitted without one.
-//! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far:
+//! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far
+//!   (the waiting blocks, and the kind of the last entry for stray continuations):
 //!   persist it with the cursor of the last emitted entry and [`Parser::restore`] it on
 //!   restart. The pending (unemitted) entry is not part of it: its lines are after the
 //!   cursor and will be read again.
@@ -141,12 +147,16 @@ pub struct PendingStderr {
 }
 
 /// What must survive a restart: the metrics and stderr blocks still waiting for a
-/// completion. (A state saved before stderr blocks waited reads as none waiting.)
+/// completion, and the kind of the last entry emitted (what a stray continuation line
+/// after the restart takes). (A state saved before stderr blocks waited reads as none
+/// waiting; one saved before the last kind was kept, as none emitted.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParserState {
     pub pending_metrics: Vec<PendingMetrics>,
     #[serde(default)]
     pub pending_stderr: Vec<PendingStderr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_kind: Option<Kind>,
 }
 
 /// Turns physical lines into [`Entry`] values. See the module documentation.
@@ -156,6 +166,8 @@ pub struct Parser {
     pending: Option<Pending>,
     metrics: Vec<PendingMetrics>,
     stderr: Vec<PendingStderr>,
+    /// Kind of the last entry emitted (a stray continuation line takes it).
+    last_kind: Option<Kind>,
     /// Reused buffer for lines that contain escape sequences.
     scratch: Vec<u8>,
     docker_days: DayCache,
@@ -242,6 +254,7 @@ impl Parser {
             pending: None,
             metrics: Vec::new(),
             stderr: Vec::new(),
+            last_kind: None,
             scratch: Vec::new(),
             docker_days: DayCache::default(),
             node_days: DayCache::default(),
@@ -288,13 +301,16 @@ impl Parser {
         ParserState {
             pending_metrics: self.metrics.clone(),
             pending_stderr: self.stderr.clone(),
+            last_kind: self.last_kind,
         }
     }
 
-    /// Resumes from a persisted state (replaces the waiting metrics and stderr blocks).
+    /// Resumes from a persisted state (replaces the waiting metrics and stderr blocks and
+    /// the last entry's kind).
     pub fn restore(&mut self, state: ParserState) {
         self.metrics = state.pending_metrics;
         self.stderr = state.pending_stderr;
+        self.last_kind = state.last_kind;
     }
 
     fn push_clean(&mut self, line: &[u8], meta: LineMeta, out: &mut Vec<Entry>) {
@@ -334,6 +350,7 @@ impl Parser {
         if rest.is_empty() {
             return;
         }
+        // A stray continuation: the entry it continues was emitted already.
         out.push(Entry {
             pos: meta.pos,
             received_ns,
@@ -342,7 +359,7 @@ impl Parser {
             logger: None,
             version: None,
             message: lossy(rest),
-            kind: Kind::Raw,
+            kind: self.last_kind.unwrap_or(Kind::Raw),
             execution_id: None,
             event: None,
         });
@@ -416,6 +433,7 @@ impl Parser {
             }
             other => other,
         };
+        self.last_kind = Some(c.kind);
         out.push(Entry {
             pos: p.pos,
             received_ns: p.received_ns,

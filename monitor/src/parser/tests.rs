@@ -208,7 +208,7 @@ fn carriage_return_and_invalid_utf8_are_cleaned() {
 }
 
 #[test]
-fn oversized_message_continues_as_raw_entries() {
+fn oversized_message_continues_as_entries_of_its_kind() {
     let chunk = "x".repeat(MAX_MESSAGE_BYTES / 2);
     let out = run_plain(&[&header("13:55:34", "info", "big"), &chunk, &chunk, "tail"]);
     let got: Vec<_> = out
@@ -219,8 +219,8 @@ fn oversized_message_continues_as_raw_entries() {
         got,
         vec![
             (Kind::Log, 3 + 1 + chunk.len(), Pos::new(0, 2)),
-            (Kind::Raw, chunk.len(), Pos::new(0, 3)),
-            (Kind::Raw, 4, Pos::new(0, 4)),
+            (Kind::Log, chunk.len(), Pos::new(0, 3)),
+            (Kind::Log, 4, Pos::new(0, 4)),
         ]
     );
 }
@@ -456,7 +456,13 @@ fn state_restores_a_waiting_metrics_block_after_restart() {
             .and_then(|m| m.exit_code),
         Some(3)
     );
-    assert_eq!(resumed.state(), ParserState::default());
+    assert_eq!(
+        resumed.state(),
+        ParserState {
+            last_kind: Some(Kind::ExecutionCompleted),
+            ..ParserState::default()
+        }
+    );
 }
 
 #[test]
@@ -729,4 +735,70 @@ fn a_waiting_stderr_block_survives_a_restart_and_an_old_state_reads_as_none_wait
     let old: ParserState =
         serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
     assert!(old.pending_stderr.is_empty());
+}
+
+#[test]
+fn a_continuation_after_its_entry_was_emitted_keeps_that_entry_s_kind() {
+    let task = header(
+        "13:55:34",
+        "info",
+        &format!(
+            r#"Message received from task_created: {{"type":"task_created","executionId":"{UUID}","message":{{"executionId":"{UUID}"}}}}"#
+        ),
+    );
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let meta = |n: i64| LineMeta {
+        received_ns: None,
+        pos: Pos::new(0, n),
+    };
+    p.push_line(b"> npm banner", meta(1), &mut out);
+    p.push_line(task.as_bytes(), meta(2), &mut out);
+    // A live source handed the entry over when the node paused.
+    p.flush(&mut out);
+    p.push_line(b"  SECRET-INPUT tail", meta(3), &mut out);
+    p.push_line(b"  more", meta(4), &mut out);
+    // Across a restart too: the kind is part of the saved state.
+    let saved = serde_json::to_string(&p.state()).expect("serializes");
+    let mut second = Parser::new(ParserConfig::default());
+    second.restore(serde_json::from_str(&saved).expect("deserializes"));
+    second.push_line(b"  after a restart", meta(5), &mut out);
+    second.push_line(
+        header("13:55:35", "info", "next").as_bytes(),
+        meta(6),
+        &mut out,
+    );
+    second.flush(&mut out);
+    second.push_line(b"  of a log line", meta(7), &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.message.as_str(),
+                e.event.is_some(),
+                e.execution_id.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Kind::Raw, "> npm banner", false, false),
+            (
+                Kind::TaskReceived,
+                &task[task.find("Message").unwrap_or(0)..],
+                true,
+                true
+            ),
+            (Kind::TaskReceived, "  SECRET-INPUT tail", false, false),
+            (Kind::TaskReceived, "  more", false, false),
+            (Kind::TaskReceived, "  after a restart", false, false),
+            (Kind::Log, "next", false, false),
+            (Kind::Log, "  of a log line", false, false),
+        ]
+    );
+    let old: ParserState =
+        serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
+    assert_eq!(old.last_kind, None);
 }
