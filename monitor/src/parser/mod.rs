@@ -55,6 +55,16 @@
 //! The ingest path waits much longer for an open entry than for a complete-looking one
 //! (`ingest::OPEN_ENTRY_WAIT`, `ingest::IDLE_FLUSH`).
 //!
+//! Either way the guess costs nothing when it is wrong: an entry emitted by
+//! [`Parser::flush`] stays *reopenable* until the next header line. A continuation line
+//! that comes after it (a stack trace under a one-line stderr message, a node that stalls
+//! for seconds) makes it pending again, with the waiting metrics and stderr blocks as they
+//! were before it was emitted; the longer version is emitted later with
+//! [`Entry::replaces`] naming where the emitted one is stored, and the store replaces it.
+//! What emitting the first version did is done again for the longer one (a completion
+//! takes the same blocks), so nothing is counted twice. The reopenable entry is not part
+//! of [`Parser::state`]: after a restart, such a line is a stray continuation (step 3).
+//!
 //! # What the store can rely on
 //!
 //! - `execution_id` is set on task_received, execution_started, execution_completed and
@@ -91,7 +101,7 @@ mod message;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Stderr, UnixNanos,
+    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Replaced, Stderr, UnixNanos,
 };
 
 use line::DayCache;
@@ -168,6 +178,8 @@ pub struct Parser {
     stderr: Vec<PendingStderr>,
     /// Kind of the last entry emitted (a stray continuation line takes it).
     last_kind: Option<Kind>,
+    /// The entry the last [`Parser::flush`] emitted, until the next header line.
+    reopenable: Option<Reopenable>,
     /// Reused buffer for lines that contain escape sequences.
     scratch: Vec<u8>,
     docker_days: DayCache,
@@ -175,7 +187,7 @@ pub struct Parser {
 }
 
 /// The entry being assembled (a header line plus continuation lines so far).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     received_ns: Option<UnixNanos>,
     pos: Pos,
@@ -190,6 +202,21 @@ struct Pending {
     block: BlockScan,
     /// The last line ends with `:` (after trailing blanks).
     announces: bool,
+    /// Where the version emitted before is stored, when a continuation line reopened it.
+    replaces: Option<Replaced>,
+}
+
+/// An entry emitted by [`Parser::flush`] (no next header yet), kept so that a
+/// continuation line can still join it: the entry as it was pending, and the waiting
+/// blocks as they were before it was emitted, so that emitting the longer version does
+/// exactly what emitting the first one did.
+#[derive(Debug)]
+struct Reopenable {
+    pending: Pending,
+    metrics: Vec<PendingMetrics>,
+    stderr: Vec<PendingStderr>,
+    /// Where the emitted version is stored, and its kind.
+    stored: Replaced,
 }
 
 /// Counts JSON brackets in a message as it grows: depth of `{`/`[` blocks, with brackets
@@ -255,6 +282,7 @@ impl Parser {
             metrics: Vec::new(),
             stderr: Vec::new(),
             last_kind: None,
+            reopenable: None,
             scratch: Vec::new(),
             docker_days: DayCache::default(),
             node_days: DayCache::default(),
@@ -278,9 +306,28 @@ impl Parser {
         }
     }
 
-    /// Emits the pending (possibly multi-line) entry, if any.
+    /// Emits the pending (possibly multi-line) entry, if any. Until the next header line,
+    /// a continuation line reopens it: the longer version is emitted later with
+    /// [`Entry::replaces`] naming this one (see "When the pending entry is finished").
     pub fn flush(&mut self, out: &mut Vec<Entry>) {
+        let Some(p) = &self.pending else { return };
+        let pending = p.clone();
+        let (metrics, stderr) = (self.metrics.clone(), self.stderr.clone());
         self.emit_pending(out);
+        if let Some(e) = out.last() {
+            self.reopenable = Some(Reopenable {
+                stored: Replaced {
+                    entry: EntryRef {
+                        pos: e.pos,
+                        time_ns: stored_time_ns(e.received_ns, pending.node_time),
+                    },
+                    kind: e.kind,
+                },
+                pending,
+                metrics,
+                stderr,
+            });
+        }
     }
 
     pub fn has_pending(&self) -> bool {
@@ -317,6 +364,7 @@ impl Parser {
         let (rest, docker_ns) = line::strip_transport(line, &mut self.docker_days);
         let received_ns = meta.received_ns.or(docker_ns);
         if let Some(h) = line::parse_header(rest, &mut self.node_days) {
+            self.reopenable = None;
             self.emit_pending(out);
             let offset = i64::from(self.config.node_utc_offset_secs);
             let mut block = BlockScan::default();
@@ -332,8 +380,21 @@ impl Parser {
                 last_received_ns: received_ns,
                 block,
                 announces: announces_more(h.message),
+                replaces: None,
             });
             return;
+        }
+        if let Some(r) = self.reopenable.take() {
+            if r.pending.message.len() + 1 + rest.len() <= MAX_MESSAGE_BYTES {
+                // The entry goes on after all: it is pending again, and the waiting blocks
+                // are as they were before it was emitted.
+                self.metrics = r.metrics;
+                self.stderr = r.stderr;
+                self.pending = Some(Pending {
+                    replaces: Some(r.stored),
+                    ..r.pending
+                });
+            }
         }
         if let Some(p) = &mut self.pending {
             if p.message.len() + 1 + rest.len() <= MAX_MESSAGE_BYTES {
@@ -362,6 +423,7 @@ impl Parser {
             kind: self.last_kind.unwrap_or(Kind::Raw),
             execution_id: None,
             event: None,
+            replaces: None,
         });
     }
 
@@ -388,10 +450,7 @@ impl Parser {
             Some(Event::ExecutionStderr { text }) => {
                 let entry = EntryRef {
                     pos: p.pos,
-                    // The time the store gives the entry (store/writer/apply.rs).
-                    time_ns: p
-                        .received_ns
-                        .unwrap_or_else(|| p.node_time.saturating_mul(1_000_000_000)),
+                    time_ns: stored_time_ns(p.received_ns, p.node_time),
                 };
                 let stderr = Stderr {
                     text: text.clone(),
@@ -445,8 +504,14 @@ impl Parser {
             kind: c.kind,
             execution_id: c.execution_id,
             event,
+            replaces: p.replaces,
         });
     }
+}
+
+/// The time the store gives an entry with a header (store/writer/apply.rs).
+fn stored_time_ns(received_ns: Option<UnixNanos>, node_time: i64) -> UnixNanos {
+    received_ns.unwrap_or_else(|| node_time.saturating_mul(1_000_000_000))
 }
 
 /// Keeps a block waiting for its completion: the stale ones are dropped first, then the

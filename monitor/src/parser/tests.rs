@@ -72,6 +72,7 @@ fn header_line_becomes_a_log_entry_with_all_fields() {
             kind: Kind::Log,
             execution_id: None,
             event: None,
+            replaces: None,
         }]
     );
 }
@@ -92,6 +93,7 @@ fn unparsed_line_is_kept_as_raw() {
             kind: Kind::Raw,
             execution_id: None,
             event: None,
+            replaces: None,
         }]
     );
 }
@@ -738,7 +740,7 @@ fn a_waiting_stderr_block_survives_a_restart_and_an_old_state_reads_as_none_wait
 }
 
 #[test]
-fn a_continuation_after_its_entry_was_emitted_keeps_that_entry_s_kind() {
+fn a_continuation_after_a_restart_keeps_the_kind_of_the_entry_before() {
     let task = header(
         "13:55:34",
         "info",
@@ -754,22 +756,24 @@ fn a_continuation_after_its_entry_was_emitted_keeps_that_entry_s_kind() {
     };
     p.push_line(b"> npm banner", meta(1), &mut out);
     p.push_line(task.as_bytes(), meta(2), &mut out);
-    // A live source handed the entry over when the node paused.
+    // A live source handed the entry over when the node paused, then the monitor
+    // restarted: the continuation lines cannot join it, and keep its kind (saved with
+    // the cursor).
     p.flush(&mut out);
-    p.push_line(b"  SECRET-INPUT tail", meta(3), &mut out);
-    p.push_line(b"  more", meta(4), &mut out);
-    // Across a restart too: the kind is part of the saved state.
     let saved = serde_json::to_string(&p.state()).expect("serializes");
     let mut second = Parser::new(ParserConfig::default());
     second.restore(serde_json::from_str(&saved).expect("deserializes"));
-    second.push_line(b"  after a restart", meta(5), &mut out);
+    second.push_line(b"  SECRET-INPUT tail", meta(3), &mut out);
+    second.push_line(b"  more", meta(4), &mut out);
     second.push_line(
         header("13:55:35", "info", "next").as_bytes(),
-        meta(6),
+        meta(5),
         &mut out,
     );
     second.flush(&mut out);
-    second.push_line(b"  of a log line", meta(7), &mut out);
+    let mut third = Parser::new(ParserConfig::default());
+    third.restore(second.state());
+    third.push_line(b"  of a log line", meta(6), &mut out);
     let got: Vec<_> = out
         .iter()
         .map(|e| {
@@ -793,12 +797,98 @@ fn a_continuation_after_its_entry_was_emitted_keeps_that_entry_s_kind() {
             ),
             (Kind::TaskReceived, "  SECRET-INPUT tail", false, false),
             (Kind::TaskReceived, "  more", false, false),
-            (Kind::TaskReceived, "  after a restart", false, false),
             (Kind::Log, "next", false, false),
             (Kind::Log, "  of a log line", false, false),
         ]
     );
+    assert!(out.iter().all(|e| e.replaces.is_none()));
     let old: ParserState =
         serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
     assert_eq!(old.last_kind, None);
+}
+
+#[test]
+fn a_continuation_after_a_flush_reopens_the_entry_and_replaces_the_version_emitted() {
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let meta = |n: i64| LineMeta {
+        received_ns: Some(n * SECOND_NS / 10),
+        pos: Pos::new(0, n),
+    };
+    p.push_line(
+        stderr_line("13:55:34", "Error: boom").as_bytes(),
+        meta(1),
+        &mut out,
+    );
+    // The node pauses: a live source flushes; the stderr block waits for its completion.
+    p.flush(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(p.state().pending_stderr.len(), 1);
+    p.push_line(b"    at main (task.js:1:1)", meta(2), &mut out);
+    assert!(p.has_pending(), "reopened");
+    assert_eq!(out.len(), 1, "nothing emitted by the continuation");
+    // Paused again, reopened again.
+    p.flush(&mut out);
+    p.push_line(b"    at run (task.js:2:2)", meta(3), &mut out);
+    p.push_line(
+        completion_line("13:55:35", UUID).as_bytes(),
+        meta(4),
+        &mut out,
+    );
+    p.flush(&mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| (e.kind, e.message.as_str(), e.pos, e.replaces))
+        .collect();
+    let first = EntryRef {
+        pos: Pos::new(0, 1),
+        time_ns: SECOND_NS / 10,
+    };
+    let stderr = |n| Replaced {
+        entry: EntryRef {
+            pos: Pos::new(0, n),
+            ..first
+        },
+        kind: Kind::ExecutionStderr,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (Kind::ExecutionStderr, "Command execution stderr: Error: boom", Pos::new(0, 1), None),
+            (
+                Kind::ExecutionStderr,
+                "Command execution stderr: Error: boom\n    at main (task.js:1:1)",
+                Pos::new(0, 2),
+                Some(stderr(1))
+            ),
+            (
+                Kind::ExecutionStderr,
+                "Command execution stderr: Error: boom\n    at main (task.js:1:1)\n    at run (task.js:2:2)",
+                Pos::new(0, 3),
+                Some(stderr(2))
+            ),
+            (
+                Kind::ExecutionCompleted,
+                &format!("Execution {UUID} completed"),
+                Pos::new(0, 4),
+                None
+            ),
+        ]
+    );
+    // The completion takes the whole block, once, where the last version is stored.
+    let taken = completed_stderr(&out[3]).flatten().expect("attributed");
+    assert_eq!(
+        taken.text,
+        "Error: boom\n    at main (task.js:1:1)\n    at run (task.js:2:2)"
+    );
+    assert_eq!(taken.entry.pos, Pos::new(0, 3));
+    assert!(p.state().pending_stderr.is_empty());
+    // A header ends it: a continuation after the completion's flush reopens the
+    // completion, not the stderr block.
+    p.push_line(b"  trailing", meta(5), &mut out);
+    p.flush(&mut out);
+    assert_eq!(
+        (out[4].kind, out[4].replaces.map(|r| r.entry.pos)),
+        (Kind::ExecutionCompleted, Some(Pos::new(0, 4)))
+    );
 }

@@ -1092,12 +1092,14 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
     }
 }
 
-/// A task's input split by a pause of the node: a real file being tailed hands the
-/// entry over when the writer goes quiet, and the lines that come after the pause are
-/// entries of their own. They carry the input as much as the entry they continue, and are
-/// hidden from a read key on every route and on the live stream.
+/// A task's input printed in parts, on a real file being tailed: the node pauses after the
+/// entry's first line (the source hands it over), then a line continues it (it joins the
+/// stored entry, which is replaced by the longer version); then the monitor restarts and
+/// one more line continues it (the entry cannot be reopened: the line is an entry of its
+/// own, of the same kind). Every version and part is hidden from a read key on every route
+/// and on the live stream, and shown to the admin key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_key_never_sees_the_tail_of_a_task_input_split_by_a_pause() {
+async fn a_read_key_never_sees_a_task_input_printed_in_parts() {
     const SPLIT_ID: &str = "5b0e2d7c-3f1a-4c8e-9d6b-2a7f4e1c8b3d";
     let app = app().await;
     let read = app
@@ -1116,6 +1118,17 @@ async fn a_read_key_never_sees_the_tail_of_a_task_input_split_by_a_pause() {
         .await
         .expect("first event");
     assert_eq!(event, "status");
+    let mut seen = String::new();
+    let mut read_events = async |seen: &mut String, until: &str| {
+        while !seen.contains(until) {
+            let Some((event, data)) =
+                next_event(&mut body, &mut buf, Duration::from_secs(10)).await
+            else {
+                panic!("{until} never arrived on the live stream: {seen}");
+            };
+            seen.push_str(&format!("{event}: {data}\n"));
+        }
+    };
 
     let before = app.store.summary().expect("summary").entries;
     let log = app._dir.path().join("split.log");
@@ -1128,48 +1141,98 @@ async fn a_read_key_never_sees_the_tail_of_a_task_input_split_by_a_pause() {
             .expect("open for append");
         f.write_all(text.as_bytes()).expect("append");
     };
+    let tail_source = || {
+        let (status, _) = watch::channel(SourceStatus::new("file"));
+        let shutdown = CancellationToken::new();
+        let source = FileSource::new(
+            log.clone(),
+            SourceContext::new(
+                app.store.clone(),
+                ParserConfig::default(),
+                status,
+                shutdown.clone(),
+            ),
+        );
+        (shutdown, std::thread::spawn(move || source.run_blocking()))
+    };
+    let newest = async |n: usize| {
+        let page = app
+            .call(
+                Method::GET,
+                &format!("/api/logs?limit={n}"),
+                Auth::Bearer(KEY),
+            )
+            .await
+            .json();
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().expect("kind").to_owned(),
+                    e["message"].as_str().expect("message").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
     append(&format!(
         "{}\n",
         task_created_line(SPLIT_ID, 1, r#","chainId":43113"#)
     ));
-    let (status, _) = watch::channel(SourceStatus::new("file"));
-    let shutdown = CancellationToken::new();
-    let source = FileSource::new(
-        log.clone(),
-        SourceContext::new(
-            app.store.clone(),
-            ParserConfig::default(),
-            status,
-            shutdown.clone(),
-        ),
-    );
-    let reader = std::thread::spawn(move || source.run_blocking());
-    // The node pauses after the entry's first line: it is handed over and stored.
-    support::wait_for(
-        "the task from the first line",
-        Duration::from_secs(10),
-        || {
-            app.store
-                .task(SPLIT_ID)
-                .expect("task read")
-                .ok_or("not yet")
-        },
-    )
-    .await;
-    append("  SECRET-INPUT-tail-5d\n  SECRET-INPUT-more-e2\n");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let end = "2025-11-24 23:01:09 info: @truebit/worker-runner-node:2.4.0 split-end-marker";
-    append(&format!("{end}\n"));
-    let stored = support::wait_for("the lines after the pause", Duration::from_secs(10), || {
-        let page = app.store.summary().expect("summary");
-        if page.entries >= before + 4 {
-            Ok(page)
+    let (shutdown, reader) = tail_source();
+    // The node pauses after the entry's first line: it is handed over, stored and sent.
+    read_events(&mut seen, "task_received").await;
+    assert!(app.store.task(SPLIT_ID).expect("task read").is_some());
+    append("  SECRET-INPUT-tail-5d\n");
+    let head = task_created_line(SPLIT_ID, 1, r#","chainId":43113"#);
+    let head = &head[head.find("Message").expect("message")..];
+    let joined = format!("{head}\n  SECRET-INPUT-tail-5d");
+    support::wait_for("the longer version", Duration::from_secs(10), || {
+        let summary = app.store.summary().expect("summary");
+        if summary.entries == before + 1
+            && app
+                .store
+                .entries_after(0, 1000)
+                .expect("entries")
+                .last()
+                .map(|e| &e.message)
+                == Some(&joined)
+        {
+            Ok(())
         } else {
-            Err(page)
+            Err(summary.entries)
         }
     })
     .await;
-    assert_eq!(stored.entries, before + 4, "{stored:?}");
+    // The monitor stops; one more line continues the entry; then a new entry.
+    shutdown.cancel();
+    reader.join().expect("the file source");
+    append("  SECRET-INPUT-more-e2\n");
+    let end = "2025-11-24 23:01:09 info: @truebit/worker-runner-node:2.4.0 split-end-marker";
+    append(&format!("{end}\n"));
+    let (shutdown, reader) = tail_source();
+    support::wait_summary(
+        &app.store,
+        "the lines after the restart",
+        Duration::from_secs(10),
+        |s| s.entries >= before + 3,
+    )
+    .await;
+    read_events(&mut seen, "split-end-marker").await;
+    assert_eq!(app.store.summary().expect("summary").entries, before + 3);
+    assert_eq!(
+        newest(3).await,
+        [
+            ("log".to_owned(), "split-end-marker".to_owned()),
+            (
+                "task_received".to_owned(),
+                "  SECRET-INPUT-more-e2".to_owned()
+            ),
+            ("task_received".to_owned(), joined.clone()),
+        ]
+    );
 
     for uri in read_key_walk(SPLIT_ID) {
         let r = app.call(Method::GET, &uri, Auth::Bearer(&read)).await;
@@ -1181,34 +1244,25 @@ async fn a_read_key_never_sees_the_tail_of_a_task_input_split_by_a_pause() {
         let text = String::from_utf8_lossy(&r.body);
         assert!(!text.contains("SECRET"), "{uri} shows hidden text: {text}");
     }
-    // Listed, with the text of the entry and of both lines after the pause hidden.
-    let newest = app
-        .call(Method::GET, "/api/logs?limit=4", Auth::Bearer(&read))
+    let listed = app
+        .call(Method::GET, "/api/logs?limit=3", Auth::Bearer(&read))
         .await
         .json();
-    let hidden: Vec<bool> = newest["items"]
+    let hidden: Vec<bool> = listed["items"]
         .as_array()
         .expect("items")
         .iter()
         .map(|e| e["message"] == http::redact::HIDDEN_MESSAGE)
         .collect();
-    assert_eq!(hidden, [false, true, true, true], "{newest}");
-    // The live stream, up to the entry after the pause.
-    let mut seen = String::new();
-    while !seen.contains("split-end-marker") {
-        let Some((event, data)) = next_event(&mut body, &mut buf, Duration::from_secs(10)).await
-        else {
-            panic!("the lines never arrived on the live stream: {seen}");
-        };
-        seen.push_str(&format!("{event}: {data}\n"));
-    }
+    assert_eq!(hidden, [false, true, true], "{listed}");
+    // On the live stream: the first version, the longer one, the line after the restart.
     assert!(!seen.contains("SECRET"), "read key's live stream: {seen}");
     assert_eq!(
         seen.matches(http::redact::HIDDEN_MESSAGE).count(),
         3,
         "{seen}"
     );
-    // The admin key sees the lines after the pause.
+    // The admin key sees all of it.
     let logs = app
         .call(Method::GET, "/api/logs?q=SECRET-INPUT", Auth::Bearer(KEY))
         .await;
@@ -2743,6 +2797,7 @@ async fn task_lists_use_an_index_in_order_and_page_through_ties() {
                 execution_id: id,
                 ..TaskCreated::default()
             }))),
+            replaces: None,
         });
     }
     app.store.submit(batch).expect("submit");
@@ -2788,6 +2843,7 @@ async fn stats_over_days_and_edge_hours_match_the_tasks() {
             kind,
             execution_id: Some(id.to_owned()),
             event: Some(event),
+            replaces: None,
         }
     };
     for i in 0..200_i64 {

@@ -77,6 +77,7 @@ fn entry(line: i64, kind: Kind, message: &str, event: Option<Event>) -> Entry {
         kind,
         execution_id,
         event,
+        replaces: None,
     }
 }
 
@@ -541,6 +542,7 @@ fn entries_are_read_back_newest_first_with_every_field() {
         kind: Kind::Raw,
         execution_id: None,
         event: None,
+        replaces: None,
     };
     submit(
         &store,

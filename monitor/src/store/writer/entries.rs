@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Statement, Transaction};
 
-use crate::model::{Entry, EntryRef, Kind, Level};
+use crate::model::{Entry, EntryRef, Kind, Level, Replaced};
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
@@ -170,6 +170,8 @@ pub(super) struct Attribution<'a> {
 pub(super) struct EntryRows<'a> {
     rows: Vec<EntryRow<'a>>,
     attributions: Vec<Attribution<'a>>,
+    /// Versions of entries that longer ones among the rows replace: (source id, version).
+    replaced: Vec<(i64, Replaced)>,
 }
 
 impl<'a> EntryRows<'a> {
@@ -181,14 +183,23 @@ impl<'a> EntryRows<'a> {
         self.attributions.push(attribution);
     }
 
+    /// An entry among the rows replaces the version stored at `replaced` (model::Entry).
+    pub(super) fn replace(&mut self, source_id: i64, replaced: Replaced) {
+        self.replaced.push((source_id, replaced));
+    }
+
     /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time; then gives
     /// the attributed entries stored by an earlier transaction their execution id (those
-    /// of this transaction get it before they are inserted).
+    /// of this transaction get it before they are inserted), and deletes the versions
+    /// that longer ones replace (after the inserts, so that a replaced version inserted
+    /// by this transaction is found too, and the longer one gets a new, larger id: the
+    /// feed announces it as a new row). Returns the kinds of the versions deleted (one
+    /// already pruned is not there).
     pub(super) fn finish(
         &mut self,
         tx: &Transaction<'_>,
         tasks: &mut TaskRows<'_, 'a>,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<Vec<Kind>> {
         let mut earlier = Vec::new();
         if !self.attributions.is_empty() {
             let mut here: HashMap<(i64, EntryRef), usize> = HashMap::new();
@@ -244,7 +255,24 @@ impl<'a> EntryRows<'a> {
                 a.entry.pos.minor,
             ])?;
         }
-        Ok(())
+        let mut deleted = Vec::new();
+        for (source_id, r) in &self.replaced {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM entries
+                     WHERE time_ns = ?1 AND source_id = ?2 AND pos_major = ?3 AND pos_minor = ?4",
+                )?
+                .execute(rusqlite::params![
+                    r.entry.time_ns,
+                    source_id,
+                    r.entry.pos.major,
+                    r.entry.pos.minor,
+                ])?;
+            if n > 0 {
+                deleted.push(r.kind);
+            }
+        }
+        Ok(deleted)
     }
 }
 
