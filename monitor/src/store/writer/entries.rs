@@ -190,16 +190,40 @@ impl<'a> EntryRows<'a> {
 
     /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time; then gives
     /// the attributed entries stored by an earlier transaction their execution id (those
-    /// of this transaction get it before they are inserted), and deletes the versions
-    /// that longer ones replace (after the inserts, so that a replaced version inserted
-    /// by this transaction is found too, and the longer one gets a new, larger id: the
-    /// feed announces it as a new row). Returns the kinds of the versions deleted (one
-    /// already pruned is not there).
+    /// of this transaction get it before they are inserted), and removes the versions
+    /// that longer ones replace: one among this transaction's rows is not inserted, one
+    /// stored earlier is deleted (the longer one is a new row with a larger id, which the
+    /// feed announces). Returns the kinds of the versions removed (one already pruned is
+    /// not there).
     pub(super) fn finish(
         &mut self,
         tx: &Transaction<'_>,
         tasks: &mut TaskRows<'_, 'a>,
     ) -> rusqlite::Result<Vec<Kind>> {
+        // A replaced version among this transaction's rows is not inserted at all (no
+        // row id is used and freed inside the range the feed announces).
+        let mut deleted = Vec::new();
+        if !self.replaced.is_empty() {
+            let mut here: HashMap<(i64, EntryRef), Kind> = HashMap::new();
+            for (source_id, r) in &self.replaced {
+                here.insert((*source_id, r.entry), r.kind);
+            }
+            self.rows.retain(|row| {
+                let at = EntryRef {
+                    pos: row.entry.pos,
+                    time_ns: row.time_ns,
+                };
+                match here.remove(&(row.source_id, at)) {
+                    Some(kind) => {
+                        deleted.push(kind);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            self.replaced
+                .retain(|(source_id, r)| here.contains_key(&(*source_id, r.entry)));
+        }
         let mut earlier = Vec::new();
         if !self.attributions.is_empty() {
             let mut here: HashMap<(i64, EntryRef), usize> = HashMap::new();
@@ -255,7 +279,6 @@ impl<'a> EntryRows<'a> {
                 a.entry.pos.minor,
             ])?;
         }
-        let mut deleted = Vec::new();
         for (source_id, r) in &self.replaced {
             let n = tx
                 .prepare_cached(
