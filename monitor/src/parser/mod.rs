@@ -63,7 +63,8 @@
 //! [`Entry::replaces`] naming where the emitted one is stored, and the store replaces it.
 //! What emitting the first version did is done again for the longer one (a completion
 //! takes the same blocks), so nothing is counted twice. The reopenable entry is not part
-//! of [`Parser::state`]: after a restart, such a line is a stray continuation (step 3).
+//! of [`Parser::state`]: after a restart (or a new parser for a reconnected stream), such
+//! a line is a stray continuation (step 3).
 //!
 //! # What the store can rely on
 //!
