@@ -129,6 +129,7 @@ impl Workload {
             kind,
             execution_id,
             event,
+            replaces: None,
         }
     }
 

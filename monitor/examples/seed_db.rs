@@ -46,6 +46,7 @@ fn entry(
         kind,
         execution_id: exec.map(str::to_owned),
         event,
+        replaces: None,
     }
 }
 

@@ -4,7 +4,9 @@
 //! `error`, the first line of what the program printed on stderr), and
 //! the raw text of the log entries that carried them (`task_received`: the task_created
 //! JSON with the input; `execution_metrics`: the stdout block with the output;
-//! `execution_stderr`: what the program printed on stderr). Every route that sends a task
+//! `execution_stderr`: what the program printed on stderr). A continuation line stored on
+//! its own after its entry (a node that paused, see `parser`) has its entry's kind, so the
+//! same kinds cover it. Every route that sends a task
 //! or a log entry — task JSON, `/api/logs`, a task's `entries`, the live stream's `entry`
 //! and `task` events — passes it through [`Access`] here, so a caller without data access
 //! sees neither shape, and the log search cannot be used to probe the hidden text.

@@ -34,7 +34,9 @@ pub const BATCH_MAX_BYTES: usize = 512 * 1024;
 pub const BATCH_MAX_AGE: Duration = Duration::from_millis(20);
 /// How long a source may be quiet before a pending entry that looks finished is emitted:
 /// an entry is only certainly complete when the next one starts, so a quiet node would
-/// otherwise hold its last line back.
+/// otherwise hold its last line back. Emitted is not closed: a continuation line that
+/// comes later still joins it (the parser reopens it and the store replaces the version
+/// emitted, see [`crate::model::Entry::replaces`]), so the pause splits nothing.
 pub const IDLE_FLUSH: Duration = Duration::from_millis(50);
 /// How long a pending entry that clearly goes on (an open JSON block, see
 /// [`crate::parser::Completion`]) waits for its next line: a node that pauses up to 5 s
@@ -402,6 +404,74 @@ mod tests {
             Some(Event::ExecutionMetrics(m)) => assert_eq!(m.exit_code, Some(3)),
             other => panic!("not a metrics entry: {other:?}"),
         }
+    }
+
+    /// An entry that looks finished is handed over after the short idle time (a one-line
+    /// entry stays live); a continuation line after a pause of any length still joins it:
+    /// the store keeps one entry, the whole of it, once, attributed to its completion.
+    #[test]
+    fn a_pause_inside_an_entry_that_looks_finished_does_not_split_it_in_the_store() {
+        let t0 = Instant::now();
+        let (_dir, mut ingest) = ingest();
+        let store = ingest.store.clone();
+        let id = "3f0c7a52-9a4e-4c1e-8a57-1b2f0e9d4c11";
+        let lines = [
+            format!("{HEADER} Starting task execution executionId: {id}"),
+            format!("{HEADER} Command execution stderr: Error: boom"),
+            "    at main (task.js:1:1)".to_owned(),
+            "    at run (task.js:2:2)".to_owned(),
+            format!(
+                r#"{HEADER} Command execution stdout: {{"elapsed":"1000","wasi":{{"exitCode":1}}}}"#
+            ),
+            format!("{HEADER} Execution {id} completed"),
+        ];
+        // Before each line: 20 ms, 200 ms and 2 s inside the stderr block.
+        let pauses = [0, 0, 20, 200, 2_000, 0];
+        let mut at = t0;
+        for (n, (line, pause)) in lines.iter().zip(pauses).enumerate() {
+            // What a live source does while the node is quiet: commit what is due.
+            let until = at + Duration::from_millis(pause);
+            while let Some(deadline) = ingest.deadline().filter(|d| *d < until) {
+                if let Some(batch) = ingest.idle(deadline) {
+                    store.submit(batch).expect("submit");
+                }
+            }
+            at = until;
+            push(&mut ingest, line, at, n as i64 + 1);
+        }
+        let batch = ingest.finish().expect("the rest");
+        store.submit(batch).expect("submit");
+        store.flush().expect("flush");
+        let stored = store.entries_after(0, 100).expect("entries");
+        let got: Vec<_> = stored
+            .iter()
+            .map(|e| (e.kind, e.message.as_str(), e.execution_id.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Kind::ExecutionStarted,
+                    &format!("Starting task execution executionId: {id}")[..],
+                    Some(id)
+                ),
+                (
+                    Kind::ExecutionStderr,
+                    "Command execution stderr: Error: boom\n    at main (task.js:1:1)\n    at run (task.js:2:2)",
+                    Some(id)
+                ),
+                (
+                    Kind::ExecutionMetrics,
+                    r#"Command execution stdout: {"elapsed":"1000","wasi":{"exitCode":1}}"#,
+                    None
+                ),
+                (Kind::ExecutionCompleted, &format!("Execution {id} completed")[..], Some(id)),
+            ]
+        );
+        let summary = store.summary().expect("summary");
+        assert_eq!(summary.entries, 4, "{summary:?}");
+        let task = store.task(id).expect("read").expect("task");
+        assert_eq!(task.error.as_deref(), Some("Error: boom"));
     }
 
     #[test]

@@ -156,6 +156,18 @@ pub struct Entry {
     /// Execution id this entry concerns, when the line names one.
     pub execution_id: Option<String>,
     pub event: Option<Event>,
+    /// Set when this entry is a longer version of one emitted before: a live source handed
+    /// the entry over when the node paused, and a continuation line came after (see
+    /// `parser`). The store replaces that version with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Replaced>,
+}
+
+/// The version of an entry that a longer one replaces: where it is stored, and its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub entry: EntryRef,
+    pub kind: Kind,
 }
 
 /// What an entry means for tasks, invoices and the node.

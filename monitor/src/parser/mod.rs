@@ -23,12 +23,17 @@
 //!    finishes the pending one. Logger and version are `None` when not printed.
 //! 3. Any other line continues the pending entry (appended after `\n`, blank lines
 //!    included, since they can be part of pretty-printed JSON). With no pending entry it
-//!    becomes a one-line [`Kind::Raw`] entry, emitted at once; only a line that is empty
-//!    after step 1 is skipped then (it carries nothing).
+//!    is a *stray continuation*, emitted at once as a one-line entry of its own: it still
+//!    continues the last entry emitted (which a live source had to hand over when the
+//!    node paused, see below), so it takes that entry's kind, without level, execution id
+//!    or event. Before the source's first entry it is a [`Kind::Raw`] entry. Only a line
+//!    that is empty after step 1 is skipped then (it carries nothing). Keeping the kind
+//!    keeps what the entry carries: the tail of a task's input or output is hidden
+//!    wherever its entry is (`http::redact`).
 //! 4. A message never grows past [`MAX_MESSAGE_BYTES`] through continuation lines: the
-//!    line that would cross it finishes the entry and becomes a raw entry itself (as do
-//!    the following continuation lines). A single line is never cut; the source bounds
-//!    line length.
+//!    line that would cross it finishes the entry and becomes a stray continuation itself
+//!    (as do the following continuation lines). A single line is never cut; the source
+//!    bounds line length.
 //! 5. Invalid UTF-8 is replaced with U+FFFD.
 //!
 //! An entry's `pos` is that of its last line, its `received_ns` that of its first line.
@@ -49,6 +54,17 @@
 //!
 //! The ingest path waits much longer for an open entry than for a complete-looking one
 //! (`ingest::OPEN_ENTRY_WAIT`, `ingest::IDLE_FLUSH`).
+//!
+//! Either way the guess costs nothing when it is wrong: an entry emitted by
+//! [`Parser::flush`] stays *reopenable* until the next header line. A continuation line
+//! that comes after it (a stack trace under a one-line stderr message, a node that stalls
+//! for seconds) makes it pending again, with the waiting metrics and stderr blocks as they
+//! were before it was emitted; the longer version is emitted later with
+//! [`Entry::replaces`] naming where the emitted one is stored, and the store replaces it.
+//! What emitting the first version did is done again for the longer one (a completion
+//! takes the same blocks), so nothing is counted twice. The reopenable entry is not part
+//! of [`Parser::state`]: after a restart (or a new parser for a reconnected stream), such
+//! a line is a stray continuation (step 3).
 //!
 //! # What the store can rely on
 //!
@@ -73,7 +89,8 @@
 //!   are dropped), whatever the order of the two blocks. It carries where its entry is
 //!   stored ([`EntryRef`]), so that the store gives that entry the completion's execution
 //!   id; the entry itself was emitted without one.
-//! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far:
+//! - [`Parser::state`] after a `push_line`/`flush` matches the entries emitted so far
+//!   (the waiting blocks, and the kind of the last entry for stray continuations):
 //!   persist it with the cursor of the last emitted entry and [`Parser::restore`] it on
 //!   restart. The pending (unemitted) entry is not part of it: its lines are after the
 //!   cursor and will be read again.
@@ -85,7 +102,7 @@ mod message;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Stderr, UnixNanos,
+    Entry, EntryRef, Event, Kind, Level, LineMeta, Metrics, Pos, Replaced, Stderr, UnixNanos,
 };
 
 use line::DayCache;
@@ -141,12 +158,16 @@ pub struct PendingStderr {
 }
 
 /// What must survive a restart: the metrics and stderr blocks still waiting for a
-/// completion. (A state saved before stderr blocks waited reads as none waiting.)
+/// completion, and the kind of the last entry emitted (what a stray continuation line
+/// after the restart takes). (A state saved before stderr blocks waited reads as none
+/// waiting; one saved before the last kind was kept, as none emitted.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParserState {
     pub pending_metrics: Vec<PendingMetrics>,
     #[serde(default)]
     pub pending_stderr: Vec<PendingStderr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_kind: Option<Kind>,
 }
 
 /// Turns physical lines into [`Entry`] values. See the module documentation.
@@ -156,6 +177,10 @@ pub struct Parser {
     pending: Option<Pending>,
     metrics: Vec<PendingMetrics>,
     stderr: Vec<PendingStderr>,
+    /// Kind of the last entry emitted (a stray continuation line takes it).
+    last_kind: Option<Kind>,
+    /// The entry the last [`Parser::flush`] emitted, until the next header line.
+    reopenable: Option<Reopenable>,
     /// Reused buffer for lines that contain escape sequences.
     scratch: Vec<u8>,
     docker_days: DayCache,
@@ -163,7 +188,7 @@ pub struct Parser {
 }
 
 /// The entry being assembled (a header line plus continuation lines so far).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     received_ns: Option<UnixNanos>,
     pos: Pos,
@@ -178,6 +203,21 @@ struct Pending {
     block: BlockScan,
     /// The last line ends with `:` (after trailing blanks).
     announces: bool,
+    /// Where the version emitted before is stored, when a continuation line reopened it.
+    replaces: Option<Replaced>,
+}
+
+/// An entry emitted by [`Parser::flush`] (no next header yet), kept so that a
+/// continuation line can still join it: the entry as it was pending, and the waiting
+/// blocks as they were before it was emitted, so that emitting the longer version does
+/// exactly what emitting the first one did.
+#[derive(Debug)]
+struct Reopenable {
+    pending: Pending,
+    metrics: Vec<PendingMetrics>,
+    stderr: Vec<PendingStderr>,
+    /// Where the emitted version is stored, and its kind.
+    stored: Replaced,
 }
 
 /// Counts JSON brackets in a message as it grows: depth of `{`/`[` blocks, with brackets
@@ -242,6 +282,8 @@ impl Parser {
             pending: None,
             metrics: Vec::new(),
             stderr: Vec::new(),
+            last_kind: None,
+            reopenable: None,
             scratch: Vec::new(),
             docker_days: DayCache::default(),
             node_days: DayCache::default(),
@@ -265,9 +307,28 @@ impl Parser {
         }
     }
 
-    /// Emits the pending (possibly multi-line) entry, if any.
+    /// Emits the pending (possibly multi-line) entry, if any. Until the next header line,
+    /// a continuation line reopens it: the longer version is emitted later with
+    /// [`Entry::replaces`] naming this one (see "When the pending entry is finished").
     pub fn flush(&mut self, out: &mut Vec<Entry>) {
+        let Some(p) = &self.pending else { return };
+        let pending = p.clone();
+        let (metrics, stderr) = (self.metrics.clone(), self.stderr.clone());
         self.emit_pending(out);
+        if let Some(e) = out.last() {
+            self.reopenable = Some(Reopenable {
+                stored: Replaced {
+                    entry: EntryRef {
+                        pos: e.pos,
+                        time_ns: stored_time_ns(e.received_ns, pending.node_time),
+                    },
+                    kind: e.kind,
+                },
+                pending,
+                metrics,
+                stderr,
+            });
+        }
     }
 
     pub fn has_pending(&self) -> bool {
@@ -288,19 +349,23 @@ impl Parser {
         ParserState {
             pending_metrics: self.metrics.clone(),
             pending_stderr: self.stderr.clone(),
+            last_kind: self.last_kind,
         }
     }
 
-    /// Resumes from a persisted state (replaces the waiting metrics and stderr blocks).
+    /// Resumes from a persisted state (replaces the waiting metrics and stderr blocks and
+    /// the last entry's kind).
     pub fn restore(&mut self, state: ParserState) {
         self.metrics = state.pending_metrics;
         self.stderr = state.pending_stderr;
+        self.last_kind = state.last_kind;
     }
 
     fn push_clean(&mut self, line: &[u8], meta: LineMeta, out: &mut Vec<Entry>) {
         let (rest, docker_ns) = line::strip_transport(line, &mut self.docker_days);
         let received_ns = meta.received_ns.or(docker_ns);
         if let Some(h) = line::parse_header(rest, &mut self.node_days) {
+            self.reopenable = None;
             self.emit_pending(out);
             let offset = i64::from(self.config.node_utc_offset_secs);
             let mut block = BlockScan::default();
@@ -316,8 +381,21 @@ impl Parser {
                 last_received_ns: received_ns,
                 block,
                 announces: announces_more(h.message),
+                replaces: None,
             });
             return;
+        }
+        if let Some(r) = self.reopenable.take() {
+            if r.pending.message.len() + 1 + rest.len() <= MAX_MESSAGE_BYTES {
+                // The entry goes on after all: it is pending again, and the waiting blocks
+                // are as they were before it was emitted.
+                self.metrics = r.metrics;
+                self.stderr = r.stderr;
+                self.pending = Some(Pending {
+                    replaces: Some(r.stored),
+                    ..r.pending
+                });
+            }
         }
         if let Some(p) = &mut self.pending {
             if p.message.len() + 1 + rest.len() <= MAX_MESSAGE_BYTES {
@@ -334,6 +412,7 @@ impl Parser {
         if rest.is_empty() {
             return;
         }
+        // A stray continuation: the entry it continues was emitted already.
         out.push(Entry {
             pos: meta.pos,
             received_ns,
@@ -342,9 +421,10 @@ impl Parser {
             logger: None,
             version: None,
             message: lossy(rest),
-            kind: Kind::Raw,
+            kind: self.last_kind.unwrap_or(Kind::Raw),
             execution_id: None,
             event: None,
+            replaces: None,
         });
     }
 
@@ -371,10 +451,7 @@ impl Parser {
             Some(Event::ExecutionStderr { text }) => {
                 let entry = EntryRef {
                     pos: p.pos,
-                    // The time the store gives the entry (store/writer/apply.rs).
-                    time_ns: p
-                        .received_ns
-                        .unwrap_or_else(|| p.node_time.saturating_mul(1_000_000_000)),
+                    time_ns: stored_time_ns(p.received_ns, p.node_time),
                 };
                 let stderr = Stderr {
                     text: text.clone(),
@@ -416,6 +493,7 @@ impl Parser {
             }
             other => other,
         };
+        self.last_kind = Some(c.kind);
         out.push(Entry {
             pos: p.pos,
             received_ns: p.received_ns,
@@ -427,8 +505,14 @@ impl Parser {
             kind: c.kind,
             execution_id: c.execution_id,
             event,
+            replaces: p.replaces,
         });
     }
+}
+
+/// The time the store gives an entry with a header (store/writer/apply.rs).
+fn stored_time_ns(received_ns: Option<UnixNanos>, node_time: i64) -> UnixNanos {
+    received_ns.unwrap_or_else(|| node_time.saturating_mul(1_000_000_000))
 }
 
 /// Keeps a block waiting for its completion: the stale ones are dropped first, then the

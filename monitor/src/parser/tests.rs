@@ -72,6 +72,7 @@ fn header_line_becomes_a_log_entry_with_all_fields() {
             kind: Kind::Log,
             execution_id: None,
             event: None,
+            replaces: None,
         }]
     );
 }
@@ -92,6 +93,7 @@ fn unparsed_line_is_kept_as_raw() {
             kind: Kind::Raw,
             execution_id: None,
             event: None,
+            replaces: None,
         }]
     );
 }
@@ -208,7 +210,7 @@ fn carriage_return_and_invalid_utf8_are_cleaned() {
 }
 
 #[test]
-fn oversized_message_continues_as_raw_entries() {
+fn oversized_message_continues_as_entries_of_its_kind() {
     let chunk = "x".repeat(MAX_MESSAGE_BYTES / 2);
     let out = run_plain(&[&header("13:55:34", "info", "big"), &chunk, &chunk, "tail"]);
     let got: Vec<_> = out
@@ -219,8 +221,8 @@ fn oversized_message_continues_as_raw_entries() {
         got,
         vec![
             (Kind::Log, 3 + 1 + chunk.len(), Pos::new(0, 2)),
-            (Kind::Raw, chunk.len(), Pos::new(0, 3)),
-            (Kind::Raw, 4, Pos::new(0, 4)),
+            (Kind::Log, chunk.len(), Pos::new(0, 3)),
+            (Kind::Log, 4, Pos::new(0, 4)),
         ]
     );
 }
@@ -456,7 +458,13 @@ fn state_restores_a_waiting_metrics_block_after_restart() {
             .and_then(|m| m.exit_code),
         Some(3)
     );
-    assert_eq!(resumed.state(), ParserState::default());
+    assert_eq!(
+        resumed.state(),
+        ParserState {
+            last_kind: Some(Kind::ExecutionCompleted),
+            ..ParserState::default()
+        }
+    );
 }
 
 #[test]
@@ -729,4 +737,158 @@ fn a_waiting_stderr_block_survives_a_restart_and_an_old_state_reads_as_none_wait
     let old: ParserState =
         serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
     assert!(old.pending_stderr.is_empty());
+}
+
+#[test]
+fn a_continuation_after_a_restart_keeps_the_kind_of_the_entry_before() {
+    let task = header(
+        "13:55:34",
+        "info",
+        &format!(
+            r#"Message received from task_created: {{"type":"task_created","executionId":"{UUID}","message":{{"executionId":"{UUID}"}}}}"#
+        ),
+    );
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let meta = |n: i64| LineMeta {
+        received_ns: None,
+        pos: Pos::new(0, n),
+    };
+    p.push_line(b"> npm banner", meta(1), &mut out);
+    p.push_line(task.as_bytes(), meta(2), &mut out);
+    // A live source handed the entry over when the node paused, then the monitor
+    // restarted: the continuation lines cannot join it, and keep its kind (saved with
+    // the cursor).
+    p.flush(&mut out);
+    let saved = serde_json::to_string(&p.state()).expect("serializes");
+    let mut second = Parser::new(ParserConfig::default());
+    second.restore(serde_json::from_str(&saved).expect("deserializes"));
+    second.push_line(b"  SECRET-INPUT tail", meta(3), &mut out);
+    second.push_line(b"  more", meta(4), &mut out);
+    second.push_line(
+        header("13:55:35", "info", "next").as_bytes(),
+        meta(5),
+        &mut out,
+    );
+    second.flush(&mut out);
+    let mut third = Parser::new(ParserConfig::default());
+    third.restore(second.state());
+    third.push_line(b"  of a log line", meta(6), &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.message.as_str(),
+                e.event.is_some(),
+                e.execution_id.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Kind::Raw, "> npm banner", false, false),
+            (
+                Kind::TaskReceived,
+                &task[task.find("Message").unwrap_or(0)..],
+                true,
+                true
+            ),
+            (Kind::TaskReceived, "  SECRET-INPUT tail", false, false),
+            (Kind::TaskReceived, "  more", false, false),
+            (Kind::Log, "next", false, false),
+            (Kind::Log, "  of a log line", false, false),
+        ]
+    );
+    assert!(out.iter().all(|e| e.replaces.is_none()));
+    let old: ParserState =
+        serde_json::from_str(r#"{"pending_metrics":[]}"#).expect("a state saved before");
+    assert_eq!(old.last_kind, None);
+}
+
+#[test]
+fn a_continuation_after_a_flush_reopens_the_entry_and_replaces_the_version_emitted() {
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let meta = |n: i64| LineMeta {
+        received_ns: Some(n * SECOND_NS / 10),
+        pos: Pos::new(0, n),
+    };
+    p.push_line(
+        stderr_line("13:55:34", "Error: boom").as_bytes(),
+        meta(1),
+        &mut out,
+    );
+    // The node pauses: a live source flushes; the stderr block waits for its completion.
+    p.flush(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(p.state().pending_stderr.len(), 1);
+    p.push_line(b"    at main (task.js:1:1)", meta(2), &mut out);
+    assert!(p.has_pending(), "reopened");
+    assert_eq!(out.len(), 1, "nothing emitted by the continuation");
+    // Paused again, reopened again.
+    p.flush(&mut out);
+    p.push_line(b"    at run (task.js:2:2)", meta(3), &mut out);
+    p.push_line(
+        completion_line("13:55:35", UUID).as_bytes(),
+        meta(4),
+        &mut out,
+    );
+    p.flush(&mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| (e.kind, e.message.as_str(), e.pos, e.replaces))
+        .collect();
+    let first = EntryRef {
+        pos: Pos::new(0, 1),
+        time_ns: SECOND_NS / 10,
+    };
+    let stderr = |n| Replaced {
+        entry: EntryRef {
+            pos: Pos::new(0, n),
+            ..first
+        },
+        kind: Kind::ExecutionStderr,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (Kind::ExecutionStderr, "Command execution stderr: Error: boom", Pos::new(0, 1), None),
+            (
+                Kind::ExecutionStderr,
+                "Command execution stderr: Error: boom\n    at main (task.js:1:1)",
+                Pos::new(0, 2),
+                Some(stderr(1))
+            ),
+            (
+                Kind::ExecutionStderr,
+                "Command execution stderr: Error: boom\n    at main (task.js:1:1)\n    at run (task.js:2:2)",
+                Pos::new(0, 3),
+                Some(stderr(2))
+            ),
+            (
+                Kind::ExecutionCompleted,
+                &format!("Execution {UUID} completed"),
+                Pos::new(0, 4),
+                None
+            ),
+        ]
+    );
+    // The completion takes the whole block, once, where the last version is stored.
+    let taken = completed_stderr(&out[3]).flatten().expect("attributed");
+    assert_eq!(
+        taken.text,
+        "Error: boom\n    at main (task.js:1:1)\n    at run (task.js:2:2)"
+    );
+    assert_eq!(taken.entry.pos, Pos::new(0, 3));
+    assert!(p.state().pending_stderr.is_empty());
+    // A header ends it: a continuation after the completion's flush reopens the
+    // completion, not the stderr block.
+    p.push_line(b"  trailing", meta(5), &mut out);
+    p.flush(&mut out);
+    assert_eq!(
+        (out[4].kind, out[4].replaces.map(|r| r.entry.pos)),
+        (Kind::ExecutionCompleted, Some(Pos::new(0, 4)))
+    );
 }

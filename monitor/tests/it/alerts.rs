@@ -2199,6 +2199,7 @@ async fn db_write_goes_straight_to_the_channels_while_the_database_cannot_be_wri
             kind: Kind::Log,
             execution_id: None,
             event: None,
+            replaces: None,
         })
         .collect();
     store.submit(batch).expect("submit");

@@ -8,8 +8,8 @@ use std::time::Duration;
 use truebit_monitor::demo::{fixture, Expected};
 use truebit_monitor::http::figures::compute_uptime;
 use truebit_monitor::ingest::SourceContext;
-use truebit_monitor::model::TaskStatus;
 use truebit_monitor::model::{ContainerAction, ContainerEvent};
+use truebit_monitor::model::{Kind, TaskStatus};
 use truebit_monitor::parser::ParserConfig;
 use truebit_monitor::source::docker::{DockerConfig, DockerSource};
 use truebit_monitor::source::{Connection, ContainerState, SourceStatus};
@@ -368,6 +368,116 @@ async fn pauses_inside_a_metrics_block_do_not_split_it() {
                 Some(842_133_917)
             ),
             "the task whose block had {} s pauses",
+            pauses[i]
+        );
+    }
+    monitor.stop().await;
+    docker.remove(&name);
+}
+
+/// A node that pauses inside an entry whose first line looks finished (a one-line stderr
+/// message, then its stack trace): each pause length in turn, before each line of the
+/// trace. The entry is stored after the short idle time and the lines after the pause
+/// still join it: one stderr entry per task, whole, attributed to its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_inside_an_entry_that_looks_finished_do_not_split_it() {
+    const HEAD: &str = "@truebit/worker-runner-node:2.4.1";
+    let docker = support::docker();
+    let dir = support::tempdir();
+    let pauses = ["0.02", "0.2", "2"];
+    let ids: Vec<String> = (0..pauses.len())
+        .map(|i| format!("0e7d9c4a-5b1f-4a2e-8c3d-6f9b2a1e7c{i:02}"))
+        .collect();
+    let mut script = String::new();
+    for (i, (pause, id)) in pauses.iter().zip(&ids).enumerate() {
+        let lines = [
+            format!(
+                r#"2025-11-24 13:56:1{i} info: {HEAD} Message received from task_created: {{"type":"task_created","executionId":"{id}","message":{{"taskId":"rs_{i}","executionId":"{id}"}}}}"#
+            ),
+            format!("2025-11-24 13:56:1{i} info: {HEAD} Starting task execution executionId: {id}"),
+            format!(
+                "2025-11-24 13:56:1{i} debug: {HEAD} Command execution stderr: Error: boom-{i}"
+            ),
+            "    at main (/task/main.js:1:7)".to_owned(),
+            "    at run (/task/run.js:2:9)".to_owned(),
+            format!(
+                r#"2025-11-24 13:56:1{i} debug: {HEAD} Command execution stdout: {{"elapsed":"842133917","wasi":{{"exitCode":3}},"metering":{{"last":{{"steps":{}}}}}}}"#,
+                1000 + i
+            ),
+            format!("2025-11-24 13:56:1{i} info: {HEAD} Execution {id} completed"),
+        ];
+        for (n, line) in lines.iter().enumerate() {
+            // Pauses before each line of the stack trace.
+            if (3..=4).contains(&n) {
+                script.push_str(&format!("sleep {pause}\n"));
+            }
+            script.push_str(&format!("echo '{line}'\n"));
+        }
+    }
+    script.push_str("sleep 3600\n");
+    let name = support::unique_name("pauses-finished");
+    docker.remove(&name);
+    docker.run(&name, &[], &script);
+
+    let monitor = InProcess::start(support::config(
+        &docker.host,
+        &name,
+        &dir.path().join("m.db"),
+    ));
+    let got = support::wait_summary(&monitor.store, "three finished tasks", LONG, |s| {
+        s.tasks_in(TaskStatus::Failed) + s.tasks_in(TaskStatus::Completed) == 3
+    })
+    .await;
+    // Time for a line that would have split the entry to be stored too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = monitor
+        .store
+        .summary()
+        .expect("summary")
+        .entries
+        .max(got.entries);
+    assert_eq!(got, 3 * 5, "one entry per header line");
+    let stderr: Vec<(String, Option<String>)> = monitor
+        .store
+        .entries_after(0, 100)
+        .expect("entries")
+        .into_iter()
+        .filter(|e| e.kind == Kind::ExecutionStderr)
+        .map(|e| (e.message, e.execution_id))
+        .collect();
+    let want: Vec<(String, Option<String>)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                format!(
+                    "Command execution stderr: Error: boom-{i}\n    at main (/task/main.js:1:7)\n    at run (/task/run.js:2:9)"
+                ),
+                Some(id.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(stderr, want);
+    for (i, id) in ids.iter().enumerate() {
+        let task = monitor
+            .store
+            .task(id)
+            .expect("task read")
+            .expect("task stored");
+        assert_eq!(
+            (
+                task.status,
+                task.exit_code,
+                task.gas_used,
+                task.error.as_deref()
+            ),
+            (
+                TaskStatus::Failed,
+                Some(3),
+                Some(1000 + i as u64),
+                Some(format!("Error: boom-{i}").as_str())
+            ),
+            "the task whose stack trace had {} s pauses",
             pauses[i]
         );
     }

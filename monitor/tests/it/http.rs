@@ -28,8 +28,10 @@ use truebit_monitor::http::config::HttpSettings;
 use truebit_monitor::http::live::LiveMessage;
 use truebit_monitor::http::routes::api_routes;
 use truebit_monitor::http::{self, AppState};
+use truebit_monitor::ingest::SourceContext;
 use truebit_monitor::model::{ContainerAction, ContainerEvent, Kind, Level, TaskStatus};
 use truebit_monitor::parser::ParserConfig;
+use truebit_monitor::source::file::FileSource;
 use truebit_monitor::source::import::import_files;
 use truebit_monitor::source::SourceStatus;
 use truebit_monitor::store::{Batch, Change, Store};
@@ -953,6 +955,41 @@ pub(crate) fn task_created_line(id: &str, s: u32, extra: &str) -> String {
     )
 }
 
+/// Every GET route a read key may call (the live stream aside), with the list filters
+/// and downloads that reach the lines of the task `execution_id`.
+fn read_key_walk(execution_id: &str) -> Vec<String> {
+    // Every GET route, and the list filters that reach the planted lines.
+    let mut uris: Vec<String> = api_routes()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path != "/api/events")
+        .map(|r| concrete(r.path, execution_id))
+        .collect();
+    for extra in [
+        "/api/logs?limit=500",
+        "/api/logs?q=SECRET",
+        "/api/logs?q=secret-input",
+        "/api/logs?kind=task_received",
+        "/api/logs?kind=execution_metrics",
+        "/api/logs?kind=execution_stderr",
+        "/api/logs?kind=raw",
+        "/api/logs?kind=log",
+        "/api/logs?level=error",
+    ] {
+        uris.push(extra.to_owned());
+    }
+    uris.push(format!("/api/logs?execution_id={execution_id}"));
+    // The downloads: the whole log, tasks in both formats.
+    for extra in [
+        "/api/export/logs?from=0",
+        "/api/export/tasks?format=jsonl",
+        "/api/export/tasks",
+    ] {
+        uris.push(extra.to_owned());
+    }
+    uris.push("/api/tasks?chain=43113".to_owned());
+    uris
+}
+
 #[tokio::test]
 async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
     let app = app().await;
@@ -966,33 +1003,7 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
         .await
         .json();
     let read = read["key"].as_str().expect("key").to_owned();
-    // Every GET route, and the list filters that reach the planted lines.
-    let mut uris: Vec<String> = api_routes()
-        .iter()
-        .filter(|r| r.method == Method::GET && r.path != "/api/events")
-        .map(|r| concrete(r.path, PLANTED_ID))
-        .collect();
-    for extra in [
-        "/api/logs?limit=500",
-        "/api/logs?q=SECRET",
-        "/api/logs?q=secret-input",
-        "/api/logs?kind=task_received",
-        "/api/logs?kind=execution_metrics",
-        "/api/logs?kind=execution_stderr",
-        "/api/logs?level=error",
-    ] {
-        uris.push(extra.to_owned());
-    }
-    uris.push(format!("/api/logs?execution_id={PLANTED_ID}"));
-    // The downloads: the whole log, tasks in both formats.
-    for extra in [
-        "/api/export/logs?from=0",
-        "/api/export/tasks?format=jsonl",
-        "/api/export/tasks",
-    ] {
-        uris.push(extra.to_owned());
-    }
-    uris.push("/api/tasks?chain=43113".to_owned());
+    let uris = read_key_walk(PLANTED_ID);
     for uri in &uris {
         let r = app.call(Method::GET, uri, Auth::Bearer(&read)).await;
         // Key management is refused to a read key (403); everything else answers.
@@ -1079,6 +1090,190 @@ async fn a_read_key_never_sees_task_input_or_output_on_any_route() {
             assert!(text.contains(secret), "{auth:?} {secret}: {text}");
         }
     }
+}
+
+/// A task's input printed in parts, on a real file being tailed: the node pauses after the
+/// entry's first line (the source hands it over), then a line continues it (it joins the
+/// stored entry, which is replaced by the longer version); then the monitor restarts and
+/// one more line continues it (the entry cannot be reopened: the line is an entry of its
+/// own, of the same kind). Every version and part is hidden from a read key on every route
+/// and on the live stream, and shown to the admin key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_key_never_sees_a_task_input_printed_in_parts() {
+    const SPLIT_ID: &str = "5b0e2d7c-3f1a-4c8e-9d6b-2a7f4e1c8b3d";
+    let app = app().await;
+    let read = app
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
+        .await
+        .json();
+    let read = read["key"].as_str().expect("key").to_owned();
+    let tail = tokio::spawn(app.state.tail().run());
+    let req = request(Method::GET, "/api/events", Auth::Bearer(&read), ip(1))
+        .body(Body::empty())
+        .expect("req");
+    let response = app.router.clone().oneshot(req).await.expect("ok");
+    let mut body = response.into_body().into_data_stream();
+    let mut buf = String::new();
+    let (event, _) = next_event(&mut body, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("first event");
+    assert_eq!(event, "status");
+    let mut seen = String::new();
+    let mut read_events = async |seen: &mut String, until: &str| {
+        while !seen.contains(until) {
+            let Some((event, data)) =
+                next_event(&mut body, &mut buf, Duration::from_secs(10)).await
+            else {
+                panic!("{until} never arrived on the live stream: {seen}");
+            };
+            seen.push_str(&format!("{event}: {data}\n"));
+        }
+    };
+
+    let before = app.store.summary().expect("summary").entries;
+    let log = app._dir.path().join("split.log");
+    let append = |text: &str| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open for append");
+        f.write_all(text.as_bytes()).expect("append");
+    };
+    let tail_source = || {
+        let (status, _) = watch::channel(SourceStatus::new("file"));
+        let shutdown = CancellationToken::new();
+        let source = FileSource::new(
+            log.clone(),
+            SourceContext::new(
+                app.store.clone(),
+                ParserConfig::default(),
+                status,
+                shutdown.clone(),
+            ),
+        );
+        (shutdown, std::thread::spawn(move || source.run_blocking()))
+    };
+    let newest = async |n: usize| {
+        let page = app
+            .call(
+                Method::GET,
+                &format!("/api/logs?limit={n}"),
+                Auth::Bearer(KEY),
+            )
+            .await
+            .json();
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().expect("kind").to_owned(),
+                    e["message"].as_str().expect("message").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    append(&format!(
+        "{}\n",
+        task_created_line(SPLIT_ID, 1, r#","chainId":43113"#)
+    ));
+    let (shutdown, reader) = tail_source();
+    // The node pauses after the entry's first line: it is handed over, stored and sent.
+    read_events(&mut seen, "task_received").await;
+    assert!(app.store.task(SPLIT_ID).expect("task read").is_some());
+    append("  SECRET-INPUT-tail-5d\n");
+    let head = task_created_line(SPLIT_ID, 1, r#","chainId":43113"#);
+    let head = &head[head.find("Message").expect("message")..];
+    let joined = format!("{head}\n  SECRET-INPUT-tail-5d");
+    support::wait_for("the longer version", Duration::from_secs(10), || {
+        let summary = app.store.summary().expect("summary");
+        if summary.entries == before + 1
+            && app
+                .store
+                .entries_after(0, 1000)
+                .expect("entries")
+                .last()
+                .map(|e| &e.message)
+                == Some(&joined)
+        {
+            Ok(())
+        } else {
+            Err(summary.entries)
+        }
+    })
+    .await;
+    // The monitor stops; one more line continues the entry; then a new entry.
+    shutdown.cancel();
+    reader.join().expect("the file source");
+    append("  SECRET-INPUT-more-e2\n");
+    let end = "2025-11-24 23:01:09 info: @truebit/worker-runner-node:2.4.0 split-end-marker";
+    append(&format!("{end}\n"));
+    let (shutdown, reader) = tail_source();
+    support::wait_summary(
+        &app.store,
+        "the lines after the restart",
+        Duration::from_secs(10),
+        |s| s.entries >= before + 3,
+    )
+    .await;
+    read_events(&mut seen, "split-end-marker").await;
+    assert_eq!(app.store.summary().expect("summary").entries, before + 3);
+    assert_eq!(
+        newest(3).await,
+        [
+            ("log".to_owned(), "split-end-marker".to_owned()),
+            (
+                "task_received".to_owned(),
+                "  SECRET-INPUT-more-e2".to_owned()
+            ),
+            ("task_received".to_owned(), joined.clone()),
+        ]
+    );
+
+    for uri in read_key_walk(SPLIT_ID) {
+        let r = app.call(Method::GET, &uri, Auth::Bearer(&read)).await;
+        assert!(
+            r.status.is_success() || (r.status == StatusCode::FORBIDDEN && uri == "/api/keys"),
+            "{uri}: {}",
+            r.status
+        );
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(!text.contains("SECRET"), "{uri} shows hidden text: {text}");
+    }
+    let listed = app
+        .call(Method::GET, "/api/logs?limit=3", Auth::Bearer(&read))
+        .await
+        .json();
+    let hidden: Vec<bool> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["message"] == http::redact::HIDDEN_MESSAGE)
+        .collect();
+    assert_eq!(hidden, [false, true, true], "{listed}");
+    // On the live stream: the first version, the longer one, the line after the restart.
+    assert!(!seen.contains("SECRET"), "read key's live stream: {seen}");
+    assert_eq!(
+        seen.matches(http::redact::HIDDEN_MESSAGE).count(),
+        3,
+        "{seen}"
+    );
+    // The admin key sees all of it.
+    let logs = app
+        .call(Method::GET, "/api/logs?q=SECRET-INPUT", Auth::Bearer(KEY))
+        .await;
+    let text = String::from_utf8_lossy(&logs.body);
+    for secret in ["SECRET-INPUT-tail-5d", "SECRET-INPUT-more-e2"] {
+        assert!(text.contains(secret), "admin key, {secret}: {text}");
+    }
+    shutdown.cancel();
+    reader.join().expect("the file source");
+    app.state.shutdown.cancel();
+    let _ = tail.await;
 }
 
 #[tokio::test]
@@ -2602,6 +2797,7 @@ async fn task_lists_use_an_index_in_order_and_page_through_ties() {
                 execution_id: id,
                 ..TaskCreated::default()
             }))),
+            replaces: None,
         });
     }
     app.store.submit(batch).expect("submit");
@@ -2647,6 +2843,7 @@ async fn stats_over_days_and_edge_hours_match_the_tasks() {
             kind,
             execution_id: Some(id.to_owned()),
             event: Some(event),
+            replaces: None,
         }
     };
     for i in 0..200_i64 {

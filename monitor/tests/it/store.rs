@@ -77,6 +77,7 @@ fn entry(line: i64, kind: Kind, message: &str, event: Option<Event>) -> Entry {
         kind,
         execution_id,
         event,
+        replaces: None,
     }
 }
 
@@ -541,6 +542,7 @@ fn entries_are_read_back_newest_first_with_every_field() {
         kind: Kind::Raw,
         execution_id: None,
         event: None,
+        replaces: None,
     };
     submit(
         &store,
@@ -1889,4 +1891,85 @@ fn ground_truth_every_failed_task_of_a_generated_log_has_exactly_its_stderr_firs
         expected.tasks_failed
     );
     assert!(groups.windows(2).all(|w| w[0].tasks >= w[1].tasks));
+}
+
+/// The versions of an entry a live source emitted before a continuation line reopened it
+/// (`Entry::replaces`): whether the version replaced was stored by an earlier transaction
+/// or comes in the same one, the store keeps the longest version only, counted once, as a
+/// row newer than every row before it.
+#[test]
+fn a_longer_version_of_an_entry_replaces_the_stored_one() {
+    use truebit_monitor::model::LineMeta;
+    use truebit_monitor::parser::{Parser, ParserConfig};
+    let header = |n: i64| {
+        format!("2025-11-24 13:55:34 error: {LOGGER}:2.4.1 Command execution stderr: Error: {n}")
+    };
+    let meta = |n: i64| LineMeta {
+        received_ns: Some(T0 * SECOND + n),
+        pos: Pos::new(0, n),
+    };
+    // Three versions of each of two entries: line 1, then 1-2, then 1-3 (and 11...).
+    let mut parser = Parser::new(ParserConfig::default());
+    let mut versions = Vec::new();
+    for first in [1, 11] {
+        parser.push_line(header(first).as_bytes(), meta(first), &mut versions);
+        parser.flush(&mut versions);
+        for n in first + 1..first + 3 {
+            parser.push_line(
+                format!("    at line {n}").as_bytes(),
+                meta(n),
+                &mut versions,
+            );
+            parser.flush(&mut versions);
+        }
+    }
+    assert_eq!(versions.len(), 6);
+    assert_eq!(
+        versions[2].replaces.map(|r| r.entry.pos),
+        Some(Pos::new(0, 2))
+    );
+    let batch = |entries: &[Entry]| Batch {
+        source: "live".into(),
+        entries: entries.to_vec(),
+        cursor: entries.last().map(|e| Cursor {
+            pos: e.pos,
+            parser_state: String::new(),
+        }),
+        container_events: Vec::new(),
+    };
+    let db = temp_db();
+    let store = open(&db);
+    // The first entry: each version in its own transaction.
+    for v in &versions[..3] {
+        store
+            .submit(batch(std::slice::from_ref(v)))
+            .expect("submit");
+        store.flush().expect("flush");
+    }
+    // The second: all three in one transaction.
+    store.submit(batch(&versions[3..])).expect("submit");
+    store.flush().expect("flush");
+    let stored = store.entries_after(0, 100).expect("entries");
+    let got: Vec<_> = stored
+        .iter()
+        .map(|e| (e.id, e.message.as_str(), e.pos))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                3,
+                "Command execution stderr: Error: 1\n    at line 2\n    at line 3",
+                Pos::new(0, 3)
+            ),
+            (
+                4,
+                "Command execution stderr: Error: 11\n    at line 12\n    at line 13",
+                Pos::new(0, 13)
+            ),
+        ]
+    );
+    let summary = store.summary().expect("summary");
+    assert_eq!(summary.entries, 2);
+    assert_eq!(summary.entries_of(Kind::ExecutionStderr), 2, "{summary:?}");
 }

@@ -64,6 +64,9 @@ impl Writer {
                     execution_id: entry.execution_id.as_deref(),
                 });
                 counts[entry.kind as usize] += 1;
+                if let Some(replaced) = entry.replaces {
+                    rows.replace(source.id, replaced);
+                }
                 let newer = state.node.observe(entry, time_ns);
                 if let Some(event) = &entry.event {
                     let at = EventTime {
@@ -149,7 +152,9 @@ impl Writer {
             recent: &self.task_rows,
             probed: HashMap::new(),
         };
-        rows.finish(&tx, &mut rows_of)?;
+        for kind in rows.finish(&tx, &mut rows_of)? {
+            counts[kind as usize] -= 1;
+        }
         for ((_, sql), last) in FIGURES_OF_NEW_ROWS.iter().zip(last_ids) {
             if let Some(last) = last {
                 tx.prepare_cached(sql)?.execute([last])?;

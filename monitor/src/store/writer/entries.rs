@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Statement, Transaction};
 
-use crate::model::{Entry, EntryRef, Kind, Level};
+use crate::model::{Entry, EntryRef, Kind, Level, Replaced};
 
 /// Finds the task row an entry's execution id belongs to: written in this transaction,
 /// written recently, or looked up (and remembered for the transaction).
@@ -170,6 +170,8 @@ pub(super) struct Attribution<'a> {
 pub(super) struct EntryRows<'a> {
     rows: Vec<EntryRow<'a>>,
     attributions: Vec<Attribution<'a>>,
+    /// Versions of entries that longer ones among the rows replace: (source id, version).
+    replaced: Vec<(i64, Replaced)>,
 }
 
 impl<'a> EntryRows<'a> {
@@ -181,14 +183,47 @@ impl<'a> EntryRows<'a> {
         self.attributions.push(attribution);
     }
 
+    /// An entry among the rows replaces the version stored at `replaced` (model::Entry).
+    pub(super) fn replace(&mut self, source_id: i64, replaced: Replaced) {
+        self.replaced.push((source_id, replaced));
+    }
+
     /// Inserts the rows, linked to their tasks, `ROWS_PER_INSERT` at a time; then gives
     /// the attributed entries stored by an earlier transaction their execution id (those
-    /// of this transaction get it before they are inserted).
+    /// of this transaction get it before they are inserted), and removes the versions
+    /// that longer ones replace: one among this transaction's rows is not inserted, one
+    /// stored earlier is deleted (the longer one is a new row with a larger id, which the
+    /// feed announces). Returns the kinds of the versions removed (one already pruned is
+    /// not there).
     pub(super) fn finish(
         &mut self,
         tx: &Transaction<'_>,
         tasks: &mut TaskRows<'_, 'a>,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<Vec<Kind>> {
+        // A replaced version among this transaction's rows is not inserted at all (no
+        // row id is used and freed inside the range the feed announces).
+        let mut deleted = Vec::new();
+        if !self.replaced.is_empty() {
+            let mut here: HashMap<(i64, EntryRef), Kind> = HashMap::new();
+            for (source_id, r) in &self.replaced {
+                here.insert((*source_id, r.entry), r.kind);
+            }
+            self.rows.retain(|row| {
+                let at = EntryRef {
+                    pos: row.entry.pos,
+                    time_ns: row.time_ns,
+                };
+                match here.remove(&(row.source_id, at)) {
+                    Some(kind) => {
+                        deleted.push(kind);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            self.replaced
+                .retain(|(source_id, r)| here.contains_key(&(*source_id, r.entry)));
+        }
         let mut earlier = Vec::new();
         if !self.attributions.is_empty() {
             let mut here: HashMap<(i64, EntryRef), usize> = HashMap::new();
@@ -244,7 +279,23 @@ impl<'a> EntryRows<'a> {
                 a.entry.pos.minor,
             ])?;
         }
-        Ok(())
+        for (source_id, r) in &self.replaced {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM entries
+                     WHERE time_ns = ?1 AND source_id = ?2 AND pos_major = ?3 AND pos_minor = ?4",
+                )?
+                .execute(rusqlite::params![
+                    r.entry.time_ns,
+                    source_id,
+                    r.entry.pos.major,
+                    r.entry.pos.minor,
+                ])?;
+            if n > 0 {
+                deleted.push(r.kind);
+            }
+        }
+        Ok(deleted)
     }
 }
 
