@@ -160,6 +160,19 @@
       try { e = JSON.parse(m.data); } catch (err) { return; }
       if (paused) { pending.push(e); notePending(); } else { show([e]); }
     });
+    source.addEventListener("removed", function (m) {
+      // Shorter versions of entries the node went on printing after a pause; the longer
+      // ones come as entry events.
+      var r;
+      try { r = JSON.parse(m.data); } catch (err) { return; }
+      var ids = r.entry_ids || [];
+      pending = pending.filter(function (e) { return ids.indexOf(e.id) < 0; });
+      for (var i = 0; i < ids.length; i++) {
+        var tr = body.querySelector('tr[data-id="' + Number(ids[i]) + '"]');
+        if (tr) { tr.remove(); }
+      }
+      notePending();
+    });
     source.addEventListener("skipped", function () {
       setState("Some lines were skipped (too many at once); reload for all", true);
     });

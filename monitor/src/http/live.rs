@@ -189,6 +189,14 @@ fn messages(
         out.push(skipped(commit.entries.after, commit.entries.last));
         return Ok(out);
     }
+    if !commit.removed_entries.is_empty() {
+        // Shorter versions of entries the node went on printing after a pause: a live view
+        // drops them; the longer versions follow as `entry` events.
+        out.push(LiveMessage::new(
+            "removed",
+            json!({ "entry_ids": commit.removed_entries }).to_string(),
+        ));
+    }
     let entries = store.entries_after(commit.entries.after, commit.entries.count() as usize)?;
     let mut executions: Vec<String> = Vec::new();
     let mut node_changed = false;

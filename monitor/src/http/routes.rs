@@ -159,7 +159,7 @@ pub fn api_routes() -> Vec<Route> {
             .query(RANGE_QUERY)
             .answer(Json(200, "Uptime")),
         R::new(Method::GET, "/api/events", "Live stream of new log entries, task changes, invoices and status", get(live::events))
-            .describe("Server-sent events: `entry`, `task`, `invoice`, `status`, and `skipped` after a burst. A client that reads too slowly gets `lagged` and is disconnected; `expired` when its session or key is no longer valid. Limits: WS_MAX_CONNECTIONS, WS_MAX_PER_IP.")
+            .describe("Server-sent events: `entry`, `task`, `invoice`, `status`, `removed` (entries a longer version replaced), and `skipped` after a burst. A client that reads too slowly gets `lagged` and is disconnected; `expired` when its session or key is no longer valid. Limits: WS_MAX_CONNECTIONS, WS_MAX_PER_IP.")
             .answer(Answer::EventStream),
         R::new(Method::GET, "/api/keys", "Named API keys (never their secrets)", get(api::keys::keys))
             .admin()

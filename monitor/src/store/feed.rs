@@ -46,6 +46,9 @@ pub struct Commit {
     /// The container state changes it recorded (an event recorded before, as a replay
     /// from Docker brings, is not repeated).
     pub container_events: Vec<ContainerEvent>,
+    /// Log entries stored before that it deleted: a longer version of each (the node
+    /// went on printing it after a pause) is among `entries`.
+    pub removed_entries: Vec<i64>,
 }
 
 /// Rows a transaction added to a table: ids `after + 1 ..= last` (none when equal).
@@ -115,6 +118,7 @@ impl Feed {
         conn: &Connection,
         batches: &[Batch],
         tasks: impl Iterator<Item = (&'a str, i64)>,
+        removed_entries: Vec<i64>,
     ) {
         let now = match marks(conn) {
             Ok(now) => now,
@@ -136,6 +140,7 @@ impl Feed {
                 after: before.invoices,
                 last: now.invoices,
             },
+            removed_entries,
             ..Commit::default()
         };
         let details = || -> rusqlite::Result<()> {

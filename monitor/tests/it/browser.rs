@@ -1598,3 +1598,58 @@ async fn channels_are_tested_added_and_deleted_on_the_alerts_page() {
     b.close().await;
     drop(monitor);
 }
+
+/// The live log tail shows an entry that the node went on printing after a pause once:
+/// the stream's `removed` event drops the shorter version when the longer one arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_log_replaces_an_entry_continued_after_a_pause() {
+    let dir = support::tempdir();
+    let node_log = dir.path().join("node.log");
+    std::fs::write(&node_log, "").expect("node log");
+    let (monitor, b) = follow_file(dir.path(), &node_log).await;
+    b.goto("/logs").await;
+    b.wait_until("the live tail", "document.querySelector('#log-table')")
+        .await;
+    let logger = "@truebit/worker-runner-node-0x00000000000000000000000000000000000000aa:2.4.1";
+    append(
+        &node_log,
+        &format!("{} info: {logger} Worker ready\n", node_stamp(now_secs())),
+    );
+    // How many rows of the table hold `text` (an expression).
+    let rows_with = |text: &'static str| {
+        format!(
+            "Array.from(document.querySelectorAll('#log-table tbody tr[data-id]')).filter(r => r.textContent.includes('{text}')).length"
+        )
+    };
+    b.wait_until(
+        "the first version on the live tail",
+        &format!("{} > 0", rows_with("Worker ready")),
+    )
+    .await;
+    // Well past the 50 ms after which a finished-looking entry is stored and shown.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    append(&node_log, "  with 4 slots\n");
+    b.wait_until(
+        "the longer version on the live tail",
+        &format!("{} > 0", rows_with("with 4 slots")),
+    )
+    .await;
+    let count = async |text: &'static str| b.js(&format!("return {};", rows_with(text))).await;
+    assert_eq!(
+        count("Worker ready").await,
+        json!(1),
+        "one row for the entry: ids {:?}; stored {}",
+        b.attrs("#log-table tbody tr[data-id]", "data-id").await,
+        b.api("/api/logs").await
+    );
+    // The server agrees after a reload.
+    b.goto("/logs").await;
+    b.wait_until("the log page", "document.querySelector('#log-table')")
+        .await;
+    assert_eq!(count("Worker ready").await, json!(1));
+    assert_eq!(count("with 4 slots").await, json!(1));
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "logs: console errors {errors:#?}");
+    b.close().await;
+    drop(monitor);
+}

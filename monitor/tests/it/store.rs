@@ -1641,6 +1641,7 @@ fn the_feed_tells_what_each_commit_stored_once_it_committed() {
             invoices: NewRows { after: 0, last: 0 },
             tasks: Vec::new(),
             container_events: Vec::new(),
+            removed_entries: Vec::new(),
         }
     );
     assert!(feed.try_recv().is_err(), "one change per commit");
@@ -1939,16 +1940,25 @@ fn a_longer_version_of_an_entry_replaces_the_stored_one() {
     };
     let db = temp_db();
     let store = open(&db);
-    // The first entry: each version in its own transaction.
+    let mut feed = store.subscribe();
+    // The first entry: each version in its own transaction; the feed names the stored
+    // version each one removed, for live views.
+    let mut removed = Vec::new();
     for v in &versions[..3] {
         store
             .submit(batch(std::slice::from_ref(v)))
             .expect("submit");
         store.flush().expect("flush");
+        removed.push(committed(next_change(&mut feed)).removed_entries.clone());
     }
-    // The second: all three in one transaction.
+    assert_eq!(removed, vec![vec![], vec![1], vec![2]]);
+    // The second: all three in one transaction (nothing stored was removed).
     store.submit(batch(&versions[3..])).expect("submit");
     store.flush().expect("flush");
+    assert_eq!(
+        committed(next_change(&mut feed)).removed_entries,
+        Vec::<i64>::new()
+    );
     let stored = store.entries_after(0, 100).expect("entries");
     let got: Vec<_> = stored
         .iter()

@@ -152,7 +152,8 @@ impl Writer {
             recent: &self.task_rows,
             probed: HashMap::new(),
         };
-        for kind in rows.finish(&tx, &mut rows_of)? {
+        let (removed_kinds, removed_entries) = rows.finish(&tx, &mut rows_of)?;
+        for kind in removed_kinds {
             counts[kind as usize] -= 1;
         }
         for ((_, sql), last) in FIGURES_OF_NEW_ROWS.iter().zip(last_ids) {
@@ -168,7 +169,11 @@ impl Writer {
             save_node(&tx, &state.node)?;
         }
         tx.commit()?;
-        Ok(Applied { state, task_rows })
+        Ok(Applied {
+            state,
+            task_rows,
+            removed_entries,
+        })
     }
 }
 

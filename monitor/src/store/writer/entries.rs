@@ -194,12 +194,13 @@ impl<'a> EntryRows<'a> {
     /// that longer ones replace: one among this transaction's rows is not inserted, one
     /// stored earlier is deleted (the longer one is a new row with a larger id, which the
     /// feed announces). Returns the kinds of the versions removed (one already pruned is
-    /// not there).
+    /// not there) and the row ids of those that were stored (the feed tells live views
+    /// to drop them).
     pub(super) fn finish(
         &mut self,
         tx: &Transaction<'_>,
         tasks: &mut TaskRows<'_, 'a>,
-    ) -> rusqlite::Result<Vec<Kind>> {
+    ) -> rusqlite::Result<(Vec<Kind>, Vec<i64>)> {
         // A replaced version among this transaction's rows is not inserted at all (no
         // row id is used and freed inside the range the feed announces).
         let mut deleted = Vec::new();
@@ -279,23 +280,28 @@ impl<'a> EntryRows<'a> {
                 a.entry.pos.minor,
             ])?;
         }
+        let mut removed_ids = Vec::new();
         for (source_id, r) in &self.replaced {
-            let n = tx
-                .prepare_cached(
-                    "DELETE FROM entries
-                     WHERE time_ns = ?1 AND source_id = ?2 AND pos_major = ?3 AND pos_minor = ?4",
-                )?
-                .execute(rusqlite::params![
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM entries
+                 WHERE time_ns = ?1 AND source_id = ?2 AND pos_major = ?3 AND pos_minor = ?4
+                 RETURNING id",
+            )?;
+            let ids = delete.query_map(
+                rusqlite::params![
                     r.entry.time_ns,
                     source_id,
                     r.entry.pos.major,
                     r.entry.pos.minor,
-                ])?;
-            if n > 0 {
+                ],
+                |row| row.get::<_, i64>(0),
+            )?;
+            for id in ids {
+                removed_ids.push(id?);
                 deleted.push(r.kind);
             }
         }
-        Ok(deleted)
+        Ok((deleted, removed_ids))
     }
 }
 

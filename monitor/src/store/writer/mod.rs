@@ -226,7 +226,11 @@ impl Writer {
             }
             let started = Instant::now();
             match self.apply(batches) {
-                Ok(Applied { state, task_rows }) => {
+                Ok(Applied {
+                    state,
+                    task_rows,
+                    removed_entries,
+                }) => {
                     self.state = state;
                     self.remember_task_rows(&task_rows);
                     self.after_commit();
@@ -236,7 +240,9 @@ impl Writer {
                         self.shared.feed.health(&WriteHealth::Ok);
                     }
                     let tasks = task_rows.iter().map(|(id, row)| (*id, *row));
-                    self.shared.feed.committed(&self.conn, batches, tasks);
+                    self.shared
+                        .feed
+                        .committed(&self.conn, batches, tasks, removed_entries);
                     tracing::trace!(
                         batch.len = batches.len(),
                         duration_ms = started.elapsed().as_millis() as u64,
@@ -319,6 +325,8 @@ struct Applied<'a> {
     state: State,
     /// Row ids of the tasks written, by execution id.
     task_rows: HashMap<&'a str, i64>,
+    /// Stored entries that longer versions replaced (deleted in this transaction).
+    removed_entries: Vec<i64>,
 }
 
 /// Recently written tasks remembered for linking entries (beyond, the map starts over;
