@@ -2,7 +2,7 @@
 //! latest closed window from the store, sign them with this replica's key, keep them
 //! (history), send the signature to the other replicas (`truebit.stats.sig.v1`) and,
 //! once a threshold of the pinned replica keys signed the same bytes ([`Certifier`]),
-//! publish the certified statistics on `truebit.stats.v1`. Also applies the retention
+//! publish the certified statistics on `truebit.stats.v2`. Also applies the retention
 //! once an hour.
 //!
 //! Replicas must compute from the same reports. So a replica computes (and releases

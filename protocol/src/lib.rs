@@ -7,7 +7,7 @@
 //! | subject | message | signed by |
 //! |---|---|---|
 //! | [`REPORT_SUBJECT`] `truebit.report.v1` | [`report::Report`] in a [`sign::SignedReport`] envelope | the node's Ed25519 key |
-//! | [`STATS_SUBJECT`] `truebit.stats.v1` | [`stats::NetworkStats`] in a [`certificate::CertifiedStats`] | M of the N pinned aggregator replicas' Ed25519 keys (1 of 1 for a single aggregator) |
+//! | [`STATS_SUBJECT`] `truebit.stats.v2` | [`stats::NetworkStats`] in a [`certificate::CertifiedStats`] | M of the N pinned aggregator replicas' Ed25519 keys (1 of 1 for a single aggregator) |
 //! | [`certificate::STATS_SIGNATURE_SUBJECT`] `truebit.stats.sig.v1` | a [`certificate::StatsVote`] (replica to replica) | that replica's key |
 //!
 //! A node sends exactly one report per 5-minute UTC window ([`window`]), after the

@@ -4,5 +4,6 @@
 pub const REPORT_SUBJECT: &str = "truebit.report.v1";
 
 /// Certified network statistics ([`crate::certificate::CertifiedStats`] wire bytes),
-/// aggregator replicas -> everyone.
-pub const STATS_SUBJECT: &str = "truebit.stats.v1";
+/// aggregator replicas -> everyone. Version 2: version 1 carried one aggregator's
+/// signed statistics.
+pub const STATS_SUBJECT: &str = "truebit.stats.v2";

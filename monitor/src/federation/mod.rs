@@ -10,7 +10,7 @@
 //!    └──────── outbox + transparency log (SQLite) ◀── scheduler (0–120 s after close)
 //!                       │
 //!                       ▼ publisher (only Publishable) ──NATS──▶ truebit.report.v1
-//!   latest stats ◀── verify (pinned aggregator key) ◀── truebit.stats.v1
+//!   latest stats ◀── verify (pinned aggregator key) ◀── truebit.stats.v2
 //! ```
 //!
 //! - [`identity`]: the per-installation Ed25519 key and HMAC salt (created on the first

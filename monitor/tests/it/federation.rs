@@ -1183,7 +1183,7 @@ const PERMISSIONS_CONFIG: &str = r#"
 authorization {
   users = [
     { user: monitor, password: "monitor-pw",
-      permissions: { publish: { allow: ["truebit.report.v1"] }, subscribe: { allow: ["truebit.stats.v1"] } } }
+      permissions: { publish: { allow: ["truebit.report.v1"] }, subscribe: { allow: ["truebit.stats.v2"] } } }
     { user: aggregator, password: "aggregator-pw" }
   ]
 }
