@@ -651,6 +651,129 @@ async fn measure_window_close_to_certified_statistics() {
     }
 }
 
+/// Publishes `wires` to the report stream with their message ids, keeping at most 1,000
+/// acknowledgements in flight.
+async fn publish_fast(js: &async_nats::jetstream::Context, wires: &[Vec<u8>]) {
+    let mut acks = Vec::new();
+    for wire in wires {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message_id(wire).as_str());
+        acks.push(
+            js.publish_with_headers(REPORT_SUBJECT, headers, wire.clone().into())
+                .await
+                .expect("publish"),
+        );
+        if acks.len() >= 1_000 {
+            for ack in acks.drain(..) {
+                ack.await.expect("stored by the stream");
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.expect("stored by the stream");
+    }
+}
+
+/// A replica's ingest rate against the single aggregator's: the same reports wait in the
+/// stream (R1 on one server for the single aggregator; R3 on the cluster), then the
+/// single aggregator, or the three replicas at once, drain them into their stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that prints figures (docs/PERFORMANCE.md)"]
+async fn measure_replica_ingest_rate_against_a_single_aggregator() {
+    const NODES: u32 = 200;
+    const WINDOWS: u64 = 20;
+    let total = u64::from(NODES) * WINDOWS;
+    let wires: Vec<Vec<u8>> = (0..WINDOWS)
+        .flat_map(|w| {
+            (1..=NODES).map(move |n| SimNode::new(n).wire(NOON + w * 300, 3, &[Task::ok(1)]))
+        })
+        .collect();
+    let now = NOON + (WINDOWS + 1) * 300;
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let before = loadavg();
+
+    // The single aggregator on one server.
+    let dir = tempdir();
+    let nats = NatsServer::jetstream(dir.path());
+    let mut cfg = config(dir.path(), &nats.url());
+    cfg.create_stream = true;
+    let first = spawn_app(cfg.clone(), clock_at(now)).await;
+    wait_until(10, "jetstream delivery", async || {
+        first.state.metrics.snapshot().delivery == Some("jetstream")
+    })
+    .await;
+    first.shutdown().await;
+    publish_fast(&async_nats::jetstream::new(client(&nats).await), &wires).await;
+    let started = std::time::Instant::now();
+    let single = spawn_app(cfg, clock_at(now)).await;
+    let store = single.state.store.clone();
+    wait_until(
+        600,
+        "the single aggregator stored every report",
+        async || store.totals().await.map(|t| t.reports).unwrap_or(0) == total,
+    )
+    .await;
+    let single_secs = started.elapsed().as_secs_f64();
+    single.shutdown().await;
+
+    // Three replicas on the cluster, R3.
+    let cdir = tempdir();
+    let cluster = Cluster::start(cdir.path());
+    let clock = clock_at(now);
+    let mut replicas = Vec::new();
+    for i in 1..=3 {
+        replicas.push(start_replica(replica_config(cdir.path(), &cluster, i), i, &clock).await);
+    }
+    for r in &replicas {
+        wait_until(30, "jetstream delivery", async || {
+            r.state.metrics.snapshot().delivery == Some("jetstream")
+        })
+        .await;
+    }
+    for r in replicas.drain(..) {
+        r.shutdown().await;
+    }
+    let monitor = cluster.client("monitor", MONITOR_PASSWORD).await;
+    publish_fast(&async_nats::jetstream::new(monitor), &wires).await;
+    // One replica alone (the same work as the single aggregator, over the replicated
+    // stream and TLS), then the other two at once (two processes' work on this machine).
+    let timed = async |these: &[&Running]| {
+        let started = std::time::Instant::now();
+        for r in these {
+            let store = r.state.store.clone();
+            wait_until(600, "a replica stored every report", async || {
+                store.totals().await.map(|t| t.reports).unwrap_or(0) == total
+            })
+            .await;
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let one = start_replica(replica_config(cdir.path(), &cluster, 1), 1, &clock).await;
+    let alone = timed(&[&one]).await;
+    let two = start_replica(replica_config(cdir.path(), &cluster, 2), 2, &clock).await;
+    let three = start_replica(replica_config(cdir.path(), &cluster, 3), 3, &clock).await;
+    let pair = timed(&[&two, &three]).await;
+    replicas.extend([one, two, three]);
+    println!(
+        "{total} reports: the single aggregator (R1, one server, plain TCP) {:.2} s = {:.0} reports/s; \
+         one replica alone (R3 on the cluster, TLS) {:.2} s = {:.0} reports/s = {:.2}x the single; \
+         two replicas at once on this machine {:.2} s",
+        single_secs,
+        total as f64 / single_secs,
+        alone,
+        total as f64 / alone,
+        single_secs / alone,
+        pair,
+    );
+    println!(
+        "load average before: {before}load average after: {}",
+        loadavg()
+    );
+    for r in replicas {
+        r.shutdown().await;
+    }
+}
+
 /// Every setting deploy/docker-compose.hub.yml hands the aggregator replicas is one the
 /// binary reads (`run --help` names its environment variables).
 #[test]
