@@ -1464,27 +1464,7 @@ async fn the_api_shows_rules_and_channels_changes_a_rule_for_good_and_tests_a_ch
     wait_sql(&db, "SELECT count(*) FROM alert_outbox", "0", WAIT).await;
     monitor.kill9();
     let _monitor = Monitor::start(&db, &log, &env);
-    let overview = support::wait_for("the API after a restart", Duration::from_secs(20), || {
-        let got = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                reqwest::Client::new()
-                    .get(format!("http://127.0.0.1:{port}/api/alerts"))
-                    .bearer_auth(API_KEY)
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            })
-        });
-        match got {
-            Some(v) if v["evaluated"] == true => Ok(v),
-            other => Err(other),
-        }
-    })
-    .await;
+    let overview = evaluated_overview(port).await;
     let silence = rule(&overview, "silence");
     assert_eq!(
         (&silence["enabled"], &silence["source"], &silence["state"]),
