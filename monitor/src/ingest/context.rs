@@ -5,7 +5,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Ingest;
-use crate::model::{ContainerEvent, UnixNanos};
+use crate::model::{ContainerEvent, RestartObservation, UnixNanos};
 use crate::parser::ParserConfig;
 use crate::source::SourceStatus;
 use crate::store::{Batch, Store, StoreError};
@@ -81,6 +81,27 @@ impl SourceContext {
     ) -> Result<Vec<ContainerEvent>, StoreError> {
         self.store
             .call(move |st| st.container_events(since_ns, i64::MAX))
+            .await
+    }
+
+    /// What the last inspect of a container showed of its restarts, if it was seen.
+    pub async fn restart_observation(
+        &self,
+        container_id: &str,
+    ) -> Result<Option<RestartObservation>, StoreError> {
+        let id = container_id.to_owned();
+        self.store.call(move |st| st.restart_observation(&id)).await
+    }
+
+    /// Stores what an inspect of a container showed of its restarts.
+    pub async fn observe_restarts(
+        &self,
+        container_id: &str,
+        observation: RestartObservation,
+    ) -> Result<(), StoreError> {
+        let id = container_id.to_owned();
+        self.store
+            .call(move |st| st.observe_restarts(&id, observation))
             .await
     }
 

@@ -342,6 +342,14 @@ pub struct ContainerEvent {
     pub inferred: bool,
 }
 
+/// Docker's count of the restarts its restart policy made (`RestartCount`), as of the
+/// container's start at `started_ns` (`State.StartedAt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartObservation {
+    pub restart_count: i64,
+    pub started_ns: UnixNanos,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerAction {

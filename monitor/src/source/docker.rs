@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::decode::{LineAssembler, Stream};
 use super::{Backoff, Connection, ContainerState};
 use crate::ingest::{Handoff, SourceContext};
-use crate::model::{ContainerAction, ContainerEvent, UnixNanos};
+use crate::model::{ContainerAction, ContainerEvent, RestartObservation, UnixNanos};
 
 /// The default Docker endpoint.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -460,11 +460,8 @@ impl DockerSource {
                 return;
             }
         };
-        let events = inferred_events(found, &known);
-        if events.is_empty() {
-            return;
-        }
-        if !known.is_empty() {
+        let mut events = inferred_events(found, &known);
+        if !events.is_empty() && !known.is_empty() {
             let gap = events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>();
             tracing::warn!(
                 container.name = %found.name,
@@ -474,7 +471,42 @@ impl DockerSource {
                 gap.join(", ")
             );
         }
-        self.cx.record_events(events).await;
+        let before = match self.cx.restart_observation(&found.id).await {
+            Ok(before) => before,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the container's last restart count");
+                None
+            }
+        };
+        let all: Vec<ContainerEvent> = known.iter().chain(&events).cloned().collect();
+        let unseen = unseen_restarts(found, before, &all);
+        if !unseen.is_empty() {
+            tracing::warn!(
+                container.name = %found.name,
+                container.id = %short(&found.id),
+                restart_count = found.restart_count,
+                "{} restarts by Docker's restart policy were not seen as events (Docker keeps a few hundred events and forgets them when it restarts); recorded as inferred, their times unknown",
+                unseen.len()
+            );
+        }
+        events.extend(unseen);
+        if !events.is_empty() {
+            self.cx.record_events(events).await;
+        }
+        let Some(started_ns) = found.started_ns else {
+            return;
+        };
+        // The events first: an observation stored without them would hide the restarts
+        // they stand for, while events stored without the observation are seen next time.
+        if self.cx.settled().await.is_ok() {
+            let now = RestartObservation {
+                restart_count: found.restart_count,
+                started_ns,
+            };
+            if let Err(error) = self.cx.observe_restarts(&found.id, now).await {
+                tracing::error!(%error, "cannot store the container's restart count");
+            }
+        }
     }
 
     /// Docker refused the container's logs: said once, in the status and the log.
@@ -625,6 +657,75 @@ fn inferred_events(found: &Found, known: &[ContainerEvent]) -> Vec<ContainerEven
         }
     }
     out
+}
+
+/// Restarts by Docker's restart policy that no recorded event shows (`known`: this
+/// container's events, those just inferred included), as inferred `restarted` events.
+///
+/// `RestartCount` counts the policy's restarts since the container was last started by
+/// hand or by a daemon start (either resets it). Since the start `before` was taken at,
+/// it grew by the restarts made since (or, after a reset, is that many at least); each
+/// recorded start after that one stands for one of them. What remains was not seen:
+/// Docker's event buffer holds a few hundred events and a daemon restart empties it.
+/// Their times are unknown beyond "after `before`'s start and before the last stop
+/// before the current start": they are placed just before that stop (a nanosecond
+/// apart), where the container was up anyway, so the uptime does not change and a
+/// restart-loop alert counts them as late as they can have been.
+fn unseen_restarts(
+    found: &Found,
+    before: Option<RestartObservation>,
+    known: &[ContainerEvent],
+) -> Vec<ContainerEvent> {
+    let (Some(before), Some(started_ns)) = (before, found.started_ns) else {
+        return Vec::new();
+    };
+    if started_ns <= before.started_ns {
+        return Vec::new();
+    }
+    let made = if found.restart_count >= before.restart_count {
+        found.restart_count - before.restart_count
+    } else {
+        found.restart_count
+    };
+    let mut starts: Vec<UnixNanos> = known
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.action,
+                ContainerAction::Started | ContainerAction::Restarted
+            )
+        })
+        .map(|e| e.time_ns)
+        .filter(|t| *t > before.started_ns - SAME_CHANGE_NS && *t <= started_ns + SAME_CHANGE_NS)
+        .collect();
+    // The start the observation was taken at is counted in its RestartCount already.
+    if let Some(at) = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| (**t - before.started_ns).abs() <= SAME_CHANGE_NS)
+        .min_by_key(|(_, t)| (**t - before.started_ns).abs())
+        .map(|(i, _)| i)
+    {
+        starts.swap_remove(at);
+    }
+    let missing = made - i64::try_from(starts.len()).unwrap_or(i64::MAX);
+    if missing <= 0 {
+        return Vec::new();
+    }
+    let last_stop = found
+        .finished_ns
+        .filter(|f| *f > before.started_ns && *f <= started_ns)
+        .unwrap_or(started_ns);
+    (0..missing)
+        .map(|i| ContainerEvent {
+            container_id: found.id.clone(),
+            container_name: found.name.clone(),
+            time_ns: last_stop - (missing - i),
+            action: ContainerAction::Restarted,
+            exit_code: None,
+            inferred: true,
+        })
+        .collect()
 }
 
 /// How a log stream ended, when the daemon is still there.
@@ -816,6 +917,70 @@ mod tests {
         let mut again = inferred_events(&found(true, 500, Some(300)), &[seen(100, 3, Started)]);
         again.insert(0, seen(100, 3, Started));
         assert!(inferred_events(&found(true, 500, Some(300)), &again).is_empty());
+    }
+
+    fn observed(restart_count: i64, started: i64) -> Option<RestartObservation> {
+        Some(RestartObservation {
+            restart_count,
+            started_ns: started * SEC,
+        })
+    }
+
+    #[test]
+    fn restarts_counted_by_docker_but_never_seen_are_inferred_before_the_last_stop() {
+        use ContainerAction::{Died, Restarted, Started};
+        // Seen at its start at 100 s with 2 restarts; now started at 500 s (last stop at
+        // 400 s) with 7: five restarts, one of them the current start.
+        let mut now = found(true, 500, Some(400));
+        now.restart_count = 7;
+        let inferred_start = ContainerEvent {
+            inferred: true,
+            ..seen(500, 0, Started)
+        };
+        let known = [seen(100, 3, Started), inferred_start.clone()];
+        let out = unseen_restarts(&now, observed(2, 100), &known);
+        assert_eq!(out.len(), 4, "{out:#?}");
+        assert!(out.iter().all(|e| e.action == Restarted && e.inferred));
+        let times: Vec<i64> = out.iter().map(|e| e.time_ns).collect();
+        assert_eq!(
+            times,
+            (1..=4).map(|i| 400 * SEC - 5 + i).collect::<Vec<_>>()
+        );
+        // Restarts the events showed are not inferred again.
+        let mut shown = known.to_vec();
+        for t in [150, 250] {
+            shown.push(seen(t, 0, Died));
+            shown.push(seen(t, 500, Started));
+        }
+        assert_eq!(unseen_restarts(&now, observed(2, 100), &shown).len(), 2);
+        // Once recorded, the same inspect infers nothing more.
+        shown.extend(unseen_restarts(&now, observed(2, 100), &shown));
+        assert!(unseen_restarts(&now, observed(2, 100), &shown).is_empty());
+    }
+
+    #[test]
+    fn no_restart_is_inferred_without_an_earlier_observation_a_new_start_or_a_count() {
+        let mut now = found(true, 500, Some(400));
+        now.restart_count = 7;
+        let known = [seen(500, 0, ContainerAction::Started)];
+        // Never observed: the count covers a past nobody saw (no alert for history).
+        assert!(unseen_restarts(&now, None, &known).is_empty());
+        // The same start as observed.
+        assert!(unseen_restarts(&now, observed(7, 500), &known).is_empty());
+        // Reset by a start by hand (count 0 now): nothing the count can tell.
+        now.restart_count = 0;
+        assert!(unseen_restarts(&now, observed(7, 100), &known).is_empty());
+        // Reset, then 3 policy restarts of which the events showed one: at least 2.
+        now.restart_count = 3;
+        assert_eq!(unseen_restarts(&now, observed(7, 100), &known).len(), 2);
+        // A stopped container: placed just before its current start.
+        let mut stopped = found(false, 500, Some(600));
+        stopped.restart_count = 2;
+        let out = unseen_restarts(&stopped, observed(0, 100), &[]);
+        assert_eq!(
+            out.iter().map(|e| e.time_ns).collect::<Vec<_>>(),
+            vec![500 * SEC - 2, 500 * SEC - 1]
+        );
     }
 
     #[test]

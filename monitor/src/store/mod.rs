@@ -22,6 +22,7 @@
 pub mod alerts;
 pub mod auth;
 mod checkpoint;
+mod containers;
 mod error;
 pub(crate) mod federation;
 pub mod feed;

@@ -67,6 +67,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "alerts: channels defined in the dashboard",
         sql: super::alerts::MIGRATION_CHANNELS,
     },
+    Migration {
+        name: "containers: the restart count last inspected",
+        sql: super::containers::MIGRATION,
+    },
 ];
 
 /// The schema version this build writes.

@@ -790,3 +790,149 @@ async fn downtime_while_the_monitor_was_down_is_inferred_when_it_reconnects() {
     docker.remove(name);
     dockerd.stop();
 }
+
+/// The node crash-loops under its restart policy while the monitor is down, and Docker's
+/// event buffer (a few hundred events) overflows before the monitor is back: the events
+/// of those restarts are gone, but `RestartCount` still counts them. Once back, the
+/// monitor records every restart the count shows, the unseen ones marked inferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_docker_no_longer_has_events_for_are_counted_from_restart_count() {
+    support::docker();
+    let dir = support::tempdir();
+    let sock_dir = dir.path().join("d");
+    std::fs::create_dir(&sock_dir).expect("dir");
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.import_image(dir.path());
+    let docker = dockerd.docker();
+    let ctl = dir.path().join("ctl");
+    std::fs::create_dir(&ctl).expect("dir");
+    let name = "runner-node";
+    // Run 1 waits for /ctl/go and fails; runs 2-4 fail at once; run 5 stays up.
+    let script = "n=$(cat /ctl/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /ctl/n; \
+        echo \"2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 run $n\"; \
+        if [ $n -eq 1 ]; then while [ ! -e /ctl/go ]; do sleep 0.1; done; exit 1; fi; \
+        if [ $n -le 4 ]; then exit 1; fi; sleep 3600";
+    let mount = format!("{}:/ctl", ctl.display());
+    let id = docker.cli(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--restart",
+        "on-failure",
+        "-v",
+        &mount,
+        support::IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let db = dir.path().join("m.db");
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_for("the first start observed", LONG, || {
+        match source.store.restart_observation(&id).expect("observation") {
+            Some(o) if o.restart_count == 0 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    source.stop().await;
+
+    // While the monitor is down: four failures, four restarts by the policy, then enough
+    // other events that Docker's buffer no longer holds theirs.
+    let first_start = docker.cli(&["inspect", "-f", "{{.State.StartedAt}}", name]);
+    std::fs::write(ctl.join("go"), b"").expect("go");
+    support::wait_for("the fifth run", LONG, || {
+        let state = docker.cli(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Running}}",
+            name,
+        ]);
+        let run = std::fs::read_to_string(ctl.join("n")).unwrap_or_default();
+        if state == "4 true" && run.trim() == "5" {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
+    .await;
+    let other = docker.run("other", &[], "sleep 3600");
+    for _ in 0..300 {
+        docker.cli(&["kill", "-s", "WINCH", &other]);
+    }
+    let until = (now_ns() / 1_000_000_000 + 1).to_string();
+    let remembered = docker.cli(&[
+        "events",
+        "--since",
+        &first_start,
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        !remembered.lines().any(|a| a == "die"),
+        "the setup must leave Docker without the restarts' events: {remembered}"
+    );
+
+    let source = Source::start(&docker.host, name, &db);
+    let events = support::wait_for("the restarts recorded", LONG, || {
+        let events = source.store.container_events_of(&id).expect("events");
+        let starts = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.action,
+                    ContainerAction::Started | ContainerAction::Restarted
+                )
+            })
+            .count();
+        if starts == 5 {
+            Ok(events)
+        } else {
+            Err(events)
+        }
+    })
+    .await;
+    let restarts: Vec<&ContainerEvent> = events
+        .iter()
+        .filter(|e| e.action == ContainerAction::Restarted)
+        .collect();
+    assert_eq!(restarts.len(), 3, "{events:#?}");
+    assert!(restarts.iter().all(|e| e.inferred), "{events:#?}");
+    let first = events
+        .iter()
+        .find(|e| e.action == ContainerAction::Started)
+        .expect("the first start");
+    let last_stop = events
+        .iter()
+        .filter(|e| e.action == ContainerAction::Died)
+        .map(|e| e.time_ns)
+        .max()
+        .expect("the last stop, inferred");
+    assert!(
+        restarts
+            .iter()
+            .all(|e| e.time_ns > first.time_ns && e.time_ns < last_stop),
+        "{events:#?}"
+    );
+    // Nothing is inferred twice when the monitor comes back again.
+    source.stop().await;
+    let source = Source::start(&docker.host, name, &db);
+    support::wait_summary(&source.store, "the logs read again", LONG, |s| {
+        s.entries >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = source.store.container_events_of(&id).expect("events");
+    assert_eq!(again.len(), events.len(), "{again:#?}");
+    source.stop().await;
+    docker.remove(name);
+    docker.remove("other");
+    dockerd.stop();
+}
