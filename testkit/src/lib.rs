@@ -145,6 +145,14 @@ impl NatsServer {
         }
     }
 
+    /// Kills the server with SIGKILL (a crash: no shutdown of its own) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL nats-server");
+            child.wait().expect("reap nats-server");
+        }
+    }
+
     /// Sends `signal` (`STOP`, `CONT`) to the running process, by pid.
     pub fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");

@@ -807,3 +807,213 @@ fn the_hub_compose_file_sets_only_settings_the_aggregator_knows() {
     }
     assert!(compose.contains("command: [\"run\", \"--create-stream\"]"));
 }
+
+/// GET `path` of a process's HTTP server; `None` while it does not answer.
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// The value of an unlabelled counter in a /metrics text.
+fn counter(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Stored reports and the sum of their received counts, read from a replica's database
+/// file (another process may be writing it: WAL readers do not block it).
+fn stored_in(db: &Path) -> (u64, u64) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the replica's database");
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(received), 0) FROM reports",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .expect("count")
+}
+
+/// An aggregator replica as its own `truebit-aggregator run` process.
+struct ReplicaProcess {
+    child: std::process::Child,
+    port: u16,
+    db: PathBuf,
+}
+
+impl ReplicaProcess {
+    fn spawn(dir: &Path, cluster: &Cluster, i: usize, keys: &str) -> ReplicaProcess {
+        let port = free_port();
+        let db = dir.join(format!("p{i}/aggregator.db"));
+        std::fs::create_dir_all(db.parent().expect("dir")).expect("dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("p{i}.log")))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_truebit-aggregator"))
+            .arg("run")
+            .env_clear()
+            .env("AGGREGATOR_NATS_URL", cluster.urls())
+            .env("AGGREGATOR_NATS_USER", "aggregator")
+            .env("AGGREGATOR_NATS_PASSWORD", AGGREGATOR_PASSWORD)
+            .env("AGGREGATOR_NATS_CA", &cluster.ca)
+            .env("DB_PATH", &db)
+            .env("KEY_PATH", dir.join(format!("p{i}.key")))
+            .env("NOISE_SECRET_PATH", dir.join("hub.noise"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("CREATE_STREAM", "true")
+            .env("STREAM_REPLICAS", "3")
+            .env("STREAM_MAX_MIB", "64")
+            .env("ACK_WAIT_SECS", "1")
+            .env("AGGREGATOR_REPLICA", format!("p{i}"))
+            .env("AGGREGATOR_CONSUMER", format!("p{i}"))
+            .env("AGGREGATOR_KEYS", keys)
+            .env("AGGREGATOR_THRESHOLD", "2")
+            .env("RUST_LOG", "truebit_aggregator=info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the aggregator binary starts");
+        ReplicaProcess { child, port, db }
+    }
+
+    async fn metrics(&self) -> Option<String> {
+        http_get(self.port, "/metrics").await
+    }
+
+    async fn reads_the_stream(&self) -> bool {
+        http_get(self.port, "/health")
+            .await
+            .is_some_and(|h| h.contains("\"feed\":\"jetstream\""))
+    }
+}
+
+impl Drop for ReplicaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The replicas as separate processes, and a crash rather than a shutdown: replica 3
+/// and one nats-server are killed with SIGKILL while the replicas are draining 4,000
+/// reports from the R3 stream. The other two store every report; the killed replica,
+/// started again on its database and durable consumer, catches up; every store then
+/// holds exactly the hand count (nothing lost, nothing counted twice: what it had
+/// stored before the crash but not acknowledged comes again and is a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_and_a_server_killed_mid_ingest_lose_and_double_count_nothing() {
+    const NODES: u32 = 200;
+    const WINDOWS: u64 = 20;
+    let total = u64::from(NODES) * WINDOWS;
+    let dir = tempdir();
+    let mut cluster = Cluster::start(dir.path());
+    let keys: Vec<String> = (1..=3)
+        .map(|i| {
+            let out = Command::new(env!("CARGO_BIN_EXE_truebit-aggregator"))
+                .args([
+                    "--key",
+                    &dir.path().join(format!("p{i}.key")).display().to_string(),
+                    "key",
+                ])
+                .output()
+                .expect("truebit-aggregator key");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    let keys = keys.join(",");
+    let mut replicas: Vec<ReplicaProcess> = (1..=3)
+        .map(|i| ReplicaProcess::spawn(dir.path(), &cluster, i, &keys))
+        .collect();
+    for r in &replicas {
+        wait_until(
+            60,
+            "every replica reads the replicated stream",
+            async || r.reads_the_stream().await,
+        )
+        .await;
+    }
+
+    // Real time: the replicas run on the system clock. The 20 windows before now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let last_closed = now / 300 * 300 - 300;
+    let wires: Vec<Vec<u8>> = (0..WINDOWS)
+        .flat_map(|w| {
+            (1..=NODES).map(move |n| SimNode::new(n).wire(last_closed - w * 300, 3, &[Task::ok(1)]))
+        })
+        .collect();
+    let monitor = cluster.client("monitor", MONITOR_PASSWORD).await;
+    let js = async_nats::jetstream::new(monitor);
+    publish_fast(&js, &wires).await;
+
+    // Mid-ingest: replica 3 has accepted some of the reports, not all.
+    let victim = &replicas[2];
+    let mut at_kill = 0;
+    wait_until(120, "replica 3 is part-way through", async || {
+        at_kill = match victim.metrics().await {
+            Some(text) => counter(&text, "truebit_aggregator_reports_accepted_total").unwrap_or(0),
+            None => 0,
+        };
+        at_kill >= 200
+    })
+    .await;
+    replicas[2].child.kill().expect("SIGKILL replica 3");
+    replicas[2].child.wait().expect("reaped");
+    cluster.servers[1].kill();
+    let (stored_at_kill, _) = stored_in(&replicas[2].db);
+    assert!(
+        stored_at_kill < total,
+        "the kill must land mid-ingest: {stored_at_kill} of {total} stored (accepted {at_kill})"
+    );
+
+    // The two live replicas store every report.
+    for r in &replicas[..2] {
+        wait_until(300, "the live replicas store every report", async || {
+            stored_in(&r.db).0 == total
+        })
+        .await;
+    }
+
+    // Both come back: the replica on its own database and consumer.
+    cluster.servers[1].spawn();
+    let db = replicas[2].db.clone();
+    replicas[2] = ReplicaProcess::spawn(dir.path(), &cluster, 3, &keys);
+    assert_eq!(replicas[2].db, db);
+    wait_until(300, "the killed replica catches up", async || {
+        stored_in(&db).0 == total
+    })
+    .await;
+    // The hand count: 4,000 reports, 3 tasks received in each.
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(stored_in(&r.db), (total, 3 * total), "replica {}", i + 1);
+    }
+    let text = replicas[2].metrics().await.expect("metrics");
+    let accepted = counter(&text, "truebit_aggregator_reports_accepted_total").expect("accepted");
+    assert_eq!(
+        accepted,
+        total - stored_at_kill,
+        "after the restart, replica 3 accepts only what it had not stored: {text}"
+    );
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("truebit_aggregator_reports_rejected_total{"))
+    {
+        assert!(
+            line.contains("reason=\"duplicate\""),
+            "only duplicates are rejected: {line}"
+        );
+    }
+}
