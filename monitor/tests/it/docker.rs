@@ -720,16 +720,23 @@ async fn a_container_being_removed_is_reported_as_such_not_as_docker_unreachable
     docker.remove(&name);
 }
 
+/// A daemon of the test's own under `dir` (its socket directory returned too), with the
+/// test image: for tests that restart the daemon or flood its event history.
+fn private_dockerd(dir: &Path) -> (std::path::PathBuf, support::Dockerd) {
+    support::docker();
+    let sock_dir = dir.join("d");
+    std::fs::create_dir(&sock_dir).expect("dir");
+    let dockerd = support::Dockerd::start(&sock_dir);
+    dockerd.import_image(dir);
+    (sock_dir, dockerd)
+}
+
 /// The monitor is stopped while the daemon restarts (Docker forgets its events then) and
 /// the node is started again: once back, the monitor records the gap, marked inferred.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downtime_while_the_monitor_was_down_is_inferred_when_it_reconnects() {
-    support::docker();
     let dir = support::tempdir();
-    let sock_dir = dir.path().join("d");
-    std::fs::create_dir(&sock_dir).expect("dir");
-    let dockerd = support::Dockerd::start(&sock_dir);
-    dockerd.import_image(dir.path());
+    let (sock_dir, dockerd) = private_dockerd(dir.path());
     let docker = dockerd.docker();
     let name = "runner-node";
     let line = "2025-11-24 13:55:34 info: @truebit/worker-runner-node:2.4.1 up";
@@ -797,12 +804,8 @@ async fn downtime_while_the_monitor_was_down_is_inferred_when_it_reconnects() {
 /// monitor records every restart the count shows, the unseen ones marked inferred.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_docker_no_longer_has_events_for_are_counted_from_restart_count() {
-    support::docker();
     let dir = support::tempdir();
-    let sock_dir = dir.path().join("d");
-    std::fs::create_dir(&sock_dir).expect("dir");
-    let dockerd = support::Dockerd::start(&sock_dir);
-    dockerd.import_image(dir.path());
+    let (_, dockerd) = private_dockerd(dir.path());
     let docker = dockerd.docker();
     let ctl = dir.path().join("ctl");
     std::fs::create_dir(&ctl).expect("dir");
