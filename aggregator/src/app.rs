@@ -27,6 +27,10 @@ use crate::publisher::{lock, Latest, Published, Publisher, SharedCertifier};
 use crate::store::Store;
 use crate::Clock;
 
+/// How often an aggregator reading a core subscription asks whether the server has a
+/// report stream now.
+const CORE_FEED_PROBE: Duration = Duration::from_secs(10);
+
 /// A started aggregator.
 #[derive(Debug)]
 pub struct Running {
@@ -261,7 +265,8 @@ async fn supervise_ingest(
                 nats.create_stream(config.stream_max_bytes, config.stream_replicas)
                     .await?;
             }
-            nats.reports(&config.consumer, config.ack_wait).await
+            nats.reports(&config.consumer, config.ack_wait, config.create_stream)
+                .await
         };
         let feed = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -277,17 +282,37 @@ async fn supervise_ingest(
                 metrics.set_delivery(delivery);
                 tracing::info!(delivery, "receiving reports by {}", feed.mode());
                 metrics.set_consuming(true);
+                let feed_cancel = cancel.child_token();
+                let core = matches!(feed.delivery(), Delivery::Core);
                 let ingest = Ingest {
                     feed,
                     store: store.clone(),
                     metrics: Arc::clone(&metrics),
                     clock: clock.clone(),
-                    cancel: cancel.clone(),
+                    cancel: feed_cancel.clone(),
                 };
-                let result = ingest.run().await;
+                let ingest = ingest.run();
+                tokio::pin!(ingest);
+                // A core feed is a fallback, not a choice: once the server has a stream on
+                // the report subject (JetStream came up, an operator created it), the
+                // durable consumer replaces it and delivers what the core feed missed.
+                let mut switched = false;
+                let result = loop {
+                    tokio::select! {
+                        result = &mut ingest => break result,
+                        _ = tokio::time::sleep(CORE_FEED_PROBE), if core && !switched => {
+                            if nats.has_report_stream().await {
+                                tracing::info!("a JetStream stream on the report subject is there now; switching to it");
+                                switched = true;
+                                feed_cancel.cancel();
+                            }
+                        }
+                    }
+                };
                 metrics.set_consuming(false);
                 match result {
                     Err(e) => tracing::error!(error = %e, "ingest stopped"),
+                    Ok(()) if switched => continue,
                     Ok(()) if !cancel.is_cancelled() => {
                         tracing::warn!("the report feed ended; opening it again");
                     }

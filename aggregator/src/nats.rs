@@ -141,7 +141,17 @@ impl Nats {
     /// or JetStream not enabled for the account) and one with JetStream but no stream
     /// both give the core subscription; only a connection that is down is an error (the
     /// caller retries).
-    pub async fn reports(&self, consumer: &str, ack_wait: Duration) -> Result<Feed, NatsError> {
+    ///
+    /// With `require_stream` (the aggregator was told to create the stream, so the server
+    /// has JetStream), a lookup that fails or gets no answer is an error and the caller
+    /// retries: a cluster electing the stream's leader can leave a lookup unanswered, and
+    /// a core subscription taken then would miss every report stored while it ran.
+    pub async fn reports(
+        &self,
+        consumer: &str,
+        ack_wait: Duration,
+        require_stream: bool,
+    ) -> Result<Feed, NatsError> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err(NatsError::Other(
                 "not connected to the NATS server yet".into(),
@@ -155,6 +165,18 @@ impl Nats {
         .await;
         let stream_name = match lookup {
             Ok(Ok(name)) => name,
+            Ok(Err(e)) if require_stream => {
+                return Err(js_err(format!(
+                    "the report stream was created but its lookup failed: {}",
+                    truebit_web::format::error_chain(&e)
+                )));
+            }
+            Err(_) if require_stream => {
+                return Err(js_err(format!(
+                    "the report stream was created but its lookup got no answer in {} s",
+                    STREAM_LOOKUP_TIMEOUT.as_secs()
+                )));
+            }
             Ok(Err(e)) => {
                 use jetstream::context::GetStreamByNameErrorKind as K;
                 let why = match e.kind() {
@@ -229,6 +251,20 @@ impl Nats {
             mode,
             inner: Box::pin(inner),
         })
+    }
+
+    /// Whether the server now answers the stream lookup for the report subject: a core
+    /// feed asks this from time to time and is replaced by the stream once it is there.
+    pub async fn has_report_stream(&self) -> bool {
+        let context = jetstream::new(self.client.clone());
+        matches!(
+            tokio::time::timeout(
+                STREAM_LOOKUP_TIMEOUT,
+                context.stream_by_subject(REPORT_SUBJECT),
+            )
+            .await,
+            Ok(Ok(_))
+        )
     }
 
     /// A plain subscription to the report subject (at most once).

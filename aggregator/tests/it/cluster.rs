@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use truebit_aggregator::app::{self, Running};
@@ -417,8 +417,18 @@ async fn the_replicated_hub_stays_certified_two_of_three_loses_nothing_and_names
         let live = replicas[i - 1].as_ref().expect("running");
         // The hand count: 12 + 14 reports, 12 × 3 + 14 × 2 tasks received.
         assert_eq!(stored(live).await, (26, 64), "replica {i}");
+        // The certificate a monitor saw was gathered by one replica; the other learns
+        // of it when the votes reach it.
+        wait_until(
+            30,
+            "each live replica sees the window certified",
+            async || {
+                let c = live.state.metrics.certification();
+                c.window == Some(window) && c.certified
+            },
+        )
+        .await;
         let c = live.state.metrics.certification();
-        assert!(c.certified);
         let silent: Vec<&str> = c.silent.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(silent, ["r3"], "replica {i} says who is missing");
     }
@@ -992,10 +1002,19 @@ async fn a_replica_and_a_server_killed_mid_ingest_lose_and_double_count_nothing(
     let db = replicas[2].db.clone();
     replicas[2] = ReplicaProcess::spawn(dir.path(), &cluster, 3, &keys);
     assert_eq!(replicas[2].db, db);
-    wait_until(300, "the killed replica catches up", async || {
-        stored_in(&db).0 == total
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while stored_in(&db).0 != total {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(dir.path().join("p3.log")).unwrap_or_default();
+            let health = http_get(replicas[2].port, "/health").await;
+            panic!(
+                "the killed replica did not catch up: {} of {total} stored; /health: {health:?}; its log:\n{}",
+                stored_in(&db).0,
+                log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The hand count: 4,000 reports, 3 tasks received in each.
     for (i, r) in replicas.iter().enumerate() {
         assert_eq!(stored_in(&r.db), (total, 3 * total), "replica {}", i + 1);

@@ -133,3 +133,48 @@ async fn jetstream_without_a_stream_is_core_and_with_one_is_jetstream() {
     );
     app.shutdown().await;
 }
+
+/// A core feed is a fallback: when a stream on the report subject appears later (an
+/// operator created it, JetStream came back), the aggregator moves to a durable consumer,
+/// which also delivers the reports stored while the core feed ran; each is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_feed_moves_to_the_stream_once_there_is_one() {
+    let dir = tempdir();
+    let nats = NatsServer::jetstream(dir.path());
+    let app = core_feed_stores_reports(dir.path(), &nats).await;
+
+    let js = async_nats::jetstream::new(client(&nats).await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: truebit_aggregator::nats::STREAM_NAME.into(),
+        subjects: vec![REPORT_SUBJECT.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create the stream");
+    // Stored in the stream while the aggregator may still read the core feed.
+    let wire = SimNode::new(3).wire(NOON + 600, 1, &[Task::ok(1)]);
+    js.publish(REPORT_SUBJECT, wire.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("the stream stores it");
+    wait_until(30, "the JetStream feed replaces the core one", async || {
+        let m = app.state.metrics.snapshot();
+        m.consuming && m.delivery == Some("jetstream")
+    })
+    .await;
+    let wire = SimNode::new(4).wire(NOON + 600, 1, &[Task::ok(1)]);
+    js.publish(REPORT_SUBJECT, wire.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("the stream stores it");
+    wait_until(10, "four reports stored", async || {
+        app.state.store.totals().await.expect("totals").reports == 4
+    })
+    .await;
+    assert_eq!(app.state.metrics.accepted(), 4);
+    let h = health(app.addr).await;
+    assert_eq!(h["feed"], "jetstream", "{h}");
+    app.shutdown().await;
+}
