@@ -360,3 +360,148 @@ impl<'a> Collector<'a> {
         parts.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng as _;
+    use truebit_protocol::identity::PublicKey;
+    use truebit_protocol::proof::{ReplicaProof, UptimeStatement, DAY};
+    use truebit_protocol::sign::SigningKey;
+
+    use super::*;
+    use crate::federation::identity::test_fixtures::identity;
+
+    /// 2025-11-01T00:00:00Z.
+    const FROM: u64 = 1_761_955_200;
+
+    fn replica_key(i: u8) -> SigningKey {
+        SigningKey::from_bytes(&[60 + i; 32])
+    }
+
+    fn hub() -> KeySet {
+        let keys = (1..=3)
+            .map(|i| PublicKey::from(&replica_key(i).verifying_key()))
+            .collect();
+        KeySet::new(keys, 2).expect("2 of 3")
+    }
+
+    fn period() -> ProofPeriod {
+        ProofPeriod::new(FROM, FROM + DAY, FROM + 2 * DAY).expect("one closed day")
+    }
+
+    fn statement(windows: &[(u64, bool)]) -> UptimeStatement {
+        UptimeStatement::new_from_windows(
+            identity().node_id(),
+            FROM,
+            FROM + DAY,
+            windows.iter().copied(),
+            &hub(),
+        )
+        .expect("statement")
+    }
+
+    /// Replica `i`'s reply with `statement`, signed with `key`, sealed to `to`.
+    fn sealed(i: u8, statement: &UptimeStatement, key: &SigningKey, to: &SealSecret) -> Vec<u8> {
+        let proof = ReplicaProof::sign(&format!("a{i}"), statement, key).expect("signs");
+        ProofReply::seal(
+            &proof,
+            &to.public(),
+            &mut StdRng::seed_from_u64(u64::from(i)),
+        )
+        .to_wire()
+    }
+
+    fn refused(i: u8, code: RefusalCode) -> Vec<u8> {
+        ProofReply::refused(&format!("a{i}"), code).to_wire()
+    }
+
+    const UP: &[(u64, bool)] = &[(FROM, true), (FROM + 300, true), (FROM + 600, false)];
+
+    #[test]
+    fn two_identical_statements_of_pinned_keys_make_a_verified_proof() {
+        let (pinned, secret) = (hub(), SealSecret::generate(&mut rand::rngs::OsRng));
+        let mut c = Collector::new(&pinned, &secret, identity().node_id(), period());
+        let s = statement(UP);
+        assert!(c.offer(&sealed(1, &s, &replica_key(1), &secret)).is_none());
+        // The same key again does not count twice.
+        assert!(c.offer(&sealed(1, &s, &replica_key(1), &secret)).is_none());
+        let proof = c
+            .offer(&sealed(2, &s, &replica_key(2), &secret))
+            .expect("2 of 3");
+        let verified = proof.verify(&pinned).expect("verifies");
+        assert_eq!(verified.statement, s);
+        assert_eq!(
+            verified.statement.windows_reported(),
+            vec![FROM, FROM + 300, FROM + 600]
+        );
+        assert_eq!(verified.statement.uptime_s, 600);
+        assert_eq!(verified.signers, pinned.keys()[..2].to_vec());
+    }
+
+    #[test]
+    fn a_different_statement_a_stranger_and_another_seal_do_not_count() {
+        let (pinned, secret) = (hub(), SealSecret::generate(&mut rand::rngs::OsRng));
+        let other_secret = SealSecret::generate(&mut rand::rngs::OsRng);
+        let mut c = Collector::new(&pinned, &secret, identity().node_id(), period());
+        let s = statement(UP);
+        let tampered = statement(&[(FROM, true)]);
+        assert!(c.offer(&sealed(1, &s, &replica_key(1), &secret)).is_none());
+        assert!(c
+            .offer(&sealed(3, &tampered, &replica_key(3), &secret))
+            .is_none());
+        assert!(c.offer(&sealed(4, &s, &replica_key(9), &secret)).is_none());
+        assert!(c
+            .offer(&sealed(2, &s, &replica_key(2), &other_secret))
+            .is_none());
+        assert!(c.offer(b"{\"replica\":\"a5\"}").is_none());
+        let line = c.failure(Duration::from_secs(5));
+        assert_eq!(
+            line,
+            "the replicas that answered disagree (2 different statements, at most 1 signature(s) on one, 2 needed); \
+             3 reply(ies) did not count: 1 not sealed to this request, 1 signed by a key that is not pinned, 1 unreadable reply"
+        );
+        // Replica 2's statement sealed to this request completes the proof.
+        let proof = c
+            .offer(&sealed(2, &s, &replica_key(2), &secret))
+            .expect("certified by 1 and 2");
+        assert_eq!(proof.statement(), &s);
+    }
+
+    #[test]
+    fn refusals_are_summed_up_in_one_line() {
+        let (pinned, secret) = (hub(), SealSecret::generate(&mut rand::rngs::OsRng));
+        let mut c = Collector::new(&pinned, &secret, identity().node_id(), period());
+        assert!(c.offer(&refused(1, RefusalCode::Stale)).is_none());
+        assert!(!c.all_answered());
+        assert!(c.offer(&refused(2, RefusalCode::Stale)).is_none());
+        assert_eq!(
+            c.failure(Duration::from_secs(5)),
+            "2 of 3 replicas refused: stale request (check this machine's clock); 1 of 3 did not answer within 5 s"
+        );
+        assert!(c.offer(&refused(3, RefusalCode::Busy)).is_none());
+        assert!(c.all_answered());
+        assert_eq!(
+            c.failure(Duration::from_secs(5)),
+            "3 of 3 replicas refused: 2 stale request (check this machine's clock), 1 the hub is busy (try again in a minute)"
+        );
+        let silent = Collector::new(&pinned, &secret, identity().node_id(), period());
+        assert!(silent
+            .failure(Duration::from_secs(5))
+            .starts_with("no aggregator replica answered within 5 s"));
+    }
+
+    #[test]
+    fn a_statement_of_another_period_does_not_count() {
+        let (pinned, secret) = (hub(), SealSecret::generate(&mut rand::rngs::OsRng));
+        let next_day = ProofPeriod::new(FROM + DAY, FROM + 2 * DAY, FROM + 3 * DAY).expect("day");
+        let mut c = Collector::new(&pinned, &secret, identity().node_id(), next_day);
+        let s = statement(UP);
+        assert!(c.offer(&sealed(1, &s, &replica_key(1), &secret)).is_none());
+        assert!(c.offer(&sealed(2, &s, &replica_key(2), &secret)).is_none());
+        assert_eq!(
+            c.ignored.get("a statement of another node or period"),
+            Some(&2)
+        );
+    }
+}
