@@ -121,7 +121,8 @@ fn main() -> ExitCode {
         }
     };
     // A one-shot command (import, password, api-key, alert) only talks when something is
-    // wrong, unless asked otherwise.
+    // wrong, unless asked otherwise; uptime-proof's own error line says why it failed
+    // (its connection attempts are not logged besides).
     let quiet_import = matches!(
         cli.command,
         Some(
@@ -129,10 +130,13 @@ fn main() -> ExitCode {
                 | Command::Password { .. }
                 | Command::ApiKey { .. }
                 | Command::Alert { .. }
-                | Command::UptimeProof { .. }
         )
     ) && cli.settings.log_level.is_none();
-    init_tracing(if quiet_import {
+    let quiet_proof = matches!(cli.command, Some(Command::UptimeProof { .. }))
+        && cli.settings.log_level.is_none();
+    init_tracing(if quiet_proof {
+        "error"
+    } else if quiet_import {
         "warn"
     } else {
         &config.log_level

@@ -9,8 +9,8 @@ use truebit_protocol::report::{Continent, Level};
 use truebit_protocol::stats::NetworkStats;
 use truebit_web::format::{self, NONE};
 use truebit_web::page::{
-    Card, Choice, Distribution, FederationPage, Metric, NetworkView, Notice, ProofForm,
-    ReportView, Stamp,
+    Card, Choice, Distribution, FederationPage, Metric, NetworkView, Notice, ProofForm, ReportView,
+    Stamp,
 };
 
 use super::view::form_pairs;
@@ -226,7 +226,10 @@ fn view(
             }
             list
         },
-        proof: st.settings.enabled.then(|| proof_form(s.clock.now_secs(), st)),
+        proof: st
+            .settings
+            .enabled
+            .then(|| proof_form(s.clock.now_secs(), st)),
     }
 }
 
