@@ -18,7 +18,9 @@
 //!   inbox per request (`_INBOX.<32 random hex digits>`), subscribed just for that
 //!   request: every monitor may read `_INBOX.>`, and a stable inbox would let another
 //!   monitor count this one's acknowledgements across reconnects and days.
-//! - Only [`Publishable`] values can be published.
+//! - Only [`Publishable`] values can be published as reports; [`Nats::scatter`] sends
+//!   the operator's uptime proof request (`super::proof`), whose replies every replica
+//!   sends to a fresh inbox.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -452,6 +452,26 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
     ];
     hub.report(&key, &windows).await;
     hub.listening().await;
+    // The federation page offers the form, the last 30 days by default.
+    let (cookie, _) = app.login().await;
+    let html = app
+        .call(Method::GET, "/federation", Auth::Cookie(&cookie))
+        .await;
+    let html = String::from_utf8_lossy(&html.body);
+    let first = truebit_monitor::federation::proof::format_day(yesterday - 29 * DAY);
+    let last = truebit_monitor::federation::proof::format_day(yesterday);
+    assert!(
+        html.contains(r#"action="/api/federation/uptime-proof""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"name="from" value="{first}" max="{last}""#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"name="to" value="{last}" max="{last}""#)),
+        "{html}"
+    );
     let day = truebit_monitor::federation::proof::format_day(yesterday);
 
     let r = app
