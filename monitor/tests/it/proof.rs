@@ -159,6 +159,8 @@ impl Hub {
         c.keys = (1..=self.n).map(replica_public).collect();
         c.threshold = self.threshold;
         c.noise_secret_path = self.dir.join("hub.noise");
+        // Room for a 31-day proof ending on day 0.
+        c.retention_days = 40;
         c
     }
 
@@ -631,4 +633,58 @@ fn cli(db: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         command.env(name, value);
     }
     command.output().expect("run truebit-monitor")
+}
+
+/// How long a certified proof takes, request to verified proof, with 3 replicas (2 of
+/// 3) on loopback: the node reported every window of one day. A measurement, not a
+/// test: run it with `cargo test -p truebit-monitor --test it proof::measure --
+/// --ignored --nocapture` and record the figures in docs/PERFORMANCE.md. Each request
+/// opens and closes its own connection, as the CLI and the API do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that prints figures (docs/PERFORMANCE.md)"]
+async fn measure_uptime_proof_round_trip() {
+    let dir = tempdir();
+    let clock = next_morning();
+    let hub = Hub::start(dir.path(), 3, 2, &clock).await;
+    let (identity, key) = node();
+    let windows: Vec<(u64, NodeState)> =
+        (0..288).map(|i| (DAY0 + i * 300, NodeState::Up)).collect();
+    hub.report(&key, &windows).await;
+    hub.listening().await;
+    let config = monitor_config(&hub.nats.url(), 3, 2);
+    let keys = pinned(3, 2);
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    for days in [1, 31] {
+        let period = ProofPeriod::new(DAY0 + DAY - days * DAY, DAY0 + DAY, clock.now_secs())
+            .expect("closed days");
+        let before = loadavg();
+        let mut took = Vec::new();
+        let mut size = 0;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let proof = request_uptime_proof(
+                &config,
+                &identity,
+                &keys,
+                period,
+                &clock,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("certified");
+            took.push(started.elapsed());
+            assert_eq!(proof.statement().uptime_s, 288 * 300);
+            size = proof.to_json_pretty().len();
+        }
+        took.sort();
+        println!(
+            "{days} day(s): request to verified proof p50 {:?}, max {:?} over {} requests; proof file {size} bytes (pretty); load average before {}, after {}",
+            took[took.len() / 2],
+            took[took.len() - 1],
+            took.len(),
+            before.trim(),
+            loadavg().trim()
+        );
+    }
+    hub.shutdown().await;
 }
