@@ -369,6 +369,24 @@ async fn a_single_aggregator_on_the_shipped_conf_answers_a_one_of_one_proof() {
     );
     assert_eq!(verified.signers, vec![test_key().public()]);
 
+    // A monitor cannot read other nodes' requests; the aggregator user cannot publish
+    // under _INBOX except the one reply to a request it received.
+    let mut snoop = connect_with_events(&url, "monitor", MONITOR_PASSWORD, &hub.ca).await;
+    let _sub = snoop
+        .0
+        .subscribe(PROOF_REQUEST_SUBJECT)
+        .await
+        .expect("sent");
+    snoop.0.flush().await.expect("flush");
+    expect_violation(&mut snoop.1, "subscription", PROOF_REQUEST_SUBJECT).await;
+    let mut agg = connect_with_events(&url, "aggregator", AGGREGATOR_PASSWORD, &hub.ca).await;
+    agg.0
+        .publish("_INBOX.not-a-reply", "x".into())
+        .await
+        .expect("sent");
+    agg.0.flush().await.expect("flush");
+    expect_violation(&mut agg.1, "publish", "_INBOX.not-a-reply").await;
+
     // verify-proof on the aggregator's machine: its own key (KEY_PATH) by default.
     let file = dir.path().join("proof.json");
     std::fs::write(&file, proof.to_json()).expect("write");
@@ -385,6 +403,53 @@ async fn a_single_aggregator_on_the_shipped_conf_answers_a_one_of_one_proof() {
         text(&out)
     );
     app.shutdown().await;
+}
+
+/// A client of `user` whose server errors arrive on the receiver.
+async fn connect_with_events(
+    url: &str,
+    user: &str,
+    password: &str,
+    ca: &Path,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .add_root_certificates(ca.to_owned())
+        .custom_inbox_prefix(if user == "aggregator" {
+            "_AGGREGATOR_INBOX"
+        } else {
+            "_INBOX"
+        })
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event.to_string());
+            }
+        })
+        .connect(url)
+        .await
+        .expect("connects");
+    (client, rx)
+}
+
+/// Waits for the server's "Permissions Violation for {kind} to \"{subject}\"".
+async fn expect_violation(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    kind: &str,
+    subject: &str,
+) {
+    let wanted = format!("permissions violation for {kind} to \"{subject}\"").to_lowercase();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if event.to_lowercase().contains(&wanted) => return,
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => panic!("the server did not refuse {kind} to {subject:?}"),
+        }
+    }
 }
 
 fn aggregator(args: &[&str], env: &[(&str, String)]) -> Output {
