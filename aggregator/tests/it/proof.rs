@@ -579,3 +579,71 @@ fn verify_proof_prints_a_summary_or_one_line_and_exits_accordingly() {
         assert!(err.contains(expected), "{expected:?} in {err}");
     }
 }
+
+/// The in-flight limit, made 0 so that every request meets it: refused `busy`, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_at_its_in_flight_limit_answers_busy() {
+    use std::sync::Arc;
+    use truebit_aggregator::metrics::Metrics;
+    use truebit_aggregator::nats::Nats;
+    use truebit_aggregator::proof::ProofServer;
+    use truebit_aggregator::store::Store;
+    let dir = tempdir();
+    let server = NatsServer::start(dir.path(), &[]);
+    let cfg = config(dir.path(), &server.url());
+    let metrics = Arc::new(Metrics::default());
+    let nats = Nats::connect(&cfg.nats, Arc::clone(&metrics))
+        .await
+        .expect("connects");
+    let store = Store::open(&cfg.db_path, cfg.limits).expect("store");
+    let now = DAY0 + 2 * DAY + 3_600;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(
+        ProofServer {
+            nats: nats.clone(),
+            store,
+            key: test_key(),
+            replica: "r1".into(),
+            keys: single_key_set(),
+            retention_days: 30,
+            clock: clock_at(now),
+            metrics: Arc::clone(&metrics),
+            max_in_flight: 0,
+            cancel: cancel.clone(),
+        }
+        .run(),
+    );
+    let client = client(&server).await;
+    wait_until(20, "the replica answers", async || {
+        metrics.proofs_refused(RefusalCode::Busy) > 0 || !ask_quietly(&client).await.is_empty()
+    })
+    .await;
+    let node = SimNode::new(1);
+    let secret = seal_secret(4);
+    let req = request(&node.key, DAY0, DAY0 + DAY, now, &secret);
+    let before = metrics.proofs_refused(RefusalCode::Busy);
+    let codes = refusals(&ask(&client, &req.sign(&node.key).to_wire(), 1).await);
+    assert_eq!(codes, vec![("r1".to_owned(), RefusalCode::Busy)]);
+    assert_eq!(metrics.proofs_refused(RefusalCode::Busy), before + 1);
+    assert_eq!(metrics.proofs_served(), 0);
+    cancel.cancel();
+    task.await.expect("stops");
+    nats.close().await;
+}
+
+/// Sends a malformed request and returns whatever replies came within 500 ms.
+async fn ask_quietly(client: &async_nats::Client) -> Vec<Vec<u8>> {
+    let inbox = client.new_inbox();
+    let Ok(mut sub) = client.subscribe(inbox.clone()).await else {
+        return Vec::new();
+    };
+    let _ = client
+        .publish_with_reply(PROOF_REQUEST_SUBJECT, inbox, "probe".into())
+        .await;
+    let _ = client.flush().await;
+    let mut out = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        out.push(msg.payload.to_vec());
+    }
+    out
+}
