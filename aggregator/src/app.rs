@@ -124,6 +124,7 @@ pub async fn start(
             retention_days: config.retention_days,
             clock: clock.clone(),
             metrics: Arc::clone(&metrics),
+            max_in_flight: crate::proof::MAX_IN_FLIGHT,
             cancel: cancel.clone(),
         }
         .run(),

@@ -41,6 +41,8 @@ pub struct ProofServer {
     pub retention_days: u32,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// Requests worked on at once ([`MAX_IN_FLIGHT`]); more are refused `busy`.
+    pub max_in_flight: usize,
     pub cancel: CancellationToken,
 }
 
@@ -66,7 +68,7 @@ impl ProofServer {
             retention_days: self.retention_days,
             clock: self.clock.clone(),
         });
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let permits = Arc::new(Semaphore::new(self.max_in_flight));
         loop {
             let requests = tokio::select! {
                 _ = self.cancel.cancelled() => return,

@@ -673,7 +673,7 @@ impl ReplicaProof {
 }
 
 /// Why a replica did not answer with a statement; kebab-case on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RefusalCode {
     /// Not a proof request (size, envelope, form, period or window rules).
