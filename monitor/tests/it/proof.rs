@@ -68,9 +68,15 @@ fn pinned(n: usize, threshold: usize) -> KeySet {
     KeySet::new((1..=n).map(replica_public).collect(), threshold).expect("key set")
 }
 
+const MONITOR_PASSWORD: &str = "m-secret #1";
+const AGGREGATOR_PASSWORD: &str = "a-secret";
+
 /// A hub: one nats-server with JetStream and `n` replicas on a shared clock.
 struct Hub {
     nats: truebit_testkit::NatsServer,
+    /// With the shipped deploy/nats-server.conf: its test CA (TLS, users `monitor` and
+    /// `aggregator` with their permissions).
+    shipped_ca: Option<PathBuf>,
     dir: PathBuf,
     n: usize,
     threshold: usize,
@@ -80,11 +86,54 @@ struct Hub {
 
 impl Hub {
     async fn start(dir: &Path, n: usize, threshold: usize, clock: &Clock) -> Hub {
-        crate::support::init_tracing();
         let js = dir.join("js").display().to_string();
         let nats = truebit_testkit::NatsServer::start(dir, &["-js", "-sd", &js, "-m", "-1"]);
+        Hub::with_replicas(nats, None, dir, n, threshold, clock).await
+    }
+
+    /// One aggregator (1 of 1) behind the shipped deploy/nats-server.conf.
+    async fn start_shipped(dir: &Path, clock: &Clock) -> Hub {
+        let certs = truebit_testkit::certificates(dir);
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats-server.conf"),
+        )
+        .expect("deploy/nats-server.conf");
+        let conf = truebit_testkit::shipped_nats_conf(&shipped, dir, &certs.dir);
+        let nats = truebit_testkit::NatsServer::start_with_env(
+            dir,
+            &["-c", &conf.display().to_string(), "-m", "-1"],
+            // Quoted as docker-compose.federation.yml hands them over.
+            &[
+                ("MONITOR_PASSWORD".into(), format!("\"{MONITOR_PASSWORD}\"")),
+                (
+                    "AGGREGATOR_PASSWORD".into(),
+                    format!("\"{AGGREGATOR_PASSWORD}\""),
+                ),
+            ],
+        );
+        Hub::with_replicas(nats, Some(certs.ca), dir, 1, 1, clock).await
+    }
+
+    /// The URL monitors connect to.
+    fn url(&self) -> String {
+        match self.shipped_ca {
+            Some(_) => format!("tls://127.0.0.1:{}", self.nats.port),
+            None => self.nats.url(),
+        }
+    }
+
+    async fn with_replicas(
+        nats: truebit_testkit::NatsServer,
+        shipped_ca: Option<PathBuf>,
+        dir: &Path,
+        n: usize,
+        threshold: usize,
+        clock: &Clock,
+    ) -> Hub {
+        crate::support::init_tracing();
         let mut hub = Hub {
             nats,
+            shipped_ca,
             dir: dir.to_owned(),
             n,
             threshold,
@@ -142,7 +191,7 @@ impl Hub {
 
     fn config(&self, i: usize) -> HubConfig {
         let mut c = HubSettings {
-            nats_url: Some(self.nats.url()),
+            nats_url: Some(self.url()),
             db_path: Some(self.db(i)),
             stats_interval_secs: Some(1),
             ack_wait_secs: Some(1),
@@ -161,7 +210,29 @@ impl Hub {
         c.noise_secret_path = self.dir.join("hub.noise");
         // Room for a 31-day proof ending on day 0.
         c.retention_days = 40;
+        if let Some(ca) = &self.shipped_ca {
+            c.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
+                user: "aggregator".into(),
+                password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
+            };
+            c.nats.ca_file = Some(ca.clone());
+        }
         c
+    }
+
+    /// A client as a monitor connects (the `monitor` user on the shipped conf).
+    async fn monitor_client(&self) -> async_nats::Client {
+        match &self.shipped_ca {
+            Some(ca) => async_nats::ConnectOptions::with_user_and_password(
+                "monitor".into(),
+                MONITOR_PASSWORD.into(),
+            )
+            .add_root_certificates(ca.clone())
+            .connect(self.url())
+            .await
+            .expect("the monitor user connects over TLS"),
+            None => async_nats::connect(self.url()).await.expect("connect"),
+        }
     }
 
     fn db(&self, i: usize) -> PathBuf {
@@ -191,8 +262,7 @@ impl Hub {
     /// Publishes `node`'s reports of `windows` (start, state) through JetStream and
     /// waits until every running replica stored them.
     async fn report(&self, node: &SigningKey, windows: &[(u64, NodeState)]) {
-        let client = async_nats::connect(self.nats.url()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(self.monitor_client().await);
         for (window, state) in windows {
             let w = WindowStart::new(*window).expect("a window start");
             let mut report = Report::for_key(&node.verifying_key(), w, Level::Strict);
@@ -302,7 +372,7 @@ async fn two_of_three_replicas_certify_a_proof_and_a_replica_with_another_statem
     let (identity, key) = node();
     hub.report(&key, &day0_windows()).await;
     hub.listening().await;
-    let config = monitor_config(&hub.nats.url(), 3, 2);
+    let config = monitor_config(&hub.url(), 3, 2);
     let keys = pinned(3, 2);
     let period = ProofPeriod::new(DAY0, DAY0 + DAY, clock.now_secs()).expect("closed day");
     let wait = Duration::from_secs(5);
@@ -380,9 +450,11 @@ async fn two_of_three_replicas_certify_a_proof_and_a_replica_with_another_statem
     hub.shutdown().await;
 }
 
-/// A single aggregator (FEDERATION_AGGREGATOR_KEY, 1 of 1): the API answers the proof as
-/// a download for the admin, 403 for a read key, 400 for a bad or open day; the CLI
-/// prints the same statement; without a hub the CLI says so in one line.
+/// A single aggregator (FEDERATION_AGGREGATOR_KEY, 1 of 1) behind the shipped
+/// deploy/nats-server.conf (TLS; the monitor and aggregator users' permissions): the API
+/// answers the proof as a download for the admin, 403 for a read key, 400 for a bad or
+/// open day; the CLI prints the same statement; without a hub the CLI says so in one
+/// line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
     let dir = tempdir();
@@ -394,9 +466,13 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
     let yesterday = now - now % DAY - DAY;
     let clock = Clock::manual(0);
     clock.set_secs(now);
-    let hub = Hub::start(&dir.path().join("hub"), 1, 1, &clock).await;
+    let hub = Hub::start_shipped(&dir.path().join("hub"), &clock).await;
+    let ca = hub.shipped_ca.clone().expect("the test CA");
     let federation = FederationSettings {
-        nats_url: Some(hub.nats.url()),
+        nats_url: Some(hub.url()),
+        nats_user: Some("monitor".into()),
+        nats_password: Some(MONITOR_PASSWORD.into()),
+        nats_ca: Some(ca.clone()),
         aggregator_key: Some(replica_public(1).to_string()),
         ..FederationSettings::default()
     }
@@ -563,7 +639,10 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
     let out = cli(
         &db,
         &[
-            ("FEDERATION_NATS_URL", &hub.nats.url()),
+            ("FEDERATION_NATS_URL", &hub.url()),
+            ("FEDERATION_NATS_USER", "monitor"),
+            ("FEDERATION_NATS_PASSWORD", MONITOR_PASSWORD),
+            ("FEDERATION_NATS_CA", &ca.display().to_string()),
             ("FEDERATION_AGGREGATOR_KEY", &replica_public(1).to_string()),
         ],
         &["--from", &day, "--to", &day],
@@ -651,7 +730,7 @@ async fn measure_uptime_proof_round_trip() {
         (0..288).map(|i| (DAY0 + i * 300, NodeState::Up)).collect();
     hub.report(&key, &windows).await;
     hub.listening().await;
-    let config = monitor_config(&hub.nats.url(), 3, 2);
+    let config = monitor_config(&hub.url(), 3, 2);
     let keys = pinned(3, 2);
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for days in [1, 31] {
