@@ -164,7 +164,20 @@ pub async fn request_uptime_proof(
     };
     let result = fetch(&nats, identity, pinned, period, clock, wait).await;
     nats.close().await;
-    result
+    // A server that refused the request (a hub whose NATS permissions predate uptime
+    // proofs) says so on the connection, not in a reply.
+    let server_said = link_rx
+        .borrow()
+        .last_error
+        .as_deref()
+        .and_then(|e| e.strip_prefix("server: "))
+        .map(str::to_owned);
+    match (result, server_said) {
+        (Err(ProofFetchError::NotCertified(line)), Some(said)) => Err(
+            ProofFetchError::NotCertified(format!("{line}; the NATS server said: {said}")),
+        ),
+        (result, _) => result,
+    }
 }
 
 /// The request and the collection of its replies on an open connection.

@@ -74,9 +74,10 @@ const AGGREGATOR_PASSWORD: &str = "a-secret";
 /// A hub: one nats-server with JetStream and `n` replicas on a shared clock.
 struct Hub {
     nats: truebit_testkit::NatsServer,
-    /// With the shipped deploy/nats-server.conf: its test CA (TLS, users `monitor` and
-    /// `aggregator` with their permissions).
+    /// The CA of the server's TLS certificate (the shipped deploy/nats-server.conf).
     shipped_ca: Option<PathBuf>,
+    /// Users `monitor` and `aggregator` log in (a configuration with permissions).
+    logins: bool,
     dir: PathBuf,
     n: usize,
     threshold: usize,
@@ -88,7 +89,29 @@ impl Hub {
     async fn start(dir: &Path, n: usize, threshold: usize, clock: &Clock) -> Hub {
         let js = dir.join("js").display().to_string();
         let nats = truebit_testkit::NatsServer::start(dir, &["-js", "-sd", &js, "-m", "-1"]);
-        Hub::with_replicas(nats, None, dir, n, threshold, clock).await
+        Hub::with_replicas(nats, None, false, dir, n, threshold, clock).await
+    }
+
+    /// One aggregator (1 of 1) on a nats-server run with `conf`, which defines the
+    /// users `monitor` and `aggregator` (passwords [`MONITOR_PASSWORD`],
+    /// [`AGGREGATOR_PASSWORD`]).
+    async fn start_with_users(dir: &Path, conf: &str, clock: &Clock) -> Hub {
+        let file = dir.join("nats.conf");
+        std::fs::write(&file, conf).expect("nats config");
+        let js = dir.join("js").display().to_string();
+        let nats = truebit_testkit::NatsServer::start(
+            dir,
+            &[
+                "-c",
+                &file.display().to_string(),
+                "-js",
+                "-sd",
+                &js,
+                "-m",
+                "-1",
+            ],
+        );
+        Hub::with_replicas(nats, None, true, dir, 1, 1, clock).await
     }
 
     /// One aggregator (1 of 1) behind the shipped deploy/nats-server.conf.
@@ -111,7 +134,7 @@ impl Hub {
                 ),
             ],
         );
-        Hub::with_replicas(nats, Some(certs.ca), dir, 1, 1, clock).await
+        Hub::with_replicas(nats, Some(certs.ca), true, dir, 1, 1, clock).await
     }
 
     /// The URL monitors connect to.
@@ -125,6 +148,7 @@ impl Hub {
     async fn with_replicas(
         nats: truebit_testkit::NatsServer,
         shipped_ca: Option<PathBuf>,
+        logins: bool,
         dir: &Path,
         n: usize,
         threshold: usize,
@@ -134,6 +158,7 @@ impl Hub {
         let mut hub = Hub {
             nats,
             shipped_ca,
+            logins,
             dir: dir.to_owned(),
             n,
             threshold,
@@ -210,29 +235,32 @@ impl Hub {
         c.noise_secret_path = self.dir.join("hub.noise");
         // Room for a 31-day proof ending on day 0.
         c.retention_days = 40;
-        if let Some(ca) = &self.shipped_ca {
+        if self.logins {
             c.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
                 user: "aggregator".into(),
                 password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
             };
-            c.nats.ca_file = Some(ca.clone());
         }
+        c.nats.ca_file = self.shipped_ca.clone();
         c
     }
 
-    /// A client as a monitor connects (the `monitor` user on the shipped conf).
+    /// A client as a monitor connects (the `monitor` user when there are users).
     async fn monitor_client(&self) -> async_nats::Client {
-        match &self.shipped_ca {
-            Some(ca) => async_nats::ConnectOptions::with_user_and_password(
+        let mut options = async_nats::ConnectOptions::new();
+        if self.logins {
+            options = async_nats::ConnectOptions::with_user_and_password(
                 "monitor".into(),
                 MONITOR_PASSWORD.into(),
-            )
-            .add_root_certificates(ca.clone())
+            );
+        }
+        if let Some(ca) = &self.shipped_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        options
             .connect(self.url())
             .await
-            .expect("the monitor user connects over TLS"),
-            None => async_nats::connect(self.url()).await.expect("connect"),
-        }
+            .expect("the test's monitor client connects")
     }
 
     fn db(&self, i: usize) -> PathBuf {
@@ -681,6 +709,54 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    hub.shutdown().await;
+}
+
+/// A hub whose NATS permissions predate uptime proofs (the `monitor` user may not
+/// publish requests): no replica ever hears the request, and the one line says what the
+/// server said instead of only "no answer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_does_not_let_monitors_ask_is_named_in_the_line() {
+    let dir = tempdir();
+    let clock = next_morning();
+    let conf = format!(
+        "authorization {{\n  users = [\n    {{ user: monitor, password: \"{MONITOR_PASSWORD}\",\n      permissions: {{ publish: {{ allow: [\"truebit.report.v1\", \"$JS.API.STREAM.NAMES\"] }}, subscribe: {{ allow: [\"truebit.stats.v2\", \"_INBOX.>\"] }} }} }}\n    {{ user: aggregator, password: \"{AGGREGATOR_PASSWORD}\" }}\n  ]\n}}\n"
+    );
+    let hub = Hub::start_with_users(dir.path(), &conf, &clock).await;
+    let (identity, key) = node();
+    hub.report(&key, &day0_windows()).await;
+    hub.listening().await;
+    let config = FederationSettings {
+        nats_url: Some(hub.url()),
+        nats_user: Some("monitor".into()),
+        nats_password: Some(MONITOR_PASSWORD.into()),
+        aggregator_key: Some(replica_public(1).to_string()),
+        ..FederationSettings::default()
+    }
+    .resolve()
+    .expect("monitor federation config");
+    let keys = KeySet::single(replica_public(1)).expect("1 of 1");
+    let period = ProofPeriod::new(DAY0, DAY0 + DAY, clock.now_secs()).expect("closed day");
+    let error = request_uptime_proof(
+        &config,
+        &identity,
+        &keys,
+        period,
+        &clock,
+        Duration::from_secs(2),
+    )
+    .await
+    .expect_err("the server drops the request");
+    let line = error.to_string();
+    assert!(
+        line.starts_with("not certified: no aggregator replica answered within 2 s"),
+        "{line}"
+    );
+    assert!(line.contains("; the NATS server said: "), "{line}");
+    assert!(line.contains("Permissions Violation"), "{line}");
+    assert!(line.contains("truebit.proof.req.v1"), "{line}");
+    // The replica never heard it.
+    assert_eq!(hub.replica(1).state.metrics.proofs_served(), 0);
     hub.shutdown().await;
 }
 
