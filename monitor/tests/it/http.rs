@@ -564,7 +564,7 @@ async fn every_admin_route_refuses_a_read_key_and_every_other_route_lets_it_in()
         }
     }
     // GET /api/keys is refused by the router alone (require_auth only guards changes).
-    assert_eq!(admin, 11, "the admin routes of the table");
+    assert_eq!(admin, 12, "the admin routes of the table");
 }
 
 #[tokio::test]
