@@ -172,12 +172,28 @@ pub async fn request_uptime_proof(
         .as_deref()
         .and_then(|e| e.strip_prefix("server: "))
         .map(str::to_owned);
-    match (result, server_said) {
+    let result = match (result, server_said) {
         (Err(ProofFetchError::NotCertified(line)), Some(said)) => Err(
             ProofFetchError::NotCertified(format!("{line}; the NATS server said: {said}")),
         ),
         (result, _) => result,
+    };
+    match &result {
+        Ok(proof) => tracing::info!(
+            from = %period.first_day(),
+            to = %period.last_day(),
+            signatures = proof.signatures().len(),
+            uptime_s = proof.statement().uptime_s,
+            "federation: uptime proof certified"
+        ),
+        Err(error) => tracing::warn!(
+            from = %period.first_day(),
+            to = %period.last_day(),
+            %error,
+            "federation: no uptime proof"
+        ),
     }
+    result
 }
 
 /// The request and the collection of its replies on an open connection.
