@@ -166,6 +166,13 @@ async fn three_replicas_certify_a_nodes_reported_windows_and_refuse_what_they_mu
         })
         .await;
     }
+    for r in &replicas {
+        let m = std::sync::Arc::clone(&r.state.metrics);
+        wait_until(30, "every replica caught up with the stream", async || {
+            m.caught_up()
+        })
+        .await;
+    }
     wait_for_responders(&monitor, 3).await;
 
     // The node asks for June 1 and 2.
@@ -350,6 +357,8 @@ async fn a_single_aggregator_on_the_shipped_conf_answers_a_one_of_one_proof() {
         store.totals().await.map(|t| t.reports).unwrap_or(0) == count
     })
     .await;
+    let m = std::sync::Arc::clone(&app.state.metrics);
+    wait_until(20, "caught up with the stream", async || m.caught_up()).await;
     wait_for_responders(&monitor, 1).await;
 
     // The monitor user may publish the request and read the reply on its inbox; the
@@ -592,6 +601,8 @@ async fn a_replica_at_its_in_flight_limit_answers_busy() {
     let server = NatsServer::start(dir.path(), &[]);
     let cfg = config(dir.path(), &server.url());
     let metrics = Arc::new(Metrics::default());
+    // Caught up: only the in-flight limit can make it busy.
+    metrics.set_caught_up(true);
     let nats = Nats::connect(&cfg.nats, Arc::clone(&metrics))
         .await
         .expect("connects");
