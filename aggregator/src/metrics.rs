@@ -107,6 +107,11 @@ impl Metrics {
         self.caught_up.store(caught_up, Ordering::Relaxed);
     }
 
+    /// Whether the durable consumer had caught up with the stream at the last check.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
     /// A certified statistics message was published.
     pub fn stats_certified(&self) {
         self.stats_certified.fetch_add(1, Ordering::Relaxed);

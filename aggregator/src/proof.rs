@@ -4,7 +4,9 @@
 //!
 //! Every replica subscribes (no queue group) and answers on its own: the requester
 //! collects the replicas' signatures. At most [`MAX_IN_FLIGHT`] requests are worked on
-//! at once; one more is refused `busy` at once. Refusals are counted by code and logged
+//! at once; one more is refused `busy` at once, and so is a request that arrives while
+//! the replica's consumer has not caught up with the report stream (its statement could
+//! then differ from the other replicas'). Refusals are counted by code and logged
 //! in one line without the node id.
 
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub struct ProofServer {
 #[derive(Debug)]
 struct Answerer {
     store: Store,
+    metrics: Arc<Metrics>,
     key: AggregatorKey,
     replica: String,
     keys: KeySet,
@@ -62,6 +65,7 @@ impl ProofServer {
     pub async fn run(self) {
         let answerer = Arc::new(Answerer {
             store: self.store.clone(),
+            metrics: Arc::clone(&self.metrics),
             key: self.key.clone(),
             replica: self.replica.clone(),
             keys: self.keys.clone(),
@@ -146,6 +150,12 @@ impl Answerer {
         let now = self.clock.now_secs();
         let retention_start = now.saturating_sub(u64::from(self.retention_days) * DAY);
         request.check_clock(now, retention_start)?;
+        if !self.metrics.caught_up() {
+            // Reports of the period may still be in the stream: a statement now could
+            // differ from the other replicas'.
+            tracing::debug!("uptime proof request while the consumer catches up");
+            return Err(RefusalCode::Busy);
+        }
         let statement = self.statement(&request).await?;
         let proof =
             ReplicaProof::sign(&self.replica, &statement, self.key.signing_key()).map_err(|e| {

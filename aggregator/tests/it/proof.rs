@@ -166,6 +166,13 @@ async fn three_replicas_certify_a_nodes_reported_windows_and_refuse_what_they_mu
         })
         .await;
     }
+    for r in &replicas {
+        let m = std::sync::Arc::clone(&r.state.metrics);
+        wait_until(30, "every replica caught up with the stream", async || {
+            m.caught_up()
+        })
+        .await;
+    }
     wait_for_responders(&monitor, 3).await;
 
     // The node asks for June 1 and 2.
@@ -350,6 +357,8 @@ async fn a_single_aggregator_on_the_shipped_conf_answers_a_one_of_one_proof() {
         store.totals().await.map(|t| t.reports).unwrap_or(0) == count
     })
     .await;
+    let m = std::sync::Arc::clone(&app.state.metrics);
+    wait_until(20, "caught up with the stream", async || m.caught_up()).await;
     wait_for_responders(&monitor, 1).await;
 
     // The monitor user may publish the request and read the reply on its inbox; the
@@ -592,6 +601,8 @@ async fn a_replica_at_its_in_flight_limit_answers_busy() {
     let server = NatsServer::start(dir.path(), &[]);
     let cfg = config(dir.path(), &server.url());
     let metrics = Arc::new(Metrics::default());
+    // Caught up: only the in-flight limit can make it busy.
+    metrics.set_caught_up(true);
     let nats = Nats::connect(&cfg.nats, Arc::clone(&metrics))
         .await
         .expect("connects");
@@ -646,4 +657,67 @@ async fn ask_quietly(client: &async_nats::Client) -> Vec<Vec<u8>> {
         out.push(msg.payload.to_vec());
     }
     out
+}
+
+/// What a replica's store read and answer cost for a 31-day request, on a store with
+/// 31 days of every window of 10 nodes (89,280 reports): median of 21 runs, printed.
+/// `cargo test -p truebit-aggregator --test it proof::measure -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (docs/PERFORMANCE.md), not a check"]
+async fn measure_a_31_day_statement_from_the_store() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use truebit_aggregator::gate::Limits;
+    use truebit_aggregator::store::Store;
+    let dir = tempdir();
+    let store = Store::open(&dir.path().join("m.db"), Limits::default()).expect("store");
+    let nodes: Vec<SimNode> = (1..=10).map(SimNode::new).collect();
+    let days = 31;
+    let start = Instant::now();
+    for hour in 0..days * 24 {
+        let mut batch = Vec::new();
+        for w in 0..12 {
+            let window = DAY0 + hour * 3_600 + w * 300;
+            for n in &nodes {
+                batch.push(n.report(window, 1, &[]));
+            }
+        }
+        let now = DAY0 + (hour + 1) * 3_600 + 60;
+        let verdicts = store.ingest(Arc::new(batch), now).await.expect("stored");
+        assert!(verdicts.iter().all(Result::is_ok));
+    }
+    let totals = store.totals().await.expect("totals");
+    assert_eq!(totals.reports, days * 288 * 10);
+    eprintln!(
+        "{} reports stored in {:.1} s",
+        totals.reports,
+        start.elapsed().as_secs_f64()
+    );
+    let node = nodes[0].report(DAY0, 0, &[]).node;
+    let key = test_key();
+    let keys = single_key_set();
+    let secret = seal_secret(5);
+    let mut reads = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        let windows = store
+            .node_windows(node, DAY0, DAY0 + days * DAY)
+            .await
+            .expect("windows");
+        reads.push(t.elapsed());
+        assert_eq!(windows.len() as u64, days * 288);
+        let statement =
+            UptimeStatement::new_from_windows(node, DAY0, DAY0 + days * DAY, windows, &keys)
+                .expect("statement");
+        let proof = ReplicaProof::sign("r1", &statement, key.signing_key()).expect("signs");
+        let _ = ProofReply::seal(&proof, &secret.public(), &mut rand::rngs::OsRng).to_wire();
+        answers.push(t.elapsed());
+    }
+    reads.sort();
+    answers.sort();
+    eprintln!(
+        "31-day statement: store read median {:?} (max {:?}); read + statement + sign + seal median {:?} (max {:?})",
+        reads[10], reads[20], answers[10], answers[20]
+    );
 }
