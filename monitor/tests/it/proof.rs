@@ -203,7 +203,8 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Waits until exactly the running replicas listen for proof requests.
+    /// Waits until exactly the running replicas listen for proof requests, each caught
+    /// up with the report stream (one that is not answers `busy`).
     async fn listening(&self) {
         let running = self.replicas.iter().flatten().count();
         until(
@@ -212,6 +213,12 @@ impl Hub {
             || async { (self.proof_subscribers().await == running).then_some(()) },
         )
         .await;
+        for r in self.replicas.iter().flatten() {
+            until("the replica to catch up with the stream", 20, || async {
+                r.state.metrics.caught_up().then_some(())
+            })
+            .await;
+        }
     }
 
     fn config(&self, i: usize) -> HubConfig {
