@@ -1,5 +1,5 @@
-//! Wiring: open the store, connect to NATS, spawn the ingest, the publisher and the
-//! HTTP server; one cancellation token fans out the shutdown. Order on shutdown: stop
+//! Wiring: open the store, connect to NATS, spawn the ingest, the publisher, the
+//! uptime proof server and the HTTP server; one cancellation token fans out the shutdown. Order on shutdown: stop
 //! taking reports, finish the batch in hand (stored, acknowledged), stop publishing,
 //! stop HTTP, close NATS.
 
@@ -23,6 +23,7 @@ use crate::ingest::Ingest;
 use crate::key::AggregatorKey;
 use crate::metrics::Metrics;
 use crate::nats::{Delivery, Nats};
+use crate::proof::ProofServer;
 use crate::publisher::{lock, Latest, Published, Publisher, SharedCertifier};
 use crate::store::Store;
 use crate::Clock;
@@ -40,6 +41,7 @@ pub struct Running {
     ingest: JoinHandle<()>,
     publisher: JoinHandle<()>,
     votes: JoinHandle<()>,
+    proofs: JoinHandle<()>,
     http: JoinHandle<()>,
     nats: Nats,
 }
@@ -51,6 +53,7 @@ impl Running {
         let _ = self.ingest.await;
         let _ = self.publisher.await;
         let _ = self.votes.await;
+        let _ = self.proofs.await;
         let _ = self.http.await;
         self.nats.close().await;
     }
@@ -89,7 +92,7 @@ pub async fn start(
     let certifier: SharedCertifier = Arc::new(Mutex::new(Certifier::new(
         config.replica.clone(),
         key.public(),
-        keys,
+        keys.clone(),
     )));
     let cancel = CancellationToken::new();
     if let Some(wire) = store.latest_stats().await? {
@@ -115,6 +118,21 @@ pub async fn start(
         Arc::clone(&metrics),
         cancel.clone(),
     ));
+    let proofs = tokio::spawn(
+        ProofServer {
+            nats: nats.clone(),
+            store: store.clone(),
+            key: key.clone(),
+            replica: config.replica.clone(),
+            keys,
+            retention_days: config.retention_days,
+            clock: clock.clone(),
+            metrics: Arc::clone(&metrics),
+            max_in_flight: crate::proof::MAX_IN_FLIGHT,
+            cancel: cancel.clone(),
+        }
+        .run(),
+    );
     let publisher = Publisher {
         certifier: Arc::clone(&certifier),
         consumer: config.consumer.clone(),
@@ -161,6 +179,7 @@ pub async fn start(
         ingest,
         publisher,
         votes,
+        proofs,
         http,
         nats,
     })

@@ -177,6 +177,36 @@ impl Settings {
         })
     }
 
+    /// The hub key set an uptime proof is checked against (`verify-proof`):
+    /// `AGGREGATOR_KEYS` with `AGGREGATOR_THRESHOLD` (default: a majority), else this
+    /// aggregator's own key alone when its key file exists (1 of 1). Never creates a key.
+    pub fn pinned_key_set(&self) -> Result<KeySet, ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
+        let keys = parse_keys(self.keys.as_deref())?;
+        if keys.is_empty() {
+            let path = self.key_path.clone().unwrap_or_else(|| {
+                self.db_path
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_DB_PATH))
+                    .with_file_name("aggregator.key")
+            });
+            if !path.exists() {
+                return Err(invalid(
+                    "AGGREGATOR_KEYS",
+                    "no hub keys to verify against: pass --keys K1,K2,... (and --threshold M), or run where the aggregator's configuration or key is".into(),
+                ));
+            }
+            let key = crate::key::AggregatorKey::load_or_create(&path)
+                .map_err(|e| invalid("KEY_PATH", e.to_string()))?;
+            return KeySet::single(key.public()).map_err(|e| invalid("KEY_PATH", e.to_string()));
+        }
+        let threshold = self.threshold.unwrap_or(KeySet::majority(keys.len()));
+        KeySet::new(keys, threshold).map_err(|e| match e {
+            KeySetError::Threshold { .. } => invalid("AGGREGATOR_THRESHOLD", e.to_string()),
+            _ => invalid("AGGREGATOR_KEYS", e.to_string()),
+        })
+    }
+
     /// Validates the merged settings.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let invalid = |key: &'static str, problem: &str| ConfigError::Invalid {
@@ -321,22 +351,7 @@ impl Settings {
                 "must be between 1 and 5 (3 on a 3-server cluster)",
             ));
         }
-        let keys = match self.keys.as_deref().map(str::trim) {
-            None | Some("") => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(|k| {
-                    k.parse::<PublicKey>().map_err(|_| {
-                        invalid(
-                            "AGGREGATOR_KEYS",
-                            "expected Ed25519 public keys as 64 lowercase hex digits, comma separated (`truebit-aggregator key` prints one)",
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        let keys = parse_keys(self.keys.as_deref())?;
         if keys.is_empty() && self.threshold.is_some_and(|t| t != 1) {
             return Err(invalid(
                 "AGGREGATOR_THRESHOLD",
@@ -379,6 +394,24 @@ impl Settings {
             create_stream: false,
             stream_max_bytes: stream_max_mib * 1024 * 1024,
         })
+    }
+}
+
+/// `AGGREGATOR_KEYS`: Ed25519 public keys, comma separated (empty: none).
+fn parse_keys(list: Option<&str>) -> Result<Vec<PublicKey>, ConfigError> {
+    match list.map(str::trim) {
+        None | Some("") => Ok(Vec::new()),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                k.parse::<PublicKey>().map_err(|_| ConfigError::Invalid {
+                    key: "AGGREGATOR_KEYS",
+                    problem: "expected Ed25519 public keys as 64 lowercase hex digits, comma separated (`truebit-aggregator key` prints one)".into(),
+                })
+            })
+            .collect(),
     }
 }
 

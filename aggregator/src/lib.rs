@@ -3,7 +3,8 @@
 //! and a read-only HTTP API and public network page. See ARCHITECTURE.md.
 //!
 //! Data path: [`nats`] (feed) -> [`ingest`] (verify) -> [`store`] (with [`gate`]) ->
-//! [`stats`] -> [`publisher`] (sign, publish) and [`http`].
+//! [`stats`] -> [`publisher`] (sign, publish) and [`http`]. Uptime proofs: [`nats`]
+//! (requests) -> [`proof`] (the node's windows from [`store`], signed, sealed) -> reply.
 
 pub mod app;
 pub mod certify;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod key;
 pub mod metrics;
 pub mod nats;
+pub mod proof;
 pub mod publisher;
 pub mod stats;
 pub mod store;

@@ -37,6 +37,12 @@ enum Command {
     Run,
     /// Print the aggregator's public key (creating the key if needed), for monitors to pin
     Key,
+    /// Verify an uptime proof file offline against the hub's keys (--keys K1,K2,...
+    /// --threshold M; default: this replica's AGGREGATOR_KEYS, or its own key alone)
+    VerifyProof {
+        /// The proof (JSON, as `truebit-monitor uptime-proof` writes it)
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("aggregator.key"));
             let key = AggregatorKey::load_or_create(&key_path)?;
             println!("{}", key.public());
+            Ok(())
+        }
+        Command::VerifyProof { file } => {
+            let pinned = settings.pinned_key_set()?;
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read the proof {}", file.display()))?;
+            let summary = truebit_aggregator::proof::verify_file(&bytes, &pinned)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            println!("{summary}");
             Ok(())
         }
         Command::Run => {

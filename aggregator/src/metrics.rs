@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
+use truebit_protocol::proof::RefusalCode;
 
 use crate::certify::Certification;
 use crate::gate::Reason;
@@ -29,6 +30,8 @@ pub struct Metrics {
     stats_certified: AtomicU64,
     votes_rejected: AtomicU64,
     certification: Mutex<Certification>,
+    proofs_served: AtomicU64,
+    proofs_refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A snapshot for the API.
@@ -104,6 +107,11 @@ impl Metrics {
         self.caught_up.store(caught_up, Ordering::Relaxed);
     }
 
+    /// Whether the durable consumer had caught up with the stream at the last check.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
     /// A certified statistics message was published.
     pub fn stats_certified(&self) {
         self.stats_certified.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +125,35 @@ impl Metrics {
     /// Where the current window's co-signing stands.
     pub fn set_certification(&self, c: &Certification) {
         *self.certification.lock().unwrap_or_else(|p| p.into_inner()) = c.clone();
+    }
+
+    /// An uptime proof request was answered with a sealed, signed statement.
+    pub fn proof_served(&self) {
+        self.proofs_served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An uptime proof request was refused with `code`.
+    pub fn proof_refused(&self, code: RefusalCode) {
+        *self
+            .proofs_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code.as_str())
+            .or_default() += 1;
+    }
+
+    pub fn proofs_served(&self) -> u64 {
+        self.proofs_served.load(Ordering::Relaxed)
+    }
+
+    /// Refusals with `code` so far.
+    pub fn proofs_refused(&self, code: RefusalCode) -> u64 {
+        self.proofs_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(code.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn certification(&self) -> Certification {
@@ -280,6 +317,22 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP truebit_aggregator_proofs_served_total Uptime proof requests answered with a signed statement.\n\
+             # TYPE truebit_aggregator_proofs_served_total counter\n\
+             truebit_aggregator_proofs_served_total {}\n\
+             # HELP truebit_aggregator_proofs_refused_total Uptime proof requests refused, by code.\n\
+             # TYPE truebit_aggregator_proofs_refused_total counter",
+            self.proofs_served.load(Ordering::Relaxed)
+        );
+        for code in RefusalCode::ALL {
+            let _ = writeln!(
+                out,
+                "truebit_aggregator_proofs_refused_total{{code=\"{code}\"}} {}",
+                self.proofs_refused(code)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP truebit_aggregator_database_bytes Size of the SQLite database and its WAL.\n\
              # TYPE truebit_aggregator_database_bytes gauge\n\
              truebit_aggregator_database_bytes {db_bytes}"
@@ -310,5 +363,25 @@ mod tests {
         assert!(text
             .contains("truebit_aggregator_reports_rejected_total{reason=\"bad_signature\"} 1\n"));
         assert!(text.contains("truebit_aggregator_reports_accepted_total 1\n"));
+    }
+
+    #[test]
+    fn proofs_are_counted_served_and_refused_by_code() {
+        let m = Metrics::default();
+        m.proof_served();
+        m.proof_refused(RefusalCode::Stale);
+        m.proof_refused(RefusalCode::Stale);
+        m.proof_refused(RefusalCode::Busy);
+        let text = m.render(0);
+        assert!(
+            text.contains("truebit_aggregator_proofs_served_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("truebit_aggregator_proofs_refused_total{code=\"stale\"} 2\n"));
+        assert!(text.contains("truebit_aggregator_proofs_refused_total{code=\"busy\"} 1\n"));
+        assert!(
+            text.contains("truebit_aggregator_proofs_refused_total{code=\"not-your-node\"} 0\n")
+        );
+        assert_eq!(m.proofs_refused(RefusalCode::Stale), 2);
     }
 }

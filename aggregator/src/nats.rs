@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use futures_util::{Stream, StreamExt};
 use truebit_protocol::certificate::STATS_SIGNATURE_SUBJECT;
-use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
+use truebit_protocol::{PROOF_REQUEST_SUBJECT, REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::config::NatsConfig;
 use crate::metrics::Metrics;
@@ -361,11 +361,45 @@ impl Nats {
         Ok(sub.map(|m| m.payload.to_vec()))
     }
 
+    /// Uptime proof requests: a plain subscription (not a queue group: every replica
+    /// answers with its own signature). Each item is the request bytes and the subject
+    /// to answer on.
+    pub async fn proof_requests(
+        &self,
+    ) -> Result<impl Stream<Item = ProofMessage> + Send + Unpin, NatsError> {
+        let sub = self
+            .client
+            .subscribe(PROOF_REQUEST_SUBJECT)
+            .await
+            .map_err(other)?;
+        Ok(sub.map(|m| ProofMessage {
+            payload: m.payload.to_vec(),
+            reply: m.reply.map(|r| r.to_string()),
+        }))
+    }
+
+    /// Answers a request on its reply subject.
+    pub async fn reply(&self, subject: String, wire: Vec<u8>) -> Result<(), NatsError> {
+        self.client
+            .publish(subject, wire.into())
+            .await
+            .map_err(other)?;
+        self.client.flush().await.map_err(other)
+    }
+
     /// Flushes and closes the connection.
     pub async fn close(self) {
         let _ = self.client.flush().await;
         let _ = self.client.drain().await;
     }
+}
+
+/// One uptime proof request as received.
+#[derive(Debug)]
+pub struct ProofMessage {
+    pub payload: Vec<u8>,
+    /// The requester's inbox; `None` when it sent none (nothing to answer).
+    pub reply: Option<String>,
 }
 
 /// How reports arrive.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use truebit_monitor::alerts;
 use truebit_monitor::app::{self, SourceChoice};
 use truebit_monitor::config::{Config, Settings, EXAMPLE_CONFIG};
+use truebit_monitor::federation::proof;
 use truebit_monitor::http;
 use truebit_monitor::source::demo::DemoOptions;
 use truebit_monitor::source::import::{import_files, ImportCounts};
@@ -84,6 +85,21 @@ enum Command {
         #[command(subcommand)]
         action: alerts::cli::AlertCommand,
     },
+    /// Fetch this node's uptime proof from the federation hub and print it (JSON): the
+    /// 5-minute windows its pseudonymous id reported in over whole UTC days, signed by
+    /// the pinned hub keys. Anyone can check it offline with
+    /// `truebit-aggregator verify-proof`.
+    UptimeProof {
+        /// First UTC day [default: 30 days before --to].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last UTC day, inclusive [default: yesterday].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<String>,
+        /// Seconds to wait for the hub's replicas to answer.
+        #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+        wait: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,7 +121,8 @@ fn main() -> ExitCode {
         }
     };
     // A one-shot command (import, password, api-key, alert) only talks when something is
-    // wrong, unless asked otherwise.
+    // wrong, unless asked otherwise; uptime-proof's own error line says why it failed
+    // (its connection attempts are not logged besides).
     let quiet_import = matches!(
         cli.command,
         Some(
@@ -115,7 +132,11 @@ fn main() -> ExitCode {
                 | Command::Alert { .. }
         )
     ) && cli.settings.log_level.is_none();
-    init_tracing(if quiet_import {
+    let quiet_proof = matches!(cli.command, Some(Command::UptimeProof { .. }))
+        && cli.settings.log_level.is_none();
+    init_tracing(if quiet_proof {
+        "error"
+    } else if quiet_import {
         "warn"
     } else {
         &config.log_level
@@ -229,7 +250,37 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let store = truebit_monitor::store::Store::open(app::store_config(&config))?;
             alerts::cli::run(action, &config, store)
         }
+        Command::UptimeProof { from, to, wait } => uptime_proof(&config, from, to, wait),
     }
+}
+
+fn uptime_proof(
+    config: &Config,
+    from: Option<String>,
+    to: Option<String>,
+    wait: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let store = Store::open(app::store_config(config))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let proof = runtime.block_on(proof::fetch_for_operator(
+        &store,
+        &config.federation,
+        (from.as_deref(), to.as_deref()),
+        &truebit_clock::Clock::system(),
+        Duration::from_secs(wait),
+    ));
+    store.close()?;
+    let (_, proof) = proof?;
+    let mut json = proof.to_json_pretty();
+    json.push(b'\n');
+    std::io::stdout()
+        .write_all(&json)
+        .context("cannot write the proof to standard output")?;
+    Ok(())
 }
 
 fn serve(config: Config, choice: SourceChoice) -> anyhow::Result<()> {

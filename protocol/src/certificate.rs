@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::identity::PublicKey;
 use crate::sign::{VerifyError, STATS_CONTEXT};
@@ -63,9 +64,9 @@ mod sig_hex {
     }
 }
 
-fn signed_message(bytes: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(STATS_CONTEXT.len() + bytes.len());
-    m.extend_from_slice(STATS_CONTEXT);
+fn signed_message(context: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + bytes.len());
+    m.extend_from_slice(context);
     m.extend_from_slice(bytes);
     m
 }
@@ -73,17 +74,28 @@ fn signed_message(bytes: &[u8]) -> Vec<u8> {
 impl StatsSignature {
     /// Signs `bytes` (canonical statistics) with `key`.
     pub fn sign(bytes: &[u8], key: &SigningKey) -> StatsSignature {
-        StatsSignature {
-            key: PublicKey::from(&key.verifying_key()),
-            sig: key.sign(&signed_message(bytes)),
-        }
+        StatsSignature::sign_in(STATS_CONTEXT, bytes, key)
     }
 
     /// Whether the signature over `bytes` verifies with its key (`verify_strict`).
     pub fn verifies(&self, bytes: &[u8]) -> bool {
-        self.key
-            .to_verifying_key()
-            .is_ok_and(|k| k.verify_strict(&signed_message(bytes), &self.sig).is_ok())
+        self.verifies_in(STATS_CONTEXT, bytes)
+    }
+
+    /// Signs `context || bytes` (the same signature shape for other signed kinds,
+    /// e.g. [`crate::proof::PROOF_CONTEXT`]).
+    pub(crate) fn sign_in(context: &[u8], bytes: &[u8], key: &SigningKey) -> StatsSignature {
+        StatsSignature {
+            key: PublicKey::from(&key.verifying_key()),
+            sig: key.sign(&signed_message(context, bytes)),
+        }
+    }
+
+    pub(crate) fn verifies_in(&self, context: &[u8], bytes: &[u8]) -> bool {
+        self.key.to_verifying_key().is_ok_and(|k| {
+            k.verify_strict(&signed_message(context, bytes), &self.sig)
+                .is_ok()
+        })
     }
 }
 
@@ -162,11 +174,40 @@ impl KeySet {
     /// verifies, in the key set's order. Unknown keys, repeats and bad signatures do
     /// not count.
     pub fn valid_signers(&self, bytes: &[u8], signatures: &[StatsSignature]) -> Vec<PublicKey> {
+        self.valid_signers_in(STATS_CONTEXT, bytes, signatures)
+    }
+
+    pub(crate) fn valid_signers_in(
+        &self,
+        context: &[u8],
+        bytes: &[u8],
+        signatures: &[StatsSignature],
+    ) -> Vec<PublicKey> {
         self.keys
             .iter()
-            .filter(|k| signatures.iter().any(|s| s.key == **k && s.verifies(bytes)))
+            .filter(|k| {
+                signatures
+                    .iter()
+                    .any(|s| s.key == **k && s.verifies_in(context, bytes))
+            })
             .copied()
             .collect()
+    }
+
+    /// What ties a signed statement to this key set: hex of the first 16 bytes of
+    /// SHA-256 over the keys' bytes in ascending order, then the threshold as a
+    /// big-endian `u32`. The same keys in any order give the same fingerprint; another
+    /// key or threshold gives another.
+    pub fn fingerprint(&self) -> String {
+        let mut sorted = self.keys.clone();
+        sorted.sort();
+        let mut hasher = Sha256::new();
+        for k in &sorted {
+            hasher.update(k.as_bytes());
+        }
+        // At most MAX_SIGNERS keys, so the threshold always fits.
+        hasher.update((self.threshold as u32).to_be_bytes());
+        hex::encode(&hasher.finalize()[..16])
     }
 }
 

@@ -9,6 +9,7 @@
 //! | [`REPORT_SUBJECT`] `truebit.report.v1` | [`report::Report`] in a [`sign::SignedReport`] envelope | the node's Ed25519 key |
 //! | [`STATS_SUBJECT`] `truebit.stats.v2` | [`stats::NetworkStats`] in a [`certificate::CertifiedStats`] | M of the N pinned aggregator replicas' Ed25519 keys (1 of 1 for a single aggregator) |
 //! | [`certificate::STATS_SIGNATURE_SUBJECT`] `truebit.stats.sig.v1` | a [`certificate::StatsVote`] (replica to replica) | that replica's key |
+//! | [`PROOF_REQUEST_SUBJECT`] `truebit.proof.req.v1` | a [`proof::SignedProofRequest`] (node to every replica; each answers a sealed [`proof::ProofReply`] on the reply inbox) | the node's Ed25519 key (the request); the replica's key (the statement inside the reply) |
 //!
 //! A node sends exactly one report per 5-minute UTC window ([`window`]), after the
 //! window closes, at a uniformly random delay of 0–120 s ([`window::send_delay`]). A
@@ -75,10 +76,11 @@ mod hexbytes;
 pub mod identity;
 pub mod noise;
 pub mod privacy;
+pub mod proof;
 pub mod report;
 pub mod sign;
 pub mod stats;
 pub mod subject;
 pub mod window;
 
-pub use subject::{REPORT_SUBJECT, STATS_SUBJECT};
+pub use subject::{PROOF_REQUEST_SUBJECT, REPORT_SUBJECT, STATS_SUBJECT};

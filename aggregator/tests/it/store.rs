@@ -181,7 +181,7 @@ async fn a_version_1_database_loses_its_item_ids_and_keeps_its_rows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3, "and then the current schema");
+    assert_eq!(version, 4, "and then the current schema");
 }
 
 #[tokio::test]
@@ -206,4 +206,66 @@ async fn a_strict_reports_counts_are_taken_back_by_the_shift_in_the_rollups() {
     let rows = store.hour_rows(NOON).await.expect("rows");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].1, rows[0].2, rows[0].3), (7, 1, -3));
+}
+
+#[tokio::test]
+async fn a_version_3_database_gets_the_node_window_index_and_keeps_its_reports() {
+    let dir = tempdir();
+    let path = dir.path().join("v3.db");
+    let node = SimNode::new(1);
+    let mut down = node.report(NOON + 600, 0, &[]);
+    down.status.state = truebit_protocol::report::NodeState::Down;
+    {
+        let store = Store::open(&path, Limits::default()).expect("store");
+        let reports = vec![
+            node.report(NOON, 0, &[]),
+            down,
+            SimNode::new(2).report(NOON + 300, 0, &[]),
+        ];
+        let verdicts = store
+            .ingest(Arc::new(reports), NOON + 3_600)
+            .await
+            .expect("stored");
+        assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
+    }
+    // What version 3 had: the same tables, no index on (node, window).
+    {
+        let conn = rusqlite::Connection::open(&path).expect("db");
+        conn.execute_batch("DROP INDEX reports_node_window; PRAGMA user_version = 3;")
+            .expect("a version 3 database");
+    }
+    let store = Store::open(&path, Limits::default()).expect("migrated");
+    let id = node.report(NOON, 0, &[]).node;
+    assert_eq!(
+        store
+            .node_windows(id, NOON, NOON + 3_600)
+            .await
+            .expect("windows"),
+        vec![(NOON, true), (NOON + 600, false)]
+    );
+    assert_eq!(
+        store
+            .node_windows(id, NOON + 300, NOON + 600)
+            .await
+            .expect("windows"),
+        Vec::new(),
+        "the period's end is exclusive, its start inclusive"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("db");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 4);
+    let plan: Vec<String> = conn
+        .prepare("EXPLAIN QUERY PLAN SELECT window FROM reports WHERE node = 1 AND window >= 0 AND window < 99")
+        .expect("prepare")
+        .query_map([], |r| r.get(3))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("plan");
+    assert!(
+        plan.iter().any(|p| p.contains("reports_node_window")),
+        "{plan:?}"
+    );
 }

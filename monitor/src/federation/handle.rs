@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::sync::CancellationToken;
+use truebit_protocol::proof::UptimeProof;
 use truebit_protocol::report::{Continent, Level};
 use truebit_protocol::window::window_of;
 
 use super::anonymizer::Sharing;
 use super::identity::Identity;
 use super::nats::{Delivery, LinkState};
+use super::proof::{self, ProofFetchError, ProofPeriod};
 use super::session;
 use super::shared::{Control, NetworkStatsSnapshot, Session, Shared};
 use crate::store::federation::{ReasonCount, ReportRecord, StoredSettings};
@@ -375,6 +377,26 @@ impl FederationHandle {
     /// The newest network statistics that verified against the pinned aggregator key.
     pub async fn network_stats(&self) -> Option<NetworkStatsSnapshot> {
         self.shared.latest_stats().clone()
+    }
+
+    /// This node's uptime proof from the hub over the UTC days `from` to `to`
+    /// (`YYYY-MM-DD`, inclusive, defaults: the last 30 whole days), verified against
+    /// the pinned keys ([`super::proof`]): federation must be configured, on, with
+    /// keys pinned.
+    pub async fn uptime_proof(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<(ProofPeriod, UptimeProof), ProofFetchError> {
+        let shared = &self.shared;
+        proof::fetch_for_operator(
+            &shared.store,
+            &shared.config,
+            (from, to),
+            &shared.clock,
+            proof::DEFAULT_PROOF_WAIT,
+        )
+        .await
     }
 }
 

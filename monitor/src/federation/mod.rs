@@ -24,7 +24,8 @@
 //!   statistics subscription.
 //! - `nats`: the only module that names async-nats.
 //! - [`FederationHandle`]: enable/disable/settings/status/reports/statistics for the
-//!   HTTP API and the dashboard.
+//!   HTTP API and the dashboard, and the node's uptime proof ([`proof`]: a signed
+//!   request to the hub, the replicas' sealed replies, M of N pinned signatures).
 //!
 //! # Wiring
 //!
@@ -51,6 +52,8 @@ pub mod gate;
 mod handle;
 pub mod identity;
 mod nats;
+mod period;
+pub mod proof;
 mod session;
 mod shared;
 

@@ -18,7 +18,9 @@
 //!   inbox per request (`_INBOX.<32 random hex digits>`), subscribed just for that
 //!   request: every monitor may read `_INBOX.>`, and a stable inbox would let another
 //!   monitor count this one's acknowledgements across reconnects and days.
-//! - Only [`Publishable`] values can be published.
+//! - Only [`Publishable`] values can be published as reports; [`Nats::scatter`] sends
+//!   the operator's uptime proof request (`super::proof`), whose replies every replica
+//!   sends to a fresh inbox.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -390,6 +392,37 @@ impl Nats {
             request = request.headers(headers);
         }
         self.client.send_request(subject, request).await
+    }
+
+    /// Publishes `payload` on `subject` with a fresh random inbox as its reply subject,
+    /// subscribed before the publish, and returns the replies' payloads as they come
+    /// (any number of responders: every aggregator replica answers on its own). The
+    /// inbox is unsubscribed when the returned stream is dropped.
+    pub(crate) async fn scatter(
+        &self,
+        subject: &'static str,
+        payload: Vec<u8>,
+    ) -> Result<impl futures_util::Stream<Item = Vec<u8>> + Unpin, PublishError> {
+        use futures_util::StreamExt as _;
+        if !self.is_connected() {
+            return Err(PublishError::NotConnected);
+        }
+        let inbox = fresh_inbox();
+        let replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| PublishError::Failed(e.to_string()))?;
+        self.client
+            .publish_with_reply(subject, inbox, payload.into())
+            .await
+            .map_err(|e| PublishError::Failed(e.to_string()))?;
+        match tokio::time::timeout(IO_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(PublishError::Failed(e.to_string())),
+            Err(_) => return Err(PublishError::TimedOut),
+        }
+        Ok(replies.map(|message| message.payload.to_vec()))
     }
 
     /// Subscribes to `subject` (re-subscribed by the client after a reconnect).

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::federation::proof::ProofFetchError;
 use crate::federation::FederationError;
 use crate::store::StoreError;
 
@@ -63,6 +64,11 @@ pub enum ApiError {
     #[error("{message}")]
     FederationNotConfigured { message: String },
 
+    /// The federation hub did not give what was asked (unreachable, refused, not
+    /// certified); the message says why and what to do.
+    #[error("{message}")]
+    Hub { message: String },
+
     #[error("the monitor is shutting down; try again in a moment")]
     Unavailable,
 
@@ -116,6 +122,7 @@ impl ApiError {
             ApiError::FederationNotConfigured { .. } => {
                 (StatusCode::CONFLICT, "federation_not_configured")
             }
+            ApiError::Hub { .. } => (StatusCode::BAD_GATEWAY, "hub"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::LoginBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -130,6 +137,25 @@ impl From<StoreError> for ApiError {
             other => ApiError::Internal {
                 cause: other.to_string(),
             },
+        }
+    }
+}
+
+impl From<ProofFetchError> for ApiError {
+    fn from(error: ProofFetchError) -> ApiError {
+        use ProofFetchError as E;
+        match error {
+            e @ E::NotConfigured => ApiError::FederationNotConfigured {
+                message: e.to_string(),
+            },
+            e @ (E::NoKeys | E::NotEnabled | E::NoIdentity) => ApiError::Conflict {
+                message: e.to_string(),
+            },
+            E::Period(e) => ApiError::bad_parameter(e.parameter(), e.to_string()),
+            e @ (E::Unreachable(_) | E::NotCertified(_)) => ApiError::Hub {
+                message: e.to_string(),
+            },
+            E::Store(e) => ApiError::from(e),
         }
     }
 }

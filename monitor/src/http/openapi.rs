@@ -28,6 +28,11 @@ pub fn param_schema(kind: ParamKind) -> Value {
                 { "type": "string", "pattern": UNIX_SECONDS },
             ],
         }),
+        ParamKind::Date => json!({
+            "type": "string",
+            "format": "date",
+            "pattern": "^(19[7-9][0-9]|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+        }),
         ParamKind::Text { max_len } => {
             json!({ "type": "string", "minLength": 1, "maxLength": max_len })
         }

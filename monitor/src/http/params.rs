@@ -28,6 +28,8 @@ pub enum ParamKind {
     Int { min: i64, max: i64 },
     /// RFC 3339 (`2025-11-24T13:55:40Z`) or Unix seconds, 1970 to 2200.
     Time,
+    /// A UTC day, `YYYY-MM-DD`, 1970 to 2199.
+    Date,
     /// Free text up to `max_len` characters.
     Text { max_len: usize },
     /// An identifier: 1 to 128 of `A-Z a-z 0-9 - _ . :`.
@@ -61,6 +63,7 @@ impl ParamSpec {
                 "an RFC 3339 time like 2025-11-24T13:55:40Z or Unix seconds, from 1970 to 2200"
                     .into()
             }
+            ParamKind::Date => "a UTC day as YYYY-MM-DD, like 2025-11-24".into(),
             ParamKind::Text { max_len } => {
                 format!("text of at most {max_len} characters, without NUL characters")
             }
@@ -78,6 +81,7 @@ impl ParamSpec {
                 value.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n))
             }
             ParamKind::Time => parse_time_ns(value).is_some(),
+            ParamKind::Date => crate::federation::proof::parse_day(self.name, value).is_ok(),
             // A NUL would end the text for SQLite's LIKE: `a\0b` would match everything.
             ParamKind::Text { max_len } => {
                 !value.is_empty() && !value.contains('\0') && value.chars().count() <= max_len

@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 use super::api::alerts::{CHANNEL_PATH, INCIDENTS_QUERY, RULE_PATH};
-use super::api::federation::FEDERATION_REPORTS_QUERY;
+use super::api::federation::{FEDERATION_REPORTS_QUERY, UPTIME_PROOF_QUERY};
 use super::api::invoices::{INVOICES_QUERY, INVOICE_PATH};
 use super::api::keys::KEY_PATH;
 use super::api::tasks::TASK_PATH;
@@ -84,6 +84,18 @@ const FEDERATION_CHANGE_ERRORS: &[(u16, &str)] = &[
     (
         409,
         "No federation server is configured (set FEDERATION_NATS_URL)",
+    ),
+    (503, "The monitor is shutting down"),
+];
+
+const UPTIME_PROOF_ERRORS: &[(u16, &str)] = &[
+    (
+        409,
+        "Federation is not configured or not on, no hub keys are pinned, or the node has no identity yet",
+    ),
+    (
+        502,
+        "The hub could not be reached, or too few of the pinned keys signed one statement (the message says why)",
     ),
     (503, "The monitor is shutting down"),
 ];
@@ -206,6 +218,12 @@ pub fn api_routes() -> Vec<Route> {
             .describe("The newest statistics that verified against the pinned aggregator key (FEDERATION_AGGREGATOR_KEY), or `null`.")
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "NetworkStatsSnapshot")),
+        R::new(Method::GET, "/api/federation/uptime-proof", "Download this node's uptime proof from the hub", get(api::federation::federation_uptime_proof))
+            .describe("Asks the federation hub for a certified statement of the 5-minute windows this node's pseudonymous id reported in over whole UTC days (`from` to `to`, inclusive; default the last 30 days, at most 31), signed with the node's key; each aggregator replica answers with its own signature. Answers the proof (JSON, `uptime-proof-FROM-TO.json`) once the pinned threshold of hub keys signed the same statement, verified; anyone can check it offline (`truebit-aggregator verify-proof`). Takes up to 5 s. 502 says why there is none (e.g. replicas refused a stale request).")
+            .query(UPTIME_PROOF_QUERY)
+            .admin()
+            .errors(UPTIME_PROOF_ERRORS)
+            .answer(Answer::Download(&["application/json"])),
         R::new(Method::GET, "/api/alerts", "Alert rules with their states, channels with their delivery results", get(api::alerts::overview))
             .describe("Each rule's settings in effect (`source`: `config`, or `database` once changed here; stored settings win over ALERT_* from then on), its state (ok, pending, firing) and since when. Channels by name and kind only: never their addresses or secrets.")
             .errors(ALERTS_ERRORS)

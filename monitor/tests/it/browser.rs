@@ -1072,6 +1072,14 @@ async fn tour_on_a_fixture() {
         },
     )
     .await;
+    // On: the uptime proof section; without pinned hub keys it says what to set.
+    assert_eq!(b.text("#proof-h").await, "Uptime proof");
+    assert!(
+        b.text("#proof-no-keys")
+            .await
+            .starts_with("No hub keys are pinned"),
+        "the proof section names the missing keys"
+    );
     b.shot("federation").await;
     b.click("#federation-toggle").await;
     b.wait_until(

@@ -15,4 +15,5 @@ mod import;
 mod layers;
 mod pages;
 mod parser;
+mod proof;
 mod store;

@@ -681,6 +681,8 @@ async fn the_federation_page_explains_and_cannot_turn_on_without_a_server() {
     assert!(html.contains("No federation server is configured"));
     assert!(html.contains(r#"id="federation-toggle" disabled"#));
     assert!(html.contains("No reports yet. Nothing is sent while federation is off."));
+    // No uptime proof while federation is off.
+    assert!(!html.contains("proof-form"), "{html}");
     let r = post_form(
         &app,
         "/federation/enable",

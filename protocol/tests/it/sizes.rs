@@ -109,3 +109,53 @@ fn the_largest_allowed_report_fits_the_wire_limit() {
     ));
     assert!(len <= MAX_REPORT_WIRE_BYTES, "{len}");
 }
+
+/// A proof of `days` days, every window up, signed by 2 of 3 keys: its compact size.
+fn proof_len(days: u64) -> usize {
+    use truebit_protocol::certificate::KeySet;
+    use truebit_protocol::identity::PublicKey;
+    use truebit_protocol::proof::{ReplicaProof, UptimeProof, UptimeStatement, DAY};
+    use truebit_protocol::sign::SigningKey;
+    let key = |i: u8| SigningKey::from_bytes(&[60 + i; 32]);
+    let hub = KeySet::new(
+        (1..=3)
+            .map(|i| PublicKey::from(&key(i).verifying_key()))
+            .collect(),
+        2,
+    )
+    .expect("2 of 3");
+    let from = 1_717_200_000;
+    let node = PublicKey::from(&key(9).verifying_key()).node_id();
+    let windows = (0..days * 288).map(|i| (from + i * 300, true));
+    let statement = UptimeStatement::new_from_windows(node, from, from + days * DAY, windows, &hub)
+        .expect("statement");
+    let sigs = (1..=2)
+        .map(|i| {
+            ReplicaProof::sign("r", &statement, &key(i))
+                .expect("signs")
+                .sig
+        })
+        .collect();
+    UptimeProof::assemble(&statement.to_canonical_bytes(), sigs, &hub)
+        .expect("2 of 3")
+        .to_json()
+        .len()
+}
+
+#[test]
+fn an_uptime_proof_is_as_large_as_the_documents_say() {
+    let kb = |len: usize| format!("{:.1}", len as f64 / 1_000.0);
+    let sentence = format!(
+        "An uptime proof signed by 2 replicas is about {} KB for one day and {} KB for 30 days",
+        kb(proof_len(1)),
+        kb(proof_len(30))
+    );
+    let text = doc("PERFORMANCE.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains(&sentence),
+        "docs/PERFORMANCE.md must say: {sentence}"
+    );
+}

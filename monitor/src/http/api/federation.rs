@@ -1,7 +1,8 @@
 //! `/api/federation/...`: settings, status, the transparency log, network statistics.
 
 use axum::extract::{Request, State};
-use axum::http::Uri;
+use axum::http::{header, Uri};
+use axum::response::IntoResponse as _;
 
 use serde_json::Value;
 
@@ -22,6 +23,20 @@ pub const FEDERATION_REPORTS_QUERY: &[ParamSpec] = &[ParamSpec::new(
     },
     "Records to return, newest first (default 50).",
 )];
+
+/// `GET /api/federation/uptime-proof` parameters.
+pub const UPTIME_PROOF_QUERY: &[ParamSpec] = &[
+    ParamSpec::new(
+        "from",
+        ParamKind::Date,
+        "First UTC day of the proof (default: 30 days before `to`).",
+    ),
+    ParamSpec::new(
+        "to",
+        ParamKind::Date,
+        "Last UTC day of the proof, inclusive (default: yesterday); at most 31 days after `from`.",
+    ),
+];
 
 /// The federation controls, or 503 when the server runs without them.
 fn federation(s: &AppState) -> Result<&FederationHandle, ApiError> {
@@ -118,4 +133,27 @@ pub async fn federation_reports(State(s): State<AppState>, uri: Uri) -> ApiResul
 pub async fn federation_network_stats(State(s): State<AppState>, uri: Uri) -> ApiResult {
     Params::parse(&uri, NO_PARAMS)?;
     ok(federation(&s)?.network_stats().await)
+}
+
+/// `GET /api/federation/uptime-proof?from=&to=`: this node's uptime proof from the hub,
+/// verified against the pinned keys, as a download (`uptime-proof-FROM-TO.json`).
+pub async fn federation_uptime_proof(State(s): State<AppState>, uri: Uri) -> ApiResult {
+    let p = Params::parse(&uri, UPTIME_PROOF_QUERY)?;
+    let (period, proof) = federation(&s)?
+        .uptime_proof(p.str("from"), p.str("to"))
+        .await?;
+    let mut json = proof.to_json_pretty();
+    json.push(b'\n');
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", period.file_name()),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        json,
+    )
+        .into_response())
 }

@@ -9,7 +9,8 @@ use truebit_protocol::report::{Continent, Level};
 use truebit_protocol::stats::NetworkStats;
 use truebit_web::format::{self, NONE};
 use truebit_web::page::{
-    Card, Choice, Distribution, FederationPage, Metric, NetworkView, Notice, ReportView, Stamp,
+    Card, Choice, Distribution, FederationPage, Metric, NetworkView, Notice, ProofForm, ReportView,
+    Stamp,
 };
 
 use super::view::form_pairs;
@@ -74,12 +75,26 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
             message,
             continents: vec![],
             levels: vec![],
+            proof: None,
         });
     };
     let status = h.status().await.map_err(ApiError::from)?;
     let reports = h.reports(REPORTS).await.map_err(ApiError::from)?;
     let network = h.network_stats().await;
     render(&view(&s, &op, &status, &reports, network, message))
+}
+
+/// The uptime proof form: the last 30 whole days by default.
+fn proof_form(now: u64, st: &FederationStatus) -> ProofForm {
+    use crate::federation::proof::{format_day, ProofPeriod};
+    let period = ProofPeriod::parse(None, None, now).ok();
+    let today = now - now % 86_400;
+    ProofForm {
+        from: period.map(|p| p.first_day()).unwrap_or_default(),
+        to: period.map(|p| p.last_day()).unwrap_or_default(),
+        last: format_day(today.saturating_sub(86_400)),
+        pinned: st.aggregator_key.is_some(),
+    }
 }
 
 fn view(
@@ -211,6 +226,10 @@ fn view(
             }
             list
         },
+        proof: st
+            .settings
+            .enabled
+            .then(|| proof_form(s.clock.now_secs(), st)),
     }
 }
 
