@@ -380,7 +380,7 @@ impl FederationHandle {
     }
 
     /// This node's uptime proof from the hub over the UTC days `from` to `to`
-    /// (`YYYY-MM-DD`, inclusive, defaults: the last 30 whole days), verified against
+    /// (`YYYY-MM-DD`, inclusive, defaults: the last 29 whole days), verified against
     /// the pinned keys ([`super::proof`]): federation must be configured, on, with
     /// keys pinned.
     pub async fn uptime_proof(

@@ -5,8 +5,10 @@ use time::macros::format_description;
 use time::Date;
 use truebit_protocol::proof::{DAY, MAX_PROOF_DAYS};
 
-/// Days a proof covers when the operator names none: the last 30 whole days.
-pub const DEFAULT_PROOF_DAYS: u64 = 30;
+/// Days a proof covers when the operator names none: the last 29 whole days, all that a
+/// hub with the default 30-day retention still holds whole (its 30th day back is partly
+/// deleted, and a replica refuses a day it no longer holds in full).
+pub const DEFAULT_PROOF_DAYS: u64 = 29;
 
 /// Whole UTC days: `from` the first day's midnight, `to` the midnight after the last
 /// day (Unix seconds). Always at least one day, at most [`MAX_PROOF_DAYS`], and closed
@@ -147,15 +149,42 @@ mod tests {
     /// 2025-11-24T00:00:00Z.
     const TODAY: u64 = 1_763_942_400;
 
+    /// The default period must be one a hub with the default retention answers: its 30th
+    /// day back is partly deleted, so a 30-day default was refused `before-retention`.
     #[test]
-    fn without_days_the_last_thirty_whole_days_are_proved() {
+    fn the_default_period_is_one_a_hub_with_the_default_retention_proves() {
+        use truebit_protocol::proof::{ProofRequest, RefusalCode, SealSecret};
+        use truebit_protocol::sign::SigningKey;
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let reply = SealSecret::generate(&mut rand::rngs::OsRng).public();
+        let retention = u64::from(truebit_aggregator::config::DEFAULT_RETENTION_DAYS) * DAY;
+        // Any time of the day, as the hub computes it (aggregator::proof).
+        for now in [TODAY + 1, NOW, TODAY + DAY - 301] {
+            let p = ProofPeriod::parse(None, None, now).expect("default");
+            let request = ProofRequest::new(&key, p.from(), p.to(), now - now % 300, reply);
+            assert_eq!(
+                request.check_clock(now, now - retention),
+                Ok(()),
+                "at {now}"
+            );
+            let longer = ProofRequest::new(&key, p.from() - DAY, p.to(), now - now % 300, reply);
+            assert_eq!(
+                longer.check_clock(now, now - retention),
+                Err(RefusalCode::BeforeRetention),
+                "one day more is no longer whole on the hub"
+            );
+        }
+    }
+
+    #[test]
+    fn without_days_the_last_twenty_nine_whole_days_are_proved() {
         let p = ProofPeriod::parse(None, None, NOW).expect("default");
         assert_eq!(p.to(), TODAY);
-        assert_eq!(p.from(), TODAY - 30 * DAY);
-        assert_eq!(p.days(), 30);
-        assert_eq!(p.first_day(), "2025-10-25");
+        assert_eq!(p.from(), TODAY - 29 * DAY);
+        assert_eq!(p.days(), 29);
+        assert_eq!(p.first_day(), "2025-10-26");
         assert_eq!(p.last_day(), "2025-11-23");
-        assert_eq!(p.file_name(), "uptime-proof-2025-10-25-2025-11-23.json");
+        assert_eq!(p.file_name(), "uptime-proof-2025-10-26-2025-11-23.json");
     }
 
     #[test]
@@ -167,7 +196,7 @@ mod tests {
         let p = ProofPeriod::parse(Some("2025-10-24"), Some("2025-11-23"), NOW).expect("31 days");
         assert_eq!(p.days(), 31);
         let p = ProofPeriod::parse(None, Some("2025-11-10"), NOW).expect("to only");
-        assert_eq!(p.first_day(), "2025-10-12");
+        assert_eq!(p.first_day(), "2025-10-13");
         assert_eq!(p.last_day(), "2025-11-10");
     }
 

@@ -219,7 +219,7 @@ pub fn api_routes() -> Vec<Route> {
             .errors(FEDERATION_ERRORS)
             .answer(Json(200, "NetworkStatsSnapshot")),
         R::new(Method::GET, "/api/federation/uptime-proof", "Download this node's uptime proof from the hub", get(api::federation::federation_uptime_proof))
-            .describe("Asks the federation hub for a certified statement of the 5-minute windows this node's pseudonymous id reported in over whole UTC days (`from` to `to`, inclusive; default the last 30 days, at most 31), signed with the node's key; each aggregator replica answers with its own signature. Answers the proof (JSON, `uptime-proof-FROM-TO.json`) once the pinned threshold of hub keys signed the same statement, verified; anyone can check it offline (`truebit-aggregator verify-proof`). Takes up to 5 s. 502 says why there is none (e.g. replicas refused a stale request).")
+            .describe("Asks the federation hub for a certified statement of the 5-minute windows this node's pseudonymous id reported in over whole UTC days (`from` to `to`, inclusive; default the last 29 days, which a hub with the default 30-day retention holds whole; at most 31), signed with the node's key; each aggregator replica answers with its own signature. Answers the proof (JSON, `uptime-proof-FROM-TO.json`) once the pinned threshold of hub keys signed the same statement, verified; anyone can check it offline (`truebit-aggregator verify-proof`). Takes up to 5 s. 502 says why there is none (e.g. replicas refused a stale request).")
             .query(UPTIME_PROOF_QUERY)
             .admin()
             .errors(UPTIME_PROOF_ERRORS)

@@ -565,13 +565,13 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
     ];
     hub.report(&key, &windows).await;
     hub.listening().await;
-    // The federation page offers the form, the last 30 days by default.
+    // The federation page offers the form, the last 29 days by default.
     let (cookie, _) = app.login().await;
     let html = app
         .call(Method::GET, "/federation", Auth::Cookie(&cookie))
         .await;
     let html = String::from_utf8_lossy(&html.body);
-    let first = truebit_monitor::federation::proof::format_day(yesterday - 29 * DAY);
+    let first = truebit_monitor::federation::proof::format_day(yesterday - 28 * DAY);
     let last = truebit_monitor::federation::proof::format_day(yesterday);
     assert!(
         html.contains(r#"action="/api/federation/uptime-proof""#),

@@ -84,7 +84,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
     render(&view(&s, &op, &status, &reports, network, message))
 }
 
-/// The uptime proof form: the last 30 whole days by default.
+/// The uptime proof form: the last 29 whole days by default.
 fn proof_form(now: u64, st: &FederationStatus) -> ProofForm {
     use crate::federation::proof::{format_day, ProofPeriod};
     let period = ProofPeriod::parse(None, None, now).ok();
