@@ -25,8 +25,8 @@ pub(crate) const WAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Committed batches waiting to be freed, at most; beyond, the writer frees them itself.
 /// Each is a whole transaction's entries (up to 4,096 during an import, a few MiB of
 /// long entries): while a checkpoint runs, these wait, so this bound is part of the
-/// import's peak memory (two instead of four: up to 65.8 MiB instead of at most 64 MiB
-/// for 1 GiB of long entries under load; docs/PERFORMANCE.md, import memory).
+/// import's peak memory (with four, 1 GiB of long entries reached 65.8 MiB under load,
+/// over the 64 MiB bound; docs/PERFORMANCE.md, import memory).
 const FREE_QUEUE: usize = 2;
 
 enum Job {
