@@ -6,8 +6,10 @@
 //! a reader held an old snapshot), the writer checkpoints by itself, waiting if need be,
 //! so that the log starts over from its beginning.
 //!
-//! The same thread frees the batches the writer has committed: dropping hundreds of
-//! thousands of strings is work the writer need not wait for.
+//! A second thread frees the batches the writer has committed: dropping hundreds of
+//! thousands of strings is work the writer need not wait for. It is not the checkpoint
+//! thread, so that batches do not wait for a checkpoint to end (their memory is part of
+//! an import's peak).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,18 +25,18 @@ use super::{Batch, StoreError, BUSY_TIMEOUT};
 pub(crate) const WAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Committed batches waiting to be freed, at most; beyond, the writer frees them itself.
-const FREE_QUEUE: usize = 4;
-
-enum Job {
-    /// Look at the checkpoint flag.
-    Wake,
-    Free(Vec<Batch>),
-}
+/// Each is a whole transaction's entries (up to 4,096 during an import, a few MiB of
+/// long entries), so this bound is part of the import's peak memory (four, freed by the
+/// checkpoint thread between checkpoints, took 1 GiB of long entries to 65.8 MiB under
+/// load, over the 64 MiB bound; docs/PERFORMANCE.md, import memory).
+const FREE_QUEUE: usize = 2;
 
 pub(crate) struct Checkpointer {
-    jobs: Option<SyncSender<Job>>,
+    /// Wakes the checkpoint thread to look at `wanted`.
+    wake: Option<SyncSender<()>>,
+    frees: Option<SyncSender<Vec<Batch>>>,
     wanted: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     wal_path: PathBuf,
 }
 
@@ -44,19 +46,25 @@ impl Checkpointer {
         let conn = Connection::open_with_flags(path, flags)
             .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
             .map_err(|e| StoreError::at_open(path, e))?;
-        let (jobs, queue) = mpsc::sync_channel(FREE_QUEUE);
+        let (wake, woken) = mpsc::sync_channel(1);
+        let (frees, to_free) = mpsc::sync_channel::<Vec<Batch>>(FREE_QUEUE);
         let wanted = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&wanted);
-        let thread = std::thread::Builder::new()
+        let checkpoints = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || run(&conn, &queue, &flag))
+            .spawn(move || run(&conn, &woken, &flag))
+            .map_err(|source| StoreError::WriterThread { source })?;
+        let freer = std::thread::Builder::new()
+            .name("store-free".into())
+            .spawn(move || to_free.iter().for_each(drop))
             .map_err(|source| StoreError::WriterThread { source })?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         Ok(Checkpointer {
-            jobs: Some(jobs),
+            wake: Some(wake),
+            frees: Some(frees),
             wanted,
-            thread: Some(thread),
+            threads: vec![checkpoints, freer],
             wal_path: wal_path.into(),
         })
     }
@@ -64,19 +72,17 @@ impl Checkpointer {
     /// Asks for a checkpoint soon; requests coalesce while one runs.
     pub(crate) fn nudge(&self) {
         self.wanted.store(true, Ordering::SeqCst);
-        if let Some(jobs) = &self.jobs {
+        if let Some(wake) = &self.wake {
             // A full queue means the thread is awake and sees the flag anyway.
-            let _ = jobs.try_send(Job::Wake);
+            let _ = wake.try_send(());
         }
     }
 
-    /// Frees committed batches on the checkpointer's thread, or here if it is behind.
+    /// Frees committed batches on the freeing thread, or here if it is behind.
     pub(crate) fn free(&self, batches: Vec<Batch>) {
-        if let Some(jobs) = &self.jobs {
-            if let Err(
-                TrySendError::Full(Job::Free(batches))
-                | TrySendError::Disconnected(Job::Free(batches)),
-            ) = jobs.try_send(Job::Free(batches))
+        if let Some(frees) = &self.frees {
+            if let Err(TrySendError::Full(batches) | TrySendError::Disconnected(batches)) =
+                frees.try_send(batches)
             {
                 drop(batches);
             }
@@ -91,16 +97,16 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
+        self.wake = None;
+        self.frees = None;
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
-fn run(conn: &Connection, jobs: &Receiver<Job>, wanted: &AtomicBool) {
-    while let Ok(job) = jobs.recv() {
-        drop(job);
+fn run(conn: &Connection, woken: &Receiver<()>, wanted: &AtomicBool) {
+    while let Ok(()) = woken.recv() {
         if wanted.swap(false, Ordering::SeqCst) {
             if let Err(error) = checkpoint(conn, "PASSIVE") {
                 tracing::debug!(%error, "background checkpoint failed; the next commit retries");

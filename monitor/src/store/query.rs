@@ -496,7 +496,13 @@ impl Store {
     ) -> Result<Page<StoredInvoice>, StoreError> {
         let mut q = Where::default();
         if let Some(id) = &filter.execution_id {
-            q.add("i.execution_id = ?", [id.clone().into()]);
+            // Through the task's row, or, for an invoice without one, its execution id
+            // (schema version 15: `task_row` is NULL or the row of this execution's task).
+            q.add(
+                "i.execution_id = ? AND (i.task_row = (SELECT id FROM tasks WHERE execution_id = ?)
+                   OR i.task_row IS NULL AND i.execution_id = ?)",
+                [id.clone().into(), id.clone().into(), id.clone().into()],
+            );
         }
         if let Some(from) = filter.from_ns {
             q.add("i.time_ns >= ?", [from.into()]);

@@ -71,6 +71,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "containers: the restart count last inspected",
         sql: super::containers::MIGRATION,
     },
+    Migration {
+        name: "tasks by task id only while open; invoices reach their task by row id",
+        sql: V15,
+    },
 ];
 
 /// The schema version this build writes.
@@ -779,6 +783,36 @@ pub(crate) const ITEMS_BY_ACCOUNT: &str = concat!(
 /// attributed, and the parser state that could attribute them is gone.
 const V12: &str = "ALTER TABLE tasks ADD COLUMN error TEXT;";
 
+/// Version 15: two indexes on random keys, written for every task and every invoice,
+/// give way to smaller ones (docs/PERFORMANCE.md, import):
+///
+/// - `tasks_task_id` served one statement, the writer's download line, which changes
+///   only tasks still received or executing: the index now holds those tasks only
+///   (`tasks_open_task_id`), so a task stored final never enters it.
+/// - `invoices_execution` served the invoices of one execution id. An invoice now holds
+///   the row id of its task (`task_row`, set by the writer when the task is stored, as
+///   for entries), indexed in the order tasks are stored; one stored before its task, or
+///   whose task is gone, is found by its execution id in a partial index of those only.
+///   Invariant: `task_row` is NULL or the row of the task with the invoice's execution
+///   id (the trigger clears it when that task is deleted, before its row id can be
+///   reused).
+const V15: &str = "
+DROP INDEX tasks_task_id;
+CREATE INDEX tasks_open_task_id ON tasks (task_id)
+  WHERE task_id IS NOT NULL AND status IN ('received', 'executing');
+
+ALTER TABLE invoices ADD COLUMN task_row INTEGER;
+UPDATE invoices SET task_row = (SELECT t.id FROM tasks t WHERE t.execution_id = invoices.execution_id)
+  WHERE execution_id IS NOT NULL;
+DROP INDEX invoices_execution;
+CREATE INDEX invoices_task ON invoices (task_row) WHERE task_row IS NOT NULL;
+CREATE INDEX invoices_unlinked ON invoices (execution_id)
+  WHERE task_row IS NULL AND execution_id IS NOT NULL;
+CREATE TRIGGER tasks_unlink_invoices AFTER DELETE ON tasks BEGIN
+  UPDATE invoices SET task_row = NULL WHERE task_row = OLD.id;
+END;
+";
+
 /// Adds one (key, status) group of new task rows, summed by the writer, to the figures
 /// table `$table`: the key, the status, then the sums in the order of `figure_values!`.
 macro_rules! task_figures_add {
@@ -838,6 +872,98 @@ mod tests {
     use crate::model::{Kind, Level};
     use crate::store::query::LogFilter;
     use crate::store::{Store, StoreConfig};
+
+    /// Version 15 links stored invoices to their tasks: each execution's invoices are found
+    /// as before (linked, without a task, or whose task is deleted later, also when a new
+    /// task takes the deleted one's row id), and download lines still reach open tasks.
+    #[test]
+    fn version_15_finds_the_invoices_of_an_execution_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v14.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..14] {
+                conn.execute_batch(migration.sql).expect(migration.name);
+            }
+            conn.pragma_update(None, "user_version", 14)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO tasks (id, execution_id, status, task_id, received_ms)
+                 VALUES (1, 'exec-1', 'completed', 'task-1', 1000),
+                        (2, 'exec-2', 'received', 'task-2', 2000);
+                 INSERT INTO invoices (id, invoice_id, execution_id, time_ns)
+                 VALUES (1, 1, 'exec-1', 1000), (2, 2, 'exec-2', 2000),
+                        (3, 3, 'exec-3', 3000), (4, 4, NULL, 4000), (5, 5, 'exec-1', 5000);",
+            )
+            .expect("rows of version 14");
+        }
+        let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let invoices_of = |id: &str| -> Vec<i64> {
+            let invoices = store.invoices_of(id).expect("invoices");
+            invoices.iter().map(|i| i.id).collect()
+        };
+        assert_eq!(invoices_of("exec-1"), vec![5, 1]);
+        assert_eq!(invoices_of("exec-2"), vec![2]);
+        assert_eq!(invoices_of("exec-3"), vec![3]);
+        assert_eq!(invoices_of("exec-4"), Vec::<i64>::new());
+        let conn = Connection::open(&path).expect("second connection");
+        let links = |conn: &Connection| -> Vec<(i64, Option<i64>)> {
+            let mut stmt = conn
+                .prepare("SELECT id, task_row FROM invoices ORDER BY id")
+                .expect("prepare");
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .expect("query");
+            rows.map(|r| r.expect("row")).collect()
+        };
+        assert_eq!(
+            links(&conn),
+            vec![
+                (1, Some(1)),
+                (2, Some(2)),
+                (3, None),
+                (4, None),
+                (5, Some(1))
+            ]
+        );
+        // Only open tasks are in the task id index; the download line's update uses it.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN UPDATE tasks SET downloaded_ms = 1
+                 WHERE task_id = 'task-2' AND status IN ('received', 'executing')",
+                [],
+                |r| r.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("tasks_open_task_id"), "{plan}");
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM tasks INDEXED BY tasks_open_task_id
+                 WHERE task_id IS NOT NULL AND status IN ('received', 'executing')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(indexed, 1);
+        // The task with the largest row id goes; a new task takes its row id.
+        conn.execute_batch(
+            "DELETE FROM tasks WHERE execution_id = 'exec-2';
+             INSERT INTO tasks (execution_id, status, received_ms) VALUES ('exec-9', 'received', 9000);",
+        )
+        .expect("delete and insert");
+        let reused: i64 = conn
+            .query_row(
+                "SELECT id FROM tasks WHERE execution_id = 'exec-9'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("new task");
+        assert_eq!(reused, 2);
+        assert_eq!(invoices_of("exec-2"), vec![2]);
+        assert_eq!(invoices_of("exec-9"), Vec::<i64>::new());
+        assert_eq!(links(&conn)[1], (2, None));
+    }
 
     /// Version 12 adds the failure reason: a task stored before reads back without one,
     /// and a new failed task's reason is kept.

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::entries::{Attribution, EntryRow, EntryRows, TaskRows};
 use super::figures::{add_counts, mark_stored, max_id, TaskFigures};
-use super::invoices::{insert_invoice, InvoiceRow};
+use super::invoices::{insert_invoices, InvoiceRow};
 use super::node::save_node;
 use super::tasks::{apply_event, event_ms, EventTime, TaskDeltas};
 use super::{Applied, SourceState, Writer};
@@ -144,14 +144,12 @@ impl Writer {
         let mut task_figures = TaskFigures::default();
         let task_rows = tasks.flush(&tx, &mut task_figures)?;
         task_figures.write(&tx)?;
-        for invoice in &invoices {
-            insert_invoice(&tx, invoice)?;
-        }
         let mut rows_of = TaskRows {
             flushed: &task_rows,
             recent: &self.task_rows,
             probed: HashMap::new(),
         };
+        insert_invoices(&tx, &invoices, &mut rows_of)?;
         let (removed_kinds, removed_entries) = rows.finish(&tx, &mut rows_of)?;
         for kind in removed_kinds {
             counts[kind as usize] -= 1;

@@ -226,13 +226,21 @@ impl<'a> TaskDeltas<'a> {
         figures: &mut TaskFigures,
     ) -> rusqlite::Result<HashMap<&'a str, i64>> {
         if !self.downloads.is_empty() {
+            // Usually no stored task is waiting for the download (its task_created is in
+            // this transaction): a probe of the open tasks' index (schema version 15)
+            // instead of an update, which sets up a temporary table for its row ids.
+            let mut open = tx.prepare_cached(
+                "SELECT 1 FROM tasks WHERE task_id = ?1 AND status IN ('received', 'executing')",
+            )?;
             let mut download = tx.prepare_cached(
                 "UPDATE tasks SET status = CASE status WHEN 'received' THEN 'executing' ELSE status END,
                    downloaded_ms = COALESCE(downloaded_ms, ?2)
                  WHERE task_id = ?1 AND status IN ('received', 'executing')",
             )?;
             for (task_id, ms) in &self.downloads {
-                download.execute((task_id, ms))?;
+                if open.exists([task_id])? {
+                    download.execute((task_id, ms))?;
+                }
             }
         }
         let mut ids = HashMap::with_capacity(self.deltas.len());
