@@ -85,9 +85,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::VerifyProof { file } => {
-            let pinned = settings.pinned_key_set()?;
+            // The file first: a wrong path is the likelier mistake, and says so.
             let bytes = std::fs::read(&file)
                 .with_context(|| format!("cannot read the proof {}", file.display()))?;
+            let pinned = settings.pinned_key_set()?;
             let summary = truebit_aggregator::proof::verify_file(&bytes, &pinned)
                 .with_context(|| format!("{} does not verify", file.display()))?;
             println!("{summary}");

@@ -579,6 +579,19 @@ fn verify_proof_prints_a_summary_or_one_line_and_exits_accordingly() {
             verify_proof(&dir.path().join("missing.json"), &pinned(), &[]),
             "cannot read the proof",
         ),
+        (
+            aggregator(
+                &[
+                    "verify-proof",
+                    &dir.path().join("missing.json").display().to_string(),
+                ],
+                &[(
+                    "DB_PATH",
+                    dir.path().join("none/a.db").display().to_string(),
+                )],
+            ),
+            "cannot read the proof",
+        ),
     ];
     for (out, expected) in cases {
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
