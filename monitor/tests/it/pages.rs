@@ -677,6 +677,11 @@ async fn the_federation_page_explains_and_cannot_turn_on_without_a_server() {
     let html = page(&app, &cookie, "/federation").await;
     assert!(html.contains("What is never sent"));
     assert!(html.contains("Wallet or contract addresses"));
+    // What a report contains is what the protocol's report holds: items carry no
+    // identifier (protocol::report::TaskItem, InvoiceItem), not even a pseudonym.
+    assert!(html.contains("No identifier of the task."), "{html}");
+    assert!(html.contains("No identifier of the invoice."), "{html}");
+    assert!(!html.contains("pseudonym (the salt"), "{html}");
     assert!(html.contains(r#"id="federation-state">off</span>"#));
     assert!(html.contains("No federation server is configured"));
     assert!(html.contains(r#"id="federation-toggle" disabled"#));

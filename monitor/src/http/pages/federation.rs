@@ -27,8 +27,8 @@ const SHARED: &[&str] = &[
     "A pseudonymous node id and public key, made from a random key of this installation (not your wallet, host or address).",
     "The five-minute window the report covers (…:00, …:05 UTC), never a finer time; it is sent at a random moment after the window closes.",
     "The node's state, and its slots in use and total tasks in buckets.",
-    "Per task: a keyed-hash pseudonym (the salt never leaves this machine), the chain id, completed or failed, cache hit, and execution time, gas and peak memory in buckets, never exact values.",
-    "Per invoice: a pseudonym, the operation (pay, charge, penalty) and the steps in a bucket.",
+    "Per finished task: the chain id, completed or failed, cache hit, and execution time, gas and peak memory in buckets, never exact values. No identifier of the task.",
+    "Per invoice line: the operation (pay, charge, penalty) and the steps in a bucket. No identifier of the invoice.",
     "With the full level, the continent you chose, if any (never guessed from your address). The strict level sends only the node's status and the window's counts.",
 ];
 
