@@ -136,6 +136,27 @@ word_enum! {
     }
 }
 
+impl Kind {
+    /// The kinds a node prints once or twice for every task (a slot taken and released,
+    /// received, downloaded, started, its metrics, completed, its outcome, its invoice):
+    /// together about two entries in five of a working node's log, each kind about one
+    /// in twenty. The store's kind index leaves them out (schema version 16): a filter by
+    /// one of them finds its entries by time, where one in twenty matches; the index serves
+    /// the kinds that can be thousands of entries apart (a registration, a failure's
+    /// stderr, a raw line).
+    pub const EVERY_TASK: [Kind; 9] = [
+        Kind::SlotTaken,
+        Kind::SlotReleased,
+        Kind::TaskReceived,
+        Kind::TaskDownloaded,
+        Kind::ExecutionStarted,
+        Kind::ExecutionMetrics,
+        Kind::ExecutionCompleted,
+        Kind::OutcomePublished,
+        Kind::Invoice,
+    ];
+}
+
 /// One log entry: a header line plus its continuation lines.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {

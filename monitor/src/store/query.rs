@@ -3,6 +3,8 @@
 //! rows for the live stream. Every list is ordered by an indexed `(time, id)` key, so a
 //! deep page costs what the first one does.
 
+use std::borrow::Cow;
+
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension as _, Row};
 
@@ -10,6 +12,7 @@ use super::read::{
     entry_from_row, invoice_from_row, line_items, task_from_row, to_limit, StoredEntry,
     StoredInvoice, Task, ENTRY_COLUMNS, ENTRY_FROM, INVOICE_COLUMNS, TASK_COLUMNS,
 };
+use super::schema::EveryTaskKinds;
 use super::{Store, StoreError};
 use crate::model::{ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 
@@ -348,9 +351,10 @@ impl Store {
 
     /// Log entries matching `filter`, newest first, after `after`.
     ///
-    /// Filters without an index (text, levels other than error/warn, kind `log`) examine
-    /// at most [`SCAN_WINDOW`] rows per call: such a page may hold fewer than `limit`
-    /// entries and still have a next cursor.
+    /// Filters without an index (text, levels other than error/warn, kind `log` and the
+    /// kinds printed for every task, [`Kind::EVERY_TASK`]) examine at most [`SCAN_WINDOW`]
+    /// rows per call: such a page may hold fewer than `limit` entries and still have a
+    /// next cursor.
     pub fn logs_page(
         &self,
         filter: &LogFilter,
@@ -395,9 +399,9 @@ impl Store {
                 "e.kind_id = (SELECT id FROM words WHERE word = ?)",
                 [kind.as_str().to_owned().into()],
             );
-            if kind != Kind::Log {
-                // The id of 'log' (schema version 11).
-                q.add("e.kind_id <> 1", []);
+            if EveryTaskKinds::indexed(kind) {
+                // Repeats the partial index's condition (schema version 16).
+                q.add(self.every_task_kinds().index_condition("e.kind_id"), []);
                 indexed = true;
             }
         }
@@ -410,7 +414,8 @@ impl Store {
                 );
             }
         }
-        let windowed = !indexed && (filter.text.is_some() || filter.level.is_some());
+        let windowed =
+            !indexed && (filter.text.is_some() || filter.level.is_some() || filter.kind.is_some());
         self.read(|conn| {
             let mut window_end = None;
             if windowed {
@@ -834,13 +839,13 @@ impl Store {
 /// `WHERE` terms with their parameters, in order.
 #[derive(Clone, Debug, Default)]
 struct Where {
-    terms: Vec<&'static str>,
+    terms: Vec<Cow<'static, str>>,
     params: Vec<Value>,
 }
 
 impl Where {
-    fn add<const N: usize>(&mut self, term: &'static str, params: [Value; N]) {
-        self.terms.push(term);
+    fn add<const N: usize>(&mut self, term: impl Into<Cow<'static, str>>, params: [Value; N]) {
+        self.terms.push(term.into());
         self.params.extend(params);
     }
 

@@ -4,13 +4,17 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{now_ns, StoreError};
+use crate::model::Kind;
 
 pub(crate) struct Migration {
     pub name: &'static str,
     pub sql: &'static str,
+    /// Run after `sql`, in the same transaction: for a step whose SQL depends on what
+    /// the database holds (version 16 names the ids of words in an index's condition).
+    pub then: Option<fn(&Transaction<'_>) -> rusqlite::Result<()>>,
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
@@ -18,62 +22,82 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "initial schema",
         sql: V1,
+        then: None,
     },
     Migration {
         name: "auth: password, api keys, sessions",
         sql: V2,
+        then: None,
     },
     Migration {
         name: "federation: identity, settings, outbox, report log",
         sql: super::federation::MIGRATION,
+        then: None,
     },
     Migration {
         name: "settings: retention set from the dashboard",
         sql: super::settings::MIGRATION,
+        then: None,
     },
     Migration {
         name: "invoice figures per UTC day, kept by triggers",
         sql: V5,
+        then: None,
     },
     Migration {
         name: "container events: inferred from the inspected state; by container",
         sql: V6,
+        then: None,
     },
     Migration {
         name: "log retention counts from when an entry was stored",
         sql: V7,
+        then: None,
     },
     Migration {
         name: "figures of new tasks and invoices added once per transaction by the writer",
         sql: V8,
+        then: None,
     },
     Migration {
         name: "alerts: outbox and delivery results",
         sql: super::alerts::MIGRATION,
+        then: None,
     },
     Migration {
         name: "alerts: rule states and incidents",
         sql: super::alerts::MIGRATION_RULES,
+        then: None,
     },
     Migration {
         name: "entries: kind, level and version as ids of words",
         sql: V11,
+        then: None,
     },
     Migration {
         name: "tasks: failure reason",
         sql: V12,
+        then: None,
     },
     Migration {
         name: "alerts: channels defined in the dashboard",
         sql: super::alerts::MIGRATION_CHANNELS,
+        then: None,
     },
     Migration {
         name: "containers: the restart count last inspected",
         sql: super::containers::MIGRATION,
+        then: None,
     },
     Migration {
         name: "tasks by task id only while open; invoices reach their task by row id",
         sql: V15,
+        then: None,
+    },
+    Migration {
+        name: "entries: the kind index leaves out the kinds printed for every task",
+        sql: V16,
+        then: Some(v16_kind_index),
     },
 ];
 
@@ -107,6 +131,9 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             other => other,
         };
         tx.execute_batch(migration.sql).map_err(fail)?;
+        if let Some(then) = migration.then {
+            then(&tx).map_err(fail)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?1, ?2, ?3)",
             (version, migration.name, now_ns()),
@@ -813,6 +840,59 @@ CREATE TRIGGER tasks_unlink_invoices AFTER DELETE ON tasks BEGIN
 END;
 ";
 
+/// Version 16: the kind index (`entries_kind`) leaves out the entries of the kinds a node
+/// prints for every task ([`Kind::EVERY_TASK`]), two entries in five of a working node's
+/// log: inserting them into a second time-ordered index was a tenth of the writer's work
+/// (docs/PERFORMANCE.md, import). A filter by one of those kinds reads the time index,
+/// where about one entry in twenty matches. Every kind gets its `words` row here, so that
+/// the condition can name the ids of those kinds: [`every_task_kinds`] reads them back.
+const V16: &str = "";
+
+fn v16_kind_index(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let mut add = tx.prepare("INSERT OR IGNORE INTO words (word) VALUES (?1)")?;
+    for kind in Kind::ALL {
+        add.execute([kind.as_str()])?;
+    }
+    let kinds = every_task_kinds(tx)?;
+    tx.execute_batch(&format!(
+        "DROP INDEX entries_kind;
+         CREATE INDEX entries_kind ON entries (kind_id, time_ns) WHERE {};",
+        kinds.index_condition("kind_id")
+    ))
+}
+
+/// The `words` ids of the kinds the kind index leaves out (schema version 16).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EveryTaskKinds {
+    /// 'log' (id 1) and the ids of [`Kind::EVERY_TASK`], ascending.
+    ids: Vec<i64>,
+}
+
+impl EveryTaskKinds {
+    /// The kind index's condition on `column`, as the index was created: a query repeats
+    /// it, word for word, for the planner to use the index.
+    pub(crate) fn index_condition(&self, column: &str) -> String {
+        let ids: Vec<String> = self.ids.iter().map(i64::to_string).collect();
+        format!("{column} NOT IN ({})", ids.join(", "))
+    }
+
+    /// Whether the kind index holds the entries of `kind`.
+    pub(crate) fn indexed(kind: Kind) -> bool {
+        kind != Kind::Log && !Kind::EVERY_TASK.contains(&kind)
+    }
+}
+
+/// Reads the ids of 'log' and of [`Kind::EVERY_TASK`] (all present from version 16 on).
+pub(crate) fn every_task_kinds(conn: &Connection) -> rusqlite::Result<EveryTaskKinds> {
+    let mut ids = vec![1];
+    let mut find = conn.prepare("SELECT id FROM words WHERE word = ?1")?;
+    for kind in Kind::EVERY_TASK {
+        ids.push(find.query_row([kind.as_str()], |row| row.get(0))?);
+    }
+    ids.sort_unstable();
+    Ok(EveryTaskKinds { ids })
+}
+
 /// Adds one (key, status) group of new task rows, summed by the writer, to the figures
 /// table `$table`: the key, the status, then the sums in the order of `figure_values!`.
 macro_rules! task_figures_add {
@@ -868,7 +948,7 @@ pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 2] = [
 mod tests {
     use rusqlite::Connection;
 
-    use super::{MIGRATIONS, SCHEMA_VERSION};
+    use super::{every_task_kinds, MIGRATIONS, SCHEMA_VERSION};
     use crate::model::{Kind, Level};
     use crate::store::query::LogFilter;
     use crate::store::{Store, StoreConfig};
@@ -1100,6 +1180,131 @@ mod tests {
         };
         assert_eq!(ids(text), vec![5]);
         assert_eq!(store.summary().expect("summary").entries_of(Kind::Log), 2);
+        store.close().expect("close");
+    }
+
+    /// Version 16 leaves the kinds printed for every task out of the kind index: every
+    /// kind still filters to exactly its entries, newest first, page after page, and the
+    /// index holds the other kinds' entries only (the planner uses it for them).
+    #[test]
+    fn version_16_filters_every_kind_as_before_with_a_smaller_kind_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v15.db");
+        // log (1), raw, task_received, invoice, node_registered: ids as a version 15
+        // database gave them, in the order the node printed them.
+        let cycle = [1, 4, 5, 6, 7, 5, 6, 1];
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..15] {
+                conn.execute_batch(migration.sql).expect(migration.name);
+            }
+            conn.pragma_update(None, "user_version", 15)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO sources (id, name, created_ns) VALUES (1, 'file:old.log', 0);
+                 INSERT INTO words (id, word) VALUES (4, 'raw'), (5, 'task_received'),
+                   (6, 'invoice'), (7, 'node_registered'), (8, '2.4.0');",
+            )
+            .expect("words of version 15");
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO entries (id, source_id, pos_major, pos_minor, time_ns, kind_id,
+                       version_id, message) VALUES (?1, 1, 0, ?1, ?2, ?3, 8, 'm')",
+                )
+                .expect("prepare");
+            for n in 0..40_i64 {
+                // Two entries share a time now and then: the order falls back on the id.
+                let time = 1_000 * (n - n % 3 / 2);
+                insert
+                    .execute((n + 1, time, cycle[n as usize % cycle.len()]))
+                    .expect("entry");
+            }
+        }
+        let store = Store::open(StoreConfig::new(&path)).expect("open and migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let conn = Connection::open(&path).expect("second connection");
+        // The ids a version 15 database gave stay; every kind has one now.
+        let id_of = |word: &str| -> i64 {
+            conn.query_row("SELECT id FROM words WHERE word = ?1", [word], |r| r.get(0))
+                .expect(word)
+        };
+        assert_eq!(
+            [
+                id_of("raw"),
+                id_of("task_received"),
+                id_of("invoice"),
+                id_of("2.4.0")
+            ],
+            [4, 5, 6, 8]
+        );
+        for kind in Kind::ALL {
+            id_of(kind.as_str());
+        }
+        let expected = |kind: Kind| -> Vec<i64> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT e.id FROM entries e JOIN words w ON w.id = e.kind_id
+                     WHERE w.word = ?1 ORDER BY e.time_ns DESC, e.id DESC",
+                )
+                .expect("prepare");
+            let rows = stmt
+                .query_map([kind.as_str()], |r| r.get(0))
+                .expect("query");
+            rows.map(|r| r.expect("row")).collect()
+        };
+        for kind in Kind::ALL {
+            let filter = LogFilter {
+                kind: Some(kind),
+                ..LogFilter::default()
+            };
+            // Three at a time, to the end.
+            let mut found = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.logs_page(&filter, after, 3).expect("page");
+                found.extend(page.items.iter().map(|e| e.id));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(found, expected(kind), "{kind:?}");
+        }
+        assert_eq!(expected(Kind::TaskReceived).len(), 10);
+        // The index holds raw and node_registered entries only.
+        let in_index: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM entries INDEXED BY entries_kind WHERE {}",
+                    every_task_kinds(&conn)
+                        .expect("ids")
+                        .index_condition("kind_id")
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(in_index, 10);
+        let plan = |kind: Kind| -> String {
+            conn.query_row(
+                &format!(
+                    "EXPLAIN QUERY PLAN SELECT e.id FROM entries e
+                     WHERE e.kind_id = {} AND {} ORDER BY e.time_ns DESC, e.id DESC LIMIT 3",
+                    id_of(kind.as_str()),
+                    every_task_kinds(&conn)
+                        .expect("ids")
+                        .index_condition("e.kind_id")
+                ),
+                [],
+                |r| r.get(3),
+            )
+            .expect("plan")
+        };
+        assert!(
+            plan(Kind::Raw).contains("entries_kind"),
+            "{}",
+            plan(Kind::Raw)
+        );
         store.close().expect("close");
     }
 }
