@@ -223,7 +223,7 @@ pub struct OperationTotals {
     pub value: f64,
 }
 
-/// Line items of one operation charged to one account ([`Store::items_by_account`]).
+/// Penalty line items charged to one account ([`Store::penalties_by_account`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AccountTotals {
     /// The account as printed (`None`: the item named none).
@@ -616,13 +616,12 @@ impl Store {
         })
     }
 
-    /// The line items of `operation` (e.g. `penalty`) of the invoices of the same whole
-    /// UTC days as [`Store::earnings_by_day`], per account, the largest value first.
-    pub fn items_by_account(
+    /// The penalty line items of the invoices of the same whole UTC days as
+    /// [`Store::earnings_by_day`], per account, the largest value first.
+    pub fn penalties_by_account(
         &self,
         from_ns: UnixNanos,
         to_ns: UnixNanos,
-        operation: &str,
     ) -> Result<Vec<AccountTotals>, StoreError> {
         let (from, to) = (
             from_ns.div_euclid(NS_PER_DAY) * NS_PER_DAY,
@@ -630,8 +629,8 @@ impl Store {
                 .saturating_mul(NS_PER_DAY),
         );
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(super::schema::ITEMS_BY_ACCOUNT)?;
-            let rows = stmt.query_map((from, to, operation), |row| {
+            let mut stmt = conn.prepare_cached(super::schema::PENALTIES_BY_ACCOUNT)?;
+            let rows = stmt.query_map((from, to), |row| {
                 Ok(AccountTotals {
                     account: row.get(0)?,
                     items: to_u64(row.get(1)?),

@@ -50,7 +50,7 @@ pub async fn earnings(State(s): State<AppState>, uri: Uri) -> ApiResult {
         .store
         .call(move |st| {
             let penalties = Penalties::of(
-                st.items_by_account(from, to, "penalty")?,
+                st.penalties_by_account(from, to)?,
                 st.node_status()?.address,
             );
             Ok((st.earnings_by_day(from, to)?, penalties))

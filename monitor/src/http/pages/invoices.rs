@@ -31,7 +31,7 @@ pub async fn page(State(s): State<AppState>, op: Operator, uri: Uri) -> PageResu
         .call(move |st| {
             let from = first_day * NS_PER_DAY;
             let penalties = Penalties::of(
-                st.items_by_account(from, now, "penalty")?,
+                st.penalties_by_account(from, now)?,
                 st.node_status()?.address,
             );
             Ok((st.earnings_by_day(from, now)?, penalties))
