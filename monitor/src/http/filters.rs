@@ -57,7 +57,14 @@ pub const LOGS_QUERY: &[ParamSpec] = &[
         ParamKind::Enum(LEVELS),
         "Only entries of this level.",
     ),
-    ParamSpec::new("kind", ParamKind::Enum(KINDS), "Only entries of this kind."),
+    ParamSpec::new(
+        "kind",
+        ParamKind::Enum(KINDS),
+        "Only entries of this kind. `log` and the kinds printed for every task (slot_taken, \
+         slot_released, task_received, task_downloaded, execution_started, \
+         execution_metrics, execution_completed, outcome_published, invoice) examine at most \
+         50,000 entries per page: a page may be short and still have a next_cursor.",
+    ),
     ParamSpec::new(
         "q",
         ParamKind::Text { max_len: 200 },
