@@ -732,8 +732,8 @@ impl Store {
         })
     }
 
-    /// Entry counts (kept by the writer), task counts (from the per-hour figures) and the
-    /// number of invoices.
+    /// Entry counts (kept by the writer), task counts and the number of invoices (from
+    /// the per-day figures).
     pub fn totals(&self) -> Result<Totals, StoreError> {
         self.read(|conn| {
             let mut entries: Vec<(Kind, u64)> = Kind::ALL.iter().map(|k| (*k, 0)).collect();
@@ -748,8 +748,11 @@ impl Store {
             }
             let mut tasks: Vec<(TaskStatus, u64)> =
                 TaskStatus::ALL.iter().map(|s| (*s, 0)).collect();
+            // The day figures, not the rows or the hour figures: a year of a busy node is a
+            // million invoices (count(*) read 7 ms of index) and 35,000 hour rows (3 ms);
+            // the writer and the delete triggers keep the day figures equal to a recount.
             let mut stmt =
-                conn.prepare_cached("SELECT status, sum(n) FROM task_hours GROUP BY status")?;
+                conn.prepare_cached("SELECT status, sum(n) FROM task_days GROUP BY status")?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 if let Some(status) = TaskStatus::parse(&row.get::<_, String>(0)?) {
@@ -759,7 +762,7 @@ impl Store {
                 }
             }
             let invoices: i64 = conn
-                .prepare_cached("SELECT count(*) FROM invoices")?
+                .prepare_cached("SELECT IFNULL(sum(invoices), 0) FROM invoice_day_counts")?
                 .query_row([], |row| row.get(0))?;
             Ok(Totals {
                 entries_by_kind: entries,

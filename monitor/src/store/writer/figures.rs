@@ -238,6 +238,9 @@ mod tests {
         if let Some(batch) = ingest.take_batch() {
             store.submit(batch).expect("submit");
         }
+        store.flush().expect("flush");
+        // The totals the settings page and /metrics show come from the day figures.
+        let totals = store.totals().expect("totals");
         store.close().expect("close");
 
         let conn = Connection::open(&path).expect("reopen");
@@ -250,6 +253,13 @@ mod tests {
         assert_eq!(
             (tasks as u64, invoices as u64),
             (expected.tasks_created, expected.invoices)
+        );
+        assert_eq!(
+            (
+                totals.tasks_by_status.iter().map(|(_, n)| n).sum::<u64>(),
+                totals.invoices
+            ),
+            (tasks as u64, invoices as u64)
         );
         for (kept, recount) in figures_and_recount(&conn) {
             assert!(!kept.is_empty());
