@@ -169,6 +169,18 @@ fn monitor_env_names() -> BTreeSet<String> {
     names
 }
 
+/// Environment the image and the systemd unit set for the C library, not for the monitor
+/// (glibc's malloc arenas, docs/PERFORMANCE.md).
+const C_LIBRARY_ENV: [&str; 1] = ["MALLOC_ARENA_MAX"];
+
+/// What the image and the systemd unit may set: the monitor's environment and
+/// [`C_LIBRARY_ENV`].
+fn deploy_env_names() -> BTreeSet<String> {
+    let mut names = monitor_env_names();
+    names.extend(C_LIBRARY_ENV.map(String::from));
+    names
+}
+
 /// The subcommands in the `Commands:` section of `truebit-monitor [SUB…] --help`.
 fn subcommands(path: &[&str]) -> Vec<String> {
     let mut args = path.to_vec();

@@ -267,7 +267,7 @@ fn dockerfiles_follow_the_project_rules() {
         .flat_map(|i| env_pairs(&i.args))
         .filter(|(k, _)| k != "RUSTUP_TOOLCHAIN" && k != "CARGO_TERM_COLOR")
         .collect();
-    let known = monitor_env_names();
+    let known = deploy_env_names();
     for (k, _) in &env {
         assert!(
             known.contains(k),

@@ -76,7 +76,7 @@ fn systemd_units_verify_and_are_hardened() {
         Path::new(env!("CARGO_BIN_EXE_truebit-monitor")),
     );
     // The environment it sets (or suggests) is the monitor's.
-    let known = monitor_env_names();
+    let known = deploy_env_names();
     for assignment in unit_values(&unit, "Environment", true) {
         let name = assignment.split('=').next().unwrap_or_default();
         assert!(
