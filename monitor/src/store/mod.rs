@@ -208,8 +208,8 @@ pub(crate) struct Shared {
     pub prune_soon: AtomicBool,
     /// What the writer committed, for whoever subscribed.
     pub feed: feed::Feed,
-    /// The ids of the kinds the kind index leaves out (schema version 16).
-    pub every_task_kinds: schema::EveryTaskKinds,
+    /// The kind index's condition and the kinds it holds (schema version 16).
+    pub kind_index: schema::KindIndex,
 }
 
 struct Inner {
@@ -280,8 +280,8 @@ impl Store {
         };
 
         let feed = feed::Feed::new(&conn).map_err(|e| StoreError::at_open(&path, e))?;
-        let every_task_kinds =
-            schema::every_task_kinds(&conn).map_err(|e| StoreError::at_open(&path, e))?;
+        let kind_index =
+            schema::KindIndex::read(&conn).map_err(|e| StoreError::at_open(&path, e))?;
         let shared = Arc::new(Shared {
             path: path.clone(),
             health: Mutex::new(WriteHealth::Ok),
@@ -290,7 +290,7 @@ impl Store {
             retention: Mutex::new(retention),
             prune_soon: AtomicBool::new(false),
             feed,
-            every_task_kinds,
+            kind_index,
         });
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
         let writer = Writer::new(conn, receiver, Arc::clone(&shared), &config)?;
@@ -314,8 +314,8 @@ impl Store {
         &self.inner.shared.path
     }
 
-    pub(crate) fn every_task_kinds(&self) -> &schema::EveryTaskKinds {
-        &self.inner.shared.every_task_kinds
+    pub(crate) fn kind_index(&self) -> &schema::KindIndex {
+        &self.inner.shared.kind_index
     }
 
     /// Queues a batch for the writer; waits while the queue is full.

@@ -12,7 +12,6 @@ use super::read::{
     entry_from_row, invoice_from_row, line_items, task_from_row, to_limit, StoredEntry,
     StoredInvoice, Task, ENTRY_COLUMNS, ENTRY_FROM, INVOICE_COLUMNS, TASK_COLUMNS,
 };
-use super::schema::EveryTaskKinds;
 use super::{Store, StoreError};
 use crate::model::{ContainerEvent, Kind, Level, TaskStatus, UnixNanos};
 
@@ -399,9 +398,10 @@ impl Store {
                 "e.kind_id = (SELECT id FROM words WHERE word = ?)",
                 [kind.as_str().to_owned().into()],
             );
-            if EveryTaskKinds::indexed(kind) {
+            let index = self.kind_index();
+            if index.holds(kind) {
                 // Repeats the partial index's condition (schema version 16).
-                q.add(self.every_task_kinds().index_condition("e.kind_id"), []);
+                q.add(index.condition_on("e.kind_id"), []);
                 indexed = true;
             }
         }

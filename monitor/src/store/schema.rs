@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior};
 
 use super::{now_ns, StoreError};
 use crate::model::Kind;
@@ -851,7 +851,8 @@ END;
 /// log: inserting them into a second time-ordered index was a tenth of the writer's work
 /// (docs/PERFORMANCE.md, import). A filter by one of those kinds reads the time index,
 /// where about one entry in twenty matches. Every kind gets its `words` row here, so that
-/// the condition can name the ids of those kinds: [`every_task_kinds`] reads them back.
+/// the condition can name the ids of those kinds; [`KindIndex::read`] reads them back
+/// from the index itself.
 const V16: &str = "";
 
 fn v16_kind_index(tx: &Transaction<'_>) -> rusqlite::Result<()> {
@@ -859,11 +860,16 @@ fn v16_kind_index(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     for kind in Kind::ALL {
         add.execute([kind.as_str()])?;
     }
-    let kinds = every_task_kinds(tx)?;
+    let mut left_out = vec![1];
+    let mut find = tx.prepare("SELECT id FROM words WHERE word = ?1")?;
+    for kind in Kind::EVERY_TASK {
+        left_out.push(find.query_row([kind.as_str()], |row| row.get(0))?);
+    }
+    left_out.sort_unstable();
     tx.execute_batch(&format!(
         "DROP INDEX entries_kind;
          CREATE INDEX entries_kind ON entries (kind_id, time_ns) WHERE {};",
-        kinds.index_condition("kind_id")
+        KindIndex::condition(&left_out, "kind_id")
     ))
 }
 
@@ -875,42 +881,62 @@ const V17: &str = "
 CREATE INDEX invoice_items_penalty ON invoice_items (invoice_row) WHERE operation = 'penalty';
 ";
 
-/// The `words` ids of the kinds the kind index leaves out (schema version 16).
+/// The kind index as this database has it (schema version 16): the `words` ids its
+/// condition leaves out, read from the index's own SQL, so that a query repeats exactly
+/// that condition whatever [`Kind::EVERY_TASK`] says in a later build (changing which
+/// kinds the index holds takes a migration that rebuilds it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct EveryTaskKinds {
-    /// 'log' (id 1) and the ids of [`Kind::EVERY_TASK`], ascending.
-    ids: Vec<i64>,
+pub(crate) struct KindIndex {
+    /// The ids its condition names, in its order.
+    left_out: Vec<i64>,
+    /// Per kind, in [`Kind::ALL`] order: whether the index holds its entries.
+    holds: [bool; Kind::ALL.len()],
 }
 
-impl EveryTaskKinds {
-    /// The kind index's condition on `column`, as the index was created: a query repeats
-    /// it, term for term, for the planner to use the index. Inequalities, not `NOT IN`:
-    /// SQLite builds a temporary b-tree of an `IN` list each time an insert evaluates it
-    /// (it took the writer's instructions up by 45 %).
-    pub(crate) fn index_condition(&self, column: &str) -> String {
-        let terms: Vec<String> = self
-            .ids
-            .iter()
-            .map(|id| format!("{column} <> {id}"))
-            .collect();
+impl KindIndex {
+    /// `column <> id AND …` for every id. Inequalities, not `NOT IN`: SQLite builds a
+    /// temporary b-tree of an `IN` list each time an insert evaluates the condition (it
+    /// took the writer's instructions up by 45 %).
+    fn condition(ids: &[i64], column: &str) -> String {
+        let terms: Vec<String> = ids.iter().map(|id| format!("{column} <> {id}")).collect();
         terms.join(" AND ")
     }
 
-    /// Whether the kind index holds the entries of `kind`.
-    pub(crate) fn indexed(kind: Kind) -> bool {
-        kind != Kind::Log && !Kind::EVERY_TASK.contains(&kind)
+    /// The index's condition on `column`: a query repeats it, term for term, for the
+    /// planner to use the index.
+    pub(crate) fn condition_on(&self, column: &str) -> String {
+        Self::condition(&self.left_out, column)
     }
-}
 
-/// Reads the ids of 'log' and of [`Kind::EVERY_TASK`] (all present from version 16 on).
-pub(crate) fn every_task_kinds(conn: &Connection) -> rusqlite::Result<EveryTaskKinds> {
-    let mut ids = vec![1];
-    let mut find = conn.prepare("SELECT id FROM words WHERE word = ?1")?;
-    for kind in Kind::EVERY_TASK {
-        ids.push(find.query_row([kind.as_str()], |row| row.get(0))?);
+    /// Whether the index holds the entries of `kind` (a kind without a `words` row yet
+    /// gets an id the condition does not name).
+    pub(crate) fn holds(&self, kind: Kind) -> bool {
+        self.holds[kind as usize]
     }
-    ids.sort_unstable();
-    Ok(EveryTaskKinds { ids })
+
+    pub(crate) fn read(conn: &Connection) -> rusqlite::Result<KindIndex> {
+        let sql: String = conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'entries_kind'",
+            [],
+            |row| row.get(0),
+        )?;
+        let left_out: Vec<i64> = sql
+            .split_once(" WHERE ")
+            .map_or("", |(_, condition)| condition)
+            .split(" AND ")
+            .filter_map(|term| term.trim().strip_prefix("kind_id <> "))
+            .filter_map(|id| id.trim().parse().ok())
+            .collect();
+        let mut holds = [true; Kind::ALL.len()];
+        let mut find = conn.prepare("SELECT id FROM words WHERE word = ?1")?;
+        for kind in Kind::ALL {
+            let id: Option<i64> = find
+                .query_row([kind.as_str()], |row| row.get(0))
+                .optional()?;
+            holds[kind as usize] = !id.is_some_and(|id| left_out.contains(&id));
+        }
+        Ok(KindIndex { left_out, holds })
+    }
 }
 
 /// Adds one (key, status) group of new task rows, summed by the writer, to the figures
@@ -968,7 +994,7 @@ pub(crate) const FIGURES_OF_NEW_ROWS: [(&str, &str); 2] = [
 mod tests {
     use rusqlite::Connection;
 
-    use super::{every_task_kinds, MIGRATIONS, SCHEMA_VERSION};
+    use super::{KindIndex, MIGRATIONS, SCHEMA_VERSION};
     use crate::model::{Kind, Level};
     use crate::store::query::LogFilter;
     use crate::store::{Store, StoreConfig};
@@ -1296,9 +1322,9 @@ mod tests {
             .query_row(
                 &format!(
                     "SELECT count(*) FROM entries INDEXED BY entries_kind WHERE {}",
-                    every_task_kinds(&conn)
-                        .expect("ids")
-                        .index_condition("kind_id")
+                    KindIndex::read(&conn)
+                        .expect("index")
+                        .condition_on("kind_id")
                 ),
                 [],
                 |r| r.get(0),
@@ -1311,9 +1337,9 @@ mod tests {
                     "EXPLAIN QUERY PLAN SELECT e.id FROM entries e
                      WHERE e.kind_id = {} AND {} ORDER BY e.time_ns DESC, e.id DESC LIMIT 3",
                     id_of(kind.as_str()),
-                    every_task_kinds(&conn)
-                        .expect("ids")
-                        .index_condition("e.kind_id")
+                    KindIndex::read(&conn)
+                        .expect("index")
+                        .condition_on("e.kind_id")
                 ),
                 [],
                 |r| r.get(3),
@@ -1324,6 +1350,12 @@ mod tests {
             plan(Kind::Raw).contains("entries_kind"),
             "{}",
             plan(Kind::Raw)
+        );
+        let index = KindIndex::read(&conn).expect("index");
+        let held: Vec<Kind> = Kind::ALL.into_iter().filter(|k| index.holds(*k)).collect();
+        assert_eq!(
+            held,
+            [Kind::Raw, Kind::NodeRegistered, Kind::ExecutionStderr]
         );
         store.close().expect("close");
     }
