@@ -46,19 +46,43 @@ pub(crate) fn start_hub(dir: &Path) -> Hub {
     }
 }
 
+impl Hub {
+    pub(crate) fn url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.server.port)
+    }
+
+    /// An aggregator's configuration for this hub: the `aggregator` user over TLS, and
+    /// the stream created by the aggregator.
+    pub(crate) fn aggregator_config(&self, dir: &Path) -> truebit_aggregator::config::Config {
+        let mut cfg = config(dir, &self.url());
+        cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
+            user: "aggregator".into(),
+            password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
+        };
+        cfg.nats.ca_file = Some(self.ca.clone());
+        cfg.create_stream = true;
+        cfg
+    }
+
+    /// A monitor's connection: the shared `monitor` user over TLS.
+    pub(crate) async fn monitor(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::with_user_and_password(
+            "monitor".into(),
+            MONITOR_PASSWORD.into(),
+        )
+        .add_root_certificates(self.ca.clone())
+        .connect(&self.url())
+        .await
+        .expect("the monitor connects over TLS")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() {
     let dir = tempdir();
     let hub = start_hub(dir.path());
-    let url = format!("tls://127.0.0.1:{}", hub.server.port);
     let clock = clock_at(NOON + 2 * 300 + 30);
-    let mut cfg = config(dir.path(), &url);
-    cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
-        user: "aggregator".into(),
-        password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
-    };
-    cfg.nats.ca_file = Some(hub.ca.clone());
-    cfg.create_stream = true;
+    let cfg = hub.aggregator_config(dir.path());
     let noise = noise_of(&cfg);
     let app = spawn_app(cfg, clock.clone()).await;
     wait_until(20, "the stream and the consumer", async || {
@@ -68,14 +92,7 @@ async fn the_aggregator_runs_with_the_shipped_nats_config_and_its_permissions() 
 
     // A monitor (the shared `monitor` user) publishes acknowledged reports and reads
     // the statistics.
-    let monitor = async_nats::ConnectOptions::with_user_and_password(
-        "monitor".into(),
-        MONITOR_PASSWORD.into(),
-    )
-    .add_root_certificates(hub.ca.clone())
-    .connect(&url)
-    .await
-    .expect("the monitor connects over TLS");
+    let monitor = hub.monitor().await;
     let mut stats = monitor.subscribe(STATS_SUBJECT).await.expect("subscribe");
     let js = async_nats::jetstream::new(monitor.clone());
     for n in 1..=5 {

@@ -319,29 +319,16 @@ async fn a_single_aggregator_on_the_shipped_conf_answers_a_one_of_one_proof() {
     use crate::hub::{start_hub, AGGREGATOR_PASSWORD, MONITOR_PASSWORD};
     let dir = tempdir();
     let hub = start_hub(dir.path());
-    let url = format!("tls://127.0.0.1:{}", hub.server.port);
+    let url = hub.url();
     let now = DAY0 + 2 * DAY + 3_600;
     let clock = clock_at(now);
-    let mut cfg = config(dir.path(), &url);
-    cfg.nats.auth = truebit_aggregator::config::NatsAuth::UserPassword {
-        user: "aggregator".into(),
-        password: truebit_aggregator::config::SecretString::from(AGGREGATOR_PASSWORD),
-    };
-    cfg.nats.ca_file = Some(hub.ca.clone());
-    cfg.create_stream = true;
+    let cfg = hub.aggregator_config(dir.path());
     let app = spawn_app(cfg, clock).await;
     wait_until(20, "the stream and the consumer", async || {
         app.state.metrics.snapshot().delivery == Some("jetstream")
     })
     .await;
-    let monitor = async_nats::ConnectOptions::with_user_and_password(
-        "monitor".into(),
-        MONITOR_PASSWORD.into(),
-    )
-    .add_root_certificates(hub.ca.clone())
-    .connect(&url)
-    .await
-    .expect("the monitor connects over TLS");
+    let monitor = hub.monitor().await;
     let js = async_nats::jetstream::new(monitor.clone());
     let wires = node_wires();
     let count = wires.len() as u64;

@@ -256,7 +256,7 @@ impl TestApp {
         r.json()
     }
 
-    async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         uri: &str,
         auth: Auth<'_>,

@@ -537,17 +537,7 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
 
     // On: the identity exists; the node's reports of yesterday reach the hub.
     let r = app
-        .send(
-            crate::http::request(
-                Method::POST,
-                "/api/federation/enable",
-                Auth::Bearer(KEY),
-                crate::http::ip(1),
-            )
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from("{}"))
-            .expect("request"),
-        )
+        .post_json("/api/federation/enable", Auth::Bearer(KEY), json!({}), &[])
         .await;
     assert_eq!(
         r.status,
@@ -619,17 +609,7 @@ async fn the_api_and_the_cli_fetch_a_proof_a_single_aggregator_signed() {
 
     // A read key may not ask; bad and open days are 400 naming the parameter.
     let created = app
-        .send(
-            crate::http::request(
-                Method::POST,
-                "/api/keys",
-                Auth::Bearer(KEY),
-                crate::http::ip(1),
-            )
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(json!({ "name": "ro" }).to_string()))
-            .expect("request"),
-        )
+        .post_json("/api/keys", Auth::Bearer(KEY), json!({ "name": "ro" }), &[])
         .await
         .json();
     let read = created["key"].as_str().expect("key").to_owned();
