@@ -25,7 +25,7 @@ use super::{Batch, StoreError, BUSY_TIMEOUT};
 pub(crate) const WAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Committed batches waiting to be freed, at most; beyond, the writer frees them itself.
-/// Each is a whole transaction's entries (up to 4,096 during an import, a few MiB of
+/// Each is a whole transaction's entries (up to 8,192 during an import, a few MiB of
 /// long entries), so this bound is part of the import's peak memory (four, freed by the
 /// checkpoint thread between checkpoints, took 1 GiB of long entries to 65.8 MiB under
 /// load, over the 64 MiB bound; docs/PERFORMANCE.md, import memory).
