@@ -4,9 +4,32 @@
 //! ([`shipped_nats_conf`]), and a test CA with a server certificate for 127.0.0.1 made
 //! with the openssl CLI ([`certificates`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A loopback TCP port that was free a moment ago, for a server the test starts. Never the
+/// same port twice in one test process: `bind(0)` can hand back a port just released, and
+/// two servers given the same one lost one of them ("Address already in use"; the
+/// aggregator's SIGKILL cluster test failed so, once in a few runs).
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if GIVEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(port)
+        {
+            return port;
+        }
+    }
+}
 
 /// The path of `name`: the environment variable `env` if set, else the first in `PATH`,
 /// /usr/sbin, /sbin or /usr/local/bin. Panics with what to install.

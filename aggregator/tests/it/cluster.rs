@@ -19,6 +19,7 @@ use truebit_protocol::identity::PublicKey;
 use truebit_protocol::sign::SigningKey;
 use truebit_protocol::stats::NetworkStats;
 use truebit_protocol::{REPORT_SUBJECT, STATS_SUBJECT};
+use truebit_testkit::free_port;
 
 use crate::support::*;
 
@@ -37,15 +38,6 @@ fn server_env() -> Vec<(String, String)> {
             format!("\"{AGGREGATOR_PASSWORD}\""),
         ),
     ]
-}
-
-/// A free TCP port on 127.0.0.1 (for the route listeners, which the confs name).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// deploy/nats/nats-`i`.conf made runnable in `dir`: certificates from `certs`, the

@@ -31,7 +31,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
-use truebit_testkit::find_program;
+use truebit_testkit::{find_program, free_port};
 
 use crate::support;
 
@@ -263,12 +263,4 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }

@@ -22,6 +22,7 @@ use truebit_protocol::report::{Level, NodeState, NodeStatus, Report};
 use truebit_protocol::sign::SigningKey;
 use truebit_protocol::window::WindowStart;
 use truebit_protocol::REPORT_SUBJECT;
+use truebit_testkit::free_port;
 
 use crate::http::{app_at, settings, Auth, KEY};
 use crate::support::tempdir;
@@ -43,13 +44,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// 2024-06-01T00:00:00Z: the day the reports cover.
