@@ -228,6 +228,27 @@ impl Running {
             .find(|s| s.channel == channel)
             .expect("the channel's stats")
     }
+
+    /// Waits until the channel's stats satisfy `pred`: the receiver records a request
+    /// before it answers, and the sender counts the delivery only once the answer is in.
+    async fn wait_stats(
+        &self,
+        channel: &str,
+        pred: impl Fn(&ChannelStats) -> bool,
+    ) -> ChannelStats {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let stats = self.stats(channel).await;
+            if pred(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {channel}'s stats; last seen: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 fn now_ns() -> i64 {
@@ -545,7 +566,9 @@ async fn email_reaches_a_real_smtp_server() {
     ] {
         assert!(mail.contains(expected), "{expected:?} not in:\n{mail}");
     }
-    let stats = running.stats("email").await;
+    let stats = running
+        .wait_stats("email", |s| s.delivered_total > 0 || s.failures_total > 0)
+        .await;
     assert_eq!((stats.queued, stats.delivered_total), (0, 1), "{stats:?}");
 
     // The test action, on the same server.
@@ -697,9 +720,12 @@ async fn a_hanging_receiver_is_cut_by_the_timeout_and_retried() {
     let store = support::open_store(&dir.path().join("m.db"));
     let rx = Receiver::start().await;
     rx.recorder.hang.store(1, Ordering::SeqCst);
+    // A timeout long enough that the answered attempt is not cut too on a busy machine.
+    let mut delivery = quick();
+    delivery.timeout = Duration::from_millis(1500);
     let running = Running::start(
         &store,
-        &channels(&[spec("hook", "webhook", &rx.url("/"))], quick()),
+        &channels(&[spec("hook", "webhook", &rx.url("/"))], delivery),
     );
     running
         .alerts
@@ -716,13 +742,15 @@ async fn a_hanging_receiver_is_cut_by_the_timeout_and_retried() {
         rules_and_states(&seen[0].json()),
         vec![("no_tasks".into(), "firing".into())]
     );
-    let stats = running.stats("hook").await;
+    let stats = running
+        .wait_stats("hook", |s| s.delivered_total > 0 || s.failures_total > 1)
+        .await;
     assert_eq!(
         (stats.failures_total, stats.delivered_total, stats.queued),
         (1, 1, 0),
         "{stats:?}"
     );
-    assert_eq!(stats.last_error.as_deref(), Some("no answer within 0.5 s"));
+    assert_eq!(stats.last_error.as_deref(), Some("no answer within 1.5 s"));
     running.stop().await;
 }
 
