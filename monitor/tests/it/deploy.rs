@@ -15,7 +15,8 @@
 //! - `deploy/nats-server.conf` runs in a real nats-server (test certificates from the
 //!   openssl CLI) and the monitor and aggregator users are held to their subjects;
 //! - the systemd units pass `systemd-analyze verify` and its offline security review;
-//! - the restore recipe of docs/OPERATIONS.md is run as written next to a stale `-wal`;
+//! - the restore recipe of docs/OPERATIONS.md is run as written next to a stale `-wal`,
+//!   and its page-size conversion on a 4 KiB-page database;
 //! - a read-only bind of the Docker socket still lets a client create a container (the
 //!   claim docs/OPERATIONS.md makes), against the private dockerd.
 //!

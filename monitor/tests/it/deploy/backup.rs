@@ -1,6 +1,7 @@
 //! The restore recipe of docs/OPERATIONS.md, run as written (its shell script, with the
 //! volume and backup folders replaced by temporary ones) over a database whose `-wal`
-//! was left behind by a killed writer.
+//! was left behind by a killed writer; and its page-size conversion, as written, on a
+//! database with the 4 KiB pages of the builds before 16 KiB.
 
 use super::*;
 
@@ -139,4 +140,83 @@ fn the_documented_restore_is_safe_next_to_a_stale_wal() {
         stderr(&out)
     );
     assert_eq!(entries(&sqlite3, &db), backed_up);
+}
+
+/// The SQL of the first `sqlite3 "$DB" '…'` line after `marker` in docs/OPERATIONS.md.
+fn documented_sql(marker: &str) -> String {
+    let doc = read("docs/OPERATIONS.md");
+    let from = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("OPERATIONS.md says {marker:?}"));
+    let rest = &doc[from..];
+    let start = rest
+        .find("sqlite3 \"$DB\" '")
+        .expect("a sqlite3 command follows")
+        + "sqlite3 \"$DB\" '".len();
+    let len = rest[start..].find('\'').expect("the SQL ends");
+    rest[start..start + len].to_owned()
+}
+
+#[test]
+fn the_documented_page_size_conversion_keeps_everything_and_the_monitor_opens_it() {
+    let sqlite3 = find_program("sqlite3", "TRUEBIT_TEST_SQLITE3");
+    let dir = support::tempdir();
+    let db = dir.path().join("monitor.db");
+    let (log, _) = truebit_monitor::demo::fixture(303, 20);
+    import(&db, &support::write(&dir.path().join("a.log"), &log));
+    let page_size = |db: &Path| {
+        stdout(&sqlite(&sqlite3, db, "PRAGMA page_size"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(page_size(&db), "16384", "a new database");
+    // A database from before 16 KiB pages.
+    let out = sqlite(
+        &sqlite3,
+        &db,
+        "PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM; PRAGMA journal_mode=WAL;",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(page_size(&db), "4096");
+    let before = entries(&sqlite3, &db);
+    assert_ne!(before, "0");
+    let tasks = |db: &Path| {
+        stdout(&sqlite(
+            &sqlite3,
+            db,
+            "SELECT count(*), sum(status = 'failed') FROM tasks",
+        ))
+        .trim()
+        .to_owned()
+    };
+    let tasks_before = tasks(&db);
+
+    let sql = documented_sql("To convert one");
+    assert!(
+        sql.contains("page_size=16384") && sql.contains("VACUUM"),
+        "{sql}"
+    );
+    let out = sqlite(&sqlite3, &db, &sql);
+    assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    assert_eq!(page_size(&db), "16384");
+    let out = sqlite(&sqlite3, &db, "PRAGMA integrity_check");
+    assert_eq!(stdout(&out).trim(), "ok");
+    assert_eq!(entries(&sqlite3, &db), before);
+    assert_eq!(tasks(&db), tasks_before);
+    assert!(
+        !dir.path().join("monitor.db-journal").exists(),
+        "no rollback journal left"
+    );
+    let path = db.display().to_string();
+    let out = monitor(
+        &["api-key", "list"],
+        &[("DB_PATH", &path), ("LOG_RETENTION_DAYS", "0")],
+    );
+    assert!(
+        out.status.success(),
+        "the monitor opens it: {}",
+        stderr(&out)
+    );
+    assert_eq!(page_size(&db), "16384", "and keeps its pages");
+    assert_eq!(entries(&sqlite3, &db), before);
 }
